@@ -1,0 +1,74 @@
+"""Command-line entry: the TUI by default, subcommands for headless work.
+
+Each subcommand lives in its own module under ``xnat_tui.commands`` and exposes
+``register(subparsers)``; modules are discovered, so adding a command touches no
+shared file. Heavy imports (Textual, the engine) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from xnat_tui import __version__, commands
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags every command that talks to a server shares."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--server", metavar="URL", help="XNAT base URL (or env XNAT_HOST)")
+    group.add_argument("--user", metavar="USER", help="user name or alias token (or XNAT_USER)")
+    group.add_argument("--profile", metavar="NAME", help="server profile from the config file")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    group.add_argument(
+        "--insecure", action="store_true", help="do not verify the server's TLS certificate"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xnat-tui",
+        description="Upload DICOM sessions to XNAT and triage its prearchive.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start the built-in demo sandbox server in-process and log in as alice",
+    )
+    add_connection_arguments(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            from xnat_tui.ui.launch import run_tui
+
+            return run_tui(args)
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

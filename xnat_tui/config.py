@@ -1,0 +1,282 @@
+"""Typed configuration: TOML on disk, dataclasses in memory, XDG paths.
+
+The config never holds a password: credentials come from a prompt, ``~/.netrc``,
+the environment or an alias token at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+APP_NAME = "xnat-tui"
+CONFIG_ENV = "XNAT_TUI_CONFIG"
+
+DESTINATIONS = ("project", "prearchive", "archive")
+OVERWRITE_MODES = ("none", "append", "delete")
+ANON_PROFILES = ("none", "xnat", "basic")
+
+DEFAULT_ROUTING_PATTERNS: tuple[dict[str, str], ...] = (
+    {
+        "tag": "StudyDescription",
+        "regex": r"xnat://(?P<project>[\w-]+)/(?P<subject>[\w-]+)/(?P<session>[\w-]+)",
+    },
+)
+
+
+class ConfigError(Exception):
+    """The config file exists but cannot be used; the message says where and why."""
+
+
+def _xdg(env: str, fallback: str) -> Path:
+    value = os.environ.get(env, "")
+    # XDG says relative values are invalid and must be ignored.
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path.home() / fallback
+
+
+def config_path() -> Path:
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override).expanduser()
+    return _xdg("XDG_CONFIG_HOME", ".config") / APP_NAME / "config.toml"
+
+
+def state_dir() -> Path:
+    """Journal, receipts and logs: things that must survive a restart."""
+    return _xdg("XDG_STATE_HOME", ".local/state") / APP_NAME
+
+
+def cache_dir() -> Path:
+    """Rescan cache and server listings: safe to delete at any time."""
+    return _xdg("XDG_CACHE_HOME", ".cache") / APP_NAME
+
+
+@dataclass
+class ServerProfile:
+    name: str
+    url: str
+    user: str = ""
+    verify_tls: bool = True
+    ca_bundle: str = ""
+    # Anonymization applied client-side for this server unless a project overrides it.
+    anonymization: str = "none"
+
+
+@dataclass
+class RoutingPattern:
+    """A site convention that carries project/subject/session in a DICOM text field."""
+
+    tag: str
+    regex: str
+
+
+@dataclass
+class ProjectSettings:
+    anonymization: str = ""
+    subject_pattern: str = ""
+    session_pattern: str = ""
+
+
+@dataclass
+class Defaults:
+    concurrency: int = 4
+    destination: str = "project"
+    overwrite: str = "none"
+    subject_pattern: str = "{PatientID}"
+    session_pattern: str = "{subject}_{Modality}_{n}"
+    theme: str = "textual-dark"
+    bandwidth_limit_mbps: float = 0.0
+    anonymization: str = "none"
+    routing_patterns: list[RoutingPattern] = field(
+        default_factory=lambda: [RoutingPattern(**p) for p in DEFAULT_ROUTING_PATTERNS]
+    )
+
+
+@dataclass
+class Config:
+    default_profile: str = ""
+    profiles: dict[str, ServerProfile] = field(default_factory=dict)
+    defaults: Defaults = field(default_factory=Defaults)
+    # Binding id -> key(s), e.g. {"upload.queue": "ctrl+u"}.
+    keymap: dict[str, str] = field(default_factory=dict)
+    projects: dict[str, ProjectSettings] = field(default_factory=dict)
+    path: Path | None = None
+
+    def profile(self, name: str | None = None) -> ServerProfile | None:
+        key = name or self.default_profile
+        if key:
+            return self.profiles.get(key)
+        if len(self.profiles) == 1:
+            return next(iter(self.profiles.values()))
+        return None
+
+    def anonymization_for(self, profile: ServerProfile | None, project: str) -> str:
+        per_project = self.projects.get(project)
+        if per_project and per_project.anonymization:
+            return per_project.anonymization
+        if profile and profile.anonymization:
+            return profile.anonymization
+        return self.defaults.anonymization
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
+    return value
+
+
+def _choice(value: str, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _parse_defaults(raw: dict[str, Any]) -> Defaults:
+    d = Defaults()
+    where = "[defaults]"
+    known = {f for f in d.__dataclass_fields__}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+    if "concurrency" in raw:
+        d.concurrency = _expect(raw["concurrency"], int, f"{where} concurrency")
+        if not 1 <= d.concurrency <= 32:
+            raise ConfigError(f"{where} concurrency: must be between 1 and 32")
+    if "destination" in raw:
+        d.destination = _choice(
+            _expect(raw["destination"], str, where), DESTINATIONS, f"{where} destination"
+        )
+    if "overwrite" in raw:
+        d.overwrite = _choice(
+            _expect(raw["overwrite"], str, where), OVERWRITE_MODES, f"{where} overwrite"
+        )
+    if "anonymization" in raw:
+        d.anonymization = _choice(
+            _expect(raw["anonymization"], str, where), ANON_PROFILES, f"{where} anonymization"
+        )
+    for key in ("subject_pattern", "session_pattern", "theme"):
+        if key in raw:
+            setattr(d, key, _expect(raw[key], str, f"{where} {key}"))
+    if "bandwidth_limit_mbps" in raw:
+        d.bandwidth_limit_mbps = float(
+            _expect(raw["bandwidth_limit_mbps"], (int, float), f"{where} bandwidth_limit_mbps")
+        )
+    if "routing_patterns" in raw:
+        patterns = _expect(raw["routing_patterns"], list, f"{where} routing_patterns")
+        d.routing_patterns = []
+        for i, item in enumerate(patterns):
+            item = _expect(item, dict, f"{where} routing_patterns[{i}]")
+            try:
+                d.routing_patterns.append(RoutingPattern(tag=item["tag"], regex=item["regex"]))
+            except KeyError as exc:
+                raise ConfigError(
+                    f"{where} routing_patterns[{i}]: missing {exc.args[0]!r}"
+                ) from None
+    return d
+
+
+def _parse(raw: dict[str, Any], path: Path | None) -> Config:
+    cfg = Config(path=path)
+    for key in raw:
+        if key not in ("default_profile", "profiles", "defaults", "keymap", "projects"):
+            raise ConfigError(f"unknown top-level setting {key!r}")
+    cfg.default_profile = _expect(raw.get("default_profile", ""), str, "default_profile")
+    profiles = _expect(raw.get("profiles", {}), dict, "[profiles]")
+    for name, body in profiles.items():
+        where = f"[profiles.{name}]"
+        body = _expect(body, dict, where)
+        if "password" in body:
+            raise ConfigError(
+                f"{where}: passwords are never read from the config; "
+                "use the prompt, ~/.netrc, XNAT_PASS or an alias token"
+            )
+        if "url" not in body:
+            raise ConfigError(f"{where}: missing 'url'")
+        unknown = set(body) - {"url", "user", "verify_tls", "ca_bundle", "anonymization"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        cfg.profiles[name] = ServerProfile(
+            name=name,
+            url=_expect(body["url"], str, f"{where} url").rstrip("/"),
+            user=_expect(body.get("user", ""), str, f"{where} user"),
+            verify_tls=_expect(body.get("verify_tls", True), bool, f"{where} verify_tls"),
+            ca_bundle=_expect(body.get("ca_bundle", ""), str, f"{where} ca_bundle"),
+            anonymization=_choice(
+                _expect(body.get("anonymization", "none"), str, where),
+                ANON_PROFILES,
+                f"{where} anonymization",
+            ),
+        )
+    if cfg.default_profile and cfg.default_profile not in cfg.profiles:
+        raise ConfigError(f"default_profile {cfg.default_profile!r} is not a defined profile")
+    cfg.defaults = _parse_defaults(_expect(raw.get("defaults", {}), dict, "[defaults]"))
+    keymap = _expect(raw.get("keymap", {}), dict, "[keymap]")
+    cfg.keymap = {str(k): _expect(v, str, f"[keymap] {k}") for k, v in keymap.items()}
+    projects = _expect(raw.get("projects", {}), dict, "[projects]")
+    for pid, body in projects.items():
+        where = f"[projects.{pid}]"
+        body = _expect(body, dict, where)
+        anon = _expect(body.get("anonymization", ""), str, f"{where} anonymization")
+        if anon:
+            _choice(anon, ANON_PROFILES, f"{where} anonymization")
+        cfg.projects[pid] = ProjectSettings(
+            anonymization=anon,
+            subject_pattern=_expect(body.get("subject_pattern", ""), str, where),
+            session_pattern=_expect(body.get("session_pattern", ""), str, where),
+        )
+    return cfg
+
+
+def load(path: Path | None = None) -> Config:
+    """Read the config; a missing file gives the defaults, a broken one a ConfigError."""
+    target = path or config_path()
+    try:
+        with open(target, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        return Config(path=target)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{target}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{target}: {exc.strerror}") from None
+    try:
+        return _parse(raw, target)
+    except ConfigError as exc:
+        raise ConfigError(f"{target}: {exc}") from None
+
+
+def to_toml(cfg: Config) -> str:
+    body: dict[str, Any] = {}
+    if cfg.default_profile:
+        body["default_profile"] = cfg.default_profile
+    body["profiles"] = {
+        name: {k: v for k, v in asdict(p).items() if k != "name" and v != ""}
+        for name, p in cfg.profiles.items()
+    }
+    body["defaults"] = asdict(cfg.defaults)
+    if cfg.keymap:
+        body["keymap"] = dict(cfg.keymap)
+    if cfg.projects:
+        body["projects"] = {
+            pid: {k: v for k, v in asdict(s).items() if v} for pid, s in cfg.projects.items()
+        }
+    return tomli_w.dumps(body)
+
+
+def save(cfg: Config, path: Path | None = None) -> Path:
+    """Write atomically so a crash never leaves half a config behind."""
+    target = path or cfg.path or config_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(to_toml(cfg), encoding="utf-8")
+    os.replace(tmp, target)
+    cfg.path = target
+    return target

@@ -1,0 +1,1 @@
+"""Local DICOM: scanning, model, checks, routing, anonymization (no Textual)."""

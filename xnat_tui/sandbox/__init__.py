@@ -1,0 +1,1 @@
+"""XNAT-compatible test and demo server (aiohttp.web); not XNAT itself."""

@@ -1,0 +1,1 @@
+"""Upload engine: journal, planner, packer, scheduler, verifier (no Textual)."""

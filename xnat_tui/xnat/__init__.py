@@ -1,0 +1,1 @@
+"""Async XNAT REST client, label rules and typed errors (no Textual)."""
