@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from xnat_tui.ui.launch import run_tui
 
-            return run_tui(args)
+            return int(run_tui(args))
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
