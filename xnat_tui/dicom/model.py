@@ -1,0 +1,360 @@
+"""Typed model of what a scan finds: sessions (studies), scans (series), files, problems.
+
+Sessions are keyed by StudyInstanceUID, scans by SeriesInstanceUID, exactly as XNAT
+groups an upload. The upload engine, the TUI and the sandbox all code against these
+names, so fields are only ever added, never renamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "error"]
+
+
+class ProblemKind:
+    """Stable identifiers for ``Problem.kind`` (shown in the UI and in ``--json``)."""
+
+    # Per file.
+    NOT_DICOM = "not-dicom"
+    JUNK = "junk"  # hidden/system files: .DS_Store, Thumbs.db, ._resource forks
+    UNREADABLE = "unreadable"  # permission denied, vanished during the scan, I/O error
+    EMPTY = "empty"  # zero bytes
+    TRUNCATED = "truncated"  # file ends before the header or pixel data it declares
+    CORRUPT = "corrupt"  # parse error
+    INCOMPLETE = "incomplete"  # parses, but a required UID is missing
+    DICOMDIR = "dicomdir"  # media directory: skipped, never uploaded
+    SYMLINK_LOOP = "symlink-loop"  # directory already visited (loop or second path to it)
+    # Duplicates across files.
+    DUPLICATE_IDENTICAL = "duplicate-identical"  # same SOPInstanceUID, same bytes
+    DUPLICATE_CONFLICT = "duplicate-conflict"  # same SOPInstanceUID, different content
+    # Per session / scan consistency.
+    MULTIPLE_PATIENTS = "multiple-patients"  # several PatientIDs/PatientNames in one study
+    MIXED_MODALITY = "mixed-modality"  # one series, several modalities
+    DUPLICATE_SERIES_NUMBER = "duplicate-series-number"  # two series share a SeriesNumber
+    INSTANCE_GAP = "instance-gap"  # InstanceNumber sequence has holes
+    BURNED_IN_PHI = "burned-in-phi"  # BurnedInAnnotation=YES, SC/US/OT, dose screens
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something the user should know about; never stops the scan.
+
+    ``path`` is the file (or the session root / series folder for grouped checks);
+    ``detail`` is a sentence a user can act on.
+    """
+
+    path: str
+    kind: str
+    detail: str
+    severity: Severity = "warning"
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "detail": self.detail,
+            "severity": self.severity,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingProposal:
+    """Project/subject/session labels suggested by the DICOM itself.
+
+    ``source`` says where it came from, e.g. ``"PatientComments"`` (XNAT's
+    ``Project: P Subject: S Session: E`` form) or ``"pattern:StudyDescription"``
+    (a configured site pattern). Any of the three may be empty when the source names
+    only some of them.
+    """
+
+    project: str
+    subject: str
+    session: str
+    source: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "project": self.project,
+            "subject": self.subject,
+            "session": self.session,
+            "source": self.source,
+        }
+
+
+@dataclass(slots=True)
+class FileRef:
+    """One DICOM instance on disk, as read from its header."""
+
+    path: Path
+    size: int
+    mtime: float
+    sop_instance_uid: str
+    transfer_syntax: str  # "" when the file has no meta header (implicit VR LE assumed)
+    sop_class_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    instance_number: int | None = None
+    modality: str = ""
+    # True when the file has the 128-byte preamble + "DICM" + meta group (a Part 10 file).
+    part10: bool = True
+
+
+@dataclass(slots=True)
+class Scan:
+    """One series (XNAT scan), keyed by SeriesInstanceUID."""
+
+    series_instance_uid: str
+    study_instance_uid: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    modality: str = ""
+    sop_class_uid: str = ""
+    files: list[FileRef] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    # Every Modality value seen in this series (more than one is reported as a problem).
+    modalities: set[str] = field(default_factory=set)
+    # Keyword values of the first file that are useful in labels and filters
+    # (ImageType, BodyPartExamined, ProtocolName, BurnedInAnnotation...).
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files)
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def instance_numbers(self) -> list[int]:
+        return sorted(f.instance_number for f in self.files if f.instance_number is not None)
+
+    @property
+    def label(self) -> str:
+        """XNAT's scan ID is the SeriesNumber; fall back to the UID tail."""
+        if self.series_number is not None:
+            return str(self.series_number)
+        return self.series_instance_uid.rsplit(".", 1)[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "series_instance_uid": self.series_instance_uid,
+            "series_number": self.series_number,
+            "series_description": self.series_description,
+            "modality": self.modality,
+            "sop_class_uid": self.sop_class_uid,
+            "file_count": self.file_count,
+            "size": self.size,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+@dataclass(slots=True)
+class Session:
+    """One study (XNAT image session), keyed by StudyInstanceUID."""
+
+    study_instance_uid: str
+    patient_id: str = ""
+    patient_name: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    study_description: str = ""
+    accession_number: str = ""
+    # Sorted distinct modalities of the scans; ``modality`` is the primary one
+    # (MR > PT > CT > ... > SR/OT/SC), which decides the XNAT session type.
+    modalities: list[str] = field(default_factory=list)
+    modality: str = ""
+    # Deepest folder containing every file of the session.
+    root: Path | None = None
+    routing: list[RoutingProposal] = field(default_factory=list)
+    scans: dict[str, Scan] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    # DICOM keyword -> value of the first file, for label templates
+    # ("{PatientID}_{StudyDate}"): PatientID, PatientName, StudyDate, StudyTime,
+    # StudyDescription, AccessionNumber, Modality, StudyID, PatientBirthDate,
+    # PatientSex, InstitutionName, ReferringPhysicianName, ...
+    fields: dict[str, str] = field(default_factory=dict)
+    # Every PatientID / PatientName seen in this study (more than one is a problem).
+    patient_ids: set[str] = field(default_factory=set)
+    patient_names: set[str] = field(default_factory=set)
+
+    @property
+    def file_count(self) -> int:
+        return sum(s.file_count for s in self.scans.values())
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.scans.values())
+
+    @property
+    def files(self) -> list[FileRef]:
+        return [f for s in self.scans.values() for f in s.files]
+
+    @property
+    def routing_proposal(self) -> RoutingProposal | None:
+        """The proposal to use by default (first in precedence order)."""
+        return self.routing[0] if self.routing else None
+
+    def sorted_scans(self) -> list[Scan]:
+        """Scans in the order XNAT shows them: by SeriesNumber, then UID."""
+        return sorted(
+            self.scans.values(),
+            key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        proposal = self.routing_proposal
+        return {
+            "study_instance_uid": self.study_instance_uid,
+            "patient_id": self.patient_id,
+            "patient_name": self.patient_name,
+            "study_date": self.study_date,
+            "study_time": self.study_time,
+            "study_description": self.study_description,
+            "accession_number": self.accession_number,
+            "modalities": list(self.modalities),
+            "modality": self.modality,
+            "root": str(self.root) if self.root is not None else None,
+            "routing": proposal.to_json() if proposal else None,
+            "routing_proposals": [r.to_json() for r in self.routing],
+            "file_count": self.file_count,
+            "size": self.size,
+            "scans": [s.to_json() for s in self.sorted_scans()],
+            "problems": [p.to_json() for p in self.problems]
+            + [p.to_json() for s in self.sorted_scans() for p in s.problems],
+        }
+
+
+# Which modality names the XNAT session when a study mixes several
+# (e.g. PET/CT is a PET session, an MR with an SR report is an MR session).
+MODALITY_PRECEDENCE: tuple[str, ...] = (
+    "PT",
+    "MR",
+    "CT",
+    "NM",
+    "US",
+    "XA",
+    "RF",
+    "MG",
+    "CR",
+    "DX",
+    "IO",
+    "ES",
+    "XC",
+    "OP",
+    "OPT",
+    "ECG",
+    "EEG",
+    "RTIMAGE",
+    "SEG",
+    "RTSTRUCT",
+    "RTPLAN",
+    "RTDOSE",
+    "REG",
+    "SC",
+    "SR",
+    "KO",
+    "PR",
+    "DOC",
+    "OT",
+)
+
+
+def primary_modality(modalities: set[str] | list[str]) -> str:
+    """The modality that decides the XNAT session type; "" if none known."""
+    present = {m for m in modalities if m}
+    for m in MODALITY_PRECEDENCE:
+        if m in present:
+            return m
+    return min(present) if present else ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProgress:
+    """Counters of a running scan, sent with every batch (cheap to copy)."""
+
+    files_seen: int = 0  # regular files found by the walk so far
+    files_parsed: int = 0  # files whose header was examined (DICOM or not)
+    files_dicom: int = 0  # usable DICOM instances so far
+    files_cached: int = 0  # answered from the rescan cache, not re-read
+    bytes_read: int = 0  # bytes actually read from disk for headers
+    problems: int = 0
+    elapsed: float = 0.0  # seconds since the scan started
+    walk_done: bool = False  # the directory walk has finished (files_seen is final)
+
+    @property
+    def rate(self) -> float:
+        """Files examined per second."""
+        return self.files_parsed / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def fraction(self) -> float | None:
+        """0..1 once the walk is done (the total is known), else None."""
+        if not self.walk_done:
+            return None
+        return self.files_parsed / self.files_seen if self.files_seen else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files_seen": self.files_seen,
+            "files_parsed": self.files_parsed,
+            "files_dicom": self.files_dicom,
+            "files_cached": self.files_cached,
+            "bytes_read": self.bytes_read,
+            "problems": self.problems,
+            "elapsed": round(self.elapsed, 3),
+            "rate": round(self.rate, 1),
+        }
+
+
+@dataclass(slots=True)
+class ScanBatch:
+    """What a scan found since the previous batch.
+
+    ``sessions`` are the live Session objects touched by this batch; they keep
+    growing until the final ``ScanSummary``. Only read them between two steps of the
+    scan iterator (the scan is suspended then), never from another thread.
+    """
+
+    files: list[FileRef]
+    problems: list[Problem]  # file-level problems found in this batch
+    sessions: list[Session]
+    progress: ScanProgress
+
+
+@dataclass(slots=True)
+class ScanSummary:
+    """The end of a scan: every session with its checks done, and the totals."""
+
+    sessions: list[Session]
+    problems: list[Problem]  # file-level problems (not DICOM, unreadable, DICOMDIR...)
+    progress: ScanProgress
+    cancelled: bool = False
+    roots: list[Path] = field(default_factory=list)
+
+    @property
+    def all_problems(self) -> list[Problem]:
+        out = list(self.problems)
+        for s in self.sessions:
+            out.extend(s.problems)
+            for sc in s.scans.values():
+                out.extend(sc.problems)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessions": [s.to_json() for s in self.sessions],
+            "problems": [p.to_json() for p in self.problems],
+            "stats": {
+                **self.progress.to_json(),
+                "sessions": len(self.sessions),
+                "scans": sum(len(s.scans) for s in self.sessions),
+                "cancelled": self.cancelled,
+            },
+        }
+
+
+ScanEvent = ScanBatch | ScanSummary
