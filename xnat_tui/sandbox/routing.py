@@ -1,0 +1,27 @@
+"""Route registration under every prefix XNAT answers on.
+
+``add_route(app, method, template, handler, archive=False)`` registers ``template``
+(written without prefix, e.g. ``/projects/{project}``) under ``/data`` and ``/REST``;
+with ``archive=True`` also under ``/data/archive`` and ``/REST/archive``
+(XNAT's ``attachArchiveURI``). Every route module uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PREFIXES = ("/data", "/REST")
+
+
+def add_route(
+    app: web.Application, method: str, template: str, handler: Handler, *, archive: bool = False
+) -> None:
+    prefixes: list[str] = list(PREFIXES)
+    if archive:
+        prefixes += [p + "/archive" for p in PREFIXES]
+    for prefix in prefixes:
+        app.router.add_route(method, prefix + template, handler)
