@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from xnat_tui.xnat.labels import ExistingSession, label_problem
+
 UNASSIGNED = "Unassigned"
 
 # XNAT's prearchive table columns, in DatabaseSession order (xnat-api.md §6.1).
@@ -174,6 +176,8 @@ class Outcome(enum.Enum):
     NEEDS_OVERWRITE = "needs-overwrite"
     CONFLICT = "conflict"
     BLOCKED = "blocked"
+    # The server could not be asked; archiving is left for the server to decide.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -185,23 +189,13 @@ class ArchiveTarget:
 
 
 @dataclass(frozen=True)
-class ExistingSession:
-    """An archived session in the target project (from the experiments listing)."""
-
-    label: str
-    subject: str
-    study_uid: str = ""
-    xsi_type: str = ""
-
-
-@dataclass(frozen=True)
 class ArchivePreview:
     outcome: Outcome
     reason: str
 
     @property
     def allowed(self) -> bool:
-        return self.outcome in (Outcome.NEW, Outcome.MERGE)
+        return self.outcome in (Outcome.NEW, Outcome.MERGE, Outcome.UNKNOWN)
 
 
 def default_target(row: PrearchiveRow, overwrite: str = "none") -> ArchiveTarget:
@@ -238,10 +232,10 @@ def preview_archive(
         return ArchivePreview(
             Outcome.BLOCKED, "choose a project: XNAT cannot archive from Unassigned"
         )
-    if not target.subject:
-        return ArchivePreview(Outcome.BLOCKED, "a subject is required")
-    if not target.label:
-        return ArchivePreview(Outcome.BLOCKED, "a session label is required")
+    for value, what in ((target.subject, "subject label"), (target.label, "session label")):
+        problem = label_problem(value, what)
+        if problem:
+            return ArchivePreview(Outcome.BLOCKED, problem)
     if target.overwrite not in OVERWRITE_MODES:
         return ArchivePreview(Outcome.BLOCKED, f"unknown overwrite mode {target.overwrite!r}")
 
@@ -259,12 +253,12 @@ def preview_archive(
             f"{move}creates session {target.label} in {target.project}/{target.subject}"
             f"{new_subject}",
         )
-    where = f"{target.project}/{match.subject}/{match.label}"
-    if match.subject.lower() != target.subject.lower():
+    where = f"{target.project}/{match.subject_label}/{match.label}"
+    if match.subject_label and match.subject_label.lower() != target.subject.lower():
         return ArchivePreview(
             Outcome.CONFLICT,
             f"{target.label} already exists in {target.project} for another subject "
-            f"({match.subject}); relabel the session",
+            f"({match.subject_label}); relabel the session",
         )
     uid_differs = bool(match.study_uid and row.study_uid and match.study_uid != row.study_uid)
     if target.overwrite == "none":
@@ -311,6 +305,46 @@ def action_blocker(row: PrearchiveRow, action: Action) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ScanInfo:
+    id: str
+    description: str
+    files: int | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionDetail:
+    """What the detail pane shows; parts that failed to load carry their error instead."""
+
+    row: PrearchiveRow
+    scans: tuple[ScanInfo, ...] = ()
+    scans_error: str = ""
+    log: str = ""
+    log_error: str = ""
+    preview: ArchivePreview | None = None
+    preview_error: str = ""
+
+    @property
+    def total_files(self) -> int:
+        return sum(s.files or 0 for s in self.scans)
+
+    @property
+    def total_size(self) -> int:
+        return sum(s.size or 0 for s in self.scans)
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover - loop always returns
+
+
 class PrearchiveOps(Protocol):
     """The server calls triage needs; implemented over the XNAT client."""
 
@@ -327,6 +361,63 @@ class PrearchiveOps(Protocol):
     async def archive(self, url: str, *, subject: str, label: str, overwrite: str) -> str:
         """Archive an entry; return the archive URI."""
         ...
+
+
+class TriageOps(PrearchiveOps, Protocol):
+    """Read calls for the detail pane, the preview and the project pickers."""
+
+    async def scans(self, url: str) -> list[ScanInfo]: ...
+
+    async def last_log(self, url: str) -> str: ...
+
+    async def existing_sessions(self, project: str) -> list[ExistingSession]: ...
+
+    async def subjects(self, project: str) -> list[str]: ...
+
+    async def editable_projects(self) -> list[str]: ...
+
+
+async def preview_for(ops: TriageOps, row: PrearchiveRow, target: ArchiveTarget) -> ArchivePreview:
+    """Ask the server what the target project holds, then classify (no status checks skipped)."""
+    if status_blocker(row) or not target.project or target.project == UNASSIGNED:
+        return preview_archive(row, target, [])
+    existing, subjects = await asyncio.gather(
+        ops.existing_sessions(target.project), ops.subjects(target.project)
+    )
+    return preview_archive(row, target, existing, subjects)
+
+
+async def load_detail(ops: TriageOps, row: PrearchiveRow) -> SessionDetail:
+    """Scans, last log line and archive preview, each failing on its own."""
+
+    async def scans() -> tuple[tuple[ScanInfo, ...], str]:
+        try:
+            return tuple(await ops.scans(row.url)), ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - shown in the pane, others still load
+            return (), _error_text(exc)
+
+    async def log() -> tuple[str, str]:
+        try:
+            return await ops.last_log(row.url), ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return "", _error_text(exc)
+
+    async def preview() -> tuple[ArchivePreview | None, str]:
+        try:
+            return await preview_for(ops, row, default_target(row)), ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return None, _error_text(exc)
+
+    (scan_list, scans_error), (text, log_error), (pv, pv_error) = await asyncio.gather(
+        scans(), log(), preview()
+    )
+    return SessionDetail(row, scan_list, scans_error, text, log_error, pv, pv_error)
 
 
 @dataclass(frozen=True)
@@ -437,10 +528,22 @@ async def perform_many(
     return list(await asyncio.gather(*(one(r) for r in requests)))
 
 
-def delete_summary(rows: Sequence[PrearchiveRow]) -> list[str]:
-    """One line per entry, naming exactly what a delete removes."""
-    return [
-        f"{r.project}/{r.timestamp}/{r.get('folderName') or r.label}  "
-        f"subject {r.subject or '-'}  session {r.label}  {r.status}  study {r.study_uid or '-'}"
-        for r in rows
-    ]
+def delete_summary(
+    rows: Sequence[PrearchiveRow], details: Mapping[str, SessionDetail] | None = None
+) -> list[str]:
+    """One line per entry, naming exactly what a delete removes (with its scans when known)."""
+    lines = []
+    for r in rows:
+        line = (
+            f"{r.project}/{r.timestamp}/{r.get('folderName') or r.label}  "
+            f"subject {r.subject or '-'}  session {r.label}  {r.status}  "
+            f"study {r.study_uid or '-'}"
+        )
+        detail = (details or {}).get(r.url)
+        if detail is not None and detail.scans:
+            line += (
+                f"  {len(detail.scans)} scans, {detail.total_files} files, "
+                f"{human_size(detail.total_size)}"
+            )
+        lines.append(line)
+    return lines

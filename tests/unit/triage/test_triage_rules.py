@@ -8,7 +8,6 @@ from xnat_tui.transfer.triage import (
     COLUMNS,
     Action,
     ArchiveTarget,
-    ExistingSession,
     Outcome,
     PrearchiveRow,
     RowFilter,
@@ -19,6 +18,7 @@ from xnat_tui.transfer.triage import (
     preview_archive,
     sort_rows,
 )
+from xnat_tui.xnat.labels import ExistingSession
 
 
 def row(**over: str) -> PrearchiveRow:
@@ -75,9 +75,9 @@ class TestFilterAndSort:
 
 class TestPreview:
     existing = [
-        ExistingSession("SESS01", "SUB01", "1.2.3.4"),
-        ExistingSession("OTHERUID", "SUB01", "9.9.9"),
-        ExistingSession("ELSEWHERE", "SUB02", "1.2.3.4"),
+        ExistingSession("SESS01", "1.2.3.4", "SUB01"),
+        ExistingSession("OTHERUID", "9.9.9", "SUB01"),
+        ExistingSession("ELSEWHERE", "1.2.3.4", "SUB02"),
     ]
 
     def target(self, label: str, overwrite: str = "none", subject: str = "SUB01") -> ArchiveTarget:
@@ -143,3 +143,10 @@ def test_delete_summary_names_every_entry() -> None:
     lines = delete_summary([row(), row(project="", folderName="X", name="X", url="u")])
     assert lines[0].startswith("PILOT/20260101_101010101/SESS01")
     assert lines[1].startswith("Unassigned/20260101_101010101/X")
+
+
+def test_invalid_labels_block_archive_with_the_label_rule_message() -> None:
+    p = preview_archive(row(), ArchiveTarget("PILOT", "SUB 01", "S1"), [])
+    assert p.outcome is Outcome.BLOCKED and "space" in p.reason and "subject label" in p.reason
+    p = preview_archive(row(), ArchiveTarget("PILOT", "SUB01", ""), [])
+    assert p.outcome is Outcome.BLOCKED and "session label is empty" in p.reason

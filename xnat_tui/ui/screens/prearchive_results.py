@@ -1,0 +1,54 @@
+"""Per-session results of a triage action, with the server's message for each failure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.markup import escape
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from xnat_tui.transfer.triage import ActionResult
+
+
+def result_lines(results: Sequence[ActionResult]) -> list[str]:
+    lines = []
+    for r in results:
+        mark = "[$success]✓[/]" if r.ok else "[$error]✗[/]"
+        name = f"{r.request.row.project}/{r.request.row.label}"
+        lines.append(f"{mark} {escape(name)}: {escape(r.message)}")
+    return lines
+
+
+class ResultsDialog(ModalScreen[None]):
+    DEFAULT_CSS = """
+    ResultsDialog { align: center middle; }
+    ResultsDialog > #results-box {
+        width: 110; max-width: 100%; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }
+    ResultsDialog #results-list { height: auto; max-height: 24; }
+    """
+
+    BINDINGS = [
+        Binding("escape,enter,q", "close", "Close", id="prearchive.results.close"),
+    ]
+
+    def __init__(self, title: str, results: Sequence[ActionResult]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.results = list(results)
+
+    def compose(self) -> ComposeResult:
+        ok = sum(1 for r in self.results if r.ok)
+        with Vertical(id="results-box") as box:
+            box.border_title = f"{self.title_text}: {ok} of {len(self.results)} succeeded"
+            with VerticalScroll(id="results-list"):
+                yield Static("\n".join(result_lines(self.results)), id="results-text")
+            yield Static("[$text-muted]enter/esc to close[/]")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
