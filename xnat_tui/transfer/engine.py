@@ -1,0 +1,852 @@
+"""The transfer engine: scheduler, sender, commit, resume and verification.
+
+One :class:`TransferEngine` per server connection, living on the caller's event loop
+(the TUI's App or the CLI's ``asyncio.run``). It runs up to ``concurrency`` series at
+once across all its jobs, journals every step before and after it happens, and
+publishes one throttled event stream (:meth:`subscribe`).
+
+Life cycle of a job: QUEUED → SENDING (series by series, each one zip) → COMMITTING →
+VERIFYING → VERIFIED | FAILED. PAUSED and CANCELLED come from the user. A process
+that dies leaves the job in its active state; the next ``start()`` (CLI or TUI)
+resumes it: acknowledged series are not re-sent, a series cut mid-stream is re-sent
+whole, and a commit whose outcome is unknown is looked up on the server first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xnat_tui.transfer.events import (
+    EngineMessage,
+    Event,
+    EventHub,
+    EventStream,
+    JobProgress,
+    JobStateChanged,
+    ProgressTick,
+    SeriesStateChanged,
+)
+from xnat_tui.transfer.journal import (
+    JobRecord,
+    Journal,
+    NewJob,
+    SeriesRecord,
+    make_owner,
+)
+from xnat_tui.transfer.packer import FileTransform, SeriesPacker
+from xnat_tui.transfer.planner import Plan, PlannedJob
+from xnat_tui.transfer.retry import RetryPolicy, TokenBucket
+from xnat_tui.transfer.server import (
+    CommitOutcome,
+    RemoteSession,
+    ServerPort,
+    SourceChanged,
+    is_retriable,
+)
+from xnat_tui.transfer.types import (
+    Compression,
+    Destination,
+    JobState,
+    SeriesState,
+)
+from xnat_tui.transfer.verifier import Receipt, default_receipts_dir, verify, write_receipt
+
+TransformFactory = Callable[[JobRecord], FileTransform | None]
+"""Per job: the anonymization transform to apply in the packer (None: send as is)."""
+
+# Prearchive statuses during which a commit is still being carried out by the server.
+_IN_PROGRESS = ("BUILDING", "ARCHIVING", "QUEUED_", "_")
+
+
+@dataclass
+class _Run:
+    """A job this engine holds the lease for."""
+
+    job: JobRecord
+    series: dict[str, SeriesRecord]
+    order: list[str]
+    paused: bool = False
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    packers: dict[str, SeriesPacker] = field(default_factory=dict)
+    not_before: dict[str, float] = field(default_factory=dict)
+    finalizer: asyncio.Task[None] | None = None
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
+    receipt: Receipt | None = None
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(s.bytes for s in self.series.values())
+
+    @property
+    def files_total(self) -> int:
+        return sum(s.file_count for s in self.series.values())
+
+    def done_series(self) -> list[SeriesRecord]:
+        return [s for s in self.series.values() if s.state in (SeriesState.SENT, SeriesState.EMPTY)]
+
+    def progress_bytes(self) -> tuple[int, int]:
+        done = self.done_series()
+        b = sum(s.bytes for s in done)
+        f = sum(s.file_count for s in done)
+        for uid, p in self.packers.items():
+            if self.series[uid].state is SeriesState.SENDING:
+                b += p.bytes_done
+                f += p.files_done
+        return b, f
+
+
+class TransferEngine:
+    """Schedules, sends, commits and verifies jobs for one server.
+
+    ``server`` is a :class:`ServerPort` (wrap an ``XnatClient`` with
+    :func:`xnat_tui.transfer.xnat_port.port_for`). ``transform_for`` returns the
+    anonymization hook for a job. Call :meth:`start` once (it resumes unfinished
+    jobs of this server), :meth:`submit` plans, and :meth:`close` when done; jobs
+    still running at close stay resumable.
+    """
+
+    def __init__(
+        self,
+        server: ServerPort,
+        journal: Journal | None = None,
+        *,
+        concurrency: int = 4,
+        bandwidth_limit_mbps: float = 0.0,
+        retry: RetryPolicy | None = None,
+        compression: Compression = Compression.STORED,
+        transform_for: TransformFactory | None = None,
+        receipts_dir: Path | None = None,
+        progress_interval: float = 0.25,
+        lease_ttl: float = 30.0,
+    ) -> None:
+        self.server = server
+        self.journal = journal or Journal()
+        self.concurrency = max(1, concurrency)
+        self.retry_policy = retry or RetryPolicy()
+        self.compression = compression
+        self.transform_for = transform_for
+        self.receipts_dir = receipts_dir or default_receipts_dir()
+        self.progress_interval = progress_interval
+        self.lease_ttl = lease_ttl
+        self.owner = make_owner()
+        self.bucket = (
+            TokenBucket(bandwidth_limit_mbps * 1e6 / 8) if bandwidth_limit_mbps > 0 else None
+        )
+        self._hub = EventHub()
+        self._runs: dict[str, _Run] = {}
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._in_flight = 0
+
+    # ================================================================= public
+    def subscribe(self) -> EventStream:
+        """A new event stream (state changes at once, progress ticks a few times a second)."""
+        return self._hub.subscribe()
+
+    async def start(self, *, resume: bool = True) -> list[str]:
+        """Start scheduling; with ``resume`` take over unfinished jobs of this server.
+
+        Returns the ids of resumed jobs. Jobs held by another live process are left alone.
+        """
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="transfer-dispatch")
+            self._ticker = asyncio.create_task(self._tick_loop(), name="transfer-ticker")
+        if not resume:
+            return []
+        resumed: list[str] = []
+        for job in self.journal.jobs(
+            states=[JobState.QUEUED, JobState.SENDING, JobState.COMMITTING, JobState.VERIFYING],
+            server=self.server.server_url,
+        ):
+            if job.id not in self._runs and self._adopt(job.id):
+                resumed.append(job.id)
+        if resumed:
+            self._message("info", f"resuming {len(resumed)} unfinished transfer(s)")
+        return resumed
+
+    async def submit(self, plan: Plan | Iterable[PlannedJob]) -> list[str]:
+        """Journal every sendable job of the plan (before anything is sent) and queue it."""
+        planned = plan.sendable if isinstance(plan, Plan) else [p for p in plan if p.ok]
+        ids: list[str] = []
+        for p in planned:
+            r = p.request
+            jid = self.journal.create_job(
+                NewJob(
+                    server=self.server.server_url,
+                    username=self.server.username,
+                    project=r.project,
+                    subject=r.subject,
+                    label=r.label,
+                    study_uid=r.session.study_instance_uid,
+                    destination=r.destination,
+                    overwrite=r.overwrite,
+                    series=p.series,
+                    anonymization=r.anonymization,
+                    compression=self.compression,
+                    verify_digests=p.verify_digests,
+                    new_subject=p.new_subject,
+                    verdict=str(p.verdict),
+                    source_root=str(r.session.root or ""),
+                )
+            )
+            ids.append(jid)
+            if self._adopt(jid):
+                run = self._runs[jid]
+                self._emit_state(run, JobState.QUEUED, None, "queued")
+        await self.start(resume=False)
+        self._wake.set()
+        return ids
+
+    def pause(self, job_id: str | None = None) -> list[str]:
+        """Pause one job (or all). In-flight series stop within a second; resent whole later."""
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None:
+                self._remote_request(jid, "pause")
+                continue
+            if run.job.state.finished:
+                continue
+            run.paused = True
+            for task in list(run.tasks.values()):
+                task.cancel()
+            if run.finalizer is None:
+                self._set_state(run, JobState.PAUSED, "paused")
+        return ids
+
+    def resume(self, job_id: str | None = None) -> list[str]:
+        """Resume paused jobs (also ones paused by an earlier process)."""
+        ids: list[str] = []
+        if job_id is None:
+            candidates = [
+                j.id
+                for j in self.journal.jobs(states=[JobState.PAUSED], server=self.server.server_url)
+            ]
+            candidates += [jid for jid, r in self._runs.items() if r.paused]
+        else:
+            candidates = [job_id]
+        for jid in dict.fromkeys(candidates):
+            run = self._runs.get(jid)
+            if run is None:
+                job = self.journal.job(jid)
+                if job.state is not JobState.PAUSED:
+                    continue
+                if self.journal.holder(jid):
+                    self._remote_request(jid, "resume")
+                    ids.append(jid)
+                    continue
+                if not self._adopt(jid, force=True):
+                    continue
+                run = self._runs[jid]
+            run.paused = False
+            if run.job.state is JobState.PAUSED:
+                self._set_state(run, JobState.QUEUED, "resumed")
+            ids.append(jid)
+        self._wake.set()
+        return ids
+
+    def cancel(self, job_id: str | None = None) -> list[str]:
+        """Cancel one job (or all). Series already in the prearchive stay there."""
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None:
+                self._remote_request(jid, "cancel")
+                continue
+            if run.job.state.finished:
+                continue
+            for task in list(run.tasks.values()):
+                task.cancel()
+            if run.finalizer is not None:
+                run.finalizer.cancel()
+            where = (
+                f"; partial data left at {run.job.prearchive_uri}" if run.job.prearchive_uri else ""
+            )
+            self._set_state(run, JobState.CANCELLED, f"cancelled by the user{where}")
+            self._release(run)
+        return ids
+
+    async def retry(self, job_id: str | None = None) -> list[str]:
+        """Queue failed jobs again: failed series are re-sent, acknowledged ones are not."""
+        if job_id is None:
+            ids = [
+                j.id
+                for j in self.journal.jobs(states=[JobState.FAILED], server=self.server.server_url)
+            ]
+        else:
+            ids = [job_id]
+        done: list[str] = []
+        for jid in ids:
+            job = self.journal.job(jid)
+            if job.state is not JobState.FAILED:
+                continue
+            self._runs.pop(jid, None)
+            if self.journal.holder(jid) not in (None, self.owner):
+                continue
+            self.journal.reset_for_retry(jid)
+            if self._adopt(jid):
+                done.append(jid)
+                self._emit_state(self._runs[jid], JobState.QUEUED, JobState.FAILED, "retrying")
+        await self.start(resume=False)
+        self._wake.set()
+        return done
+
+    def snapshot(self) -> list[JobProgress]:
+        """Progress of every job this engine holds (for a first render)."""
+        return [self._progress(run) for run in self._runs.values()]
+
+    def job_ids(self) -> list[str]:
+        return list(self._runs)
+
+    def receipt(self, job_id: str) -> Receipt | None:
+        run = self._runs.get(job_id)
+        return run.receipt if run else None
+
+    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]:
+        """Until the given jobs (default: all held) are finished or paused; their states."""
+        ids = list(job_ids) if job_ids is not None else list(self._runs)
+        while True:
+            states = {jid: self._state_of(jid) for jid in ids}
+            if all(s.finished or s is JobState.PAUSED for s in states.values()):
+                return states
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=1.0)
+
+    async def close(self) -> None:
+        """Stop everything; unfinished jobs stay journalled as they are, to be resumed."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks: list[asyncio.Task[None]] = []
+        for run in self._runs.values():
+            tasks += list(run.tasks.values())
+            if run.finalizer is not None:
+                tasks.append(run.finalizer)
+        for t in (self._dispatcher, self._ticker):
+            if t is not None:
+                tasks.append(t)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for run in list(self._runs.values()):
+            self._release(run)
+        self._hub.close()
+
+    async def __aenter__(self) -> TransferEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ============================================================== internals
+    def _targets(self, job_id: str | None) -> list[str]:
+        if job_id is not None:
+            return [job_id]
+        return [jid for jid, r in self._runs.items() if not r.job.state.finished]
+
+    def _state_of(self, jid: str) -> JobState:
+        run = self._runs.get(jid)
+        return run.job.state if run else self.journal.job(jid).state
+
+    def _remote_request(self, jid: str, action: str) -> None:
+        """The job is not ours: ask its holder through the journal, or act directly."""
+        job = self.journal.job(jid)
+        if job.state.finished:
+            return
+        if self.journal.holder(jid):
+            self.journal.request(jid, action)
+            return
+        if action == "pause" and job.state.active:
+            self.journal.set_state(jid, JobState.PAUSED, "paused")
+        elif action == "cancel":
+            self.journal.set_state(jid, JobState.CANCELLED, "cancelled by the user")
+
+    def _adopt(self, jid: str, *, force: bool = False) -> bool:
+        if not self.journal.acquire(jid, self.owner, self.lease_ttl):
+            return False
+        job = self.journal.job(jid)
+        if not (job.state.active or force or job.state is JobState.PAUSED):
+            self.journal.release(jid, self.owner)
+            return False
+        records = self.journal.series(jid)
+        for s in records:
+            if s.state is SeriesState.SENDING:
+                # Cut mid-stream by a crash: the import is idempotent per file, resend whole.
+                self.journal.series_interrupted(jid, s.uid, "interrupted; will be re-sent whole")
+                s.state = SeriesState.PENDING
+        run = _Run(job=job, series={s.uid: s for s in records}, order=[s.uid for s in records])
+        run.paused = job.state is JobState.PAUSED
+        self._runs[jid] = run
+        self._wake.set()
+        return True
+
+    def _release(self, run: _Run) -> None:
+        with contextlib.suppress(Exception):
+            self.journal.release(run.job.id, self.owner)
+
+    # ---------------------------------------------------------------- events
+    def _publish(self, event: Event) -> None:
+        self._hub.publish(event)
+
+    def _message(self, level: str, text: str, job_id: str = "") -> None:
+        self._publish(EngineMessage(level, text, job_id))
+
+    def _emit_state(self, run: _Run, state: JobState, previous: JobState | None, msg: str) -> None:
+        self._publish(JobStateChanged(run.job.id, run.job.display, state, previous, msg))
+        self._changed.set()
+
+    def _set_state(self, run: _Run, state: JobState, message: str = "") -> None:
+        previous = run.job.state
+        if previous is state and not message:
+            return
+        self.journal.set_state(run.job.id, state, message)
+        run.job.state = state
+        run.job.message = message
+        self._emit_state(run, state, previous, message)
+
+    def _series_event(self, run: _Run, s: SeriesRecord, msg: str = "") -> None:
+        self._publish(SeriesStateChanged(run.job.id, s.uid, s.number, s.state, msg, s.attempts))
+
+    def _progress(self, run: _Run) -> JobProgress:
+        b, f = run.progress_bytes()
+        rate = 0.0
+        if len(run.samples) >= 2:
+            (t0, b0), (t1, b1) = run.samples[0], run.samples[-1]
+            if t1 > t0:
+                rate = max(0.0, (b1 - b0) / (t1 - t0))
+        remaining = run.bytes_total - b
+        eta = remaining / rate if rate > 0 else None
+        return JobProgress(
+            job_id=run.job.id,
+            label=run.job.display,
+            state=run.job.state,
+            bytes_sent=b,
+            bytes_total=run.bytes_total,
+            files_sent=f,
+            files_total=run.files_total,
+            series_done=len(run.done_series()),
+            series_total=len(run.series),
+            rate=rate,
+            eta=eta if run.job.state is JobState.SENDING else None,
+            message=run.job.message,
+        )
+
+    async def _tick_loop(self) -> None:
+        last_renew = time.monotonic()
+        last_poll = 0.0
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            now = time.monotonic()
+            moving = [
+                r
+                for r in self._runs.values()
+                if r.job.state in (JobState.SENDING, JobState.COMMITTING, JobState.VERIFYING)
+            ]
+            for run in moving:
+                run.samples.append((now, run.progress_bytes()[0]))
+                while run.samples and now - run.samples[0][0] > 5.0:
+                    run.samples.popleft()
+            if moving:
+                jobs = tuple(
+                    self._progress(r) for r in self._runs.values() if not r.job.state.finished
+                )
+                sent = sum(j.bytes_sent for j in jobs)
+                total = sum(j.bytes_total for j in jobs)
+                rate = sum(j.rate for j in jobs)
+                self._publish(
+                    ProgressTick(
+                        jobs, sent, total, rate, (total - sent) / rate if rate > 0 else None
+                    )
+                )
+            if now - last_poll >= 0.5:
+                last_poll = now
+                try:
+                    for jid, action in self.journal.take_requests(self.owner):
+                        self._apply_request(jid, action)
+                except Exception as exc:  # journal busy: try again next tick
+                    self._message("warning", f"journal: {exc}")
+            if now - last_renew >= self.lease_ttl / 3:
+                last_renew = now
+                with contextlib.suppress(Exception):
+                    self.journal.renew(self.owner, self.lease_ttl)
+
+    def _apply_request(self, jid: str, action: str) -> None:
+        if jid not in self._runs:
+            return
+        if action == "pause":
+            self.pause(jid)
+        elif action == "cancel":
+            self.cancel(jid)
+        elif action == "resume":
+            self.resume(jid)
+
+    # ------------------------------------------------------------- scheduling
+    def _next_work(self) -> tuple[_Run, SeriesRecord] | float | None:
+        """The next series to send, or the delay until one becomes due."""
+        soonest: float | None = None
+        now = time.monotonic()
+        for run in self._runs.values():
+            if run.paused or not run.job.state.active or run.finalizer is not None:
+                continue
+            for uid in run.order:
+                s = run.series[uid]
+                if s.state is not SeriesState.PENDING or uid in run.tasks:
+                    continue
+                due = run.not_before.get(uid, 0.0)
+                if due > now:
+                    soonest = due - now if soonest is None else min(soonest, due - now)
+                    continue
+                return run, s
+        return soonest
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            timeout: float | None = None
+            while self._in_flight < self.concurrency:
+                work = self._next_work()
+                if isinstance(work, tuple):
+                    run, s = work
+                    self._launch(run, s)
+                    continue
+                timeout = work
+                break
+            self._finalize_ready()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout if timeout else 1.0)
+            except TimeoutError:
+                pass
+
+    def _launch(self, run: _Run, s: SeriesRecord) -> None:
+        if run.job.state in (JobState.QUEUED,):
+            self._set_state(run, JobState.SENDING, "")
+        self._in_flight += 1
+        task = asyncio.create_task(
+            self._send_series(run, s), name=f"send-{run.job.id}-{s.uid[-8:]}"
+        )
+        run.tasks[s.uid] = task
+
+        def done(_: asyncio.Task[None], run: _Run = run, uid: str = s.uid) -> None:
+            self._in_flight -= 1
+            run.tasks.pop(uid, None)
+            run.packers.pop(uid, None)
+            self._after_series(run)
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    def _finalize_ready(self) -> None:
+        for run in list(self._runs.values()):
+            if run.finalizer is not None or run.paused or run.tasks:
+                continue
+            state = run.job.state
+            if state in (JobState.COMMITTING, JobState.VERIFYING) or (
+                state in (JobState.QUEUED, JobState.SENDING)
+                and all(
+                    s.state in (SeriesState.SENT, SeriesState.EMPTY) for s in run.series.values()
+                )
+            ):
+                run.finalizer = asyncio.create_task(
+                    self._finalize(run), name=f"commit-{run.job.id}"
+                )
+
+                def done(_: asyncio.Task[None], run: _Run = run) -> None:
+                    run.finalizer = None
+                    self._wake.set()
+
+                run.finalizer.add_done_callback(done)
+
+    def _after_series(self, run: _Run) -> None:
+        if run.job.state.finished or run.tasks:
+            return
+        states = [s.state for s in run.series.values()]
+        if SeriesState.PENDING in states or SeriesState.SENDING in states:
+            return
+        failed = [s for s in run.series.values() if s.state is SeriesState.FAILED]
+        if failed:
+            detail = "; ".join(
+                f"series {s.number if s.number is not None else s.uid}: {s.message}" for s in failed
+            )
+            self._set_state(
+                run,
+                JobState.FAILED,
+                f"{len(failed)} series failed, not committed ({detail}). "
+                f"Fix the cause, then 'xnat-tui transfers retry {run.job.id}'",
+            )
+            self._release(run)
+
+    # ----------------------------------------------------------------- sending
+    async def _body(self, packer: SeriesPacker) -> AsyncIterator[bytes]:
+        async for chunk in packer.body():
+            if self.bucket is not None:
+                await self.bucket.take(len(chunk))
+            yield chunk
+
+    async def _send_series(self, run: _Run, s: SeriesRecord) -> None:
+        job = run.job
+        s.attempts = self.journal.series_started(job.id, s.uid)
+        s.state = SeriesState.SENDING
+        self._series_event(run, s, f"attempt {s.attempts}")
+        files = self.journal.files(job.id, s.uid)
+        transform = self.transform_for(job) if self.transform_for else None
+        packer = SeriesPacker(s.uid, files, compression=job.compression, transform=transform)
+        run.packers[s.uid] = packer
+        extra: dict[str, str] = {}
+        if job.anonymization not in ("", "none"):
+            extra["prevent_anon"] = "true"
+        try:
+            uri = await self.server.import_series(
+                self._body(packer),
+                project=job.project,
+                subject=job.subject,
+                session=job.label,
+                overwrite=str(job.overwrite),
+                extra=extra,
+            )
+        except asyncio.CancelledError:
+            packer.cancel()
+            if s.state is SeriesState.SENDING:
+                self.journal.series_interrupted(job.id, s.uid, "interrupted; will be re-sent whole")
+                s.state = SeriesState.PENDING
+                self._series_event(run, s, "interrupted")
+            raise
+        except Exception as exc:
+            packer.cancel()
+            self._send_failed(run, s, packer.error or exc)
+            return
+        s.manifest = list(packer.manifest)
+        s.uri = uri
+        self.journal.series_sent(job.id, s.uid, uri, s.manifest)
+        s.state = SeriesState.SENT if uri else SeriesState.EMPTY
+        if uri and not job.prearchive_uri:
+            job.prearchive_uri = uri
+        elif uri and uri != job.prearchive_uri:
+            self._message(
+                "warning",
+                f"series {s.number} went to {uri}, not {job.prearchive_uri}",
+                job.id,
+            )
+        self._series_event(run, s, "" if uri else "the server kept nothing (import filter)")
+
+    def _send_failed(self, run: _Run, s: SeriesRecord, exc: BaseException) -> None:
+        job = run.job
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, SourceChanged):
+            self.journal.series_interrupted(job.id, s.uid, text, failed=True)
+            s.state, s.message = SeriesState.FAILED, text
+            self._series_event(run, s, text)
+            self._message("error", f"{job.display}: {text}", job.id)
+            return
+        if is_retriable(exc) and s.attempts < self.retry_policy.attempts:
+            delay = self.retry_policy.delay(s.attempts)
+            self.journal.series_interrupted(job.id, s.uid, text)
+            s.state, s.message = SeriesState.PENDING, text
+            run.not_before[s.uid] = time.monotonic() + delay
+            self._series_event(run, s, f"{text}; retrying in {delay:.1f}s")
+            self._message(
+                "warning",
+                f"{job.display} series {s.number}: {text}; "
+                f"retry {s.attempts}/{self.retry_policy.attempts - 1} in {delay:.1f}s",
+                job.id,
+            )
+            return
+        reason = text if not is_retriable(exc) else f"{text} (gave up after {s.attempts} attempts)"
+        self.journal.series_interrupted(job.id, s.uid, reason, failed=True)
+        s.state, s.message = SeriesState.FAILED, reason
+        self._series_event(run, s, reason)
+        self._message("error", f"{job.display} series {s.number}: {reason}", job.id)
+
+    # -------------------------------------------------------- commit + verify
+    def _auto_archive(self, job: JobRecord) -> bool | None:
+        if job.destination is Destination.ARCHIVE:
+            return True
+        if job.destination is Destination.PREARCHIVE:
+            return False
+        return None
+
+    async def _finalize(self, run: _Run) -> None:
+        job = run.job
+        try:
+            if not job.prearchive_uri:
+                self._set_state(
+                    run,
+                    JobState.FAILED,
+                    "the server kept none of the files (import filter); nothing to commit",
+                )
+                self._release(run)
+                return
+            if job.commit_phase != "done":
+                self._set_state(run, JobState.COMMITTING, "")
+                outcome = await self._commit_with_retries(run)
+                if outcome is None:
+                    return
+            self._set_state(run, JobState.VERIFYING, "")
+            await self._verify_with_retries(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never let one job's bug stop the engine
+            self._set_state(run, JobState.FAILED, f"unexpected error: {exc!r}")
+            self._release(run)
+
+    async def _commit_with_retries(self, run: _Run) -> CommitOutcome | None:
+        job = run.job
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if job.commit_phase == "started":
+                    looked = await self._lookup_commit(run)
+                    if looked is not None:
+                        self.journal.commit_done(job.id, archived=looked.archived, uri=looked.uri)
+                        job.commit_phase, job.archived, job.result_uri = (
+                            "done",
+                            looked.archived,
+                            looked.uri,
+                        )
+                        self._message(
+                            "info",
+                            f"{job.display}: commit had already happened ({looked.uri})",
+                            job.id,
+                        )
+                        return looked
+                    self.journal.commit_reset(job.id, "not committed on the server")
+                    job.commit_phase = ""
+                self.journal.commit_started(job.id)
+                job.commit_phase = "started"
+                outcome = await self.server.commit(
+                    job.prearchive_uri, auto_archive=self._auto_archive(job)
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                text = str(exc) or type(exc).__name__
+                if is_retriable(exc) and attempt < self.retry_policy.attempts:
+                    delay = self.retry_policy.delay(attempt)
+                    self._message(
+                        "warning",
+                        f"{job.display}: commit: {text}; retrying in {delay:.1f}s",
+                        job.id,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                if not is_retriable(exc):
+                    # The server answered: the commit did not happen.
+                    self.journal.commit_reset(job.id, text)
+                    job.commit_phase = ""
+                self._set_state(
+                    run,
+                    JobState.FAILED,
+                    f"commit failed: {text}. The series are in the prearchive at "
+                    f"{job.prearchive_uri}; 'xnat-tui transfers retry {job.id}' commits again",
+                )
+                self._release(run)
+                return None
+            self.journal.commit_done(job.id, archived=outcome.archived, uri=outcome.uri)
+            job.commit_phase, job.archived, job.result_uri = "done", outcome.archived, outcome.uri
+            return outcome
+
+    async def _lookup_commit(self, run: _Run) -> CommitOutcome | None:
+        """Commit outcome unknown (crash or dropped answer): ask the server, never guess."""
+        job = run.job
+        for _ in range(30):
+            sessions = await self.server.sessions(job.project)
+            mine = [
+                s
+                for s in sessions
+                if s.label == job.label and (not s.study_uid or s.study_uid == job.study_uid)
+            ]
+            archived = [s for s in mine if s.location == "archive"]
+            pre = [
+                s
+                for s in mine
+                if s.location == "prearchive" and _same_uri(s.uri, job.prearchive_uri)
+            ]
+            if pre and pre[0].status.startswith(_IN_PROGRESS):
+                await asyncio.sleep(1.0)
+                continue
+            wants_archive = self._auto_archive(job)
+            if pre:
+                status = pre[0].status
+                if status in ("CONFLICT", "ERROR"):
+                    raise _CommitRefused(
+                        f"the server could not archive the session (prearchive status {status})"
+                    )
+                if status == "READY" and wants_archive is not True and not archived:
+                    return CommitOutcome(False, pre[0].uri)
+                return None  # still receiving (or archive wanted): commit again
+            if archived:
+                return CommitOutcome(True, archived[0].uri)
+            return None
+        return None
+
+    async def _verify_with_retries(self, run: _Run) -> None:
+        job = run.job
+        if job.archived:
+            remote = RemoteSession(
+                job.label,
+                job.subject,
+                job.study_uid,
+                "archive",
+                job.result_uri,
+                project=job.project,
+            )
+        else:
+            remote = RemoteSession(
+                job.label,
+                job.subject,
+                job.study_uid,
+                "prearchive",
+                job.result_uri or job.prearchive_uri,
+                project=job.project,
+            )
+        series = [run.series[u] for u in run.order]
+        for attempt in range(1, self.retry_policy.attempts + 1):
+            try:
+                receipt = await verify(self.server, job, series, remote)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_retriable(exc) and attempt < self.retry_policy.attempts:
+                    await asyncio.sleep(self.retry_policy.delay(attempt))
+                    continue
+                self._set_state(
+                    run, JobState.FAILED, f"verification could not list the session: {exc}"
+                )
+                self._release(run)
+                return
+        path = await asyncio.to_thread(write_receipt, receipt, self.receipts_dir)
+        self.journal.set_receipt(job.id, str(path))
+        job.receipt = str(path)
+        run.receipt = receipt
+        where = "archive" if job.archived else "prearchive"
+        if receipt.verified:
+            self._set_state(run, JobState.VERIFIED, f"verified in the {where}: {remote.uri}")
+        else:
+            bad = [c for c in receipt.scans if not c.passed]
+            detail = "; ".join(f"scan {c.scan_id}: {c.detail}" for c in bad)
+            self._set_state(run, JobState.FAILED, f"verification failed ({detail}); receipt {path}")
+        self._release(run)
+
+
+class _CommitRefused(Exception):
+    retriable = False
+
+
+def _same_uri(a: str, b: str) -> bool:
+    def norm(u: str) -> str:
+        u = u.strip().rstrip("/")
+        return u[5:] if u.startswith("/data/") else u
+
+    return norm(a) == norm(b)

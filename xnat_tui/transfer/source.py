@@ -1,0 +1,55 @@
+"""Turn the scanner's model (``xnat_tui.dicom.model.Session``) into planner input."""
+
+from __future__ import annotations
+
+from xnat_tui.dicom.model import Session
+from xnat_tui.transfer.types import SourceFile, SourceSeries, SourceSession
+
+
+def from_dicom(session: Session) -> SourceSession:
+    """Copy what the engine needs; later edits of the scan result do not leak into jobs."""
+    attributes: dict[str, str] = {
+        "PatientID": session.patient_id,
+        "PatientName": session.patient_name,
+        "StudyDate": session.study_date,
+        "StudyTime": session.study_time,
+        "StudyDescription": session.study_description,
+        "AccessionNumber": session.accession_number,
+        "Modality": session.modality,
+    }
+    for key, value in session.fields.items():
+        attributes.setdefault(key, value)
+    routing: dict[str, str] = {}
+    proposal = session.routing_proposal
+    if proposal is not None:
+        routing = {
+            "project": proposal.project,
+            "subject": proposal.subject,
+            "session": proposal.session,
+            "source": proposal.source,
+        }
+    series = [
+        SourceSeries(
+            series_instance_uid=scan.series_instance_uid,
+            series_number=scan.series_number,
+            description=scan.series_description,
+            modality=scan.modality,
+            files=[
+                SourceFile(f.path, f.size, f.mtime, f.sop_instance_uid)
+                for f in sorted(scan.files, key=_file_order)
+            ],
+        )
+        for scan in session.sorted_scans()
+    ]
+    return SourceSession(
+        study_instance_uid=session.study_instance_uid,
+        series=series,
+        attributes=attributes,
+        routing=routing,
+        root=session.root,
+    )
+
+
+def _file_order(f: object) -> tuple[int, str]:
+    number = getattr(f, "instance_number", None)
+    return (number if isinstance(number, int) else 1 << 30, str(getattr(f, "path", "")))

@@ -1,0 +1,124 @@
+"""Value types shared by the planner, the engine, the journal and their callers.
+
+Everything here is plain data: the TUI and the CLI build requests from these and
+render snapshots of them; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Destination(StrEnum):
+    """Where a committed session ends up.
+
+    ``PROJECT`` leaves the choice to the project's prearchive code (0 → prearchive,
+    4/5 → archive), exactly like the Desktop Client.
+    """
+
+    PROJECT = "project"
+    PREARCHIVE = "prearchive"
+    ARCHIVE = "archive"
+
+
+class Overwrite(StrEnum):
+    """What may happen to an existing session with the same label (import ``overwrite=``)."""
+
+    NONE = "none"
+    APPEND = "append"
+    DELETE = "delete"
+
+
+class Compression(StrEnum):
+    """Zip entry method: stored zip64 (fast links) or zip32 deflate level 1 (slow links)."""
+
+    STORED = "stored"
+    DEFLATE = "deflate"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    COMMITTING = "committing"
+    VERIFYING = "verifying"
+    PAUSED = "paused"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.VERIFIED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def active(self) -> bool:
+        """The engine works on it without being asked (resume picks these up)."""
+        return self in (
+            JobState.QUEUED,
+            JobState.SENDING,
+            JobState.COMMITTING,
+            JobState.VERIFYING,
+        )
+
+
+class SeriesState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"  # the server acknowledged the whole zip (prearchive URI received)
+    FAILED = "failed"
+    EMPTY = "empty"  # the server accepted the zip but kept nothing (import filter)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One local DICOM file as the scanner saw it (size/mtime detect later changes)."""
+
+    path: Path
+    size: int
+    mtime: float = 0.0
+    sop_instance_uid: str = ""
+
+
+@dataclass
+class SourceSeries:
+    series_instance_uid: str
+    series_number: int | None
+    description: str = ""
+    modality: str = ""
+    files: list[SourceFile] = field(default_factory=list)
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files)
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass
+class SourceSession:
+    """A local session (one StudyInstanceUID) ready to be planned.
+
+    ``attributes`` holds DICOM keyword → text value (PatientID, PatientName, StudyDate,
+    AccessionNumber, Modality, StudyDescription...) for label templates; ``routing``
+    holds routing proposals (project/subject/session) found in the headers.
+    Build one from the scanner's model with :func:`xnat_tui.transfer.source.from_dicom`.
+    """
+
+    study_instance_uid: str
+    series: list[SourceSeries]
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    routing: Mapping[str, str] = field(default_factory=dict)
+    root: Path | None = None
+
+    @property
+    def file_count(self) -> int:
+        return sum(s.file_count for s in self.series)
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.series)
