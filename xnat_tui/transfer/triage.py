@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from xnat_tui.xnat.labels import ExistingSession, label_problem
+from xnat_tui.xnat.prearchive_ops import ScanInfo
 
 UNASSIGNED = "Unassigned"
 
@@ -173,7 +174,6 @@ def sort_rows(
 class Outcome(enum.Enum):
     NEW = "new"
     MERGE = "merge"
-    NEEDS_OVERWRITE = "needs-overwrite"
     CONFLICT = "conflict"
     BLOCKED = "blocked"
     # The server could not be asked; archiving is left for the server to decide.
@@ -261,29 +261,18 @@ def preview_archive(
             f"({match.subject_label}); relabel the session",
         )
     uid_differs = bool(match.study_uid and row.study_uid and match.study_uid != row.study_uid)
-    if target.overwrite == "none":
-        if uid_differs:
-            return ArchivePreview(
-                Outcome.CONFLICT,
-                f"{where} exists with another StudyInstanceUID ({match.study_uid}); "
-                "relabel to archive it as a separate session",
-            )
-        return ArchivePreview(
-            Outcome.NEEDS_OVERWRITE,
-            f"{where} already exists with the same study; choose overwrite append or "
-            "delete to merge",
-        )
-    if uid_differs and target.overwrite != "delete":
+    # The archive service always allows a merge; overwrite=append|delete also overrides
+    # XNAT's "overridable" checks, the StudyInstanceUID one among them (Archiver.java).
+    if uid_differs and target.overwrite == "none":
         return ArchivePreview(
             Outcome.CONFLICT,
-            f"{where} has another StudyInstanceUID ({match.study_uid}): XNAT refuses the "
-            "merge (Invalid modification of session UID); relabel, or overwrite=delete "
-            "to force it",
+            f"{where} exists with another StudyInstanceUID ({match.study_uid}): XNAT refuses "
+            "the merge (Invalid modification of session UID); relabel to archive it as a "
+            "separate session, or overwrite append/delete to force the merge",
         )
     forced = " despite a different StudyInstanceUID" if uid_differs else ""
-    return ArchivePreview(
-        Outcome.MERGE, f"{move}merges into existing {where} (overwrite={target.overwrite}){forced}"
-    )
+    mode = "" if target.overwrite == "none" else f" (overwrite={target.overwrite})"
+    return ArchivePreview(Outcome.MERGE, f"{move}merges into existing {where}{mode}{forced}")
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -303,14 +292,6 @@ def action_blocker(row: PrearchiveRow, action: Action) -> str | None:
     if action is Action.ARCHIVE:
         return status_blocker(row)
     return None
-
-
-@dataclass(frozen=True)
-class ScanInfo:
-    id: str
-    description: str
-    files: int | None = None
-    size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -92,22 +92,20 @@ class TestPreview:
         p = preview_archive(row(), self.target("FRESH", subject="sub01"), self.existing, ["SUB01"])
         assert "new subject" not in p.reason
 
-    def test_same_study_needs_overwrite_then_merges(self) -> None:
-        assert (
-            preview_archive(row(), self.target("SESS01"), self.existing).outcome
-            is Outcome.NEEDS_OVERWRITE
-        )
-        merged = preview_archive(row(), self.target("SESS01", "append"), self.existing)
-        assert merged.outcome is Outcome.MERGE and "merges into existing PILOT/SUB01/SESS01" in (
-            merged.reason
-        )
+    def test_same_study_merges_whatever_overwrite(self) -> None:
+        # The archive service always allows a merge (Archiver: allowSessionMerge=true).
+        for mode in ("none", "append", "delete"):
+            merged = preview_archive(row(), self.target("SESS01", mode), self.existing)
+            assert merged.outcome is Outcome.MERGE and merged.allowed
+            assert "merges into existing PILOT/SUB01/SESS01" in merged.reason
 
-    def test_other_study_uid_is_a_conflict_unless_delete_forces_it(self) -> None:
-        for mode in ("none", "append"):
-            p = preview_archive(row(), self.target("OTHERUID", mode), self.existing)
-            assert p.outcome is Outcome.CONFLICT and "9.9.9" in p.reason and not p.allowed
-        forced = preview_archive(row(), self.target("OTHERUID", "delete"), self.existing)
-        assert forced.outcome is Outcome.MERGE and "despite" in forced.reason
+    def test_other_study_uid_is_a_conflict_unless_overwrite_overrides_it(self) -> None:
+        p = preview_archive(row(), self.target("OTHERUID"), self.existing)
+        assert p.outcome is Outcome.CONFLICT and "9.9.9" in p.reason and not p.allowed
+        assert "Invalid modification of session UID" in p.reason
+        for mode in ("append", "delete"):
+            forced = preview_archive(row(), self.target("OTHERUID", mode), self.existing)
+            assert forced.outcome is Outcome.MERGE and "despite" in forced.reason
 
     def test_label_of_another_subject_is_a_conflict_whatever_overwrite(self) -> None:
         p = preview_archive(row(), self.target("ELSEWHERE", "delete"), self.existing)

@@ -30,7 +30,6 @@ PreviewFn = Callable[[PrearchiveRow, ArchiveTarget], Awaitable[ArchivePreview]]
 _WORD = {
     Outcome.NEW: ("$success", "new"),
     Outcome.MERGE: ("$warning", "merge"),
-    Outcome.NEEDS_OVERWRITE: ("$warning", "exists"),
     Outcome.CONFLICT: ("$error", "conflict"),
     Outcome.BLOCKED: ("$error", "blocked"),
     Outcome.UNKNOWN: ("$text-muted", "unchecked"),

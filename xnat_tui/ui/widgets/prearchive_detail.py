@@ -12,7 +12,6 @@ from xnat_tui.transfer.triage import Outcome, PrearchiveRow, SessionDetail, huma
 _OUTCOME_STYLE = {
     Outcome.NEW: ("$success", "NEW"),
     Outcome.MERGE: ("$warning", "MERGE"),
-    Outcome.NEEDS_OVERWRITE: ("$warning", "EXISTS"),
     Outcome.CONFLICT: ("$error", "CONFLICT"),
     Outcome.BLOCKED: ("$text-muted", "NOT NOW"),
     Outcome.UNKNOWN: ("$text-muted", "UNCHECKED"),
