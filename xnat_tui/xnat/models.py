@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from types import MappingProxyType
 
 from xnat_tui.xnat.filters import FilterDecision, SeriesImportFilter, evaluate_series
 from xnat_tui.xnat.labels import ExistingSession
 
 Row = Mapping[str, str]
-_EMPTY: Row = MappingProxyType({})
 
 
 def _int(value: str | None) -> int | None:
@@ -70,7 +68,7 @@ class Project:
     pi_firstname: str = ""
     pi_lastname: str = ""
     uri: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,7 @@ class Subject:
     insert_date: str = ""
     insert_user: str = ""
     uri: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,7 @@ class Experiment:
     study_uid: str = ""
     insert_date: str = ""
     uri: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def archive_uri(self) -> str:
@@ -176,7 +174,7 @@ class Scan:
     xsi_type: str = ""
     quality: str = ""
     uri: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -187,7 +185,7 @@ class Resource:
     file_size: int | None = None
     format: str = ""
     content: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,7 @@ class RemoteFile:
     uri: str = ""
     digest: str = ""
     collection: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -223,7 +221,7 @@ class PrearchiveEntry:
     visit: str = ""
     protocol: str = ""
     timezone: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def uri(self) -> str:
@@ -246,7 +244,7 @@ class PrearchiveScan:
     id: str
     series_description: str = ""
     xsi_type: str = ""
-    raw: Row = field(default=_EMPTY, compare=False, repr=False)
+    raw: Row = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
