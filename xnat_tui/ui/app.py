@@ -1,0 +1,268 @@
+"""The App: wiring only — styles, keys, themes, commands, and the long-lived services.
+
+The transfer engine and its event consumer live here (not on a screen) so uploads
+keep going while the user browses, scans, labels or triages.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState
+
+from xnat_tui.config import Config
+from xnat_tui.ui.commands import WorkbenchCommands
+from xnat_tui.ui.logbuffer import LogBuffer
+from xnat_tui.ui.screens.confirm import ConfirmScreen
+from xnat_tui.ui.services import Connection, Connector, LoginRequest, Services
+from xnat_tui.ui.themes import load_themes
+from xnat_tui.ui.transfer_model import TransferModel
+from xnat_tui.ui.workbench import Workbench
+
+log = logging.getLogger("xnat_tui.ui")
+
+
+class XnatTuiApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "xnat-tui"
+    COMMANDS = App.COMMANDS | {WorkbenchCommands}
+    BINDINGS = [
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            tooltip="Quit (asks first while transfers run)",
+            priority=True,
+            id="app.quit",
+        ),
+        Binding("question_mark", "help", "Help", tooltip="List every key", id="app.help"),
+        Binding("ctrl+l", "show_log", "Log", tooltip="Show the application log", id="app.log"),
+        Binding(
+            "f2", "change_theme", "Theme", tooltip="Choose a theme", show=False, id="app.theme"
+        ),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        services: Services,
+        connector: Connector,
+        start_path: Path,
+        login: LoginRequest | None = None,
+        auto_login: bool = False,
+        theme_dirs: list[Path] | None = None,
+        log_buffer: LogBuffer | None = None,
+        sandbox_url: str = "",
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.services = services
+        self.connector = connector
+        self.start_path = start_path
+        self.login = login
+        self.auto_login = auto_login
+        self.sandbox_url = sandbox_url
+        self.workbench = Workbench()
+        self.workbench.subject_pattern = config.defaults.subject_pattern
+        self.workbench.session_pattern = config.defaults.session_pattern
+        self.transfers = TransferModel()
+        self.log_buffer = log_buffer or LogBuffer()
+        self.theme_warnings: list[str] = []
+        self._theme_dirs = theme_dirs
+        self._events_worker: Worker[None] | None = None
+
+    # ------------------------------------------------------------ properties used by other screens
+
+    @property
+    def client(self) -> Any:
+        """The logged-in ``XnatClient`` (None before login); the triage screen uses it."""
+        conn = self.services.connection
+        return conn.client if conn is not None else None
+
+    @property
+    def engine(self) -> Any:
+        return self.services.engine
+
+    # ------------------------------------------------------------ start-up
+
+    def on_mount(self) -> None:
+        logging.getLogger("xnat_tui").addHandler(self.log_buffer)
+        logging.getLogger("xnat_tui").setLevel(logging.INFO)
+        self._register_themes()
+        self.set_keymap(self.config.keymap)
+        if self.no_color:
+            log.info("NO_COLOR is set: colours are off")
+        from xnat_tui.ui.screens.login import LoginScreen
+
+        self.push_screen(LoginScreen(self.login, auto=self.auto_login))
+
+    def _register_themes(self) -> None:
+        loaded = load_themes(self._theme_dirs)
+        for theme in loaded.themes:
+            self.register_theme(theme)
+        self.theme_warnings = list(loaded.warnings)
+        wanted = self.config.defaults.theme
+        if wanted in self.available_themes:
+            self.theme = wanted
+        else:
+            self.theme_warnings.append(
+                f"Theme {wanted!r} from the config is not installed; using {self.theme!r}."
+            )
+        for warning in self.theme_warnings:
+            log.warning("%s", warning)
+            self.notify(warning, title="Theme", severity="warning", timeout=8)
+
+    def on_unmount(self) -> None:
+        logging.getLogger("xnat_tui").removeHandler(self.log_buffer)
+
+    # ------------------------------------------------------------ after login
+
+    async def logged_in(self, connection: Connection) -> None:
+        """Called by the login screen: start the engine and show the workbench."""
+        from xnat_tui.ui.screens.main import MainScreen
+
+        await self.services.start(connection)
+        self.sub_title = f"{connection.user} @ {connection.url}"
+        log.info("logged in as %s at %s", connection.user, connection.url)
+        self._events_worker = self._consume_events()
+        await self.switch_screen(MainScreen(self.start_path))
+        resumed = self.transfers.unfinished
+        if resumed:
+            self.notify(f"Resuming {len(resumed)} unfinished transfer(s).", title="Transfers")
+
+    async def go_offline(self) -> None:
+        """Browse and scan without a server; uploads stay disabled."""
+        from xnat_tui.ui.screens.main import MainScreen
+
+        self.sub_title = "offline"
+        log.info("working offline")
+        await self.switch_screen(MainScreen(self.start_path))
+
+    @work(group="engine-events", exclusive=True, exit_on_error=False)
+    async def _consume_events(self) -> None:
+        async for event in self.services.events():
+            self.transfers.apply(event)
+            for row in self.transfers.take_finished():
+                self._announce(row)
+
+    def _announce(self, row: Any) -> None:
+        state = str(row.state)
+        if state == "verified":
+            self.notify(f"{row.label}: uploaded and verified.", title="Transfer done")
+            log.info("job %s (%s) verified", row.job_id, row.label)
+            if self.services.planner is not None:
+                self.services.planner.refresh()
+        elif state == "failed":
+            self.notify(
+                f"{row.label}: {row.message or 'failed'}",
+                title="Transfer failed",
+                severity="error",
+                timeout=10,
+            )
+            log.error("job %s (%s) failed: %s", row.job_id, row.label, row.message)
+        elif state == "cancelled":
+            self.notify(f"{row.label}: cancelled.", title="Transfer", severity="warning")
+            log.warning("job %s (%s) cancelled", row.job_id, row.label)
+
+    def job_action(self, action: str, job_id: str | None) -> None:
+        """pause | resume | pause_all | resume_all | cancel | retry | receipt."""
+        if action == "receipt":
+            from xnat_tui.ui.screens.receipt import ReceiptScreen
+
+            if job_id:
+                self.push_screen(ReceiptScreen(job_id))
+            return
+        if action == "cancel":
+            row = self.transfers.jobs.get(job_id or "")
+            label = row.label if row else job_id
+
+            def answered(ok: bool | None) -> None:
+                if ok:
+                    self._run_job_action(action, job_id)
+
+            self.push_screen(
+                ConfirmScreen(
+                    "Cancel transfer?",
+                    f"Cancel the upload of {label}? Series already sent stay in the "
+                    "server's prearchive; retry sends the rest later.",
+                    yes="Cancel it",
+                    no="Keep going",
+                ),
+                callback=answered,
+            )
+            return
+        self._run_job_action(action, job_id)
+
+    @work(group="job-action", exit_on_error=False)
+    async def _run_job_action(self, action: str, job_id: str | None) -> None:
+        try:
+            await self.services.job_action(action, job_id)
+        except Exception as exc:  # an engine refusal is shown, never crashes the UI
+            self.notify(str(exc), title="Transfers", severity="error")
+            log.error("%s %s: %s", action, job_id or "all", exc)
+        else:
+            log.info("%s %s", action, job_id or "all jobs")
+
+    # ------------------------------------------------------------ actions
+
+    def action_help(self) -> None:
+        from xnat_tui.ui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def action_show_log(self) -> None:
+        from xnat_tui.ui.screens.log import LogScreen
+
+        if isinstance(self.screen, LogScreen):
+            return
+        self.push_screen(LogScreen(self.log_buffer))
+
+    async def action_quit(self) -> None:
+        active = self.transfers.unfinished
+        if active:
+            self._confirm_quit(len(active))
+            return
+        await self._shutdown_and_exit()
+
+    @work(group="quit", exclusive=True)
+    async def _confirm_quit(self, count: int) -> None:
+        ok = await self.push_screen_wait(
+            ConfirmScreen(
+                "Quit?",
+                f"{count} transfer(s) are not finished. They stop now and resume "
+                "where they left off the next time you start xnat-tui "
+                "(or run `xnat-tui transfers resume`).",
+                yes="Quit",
+                no="Stay",
+            )
+        )
+        if ok:
+            await self._shutdown_and_exit()
+
+    async def _shutdown_and_exit(self) -> None:
+        try:
+            await self.services.stop()
+        except Exception as exc:
+            log.error("engine shutdown: %s", exc)
+        self.exit(0)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place where background failures become something the user sees."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        name = event.worker.group or event.worker.name
+        message = str(error) or type(error).__name__
+        hint = getattr(error, "hint", "")
+        log.error("%s failed: %s", name, message, exc_info=error)
+        self.notify(
+            f"{message}\n{hint}".strip(), title=f"{name} failed", severity="error", timeout=10
+        )

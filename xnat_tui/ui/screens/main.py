@@ -1,0 +1,467 @@
+"""The upload workbench: folders → sessions → scans + labels, transfers docked below."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
+
+from xnat_tui.dicom.model import ScanBatch, ScanSummary
+from xnat_tui.ui.widgets import format as fmt
+from xnat_tui.ui.widgets.folders import FoldersPane
+from xnat_tui.ui.widgets.labels import LabelsPane
+from xnat_tui.ui.widgets.scans import ScansPane
+from xnat_tui.ui.widgets.sessions import SessionsPane
+from xnat_tui.ui.widgets.transfers import TransfersPane
+from xnat_tui.ui.workbench import RowState, SessionItem
+
+if TYPE_CHECKING:
+    from xnat_tui.ui.app import XnatTuiApp
+
+log = logging.getLogger("xnat_tui.ui")
+
+# Remote label checks wait this long after the last keystroke.
+CHECK_DEBOUNCE = 0.35
+
+
+class MainScreen(Screen[None]):
+    HELP_GROUP = "Main"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    BINDINGS = [
+        Binding("1", "focus_pane('folder-tree')", "Folders", show=False, id="main.focus_folders"),
+        Binding(
+            "2", "focus_pane('sessions-table')", "Sessions", show=False, id="main.focus_sessions"
+        ),
+        Binding("3", "focus_pane('scans-table')", "Scans", show=False, id="main.focus_scans"),
+        Binding("4", "focus_pane('project')", "Labels", show=False, id="main.focus_labels"),
+        Binding(
+            "5", "focus_pane('transfers-table')", "Transfers", show=False, id="main.focus_transfers"
+        ),
+        Binding(
+            "u",
+            "upload",
+            "Upload",
+            tooltip="Review and queue the selected sessions",
+            id="main.upload",
+        ),
+        Binding("b", "bulk", "Bulk", tooltip="Label many sessions with patterns", id="main.bulk"),
+        Binding(
+            "t",
+            "toggle_transfers",
+            "Expand transfers",
+            tooltip="Show transfers full screen / docked",
+            id="main.transfers",
+        ),
+        Binding(
+            "p",
+            "prearchive",
+            "Prearchive",
+            tooltip="Triage the server's prearchive",
+            id="main.prearchive",
+        ),
+        Binding(
+            "R",
+            "refresh_project",
+            "Refresh",
+            tooltip="Reload the project's subjects and sessions from the server",
+            id="main.refresh",
+            show=False,
+        ),
+    ]
+
+    def __init__(self, start_path: Path) -> None:
+        super().__init__()
+        self.start_path = start_path
+        self.scan_worker: Worker[None] | None = None
+        self._pending_checks: set[str] = set()
+
+    @property
+    def xapp(self) -> XnatTuiApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        wb = self.xapp.workbench
+        yield Header()
+        with Horizontal(id="upper"):
+            yield FoldersPane(self.start_path, id="folders")
+            with Vertical(id="right"):
+                yield SessionsPane(wb, id="sessions")
+                with Horizontal(id="detail"):
+                    yield ScansPane(wb, id="scans")
+                    yield LabelsPane(id="labels")
+        yield TransfersPane(self.xapp.transfers, id="transfers")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#folder-tree").focus()
+        self.set_interval(0.25, self._sync_transfer_states)
+        self.load_projects()
+
+    # ------------------------------------------------------------ panes
+
+    @property
+    def sessions(self) -> SessionsPane:
+        return self.query_one(SessionsPane)
+
+    @property
+    def labels(self) -> LabelsPane:
+        return self.query_one(LabelsPane)
+
+    @property
+    def scans(self) -> ScansPane:
+        return self.query_one(ScansPane)
+
+    @property
+    def folders(self) -> FoldersPane:
+        return self.query_one(FoldersPane)
+
+    def action_focus_pane(self, widget_id: str) -> None:
+        if self.has_class("-transfers-expanded") and widget_id != "transfers-table":
+            self.remove_class("-transfers-expanded")
+        self.query_one(f"#{widget_id}").focus()
+
+    def action_toggle_transfers(self) -> None:
+        self.toggle_class("-transfers-expanded")
+        if self.has_class("-transfers-expanded"):
+            self.query_one("#transfers-table").focus()
+
+    # ------------------------------------------------------------ scanning
+
+    @on(FoldersPane.ScanRequested)
+    def _scan_requested(self, event: FoldersPane.ScanRequested) -> None:
+        self.start_scan(event.paths)
+
+    @on(FoldersPane.CancelRequested)
+    def _scan_cancel(self) -> None:
+        if self.scan_worker is not None:
+            self.scan_worker.cancel()
+
+    def start_scan(self, paths: list[Path]) -> None:
+        if self.scan_worker is not None and self.scan_worker.state is WorkerState.RUNNING:
+            self.notify("A scan is already running; stop it with x first.", severity="warning")
+            return
+        self.folders.set_scanning(True)
+        names = ", ".join(p.name or str(p) for p in paths)
+        self.folders.show_progress(f"Scanning {names}…", None)
+        log.info("scan started: %s", ", ".join(str(p) for p in paths))
+        self.scan_worker = self._scan(paths)
+
+    @work(group="scan", exclusive=True, exit_on_error=False)
+    async def _scan(self, paths: list[Path]) -> None:
+        found = 0
+        try:
+            async for event in self.xapp.services.scan(paths):
+                if isinstance(event, ScanBatch):
+                    found += self._absorb(event.sessions)
+                    p = event.progress
+                    total = f"/{p.files_seen}" if p.walk_done else f" of {p.files_seen}+"
+                    self.folders.show_progress(
+                        f"{p.files_parsed}{total} files · {len(self.xapp.workbench)} sessions "
+                        f"· {p.rate:.0f}/s",
+                        p.fraction,
+                    )
+                elif isinstance(event, ScanSummary):
+                    found += self._absorb(event.sessions)
+                    p = event.progress
+                    state = "stopped" if event.cancelled else "done"
+                    problems = len(event.all_problems)
+                    self.folders.show_progress(
+                        f"Scan {state}: {p.files_dicom} DICOM files, "
+                        f"{len(event.sessions)} sessions, {problems} problems "
+                        f"({p.elapsed:.1f}s)",
+                        1.0,
+                    )
+                    log.info(
+                        "scan %s: %d files, %d sessions, %d problems",
+                        state,
+                        p.files_parsed,
+                        len(event.sessions),
+                        problems,
+                    )
+                    for problem in event.problems[:200]:
+                        log.warning("%s: %s (%s)", problem.kind, problem.path, problem.detail)
+                    self.app.notify(
+                        f"Scan {state}: {len(event.sessions)} sessions found.",
+                        title="Scan",
+                    )
+        except asyncio.CancelledError:
+            self.folders.show_progress("Scan stopped.", None)
+            raise
+        finally:
+            self.folders.set_scanning(False)
+
+    def _absorb(self, sessions: list) -> int:  # type: ignore[type-arg]
+        """Put found sessions into the workbench and the table; returns how many are new."""
+        wb = self.xapp.workbench
+        changed: list[SessionItem] = []
+        new = 0
+        for session in sessions:
+            item, is_new = wb.upsert(session)
+            new += is_new
+            changed.append(item)
+        if wb.project is not None:
+            self._compute_dropped(changed)
+        self.sessions.refresh_rows(changed)
+        current = self.sessions.current_uid
+        if current and any(i.uid == current for i in changed):
+            self.scans.show(current)
+            self.labels.show(wb.get(current))
+        if changed and wb.project is not None:
+            self.schedule_check([i.uid for i in changed])
+        return new
+
+    # ------------------------------------------------------------ highlighting / editing
+
+    @on(SessionsPane.Highlighted)
+    def _highlighted(self, event: SessionsPane.Highlighted) -> None:
+        self.scans.show(event.uid)
+        self.labels.show(self.xapp.workbench.get(event.uid))
+        self.refresh_bindings()
+
+    @on(SessionsPane.SelectionChanged)
+    def _selection_changed(self) -> None:
+        self.refresh_bindings()
+
+    @on(ScansPane.Changed)
+    def _series_changed(self, event: ScansPane.Changed) -> None:
+        item = self.xapp.workbench.get(event.uid)
+        if item is not None:
+            self.sessions.refresh_rows([item])
+
+    @on(LabelsPane.Edited)
+    def _edited(self, event: LabelsPane.Edited) -> None:
+        wb = self.xapp.workbench
+        wb.set_labels(event.uid, subject=event.subject, label=event.label)
+        item = wb.items[event.uid]
+        self.sessions.refresh_rows([item])
+        self.labels.show_status(item)
+        self.schedule_check([event.uid])
+
+    @on(LabelsPane.Regenerate)
+    def _regenerate(self, event: LabelsPane.Regenerate) -> None:
+        wb = self.xapp.workbench
+        item = wb.items[event.uid]
+        wb.relabel([item])
+        self.sessions.refresh_rows([item])
+        self.labels.show(item)
+        self.schedule_check([item.uid])
+
+    # ------------------------------------------------------------ project
+
+    @work(group="projects", exclusive=True, exit_on_error=False)
+    async def load_projects(self) -> None:
+        if self.xapp.services.connection is None:
+            self.labels.set_projects([], None)
+            return
+        projects = await self.xapp.services.projects()
+        current = self.xapp.workbench.project.id if self.xapp.workbench.project else None
+        self.labels.set_projects(projects, current)
+        if len(projects) == 1 and current is None:
+            self.choose_project(projects[0][0])
+
+    @on(LabelsPane.ProjectChosen)
+    def _project_chosen(self, event: LabelsPane.ProjectChosen) -> None:
+        self.choose_project(event.project)
+
+    def choose_project(self, project: str, *, refresh: bool = False) -> None:
+        self.labels.query_one("#project-settings").update(f"Loading {project}…")  # type: ignore[attr-defined]
+        self._load_project(project, refresh)
+
+    @work(group="project", exclusive=True, exit_on_error=False)
+    async def _load_project(self, project: str, refresh: bool) -> None:
+        info = await self.xapp.services.project(project, refresh=refresh)
+        wb = self.xapp.workbench
+        wb.project = info
+        self._compute_dropped(list(wb.items.values()))
+        self.labels.set_project(info)
+        self.scans.show(self.sessions.current_uid)
+        self.schedule_check(list(wb.items))
+        self.refresh_bindings()
+        log.info("project %s loaded: %d subjects", project, len(info.subjects))
+
+    def action_refresh_project(self) -> None:
+        project = self.xapp.workbench.project
+        if project is not None:
+            self.choose_project(project.id, refresh=True)
+
+    def _compute_dropped(self, items: list[SessionItem]) -> None:
+        project = self.xapp.workbench.project
+        if project is None:
+            return
+        for item in items:
+            for scan in item.scans():
+                reason = self.xapp.services.dropped_reason(project, scan)
+                if reason:
+                    project.dropped[scan.series_instance_uid] = reason
+                else:
+                    project.dropped.pop(scan.series_instance_uid, None)
+
+    # ------------------------------------------------------------ remote checks
+
+    def schedule_check(self, uids: list[str]) -> None:
+        """Debounced: each call restarts the exclusive worker, which waits before asking."""
+        if self.xapp.workbench.project is None:
+            return
+        self._pending_checks.update(uids)
+        for uid in uids:
+            item = self.xapp.workbench.get(uid)
+            if item is not None and item.state not in RowState.TRANSFER:
+                item.state = RowState.CHECKING
+        self._check()
+
+    @work(group="remote-check", exclusive=True, exit_on_error=False)
+    async def _check(self) -> None:
+        await asyncio.sleep(CHECK_DEBOUNCE)
+        wb = self.xapp.workbench
+        project = wb.project
+        if project is None:
+            return
+        uids = [u for u in self._pending_checks if u in wb.items]
+        items = [wb.items[u] for u in uids if wb.items[u].state not in RowState.TRANSFER]
+        if not items:
+            self._pending_checks.clear()
+            return
+        results = await self.xapp.services.classify(project, items)
+        # Only now: a cancelled (superseded) check leaves the pending set for the next one.
+        self._pending_checks.difference_update(uids)
+        for item in items:
+            if item.uid in results and item.state not in RowState.TRANSFER:
+                item.state, item.detail = results[item.uid]
+        self.sessions.refresh_rows(items)
+        current = wb.get(self.sessions.current_uid)
+        if current is not None:
+            self.labels.show_status(current)
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------ uploading
+
+    def upload_candidates(self) -> list[SessionItem]:
+        wb = self.xapp.workbench
+        chosen = wb.selected() or [i for i in [wb.get(self.sessions.current_uid)] if i]
+        return [i for i in chosen if i.state not in RowState.TRANSFER]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        wb = self.xapp.workbench
+        if action == "upload":
+            if wb.project is None or self.xapp.services.connection is None:
+                return None
+            return (
+                True
+                if any(i.state in RowState.QUEUEABLE for i in self.upload_candidates())
+                else None
+            )
+        if action == "bulk":
+            return True if len(wb) else None
+        if action == "refresh_project":
+            return True if wb.project else None
+        if action == "prearchive":
+            return True if self.xapp.services.connection is not None else None
+        return True
+
+    def action_upload(self) -> None:
+        items = [i for i in self.upload_candidates() if i.state in RowState.QUEUEABLE]
+        if not items:
+            self.notify(
+                "Nothing to upload: choose a project and fix the labels first.", severity="warning"
+            )
+            return
+        self._plan_and_confirm(items)
+
+    @work(group="plan", exclusive=True, exit_on_error=False)
+    async def _plan_and_confirm(self, items: list[SessionItem]) -> None:
+        from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
+
+        project = self.xapp.workbench.project
+        assert project is not None
+        plan = await self.xapp.services.plan(project, items)
+        confirmed = await self.app.push_screen_wait(UploadConfirmScreen(plan, project))
+        if not confirmed:
+            return
+        job_ids = await self.xapp.services.submit(plan)
+        by_uid = {uid: job for uid, job in job_ids.items()}
+        for item in items:
+            job = by_uid.get(item.uid)
+            if job:
+                item.job_id = job
+                item.state = RowState.QUEUED
+                item.selected = False
+        self.sessions.refresh_rows(items)
+        self.scans.show(self.sessions.current_uid)
+        self.labels.show(self.xapp.workbench.get(self.sessions.current_uid))
+        self.notify(f"Queued {len(by_uid)} session(s) for upload.", title="Transfers")
+        log.info("queued %d jobs: %s", len(by_uid), ", ".join(by_uid.values()))
+
+    def _sync_transfer_states(self) -> None:
+        """Mirror job states into the sessions table (4 Hz, only rows that changed)."""
+        wb = self.xapp.workbench
+        model = self.xapp.transfers
+        changed: list[SessionItem] = []
+        for item in wb.items.values():
+            if not item.job_id:
+                continue
+            row = model.jobs.get(item.job_id)
+            if row is None:
+                continue
+            state = _ROW_STATE.get(str(row.state), RowState.UPLOADING)
+            detail = row.message
+            if state == RowState.VERIFIED:
+                detail = f"{row.files_total} files, {fmt.size(row.bytes_total)} verified"
+            if (state, detail) != (item.state, item.detail):
+                item.state, item.detail = state, detail
+                changed.append(item)
+        if changed:
+            self.sessions.refresh_rows(changed)
+            current = wb.get(self.sessions.current_uid)
+            if current in changed:
+                self.labels.show_status(current)
+
+    @on(TransfersPane.JobAction)
+    def _job_action(self, event: TransfersPane.JobAction) -> None:
+        self.xapp.job_action(event.action, event.job_id)
+
+    # ------------------------------------------------------------ other screens
+
+    def action_bulk(self) -> None:
+        from xnat_tui.ui.screens.bulk import BulkScreen
+
+        self.app.push_screen(BulkScreen(), callback=self._after_bulk)
+
+    def _after_bulk(self, outcome: str | None) -> None:
+        wb = self.xapp.workbench
+        self.sessions.refresh_rows(list(wb.items.values()))
+        self.labels.show(wb.get(self.sessions.current_uid))
+        self.scans.show(self.sessions.current_uid)
+        if outcome == "queue":
+            self.action_upload()
+        elif outcome == "changed":
+            self.schedule_check(list(wb.items))
+
+    def action_prearchive(self) -> None:
+        try:
+            from xnat_tui.ui.screens.prearchive import PrearchiveScreen
+        except ImportError:
+            self.notify("The prearchive screen is not available in this build.", severity="warning")
+            return
+        self.app.push_screen(PrearchiveScreen())
+
+
+_ROW_STATE = {
+    "queued": RowState.QUEUED,
+    "sending": RowState.UPLOADING,
+    "committing": RowState.UPLOADING,
+    "verifying": RowState.UPLOADING,
+    "paused": RowState.PAUSED,
+    "verified": RowState.VERIFIED,
+    "failed": RowState.FAILED,
+    "cancelled": RowState.CANCELLED,
+}

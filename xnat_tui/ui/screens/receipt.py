@@ -1,0 +1,38 @@
+"""One job's receipt and journal log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.widgets import TextArea
+
+if TYPE_CHECKING:
+    from xnat_tui.ui.app import XnatTuiApp
+
+
+class ReceiptScreen(ModalScreen[None]):
+    HELP_GROUP = "Receipt"
+    BINDINGS = [
+        Binding("escape,q", "dismiss", "Close", id="receipt.close"),
+        Binding("r", "reload", "Reload", tooltip="Read the journal again", id="receipt.reload"),
+    ]
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+
+    def compose(self) -> ComposeResult:
+        area = TextArea("", read_only=True, id="receipt-text", classes="dialog")
+        area.border_title = f"Job {self.job_id}"
+        yield area
+
+    def on_mount(self) -> None:
+        self.action_reload()
+        self.query_one(TextArea).focus()
+
+    def action_reload(self) -> None:
+        app: XnatTuiApp = self.app  # type: ignore[assignment]
+        self.query_one(TextArea).text = app.services.job_report(self.job_id)

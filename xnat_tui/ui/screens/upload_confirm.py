@@ -1,0 +1,98 @@
+"""Before anything is queued: what will happen, session by session."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Static
+
+from xnat_tui.transfer.planner import Plan, Verdict
+from xnat_tui.ui.widgets import format as fmt
+from xnat_tui.ui.workbench import ProjectInfo
+
+
+def summary(plan: Plan, project: ProjectInfo) -> str:
+    send = plan.sendable
+    blocked = [j for j in plan.jobs if not j.ok]
+    new_subjects = sorted({j.request.subject for j in send if j.new_subject})
+    merges = [j for j in send if j.verdict is Verdict.MERGE]
+    dropped = sum(len(j.dropped) for j in send)
+    excluded = sum(len(j.request.session.series) - len(j.series) - len(j.dropped) for j in send)
+    lines = [
+        f"Project {project.id} → {project.destination}",
+        f"{len(send)} session(s), {sum(j.files_total for j in send)} files, "
+        f"{fmt.size(sum(j.bytes_total for j in send))}",
+        f"New subjects: {', '.join(new_subjects) if new_subjects else 'none'}",
+        f"Merges into existing sessions: {len(merges)}",
+        f"Series excluded by you: {excluded}; dropped by the import filter: {dropped}",
+    ]
+    if blocked:
+        lines.append(f"Not queued (fix first): {len(blocked)}")
+    return "\n".join(lines)
+
+
+class UploadConfirmScreen(ModalScreen[bool]):
+    HELP_GROUP = "Confirm upload"
+    BINDINGS = [
+        Binding(
+            "y",
+            "answer(True)",
+            "Queue",
+            tooltip="Queue the sendable sessions",
+            id="confirm_upload.yes",
+        ),
+        Binding(
+            "n,escape",
+            "answer(False)",
+            "Back",
+            tooltip="Go back without queueing",
+            id="confirm_upload.no",
+        ),
+    ]
+
+    def __init__(self, plan: Plan, project: ProjectInfo) -> None:
+        super().__init__()
+        self.plan = plan
+        self.project = project
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="upload-confirm") as box:
+            box.border_title = "Queue upload?"
+            yield Static(summary(self.plan, self.project), id="plan-summary")
+            yield DataTable(id="plan-table", cursor_type="row")
+            with Horizontal(classes="buttons"):
+                yield Button(
+                    f"Queue {len(self.plan.sendable)} (y)",
+                    id="yes",
+                    variant="primary",
+                    disabled=not self.plan.sendable,
+                )
+                yield Button("Back (n)", id="no")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("Target", "Verdict", "Series", "Files", "Size", "Notes")
+        palette = self.app.theme_variables
+        for job in self.plan.jobs:
+            colour = palette.get("success" if job.ok else "error", "")
+            notes = "; ".join(i.message for i in job.issues) or (
+                "new subject" if job.new_subject else ""
+            )
+            table.add_row(
+                job.target,
+                Text(str(job.verdict) if job.ok else f"{job.verdict} ✗", style=colour),
+                f"{len(job.series)}" + (f" (-{len(job.dropped)})" if job.dropped else ""),
+                str(job.files_total),
+                fmt.size(job.bytes_total),
+                notes,
+            )
+        self.query_one("#yes" if self.plan.sendable else "#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes" and bool(self.plan.sendable))
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value and bool(self.plan.sendable))

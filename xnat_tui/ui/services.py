@@ -1,0 +1,310 @@
+"""The UI's doorway to the domain modules: scanning, the server, the planner, the engine.
+
+Screens call these methods (from async workers) and render what comes back; no
+HTTP, DICOM parsing or journal access happens anywhere else in ``ui/``. Tests swap
+in a fake ``ServerPort``/engine, never a fake of this class's logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xnat_tui.dicom.model import Scan, ScanBatch, ScanSummary
+from xnat_tui.transfer.events import Event, ProgressTick
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.planner import JobRequest, Plan, Planner, Verdict
+from xnat_tui.transfer.server import ServerPort
+from xnat_tui.transfer.source import from_dicom
+from xnat_tui.transfer.types import Destination, Overwrite
+from xnat_tui.ui.workbench import ProjectInfo, RowState, SessionItem
+
+log = logging.getLogger("xnat_tui.ui")
+
+ScanEvent = ScanBatch | ScanSummary
+
+
+@dataclass
+class Connection:
+    """A logged-in server: the client (for triage and listings) and the engine's port."""
+
+    url: str
+    user: str
+    port: ServerPort
+    client: Any = None  # xnat_tui.xnat.XnatClient in the shipped app
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class LoginRequest:
+    url: str
+    user: str
+    password: str = ""
+    verify_tls: bool = True
+    ca_bundle: str = ""
+    profile: str = ""
+
+
+Connector = Callable[[LoginRequest], Awaitable[Connection]]
+ScanFunc = Callable[[list[Path]], AsyncIterator[ScanEvent]]
+
+
+def _verdict_state(verdict: Verdict, codes: set[str]) -> str:
+    if verdict is Verdict.NEW:
+        return RowState.NEW
+    if verdict is Verdict.MERGE:
+        return RowState.MERGE
+    if verdict in (Verdict.CONFLICT, Verdict.DUPLICATE):
+        return RowState.CONFLICT
+    if codes & {"label", "template", "no-series", "all-filtered", "label-in-batch"}:
+        return RowState.INVALID
+    return RowState.NOT_PERMITTED
+
+
+@dataclass
+class Services:
+    scan_func: ScanFunc
+    connection: Connection | None = None
+    planner: Planner | None = None
+    engine: Any = None
+    journal: Journal | None = None
+    destination: Destination = Destination.PROJECT
+    overwrite: Overwrite = Overwrite.NONE
+    anonymization: str = "none"
+    concurrency: int = 4
+    bandwidth_limit_mbps: float = 0.0
+    transform_for: Callable[[Any], Any] | None = None
+    # (port, journal) -> engine; None builds the real TransferEngine.
+    engine_factory: Callable[[ServerPort, Journal], Any] | None = None
+    _projects: list[tuple[str, str]] = field(default_factory=list)
+    _stream: Any = None
+
+    # ------------------------------------------------------------ scanning
+
+    def scan(self, paths: list[Path]) -> AsyncIterator[ScanEvent]:
+        return self.scan_func(paths)
+
+    # ------------------------------------------------------------ server
+
+    def attach(self, connection: Connection, planner: Planner) -> None:
+        self.connection = connection
+        self.planner = planner
+
+    async def projects(self) -> list[tuple[str, str]]:
+        """(id, name) of the projects the user may upload to."""
+        if self.connection is None:
+            return []
+        lister = getattr(self.connection.port, "uploadable_projects", None)
+        if lister is None and self.connection.client is not None:
+            lister = getattr(self.connection.client, "uploadable_projects", None)
+        if lister is None:
+            return []
+        rows = await lister()
+        out: list[tuple[str, str]] = []
+        for row in rows:
+            if isinstance(row, tuple):
+                out.append((str(row[0]), str(row[1])))
+            else:
+                pid = getattr(row, "id", None) or getattr(row, "ID", "")
+                out.append(
+                    (str(pid), str(getattr(row, "name", "") or getattr(row, "secondary_id", "")))
+                )
+        self._projects = out
+        return out
+
+    async def project(self, project: str, *, refresh: bool = False) -> ProjectInfo:
+        assert self.planner is not None
+        if refresh:
+            self.planner.refresh()
+        view = await self.planner.project(project)
+        info = view.info
+        filters = [f for f in info.series_filters if f.enabled]
+        summary = (
+            "; ".join(f"{f.mode}: {', '.join(f.patterns) or '(empty)'}" for f in filters)
+            if filters
+            else "none"
+        )
+        destination = "archive (auto-archive)" if info.auto_archive else "prearchive"
+        result = ProjectInfo(
+            id=project,
+            name=dict(self._projects).get(project, ""),
+            destination=destination,
+            allow_create_subject=info.allow_create_subject,
+            allow_bulk_upload=info.allow_bulk_upload,
+            anon_script=info.anon_script,
+            filter_summary=summary,
+            subjects=sorted(view.subjects),
+        )
+        result.source = info  # type: ignore[attr-defined]
+        return result
+
+    def dropped_reason(self, project: ProjectInfo, scan: Scan) -> str:
+        info = getattr(project, "source", None)
+        if info is None:
+            return ""
+        flt = info.dropped_by_filters(scan.series_description)
+        if flt is None:
+            return ""
+        return f"{flt.scope} {flt.mode}"
+
+    def requests(self, project: ProjectInfo, items: list[SessionItem]) -> list[JobRequest]:
+        return [
+            JobRequest(
+                session=from_dicom(item.session),
+                project=project.id,
+                subject=item.subject,
+                label=item.label,
+                destination=self.destination,
+                overwrite=self.overwrite,
+                series={s.series_instance_uid for s in item.included_scans()},
+                anonymization=self.anonymization,
+            )
+            for item in items
+        ]
+
+    async def plan(self, project: ProjectInfo, items: list[SessionItem]) -> Plan:
+        assert self.planner is not None
+        return await self.planner.plan(self.requests(project, items))
+
+    async def classify(
+        self, project: ProjectInfo, items: list[SessionItem]
+    ) -> dict[str, tuple[str, str]]:
+        """Per session: (state, one sentence) as the planner sees it right now."""
+        plan = await self.plan(project, items)
+        out: dict[str, tuple[str, str]] = {}
+        for item, job in zip(items, plan.jobs, strict=True):
+            errors = [i for i in job.issues if i.severity == "error"]
+            warnings = [i for i in job.issues if i.severity != "error"]
+            if errors:
+                state = _verdict_state(job.verdict, {i.code for i in errors})
+                if job.verdict in (Verdict.NEW, Verdict.MERGE):
+                    state = _verdict_state(Verdict.BLOCKED, {i.code for i in errors})
+                out[item.uid] = (state, errors[0].message)
+                continue
+            state = _verdict_state(job.verdict, set())
+            notes: list[str] = []
+            if job.new_subject:
+                notes.append(f"subject {item.subject} will be created")
+            if job.verdict is Verdict.MERGE:
+                notes.append(f"merges into existing session {item.label}")
+            if job.dropped:
+                notes.append(f"{len(job.dropped)} series dropped by the import filter")
+            notes.extend(w.message for w in warnings[:1])
+            out[item.uid] = (state, "; ".join(notes) or f"new session {item.label}")
+        return out
+
+    # ------------------------------------------------------------ engine
+
+    async def submit(self, plan: Plan) -> dict[str, str]:
+        """Queue the sendable jobs; StudyInstanceUID → job id."""
+        if self.engine is None:
+            raise RuntimeError("the transfer engine is not running")
+        ids = await self.engine.submit(plan)
+        out: dict[str, str] = {}
+        for job, job_id in zip(plan.sendable, ids, strict=False):
+            out[job.request.session.study_instance_uid] = job_id
+        if self.planner is not None:
+            self.planner.refresh()
+        return out
+
+    # ------------------------------------------------------------ engine life cycle
+
+    async def start(self, connection: Connection) -> list[str]:
+        """Log-in done: build planner and engine on this loop; resume unfinished jobs."""
+        from xnat_tui.transfer.engine import TransferEngine
+        from xnat_tui.transfer.journal import Journal
+
+        journal = self.journal or Journal()
+        self.journal = journal
+        self.attach(connection, Planner(connection.port, journal))
+        if self.engine_factory is not None:
+            self.engine = self.engine_factory(connection.port, journal)
+        else:
+            self.engine = TransferEngine(
+                connection.port,
+                journal,
+                concurrency=self.concurrency,
+                bandwidth_limit_mbps=self.bandwidth_limit_mbps,
+                transform_for=self.transform_for,
+            )
+        # Subscribe before start() so the resumed jobs' first events are not missed.
+        self._stream = self.engine.subscribe()
+        resumed: list[str] = await self.engine.start(resume=True)
+        if resumed:
+            log.info("resuming %d unfinished transfer(s)", len(resumed))
+        return resumed
+
+    async def events(self) -> AsyncIterator[Event]:
+        if self.engine is None or self._stream is None:
+            return
+        for progress in self.engine.snapshot():
+            yield ProgressTick((progress,), progress.bytes_sent, progress.bytes_total, 0.0, None)
+        async for event in self._stream:
+            yield event
+
+    async def job_action(self, action: str, job_id: str | None) -> list[str]:
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("the transfer engine is not running")
+        if action == "pause":
+            return list(engine.pause(job_id))
+        if action == "pause_all":
+            return list(engine.pause(None))
+        if action == "resume":
+            return list(engine.resume(job_id))
+        if action == "resume_all":
+            return list(engine.resume(None))
+        if action == "cancel":
+            return list(engine.cancel(job_id))
+        if action == "retry":
+            return list(await engine.retry(job_id))
+        raise ValueError(f"unknown transfer action {action!r}")
+
+    def job_report(self, job_id: str) -> str:
+        """Receipt (if written) and the journal's step log of one job, as text."""
+        lines: list[str] = []
+        journal = self.journal
+        if journal is None:
+            return "No journal."
+        try:
+            job = journal.job(job_id)
+        except Exception as exc:  # unknown id: say so instead of failing
+            return f"Job {job_id}: {exc}"
+        lines.append(f"Job {job.id}: {job.display}  [{job.state}]")
+        lines.append(f"Server {job.server} as {job.username}; destination {job.destination}")
+        if job.message:
+            lines.append(f"Message: {job.message}")
+        if job.result_uri:
+            lines.append(f"Result: {job.result_uri}")
+        lines.append("")
+        lines.append("Series:")
+        for s in journal.series(job_id):
+            lines.append(
+                f"  {s.number if s.number is not None else '?':>4} {s.description[:30]:<30} "
+                f"{s.file_count:>5} files  {s.state}" + (f"  ({s.message})" if s.message else "")
+            )
+        receipt_path = Path(job.receipt) if job.receipt else None
+        if receipt_path is not None and receipt_path.is_file():
+            lines.append("")
+            lines.append(f"Receipt {receipt_path}:")
+            lines.append(receipt_path.read_text(encoding="utf-8"))
+        lines.append("")
+        lines.append("Log:")
+        for step in journal.steps(job_id):
+            stamp = time.strftime("%H:%M:%S", time.localtime(step.ts))
+            where = f" [{step.series_uid.rsplit('.', 1)[-1]}]" if step.series_uid else ""
+            lines.append(f"  {stamp} {step.step} {step.phase}{where} {step.detail}".rstrip())
+        return "\n".join(lines)
+
+    async def stop(self) -> None:
+        """Close the engine (unfinished jobs stay journalled) and the connection."""
+        if self._stream is not None:
+            self._stream.close()
+        if self.engine is not None:
+            await self.engine.close()
+        if self.connection is not None and self.connection.close is not None:
+            await self.connection.close()

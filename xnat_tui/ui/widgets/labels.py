@@ -1,0 +1,183 @@
+"""Labels pane: project picker, project settings, subject/session with live validation.
+
+Pure rules run as validators on every keystroke; the merge/conflict check against
+the server is requested through a message and answered by a debounced worker on
+the screen, so typing never waits for the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, Label, Select, Static
+
+from xnat_tui.ui.validators import LabelRule
+from xnat_tui.ui.workbench import ProjectInfo, RowState, SessionItem
+
+
+def settings_text(project: ProjectInfo | None) -> str:
+    if project is None:
+        return "Choose a project to see its upload settings."
+    yes_no = {True: "yes", False: "no"}
+    lines = [
+        f"Destination: {project.destination}",
+        f"New subjects: {'allowed' if project.allow_create_subject else 'not allowed'}",
+        f"Bulk upload: {yes_no[project.allow_bulk_upload]}",
+        f"Import filter: {project.filter_summary}",
+        f"Anon script: {'present' if project.anon_script else 'none'}",
+        f"Subjects: {len(project.subjects)}",
+    ]
+    return "\n".join(lines)
+
+
+class LabelsPane(VerticalScroll):
+    HELP_GROUP = "Labels"
+    BINDINGS = [
+        Binding(
+            "ctrl+r",
+            "regenerate",
+            "Relabel",
+            tooltip="Regenerate subject/session labels from the patterns",
+            id="labels.regenerate",
+        ),
+    ]
+
+    @dataclass
+    class ProjectChosen(Message):
+        project: str
+
+    @dataclass
+    class Edited(Message):
+        uid: str
+        subject: str
+        label: str
+
+    @dataclass
+    class Regenerate(Message):
+        uid: str
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.border_title = "Labels"
+        self.uid: str | None = None
+        self._suggester = SuggestFromList([], case_sensitive=False)
+
+    def compose(self) -> ComposeResult:
+        yield Label("Project")
+        yield Select[str]([], prompt="choose a project", id="project", compact=True)
+        yield Static(settings_text(None), id="project-settings", classes="settings")
+        yield Label("Subject")
+        yield Input(
+            placeholder="subject label",
+            id="subject",
+            compact=True,
+            suggester=self._suggester,
+            validators=[LabelRule("subject label")],
+            validate_on=["changed", "submitted"],
+        )
+        yield Label("Session")
+        yield Input(
+            placeholder="session label",
+            id="session",
+            compact=True,
+            validators=[LabelRule("session label")],
+            validate_on=["changed", "submitted"],
+        )
+        yield Static("", id="label-status", classes="status")
+
+    # ------------------------------------------------------------ filling in
+
+    def set_projects(self, projects: list[tuple[str, str]], current: str | None) -> None:
+        select = self.query_one("#project", Select)
+        options = [
+            (f"{pid} — {name}" if name and name != pid else pid, pid) for pid, name in projects
+        ]
+        with select.prevent(Select.Changed):
+            select.set_options(options)
+            if current and any(pid == current for pid, _ in projects):
+                select.value = current
+
+    def set_project(self, project: ProjectInfo | None) -> None:
+        self.query_one("#project-settings", Static).update(settings_text(project))
+        self._suggester = SuggestFromList(project.subjects if project else [], case_sensitive=False)
+        self.query_one("#subject", Input).suggester = self._suggester
+
+    def show(self, item: SessionItem | None) -> None:
+        """Show the labels of the highlighted session without firing edit messages."""
+        self.uid = item.uid if item else None
+        subject = self.query_one("#subject", Input)
+        session = self.query_one("#session", Input)
+        locked = item is None or item.state in RowState.TRANSFER
+        with subject.prevent(Input.Changed), session.prevent(Input.Changed):
+            subject.value = item.subject if item else ""
+            session.value = item.label if item else ""
+        subject.disabled = session.disabled = locked
+        if item is not None:
+            subject.validate(subject.value)
+            session.validate(session.value)
+        self.show_status(item)
+
+    def show_status(self, item: SessionItem | None) -> None:
+        status = self.query_one("#label-status", Static)
+        if item is None:
+            status.update("Highlight a session to label it.")
+            status.set_classes("status")
+            return
+        local = [
+            r.failure_descriptions[0]
+            for r in (
+                LabelRule("subject label").validate(item.subject),
+                LabelRule("session label").validate(item.label),
+            )
+            if not r.is_valid and r.failure_descriptions
+        ]
+        text = (
+            "\n".join(local)
+            if local
+            else (f"{item.state}: {item.detail}" if item.detail else item.state)
+        )
+        status.update(text)
+        kind = (
+            "error"
+            if local
+            or item.state
+            in (RowState.CONFLICT, RowState.INVALID, RowState.NOT_PERMITTED, RowState.FAILED)
+            else ("warning" if item.state == RowState.MERGE else "ok")
+        )
+        status.set_classes(f"status -{kind}")
+
+    # ------------------------------------------------------------ events
+
+    @on(Select.Changed, "#project")
+    def _project_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if isinstance(event.value, str):
+            self.post_message(self.ProjectChosen(event.value))
+
+    @on(Input.Changed, "#subject, #session")
+    def _label_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if self.uid is None:
+            return
+        self.post_message(
+            self.Edited(
+                self.uid,
+                self.query_one("#subject", Input).value,
+                self.query_one("#session", Input).value,
+            )
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "regenerate":
+            return True if self.uid else None
+        return True
+
+    def action_regenerate(self) -> None:
+        if self.uid:
+            self.post_message(self.Regenerate(self.uid))

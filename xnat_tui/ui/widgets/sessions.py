@@ -1,0 +1,166 @@
+"""Sessions pane: one row per StudyInstanceUID, updated in place as scans and uploads progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from xnat_tui.ui.widgets import format as fmt
+from xnat_tui.ui.workbench import RowState, SessionItem, Workbench
+
+COLUMNS = (
+    ("sel", "☑"),
+    ("patient", "Patient"),
+    ("date", "Date"),
+    ("desc", "Description"),
+    ("mod", "Mod"),
+    ("scans", "Scans"),
+    ("files", "Files"),
+    ("size", "Size"),
+    ("problems", "Probl."),
+    ("target", "Target"),
+    ("state", "State"),
+)
+
+# Theme variable per state, resolved against the active theme when drawn so
+# every theme (including high contrast) colours states its own way.
+_STATE_VAR = {
+    RowState.NEW: "success",
+    RowState.MERGE: "warning",
+    RowState.CONFLICT: "error",
+    RowState.INVALID: "error",
+    RowState.NOT_PERMITTED: "error",
+    RowState.QUEUED: "secondary",
+    RowState.UPLOADING: "primary",
+    RowState.VERIFIED: "success",
+    RowState.FAILED: "error",
+}
+
+
+def state_text(state: str, palette: dict[str, str]) -> Text:
+    var = _STATE_VAR.get(state)
+    colour = palette.get(var, "") if var else ""
+    bold = state in (RowState.CONFLICT, RowState.VERIFIED, RowState.FAILED, RowState.UPLOADING)
+    return Text(state, style=f"{'bold ' if bold else ''}{colour}".strip())
+
+
+def row_cells(item: SessionItem, palette: dict[str, str] | None = None) -> dict[str, str | Text]:
+    s = item.session
+    target = f"{item.subject}/{item.label}" if item.subject or item.label else "—"
+    return {
+        "sel": fmt.check(item.selected),
+        "patient": s.patient_name or s.patient_id or "?",
+        "date": fmt.date(s.study_date),
+        "desc": s.study_description,
+        "mod": "/".join(s.modalities) or s.modality,
+        "scans": str(len(s.scans)),
+        "files": str(s.file_count),
+        "size": fmt.size(s.size),
+        "problems": str(item.problem_count) if item.problem_count else "",
+        "target": target,
+        "state": state_text(item.state, palette or {}),
+    }
+
+
+class SessionsPane(Vertical):
+    HELP_GROUP = "Sessions"
+    BINDINGS = [
+        Binding(
+            "space",
+            "toggle_select",
+            "Select",
+            tooltip="Select/unselect the session",
+            id="sessions.toggle",
+        ),
+        Binding("a", "select_all", "All", tooltip="Select all sessions / none", id="sessions.all"),
+    ]
+
+    @dataclass
+    class Highlighted(Message):
+        uid: str | None
+
+    @dataclass
+    class SelectionChanged(Message):
+        selected: int
+
+    def __init__(self, workbench: Workbench, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.workbench = workbench
+        self.border_title = "Sessions"
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[str | Text] = DataTable(id="sessions-table", cursor_type="row")
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+
+    @property
+    def table(self) -> DataTable[str | Text]:
+        return self.query_one(DataTable)
+
+    @property
+    def current_uid(self) -> str | None:
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+        return key.value
+
+    def refresh_row(self, item: SessionItem) -> None:
+        """Add the row, or update only the cells that changed."""
+        table = self.table
+        cells = row_cells(item, self.app.theme_variables)
+        try:
+            table.get_row_index(item.uid)
+        except RowDoesNotExist:
+            table.add_row(*cells.values(), key=item.uid)
+            if table.row_count == 1:
+                self.post_message(self.Highlighted(item.uid))
+            return
+        for column, value in cells.items():
+            if str(table.get_cell(item.uid, column)) != str(value):
+                table.update_cell(item.uid, column, value)
+
+    def refresh_rows(self, items: list[SessionItem]) -> None:
+        with self.app.batch_update():
+            for item in items:
+                self.refresh_row(item)
+        self._update_subtitle()
+
+    def _update_subtitle(self) -> None:
+        n = len(self.workbench)
+        chosen = len(self.workbench.selected())
+        self.border_subtitle = f"{chosen}/{n} selected" if n else ""
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.post_message(self.Highlighted(event.row_key.value))
+
+    def action_toggle_select(self) -> None:
+        uid = self.current_uid
+        item = self.workbench.get(uid)
+        if item is None or item.state in RowState.TRANSFER:
+            return
+        self.workbench.toggle(item.uid)
+        self.refresh_rows([item])
+        self.post_message(self.SelectionChanged(len(self.workbench.selected())))
+
+    def action_select_all(self) -> None:
+        self.workbench.select_all()
+        self.refresh_rows(list(self.workbench.items.values()))
+        self.post_message(self.SelectionChanged(len(self.workbench.selected())))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("toggle_select", "select_all"):
+            return True if len(self.workbench) else None
+        return True
