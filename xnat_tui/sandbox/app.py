@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from xnat_tui.sandbox import auth, import_routes, prearchive_routes, site
+from xnat_tui.sandbox import (
+    archive_routes,
+    auth,
+    config_routes,
+    import_routes,
+    prearchive_routes,
+    scan_routes,
+    site,
+)
 from xnat_tui.sandbox import faults as faults_mod
 from xnat_tui.sandbox.errors import error_middleware
 from xnat_tui.sandbox.faults import FaultInjector, faults_middleware
@@ -45,22 +53,10 @@ def make_app(
     )
     site.setup(app)
     auth.setup(app)
-    _setup_optional(app)
+    archive_routes.setup(app)
+    scan_routes.setup(app)
+    config_routes.setup(app)
     import_routes.setup(app)
     prearchive_routes.setup(app)
     faults_mod.setup_admin(app)
     return app
-
-
-def _setup_optional(app: web.Application) -> None:
-    """Archive listings, creation and project settings (sandbox-core route modules)."""
-    from importlib import import_module
-
-    for name in ("archive_routes", "config_routes"):
-        try:
-            module = import_module(f"xnat_tui.sandbox.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"xnat_tui.sandbox.{name}":
-                raise
-            continue
-        module.setup(app)

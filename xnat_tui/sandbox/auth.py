@@ -203,9 +203,10 @@ def _set_cookies(
 def set_expiration_cookie(
     response: web.StreamResponse, session: HttpSession, timeout: float
 ) -> None:
-    # Written by hand: http.cookies would quote the comma ("...\054..."), Tomcat does not.
+    # Tomcat quotes the value because of the comma (xnatpy's parser expects the quotes);
+    # written by hand because http.cookies would escape the comma as "\054".
     stamp = f"{int(session.last_access * 1000)},{int(timeout * 1000)}"
-    response.headers.add("Set-Cookie", f"SESSION_EXPIRATION_TIME={stamp}; Path=/")
+    response.headers.add("Set-Cookie", f'SESSION_EXPIRATION_TIME="{stamp}"; Path=/')
 
 
 # ---- routes ------------------------------------------------------------------------

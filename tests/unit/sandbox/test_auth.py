@@ -47,4 +47,4 @@ async def test_basic_login_sets_both_cookies(sandbox: SandboxServer, http) -> No
     jsession = next(c for c in cookies if c.startswith("JSESSIONID="))
     assert re.match(r"JSESSIONID=[0-9A-F]{32};", jsession)
     expiry = next(c for c in cookies if c.startswith("SESSION_EXPIRATION_TIME="))
-    assert re.match(r"SESSION_EXPIRATION_TIME=\d{13},900000; Path=/", expiry)
+    assert re.match(r'SESSION_EXPIRATION_TIME="\d{13},900000"; Path=/', expiry)
