@@ -359,8 +359,8 @@ def write_study(
             )
             out = write_series(dest / folder, study, spec, transfer_syntax=transfer_syntax)
         elif layout == "flat":
-            # Flat exports name files after the series and instance, like many PACS do.
-            name = f"{spec.modality}.{spec.series_number or 0}.{{number}}.dcm"
+            # Flat exports usually name files after the SOP Instance UID.
+            name = "{uid}.dcm"
             out = write_series(dest, study, spec, filename=name, transfer_syntax=transfer_syntax)
         else:
             raise ValueError(f"unknown layout {layout!r}")

@@ -1,0 +1,141 @@
+"""Rescan cache: what each file's header said, keyed by (path, size, mtime).
+
+One SQLite row per folder holds the records of all its files (marshal + zlib), so a
+rescan costs one indexed read per folder instead of one per file, and a folder whose
+files were all unchanged is answered without opening a single file. The cache is an
+optimisation only: any error disables it for the rest of the scan, and deleting the
+file at any time is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import marshal
+import sqlite3
+import time
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from xnat_tui.dicom.model import ProblemKind
+
+# Bump when the meaning of cached records changes (new checks, parser fixes).
+PARSER_VERSION = 3
+CACHE_FILE = "scan-cache.sqlite3"
+# Files modified this recently may still be being written; don't trust their mtime.
+RACY_SECONDS = 2.0
+
+Entry = tuple[int, int, str, str, dict[str, str] | None]  # size, mtime_ns, kind, detail, values
+_TRANSIENT = {ProblemKind.UNREADABLE}
+
+
+def signature(tags: Mapping[int, tuple[str, str]]) -> str:
+    """Cached records are only valid for the same parser version and tag set."""
+    text = f"{PARSER_VERSION}:" + ",".join(f"{t:08x}" for t in sorted(tags))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def default_path() -> Path:
+    from xnat_tui.config import cache_dir
+
+    return cache_dir() / CACHE_FILE
+
+
+class ScanCache:
+    def __init__(self, path: Path, sig: str) -> None:
+        self.path = path
+        self.sig = sig
+        self._db: sqlite3.Connection | None = None
+        self._broken = False
+        self._pending: dict[str, bytes] = {}
+        self._last_flush = time.monotonic()
+        self._racy_before = time.time_ns() - int(RACY_SECONDS * 1e9)
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._broken:
+            return None
+        if self._db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # The scan thread may change between steps (asyncio.to_thread); access
+                # is still serial, so sharing the connection is safe.
+                db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS dirs ("
+                    "path TEXT PRIMARY KEY, sig TEXT NOT NULL, data BLOB NOT NULL, "
+                    "used REAL NOT NULL)"
+                )
+                self._db = db
+            except (sqlite3.Error, OSError):
+                self._broken = True
+                return None
+        return self._db
+
+    def lookup(self, folder: str) -> dict[str, Entry]:
+        db = self._conn()
+        if db is None:
+            return {}
+        try:
+            row = db.execute("SELECT sig, data FROM dirs WHERE path = ?", (folder,)).fetchone()
+        except sqlite3.Error:
+            self._broken = True
+            return {}
+        if row is None or row[0] != self.sig:
+            return {}
+        try:
+            entries: dict[str, Entry] = marshal.loads(zlib.decompress(row[1]))
+        except (ValueError, EOFError, TypeError, zlib.error):
+            return {}
+        return entries
+
+    def store(self, folder: str, entries: dict[str, Entry], *, complete: bool) -> None:
+        """Remember a folder's records; ``complete=False`` merges with what is known."""
+        if self._broken:
+            return
+        keep = {
+            name: e
+            for name, e in entries.items()
+            if e[2] not in _TRANSIENT and e[1] < self._racy_before
+        }
+        if not complete:
+            old = self.lookup(folder)
+            old.update(keep)
+            keep = old
+        self._pending[folder] = zlib.compress(marshal.dumps(keep), 1)
+        if len(self._pending) >= 256 or time.monotonic() - self._last_flush > 2.0:
+            self.flush()
+
+    def flush(self) -> None:
+        db = self._conn()
+        if db is None or not self._pending:
+            self._pending.clear()
+            return
+        now = time.time()
+        try:
+            with db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO dirs (path, sig, data, used) VALUES (?, ?, ?, ?)",
+                    [(p, self.sig, blob, now) for p, blob in self._pending.items()],
+                )
+        except sqlite3.Error:
+            self._broken = True
+        self._pending.clear()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+
+def clear(path: Path | None = None) -> None:
+    """Forget everything (``xnat-tui scan --no-cache`` does not need this; tests do)."""
+    target = path or default_path()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(str(target) + suffix).unlink()

@@ -1,0 +1,256 @@
+"""Group examined files into sessions and scans, then run the consistency checks.
+
+The result does not depend on the order files arrive in or on the folder layout:
+session and scan attributes come from a representative file chosen by a content key
+(lowest SeriesNumber/InstanceNumber/SOPInstanceUID), duplicates keep the file with the
+smallest path, and everything is sorted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from xnat_tui.dicom.checks import check_scan, check_session, compare_duplicates
+from xnat_tui.dicom.header import PART10_KEY, TS_KEY
+from xnat_tui.dicom.model import (
+    FileRef,
+    Problem,
+    ProblemKind,
+    Scan,
+    Session,
+    Severity,
+    primary_modality,
+)
+from xnat_tui.dicom.routing import PatternLike, propose
+from xnat_tui.dicom.worker import Record
+
+# Keyword values copied into Session.fields (for label templates and routing).
+SESSION_FIELDS: tuple[str, ...] = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "StudyID",
+    "AccessionNumber",
+    "Modality",
+    "InstitutionName",
+    "ReferringPhysicianName",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "BodyPartExamined",
+    "PatientComments",
+    "StudyComments",
+    "AdditionalPatientHistory",
+    "StudyInstanceUID",
+)
+SCAN_FIELDS: tuple[str, ...] = (
+    "SeriesDescription",
+    "SeriesNumber",
+    "SeriesDate",
+    "SeriesTime",
+    "Modality",
+    "ImageType",
+    "ProtocolName",
+    "BodyPartExamined",
+    "BurnedInAnnotation",
+    "ConversionType",
+    "SOPClassUID",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+)
+
+_SEVERITY: dict[str, Severity] = {
+    ProblemKind.JUNK: "info",
+    ProblemKind.NOT_DICOM: "info",
+    ProblemKind.DICOMDIR: "info",
+    ProblemKind.SYMLINK_LOOP: "info",
+    ProblemKind.EMPTY: "warning",
+    ProblemKind.UNREADABLE: "error",
+    ProblemKind.TRUNCATED: "error",
+    ProblemKind.CORRUPT: "error",
+    ProblemKind.INCOMPLETE: "error",
+}
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", ".dc3")
+_BIG = 1 << 62
+
+
+def file_problem(path: str, kind: str, detail: str) -> Problem:
+    severity = _SEVERITY.get(kind, "warning")
+    if kind == ProblemKind.NOT_DICOM and path.lower().endswith(_DICOM_SUFFIXES):
+        severity = "warning"  # named like DICOM but isn't: worth a look
+    return Problem(path=path, kind=kind, detail=detail, severity=severity)
+
+
+def _int(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(float(text.split("\\", 1)[0]))
+    except ValueError:
+        return None
+
+
+def _rank(series_number: int | None, instance: int | None, sop: str) -> tuple[int, int, str]:
+    return (
+        _BIG if series_number is None else series_number,
+        _BIG if instance is None else instance,
+        sop,
+    )
+
+
+class Collector:
+    """Accumulates records; ``finish()`` returns sorted, checked sessions."""
+
+    def __init__(self, routing_patterns: Sequence[PatternLike] = ()) -> None:
+        self.routing_patterns = list(routing_patterns)
+        self.sessions: dict[str, Session] = {}
+        self.problems: list[Problem] = []
+        self._session_rank: dict[str, tuple[int, int, str]] = {}
+        self._scan_rank: dict[str, tuple[int, int, str]] = {}
+        self._roots: dict[str, str] = {}
+        self._last_dir: dict[str, str] = {}
+        self._sops: dict[str, FileRef] = {}
+        self._duplicates: list[tuple[FileRef, FileRef, Session]] = []
+        self._intern = sys.intern
+
+    def add(self, rec: Record) -> tuple[FileRef | None, Problem | None, Session | None]:
+        path, size, mtime_ns, kind, detail, values, _nread = rec
+        if kind:
+            problem = file_problem(path, kind, detail)
+            self.problems.append(problem)
+            return None, problem, None
+        assert values is not None
+        intern = self._intern
+        study_uid = intern(values["StudyInstanceUID"])
+        series_uid = intern(values["SeriesInstanceUID"])
+        sop = values["SOPInstanceUID"]
+        modality = intern(values.get("Modality", ""))
+        instance = _int(values.get("InstanceNumber"))
+        series_number = _int(values.get("SeriesNumber"))
+        ref = FileRef(
+            path=Path(path),
+            size=size,
+            mtime=mtime_ns / 1e9,
+            sop_instance_uid=sop,
+            transfer_syntax=intern(values.get(TS_KEY, "")),
+            sop_class_uid=intern(values.get("SOPClassUID", "")),
+            study_instance_uid=study_uid,
+            series_instance_uid=series_uid,
+            instance_number=instance,
+            modality=modality,
+            part10=values.get(PART10_KEY, "1") == "1",
+        )
+
+        session = self.sessions.get(study_uid)
+        if session is None:
+            session = self.sessions[study_uid] = Session(study_instance_uid=study_uid)
+        rank = _rank(series_number, instance, sop)
+        if rank < self._session_rank.get(study_uid, (_BIG + 1, 0, "")):
+            self._session_rank[study_uid] = rank
+            self._set_session_fields(session, values)
+        pid, pname = values.get("PatientID", ""), values.get("PatientName", "")
+        if pid not in session.patient_ids:
+            session.patient_ids.add(pid)
+        if pname not in session.patient_names:
+            session.patient_names.add(pname)
+
+        folder = os.path.dirname(path)
+        if self._last_dir.get(study_uid) != folder:
+            self._last_dir[study_uid] = folder
+            root = self._roots.get(study_uid)
+            self._roots[study_uid] = folder if root is None else _common(root, folder)
+
+        scan = session.scans.get(series_uid)
+        if scan is None:
+            scan = session.scans[series_uid] = Scan(
+                series_instance_uid=series_uid, study_instance_uid=study_uid
+            )
+        if rank < self._scan_rank.get(series_uid, (_BIG + 1, 0, "")):
+            self._scan_rank[series_uid] = rank
+            scan.series_number = series_number
+            scan.series_description = values.get("SeriesDescription", "")
+            scan.modality = modality
+            scan.sop_class_uid = ref.sop_class_uid
+            scan.fields = {k: values[k] for k in SCAN_FIELDS if k in values}
+        if modality not in scan.modalities:
+            scan.modalities.add(modality)
+
+        first = self._sops.get(sop)
+        if first is not None:
+            if os.path.realpath(first.path) == os.path.realpath(path):
+                return None, None, session  # the same file reached twice
+            # Keep the smaller path so the choice does not depend on walk order.
+            keep, dup = (first, ref) if str(first.path) <= path else (ref, first)
+            if keep is ref:
+                self._replace(first, ref)
+            self._duplicates.append((keep, dup, self.sessions[keep.study_instance_uid]))
+            return None, None, session
+        self._sops[sop] = ref
+        scan.files.append(ref)
+        return ref, None, session
+
+    def _replace(self, old: FileRef, new: FileRef) -> None:
+        self._sops[new.sop_instance_uid] = new
+        self.sessions[old.study_instance_uid].scans[old.series_instance_uid].files.remove(old)
+        self.sessions[new.study_instance_uid].scans[new.series_instance_uid].files.append(new)
+
+    def _set_session_fields(self, session: Session, values: dict[str, str]) -> None:
+        session.patient_id = values.get("PatientID", "")
+        session.patient_name = values.get("PatientName", "")
+        session.study_date = values.get("StudyDate", "")
+        session.study_time = values.get("StudyTime", "")
+        session.study_description = values.get("StudyDescription", "")
+        session.accession_number = values.get("AccessionNumber", "")
+        session.fields = {k: values[k] for k in SESSION_FIELDS if k in values}
+
+    def finish(self, cancelled: Callable[[], bool] = lambda: False) -> list[Session]:
+        """Run the checks and routing; return sessions sorted for display."""
+        for keep, dup, session in self._duplicates:
+            if cancelled():
+                break
+            session.problems.append(compare_duplicates(keep, dup))
+        self._duplicates.clear()
+        out = []
+        for uid, session in list(self.sessions.items()):
+            # A conflicting duplicate may have emptied the series it was first seen in.
+            session.scans = {k: s for k, s in session.scans.items() if s.files}
+            if not session.scans:
+                del self.sessions[uid]
+                continue
+            for scan in session.scans.values():
+                scan.files.sort(key=_file_order)
+                scan.problems = check_scan(scan, session)
+            session.modalities = sorted({s.modality for s in session.scans.values() if s.modality})
+            session.modality = primary_modality(session.modalities)
+            session.fields["Modality"] = session.modality
+            root = self._roots.get(uid)
+            session.root = Path(root) if root is not None else None
+            session.routing = propose(session.fields, self.routing_patterns)
+            session.problems = [
+                p for p in session.problems if p.kind.startswith("duplicate-")
+            ] + check_session(session)
+            out.append(session)
+        out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_time, s.study_instance_uid))
+        self.problems.sort(key=lambda p: (p.path, p.kind))
+        return out
+
+
+def _file_order(f: FileRef) -> tuple[int, str]:
+    return (_BIG if f.instance_number is None else f.instance_number, str(f.path))
+
+
+def _common(a: str, b: str) -> str:
+    try:
+        return os.path.commonpath([a, b])
+    except ValueError:  # different drives on Windows
+        return a

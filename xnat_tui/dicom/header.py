@@ -1,0 +1,447 @@
+"""Read just enough of one file to place it: the fast header path and its pydicom fallback.
+
+The fast path reads the first few KiB, walks the element headers of the common
+encodings (explicit and implicit VR little endian, with or without preamble and
+meta group) and decodes only the tags the scanner needs; bulky elements (private
+vendor blocks, sequences with a length) are skipped by seeking, never read. It
+stops at Pixel Data, whose offset and length reveal truncated files. Anything
+unusual (big endian, deflated, odd encodings, tags out of order) goes to pydicom.
+
+This module must stay importable without pydicom: workers only import it when a
+file actually needs the fallback, which keeps process start-up cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from xnat_tui.dicom.model import ProblemKind
+
+# Values are returned as text; these keys carry what is not a DICOM keyword.
+TS_KEY = "_ts"  # transfer syntax UID ("" for a bare dataset read as implicit VR LE)
+PART10_KEY = "_part10"  # "1" with preamble+meta, "0" for a bare dataset
+META_SOP_CLASS_KEY = "_meta_sop_class"
+PIXEL_KEY = "_pixel"  # "offset:length" of Pixel Data, length -1 when encapsulated
+VIA_KEY = "_via"  # "fast" or "pydicom"
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+# (tag) -> (keyword, VR). Everything the scanner, the checks and the routing need,
+# all at the top level of the dataset and before Pixel Data.
+DEFAULT_TAGS: dict[int, tuple[str, str]] = {
+    0x00080005: ("SpecificCharacterSet", "CS"),
+    0x00080008: ("ImageType", "CS"),
+    0x00080016: ("SOPClassUID", "UI"),
+    0x00080018: ("SOPInstanceUID", "UI"),
+    0x00080020: ("StudyDate", "DA"),
+    0x00080021: ("SeriesDate", "DA"),
+    0x00080030: ("StudyTime", "TM"),
+    0x00080031: ("SeriesTime", "TM"),
+    0x00080050: ("AccessionNumber", "SH"),
+    0x00080060: ("Modality", "CS"),
+    0x00080064: ("ConversionType", "CS"),
+    0x00080070: ("Manufacturer", "LO"),
+    0x00080080: ("InstitutionName", "LO"),
+    0x00080090: ("ReferringPhysicianName", "PN"),
+    0x00081030: ("StudyDescription", "LO"),
+    0x0008103E: ("SeriesDescription", "LO"),
+    0x00081090: ("ManufacturerModelName", "LO"),
+    0x00100010: ("PatientName", "PN"),
+    0x00100020: ("PatientID", "LO"),
+    0x00100030: ("PatientBirthDate", "DA"),
+    0x00100040: ("PatientSex", "CS"),
+    0x00101010: ("PatientAge", "AS"),
+    0x001021B0: ("AdditionalPatientHistory", "LT"),
+    0x00104000: ("PatientComments", "LT"),
+    0x00180015: ("BodyPartExamined", "CS"),
+    0x00181030: ("ProtocolName", "LO"),
+    0x0020000D: ("StudyInstanceUID", "UI"),
+    0x0020000E: ("SeriesInstanceUID", "UI"),
+    0x00200010: ("StudyID", "SH"),
+    0x00200011: ("SeriesNumber", "IS"),
+    0x00200013: ("InstanceNumber", "IS"),
+    0x00280002: ("SamplesPerPixel", "US"),
+    0x00280004: ("PhotometricInterpretation", "CS"),
+    0x00280008: ("NumberOfFrames", "IS"),
+    0x00280010: ("Rows", "US"),
+    0x00280011: ("Columns", "US"),
+    0x00280100: ("BitsAllocated", "US"),
+    0x00280301: ("BurnedInAnnotation", "CS"),
+    0x00324000: ("StudyComments", "LT"),
+}
+REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+
+PIXEL_DATA = 0x7FE00010
+FIRST_READ = 8192
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_VALID_VRS = _LONG_VRS | frozenset(
+    {
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
+        b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    }
+)  # fmt: skip
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_TAG = struct.Struct("<HH")
+_MAX_DEPTH = 12
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQ_END = 0xFFFEE0DD
+
+# SpecificCharacterSet terms decodable with one Python codec (no ISO 2022 escapes).
+_SIMPLE_CHARSETS = {
+    "": "latin_1",  # pydicom's default when the tag is absent
+    "ISO_IR 6": "latin_1",
+    "ISO_IR 100": "latin_1",
+    "ISO_IR 101": "iso8859_2",
+    "ISO_IR 109": "iso8859_3",
+    "ISO_IR 110": "iso8859_4",
+    "ISO_IR 144": "iso8859_5",
+    "ISO_IR 127": "iso8859_6",
+    "ISO_IR 126": "iso8859_7",
+    "ISO_IR 138": "iso8859_8",
+    "ISO_IR 148": "iso8859_9",
+    "ISO_IR 203": "iso8859_15",
+    "ISO_IR 166": "iso8859_11",
+    "ISO_IR 192": "utf_8",
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+}
+
+
+class HeaderError(Exception):
+    """A file that cannot be placed; ``kind`` is a ``ProblemKind`` value."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class NeedFallback(Exception):
+    """The fast path does not handle this encoding; ask pydicom."""
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Reader:
+    """Random access to a file through one small window, refilled by seeking."""
+
+    __slots__ = ("f", "size", "data", "start", "bytes_read")
+
+    def __init__(self, f: Any, size: int, first: bytes) -> None:
+        self.f = f
+        self.size = size
+        self.data = first
+        self.start = 0
+        self.bytes_read = len(first)
+
+    def get(self, pos: int, n: int) -> bytes:
+        off = pos - self.start
+        if off >= 0 and off + n <= len(self.data):
+            return self.data[off : off + n]
+        if pos + n > self.size:
+            raise _Truncated
+        self.f.seek(pos)
+        self.data = self.f.read(max(n, FIRST_READ))
+        self.start = pos
+        self.bytes_read += len(self.data)
+        if len(self.data) < n:
+            raise _Truncated  # the file shrank while we read it
+        return self.data[:n]
+
+
+def _skip_sequence(r: _Reader, pos: int, explicit: bool, depth: int) -> int:
+    """Skip an undefined-length sequence starting at its first item; return the end."""
+    if depth > _MAX_DEPTH:
+        raise NeedFallback
+    while True:
+        hdr = r.get(pos, 8)
+        group, elem = _TAG.unpack_from(hdr)
+        tag = group << 16 | elem
+        length = _U32.unpack_from(hdr, 4)[0]
+        pos += 8
+        if tag == _SEQ_END:
+            return pos
+        if tag != _ITEM:
+            raise NeedFallback
+        if length != _UNDEFINED:
+            pos += length
+            continue
+        pos = _skip_item(r, pos, explicit, depth + 1)
+
+
+def _skip_item(r: _Reader, pos: int, explicit: bool, depth: int) -> int:
+    while True:
+        tag, vr, length, vpos = _element_header(r, pos, explicit)
+        if tag == _ITEM_END:
+            return vpos
+        if length == _UNDEFINED:
+            pos = _skip_sequence(r, vpos, explicit and vr != b"UN", depth + 1)
+        else:
+            pos = vpos + length
+
+
+def _element_header(r: _Reader, pos: int, explicit: bool) -> tuple[int, bytes, int, int]:
+    hdr = r.get(pos, 8)
+    group, elem = _TAG.unpack_from(hdr)
+    tag = group << 16 | elem
+    if group == 0xFFFE:  # item / delimiters: always 4-byte length, no VR
+        return tag, b"", _U32.unpack_from(hdr, 4)[0], pos + 8
+    if not explicit:
+        return tag, b"", _U32.unpack_from(hdr, 4)[0], pos + 8
+    vr = hdr[4:6]
+    if vr in _LONG_VRS:
+        return tag, vr, _U32.unpack_from(r.get(pos + 8, 4))[0], pos + 12
+    if vr not in _VALID_VRS:
+        raise NeedFallback  # not the encoding we assumed (or garbage: pydicom decides)
+    return tag, vr, _U16.unpack_from(hdr, 6)[0], pos + 8
+
+
+def _parse_dataset(
+    r: _Reader,
+    pos: int,
+    explicit: bool,
+    want: Mapping[int, tuple[str, str]],
+    raw: dict[int, bytes],
+) -> tuple[int, int] | None:
+    """Collect wanted top-level values; return Pixel Data (offset, length) if any."""
+    last_tag = -1
+    while pos < r.size:
+        if pos + 8 > r.size:
+            raise _Truncated
+        tag, vr, length, vpos = _element_header(r, pos, explicit)
+        if tag <= last_tag:
+            raise NeedFallback  # out of order: pydicom copes, we must not guess
+        last_tag = tag
+        if tag >= 0x7FE00000 and tag != 0xFFFCFFFC:
+            if tag == PIXEL_DATA:
+                return vpos, (-1 if length == _UNDEFINED else length)
+            return None  # float pixel data or later groups: nothing we need
+        if length == _UNDEFINED:
+            pos = _skip_sequence(r, vpos, explicit and vr != b"UN", 0)
+            continue
+        if tag in want:
+            raw[tag] = r.get(vpos, length)
+        elif vpos + length > r.size:
+            raise _Truncated
+        pos = vpos + length
+    return None
+
+
+def _decode_text(data: bytes, charset: str) -> str:
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    terms = [t.strip() for t in charset.split("\\")]
+    codec = _SIMPLE_CHARSETS.get(terms[0]) if len(terms) == 1 else None
+    if codec is not None:
+        return data.decode(codec, errors="replace")
+    from pydicom import charset as dicom_charset
+
+    delims: set[int] = dicom_charset.TEXT_VR_DELIMS  # type: ignore[attr-defined]
+    return dicom_charset.decode_bytes(data, dicom_charset.convert_encodings(terms), delims)
+
+
+def _decode_value(vr: str, data: bytes, charset: str) -> str | None:
+    if vr == "US":
+        if len(data) < 2:
+            return None
+        return str(_U16.unpack_from(data)[0])
+    if vr == "UI":
+        return data.decode("ascii", errors="replace").rstrip("\0 ").strip()
+    if vr in ("PN", "LT", "ST", "UT"):
+        # Single-valued text: backslash is an ordinary character.
+        return _decode_text(data, charset).rstrip("\0 ")
+    parts = _decode_text(data, charset).split("\\")
+    if vr in ("CS", "IS", "DS", "DA", "TM", "AS"):
+        parts = [p.strip("\0 ") for p in parts]
+    else:
+        parts = [p.rstrip("\0 ") for p in parts]
+    return "\\".join(parts)
+
+
+def _values(raw: Mapping[int, bytes], want: Mapping[int, tuple[str, str]]) -> dict[str, str]:
+    charset = ""
+    if 0x00080005 in raw:
+        charset = raw[0x00080005].decode("ascii", errors="replace").strip("\0 ")
+    out: dict[str, str] = {}
+    for tag, data in raw.items():
+        keyword, vr = want[tag]
+        value = _decode_value(vr, data, charset)
+        if value is not None and value != "":
+            out[keyword] = value
+    return out
+
+
+def _ts_is_explicit(ts: str) -> bool:
+    if ts == IMPLICIT_LE:
+        return False
+    if ts in (EXPLICIT_LE, "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.98"):
+        return True
+    if ts.startswith("1.2.840.10008.1.2.4."):
+        return True  # JPEG family, JPEG 2000, MPEG, HTJ2K: explicit LE + encapsulated pixels
+    raise NeedFallback  # big endian, deflated, private syntaxes
+
+
+def _looks_explicit(r: _Reader, pos: int) -> bool:
+    """Guess the VR encoding of a dataset without meta, as pydicom does."""
+    return r.get(pos, 6)[4:6] in _VALID_VRS
+
+
+def fast_header(
+    f: Any, size: int, want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS
+) -> tuple[dict[str, str], int]:
+    """Parse the header from an open binary file; return (values, bytes read).
+
+    Raises ``HeaderError`` for files that are definitely not usable and
+    ``NeedFallback`` when pydicom should decide.
+    """
+    first = f.read(FIRST_READ)
+    r = _Reader(f, size, first)
+    values: dict[str, str] = {}
+    try:
+        if len(first) >= 132 and first[128:132] == b"DICM":
+            values[PART10_KEY] = "1"
+            pos = 132
+        elif first[:4] == b"DICM":
+            raise HeaderError(
+                ProblemKind.NOT_DICOM, "starts with 'DICM' but the 128-byte preamble is missing"
+            )
+        elif len(first) >= 8 and _U16.unpack_from(first)[0] in (0x0002, 0x0008):
+            values[PART10_KEY] = "0"  # bare dataset, as some old exporters write
+            pos = 0
+        elif len(first) >= 8 and first[:2] in (b"\x00\x02", b"\x00\x08"):
+            raise NeedFallback  # bare big-endian dataset
+        else:
+            raise HeaderError(ProblemKind.NOT_DICOM, describe_non_dicom(first, size))
+
+        ts = ""
+        meta: dict[int, bytes] = {}
+        while pos + 8 <= r.size and _U16.unpack_from(r.get(pos, 2))[0] == 0x0002:
+            tag, _vr, length, vpos = _element_header(r, pos, True)
+            if length == _UNDEFINED:
+                raise NeedFallback
+            if tag in (0x00020002, 0x00020003, 0x00020010):
+                meta[tag] = r.get(vpos, length)
+            elif vpos + length > r.size:
+                raise _Truncated
+            pos = vpos + length
+        if values[PART10_KEY] == "1" and pos >= r.size:
+            raise HeaderError(ProblemKind.TRUNCATED, "file ends inside the DICOM meta header")
+        if 0x00020002 in meta:
+            values[META_SOP_CLASS_KEY] = meta[0x00020002].decode("ascii", "replace").strip("\0 ")
+        if 0x00020010 in meta:
+            ts = meta[0x00020010].decode("ascii", "replace").strip("\0 ")
+            explicit = _ts_is_explicit(ts)
+        elif values[PART10_KEY] == "1" and meta:
+            raise NeedFallback  # meta without a transfer syntax: let pydicom guess
+        else:
+            explicit = _looks_explicit(r, pos)
+            ts = EXPLICIT_LE if explicit else IMPLICIT_LE
+        values[TS_KEY] = ts
+        if values.get(META_SOP_CLASS_KEY) == DICOMDIR_SOP_CLASS:
+            return values, r.bytes_read
+
+        raw: dict[int, bytes] = {}
+        pixel = _parse_dataset(r, pos, explicit, want, raw)
+        values.update(_values(raw, want))
+        if pixel is not None:
+            values[PIXEL_KEY] = f"{pixel[0]}:{pixel[1]}"
+    except _Truncated:
+        raise HeaderError(ProblemKind.TRUNCATED, "file ends inside the DICOM header") from None
+    values[VIA_KEY] = "fast"
+    return values, r.bytes_read
+
+
+def _pydicom_str(value: Any) -> str:
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(_pydicom_str(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("latin_1").rstrip("\0 ")
+    return str(value).strip("\0 ") if not isinstance(value, str) else value.rstrip("\0 ")
+
+
+def pydicom_header(
+    path: str, want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS, *, force: bool = False
+) -> tuple[dict[str, str], int]:
+    """The slow, tolerant path: pydicom reads the header (meta + dataset, no pixels)."""
+    import logging
+    import warnings
+
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    values: dict[str, str] = {VIA_KEY: "pydicom"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(path, stop_before_pixels=True, force=force)
+            meta = getattr(ds, "file_meta", None)
+            if meta is not None:
+                ts = meta.get("TransferSyntaxUID")
+                if ts:
+                    values[TS_KEY] = str(ts)
+                sop_class = meta.get("MediaStorageSOPClassUID")
+                if sop_class:
+                    values[META_SOP_CLASS_KEY] = str(sop_class)
+            if TS_KEY not in values:
+                values[TS_KEY] = IMPLICIT_LE if ds.is_implicit_VR else EXPLICIT_LE
+            values[PART10_KEY] = "1" if getattr(ds, "preamble", None) is not None else "0"
+            for tag, (keyword, _vr) in want.items():
+                elem = ds.get(tag)
+                if elem is None or elem.value is None:
+                    continue
+                text = _pydicom_str(elem.value)
+                if text != "":
+                    values[keyword] = text
+    except InvalidDicomError as exc:
+        raise HeaderError(ProblemKind.NOT_DICOM, f"pydicom: {exc}") from None
+    except OSError as exc:
+        raise HeaderError(ProblemKind.CORRUPT, f"read error: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
+        raise HeaderError(ProblemKind.CORRUPT, f"{type(exc).__name__}: {exc}") from None
+    return values, os.path.getsize(path)
+
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a ZIP archive (upload it as an archive instead)"),
+    (b"\x1f\x8b", "a gzip file (e.g. .dcm.gz or .tar.gz: decompress or upload as an archive)"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"%PDF", "a PDF document"),
+    (b"\xd0\xcf\x11\xe0", "an Office/Thumbs.db compound file"),
+    (b"ustar", "a tar archive"),
+    (b"BZh", "a bzip2 file"),
+    (b"\xfd7zXZ", "an xz file"),
+    (b"7z\xbc\xaf", "a 7-zip archive"),
+    (b"\x00\x00\x00\x01Bud1", "a macOS .DS_Store file"),
+    (b"\x5c\x01\x00\x00", "a NIfTI-1 image"),
+)
+
+
+def describe_non_dicom(head: bytes, size: int) -> str:
+    """A helpful one-liner on what a non-DICOM file probably is."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic) or (magic == b"ustar" and head[257:262] == magic):
+            return f"not DICOM: {what}"
+    sample = head[:512]
+    if sample and all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
+        return "not DICOM: a text file"
+    if size < 132:
+        return f"not DICOM: only {size} bytes, too short for a DICOM header"
+    return "not DICOM: no 'DICM' marker at byte 128"

@@ -1,0 +1,436 @@
+"""Scan folder trees for DICOM: walk, read headers in a process pool, group, check.
+
+``scan()`` is a generator of ``ScanBatch`` events (new files, problems, touched
+sessions, progress) ending with one ``ScanSummary``. It is cancellable at any time
+(set ``cancel`` or close the generator) and then terminates its worker processes.
+``scan_async()`` and ``ScanThread`` run it off the caller's thread for UIs.
+
+Work split: the calling thread walks folders, answers unchanged files from the
+rescan cache and groups results; worker processes (spawned, so nothing inherited
+from a threaded parent) read headers in chunks. Small scans never start a pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from xnat_tui.dicom.cache import Entry, ScanCache, default_path, signature
+from xnat_tui.dicom.collect import Collector
+from xnat_tui.dicom.header import DEFAULT_TAGS
+from xnat_tui.dicom.model import (
+    FileRef,
+    Problem,
+    ScanBatch,
+    ScanEvent,
+    ScanProgress,
+    ScanSummary,
+    Session,
+)
+from xnat_tui.dicom.routing import PatternLike, routing_keywords
+from xnat_tui.dicom.walk import DirListing, walk
+from xnat_tui.dicom.worker import Item, Record, examine_chunk
+
+CHUNK = 128  # files per task: big enough to amortise IPC, small enough to cancel fast
+INLINE_LIMIT = 400  # fewer files than this are read in-process (no pool start-up)
+BATCH_INTERVAL = 0.2  # seconds between batches while work is going on
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def configured_routing_patterns() -> list[PatternLike]:
+    """The routing patterns from the user's config (defaults if it cannot be read)."""
+    from xnat_tui import config
+
+    try:
+        return list(config.load().defaults.routing_patterns)
+    except Exception:  # noqa: BLE001 - a broken config must not break scanning
+        return list(config.Defaults().routing_patterns)
+
+
+def wanted_tags(patterns: Sequence[PatternLike]) -> dict[int, tuple[str, str]]:
+    """DEFAULT_TAGS plus whatever the routing patterns read."""
+    want = dict(DEFAULT_TAGS)
+    known = {kw for kw, _vr in want.values()}
+    extra = sorted(routing_keywords(patterns) - known)
+    if extra:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+        for kw in extra:
+            tag = tag_for_keyword(kw)
+            if tag is not None and tag >> 16 not in (0x0002, 0x7FE0):
+                want[tag] = (kw, dictionary_VR(tag))
+    return want
+
+
+class _Pool:
+    """A spawned ProcessPoolExecutor that can be killed, not just shut down."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def kill(self) -> None:
+        ex = self.executor
+        processes = list(getattr(ex, "_processes", {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            with contextlib.suppress(Exception):
+                p.terminate()
+        for p in processes:
+            with contextlib.suppress(Exception):
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=5)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Scanner:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        workers: int,
+        cache: ScanCache | None,
+        patterns: Sequence[PatternLike],
+        want: Mapping[int, tuple[str, str]],
+        cancel: threading.Event,
+        batch_interval: float,
+        chunk: int,
+        inline_limit: int,
+    ) -> None:
+        self.paths = paths
+        self.workers = workers
+        self.cache = cache
+        self.want = dict(want)
+        self.cancel = cancel
+        self.batch_interval = batch_interval
+        self.chunk = chunk
+        self.inline_limit = inline_limit
+        self.collector = Collector(patterns)
+        self.t0 = time.monotonic()
+        self.files_seen = self.files_parsed = self.files_dicom = 0
+        self.files_cached = self.bytes_read = self.n_problems = 0
+        self.walk_done = False
+        self.new_files: list[FileRef] = []
+        self.new_problems: list[Problem] = []
+        self.touched: dict[str, Session] = {}
+        # Folders whose records are still coming back from workers, for the cache.
+        self.dirs: dict[str, tuple[int, bool, dict[str, Entry]]] = {}
+
+    def progress(self) -> ScanProgress:
+        return ScanProgress(
+            files_seen=self.files_seen,
+            files_parsed=self.files_parsed,
+            files_dicom=self.files_dicom,
+            files_cached=self.files_cached,
+            bytes_read=self.bytes_read,
+            problems=self.n_problems,
+            elapsed=time.monotonic() - self.t0,
+            walk_done=self.walk_done,
+        )
+
+    def take_batch(self) -> ScanBatch:
+        batch = ScanBatch(
+            files=self.new_files,
+            problems=self.new_problems,
+            sessions=list(self.touched.values()),
+            progress=self.progress(),
+        )
+        self.new_files, self.new_problems, self.touched = [], [], {}
+        return batch
+
+    def problem(self, p: Problem) -> None:
+        self.collector.problems.append(p)
+        self.new_problems.append(p)
+        self.n_problems += 1
+
+    def record(self, rec: Record, cached: bool) -> None:
+        self.files_parsed += 1
+        self.bytes_read += rec[6]
+        if cached:
+            self.files_cached += 1
+        ref, prob, session = self.collector.add(rec)
+        if ref is not None:
+            self.files_dicom += 1
+            self.new_files.append(ref)
+        if prob is not None:
+            self.new_problems.append(prob)
+            self.n_problems += 1
+        if session is not None:
+            self.touched[session.study_instance_uid] = session
+
+    def listing(self, d: DirListing) -> list[Item]:
+        """Answer what the cache knows; return the files that must be read."""
+        self.files_seen += len(d.files)
+        known = self.cache.lookup(d.path) if self.cache is not None else {}
+        misses: list[Item] = []
+        entries: dict[str, Entry] = {}
+        for name, size, mtime_ns in d.files:
+            hit = known.get(name)
+            full = os.path.join(d.path, name)
+            if hit is not None and hit[0] == size and hit[1] == mtime_ns:
+                entries[name] = hit
+                self.record((full, size, mtime_ns, hit[2], hit[3], hit[4], 0), cached=True)
+            else:
+                misses.append((full, size, mtime_ns))
+        if self.cache is not None:
+            if misses:
+                self.dirs[d.path] = (len(misses), d.complete, entries)
+            elif known.keys() != entries.keys() or not d.complete:
+                self.cache.store(d.path, entries, complete=d.complete)
+        return misses
+
+    def results(self, records: list[Record]) -> None:
+        for rec in records:
+            self.record(rec, cached=False)
+            if self.cache is None:
+                continue
+            folder, name = os.path.split(rec[0])
+            state = self.dirs.get(folder)
+            if state is None:
+                continue
+            remaining, complete, entries = state
+            entries[name] = (rec[1], rec[2], rec[3], rec[4], rec[5])
+            if remaining <= 1:
+                del self.dirs[folder]
+                self.cache.store(folder, entries, complete=complete)
+            else:
+                self.dirs[folder] = (remaining - 1, complete, entries)
+
+    def due(self, last: float) -> bool:
+        return time.monotonic() - last >= self.batch_interval
+
+    def run(self) -> Generator[ScanEvent, None, None]:
+        walker = walk(self.paths, self.cancel)
+        pending: list[Item] = []
+        pending_since: float | None = None
+        inflight: dict[Future[list[Record]], list[Item]] = {}
+        pool: _Pool | None = None
+        last = time.monotonic()
+        max_inflight = self.workers * 3
+        try:
+            while not self.cancel.is_set():
+                # 1. Walk until there is enough to hand out or a batch is due.
+                while not self.walk_done and len(pending) < self.chunk * max_inflight:
+                    event = next(walker, None)
+                    if event is None:
+                        self.walk_done = True
+                        break
+                    if isinstance(event, Problem):
+                        self.problem(event)
+                        continue
+                    misses = self.listing(event)
+                    if misses and pending_since is None:
+                        pending_since = time.monotonic()
+                    pending.extend(misses)
+                    if self.due(last) or (pool is not None and len(pending) >= self.chunk):
+                        break
+                    if self.cancel.is_set():
+                        break
+                if self.cancel.is_set():
+                    break
+
+                # 2. Read headers: in-process for small jobs, else in the pool.
+                if pool is None and pending:
+                    stale = pending_since is not None and time.monotonic() - pending_since > 0.5
+                    if len(pending) >= self.inline_limit and self.workers > 1:
+                        pool = _Pool(self.workers)
+                    elif self.walk_done or stale:
+                        todo, pending = pending[: self.chunk], pending[self.chunk :]
+                        self.results(examine_chunk(todo, self.want))
+                        pending_since = time.monotonic() if pending else None
+                if pool is not None:
+                    while pending and len(inflight) < max_inflight:
+                        if len(pending) < self.chunk and not self.walk_done:
+                            break
+                        todo, pending = pending[: self.chunk], pending[self.chunk :]
+                        fut = pool.executor.submit(examine_chunk, todo, self.want)
+                        inflight[fut] = todo
+                if inflight:
+                    must_wait = len(inflight) >= max_inflight or self.walk_done
+                    timeout = max(0.0, self.batch_interval - (time.monotonic() - last))
+                    done, _ = wait(
+                        list(inflight),
+                        timeout=timeout if must_wait else 0,
+                        return_when=FIRST_COMPLETED,
+                    )
+                    for fut in done:
+                        todo = inflight.pop(fut)
+                        try:
+                            records = fut.result()
+                        except BrokenProcessPool:
+                            # A worker died (out of memory?); finish its share here.
+                            records = examine_chunk(todo, self.want)
+                        self.results(records)
+
+                finished = self.walk_done and not pending and not inflight
+                if finished:
+                    break
+                if self.due(last):
+                    last = time.monotonic()
+                    yield self.take_batch()
+        finally:
+            if pool is not None:
+                if self.cancel.is_set() or inflight:
+                    pool.kill()
+                else:
+                    pool.close()
+            walker.close()
+
+        cancelled = self.cancel.is_set()
+        if self.new_files or self.new_problems or self.touched:
+            yield self.take_batch()
+        sessions = self.collector.finish(self.cancel.is_set)
+        if self.cache is not None:
+            self.cache.close()
+        yield ScanSummary(
+            sessions=sessions,
+            problems=list(self.collector.problems),
+            progress=self.progress(),
+            cancelled=cancelled,
+            roots=list(self.paths),
+        )
+
+
+def scan(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    workers: int | None = None,
+    use_cache: bool = True,
+    cache_path: Path | None = None,
+    routing_patterns: Sequence[PatternLike] | None = None,
+    cancel: threading.Event | None = None,
+    batch_interval: float = BATCH_INTERVAL,
+    chunk: int = CHUNK,
+    inline_limit: int = INLINE_LIMIT,
+) -> Generator[ScanEvent, None, None]:
+    """Scan files and folders; yield ``ScanBatch`` events, then one ``ScanSummary``.
+
+    ``routing_patterns`` defaults to the config's ``Defaults.routing_patterns``;
+    ``workers`` to the CPUs available; the cache lives in ``config.cache_dir()``.
+    Setting ``cancel`` (or closing the generator) stops the scan promptly, kills the
+    worker processes and ends with a summary marked ``cancelled``.
+    """
+    roots = [Path(os.path.abspath(os.fspath(p))) for p in paths]
+    patterns = configured_routing_patterns() if routing_patterns is None else list(routing_patterns)
+    want = wanted_tags(patterns)
+    cache = ScanCache(cache_path or default_path(), signature(want)) if use_cache else None
+    scanner = _Scanner(
+        roots,
+        workers=workers or default_workers(),
+        cache=cache,
+        patterns=patterns,
+        want=want,
+        cancel=cancel or threading.Event(),
+        batch_interval=batch_interval,
+        chunk=chunk,
+        inline_limit=inline_limit,
+    )
+    try:
+        yield from scanner.run()
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def scan_all(paths: Iterable[str | os.PathLike[str]], **kwargs: Any) -> ScanSummary:
+    """Run a scan to the end and return its summary (for scripts and tests)."""
+    summary: ScanSummary | None = None
+    for event in scan(paths, **kwargs):
+        if isinstance(event, ScanSummary):
+            summary = event
+    assert summary is not None
+    return summary
+
+
+async def scan_async(
+    paths: Iterable[str | os.PathLike[str]], **kwargs: Any
+) -> AsyncIterator[ScanEvent]:
+    """``scan()`` for an event loop: each step runs in a thread, the loop stays free.
+
+    The scan only advances while the consumer asks for the next event, so the live
+    Session objects in a batch may be read safely until the next ``__anext__``.
+    Breaking out of the loop or cancelling the task stops the scan and its workers.
+    """
+    cancel = threading.Event()
+    gen = scan(paths, cancel=cancel, **kwargs)
+    loop = asyncio.get_running_loop()
+    step: asyncio.Future[ScanEvent | None] | None = None
+    try:
+        while True:
+            step = loop.run_in_executor(None, next, gen, None)
+            event = await step
+            step = None
+            if event is None:
+                return
+            yield event
+    finally:
+        cancel.set()
+        if step is not None:
+            # The thread is still inside the generator; let it see the cancel flag.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(step)
+        await loop.run_in_executor(None, gen.close)
+
+
+class ScanThread:
+    """Run a scan in a background thread, handing each event to ``on_event``.
+
+    ``on_event`` runs in the scan thread while the scan waits for it to return, so a
+    UI can pass it to its own thread synchronously (Textual's ``call_from_thread``)
+    and read the live sessions safely.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        on_event: Callable[[ScanEvent], None],
+        **kwargs: Any,
+    ) -> None:
+        self.cancel_event = threading.Event()
+        self.summary: ScanSummary | None = None
+        self.error: BaseException | None = None
+        self._paths = list(paths)
+        self._on_event = on_event
+        self._kwargs = kwargs
+        self._thread = threading.Thread(target=self._run, name="dicom-scan", daemon=True)
+
+    def start(self) -> ScanThread:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for event in scan(self._paths, cancel=self.cancel_event, **self._kwargs):
+                if isinstance(event, ScanSummary):
+                    self.summary = event
+                self._on_event(event)
+        except BaseException as exc:  # noqa: BLE001 - reported to the owner, not lost
+            self.error = exc
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()

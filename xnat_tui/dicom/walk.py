@@ -1,0 +1,167 @@
+"""Walk folder trees with os.scandir: each folder listed once, no symlink loops.
+
+Folders are identified by (device, inode), so a symlink back to an ancestor, two
+symlinks to one folder, or overlapping roots (``scan a a/b``) never visit a folder
+twice. Files reached through a symlink or carrying several hard links are also
+de-duplicated by inode; plain files are not tracked (that would cost memory per file
+on trees of a million files).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xnat_tui.dicom.model import Problem, ProblemKind
+
+# Folders that operating systems and archivers leave behind; never DICOM.
+SKIP_DIRS = {
+    "__MACOSX": "macOS archive metadata folder",
+    ".Trashes": "macOS trash folder",
+    ".Spotlight-V100": "macOS search index",
+    ".fseventsd": "macOS file-system event log",
+    ".TemporaryItems": "macOS temporary items",
+    "$RECYCLE.BIN": "Windows recycle bin",
+    "System Volume Information": "Windows system folder",
+    ".git": "git repository metadata",
+    ".svn": "Subversion metadata",
+    ".hg": "Mercurial metadata",
+}
+
+
+@dataclass(slots=True)
+class DirListing:
+    """The regular files of one folder: (name, size, mtime_ns).
+
+    ``complete`` is False when only some files of the folder were named on the
+    command line (then the cache must not forget the folder's other files).
+    """
+
+    path: str
+    files: list[tuple[str, int, int]] = field(default_factory=list)
+    complete: bool = True
+
+
+WalkEvent = DirListing | Problem
+
+
+def _problem(path: str, kind: str, detail: str, severity: str = "error") -> Problem:
+    return Problem(path=path, kind=kind, detail=detail, severity=severity)  # type: ignore[arg-type]
+
+
+def walk(
+    roots: Sequence[str | Path], cancel: threading.Event | None = None
+) -> Generator[WalkEvent, None, None]:
+    """Yield one DirListing per folder (depth first, names sorted) and problems."""
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    loose: dict[str, DirListing] = {}  # files named directly as roots, by folder
+
+    def file_once(st: os.stat_result, linked: bool) -> bool:
+        if not linked and st.st_nlink <= 1:
+            return True
+        key = (st.st_dev, st.st_ino)
+        if key in seen_files:
+            return False
+        seen_files.add(key)
+        return True
+
+    stack: list[str] = []
+    for root in roots:
+        path = os.path.abspath(os.fspath(root))
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            yield _problem(path, ProblemKind.UNREADABLE, "does not exist")
+            continue
+        except OSError as exc:
+            yield _problem(path, ProblemKind.UNREADABLE, f"cannot access: {exc.strerror}")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            stack.append(path)
+        elif stat.S_ISREG(st.st_mode):
+            if file_once(st, os.path.islink(path)):
+                parent, name = os.path.split(path)
+                listing = loose.setdefault(parent, DirListing(parent, complete=False))
+                listing.files.append((name, st.st_size, st.st_mtime_ns))
+        else:
+            yield _problem(path, ProblemKind.NOT_DICOM, "not a regular file", "info")
+    yield from loose.values()
+
+    # Depth first from each root in order; a root already visited inside an earlier
+    # one is skipped by the inode check.
+    for start in stack:
+        todo = [start]
+        while todo:
+            if cancel is not None and cancel.is_set():
+                return
+            path = todo.pop()
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                yield _problem(path, ProblemKind.UNREADABLE, f"cannot access: {exc.strerror}")
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                if os.path.islink(path):
+                    yield _problem(
+                        path,
+                        ProblemKind.SYMLINK_LOOP,
+                        "symbolic link to a folder already scanned: skipped",
+                        "info",
+                    )
+                continue
+            seen_dirs.add(key)
+            listing = DirListing(path)
+            already = set(f[0] for f in loose[path].files) if path in loose else set()
+            subdirs: list[str] = []
+            try:
+                with os.scandir(path) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except PermissionError:
+                yield _problem(
+                    path, ProblemKind.UNREADABLE, "cannot list folder: permission denied"
+                )
+                continue
+            except OSError as exc:
+                yield _problem(path, ProblemKind.UNREADABLE, f"cannot list folder: {exc.strerror}")
+                continue
+            for entry in entries:
+                try:
+                    linked = entry.is_symlink()
+                    if entry.is_dir():
+                        if entry.name in SKIP_DIRS:
+                            yield _problem(
+                                entry.path,
+                                ProblemKind.JUNK,
+                                f"{SKIP_DIRS[entry.name]}: skipped",
+                                "info",
+                            )
+                        else:
+                            subdirs.append(entry.path)
+                        continue
+                    est = entry.stat()
+                except FileNotFoundError:
+                    if entry.is_symlink():
+                        yield _problem(
+                            entry.path,
+                            ProblemKind.UNREADABLE,
+                            "broken symbolic link",
+                            "warning",
+                        )
+                    continue  # vanished between listing and stat
+                except OSError as exc:
+                    yield _problem(
+                        entry.path, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}"
+                    )
+                    continue
+                if not stat.S_ISREG(est.st_mode):
+                    continue  # sockets, FIFOs, devices: never DICOM, never opened
+                if entry.name not in already and file_once(est, linked):
+                    listing.files.append((entry.name, est.st_size, est.st_mtime_ns))
+            yield listing
+            todo.extend(reversed(subdirs))

@@ -1,0 +1,170 @@
+"""Examine files one by one: what runs inside the scan's worker processes.
+
+A result is a plain tuple of builtins (a ``Record``) so it pickles cheaply between
+processes and can be stored as-is in the rescan cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from xnat_tui.dicom.header import (
+    DEFAULT_TAGS,
+    DICOMDIR_SOP_CLASS,
+    IMPLICIT_LE,
+    META_SOP_CLASS_KEY,
+    PIXEL_KEY,
+    REQUIRED,
+    TS_KEY,
+    VIA_KEY,
+    HeaderError,
+    NeedFallback,
+    fast_header,
+    pydicom_header,
+)
+from xnat_tui.dicom.model import ProblemKind
+
+# (path, size, mtime_ns, kind, detail, values, bytes_read); kind "" = usable DICOM.
+Record = tuple[str, int, int, str, str, dict[str, str] | None, int]
+Item = tuple[str, int, int]  # (path, size, mtime_ns) as found by the walk
+
+_JUNK_NAMES = {
+    ".ds_store": "macOS Finder metadata (.DS_Store)",
+    "thumbs.db": "Windows thumbnail cache (Thumbs.db)",
+    "ehthumbs.db": "Windows thumbnail cache",
+    "desktop.ini": "Windows folder settings (desktop.ini)",
+    ".localized": "macOS folder name file",
+    "icon\r": "macOS custom folder icon",
+    ".directory": "KDE folder settings",
+}
+# Transfer syntaxes whose Pixel Data is stored natively, so its length is predictable.
+_NATIVE = {IMPLICIT_LE, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+def junk_reason(name: str) -> str | None:
+    """Why a file is operating-system litter, or None."""
+    lower = name.lower()
+    if lower in _JUNK_NAMES:
+        return _JUNK_NAMES[lower]
+    if name.startswith("._"):
+        return "macOS resource fork (AppleDouble '._' file)"
+    if lower.endswith("~") or lower.endswith(".swp"):
+        return "editor backup file"
+    return None
+
+
+def _missing(values: Mapping[str, str]) -> list[str]:
+    return [k for k in REQUIRED if not values.get(k)]
+
+
+def _pixel_problem(values: Mapping[str, str], size: int) -> tuple[str, str] | None:
+    pixel = values.get(PIXEL_KEY)
+    rows, cols, bits = values.get("Rows"), values.get("Columns"), values.get("BitsAllocated")
+    if pixel is None:
+        if rows and cols and bits and values.get(VIA_KEY) == "fast":
+            return (
+                ProblemKind.TRUNCATED,
+                "has image attributes (Rows, Columns) but no Pixel Data: the file was cut short",
+            )
+        return None
+    offset_s, length_s = pixel.split(":")
+    offset, length = int(offset_s), int(length_s)
+    if length < 0:
+        return None  # encapsulated (compressed): fragment lengths are not checked here
+    if offset + length > size:
+        return (
+            ProblemKind.TRUNCATED,
+            f"Pixel Data declares {length} bytes but the file ends "
+            f"{offset + length - size} bytes early",
+        )
+    if values.get(TS_KEY) in _NATIVE and rows and cols and bits:
+        try:
+            frames = int(float(values.get("NumberOfFrames") or 1)) or 1
+            spp = int(values.get("SamplesPerPixel") or 1)
+            samples = int(rows) * int(cols) * spp * frames
+            photometric = values.get("PhotometricInterpretation", "")
+            if spp == 3 and photometric.endswith("_422"):
+                samples = samples * 2 // 3  # chroma shared by pixel pairs
+            elif spp == 3 and photometric.endswith("_420"):
+                samples = samples // 2
+            expected = (samples * int(bits) + 7) // 8
+        except ValueError:
+            return None
+        if length < expected:
+            return (
+                ProblemKind.CORRUPT,
+                f"Pixel Data holds {length} bytes, fewer than the {expected} that "
+                f"Rows x Columns x Samples x Bits x Frames require",
+            )
+    return None
+
+
+def examine(
+    path: str, size: int, mtime_ns: int, want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS
+) -> Record:
+    """Classify one file; never raises."""
+    name = os.path.basename(path)
+    junk = junk_reason(name)
+    if junk is not None:
+        return (path, size, mtime_ns, ProblemKind.JUNK, junk, None, 0)
+    if size == 0:
+        return (path, size, mtime_ns, ProblemKind.EMPTY, "empty file (0 bytes)", None, 0)
+    nread = 0
+    try:
+        with open(path, "rb") as f:
+            try:
+                values, nread = fast_header(f, size, want)
+            except NeedFallback:
+                f.seek(0)
+                head = f.read(132)
+                bare = head[128:132] != b"DICM"
+                values, nread = pydicom_header(path, want, force=bare)
+            except HeaderError:
+                raise
+            except Exception:  # noqa: BLE001 - a fast-path bug must not lose the file
+                values, nread = pydicom_header(path, want)
+            if values.get(META_SOP_CLASS_KEY) == DICOMDIR_SOP_CLASS:
+                return (
+                    path,
+                    size,
+                    mtime_ns,
+                    ProblemKind.DICOMDIR,
+                    "DICOMDIR (media index): skipped, never uploaded",
+                    None,
+                    nread,
+                )
+            if _missing(values) and values.get(VIA_KEY) == "fast":
+                # Tags stored out of order or in an odd place: pydicom reads everything.
+                values, more = pydicom_header(path, want, force=values.get("_part10") == "0")
+                nread += more
+    except HeaderError as exc:
+        return (path, size, mtime_ns, exc.kind, exc.detail, None, nread)
+    except FileNotFoundError:
+        return (path, size, mtime_ns, ProblemKind.UNREADABLE, "vanished during the scan", None, 0)
+    except PermissionError:
+        return (path, size, mtime_ns, ProblemKind.UNREADABLE, "permission denied", None, 0)
+    except IsADirectoryError:
+        return (path, size, mtime_ns, ProblemKind.UNREADABLE, "is a directory", None, 0)
+    except OSError as exc:
+        detail = f"read error: {exc.strerror or exc}"
+        return (path, size, mtime_ns, ProblemKind.UNREADABLE, detail, None, nread)
+
+    missing = _missing(values)
+    if missing:
+        known = [k for k in ("SOPClassUID", "Modality", "PatientID", *REQUIRED) if values.get(k)]
+        if not known:
+            detail = "no DICOM attributes could be read (damaged or not really DICOM)"
+            return (path, size, mtime_ns, ProblemKind.CORRUPT, detail, None, nread)
+        detail = "missing " + ", ".join(missing) + " (cannot be placed in a session)"
+        return (path, size, mtime_ns, ProblemKind.INCOMPLETE, detail, values, nread)
+    pixel = _pixel_problem(values, size)
+    if pixel is not None:
+        return (path, size, mtime_ns, pixel[0], pixel[1], values, nread)
+    return (path, size, mtime_ns, "", "", values, nread)
+
+
+def examine_chunk(
+    items: Sequence[Item], want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS
+) -> list[Record]:
+    return [examine(p, s, m, want) for p, s, m in items]
