@@ -189,7 +189,7 @@ class PrearchiveScreen(Screen[None]):
         if highlighted is not None:
             cached = self.details.get(highlighted.url)
             if cached is None or cached.row.raw != highlighted.raw:
-                self._schedule_detail(0)
+                self._schedule_detail(0.01)
 
     def _redraw(self) -> None:
         self.shown_rows = triage.sort_rows(

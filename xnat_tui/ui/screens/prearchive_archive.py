@@ -153,7 +153,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
         elif self.mode == "route":
             self.query_one("#archive-project", Select).focus()
         self._show_problems()
-        self._schedule_preview(0)
+        self._schedule_preview(0.01)
 
     # --- field state -----------------------------------------------------------------
 
