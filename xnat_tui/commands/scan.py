@@ -1,0 +1,194 @@
+"""``xnat-tui scan PATH... [--json]``: what DICOM is in these folders, and what is wrong.
+
+Exit codes: 0 the scan ran (problems are reported, not fatal); 1 nothing readable
+(no usable DICOM file found); 2 usage error (no such path, bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xnat_tui.dicom.model import Problem, ScanProgress, ScanSummary, Session
+
+EXIT_OK = 0
+EXIT_NOTHING = 1
+EXIT_USAGE = 2
+PROBLEMS_PER_KIND = 10
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="scan folders for DICOM sessions and report problems",
+        description=(
+            "Scan files and folders for DICOM: sessions (studies), their scans (series) and "
+            "every problem found (not DICOM, unreadable, truncated, duplicates, several "
+            "patients in one study, missing instances, likely burned-in PHI). Only headers "
+            "are read; unchanged files are answered from a cache on rescans."
+        ),
+        epilog="Exit codes: 0 scanned (even with problems), 1 no usable DICOM found, "
+        "2 usage error (e.g. a path that does not exist).",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--files",
+        action="store_true",
+        help="with --json: list every file of every scan (path, SOPInstanceUID, size)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="read every header again (ignore the rescan cache)"
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="header-reading processes (default: CPUs)"
+    )
+    parser.add_argument(
+        "--all-problems",
+        action="store_true",
+        help=f"list every problem (default: the first {PROBLEMS_PER_KIND} of each kind)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _date(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+
+def _progress_line(p: ScanProgress) -> str:
+    total = f"/{p.files_seen}" if p.walk_done else f" of {p.files_seen}+"
+    return (
+        f"\rscanning: {p.files_parsed}{total} files, {p.files_dicom} DICOM, "
+        f"{p.problems} problems, {p.rate:,.0f} files/s "
+    )
+
+
+def _session_text(s: Session, out: list[str]) -> None:
+    out.append("")
+    out.append(
+        f"{s.patient_id or '(no PatientID)'}  {s.patient_name}  {_date(s.study_date)}  "
+        f"{'/'.join(s.modalities) or '?'}  {s.study_description!r}"
+        + (f"  accession {s.accession_number}" if s.accession_number else "")
+        + f"  ({s.file_count} files, {_size(s.size)})"
+    )
+    out.append(f"  study  {s.study_instance_uid}")
+    out.append(f"  root   {s.root}")
+    for r in s.routing:
+        out.append(
+            f"  routing  project={r.project or '-'} subject={r.subject or '-'} "
+            f"session={r.session or '-'}  (from {r.source})"
+        )
+    out.append(f"  {'#':>5}  {'Series description':<32} {'Mod':<4} {'Files':>6} {'Size':>10}")
+    for sc in s.sorted_scans():
+        desc = (
+            sc.series_description
+            if len(sc.series_description) <= 32
+            else sc.series_description[:31] + "…"
+        )
+        out.append(
+            f"  {sc.label:>5}  {desc:<32} {sc.modality:<4} {sc.file_count:>6} {_size(sc.size):>10}"
+        )
+    for p in s.problems + [p for sc in s.sorted_scans() for p in sc.problems]:
+        out.append(f"  ! {p.severity:<7} {p.kind}: {p.detail}")
+
+
+def _problems_text(problems: list[Problem], all_problems: bool, out: list[str]) -> None:
+    if not problems:
+        return
+    by_kind: dict[str, list[Problem]] = defaultdict(list)
+    for p in problems:
+        by_kind[p.kind].append(p)
+    out.append("")
+    out.append(f"Files not used ({len(problems)}):")
+    for kind in sorted(by_kind):
+        items = by_kind[kind]
+        out.append(f"  {kind} ({len(items)}):")
+        shown = items if all_problems else items[:PROBLEMS_PER_KIND]
+        for p in shown:
+            out.append(f"    {p.path}: {p.detail}")
+        if len(shown) < len(items):
+            out.append(f"    ... and {len(items) - len(shown)} more (--all-problems or --json)")
+
+
+def render_text(summary: ScanSummary, all_problems: bool = False) -> str:
+    p = summary.progress
+    n_scans = sum(len(s.scans) for s in summary.sessions)
+    out = [
+        f"Scanned {p.files_parsed} files in {p.elapsed:.2f} s ({p.rate:,.0f} files/s, "
+        f"{p.files_cached} from cache): {len(summary.sessions)} sessions, {n_scans} scans, "
+        f"{p.files_dicom} DICOM files, {p.problems} problems"
+        + (" [CANCELLED: incomplete]" if summary.cancelled else "")
+    ]
+    for s in summary.sessions:
+        _session_text(s, out)
+    _problems_text(summary.problems, all_problems, out)
+    return "\n".join(out)
+
+
+def to_json(summary: ScanSummary, files: bool = False) -> dict[str, Any]:
+    data = summary.to_json()
+    if files:
+        for sj, s in zip(data["sessions"], summary.sessions, strict=True):
+            for scj, sc in zip(sj["scans"], s.sorted_scans(), strict=True):
+                scj["files"] = [
+                    {
+                        "path": str(f.path),
+                        "sop_instance_uid": f.sop_instance_uid,
+                        "instance_number": f.instance_number,
+                        "size": f.size,
+                        "transfer_syntax": f.transfer_syntax,
+                    }
+                    for f in sc.files
+                ]
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from xnat_tui.dicom.model import ScanSummary
+    from xnat_tui.dicom.scan import scan
+
+    missing = [p for p in args.paths if not os.path.lexists(p)]
+    if missing:
+        for p in missing:
+            print(f"xnat-tui scan: {p}: no such file or directory", file=sys.stderr)
+        return EXIT_USAGE
+    if args.workers is not None and args.workers < 1:
+        print("xnat-tui scan: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+
+    show_progress = sys.stderr.isatty() and not args.json
+    summary: ScanSummary | None = None
+    for event in scan(args.paths, workers=args.workers, use_cache=not args.no_cache):
+        if isinstance(event, ScanSummary):
+            summary = event
+        elif show_progress:
+            print(_progress_line(event.progress), end="", file=sys.stderr, flush=True)
+    if show_progress:
+        print("\r" + " " * 78 + "\r", end="", file=sys.stderr, flush=True)
+    assert summary is not None
+
+    if args.json:
+        json.dump(to_json(summary, files=args.files), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(render_text(summary, all_problems=args.all_problems))
+    if summary.progress.files_dicom == 0:
+        if not args.json:
+            print("xnat-tui scan: no usable DICOM file found", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
