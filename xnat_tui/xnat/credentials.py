@@ -63,11 +63,13 @@ class Credentials:
 
 def netrc_credentials(host: str, path: str | os.PathLike[str] | None = None) -> tuple[str, str]:
     """(login, password) for ``host`` from ``$NETRC`` or ``~/.netrc``; ("", "") if none."""
-    target = Path(path) if path else Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    explicit = path or os.environ.get("NETRC")
+    target = Path(explicit) if explicit else Path.home() / ".netrc"
     if not target.is_file():
         return "", ""
     try:
-        entries = netrc.netrc(str(target))
+        # Without an explicit file, netrc also refuses one that others can read.
+        entries = netrc.netrc(str(target)) if explicit else netrc.netrc()
     except netrc.NetrcParseError as exc:
         raise UsageError(
             f"{target}: {exc.msg} (line {exc.lineno})",

@@ -159,7 +159,14 @@ class XnatTransport:
         self._renew_margin = renew_margin
         self._ssl = ssl_context(credentials.verify_tls, credentials.ca_bundle)
         self._proxy = proxy_for(self.server)
-        self._proxy_auth = aiohttp.BasicAuth.from_url(URL(self._proxy)) if self._proxy else None
+        self._proxy_headers: dict[str, str] = {}
+        if self._proxy:
+            proxy_url = URL(self._proxy)
+            if proxy_url.user:
+                self._proxy_headers["Proxy-Authorization"] = aiohttp.encode_basic_auth(
+                    proxy_url.user, proxy_url.password or ""
+                )
+                self._proxy = str(proxy_url.with_user(None))
         self._session: aiohttp.ClientSession | None = None
         self._login_lock = asyncio.Lock()
         self._generation = 0  # bumped by every successful login
@@ -212,8 +219,9 @@ class XnatTransport:
     def logged_in(self) -> bool:
         return self._generation > 0
 
-    def _basic(self) -> aiohttp.BasicAuth:
-        return aiohttp.BasicAuth(self.credentials.user, self.credentials.password)
+    def _basic(self) -> str:
+        """The ``Authorization`` header value for the stored credentials."""
+        return aiohttp.encode_basic_auth(self.credentials.user, self.credentials.password)
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -334,7 +342,7 @@ class XnatTransport:
         data: Any = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
+        auth: str | None = None,
         http_timeout: aiohttp.ClientTimeout | None = None,
     ) -> Reply:
         """One HTTP exchange; network failures become typed errors, statuses are returned."""
@@ -344,12 +352,18 @@ class XnatTransport:
             "headers": dict(headers or {}),
             "allow_redirects": False,
             "proxy": self._proxy,
-            "proxy_auth": self._proxy_auth,
         }
+        if self._proxy_headers:
+            # aiohttp sends proxy_headers only on CONNECT (https); a plain-http request
+            # through a proxy must carry Proxy-Authorization itself.
+            if url.startswith("https://"):
+                kwargs["proxy_headers"] = self._proxy_headers
+            else:
+                kwargs["headers"].update(self._proxy_headers)
         if auth is None and self._basic_always:
             auth = self._basic()
         if auth is not None:
-            kwargs["auth"] = auth
+            kwargs["headers"]["Authorization"] = auth
         if data is not None:
             kwargs["data"] = data
         if json_body is not None:
