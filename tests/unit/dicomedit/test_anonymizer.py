@@ -1,0 +1,130 @@
+"""Whole files: determinism, untouched sources, meta header, XNAT's record, pickling."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+
+import pytest
+from pydicom import dcmread
+
+from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer, Script
+
+from ._data import VARS, run, vector_dataset, write_file
+
+HASHING = """version "6.1"
+(0010,0010) := subject
+(0010,0020) := session
+(0020,000D) := hashUID[(0020,000D)]
+(0008,0018) := hashUID[(0008,0018)]
+(0008,0080) := newUID[]
+"""
+
+
+def test_file_is_anonymized_in_memory_and_source_untouched(tmp_path) -> None:
+    path = write_file(tmp_path / "in" / "a.dcm")
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    before = path.read_bytes()
+    anon = Anonymizer([Script.parse(HASHING, "site")], {"project": "P"})
+    data = anon.anonymize_file(path, {"subject": "S1", "session": "S1_MR"})
+    assert path.read_bytes() == before
+    assert path.stat().st_mtime == 1_000_000_000
+    out = dcmread(io.BytesIO(data))
+    assert out.PatientName == "S1"
+    assert out.SOPInstanceUID == "2.25.262228503153619312954819897114011402300"
+    # The meta header follows the new SOPInstanceUID.
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert out.PixelData == bytes(range(32))
+
+
+def test_same_input_gives_identical_bytes_and_newuid_differs_per_file(tmp_path) -> None:
+    a = write_file(tmp_path / "a.dcm")
+    other = vector_dataset()
+    other.SOPInstanceUID = "1.2.3.4.5.7"
+    b = write_file(tmp_path / "b.dcm", other)
+    anon = Anonymizer([Script.parse(HASHING, "site")], VARS)
+    first = anon.anonymize_file(a)
+    assert anon.anonymize_file(a) == first
+    # A fresh (unpickled) anonymizer in another "process" gives the same bytes.
+    assert pickle.loads(pickle.dumps(anon)).anonymize_file(a) == first
+    uid_a = dcmread(io.BytesIO(first)).InstitutionName
+    uid_b = dcmread(io.BytesIO(anon.anonymize_file(b))).InstitutionName
+    assert uid_a.startswith("2.25.") and uid_b.startswith("2.25.") and uid_a != uid_b
+
+
+def test_deidentification_method_code_item_per_script_as_xnat_does() -> None:
+    site = Script.parse('version "6.1"\n(0010,0010) := subject\n', "site", config_id="12")
+    project = Script.parse('version "6.1"\n(0010,0020) := session\n', "project")
+    ds = vector_dataset()
+    Anonymizer([site, project], VARS).apply(ds)
+    items = ds.DeidentificationMethodCodeSequence
+    assert [i.CodeValue for i in items] == ["12", project.sha256[:16]]
+    for item in items:
+        assert item.CodingSchemeDesignator == "XNAT"
+        assert item.CodingSchemeVersion == "1.0"
+        assert item.CodeMeaning == "XNAT DicomEdit 6 Script"
+
+
+def test_site_then_project_order() -> None:
+    site = Script.parse('version "6.1"\n(0008,1030) := "site"\n', "site")
+    project = Script.parse(
+        'version "6.1"\n(0008,1030) = "site" ? (0008,1030) := "project saw site"\n', "project"
+    )
+    ds = vector_dataset()
+    Anonymizer([site, project], VARS).apply(ds)
+    assert ds.StudyDescription == "project saw site"
+
+
+def test_errors_name_script_and_line_and_pickle() -> None:
+    script = Script.parse('version "6.1"\n\n(0010,0010) := substring[(0010,0010), 3, 99]\n', "p")
+    with pytest.raises(AnonymizationError) as err:
+        Anonymizer([script], VARS).apply(vector_dataset())
+    assert (err.value.script, err.value.line) == ("p", 3)
+    assert "substring" in str(err.value)
+    again = pickle.loads(pickle.dumps(err.value))
+    assert str(again) == str(err.value)
+
+
+def test_value_path_matching_several_elements_is_an_error() -> None:
+    with pytest.raises(AnonymizationError, match="multiple tags"):
+        run("(0008,1030) := */(0008,1155)")
+
+
+def test_nested_value_and_nested_assignment() -> None:
+    ds = run("(0008,1030) := (0008,1140)[1]/(0008,1155)")
+    assert ds.StudyDescription == "9.8.8"
+    ds = run('(0008,1140)[0]/(0008,1155) := "1.1"\n(0040,0275)[0]/(0040,1001) := "RP1"')
+    assert ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID == "1.1"
+    assert ds.RequestAttributesSequence[0].RequestedProcedureID == "RP1"
+
+
+def test_null_assignment_writes_an_empty_value() -> None:
+    ds = run("(0020,0052) := hashUID[(0020,0052)]")
+    assert "FrameOfReferenceUID" in ds
+    assert ds.FrameOfReferenceUID == ""
+
+
+def test_backslash_makes_multi_valued_and_numeric_vrs_convert() -> None:
+    ds = run('(0008,0008) := "ORIGINAL\\\\PRIMARY"\n(0028,0010) := "64"')
+    assert list(ds.ImageType) == ["ORIGINAL", "PRIMARY"]
+    assert ds.Rows == 64
+    with pytest.raises(AnonymizationError, match="not a valid US"):
+        run('(0028,0010) := "many"')
+
+
+def test_plus_and_dot_levels() -> None:
+    ds = vector_dataset()
+    ds.ReferencedSOPInstanceUID = "1.1"
+    ds = run("-+/(0008,1155)", ds)
+    assert ds.ReferencedSOPInstanceUID == "1.1"
+    assert all("ReferencedSOPInstanceUID" not in i for i in ds.ReferencedImageSequence)
+    ds = run("-./(0008,1150)")
+    assert all("ReferencedSOPClassUID" not in i for i in ds.ReferencedImageSequence)
+
+
+def test_no_scripts_is_identity(tmp_path) -> None:
+    path = write_file(tmp_path / "a.dcm")
+    anon = Anonymizer([], {})
+    assert anon.is_identity
+    assert dcmread(io.BytesIO(anon.anonymize_file(path))).PatientName == "DOE^JANE"
