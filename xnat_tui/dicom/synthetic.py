@@ -572,3 +572,82 @@ def write_demo_tree(dest: Path, *, rows: int = 16, columns: int = 16) -> DemoTre
         p.write_bytes(data)
         junk.append(p)
     return DemoTree(root=dest, studies=studies, junk=junk, dicomdirs=dicomdirs)
+
+
+def write_bulk_tree(
+    dest: Path,
+    n_files: int,
+    *,
+    files_per_series: int = 50,
+    series_per_study: int = 4,
+    rows: int = 8,
+    columns: int = 8,
+    private_bytes: int = 0,
+    seed: str = "bulk",
+) -> int:
+    """Write ``n_files`` small files quickly (for benchmarks): PATIENT/STUDY/SERIES/IMnnnn.
+
+    pydicom writes one template per series; instances are byte-patched copies with
+    their own SOPInstanceUID and InstanceNumber (same-length values), which is ~50x
+    faster than writing each file with pydicom. ``private_bytes`` adds a vendor-like
+    private block, as real scanners do, so headers have realistic sizes.
+    """
+    import io
+
+    written = 0
+    series_index = 0
+    modalities = ("MR", "CT", "PT", "MR")
+    while written < n_files:
+        study_index = series_index // series_per_study
+        in_study = series_index % series_per_study
+        pid = f"BULK{study_index:05d}"
+        study = study_attributes(
+            patient_id=pid,
+            patient_name=f"Bulk^{study_index:05d}",
+            study_date=f"2023{1 + study_index % 12:02d}{1 + study_index % 28:02d}",
+            study_description="Synthetic bulk study",
+            accession_number=f"BA{study_index:06d}",
+            study_instance_uid=synthetic_uid(seed, "study", study_index),
+        )
+        modality = modalities[study_index % len(modalities)]
+        spec = SeriesSpec(
+            modality,
+            in_study + 1,
+            f"series_{in_study + 1}",
+            1,
+            rows=rows,
+            columns=columns,
+        )
+        series_uid = synthetic_uid(seed, "series", series_index)
+        count = min(files_per_series, n_files - written)
+        # Fixed-width placeholders, replaced in the bytes of each copy.
+        sop_stem = f"{UID_ROOT}{series_index + 1}.9"
+        placeholder_uid = f"{sop_stem}.{'9' * 7}"
+        ds = build_dataset(
+            study=study, spec=spec, series_uid=series_uid, index=1, instance_number=999999
+        )
+        ds.SOPInstanceUID = placeholder_uid
+        ds.file_meta.MediaStorageSOPInstanceUID = UID(placeholder_uid)
+        if private_bytes:
+            ds.private_block(0x0029, "SYNTHETIC CSA HEADER", create=True).add_new(
+                0x10, "OB", bytes(private_bytes)
+            )
+        ds.preamble = b"\0" * 128
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        template = buf.getvalue()
+        marker = b"\x20\x00\x13\x00IS\x06\x00999999"
+        at = template.index(marker) + 8
+        folder = (
+            dest / pid / f"S{study_index:05d}" / f"{in_study + 1:03d}_{spec.series_description}"
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        uid_bytes = placeholder_uid.encode()
+        for i in range(1, count + 1):
+            new_uid = f"{sop_stem}.{1_000_000 + i}".encode()  # no leading zero
+            data = template.replace(uid_bytes, new_uid)
+            data = data[:at] + f"{i:<6}".encode() + data[at + 6 :]
+            (folder / f"IM{i:05d}.dcm").write_bytes(data)
+        written += count
+        series_index += 1
+    return written
