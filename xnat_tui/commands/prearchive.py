@@ -132,8 +132,8 @@ async def _list(ops: TriageOps, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _rows_for(ops: TriageOps, urls: list[str]) -> list[PrearchiveRow]:
-    """The listed row of each URL; a URL not listed (no edit access?) gets a bare row."""
+async def _rows_for(ops: TriageOps, urls: list[str]) -> tuple[list[PrearchiveRow], set[str]]:
+    """The listed row of each URL, and the URLs not listed (no edit access?) given bare rows."""
     from xnat_tui.transfer.triage import PrearchiveRow, parse_rows
     from xnat_tui.xnat.errors import XnatError
     from xnat_tui.xnat.prearchive_ops import listing_url, project_of
@@ -151,9 +151,11 @@ async def _rows_for(ops: TriageOps, urls: list[str]) -> list[PrearchiveRow]:
             continue
         by_url.update({listing_url(r.url): r for r in listed})
     rows = []
+    unlisted: set[str] = set()
     for url in wanted:
         row = by_url.get(url)
         if row is None:
+            unlisted.add(url)
             parts = url.strip("/").split("/")
             folder = parts[4] if len(parts) > 4 else ""
             row = PrearchiveRow.from_mapping(
@@ -167,7 +169,7 @@ async def _rows_for(ops: TriageOps, urls: list[str]) -> list[PrearchiveRow]:
                 }
             )
         rows.append(row)
-    return rows
+    return rows, unlisted
 
 
 def _confirm(args: argparse.Namespace, question: str, lines: list[str]) -> bool | None:
@@ -186,7 +188,7 @@ async def _act(ops: TriageOps, args: argparse.Namespace) -> int:
     from xnat_tui.transfer.triage import Action, ActionRequest, ActionResult
 
     action = Action(args.prearchive_command)
-    rows = await _rows_for(ops, list(args.urls))
+    rows, unlisted = await _rows_for(ops, list(args.urls))
     requests: list[ActionRequest] = []
     refused: list[ActionResult] = []
     for row in rows:
@@ -203,6 +205,10 @@ async def _act(ops: TriageOps, args: argparse.Namespace) -> int:
                 args.overwrite,
             )
             request = ActionRequest(row, action, target)
+            if row.url in unlisted:
+                # Nothing known to check against: the server's answer is the result.
+                requests.append(request)
+                continue
             preview = await _preview(ops, row, target)
             if not preview.allowed:
                 refused.append(ActionResult(request, False, f"not archived: {preview.reason}"))
