@@ -16,9 +16,11 @@ from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.xnat import (
     AuthenticationError,
     Conflict,
+    ConnectionFailed,
     Credentials,
     NotFound,
     PermissionDenied,
+    ServerError,
     SessionExpired,
     XnatClient,
 )
@@ -207,3 +209,50 @@ async def test_prearchive_actions(sandbox: SandboxServer) -> None:
             await admin.prearchive_entry(moved)
         remaining = {e.name for e in await admin.prearchive()}
         assert "ANON_7731" not in remaining and "PIL_900_MR1" not in remaining
+
+
+async def test_faults_map_to_retriable_or_final_errors(
+    sandbox: SandboxServer, dicom_factory: DicomFactory, tmp_path: Path
+) -> None:
+    data = _zip(_study(dicom_factory, tmp_path))
+    async with _client(sandbox, "alice") as alice:
+        # Listings ride out a flaky server by themselves (bounded GET retries).
+        sandbox.faults.configure("error=503:0.5,seed=3")
+        for _ in range(4):
+            assert await alice.subjects("STUDY_A")
+        assert sandbox.faults.stats["error-503"] > 0
+
+        sandbox.faults.configure("drop=1,only=/data/services/import")
+        with pytest.raises(ConnectionFailed) as dropped:
+            await alice.import_zip(data, project="PILOT", subject="PX01", session="PX01_MR1")
+        assert dropped.value.retriable
+
+        sandbox.faults.configure("disk-full,only=/data/services/import")
+        with pytest.raises(ServerError) as full:
+            await alice.import_zip(data, project="PILOT", subject="PX01", session="PX01_MR1")
+        assert not full.value.retriable and "disk space" in str(full.value)
+
+        sandbox.faults.clear()
+        result = await alice.import_zip(data, project="PILOT", subject="PX01", session="PX01_MR1")
+        assert result.uri
+
+
+async def test_batch_services_and_status_actions(sandbox: SandboxServer) -> None:
+    async with _client(sandbox, "admin") as admin:
+        entries = {e.name: e for e in await admin.prearchive()}
+        ready = entries["PIL_001_MR1"]
+        assert await admin.prearchive_set_status(ready.uri, "ERROR") == ready.uri
+        assert (await admin.prearchive_entry(ready.uri)).status == "ERROR"
+        await admin.prearchive_reset_status(ready.uri)
+        assert (await admin.prearchive_entry(ready.uri)).status == "READY"
+
+        moved = await admin.prearchive_batch(
+            "move", [entries["SB_002_CT1"].uri], new_project="STUDY_A"
+        )
+        assert [m.name for m in moved] == ["SB_002_CT1"]
+        now = {e.name: e for e in await admin.prearchive()}
+        assert now["SB_002_CT1"].project == "STUDY_A"
+
+        await admin.prearchive_batch("delete", [now["SB_002_CT1"].uri, ready.uri])
+        left = {e.name for e in await admin.prearchive()}
+        assert not {"SB_002_CT1", "PIL_001_MR1"} & left
