@@ -350,3 +350,63 @@ async def test_footer_actions_follow_what_is_possible() -> None:
 def test_rows_keep_xnat_columns() -> None:
     row = PrearchiveRow.from_mapping(entry("PILOT", "S1"))
     assert row.as_json()["url"].startswith("/prearchive/projects/PILOT/")
+
+
+async def test_through_the_real_app_against_the_sandbox(sandbox: Any, tmp_path: Any) -> None:
+    """Key ``p`` on the main screen opens triage over the logged-in client; relabel for real."""
+    from tests.ui.fakes import FakeEngine, FakePort, scan_func_for, to_main, until
+    from xnat_tui.config import Config
+    from xnat_tui.transfer.journal import Journal
+    from xnat_tui.ui.app import XnatTuiApp
+    from xnat_tui.ui.services import Connection, LoginRequest, Services
+    from xnat_tui.xnat.client import XnatClient
+    from xnat_tui.xnat.credentials import Credentials
+
+    async def connect(request: LoginRequest) -> Connection:
+        # The real client for triage; the upload engine's port is not under test here.
+        client = XnatClient(Credentials(request.url, request.user, request.password))
+        await client.login()
+        return Connection(request.url, request.user, FakePort(), client, client.close)
+
+    services = Services(scan_func=scan_func_for([]), engine_factory=lambda p, j: FakeEngine())
+    services.journal = Journal(tmp_path / "journal.sqlite3")
+    (tmp_path / "dicom").mkdir()
+    app = XnatTuiApp(
+        Config(),
+        services=services,
+        connector=connect,
+        start_path=tmp_path / "dicom",
+        login=LoginRequest(url=sandbox.url, user="alice", password="alice"),
+        auto_login=True,
+    )
+    async with app.run_test(size=(180, 50)) as pilot:
+        await to_main(
+            pilot,
+        )
+        await pilot.press("p")
+        await until(
+            pilot, lambda: isinstance(app.screen, PrearchiveScreen) and bool(app.screen.rows)
+        )
+        screen = app.screen
+        assert isinstance(screen, PrearchiveScreen)
+        assert {r.label for r in screen.rows.values()} == {
+            "PIL_001_MR1",
+            "PIL_900_MR1",
+            "SA_004_MR1",
+        }
+        screen.set_filter(screen.filter.__class__(status="CONFLICT"))
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, ArchiveDialog))
+        dialog = app.screen
+        assert isinstance(dialog, ArchiveDialog)
+        await until(pilot, lambda: "conflict" in str(dialog.query_one("#archive-preview").render()))
+        dialog.query_one("#archive-label", Input).value = "PIL_900_MR2"
+        await until(pilot, lambda: "new" in str(dialog.query_one("#archive-preview").render()))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: bool(screen.last_results))
+        assert screen.last_results[0].ok, screen.last_results[0].message
+        labels = {e.label for e in await app.client.experiments("PILOT")}
+        assert {"PIL_900_MR1", "PIL_900_MR2"} <= labels
+        await until(pilot, lambda: not any(r.label == "PIL_900_MR1" for r in screen.rows.values()))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, PrearchiveScreen)
