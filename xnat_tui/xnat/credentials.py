@@ -98,9 +98,13 @@ def ssl_context(verify: bool, ca_bundle: str = "") -> ssl.SSLContext | bool:
             hint="Point ca_bundle at the PEM file of your site's certificate authority.",
         )
     try:
+        # The site CA is added to the system's, not instead of them.
+        context = ssl.create_default_context()
         if bundle.is_dir():
-            return ssl.create_default_context(capath=str(bundle))
-        return ssl.create_default_context(cafile=str(bundle))
+            context.load_verify_locations(capath=str(bundle))
+        else:
+            context.load_verify_locations(cafile=str(bundle))
+        return context
     except (ssl.SSLError, OSError) as exc:
         raise UsageError(f"CA bundle {bundle} cannot be used: {exc}") from None
 
