@@ -452,7 +452,8 @@ async def archive_service(request: web.Request) -> web.StreamResponse:
     store, pre = _pre(request)
     params = await all_params(request)
     srcs = params.getall("src", [])
-    if not srcs and params.get("project") and params.get("PREARC_TIMESTAMP"):
+    by_parts = not srcs and params.get("project") and params.get("PREARC_TIMESTAMP")
+    if by_parts:
         srcs = [
             f"/prearchive/projects/{params['project']}/{params['PREARC_TIMESTAMP']}/"
             f"{params.get('PREARC_SESSION_FOLDER', '')}"
@@ -482,19 +483,26 @@ async def archive_service(request: web.Request) -> web.StreamResponse:
         opts.project = props.get("PROJECT_ID")
         opts.subject = props.get("SUBJECT_ID")
         opts.label = props.get("EXPT_ID")
+    if not by_parts and params.get("project"):
+        opts.project = params["project"]
     opts.subject = (
         params.get("subject_ID")
         or params.get("xnat:subjectAssessorData/subject_ID")
+        or params.get("subject")
         or opts.subject
     )
-    opts.label = params.get("label") or opts.label
-    if opts.project and not can_edit(user, opts.project):
-        raise xnat_error(403, _MODIFY_DENIED)
+    opts.label = params.get("label") or params.get("session") or opts.label
+    if opts.project:
+        row = store.resolve_project(opts.project)
+        if row is None or not can_edit(user, str(row["id"])):
+            raise xnat_error(403, _MODIFY_DENIED)
+        opts.project = str(row["id"])
     if len(sessions) == 1:
         s = sessions[0]
         if _locked(s):
             raise xnat_error(403, "Operation already in progress on this prearchive entry.")
-        auto = s.autoarchive != "Manual"
+        requested = params.get("auto-archive", params.get("AA"))
+        auto = requested.lower() == "true" if requested else s.autoarchive != "Manual"
         if auto:
             opts.allow_merge = True
         try:

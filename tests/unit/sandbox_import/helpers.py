@@ -8,15 +8,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import aiohttp
 from pydicom.dataset import Dataset
 from stream_zip import NO_COMPRESSION_64, ZIP_32, ZIP_64, stream_zip
 
 from xnat_tui.dicom.synthetic import SeriesSpec, build_dataset, study_attributes, synthetic_uid
-
-AUTH = {
-    user: aiohttp.BasicAuth(user, user) for user in ("admin", "alice", "bob", "carol")
-}
 
 
 def dataset(
@@ -51,6 +46,15 @@ def dicom_bytes(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
+def bare_bytes(ds: Dataset) -> bytes:
+    """A dataset without preamble or file meta (raw explicit VR little endian)."""
+    buf = io.BytesIO()
+    bare = Dataset(ds)
+    bare.preamble = None
+    bare.save_as(buf, implicit_vr=False, little_endian=True)
+    return buf.getvalue()
+
+
 def series_files(n: int = 3, **kw: Any) -> list[tuple[str, bytes]]:
     out = []
     for i in range(1, n + 1):
@@ -59,11 +63,11 @@ def series_files(n: int = 3, **kw: Any) -> list[tuple[str, bytes]]:
     return out
 
 
-def stream_zip_bytes(entries: Iterable[tuple[str, bytes]], method: Any = NO_COMPRESSION_64) -> bytes:
+def stream_zip_bytes(
+    entries: Iterable[tuple[str, bytes]], method: Any = NO_COMPRESSION_64
+) -> bytes:
     now = datetime(2024, 1, 1)
-    return b"".join(
-        stream_zip((name, now, 0o600, method, (data,)) for name, data in entries)
-    )
+    return b"".join(stream_zip((name, now, 0o600, method, (data,)) for name, data in entries))
 
 
 def zipfile_bytes(entries: Iterable[tuple[str, bytes]], *, deflate: bool = False) -> bytes:
@@ -97,4 +101,15 @@ def streamed_stored_with_descriptor(entries: Iterable[tuple[str, bytes]]) -> byt
     return bytes(sink.data)
 
 
-__all__ = ["AUTH", "NO_COMPRESSION_64", "ZIP_32", "ZIP_64", "dataset", "dicom_bytes", "series_files", "stream_zip_bytes", "streamed_stored_with_descriptor", "zipfile_bytes"]
+__all__ = [
+    "bare_bytes",
+    "NO_COMPRESSION_64",
+    "ZIP_32",
+    "ZIP_64",
+    "dataset",
+    "dicom_bytes",
+    "series_files",
+    "stream_zip_bytes",
+    "streamed_stored_with_descriptor",
+    "zipfile_bytes",
+]
