@@ -18,7 +18,13 @@ from .burned_in import BurnedInVerdict, burned_in_verdict
 from .errors import AnonymizationError, ScriptError
 from .functions import hash_uid, java_format, parse_lookup_table
 from .preview import TagChange, diff_datasets, preview_file
-from .profiles import PROFILES, basic_profile_script, basic_profile_text, scripts_for_profile
+from .profiles import (
+    PROFILES,
+    basic_profile_script,
+    basic_profile_text,
+    scripts_for_profile,
+    server_scripts,
+)
 from .script import BUILTIN_VARIABLES, CodeItem, RequiredVariable, Script, required_variables
 
 __all__ = [
@@ -43,4 +49,5 @@ __all__ = [
     "preview_file",
     "required_variables",
     "scripts_for_profile",
+    "server_scripts",
 ]

@@ -226,3 +226,16 @@ def scripts_for_profile(
             )
         ]
     raise ValueError(f"unknown anonymization profile {profile!r} (expected one of {PROFILES})")
+
+
+def server_scripts(items: Sequence[tuple[str, str, bool]]) -> list[Script]:
+    """Parse the server's scripts, given as (name, contents, enabled), site first.
+
+    Disabled or empty scripts are skipped, as XNAT skips them. Raises ScriptError (with
+    the script's name and line) if any enabled script is outside the subset.
+    """
+    out: list[Script] = []
+    for name, contents, enabled in items:
+        if enabled and contents.strip():
+            out.append(Script.parse(contents, name))
+    return out
