@@ -122,7 +122,8 @@ def _session_ttl(headers: CIMultiDictProxy[str]) -> float | None:
         name, _, rest = raw.partition("=")
         if name.strip() != "SESSION_EXPIRATION_TIME":
             continue
-        value = rest.split(";", 1)[0].strip().strip('"')
+        # Tomcat sends it quoted; Python's cookie writer escapes the comma as \054.
+        value = rest.split(";", 1)[0].strip().strip('"').replace("\\054", ",")
         parts = value.split(",")
         if len(parts) == 2:
             try:

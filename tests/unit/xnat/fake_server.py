@@ -25,6 +25,7 @@ class FakeState:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     basic_requests: int = 0
     proxy_auth: str = ""
+    ttl_ms: int = 900_000
 
     def expire_all(self) -> None:
         self.sessions.clear()
@@ -70,7 +71,7 @@ async def auth_middleware(request: web.Request, handler: web.RequestHandler) -> 
         sid = f"SID{next(state.ids):04d}"
         state.sessions.add(sid)
         response.set_cookie("JSESSIONID", sid, path="/", httponly=True)
-    response.set_cookie("SESSION_EXPIRATION_TIME", "1700000000000,900000", path="/")
+    response.set_cookie("SESSION_EXPIRATION_TIME", f"1700000000000,{state.ttl_ms}", path="/")
     return response
 
 

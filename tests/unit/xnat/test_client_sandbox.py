@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import zipfile
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.dicom import DicomFactory, SeriesSpec
+from tests.fixtures.sandbox import SandboxFactory
 from xnat_tui.dicom.synthetic import WrittenStudy
 from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.xnat import (
@@ -256,3 +258,22 @@ async def test_batch_services_and_status_actions(sandbox: SandboxServer) -> None
         await admin.prearchive_batch("delete", [now["SB_002_CT1"].uri, ready.uri])
         left = {e.name for e in await admin.prearchive()}
         assert not {"SB_002_CT1", "PIL_001_MR1"} & left
+
+
+async def test_real_session_timeout_mid_batch(
+    sandbox_factory: SandboxFactory, dicom_factory: DicomFactory, tmp_path: Path
+) -> None:
+    server = await sandbox_factory(session_timeout=0.5)
+    data = _zip(_study(dicom_factory, tmp_path))
+    async with _client(server, "alice") as alice:
+        await alice.subjects("PILOT")
+        await asyncio.sleep(0.7)
+        # The idle session has expired on the server: renewed behind the scenes.
+        assert await alice.subjects("STUDY_A")
+        assert alice.relogins == 1
+        await asyncio.sleep(0.7)
+        # A one-shot stream is never sent into an expired session: renewed first.
+        result = await alice.import_zip(
+            _stream(data), project="PILOT", subject="PX01", session="PX01_MR1"
+        )
+        assert result.uri and alice.relogins == 2

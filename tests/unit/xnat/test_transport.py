@@ -183,7 +183,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2",
             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
             "-keyout", str(key), "-out", str(cert),
         ],
@@ -227,3 +228,18 @@ async def test_http_proxy_from_environment_is_used(
         await xnat.get_json("/data/projects", CTX)
     assert state.counter["GET /data/projects"] == 1
     assert state.proxy_auth.startswith("Basic ")
+
+
+async def test_session_about_to_expire_is_renewed_before_a_one_shot_upload(
+    fake: tuple[str, FakeState],
+) -> None:
+    url, state = fake
+    state.ttl_ms = 1_000
+    client = XnatClient(Credentials(url, "alice", "alice"), renew_margin=0.8)
+    async with client as xnat:
+        await xnat.import_zip(_chunks(2), project="P1")  # fresh session: no renewal
+        assert xnat.relogins == 0
+        await asyncio.sleep(0.3)  # now within 0.8 s of the 1 s idle timeout
+        await xnat.import_zip(_chunks(2), project="P1")
+        assert xnat.relogins == 1
+    assert state.uploads == [2 * 65536, 2 * 65536]
