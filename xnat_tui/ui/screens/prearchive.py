@@ -546,6 +546,11 @@ class PrearchiveScreen(Screen[None]):
         self.action_refresh()
 
     def action_back(self) -> None:
+        table = self.query_one(PrearchiveTable)
+        if self.focused is not None and self.focused is not table:
+            # First escape leaves the filter bar; the next one leaves the screen.
+            table.focus()
+            return
         self.app.pop_screen()
 
     @on(Worker.StateChanged)

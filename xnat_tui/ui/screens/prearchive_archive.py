@@ -54,11 +54,14 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
         border: thick $primary; background: $surface; padding: 0 1;
     }
     ArchiveDialog .field-row { height: auto; }
-    ArchiveDialog .field-row > Label { width: 12; padding: 1 1 0 0; }
+    ArchiveDialog .field-row { margin-top: 1; }
+    ArchiveDialog .field-row > Label { width: 12; }
     ArchiveDialog .field-row > Input, ArchiveDialog .field-row > Select { width: 1fr; }
     ArchiveDialog #archive-problems { color: $error; height: auto; }
     ArchiveDialog #archive-preview { height: auto; max-height: 12; }
-    ArchiveDialog #archive-buttons { height: auto; align-horizontal: right; }
+    ArchiveDialog #archive-preview { margin-top: 1; }
+    ArchiveDialog #archive-buttons { height: auto; align-horizontal: right; margin-top: 1; }
+    ArchiveDialog #archive-buttons > Button { min-width: 10; }
     """
 
     BINDINGS = [
@@ -113,6 +116,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
                     prompt="choose a project",
                     value=project_value,
                     id="archive-project",
+                    compact=True,
                 )
             if self.single:
                 with Horizontal(classes="field-row"):
@@ -121,6 +125,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
                         first.subject,
                         id="archive-subject",
                         validators=[LabelRule("subject label")],
+                        compact=True,
                     )
                 with Horizontal(classes="field-row"):
                     yield Label("Session")
@@ -128,6 +133,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
                         first.label,
                         id="archive-label",
                         validators=[LabelRule("session label")],
+                        compact=True,
                     )
             else:
                 yield Static(
@@ -140,6 +146,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
                     allow_blank=False,
                     value=self.overwrite_default,
                     id="archive-overwrite",
+                    compact=True,
                 )
             yield Static("", id="archive-problems")
             yield Static("[$text-muted]Checking the target…[/]", id="archive-preview")

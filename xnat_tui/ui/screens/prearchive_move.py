@@ -49,7 +49,10 @@ class MoveDialog(ModalScreen[str | None]):
                 id="move-list",
             )
             yield Select(
-                [(p, p) for p in self.projects], prompt="destination project", id="move-project"
+                [(p, p) for p in self.projects],
+                prompt="destination project",
+                id="move-project",
+                compact=True,
             )
             with Horizontal(id="move-buttons"):
                 yield Button("Move (ctrl+s)", id="move-ok", variant="primary")
