@@ -128,3 +128,24 @@ def test_no_scripts_is_identity(tmp_path) -> None:
     anon = Anonymizer([], {})
     assert anon.is_identity
     assert dcmread(io.BytesIO(anon.anonymize_file(path))).PatientName == "DOE^JANE"
+
+
+@pytest.mark.parametrize("variant", ["explicit", "implicit", "no-preamble", "big-endian"])
+def test_fast_encode_matches_dcmwrite(tmp_path, variant: str) -> None:
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+    from xnat_tui.dicom.dicomedit import encode
+
+    path = write_file(tmp_path / "a.dcm")
+    ds = dcmread(path)
+    if variant == "implicit":
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    elif variant == "big-endian":
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    elif variant == "no-preamble":
+        ds.preamble = None
+    expected = io.BytesIO()
+    dcmwrite(expected, ds, enforce_file_format=False)
+    assert encode(ds) == expected.getvalue()
+    assert dcmread(io.BytesIO(encode(ds)), force=True).PatientName == "DOE^JANE"

@@ -176,3 +176,19 @@ def test_file_that_fails_is_reported_and_others_written(tmp_path, capsys) -> Non
     assert "short.dcm" in err and "s.das:2" in err
     assert len(list(out.rglob("*.dcm"))) == 4
     assert dcmread(io.BytesIO((out / "study/t1/0.dcm").read_bytes())).SeriesDescription == "t1"
+
+
+def test_project_scripts_come_from_the_server(
+    tmp_path, capsys, monkeypatch, sandbox_thread
+) -> None:
+    """--project applies the server's enabled scripts (demo STUDY_B has a project script)."""
+    src = tmp_path / "src"
+    snap = _tree(src)
+    monkeypatch.setenv("XNAT_PASS", "admin")
+    args = ["anonymize", str(src / "study" / "t1"), "--project", "STUDY_B", "--preview"]
+    conn = ["--server", sandbox_thread.url, "--user", "admin"]
+    assert main([*args, *conn, "--var", "subject=S1", "--var", "session=S1_CT"]) == 0
+    out = capsys.readouterr().out
+    assert "InstitutionName" in out and "STUDY_B site" in out
+    assert "StudyComments" in out
+    _unchanged(snap, src)
