@@ -237,11 +237,12 @@ async def test_delete_lists_exactly_the_selection_and_reports_each() -> None:
         urls = [server.rows[0]["url"], server.rows[2]["url"]]
         await pilot.press("space", "down", "space")  # S1 and S3
         await pilot.press("d")
-        await pilot.pause()
+        await settle(pilot)
         dialog = app.screen
         assert isinstance(dialog, DeleteDialog)
         assert len(dialog.lines) == 2
         assert dialog.lines[0].startswith(f"PILOT/{TS}/S1") and "S3" in dialog.lines[1]
+        assert all("2 scans, 476 files" in line for line in dialog.lines)
         await pilot.press("y")
         await settle(pilot)
         assert [c for c in server.calls if c[0] == "delete"] == [("delete", u) for u in urls]
@@ -279,6 +280,29 @@ async def test_relabel_resolves_a_uid_conflict_with_live_validation() -> None:
         url = f"/prearchive/projects/PILOT/{TS}/S2"
         assert ("archive", url, "SUB01", "S2_b", "none") in server.calls
         assert any(e.label == "S2_b" for e in server.archived)
+
+
+async def test_bulk_archive_keeps_each_session_in_its_project() -> None:
+    server = ScriptedServer()
+    app = TriageApp(server)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("A")  # all four: S1, S2 (conflict), S3 (error), U1 (unassigned)
+        await pilot.press("a")
+        await settle(pilot, 0.4)
+        dialog = app.screen
+        assert isinstance(dialog, ArchiveDialog) and not dialog.single
+        text = str(dialog.query_one("#archive-preview", Static).render())
+        assert "PILOT/S1: new" in text and "PILOT/S2: conflict" in text
+        assert "Unassigned/U1: blocked" in text
+        assert "Archive 2 of 4" in str(dialog.query_one("#archive-ok").label)  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert [c[0] for c in server.calls] == ["archive", "archive"]  # no moves
+        assert {c[1].split("/")[3] for c in server.calls} == {"PILOT", "STUDY_A"}
+        results = screen_of(app).last_results
+        assert [r.ok for r in results] == [True, True, False, False]
+        assert "skipped" in results[2].message
 
 
 async def test_route_unassigned_moves_then_archives() -> None:

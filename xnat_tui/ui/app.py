@@ -128,10 +128,10 @@ class XnatTuiApp(App[int]):
         from xnat_tui.ui.screens.main import MainScreen
 
         await self.services.start(connection)
-        self.sub_title = f"{connection.user} @ {connection.url}"
         log.info("logged in as %s at %s", connection.user, connection.url)
         self._events_worker = self._consume_events()
         await self.switch_screen(MainScreen(self.start_path))
+        self.sub_title = f"{connection.user} @ {connection.url}"
         resumed = self.transfers.unfinished
         if resumed:
             self.notify(f"Resuming {len(resumed)} unfinished transfer(s).", title="Transfers")
@@ -140,9 +140,9 @@ class XnatTuiApp(App[int]):
         """Browse and scan without a server; uploads stay disabled."""
         from xnat_tui.ui.screens.main import MainScreen
 
-        self.sub_title = "offline"
         log.info("working offline")
         await self.switch_screen(MainScreen(self.start_path))
+        self.sub_title = "offline"
 
     @work(group="engine-events", exclusive=True, exit_on_error=False)
     async def _consume_events(self) -> None:

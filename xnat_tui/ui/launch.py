@@ -9,7 +9,6 @@ use it to reach the same server through the REST API).
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import shutil
@@ -59,51 +58,61 @@ async def connect(request: LoginRequest) -> Connection:
 
 
 async def scan_tree(paths: list[Path]) -> AsyncIterator[ScanBatch | ScanSummary]:
-    """The scanner's event stream, whichever form (async or sync iterator) it has."""
-    from xnat_tui.dicom import scan as scanmod
+    """The scanner's stream: each step runs in a thread, the event loop stays free."""
+    from xnat_tui.dicom.scan import scan_async
 
-    result: Any = scanmod.scan(paths)
-    if hasattr(result, "__aiter__"):
-        async for event in result:
-            yield event
-        return
-    if inspect.isawaitable(result):
-        result = await result
-    # A synchronous generator: step it in a thread so the loop never waits on disk.
-    import asyncio
+    async for event in scan_async(paths):
+        yield event
 
-    iterator = iter(result)
-    sentinel = object()
+
+def _login_request(
+    args: argparse.Namespace, cfg: cfgmod.Config
+) -> tuple[LoginRequest | None, bool]:
+    """Pre-fill the login form from flags/profile/env; log in at once when complete.
+
+    Without --server, --profile or XNAT_HOST the user picks a profile on the login screen.
+    """
+    from xnat_tui.commands._connect import resolve_credentials
+    from xnat_tui.xnat.errors import XnatError
+
+    explicit = getattr(args, "server", None) or getattr(args, "profile", None)
+    if not (explicit or os.environ.get("XNAT_HOST")):
+        return None, False
+
+    def no_prompt(_: str) -> str:
+        raise EOFError
+
     try:
-        while True:
-            event = await asyncio.to_thread(next, iterator, sentinel)
-            if event is sentinel:
-                return
-            yield event
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()
-
-
-def _password_for(args: argparse.Namespace, url: str, user: str) -> tuple[str, str]:
-    """(user, password) from --password-stdin, XNAT_PASS or ~/.netrc; ("", "") if none."""
-    if getattr(args, "password_stdin", False):
-        return user, sys.stdin.readline().rstrip("\n")
-    if os.environ.get("XNAT_PASS"):
-        return user or os.environ.get("XNAT_USER", ""), os.environ["XNAT_PASS"]
-    try:
-        from urllib.parse import urlsplit
-
-        from xnat_tui.xnat.credentials import netrc_credentials, normalise_server
-
-        host = urlsplit(normalise_server(url)).hostname or ""
-        login, password = netrc_credentials(host)
-    except Exception:
-        return user, ""
-    if password and (not user or user == login):
-        return login, password
-    return user, ""
+        creds = resolve_credentials(
+            args, cfg, interactive=False, prompt_password=no_prompt, prompt_user=no_prompt
+        )
+    except (XnatError, EOFError):
+        # Something is missing (usually the password): the login screen asks for it.
+        profile = cfg.profiles.get(getattr(args, "profile", None) or "")
+        url = getattr(args, "server", None) or (profile.url if profile else "")
+        url = url or os.environ.get("XNAT_HOST", "")
+        user = getattr(args, "user", None) or (profile.user if profile else "")
+        return (
+            LoginRequest(
+                url=url,
+                user=user or os.environ.get("XNAT_USER", ""),
+                verify_tls=not getattr(args, "insecure", False),
+                ca_bundle=profile.ca_bundle if profile else "",
+                profile=profile.name if profile else "",
+            ),
+            False,
+        )
+    return (
+        LoginRequest(
+            url=creds.server,
+            user=creds.user,
+            password=creds.password,
+            verify_tls=creds.verify_tls,
+            ca_bundle=creds.ca_bundle,
+            profile=getattr(args, "profile", None) or "",
+        ),
+        True,
+    )
 
 
 def _start_sandbox(base: Path) -> tuple[Any, Path]:
@@ -127,31 +136,7 @@ def build_app(args: argparse.Namespace, cfg: cfgmod.Config, *, start_path: Path)
         concurrency=cfg.defaults.concurrency,
         bandwidth_limit_mbps=cfg.defaults.bandwidth_limit_mbps,
     )
-    login: LoginRequest | None = None
-    auto = False
-    profile = cfg.profiles.get(args.profile) if getattr(args, "profile", None) else None
-    url = (
-        getattr(args, "server", None)
-        or (profile.url if profile else "")
-        or os.environ.get("XNAT_HOST", "")
-    )
-    if url:
-        user = (
-            getattr(args, "user", None)
-            or (profile.user if profile else "")
-            or os.environ.get("XNAT_USER", "")
-        )
-        user, password = _password_for(args, url, user)
-        login = LoginRequest(
-            url=url,
-            user=user,
-            password=password,
-            verify_tls=not getattr(args, "insecure", False)
-            and (profile.verify_tls if profile else True),
-            ca_bundle=profile.ca_bundle if profile else "",
-            profile=profile.name if profile else "",
-        )
-        auto = bool(user and password)
+    login, auto = _login_request(args, cfg)
     return XnatTuiApp(
         cfg,
         services=services,

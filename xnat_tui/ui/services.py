@@ -159,7 +159,11 @@ class Services:
                 subject=item.subject,
                 label=item.label,
                 destination=self.destination,
-                overwrite=self.overwrite,
+                # A session shown as "merge" was seen by the user (state column, detail and
+                # the confirmation screen): queueing it means adding series to it.
+                overwrite=Overwrite.APPEND
+                if item.state == RowState.MERGE and self.overwrite is Overwrite.NONE
+                else self.overwrite,
                 series={s.series_instance_uid for s in item.included_scans()},
                 anonymization=self.anonymization,
             )
@@ -174,11 +178,23 @@ class Services:
         self, project: ProjectInfo, items: list[SessionItem]
     ) -> dict[str, tuple[str, str]]:
         """Per session: (state, one sentence) as the planner sees it right now."""
-        plan = await self.plan(project, items)
+        assert self.planner is not None
+        requests = self.requests(project, items)
+        for request in requests:
+            request.overwrite = self.overwrite
+        plan = await self.planner.plan(requests)
         out: dict[str, tuple[str, str]] = {}
         for item, job in zip(items, plan.jobs, strict=True):
             errors = [i for i in job.issues if i.severity == "error"]
             warnings = [i for i in job.issues if i.severity != "error"]
+            if job.verdict is Verdict.MERGE and {i.code for i in errors} == {"exists"}:
+                where = job.existing.location if job.existing else "server"
+                out[item.uid] = (
+                    RowState.MERGE,
+                    f"session {item.label} already exists in the {where} with this "
+                    "study: queueing merges the selected series into it",
+                )
+                continue
             if errors:
                 state = _verdict_state(job.verdict, {i.code for i in errors})
                 if job.verdict in (Verdict.NEW, Verdict.MERGE):

@@ -154,8 +154,8 @@ class LoginScreen(Screen[None]):
         self.action_connect()
 
     @on(Button.Pressed, "#offline")
-    async def _offline_pressed(self) -> None:
-        await self.action_offline()
+    def _offline_pressed(self) -> None:
+        self.action_offline()
 
     def current_request(self) -> LoginRequest:
         base = self.request
@@ -196,7 +196,10 @@ class LoginScreen(Screen[None]):
             return
         self.last_error_kind = ""
         self.show_status(f"Logged in as {connection.user}.", "ok")
-        await self.xapp.logged_in(connection)
+        # Run on the App: this screen (and its workers) goes away during the switch.
+        self.app.run_worker(
+            self.xapp.logged_in(connection), group="login-done", exit_on_error=False
+        )
 
-    async def action_offline(self) -> None:
-        await self.xapp.go_offline()
+    def action_offline(self) -> None:
+        self.app.run_worker(self.xapp.go_offline(), group="login-done", exit_on_error=False)

@@ -22,18 +22,18 @@ from xnat_tui.ui.workbench import ProjectInfo, RowState, SessionItem
 
 
 def settings_text(project: ProjectInfo | None) -> str:
+    """Three short lines: they must fit the narrow pane at 80x24."""
     if project is None:
         return "Choose a project to see its upload settings."
-    yes_no = {True: "yes", False: "no"}
-    lines = [
-        f"Destination: {project.destination}",
-        f"New subjects: {'allowed' if project.allow_create_subject else 'not allowed'}",
-        f"Bulk upload: {yes_no[project.allow_bulk_upload]}",
-        f"Import filter: {project.filter_summary}",
-        f"Anon script: {'present' if project.anon_script else 'none'}",
-        f"Subjects: {len(project.subjects)}",
-    ]
-    return "\n".join(lines)
+    subjects = "new allowed" if project.allow_create_subject else "existing only"
+    return "\n".join(
+        [
+            f"→ {project.destination} · bulk {'yes' if project.allow_bulk_upload else 'no'}",
+            f"subjects: {subjects} ({len(project.subjects)})",
+            f"filter: {project.filter_summary} · anon: "
+            f"{'script' if project.anon_script else 'none'}",
+        ]
+    )
 
 
 class LabelsPane(VerticalScroll):

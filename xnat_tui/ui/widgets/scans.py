@@ -45,13 +45,13 @@ class ScansPane(Vertical):
 
     def compose(self) -> ComposeResult:
         table: DataTable[str | Text] = DataTable(id="scans-table", cursor_type="row")
-        table.add_column("☑", key="sel")
-        table.add_column("#", key="num")
-        table.add_column("Description", key="desc")
-        table.add_column("Mod", key="mod")
-        table.add_column("Files", key="files")
-        table.add_column("Size", key="size")
-        table.add_column("Note", key="note")
+        table.add_column("☑", key="sel", width=1)
+        table.add_column("#", key="num", width=4)
+        table.add_column("Description", key="desc", width=20)
+        table.add_column("Mod", key="mod", width=4)
+        table.add_column("Files", key="files", width=5)
+        table.add_column("Size", key="size", width=9)
+        table.add_column("Note", key="note", width=30)
         yield table
 
     @property

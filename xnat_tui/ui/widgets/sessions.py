@@ -15,18 +15,19 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.workbench import RowState, SessionItem, Workbench
 
+# Fixed widths: rows stream in during a scan and the layout must not jump.
 COLUMNS = (
-    ("sel", "☑"),
-    ("patient", "Patient"),
-    ("date", "Date"),
-    ("desc", "Description"),
-    ("mod", "Mod"),
-    ("scans", "Scans"),
-    ("files", "Files"),
-    ("size", "Size"),
-    ("problems", "Probl."),
-    ("target", "Target"),
-    ("state", "State"),
+    ("sel", "☑", 1),
+    ("patient", "Patient", 12),
+    ("target", "Target", 22),
+    ("state", "State", 11),
+    ("date", "Date", 10),
+    ("mod", "Mod", 5),
+    ("scans", "Scans", 5),
+    ("files", "Files", 6),
+    ("size", "Size", 9),
+    ("problems", "Probl.", 6),
+    ("desc", "Description", 24),
 )
 
 # Theme variable per state, resolved against the active theme when drawn so
@@ -58,14 +59,14 @@ def row_cells(item: SessionItem, palette: dict[str, str] | None = None) -> dict[
         "sel": fmt.check(item.selected),
         "patient": s.patient_name or s.patient_id or "?",
         "date": fmt.date(s.study_date),
-        "desc": s.study_description,
         "mod": "/".join(s.modalities) or s.modality,
+        "target": target,
+        "state": state_text(item.state, palette or {}),
         "scans": str(len(s.scans)),
         "files": str(s.file_count),
         "size": fmt.size(s.size),
         "problems": str(item.problem_count) if item.problem_count else "",
-        "target": target,
-        "state": state_text(item.state, palette or {}),
+        "desc": s.study_description,
     }
 
 
@@ -97,8 +98,8 @@ class SessionsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         table: DataTable[str | Text] = DataTable(id="sessions-table", cursor_type="row")
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
         yield table
 
     @property
@@ -123,7 +124,7 @@ class SessionsPane(Vertical):
         try:
             table.get_row_index(item.uid)
         except RowDoesNotExist:
-            table.add_row(*cells.values(), key=item.uid)
+            table.add_row(*(cells[key] for key, _, _ in COLUMNS), key=item.uid)
             if table.row_count == 1:
                 self.post_message(self.Highlighted(item.uid))
             return

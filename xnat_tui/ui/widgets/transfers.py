@@ -78,7 +78,7 @@ class TransfersPane(Vertical):
             "r", "retry", "Retry", tooltip="Retry a failed or cancelled job", id="transfers.retry"
         ),
         Binding(
-            "enter",
+            "v",
             "receipt",
             "Receipt",
             tooltip="Show the job's receipt and log",
@@ -100,17 +100,17 @@ class TransfersPane(Vertical):
     def compose(self) -> ComposeResult:
         yield ProgressBar(id="transfers-overall", show_eta=False)
         table: DataTable[str | Text] = DataTable(id="transfers-table", cursor_type="row")
-        for key, label in (
-            ("label", "Session"),
-            ("state", "State"),
-            ("progress", "Progress"),
-            ("bytes", "Bytes"),
-            ("files", "Files"),
-            ("rate", "Rate"),
-            ("eta", "ETA"),
-            ("message", "Message"),
+        for key, label, width in (
+            ("label", "Session", 24),
+            ("state", "State", 10),
+            ("progress", "Progress", BAR_WIDTH + 5),
+            ("bytes", "Bytes", 19),
+            ("files", "Files", 9),
+            ("rate", "Rate", 11),
+            ("eta", "ETA", 6),
+            ("message", "Message", 40),
         ):
-            table.add_column(label, key=key)
+            table.add_column(label, key=key, width=width)
         yield table
 
     def on_mount(self) -> None:
@@ -140,6 +140,8 @@ class TransfersPane(Vertical):
                         table.update_cell(row.job_id, column, value)
             overall = self.model.overall
             bar_widget = self.query_one(ProgressBar)
+            # Hidden while idle: an indeterminate bar would animate for nothing.
+            bar_widget.display = bool(overall.bytes_total)
             if overall.bytes_total:
                 bar_widget.update(total=overall.bytes_total, progress=overall.bytes_sent)
             jobs = list(self.model.jobs.values())
@@ -183,6 +185,11 @@ class TransfersPane(Vertical):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self.refresh_bindings()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # Enter on a row (DataTable's own key) opens the receipt as well as "v".
+        event.stop()
+        self.action_receipt()
 
     def action_pause(self) -> None:
         row = self.current

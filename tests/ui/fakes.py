@@ -1,0 +1,289 @@
+"""Fakes for Pilot tests: an in-memory server port, a scripted engine, built sessions.
+
+Only the edges are faked (network, engine timing); the planner, workbench, panes and
+screens under test are the real ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xnat_tui.config import Config
+from xnat_tui.dicom.model import FileRef, ScanBatch, ScanProgress, ScanSummary, Scan, Session
+from xnat_tui.transfer.events import EventHub, JobProgress, JobStateChanged, ProgressTick
+from xnat_tui.transfer.server import ProjectInfo, RemoteSession, SeriesFilter
+from xnat_tui.transfer.types import JobState
+from xnat_tui.ui.app import XnatTuiApp
+from xnat_tui.ui.services import Connection, LoginRequest, Services
+from xnat_tui.xnat.models import ProjectRef
+
+_uid = itertools.count(1)
+
+
+def make_session(
+    patient_id: str = "P001",
+    *,
+    modality: str = "MR",
+    series: Iterable[tuple[str, int]] = (("localizer", 2), ("T1", 3)),
+    study_date: str = "20240115",
+    uid: str | None = None,
+    root: Path | None = None,
+) -> Session:
+    study = uid or f"1.2.826.0.1.3680043.9.7777.{next(_uid)}"
+    session = Session(
+        study_instance_uid=study,
+        patient_id=patient_id,
+        patient_name=f"Test^{patient_id}",
+        study_date=study_date,
+        study_description=f"{modality} study",
+        modalities=[modality],
+        modality=modality,
+        root=root or Path("/data") / patient_id,
+        fields={"PatientID": patient_id, "StudyDate": study_date, "Modality": modality},
+    )
+    for number, (description, count) in enumerate(series, start=1):
+        suid = f"{study}.{number}"
+        scan = Scan(
+            series_instance_uid=suid,
+            study_instance_uid=study,
+            series_number=number,
+            series_description=description,
+            modality=modality,
+        )
+        for i in range(count):
+            scan.files.append(
+                FileRef(
+                    path=(root or Path("/data") / patient_id) / f"s{number}" / f"{i}.dcm",
+                    size=1000 + i,
+                    mtime=0.0,
+                    sop_instance_uid=f"{suid}.{i}",
+                    transfer_syntax="1.2.840.10008.1.2.1",
+                    instance_number=i + 1,
+                )
+            )
+        session.scans[suid] = scan
+    return session
+
+
+def scan_func_for(sessions: list[Session]) -> Any:
+    """A scan that yields the given sessions in one batch plus a summary."""
+
+    async def scan(paths: list[Path]) -> AsyncIterator[ScanBatch | ScanSummary]:
+        files = sum(s.file_count for s in sessions)
+        progress = ScanProgress(files, files, files, 0, 0, 0, 0.1, True)
+        yield ScanBatch(files=[], problems=[], sessions=list(sessions), progress=progress)
+        yield ScanSummary(sessions=list(sessions), problems=[], progress=progress, roots=paths)
+
+    return scan
+
+
+@dataclass
+class FakeProject:
+    info: ProjectInfo
+    name: str = ""
+    subjects: set[str] = field(default_factory=set)
+    sessions: list[RemoteSession] = field(default_factory=list)
+
+
+class FakePort:
+    """ServerPort + the listing call the UI uses, over in-memory projects."""
+
+    server_url = "http://fake.test"
+    username = "alice"
+
+    def __init__(self, projects: dict[str, FakeProject] | None = None) -> None:
+        self.projects = projects if projects is not None else default_projects()
+        self.calls: list[str] = []
+
+    async def uploadable_projects(self) -> list[ProjectRef]:
+        return [ProjectRef(pid, p.name) for pid, p in self.projects.items()]
+
+    async def project_info(self, project: str) -> ProjectInfo:
+        self.calls.append(f"project_info {project}")
+        return self.projects[project].info
+
+    async def subjects(self, project: str) -> set[str]:
+        self.calls.append(f"subjects {project}")
+        return set(self.projects[project].subjects)
+
+    async def sessions(self, project: str) -> list[RemoteSession]:
+        self.calls.append(f"sessions {project}")
+        return list(self.projects[project].sessions)
+
+
+def default_projects() -> dict[str, FakeProject]:
+    return {
+        "PILOT": FakeProject(ProjectInfo("PILOT"), name="Pilot", subjects={"SUBJ01"}),
+        "STUDY_A": FakeProject(
+            ProjectInfo(
+                "STUDY_A", allow_create_subject=False, allow_bulk_upload=False, prearchive_code=4
+            ),
+            name="Study A",
+            subjects={"P001", "P002"},
+        ),
+        "STUDY_B": FakeProject(
+            ProjectInfo(
+                "STUDY_B",
+                series_filters=[SeriesFilter("blacklist", ["(?i)localizer"])],
+                anon_script=True,
+                prearchive_code=5,
+            ),
+            name="Study B",
+        ),
+    }
+
+
+class FakeEngine:
+    """Records control calls and publishes the events a real engine would."""
+
+    def __init__(self, port: Any = None, journal: Any = None) -> None:
+        self.hub = EventHub()
+        self.calls: list[tuple[str, str | None]] = []
+        self.submitted: list[Any] = []
+        self.states: dict[str, JobState] = {}
+        self.labels: dict[str, str] = {}
+        self._ids = itertools.count(1)
+
+    def subscribe(self) -> Any:
+        return self.hub.subscribe()
+
+    async def start(self, *, resume: bool = True) -> list[str]:
+        return []
+
+    def snapshot(self) -> list[JobProgress]:
+        return []
+
+    def set_state(self, job_id: str, state: JobState, message: str = "") -> None:
+        previous = self.states.get(job_id)
+        self.states[job_id] = state
+        self.hub.publish(JobStateChanged(job_id, self.labels[job_id], state, previous, message))
+
+    def progress(
+        self, job_id: str, sent: int, total: int, state: JobState = JobState.SENDING
+    ) -> None:
+        jp = JobProgress(
+            job_id, self.labels[job_id], state, sent, total, 1, 2, 0, 1, rate=1e6, eta=3.0
+        )
+        self.hub.publish(ProgressTick((jp,), sent, total, 1e6, 3.0))
+
+    async def submit(self, plan: Any) -> list[str]:
+        ids = []
+        for job in plan.sendable:
+            jid = f"job{next(self._ids)}"
+            self.labels[jid] = job.target
+            self.submitted.append(job)
+            ids.append(jid)
+            self.set_state(jid, JobState.QUEUED, "queued")
+        return ids
+
+    def _act(self, name: str, job_id: str | None, state: JobState | None) -> list[str]:
+        self.calls.append((name, job_id))
+        ids = [job_id] if job_id else [j for j, s in self.states.items() if not s.finished]
+        if state is not None:
+            for jid in ids:
+                self.set_state(jid, state)
+        return ids
+
+    def pause(self, job_id: str | None = None) -> list[str]:
+        return self._act("pause", job_id, JobState.PAUSED)
+
+    def resume(self, job_id: str | None = None) -> list[str]:
+        return self._act("resume", job_id, JobState.QUEUED)
+
+    def cancel(self, job_id: str | None = None) -> list[str]:
+        return self._act("cancel", job_id, JobState.CANCELLED)
+
+    async def retry(self, job_id: str | None = None) -> list[str]:
+        return self._act("retry", job_id, JobState.QUEUED)
+
+    async def close(self) -> None:
+        self.calls.append(("close", None))
+        self.hub.close()
+
+
+def fake_connector(port: FakePort, *, fail: BaseException | None = None) -> Any:
+    async def connect(request: LoginRequest) -> Connection:
+        if fail is not None:
+            raise fail
+        return Connection(url=request.url, user=request.user or "alice", port=port)  # type: ignore[arg-type]
+
+    return connect
+
+
+def make_app(
+    tmp_path: Path,
+    *,
+    sessions: list[Session] | None = None,
+    port: FakePort | None = None,
+    config: Config | None = None,
+    login: LoginRequest | None = None,
+    auto: bool = True,
+    fail: BaseException | None = None,
+    theme_dirs: list[Path] | None = None,
+) -> tuple[XnatTuiApp, FakePort, FakeEngine]:
+    port = port or FakePort()
+    engine = FakeEngine()
+    services = Services(
+        scan_func=scan_func_for(sessions or []),
+        engine_factory=lambda p, j: engine,
+    )
+    from xnat_tui.transfer.journal import Journal
+
+    services.journal = Journal(tmp_path / "journal.sqlite3")
+    (tmp_path / "dicom" / "A").mkdir(parents=True, exist_ok=True)
+    app = XnatTuiApp(
+        config or Config(),
+        services=services,
+        connector=fake_connector(port, fail=fail),
+        start_path=tmp_path / "dicom",
+        login=login or LoginRequest(url="http://fake.test", user="alice", password="alice"),
+        auto_login=auto,
+        theme_dirs=theme_dirs if theme_dirs is not None else [],
+    )
+    # Scroll/focus animations only slow Pilot down; the assertions are about state.
+    app.animation_level = "none"
+    return app, port, engine
+
+
+async def until(pilot: Any, predicate: Any, timeout: float = 3.0) -> None:
+    """Let the app run until ``predicate()`` holds (workers and timers included)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(
+                f"timed out waiting for {getattr(predicate, '__name__', predicate)}"
+            )
+        await pilot.pause(0.02)
+
+
+async def to_main(pilot: Any) -> Any:
+    from xnat_tui.ui.screens.main import MainScreen
+
+    await until(pilot, lambda: isinstance(pilot.app.screen, MainScreen))
+    return pilot.app.screen
+
+
+async def scanned(pilot: Any, count: int) -> Any:
+    screen = await to_main(pilot)
+    await pilot.press("s")
+    await until(pilot, lambda: len(pilot.app.workbench) == count and not screen.folders.scanning)
+    return screen
+
+
+async def with_project(pilot: Any, screen: Any, project: str) -> None:
+    screen.choose_project(project)
+    await until(
+        pilot,
+        lambda: (
+            pilot.app.workbench.project is not None
+            and pilot.app.workbench.project.id == project
+            and all(i.state not in ("—", "checking") for i in pilot.app.workbench.items.values())
+        ),
+    )

@@ -1,0 +1,101 @@
+"""Login screen: inline errors by kind, success, offline, profiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.fakes import make_app, to_main, until
+from xnat_tui.config import Config, ServerProfile
+from xnat_tui.ui.screens.login import LoginScreen
+from xnat_tui.ui.screens.main import MainScreen
+from xnat_tui.xnat.errors import AuthenticationError, ConnectionFailed, TLSError
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "shown", "focus"),
+    [
+        (
+            AuthenticationError("refused the credentials of alice"),
+            "auth",
+            "Wrong user name or password",
+            "password",
+        ),
+        (
+            ConnectionFailed("cannot connect to fake.test:443"),
+            "unreachable",
+            "Server unreachable",
+            "url",
+        ),
+        (TLSError("certificate verify failed"), "tls", "TLS failure", "url"),
+    ],
+)
+async def test_login_errors_are_inline_and_say_which(tmp_path, error, kind, shown, focus):
+    app, _, _ = make_app(tmp_path, fail=error)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, LoginScreen)
+        await until(pilot, lambda: screen.last_error_kind == kind)
+        status = str(screen.query_one("#login-status").render())
+        assert shown in status
+        assert isinstance(app.screen, LoginScreen)  # still there, nothing crashed
+        assert app.focused is not None and app.focused.id == focus
+
+
+async def test_successful_login_opens_the_workbench(tmp_path):
+    app, port, engine = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await to_main(pilot)
+        assert app.services.connection is not None
+        assert app.services.engine is engine
+        assert "alice @ http://fake.test" in app.sub_title
+        # The main screen asked the server for the uploadable projects.
+        await until(pilot, lambda: app.services._projects != [])
+        assert [p for p, _ in app.services._projects] == ["PILOT", "STUDY_A", "STUDY_B"]
+
+
+async def test_manual_login_with_typed_password(tmp_path):
+    from xnat_tui.ui.services import LoginRequest
+
+    app, _, _ = make_app(
+        tmp_path, login=LoginRequest(url="http://fake.test", user="alice"), auto=False
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert isinstance(app.screen, LoginScreen)
+        assert app.focused is not None and app.focused.id == "password"
+        await pilot.press(*"alice")
+        await pilot.press("enter")
+        await to_main(pilot)
+
+
+async def test_offline_mode_disables_uploads(tmp_path):
+    from xnat_tui.ui.services import LoginRequest
+
+    app, _, _ = make_app(tmp_path, login=LoginRequest(url="", user=""), auto=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        screen = await to_main(pilot)
+        assert app.services.connection is None
+        assert screen.check_action("upload", ()) is None
+        assert screen.check_action("prearchive", ()) is None
+
+
+async def test_profiles_fill_the_form(tmp_path):
+    cfg = Config(
+        default_profile="work",
+        profiles={
+            "work": ServerProfile("work", "https://xnat.work.test", user="bob"),
+            "lab": ServerProfile("lab", "https://xnat.lab.test", user="carol", verify_tls=False),
+        },
+    )
+    app, _, _ = make_app(tmp_path, config=cfg, auto=False)
+    app.login = None
+    async with app.run_test(size=(110, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, LoginScreen)
+        assert screen.query_one("#profiles").display
+        assert screen.query_one("#url").value == "https://xnat.work.test"
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: screen.query_one("#url").value == "https://xnat.lab.test")
+        assert screen.query_one("#user").value == "carol"
+        assert screen.query_one("#verify").value is False
+        assert not isinstance(app.screen, MainScreen)

@@ -1,0 +1,125 @@
+"""Transfers panel: live rows from engine events, job keys, notifications, quit guard."""
+
+from __future__ import annotations
+
+from tests.ui.fakes import make_app, make_session, scanned, until, with_project
+from xnat_tui.transfer.types import JobState
+from xnat_tui.ui.screens.confirm import ConfirmScreen
+from xnat_tui.ui.screens.receipt import ReceiptScreen
+from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
+from xnat_tui.ui.workbench import RowState
+
+
+async def queue_one(pilot, app, engine):
+    screen = await scanned(pilot, 1)
+    await with_project(pilot, screen, "PILOT")
+    await pilot.press("2", "u")
+    await until(pilot, lambda: isinstance(app.screen, UploadConfirmScreen))
+    await pilot.press("y")
+    await until(pilot, lambda: len(engine.submitted) == 1 and "job1" in app.transfers.jobs)
+    return screen
+
+
+async def test_progress_reaches_the_panel_and_sessions_table(tmp_path):
+    app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await queue_one(pilot, app, engine)
+        engine.set_state("job1", JobState.SENDING)
+        engine.progress("job1", 2500, 10000)
+        pane = screen.query_one("#transfers")
+        await until(
+            pilot,
+            lambda: (
+                pane.table.row_count == 1 and "25%" in str(pane.table.get_cell("job1", "progress"))
+            ),
+        )
+        assert str(pane.table.get_cell("job1", "bytes")) == "2.4 KB/9.8 KB"
+        assert "1 active" in pane.border_subtitle
+        item = next(iter(app.workbench.items.values()))
+        await until(pilot, lambda: item.state == RowState.UPLOADING)
+        # Many ticks between two redraws cost one redraw (the panel reads the model).
+        before = app.transfers.version
+        for sent in range(3000, 9000, 500):
+            engine.progress("job1", sent, 10000)
+        await pilot.pause(0.3)
+        assert app.transfers.version > before
+        assert "85%" in str(pane.table.get_cell("job1", "progress"))
+        engine.set_state("job1", JobState.VERIFIED)
+        await until(pilot, lambda: item.state == RowState.VERIFIED)
+        assert "verified" in str(screen.sessions.table.get_cell(item.uid, "state"))
+        assert any("uploaded and verified" in n.message for n in app._notifications)
+
+
+async def test_job_keys_call_the_engine(tmp_path):
+    app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await queue_one(pilot, app, engine)
+        pane = screen.query_one("#transfers")
+        await until(pilot, lambda: pane.table.row_count == 1)
+        await pilot.press("5", "space")
+        await until(pilot, lambda: ("pause", "job1") in engine.calls)
+        await until(pilot, lambda: app.transfers.jobs["job1"].state is JobState.PAUSED)
+        await pilot.press("space")
+        await until(pilot, lambda: ("resume", "job1") in engine.calls)
+        await pilot.press("P")
+        await until(pilot, lambda: ("pause", None) in engine.calls)
+        await until(pilot, lambda: app.transfers.jobs["job1"].state is JobState.PAUSED)
+        await pilot.press("P")  # everything paused -> resume all
+        await until(pilot, lambda: ("resume", None) in engine.calls)
+        # Cancel asks first.
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause(0.05)
+        assert ("cancel", "job1") not in engine.calls
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: ("cancel", "job1") in engine.calls)
+        await until(pilot, lambda: app.transfers.jobs["job1"].state is JobState.CANCELLED)
+        assert pane.check_action("retry", ()) is True
+        assert pane.check_action("cancel", ()) is None  # finished: nothing to cancel
+        await pilot.press("r")
+        await until(pilot, lambda: ("retry", "job1") in engine.calls)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ReceiptScreen))
+        text = app.screen.query_one("#receipt-text").text
+        assert "job1" in text
+
+
+async def test_failure_is_notified_and_logged(tmp_path):
+    app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await queue_one(pilot, app, engine)
+        engine.set_state("job1", JobState.FAILED, "server said no (HTTP 500)")
+        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications))
+        assert any("server said no" in line.message for line in app.log_buffer.lines)
+        item = next(iter(app.workbench.items.values()))
+        await until(pilot, lambda: item.state == RowState.FAILED)
+
+
+async def test_quit_asks_while_transfers_are_active(tmp_path):
+    app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await queue_one(pilot, app, engine)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "resume" in str(app.screen.query_one("#confirm-body").render())
+        await pilot.press("n")
+        await pilot.pause(0.05)
+        assert app.is_running and ("close", None) not in engine.calls
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running)
+    assert ("close", None) in engine.calls
+    assert app.return_code == 0
+
+
+async def test_quit_without_transfers_is_immediate(tmp_path):
+    app, _, engine = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.services.engine is not None)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: not app.is_running)
+    assert ("close", None) in engine.calls
