@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xnat_tui.config import Config
-from xnat_tui.dicom.model import FileRef, ScanBatch, ScanProgress, ScanSummary, Scan, Session
+from xnat_tui.dicom.model import FileRef, Scan, ScanBatch, ScanProgress, ScanSummary, Session
 from xnat_tui.transfer.events import EventHub, JobProgress, JobStateChanged, ProgressTick
 from xnat_tui.transfer.server import ProjectInfo, RemoteSession, SeriesFilter
 from xnat_tui.transfer.types import JobState
@@ -249,12 +249,12 @@ def make_app(
     return app, port, engine
 
 
-async def until(pilot: Any, predicate: Any, timeout: float = 3.0) -> None:
+async def until(pilot: Any, predicate: Any, within: float = 3.0) -> None:
     """Let the app run until ``predicate()`` holds (workers and timers included)."""
     import asyncio
 
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError(
