@@ -25,9 +25,9 @@ async def upload(sb: SandboxServer, **params: str) -> str:
             return (await r.text()).strip()
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(cond: Callable[[], bool], limit: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit
     while not cond():
         assert loop.time() < end, "condition not reached"
         await asyncio.sleep(0.05)
