@@ -191,12 +191,12 @@ async def _act(ops: TriageOps, args: argparse.Namespace) -> int:
     rows, unlisted = await _rows_for(ops, list(args.urls))
     requests: list[ActionRequest] = []
     refused: list[ActionResult] = []
+    to_check: list[ActionRequest] = []
     for row in rows:
         blocker = triage.action_blocker(row, action)
         if blocker:
             refused.append(ActionResult(ActionRequest(row, action), False, blocker))
-            continue
-        if action is Action.ARCHIVE:
+        elif action is Action.ARCHIVE:
             base = triage.default_target(row, args.overwrite)
             target = triage.ArchiveTarget(
                 args.project or base.project,
@@ -204,18 +204,19 @@ async def _act(ops: TriageOps, args: argparse.Namespace) -> int:
                 args.label if args.label is not None else base.label,
                 args.overwrite,
             )
-            request = ActionRequest(row, action, target)
-            if row.url in unlisted:
-                # Nothing known to check against: the server's answer is the result.
-                requests.append(request)
-                continue
-            preview = await _preview(ops, row, target)
-            if not preview.allowed:
-                refused.append(ActionResult(request, False, f"not archived: {preview.reason}"))
-                continue
-            requests.append(request)
+            # Unlisted: nothing known to check against, the server's answer is the result.
+            (requests if row.url in unlisted else to_check).append(
+                ActionRequest(row, action, target)
+            )
         else:
             requests.append(ActionRequest(row, action, project=getattr(args, "project", "") or ""))
+    if to_check:
+        pairs = [(r.row, r.target) for r in to_check if r.target is not None]
+        for request, preview in zip(to_check, await triage.preview_many(ops, pairs), strict=True):
+            if preview.allowed:
+                requests.append(request)
+            else:
+                refused.append(ActionResult(request, False, f"not archived: {preview.reason}"))
 
     if requests and action is not Action.REBUILD:
         lines = (
@@ -238,17 +239,6 @@ async def _act(ops: TriageOps, args: argparse.Namespace) -> int:
     results = refused + await triage.perform_many(ops, requests)
     _report(results, args.json)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
-
-
-async def _preview(ops: TriageOps, row: PrearchiveRow, target: Any) -> Any:
-    from xnat_tui.transfer import triage
-    from xnat_tui.xnat.errors import XnatError
-
-    try:
-        return await triage.preview_for(ops, row, target)
-    except XnatError as exc:
-        # Cannot look at the target project: let the archive call give the server's answer.
-        return triage.ArchivePreview(triage.Outcome.UNKNOWN, str(exc))
 
 
 def _report(results: list[ActionResult], as_json: bool) -> None:

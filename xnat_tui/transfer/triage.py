@@ -368,6 +368,70 @@ async def preview_for(ops: TriageOps, row: PrearchiveRow, target: ArchiveTarget)
     return preview_archive(row, target, existing, subjects)
 
 
+async def preview_many(
+    ops: TriageOps, items: Sequence[tuple[PrearchiveRow, ArchiveTarget]]
+) -> list[ArchivePreview]:
+    """Previews for a batch, asking the server once per target project.
+
+    A project that cannot be read yields UNKNOWN previews (the server decides at archive
+    time) instead of failing the whole batch.
+    """
+    projects = {
+        t.project
+        for r, t in items
+        if not status_blocker(r) and t.project and t.project != UNASSIGNED
+    }
+
+    async def holdings(
+        project: str,
+    ) -> tuple[str, tuple[list[ExistingSession], list[str]] | str]:
+        try:
+            existing, subjects = await asyncio.gather(
+                ops.existing_sessions(project), ops.subjects(project)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported per session below
+            return project, _error_text(exc)
+        return project, (existing, subjects)
+
+    known = dict(await asyncio.gather(*(holdings(p) for p in sorted(projects))))
+    out: list[ArchivePreview] = []
+    for row, target in items:
+        held = known.get(target.project)
+        if isinstance(held, str):
+            out.append(
+                ArchivePreview(
+                    Outcome.UNKNOWN,
+                    f"could not check {target.project} ({held}); the server decides",
+                )
+            )
+        elif held is None:
+            out.append(preview_archive(row, target, []))
+        else:
+            out.append(preview_archive(row, target, held[0], held[1]))
+    return out
+
+
+async def scans_of(
+    ops: TriageOps, rows: Sequence[PrearchiveRow], *, concurrency: int = 4
+) -> dict[str, SessionDetail]:
+    """Scans of each row (for an exact delete confirmation); failures are kept per row."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(row: PrearchiveRow) -> SessionDetail:
+        async with gate:
+            try:
+                return SessionDetail(row, tuple(await ops.scans(row.url)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the line then says scans are unknown
+                return SessionDetail(row, scans_error=_error_text(exc))
+
+    details = await asyncio.gather(*(one(r) for r in rows))
+    return {d.row.url: d for d in details}
+
+
 async def load_detail(ops: TriageOps, row: PrearchiveRow) -> SessionDetail:
     """Scans, last log line and archive preview, each failing on its own."""
 
@@ -526,5 +590,7 @@ def delete_summary(
                 f"  {len(detail.scans)} scans, {detail.total_files} files, "
                 f"{human_size(detail.total_size)}"
             )
+        elif detail is not None and detail.scans_error:
+            line += f"  (scans unknown: {detail.scans_error})"
         lines.append(line)
     return lines

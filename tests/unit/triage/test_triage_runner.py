@@ -8,10 +8,13 @@ from xnat_tui.transfer.triage import (
     Action,
     ActionRequest,
     ArchiveTarget,
+    Outcome,
     PrearchiveRow,
     perform,
     perform_many,
+    preview_many,
 )
+from xnat_tui.xnat.labels import ExistingSession
 
 
 class FakeOps:
@@ -95,3 +98,37 @@ async def test_move_to_same_project_is_refused_without_a_call() -> None:
     ops = FakeOps()
     result = await perform(ops, ActionRequest(row("P"), Action.MOVE, project="P"))
     assert not result.ok and ops.calls == []
+
+
+class CountingOps(FakeOps):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def existing_sessions(self, project: str) -> list[ExistingSession]:
+        self.asked.append(project)
+        if project == "SECRET":
+            raise RuntimeError("403 no access")
+        return [ExistingSession("TAKEN", "9.9", "SUB", project)]
+
+    async def subjects(self, project: str) -> list[str]:
+        return ["SUB"]
+
+
+async def test_preview_many_asks_once_per_project_and_survives_a_refusal() -> None:
+    ops = CountingOps()
+    items = [
+        (row("P", "A"), ArchiveTarget("P", "SUB", "A")),
+        (row("P", "B"), ArchiveTarget("P", "SUB", "TAKEN")),
+        (row("Unassigned", "C"), ArchiveTarget("", "SUB", "C")),
+        (row("P", "D"), ArchiveTarget("SECRET", "SUB", "D")),
+    ]
+    previews = await preview_many(ops, items)  # type: ignore[arg-type]
+    assert sorted(ops.asked) == ["P", "SECRET"]
+    assert [p.outcome for p in previews] == [
+        Outcome.NEW,
+        Outcome.MERGE,  # same label, no UID known on this row: XNAT merges
+        Outcome.BLOCKED,
+        Outcome.UNKNOWN,
+    ]
+    assert "403 no access" in previews[3].reason

@@ -6,6 +6,8 @@ action means and how it runs lives in ``xnat_tui.transfer.triage``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -401,10 +403,12 @@ class PrearchiveScreen(Screen[None]):
         names.discard(triage.UNASSIGNED)
         return sorted(names)
 
-    async def _preview(self, row: PrearchiveRow, target: ArchiveTarget) -> ArchivePreview:
+    async def _preview(
+        self, items: Sequence[tuple[PrearchiveRow, ArchiveTarget]]
+    ) -> list[ArchivePreview]:
         ops = self.ops
         assert ops is not None
-        return await triage.preview_for(ops, row, target)
+        return await triage.preview_many(ops, items)
 
     def action_archive(self) -> None:
         rows, skipped = self._actionable(Action.ARCHIVE)
@@ -469,13 +473,27 @@ class PrearchiveScreen(Screen[None]):
         if not rows:
             self._explain(skipped)
             return
+        self._set_status(f"Listing what {len(rows)} session(s) hold before deleting…")
+        self.run_worker(
+            self._confirm_delete(rows, skipped), group="prearchive-delete", exit_on_error=False
+        )
+
+    async def _confirm_delete(
+        self, rows: list[PrearchiveRow], skipped: list[tuple[PrearchiveRow, str]]
+    ) -> None:
+        ops = self.ops
+        assert ops is not None
+        missing = [r for r in rows if not (d := self.details.get(r.url)) or not d.scans]
+        # The confirmation names every scan that goes, so fetch what is not cached yet.
+        details = {**self.details, **await triage.scans_of(ops, missing)}
+        self._status_summary()
 
         def done(yes: bool | None) -> None:
             if yes:
                 requests = [ActionRequest(r, Action.DELETE) for r in rows]
                 self._start_actions("Delete", requests, skipped)
 
-        self.app.push_screen(DeleteDialog(triage.delete_summary(rows, self.details)), done)
+        self.app.push_screen(DeleteDialog(triage.delete_summary(rows, details)), done)
 
     def _explain(self, skipped: list[tuple[PrearchiveRow, str]]) -> None:
         if skipped:

@@ -25,7 +25,11 @@ from xnat_tui.transfer.triage import (
 )
 from xnat_tui.ui.validators import LabelRule
 
-PreviewFn = Callable[[PrearchiveRow, ArchiveTarget], Awaitable[ArchivePreview]]
+PreviewFn = Callable[
+    [Sequence[tuple[PrearchiveRow, ArchiveTarget]]], Awaitable[list[ArchivePreview]]
+]
+# Select value meaning "archive each session into the project it is already in".
+OWN_PROJECT = "\x00own"
 
 _WORD = {
     Outcome.NEW: ("$success", "new"),
@@ -102,19 +106,26 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
 
     def compose(self) -> ComposeResult:
         first = self.rows[0]
-        projects = list(self.projects)
-        current = "" if first.unassigned else first.project
-        if current and current not in projects:
-            projects.append(current)
-        project_value: str | object = current if current else Select.NULL
+        options: list[tuple[str, str]] = [(p, p) for p in self.projects]
+        value: str | object = Select.NULL
+        if self.single:
+            current = "" if first.unassigned else first.project
+            if current and current not in self.projects:
+                options.append((current, current))
+            if current:
+                value = current
+        elif not all(r.unassigned for r in self.rows):
+            # Several sessions: by default each stays in its own project (no silent moves).
+            options.insert(0, ("each session's own project", OWN_PROJECT))
+            value = OWN_PROJECT
         with Vertical(id="archive-box") as box:
             box.border_title = self._title()
             with Horizontal(classes="field-row"):
                 yield Label("Project")
                 yield Select(
-                    [(p, p) for p in projects],
+                    options,
                     prompt="choose a project",
-                    value=project_value,
+                    value=value,
                     id="archive-project",
                     compact=True,
                 )
@@ -173,12 +184,15 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
         return value if isinstance(value, str) else "none"
 
     def target_for(self, row: PrearchiveRow) -> ArchiveTarget:
+        project = self._project()
+        if project == OWN_PROJECT:
+            project = "" if row.unassigned else row.project
         if self.single:
             subject = self.query_one("#archive-subject", Input).value.strip()
             label = self.query_one("#archive-label", Input).value.strip()
         else:
             subject, label = row.subject, row.label
-        return ArchiveTarget(self._project(), subject, label, self._overwrite())
+        return ArchiveTarget(project, subject, label, self._overwrite())
 
     def _key(self) -> tuple[str, ...]:
         return tuple(
@@ -223,14 +237,13 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
 
     async def _compute_previews(self) -> dict[str, ArchivePreview]:
         key = self._key()
-        results: dict[str, ArchivePreview] = {}
-        for row in self.rows:
-            try:
-                results[row.url] = await self.preview_fn(row, self.target_for(row))
-            except Exception as exc:  # noqa: BLE001 - the server decides at archive time
-                results[row.url] = ArchivePreview(
-                    Outcome.UNKNOWN, f"could not check the target ({exc}); the server decides"
-                )
+        items = [(row, self.target_for(row)) for row in self.rows]
+        try:
+            found = await self.preview_fn(items)
+        except Exception as exc:  # noqa: BLE001 - the server decides at archive time
+            reason = f"could not check the target ({exc}); the server decides"
+            found = [ArchivePreview(Outcome.UNKNOWN, reason) for _ in items]
+        results = {row.url: pv for (row, _), pv in zip(items, found, strict=True)}
         if key == self._key():
             self.previews = results
             self.preview_key = key
