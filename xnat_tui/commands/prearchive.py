@@ -22,6 +22,21 @@ OVERWRITE = ("none", "append", "delete")
 LIST_COLUMNS = ("project", "timestamp", "subject", "name", "status", "scan_date", "tag", "url")
 
 
+_CONNECTION_DESTS = frozenset({"server", "user", "profile", "password_stdin", "insecure"})
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shared flags, without clobbering the same flags given before the subcommand.
+
+    argparse copies a subparser's defaults over the parent's values, so
+    ``xnat-tui --server URL prearchive list`` would lose URL; suppressed defaults keep it.
+    """
+    add_connection_arguments(parser)
+    for action in parser._actions:
+        if action.dest in _CONNECTION_DESTS:
+            action.default = argparse.SUPPRESS
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "prearchive",
@@ -35,7 +50,7 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--project", metavar="P", help="only this project (or Unassigned)")
     ls.add_argument("--status", metavar="S", help="only this status (READY, CONFLICT, ERROR...)")
     ls.add_argument("--json", action="store_true", help="print XNAT's rows as JSON")
-    add_connection_arguments(ls)
+    _connection_arguments(ls)
     ls.set_defaults(func=run)
 
     helps = {
@@ -61,7 +76,7 @@ def register(subparsers: Any) -> None:
         if name != "rebuild":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.add_argument("--json", action="store_true", help="print per-session results as JSON")
-        add_connection_arguments(p)
+        _connection_arguments(p)
         p.set_defaults(func=run)
 
 

@@ -112,3 +112,12 @@ def test_usage_errors_exit_2(as_user: Any, capsys: pytest.CaptureFixture[str]) -
     assert as_user("alice", "delete", a) == 2
     assert "without --yes" in capsys.readouterr().err
     assert "PIL_001_MR1" in {r["name"] for r in rows(as_user, capsys)}
+
+
+def test_connection_flags_before_the_subcommand_are_kept(
+    sandbox_thread: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XNAT_PASS", "alice")
+    code = main(["--server", sandbox_thread.url, "--user", "alice", "prearchive", "list", "--json"])
+    assert code == 0
+    assert {r["project"] for r in json.loads(capsys.readouterr().out)} == {"PILOT", "STUDY_A"}
