@@ -422,7 +422,8 @@ class XnatClient(XnatTransport):
             raise ValueError(f"overwrite must be one of {OVERWRITE_MODES}, not {overwrite!r}")
         params: list[tuple[str, str | bool | None]] = [
             ("import-handler", import_handler),
-            ("PROJECT_ID", project),
+            # No project: XNAT routes by the DICOM headers, possibly to Unassigned (§8).
+            ("PROJECT_ID", project or None),
             ("SUBJECT_ID", subject or None),
             ("EXPT_LABEL", session or None),
             # Absent means "never merge into an archived session" (xnat-api.md §5.2).
@@ -446,9 +447,11 @@ class XnatClient(XnatTransport):
         if content_length is not None:
             headers["Content-Length"] = str(content_length)
         ctx = self.context(
-            f"upload to project {project}",
+            f"upload to project {project}" if project else "upload (routed by DICOM headers)",
             project=project,
             permission=f"permission to upload to project {project}",
+            # Unknown projects fall back to Unassigned; a 404 means the handler is missing.
+            not_found=f"this server has no import service or no {import_handler!r} handler",
         )
         reply = await self.request(
             "POST",

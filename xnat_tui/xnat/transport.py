@@ -193,6 +193,12 @@ class XnatTransport:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Logging out frees the server-side session (each login creates one). Skipped when
+        # the network is the problem or the task is being cancelled: it would only wait.
+        if exc_type is None or (
+            issubclass(exc_type, Exception) and not issubclass(exc_type, ConnectionFailed)
+        ):
+            await self.logout()
         await self.close()
 
     def _http(self) -> aiohttp.ClientSession:
@@ -323,12 +329,14 @@ class XnatTransport:
             await self._relogin(self._generation)
 
     async def logout(self) -> None:
+        """End the server session (best effort, a few seconds at most)."""
         if self.logged_in and self._session is not None and not self._session.closed:
             ctx = ErrorContext(action="log out", user=self.user)
+            quick = aiohttp.ClientTimeout(total=3)
             try:
-                await self._send_once("DELETE", "/data/JSESSION", ctx)
+                await self._send_once("DELETE", "/data/JSESSION", ctx, http_timeout=quick)
             except XnatError:
-                pass  # the session dies on its own after the timeout
+                pass  # the session dies on its own after the server's idle timeout
         self._generation = 0
 
     # ---------------------------------------------------------------- requests

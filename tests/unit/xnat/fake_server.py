@@ -79,6 +79,11 @@ async def auth(request: web.Request) -> web.Response:
     return web.Response(text=f"User '{_basic_user(request) or 'alice'}' is logged in")
 
 
+async def logout(request: web.Request) -> web.Response:
+    request.app[STATE].sessions.discard(request.cookies.get("JSESSIONID", ""))
+    return web.Response(text="")
+
+
 async def items(request: web.Request) -> web.Response:
     return web.json_response({"ResultSet": {"Result": [{"ID": "P1", "name": "Pilot"}]}})
 
@@ -117,6 +122,7 @@ def make_app() -> tuple[web.Application, FakeState]:
     state = FakeState()
     app[STATE] = state
     app.router.add_get("/data/auth", auth)
+    app.router.add_delete("/data/JSESSION", logout)
     app.router.add_get("/data/projects", items)
     app.router.add_get("/data/flaky", flaky)
     app.router.add_post("/data/services/import", upload)

@@ -61,6 +61,7 @@ async def test_login_then_cookie_only(fake: tuple[str, FakeState]) -> None:
         for _ in range(3):
             await xnat.get_json("/data/projects", CTX)
     assert state.basic_requests == 1  # only the login carried the password
+    assert state.sessions == set()  # logged out on exit: no session left on the server
     assert state.counter["GET /data/projects"] == 3
 
 
