@@ -319,8 +319,7 @@ class TransferEngine:
             if all(s.finished or s is JobState.PAUSED for s in states.values()):
                 return states
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=1.0)
+            await _wait_event(self._changed, 1.0)
 
     async def close(self) -> None:
         """Stop everything; unfinished jobs stay journalled as they are, to be resumed."""
@@ -445,7 +444,7 @@ class TransferEngine:
     async def _tick_loop(self) -> None:
         last_renew = time.monotonic()
         last_poll = 0.0
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.progress_interval)
             now = time.monotonic()
             moving = [
@@ -511,7 +510,7 @@ class TransferEngine:
         return soonest
 
     async def _dispatch_loop(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.clear()
             timeout: float | None = None
             while self._in_flight < self.concurrency:
@@ -523,10 +522,7 @@ class TransferEngine:
                 timeout = work
                 break
             self._finalize_ready()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout if timeout else 1.0)
-            except TimeoutError:
-                pass
+            await _wait_event(self._wake, timeout if timeout else 1.0)
 
     def _launch(self, run: _Run, s: SeriesRecord) -> None:
         if run.job.state in (JobState.QUEUED,):
@@ -838,6 +834,14 @@ class TransferEngine:
             detail = "; ".join(f"scan {c.scan_id}: {c.detail}" for c in bad)
             self._set_state(run, JobState.FAILED, f"verification failed ({detail}); receipt {path}")
         self._release(run)
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+    # races with the event being set, which would hang close().
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 class _CommitRefused(Exception):

@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from tests.unit.transfer.fake import Dropped, FakeServer
+from tests.unit.transfer.helpers import make_session
+from xnat_tui.transfer import (
+    Destination,
+    JobState,
+    JobStateChanged,
+    Journal,
+    Overwrite,
+    Planner,
+    ProgressTick,
+    RetryPolicy,
+    SeriesState,
+    TransferEngine,
+    TransferError,
+)
+
+FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05)
+
+
+async def plan_one(server: FakeServer, journal: Journal, tmp: Path, **kw: object):
+    session = make_session(tmp, **kw)  # type: ignore[arg-type]
+    planner = Planner(server, journal)
+    reqs = await planner.build_requests(
+        [session],
+        project="P",
+        subject_template="{PatientID}",
+        session_template="{subject}_{Modality}_{n}",
+    )
+    plan = await planner.plan(reqs)
+    assert plan.ok, plan.to_dict()
+    return plan
+
+
+async def test_upload_commit_verify_and_receipt(tmp_path: Path) -> None:
+    server = FakeServer()
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path)
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    events = engine.subscribe()
+    await engine.start()
+    ids = await engine.submit(plan)
+    states = await engine.wait(ids)
+    await engine.close()
+    assert states == {ids[0]: JobState.VERIFIED}
+    [sess] = server.find("PAT1_MR_1")
+    assert sess.location == "prearchive" and sess.status == "READY"
+    assert {k: len(v) for k, v in sess.scans.items()} == {"1": 3, "2": 3}
+    receipt = json.loads((tmp_path / "r" / f"{ids[0]}.json").read_text())
+    assert receipt["verified"] is True
+    assert [s["method"] for s in receipt["scans"]] == ["md5", "md5"]
+    seen = [e async for e in events]
+    states_seen = [e.state for e in seen if isinstance(e, JobStateChanged)]
+    assert states_seen[-1] is JobState.VERIFIED
+    assert JobState.COMMITTING in states_seen
+    job = journal.job(ids[0])
+    assert job.commit_phase == "done" and job.archived is False
+    assert all(s.state is SeriesState.SENT for s in journal.series(ids[0]))
+
+
+async def test_archive_destination(tmp_path: Path) -> None:
+    server = FakeServer()
+    journal = Journal(tmp_path / "j.sqlite3")
+    session = make_session(tmp_path)
+    planner = Planner(server, journal)
+    reqs = await planner.build_requests(
+        [session],
+        project="P",
+        subject_template="{PatientID}",
+        session_template="S1",
+        destination=Destination.ARCHIVE,
+    )
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    ids = await engine.submit(await planner.plan(reqs))
+    assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
+    await engine.close()
+    [sess] = server.find("S1")
+    assert sess.location == "archive"
+    assert journal.job(ids[0]).archived is True
+
+
+async def test_transient_errors_are_retried(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.fail_imports = [
+        TransferError("502 Bad Gateway", retriable=True, status=502),
+        Dropped("server closed the connection"),
+        TimeoutError(),
+    ]
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path)
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    ids = await engine.submit(plan)
+    assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
+    await engine.close()
+    assert server.imports == 5
+    attempts = sorted(s.attempts for s in journal.series(ids[0]))
+    assert sum(attempts) == 5
+
+
+async def test_client_errors_are_not_retried(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.fail_imports = [TransferError("403 Forbidden: no edit permission", status=403)]
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, series=(("1", "T1"),))
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    ids = await engine.submit(plan)
+    assert (await engine.wait(ids))[ids[0]] is JobState.FAILED
+    await engine.close()
+    assert server.imports == 1
+    job = journal.job(ids[0])
+    assert "403" in job.message and "transfers retry" in job.message
+    assert server.commits == 0
+
+
+async def test_gives_up_after_bounded_retries_then_retry_resumes(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.fail_imports = [TransferError("507 disk full", retriable=True, status=507)] * 4
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, series=(("1", "T1"),))
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    ids = await engine.submit(plan)
+    assert (await engine.wait(ids))[ids[0]] is JobState.FAILED
+    assert "disk full" in journal.job(ids[0]).message
+    assert server.imports == 4
+    again = await engine.retry(ids[0])
+    assert again == ids
+    assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
+    await engine.close()
+
+
+async def test_crash_mid_send_resumes_without_resending_acknowledged(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.chunk_delay = 0.0
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(
+        server, journal, tmp_path, series=(("1", "A"), ("2", "B"), ("3", "C")), size=300_000
+    )
+    engine = TransferEngine(server, journal, concurrency=1, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    [jid] = await engine.submit(plan)
+    while not any(s.state is SeriesState.SENT for s in journal.series(jid)):
+        await asyncio.sleep(0.005)
+    server.chunk_delay = 0.05  # the next series is mid-stream when we "crash"
+    await asyncio.sleep(0.1)
+    await engine.close()  # like a crash: no state change written for the job
+    assert journal.job(jid).state is JobState.SENDING
+    imports_before = server.imports
+    sent_before = {s.uid for s in journal.series(jid) if s.state is SeriesState.SENT}
+    server.chunk_delay = 0.0
+
+    journal2 = Journal(tmp_path / "j.sqlite3")
+    engine2 = TransferEngine(server, journal2, retry=FAST, receipts_dir=tmp_path / "r")
+    assert await engine2.start() == [jid]
+    assert (await engine2.wait([jid]))[jid] is JobState.VERIFIED
+    await engine2.close()
+    resent = server.imports - imports_before
+    assert resent == 3 - len(sent_before)
+    assert len(server.find("PAT1_MR_1")) == 1
+
+
+async def test_unknown_commit_outcome_is_looked_up_not_repeated(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.projects["P"].prearchive_code = 4
+    server.drop_after_commit = 1
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path)
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    ids = await engine.submit(plan)
+    assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
+    await engine.close()
+    assert server.commits == 1
+    [sess] = server.find("PAT1_MR_1")
+    assert sess.location == "archive"
+
+
+async def test_pause_stops_quickly_and_resume_finishes(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.chunk_delay = 0.05
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, size=3_000_000, files_per_series=2)
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    [jid] = await engine.submit(plan)
+    await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    engine.pause(jid)
+    states = await engine.wait([jid])
+    assert states[jid] is JobState.PAUSED
+    await asyncio.sleep(0.05)
+    assert loop.time() - t0 < 1.0
+    assert all(s.state in (SeriesState.PENDING, SeriesState.SENT) for s in journal.series(jid))
+    imports = server.imports
+    await asyncio.sleep(0.2)
+    assert server.imports == imports  # nothing moves while paused
+    server.chunk_delay = 0.0
+    engine.resume(jid)
+    assert (await engine.wait([jid]))[jid] is JobState.VERIFIED
+    await engine.close()
+
+
+async def test_cancel(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.chunk_delay = 0.05
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, size=3_000_000, files_per_series=2)
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    [jid] = await engine.submit(plan)
+    await asyncio.sleep(0.1)
+    engine.cancel(jid)
+    assert (await engine.wait([jid]))[jid] is JobState.CANCELLED
+    await engine.close()
+    assert server.commits == 0
+
+
+async def test_vanished_file_fails_its_series_clearly(tmp_path: Path) -> None:
+    server = FakeServer()
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path)
+    victim = plan.jobs[0].series[1].files[1].path
+    victim.unlink()
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    [jid] = await engine.submit(plan)
+    assert (await engine.wait([jid]))[jid] is JobState.FAILED
+    await engine.close()
+    msg = journal.job(jid).message
+    assert str(victim) in msg and "vanished" in msg
+    states = [s.state for s in journal.series(jid)]
+    assert states == [SeriesState.SENT, SeriesState.FAILED]  # the rest continued
+    assert server.commits == 0
+
+
+async def test_progress_is_throttled(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.chunk_delay = 0.04
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, size=1_500_000, files_per_series=4)
+    engine = TransferEngine(
+        server, journal, retry=FAST, receipts_dir=tmp_path / "r", progress_interval=0.1
+    )
+    stream = engine.subscribe()
+    await engine.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    ids = await engine.submit(plan)
+    await engine.wait(ids)
+    elapsed = loop.time() - t0
+    await engine.close()
+    ticks = [e async for e in stream if isinstance(e, ProgressTick)]
+    assert ticks, "no progress events"
+    assert len(ticks) <= elapsed / 0.1 + 2
+    assert ticks[-1].jobs[0].bytes_total == plan.jobs[0].bytes_total
+
+
+async def test_two_engines_never_run_the_same_job(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.chunk_delay = 0.02
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, size=500_000)
+    a = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await a.start()
+    [jid] = await a.submit(plan)
+    b = TransferEngine(
+        server, Journal(tmp_path / "j.sqlite3"), retry=FAST, receipts_dir=tmp_path / "r"
+    )
+    assert await b.start() == []
+    server.chunk_delay = 0
+    assert (await a.wait([jid]))[jid] is JobState.VERIFIED
+    await a.close()
+    await b.close()
+    assert len(server.find("PAT1_MR_1")) == 1
+
+
+async def test_merge_with_append(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.projects["P"].prearchive_code = 4
+    journal = Journal(tmp_path / "j.sqlite3")
+    first = make_session(tmp_path / "a", series=(("1", "T1"),))
+    planner = Planner(server, journal)
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    reqs = await planner.build_requests(
+        [first],
+        project="P",
+        subject_template="{PatientID}",
+        session_template="{subject}_{Modality}_{n}",
+    )
+    ids = await engine.submit(await planner.plan(reqs))
+    assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
+    more = make_session(tmp_path / "b", series=(("2", "T2"),))
+    planner.refresh()
+    reqs = await planner.build_requests(
+        [more],
+        project="P",
+        subject_template="{PatientID}",
+        session_template="{subject}_{Modality}_{n}",
+    )
+    plan = await planner.plan(reqs)
+    assert not plan.ok and plan.jobs[0].request.label == "PAT1_MR_1"
+    assert plan.jobs[0].verdict.value == "merge"
+    reqs[0].overwrite = Overwrite.APPEND
+    plan = await planner.plan(reqs)
+    assert plan.ok
+    ids = await engine.submit(plan)
+    assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
+    await engine.close()
+    [sess] = server.find("PAT1_MR_1")
+    assert set(sess.scans) == {"1", "2"}
