@@ -836,11 +836,11 @@ class TransferEngine:
         self._release(run)
 
 
-async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+async def _wait_event(event: asyncio.Event, seconds: float) -> None:
     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
     # races with the event being set, which would hang close().
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             await event.wait()
 
 

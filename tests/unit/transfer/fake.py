@@ -163,7 +163,10 @@ class FakeServer:
             else:
                 sess.location = "archive"
                 sess.status = ""
-                sess.uri = f"/data/archive/projects/{sess.project}/subjects/{sess.subject}/experiments/{sess.label}"
+                sess.uri = (
+                    f"/data/archive/projects/{sess.project}/subjects/{sess.subject}"
+                    f"/experiments/{sess.label}"
+                )
             self.subject_labels.setdefault(sess.project, set()).add(sess.subject)
             outcome = CommitOutcome(True, sess.uri)
         else:

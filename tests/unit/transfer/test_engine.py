@@ -147,7 +147,9 @@ async def test_crash_mid_send_resumes_without_resending_acknowledged(tmp_path: P
     engine = TransferEngine(server, journal, concurrency=1, retry=FAST, receipts_dir=tmp_path / "r")
     await engine.start()
     [jid] = await engine.submit(plan)
-    while not any(s.state is SeriesState.SENT for s in journal.series(jid)):
+    for _ in range(2000):
+        if any(s.state is SeriesState.SENT for s in journal.series(jid)):
+            break
         await asyncio.sleep(0.005)
     server.chunk_delay = 0.05  # the next series is mid-stream when we "crash"
     await asyncio.sleep(0.1)
