@@ -26,6 +26,7 @@ from xnat_tui.xnat.errors import (
 )
 from xnat_tui.xnat.filters import SeriesImportFilter
 from xnat_tui.xnat.models import (
+    AliasToken,
     AnonScript,
     ArchiveResult,
     CommitResult,
@@ -698,6 +699,25 @@ class XnatClient(XnatTransport):
         except XnatError:
             return []
         return [tables.prearchive_entry(r) for r in found]
+
+    # ---------------------------------------------------------------- alias tokens
+
+    async def issue_token(self) -> AliasToken:
+        """A new alias token for this user, for batch jobs that must not hold the password."""
+        ctx = self.context("issue an alias token")
+        data = (await self.request("GET", "/data/services/tokens/issue", ctx)).json()
+        try:
+            alias, secret = str(data["alias"]), str(data["secret"])
+        except (KeyError, TypeError):
+            raise ProtocolError("The server's alias token reply has no alias/secret.") from None
+        expires = data.get("estimatedExpirationTime", 0) if isinstance(data, dict) else 0
+        return AliasToken(alias, secret, int(expires) if isinstance(expires, int | float) else 0)
+
+    async def invalidate_token(self, alias: str) -> None:
+        ctx = self.context(
+            "invalidate the alias token", not_found=f"no alias token {alias} on this server"
+        )
+        await self.request("GET", f"/data/services/tokens/invalidate/{_q(alias)}", ctx)
 
     # ---------------------------------------------------------------- raw access
 

@@ -280,6 +280,16 @@ class CommitResult:
 
 
 @dataclass(frozen=True)
+class AliasToken:
+    """``GET /data/services/tokens/issue``: use ``alias`` as user and ``secret`` as password."""
+
+    alias: str
+    secret: str = field(repr=False)
+    # Epoch milliseconds as XNAT reports it; 0 when the server does not say.
+    expires_ms: int = 0
+
+
+@dataclass(frozen=True)
 class ArchiveResult:
     uri: str
     status: int

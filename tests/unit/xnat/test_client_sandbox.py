@@ -277,3 +277,17 @@ async def test_real_session_timeout_mid_batch(
             _stream(data), project="PILOT", subject="PX01", session="PX01_MR1"
         )
         assert result.uri and alice.relogins == 2
+
+
+async def test_alias_token_logs_in_as_its_owner(sandbox: SandboxServer) -> None:
+    async with _client(sandbox, "alice") as alice:
+        token = await alice.issue_token()
+    assert token.secret not in repr(token)
+    async with XnatClient(Credentials(sandbox.url, token.alias, token.secret)) as by_token:
+        assert by_token.credentials.is_token
+        assert by_token.username == "alice"
+        assert [p.id for p in await by_token.uploadable_projects()] == ["PILOT", "STUDY_A"]
+        await by_token.invalidate_token(token.alias)
+    with pytest.raises(AuthenticationError, match="alias token"):
+        async with XnatClient(Credentials(sandbox.url, token.alias, token.secret)):
+            pass
