@@ -309,6 +309,12 @@ async def _handle_import(request: web.Request) -> web.StreamResponse:
 async def _import(request: web.Request, store: Store, user: User, up: Upload) -> web.Response:
     params = up.params
     handler = params.get("import-handler")
+    if "src" in params:
+        # Importer.retrievePrestoreFile: the sandbox keeps no user cache, so every
+        # well-formed src names a file that does not exist.
+        if not re.match(r"^/user/cache/resources/[^/]+/files/.+", params["src"]):
+            raise xnat_error(400, "src uri is invalid.")
+        raise xnat_error(404, "Unknown src file.")
     if up.files == 0:
         raise xnat_error(400, "Unable to identify upload format.")
     if up.files > 1:

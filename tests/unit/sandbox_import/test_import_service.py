@@ -414,3 +414,28 @@ async def test_gradual_dicom_single_object(client: Client, sandbox: SandboxServe
     )
     assert status == 200, text
     assert len(session_files(sandbox, text)) == 1
+
+
+async def test_concurrent_series_of_one_session_share_a_row(
+    client: Client, sandbox: SandboxServer
+) -> None:
+    import asyncio
+
+    bodies = [stream_zip_bytes(series_files(2, series=n, description=f"S{n}")) for n in range(1, 6)]
+    results = await asyncio.gather(
+        *(client.upload(b, PROJECT_ID="PILOT", EXPT_LABEL="PAR1") for b in bodies)
+    )
+    assert set(results) == {results[0]} and results[0][0] == 200
+    rows = [s for s in prearchive_of(sandbox.store).sessions() if s.name == "PAR1"]
+    assert len(rows) == 1
+    assert len(prearchive_of(sandbox.store).files(rows[0].id)) == 10
+
+
+async def test_src_parameter(client: Client) -> None:
+    # The web uploader posts a form whose src names a previously uploaded cache file.
+    status, text, _ = await client.request(
+        "POST", "/data/services/import", data={"src": "/user/cache/resources/X/files/a.zip"}
+    )
+    assert status == 404 and "Unknown src file." in text
+    status, text, _ = await client.request("POST", "/data/services/import", data={"src": "/x"})
+    assert status == 400 and "src uri is invalid." in text
