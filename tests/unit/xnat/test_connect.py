@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from xnat_tui.commands._connect import report_error, resolve_credentials
+from xnat_tui.commands._connect import open_client, report_error, resolve_credentials
 from xnat_tui.config import Config, ServerProfile
+from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.xnat.credentials import netrc_credentials, normalise_server, proxy_for
-from xnat_tui.xnat.errors import UsageError
+from xnat_tui.xnat.errors import AuthenticationError, UsageError
 
 
 def _args(**kw: object) -> argparse.Namespace:
@@ -172,3 +173,19 @@ def test_proxy_from_env_but_never_for_loopback(monkeypatch: pytest.MonkeyPatch) 
     assert proxy_for("https://127.0.0.1:8443") is None
     assert proxy_for("http://localhost:8080") is None
     assert proxy_for("http://[::1]:8080") is None
+
+
+async def test_open_client_logs_in_from_flags_and_env(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XNAT_PASS", "alice")
+    async with open_client(_args(server=sandbox.url, user="alice"), Config()) as xnat:
+        assert xnat.username == "alice"
+        assert xnat.credentials.source == "env"
+    monkeypatch.setenv("XNAT_PASS", "wrong")
+    with pytest.raises(AuthenticationError) as info:
+        async with open_client(_args(server=sandbox.url, user="alice"), Config()):
+            pass
+    out = io.StringIO()
+    assert report_error(info.value, stream=out) == 1
+    assert "hint:" in out.getvalue()
