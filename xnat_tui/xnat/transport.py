@@ -466,7 +466,10 @@ class XnatTransport:
         Statuses in ``ok`` are returned; anything else raises the matching typed error.
         """
         if not self.logged_in:
-            await self.login()
+            async with self._login_lock:
+                # Concurrent first calls share one login.
+                if not self.logged_in:
+                    await self._login_locked(renewal=False)
         encoded = _encode_params(params)
         attempts = 1 + (
             (self._get_retries if retries is None else retries) if method in ("GET", "HEAD") else 0

@@ -244,3 +244,13 @@ async def test_session_about_to_expire_is_renewed_before_a_one_shot_upload(
         await xnat.import_zip(_chunks(2), project="P1")
         assert xnat.relogins == 1
     assert state.uploads == [2 * 65536, 2 * 65536]
+
+
+async def test_concurrent_first_calls_share_one_login(fake: tuple[str, FakeState]) -> None:
+    url, state = fake
+    xnat = _client(url)
+    try:
+        await asyncio.gather(*(xnat.get_json("/data/projects", CTX) for _ in range(5)))
+    finally:
+        await xnat.close()
+    assert state.counter["GET /data/auth"] == 1
