@@ -47,6 +47,7 @@ from xnat_tui.transfer.server import (
     RemoteSession,
     ServerPort,
     SourceChanged,
+    TransferError,
     is_retriable,
 )
 from xnat_tui.transfer.types import (
@@ -596,14 +597,24 @@ class TransferEngine:
         self._series_event(run, s, f"attempt {s.attempts}")
         files = self.journal.files(job.id, s.uid)
         transform = self.transform_for(job) if self.transform_for else None
-        packer = SeriesPacker(s.uid, files, compression=job.compression, transform=transform)
-        run.packers[s.uid] = packer
+        packers: list[SeriesPacker] = []
+
+        def body() -> AsyncIterator[bytes]:
+            # A fresh packer per call: the client may resend after a transparent re-login.
+            if packers:
+                packers[-1].cancel()
+            p = SeriesPacker(s.uid, files, compression=job.compression, transform=transform)
+            packers.append(p)
+            run.packers[s.uid] = p
+            return self._body(p)
+
+        body_factory = body
         extra: dict[str, str] = {}
         if job.anonymization not in ("", "none"):
             extra["prevent_anon"] = "true"
         try:
             uri = await self.server.import_series(
-                self._body(packer),
+                body_factory,
                 project=job.project,
                 subject=job.subject,
                 session=job.label,
@@ -611,17 +622,25 @@ class TransferEngine:
                 extra=extra,
             )
         except asyncio.CancelledError:
-            packer.cancel()
+            for p in packers:
+                p.cancel()
             if s.state is SeriesState.SENDING:
                 self.journal.series_interrupted(job.id, s.uid, "interrupted; will be re-sent whole")
                 s.state = SeriesState.PENDING
                 self._series_event(run, s, "interrupted")
             raise
         except Exception as exc:
-            packer.cancel()
-            self._send_failed(run, s, packer.error or exc)
+            for p in packers:
+                p.cancel()
+            err = next((p.error for p in reversed(packers) if p.error is not None), None)
+            self._send_failed(run, s, err or exc)
             return
-        s.manifest = list(packer.manifest)
+        if not packers or len(packers[-1].manifest) != len(files):
+            self._send_failed(
+                run, s, TransferError("the upload ended before every file was sent", retriable=True)
+            )
+            return
+        s.manifest = list(packers[-1].manifest)
         s.uri = uri
         self.journal.series_sent(job.id, s.uid, uri, s.manifest)
         s.state = SeriesState.SENT if uri else SeriesState.EMPTY

@@ -332,16 +332,16 @@ class Planner:
             return job
         info = view.info
         job.verify_digests = not info.anon_script
+        for w in info.warnings:
+            job.issues.append(PlanIssue("info", "settings", w))
         # Import filters: shown, never silently lost.
         kept: list[SourceSeries] = []
         for s in selected:
-            flt = info.dropped_by_filters(s.description)
-            if flt is None:
+            reason = info.drop_reason(s)
+            if reason is None:
                 kept.append(s)
             else:
-                job.dropped.append(
-                    DroppedSeries(s, f"{flt.scope} series import filter ({flt.mode})")
-                )
+                job.dropped.append(DroppedSeries(s, reason))
         job.series = kept
         if job.dropped:
             names = ", ".join(_series_name(d.series) for d in job.dropped)

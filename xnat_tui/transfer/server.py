@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from xnat_tui.transfer.types import SourceSeries
+
+SeriesCheck = Callable[[SourceSeries], str | None]
+"""Why the server will drop a series (a series import filter), or None if it keeps it."""
+
+BodyFactory = Callable[[], AsyncIterable[bytes]]
+"""Makes a fresh zip stream of one series; called again if the request must be resent
+(e.g. a transparent re-login), so each call re-reads the files."""
 
 
 class TransferError(Exception):
@@ -71,6 +80,11 @@ class SeriesFilter:
         matched = any(_safe_match(p, description) for p in self.patterns)
         return matched if self.mode == "blacklist" else not matched
 
+    def __call__(self, series: SourceSeries) -> str | None:
+        if self.drops(series.description):
+            return f"{self.scope} series import filter ({self.mode})"
+        return None
+
 
 def _safe_match(pattern: str, text: str) -> bool:
     try:
@@ -85,14 +99,16 @@ class ProjectInfo:
     allow_create_subject: bool = True
     allow_bulk_upload: bool = True
     prearchive_code: int = 0
-    series_filters: list[SeriesFilter] = field(default_factory=list)
+    series_checks: list[SeriesCheck] = field(default_factory=list)
     # A server-side anon script rewrites files, so digests cannot be compared.
     anon_script: bool = False
+    warnings: list[str] = field(default_factory=list)
 
-    def dropped_by_filters(self, description: str) -> SeriesFilter | None:
-        for flt in self.series_filters:
-            if flt.drops(description):
-                return flt
+    def drop_reason(self, series: SourceSeries) -> str | None:
+        for check in self.series_checks:
+            reason = check(series)
+            if reason:
+                return reason
         return None
 
     @property
@@ -145,7 +161,7 @@ class ServerPort(Protocol):
 
     async def import_series(
         self,
-        body: AsyncIterable[bytes],
+        body: BodyFactory,
         *,
         project: str,
         subject: str,

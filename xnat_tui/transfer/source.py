@@ -38,6 +38,17 @@ def from_dicom(session: Session) -> SourceSession:
                 SourceFile(f.path, f.size, f.mtime, f.sop_instance_uid)
                 for f in sorted(scan.files, key=_file_order)
             ],
+            headers={
+                **scan.fields,
+                "SeriesDescription": scan.series_description,
+                "Modality": scan.modality,
+                "SeriesInstanceUID": scan.series_instance_uid,
+                **(
+                    {"SeriesNumber": str(scan.series_number)}
+                    if scan.series_number is not None
+                    else {}
+                ),
+            },
         )
         for scan in session.sorted_scans()
     ]

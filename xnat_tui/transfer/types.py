@@ -89,6 +89,8 @@ class SourceSeries:
     description: str = ""
     modality: str = ""
     files: list[SourceFile] = field(default_factory=list)
+    # DICOM keyword → value of the first file (for series import filters).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def file_count(self) -> int:

@@ -11,16 +11,18 @@ import hashlib
 import io
 import struct
 import zipfile
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xnat_tui.transfer.server import (
+    BodyFactory,
     CommitOutcome,
     ProjectInfo,
     RemoteFile,
     RemoteSession,
     TransferError,
 )
+from xnat_tui.transfer.types import SourceSeries
 
 
 @dataclass
@@ -74,7 +76,7 @@ class FakeServer:
 
     async def import_series(
         self,
-        body: AsyncIterable[bytes],
+        body: BodyFactory,
         *,
         project: str,
         subject: str,
@@ -85,7 +87,7 @@ class FakeServer:
         self.imports += 1
         buf = bytearray()
         fail = self.fail_imports.pop(0) if self.fail_imports else None
-        async for chunk in body:
+        async for chunk in body():
             buf += chunk
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
@@ -101,7 +103,7 @@ class FakeServer:
         study = ""
         for name, data in members.items():
             series_uid, number, desc, study_uid = parse_fake_dicom(data)
-            if info.dropped_by_filters(desc):
+            if any(c(SourceSeries(series_uid, int(number), desc)) for c in info.series_checks):
                 continue
             study = study_uid
             kept.setdefault(number, {})[name.rsplit("/", 1)[-1]] = data

@@ -1,0 +1,140 @@
+"""The engine's :class:`ServerPort` on top of the real ``XnatClient``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from xnat_tui.transfer.server import (
+    BodyFactory,
+    CommitOutcome,
+    ProjectInfo,
+    RemoteFile,
+    RemoteSession,
+    SeriesCheck,
+)
+from xnat_tui.transfer.types import SourceSeries
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.filters import SeriesImportFilter, parse_tag
+
+
+def _filter_check(flt: SeriesImportFilter) -> SeriesCheck:
+    def check(series: SourceSeries) -> str | None:
+        headers: dict[int, str | None] = {}
+        for keyword, value in series.headers.items():
+            tag = parse_tag(keyword)
+            if tag is not None:
+                headers[tag] = value
+        desc_tag = parse_tag("SeriesDescription")
+        if desc_tag is not None:
+            headers.setdefault(desc_tag, series.description)
+        kept, why = flt.accepts(headers)
+        return None if kept else why
+
+    return check
+
+
+class XnatPort:
+    """Adapts :class:`XnatClient` (typed XNAT calls) to what the engine needs."""
+
+    def __init__(self, client: XnatClient) -> None:
+        self.client = client
+
+    @property
+    def server_url(self) -> str:
+        return self.client.server
+
+    @property
+    def username(self) -> str:
+        return self.client.user
+
+    async def project_info(self, project: str) -> ProjectInfo:
+        s = await self.client.project_settings(project)
+        checks = [
+            _filter_check(f)
+            for f in (s.site_filter, s.project_filter)
+            if f is not None and f.enabled and f.evaluable
+        ]
+        warnings = list(s.warnings)
+        for f in (s.site_filter, s.project_filter):
+            if f is not None and f.enabled and not f.evaluable:
+                warnings.append(
+                    f"{f.scope} series filter mode {f.mode!r} cannot be checked before upload"
+                )
+        anon = any(a is not None and a.enabled for a in (s.site_anon, s.project_anon))
+        return ProjectInfo(
+            id=project,
+            allow_create_subject=s.allow_create_subject,
+            allow_bulk_upload=s.allow_bulk_upload,
+            prearchive_code=s.prearchive_code,
+            series_checks=checks,
+            anon_script=anon,
+            warnings=warnings,
+        )
+
+    async def subjects(self, project: str) -> set[str]:
+        return {s.label for s in await self.client.subjects(project)}
+
+    async def sessions(self, project: str) -> list[RemoteSession]:
+        experiments, entries = await asyncio.gather(
+            self.client.experiments(project), self.client.prearchive(project)
+        )
+        out = [
+            RemoteSession(
+                label=e.label,
+                subject=e.subject_label,
+                study_uid=e.study_uid,
+                location="archive",
+                uri=e.uri or f"/data/projects/{project}/experiments/{e.label}",
+                project=project,
+            )
+            for e in experiments
+        ]
+        out += [
+            RemoteSession(
+                label=p.name or p.folder_name,
+                subject=p.subject,
+                study_uid=p.tag,
+                location="prearchive",
+                uri=p.uri,
+                status=p.status,
+                project=p.project,
+            )
+            for p in entries
+            if p.project == project
+        ]
+        return out
+
+    async def import_series(
+        self,
+        body: BodyFactory,
+        *,
+        project: str,
+        subject: str,
+        session: str,
+        overwrite: str,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
+        params = dict(extra or {})
+        prevent_anon = params.pop("prevent_anon", "") == "true"
+        result = await self.client.import_zip(
+            body,
+            project=project,
+            subject=subject,
+            session=session,
+            overwrite=overwrite,
+            prevent_anon=prevent_anon,
+            extra=params,
+        )
+        return result.uri
+
+    async def commit(self, uri: str, *, auto_archive: bool | None) -> CommitOutcome:
+        result = await self.client.commit(uri, auto_archive=auto_archive)
+        return CommitOutcome(result.archived, result.uri)
+
+    async def session_files(self, session: RemoteSession) -> dict[str, list[RemoteFile]]:
+        listing = await self.client.session_files(session.uri)
+        return {
+            scan: [RemoteFile(f.name, -1 if f.size is None else f.size, f.digest) for f in files]
+            for scan, files in listing.items()
+        }
