@@ -102,6 +102,7 @@ class PrearchiveScreen(Screen[None]):
         self.last_results: list[ActionResult] = []
         self._poll_timer: Timer | None = None
         self._detail_timer: Timer | None = None
+        self._choices: dict[str, list[str]] = {}
 
     # --- wiring ----------------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class PrearchiveScreen(Screen[None]):
         self.shown_rows = triage.sort_rows(
             triage.filter_rows(self.rows.values(), self.filter), self.sort_key, self.sort_reverse
         )
-        self.query_one(PrearchiveTable).sync(self.shown_rows, self.selected)
+        self.query_one(PrearchiveTable).sync(self.shown_rows, self.selected, self.in_flight)
         self._status_summary()
         self.refresh_bindings()
         if not self.shown_rows:
@@ -228,12 +229,18 @@ class PrearchiveScreen(Screen[None]):
         status.set_class(error, "-error")
 
     def _update_project_filter(self) -> None:
-        names = sorted(set(self.projects) | {r.project for r in self.rows.values()})
-        select = self.query_one("#prearchive-project-filter", Select)
-        current = select.value
-        if getattr(self, "_filter_names", None) == names:
+        projects = set(self.projects) | {r.project for r in self.rows.values()}
+        self._set_choices("#prearchive-project-filter", sorted(projects))
+        statuses = set(STATUSES) | {r.status for r in self.rows.values() if r.status}
+        self._set_choices("#prearchive-status-filter", sorted(statuses))
+
+    def _set_choices(self, selector: str, names: list[str]) -> None:
+        # Options follow what the server holds; the user's current choice survives.
+        if self._choices.get(selector) == names:
             return
-        self._filter_names = names
+        self._choices[selector] = names
+        select = self.query_one(selector, Select)
+        current = select.value
         with self.prevent(Select.Changed):
             select.set_options([(n, n) for n in names])
             if isinstance(current, str) and current in names:
@@ -519,8 +526,7 @@ class PrearchiveScreen(Screen[None]):
             self._finish(title, skipped_results)
             return
         self.in_flight |= {r.row.url for r in requests}
-        self._status_summary()
-        self.refresh_bindings()
+        self._redraw()
         self.run_worker(
             self._run_actions(title, requests, skipped_results),
             group="prearchive-actions",
@@ -538,6 +544,7 @@ class PrearchiveScreen(Screen[None]):
             nonlocal done
             done += 1
             self.in_flight.discard(result.url)
+            self._redraw()
             self._set_status(f"{title}: {done}/{len(requests)} done — last: {result.message}")
 
         try:

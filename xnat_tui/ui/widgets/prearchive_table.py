@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -26,6 +27,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 CHECKED = "☑"
 UNCHECKED = "☐"
+WORKING = "⋯"
 
 _STATUS_STYLE = {
     "READY": "green",
@@ -36,9 +38,9 @@ _STATUS_STYLE = {
 }
 
 
-def _cell(row: PrearchiveRow, key: str, source: str, selected: bool) -> str | Text:
+def _cell(row: PrearchiveRow, key: str, source: str, selected: bool, busy: bool) -> str | Text:
     if key == "sel":
-        return CHECKED if selected else UNCHECKED
+        return WORKING if busy else CHECKED if selected else UNCHECKED
     if key == "project":
         return row.project
     value = row.get(source)
@@ -80,13 +82,24 @@ class PrearchiveTable(DataTable[str | Text]):
             return None
         return self._shown[self.cursor_row]
 
-    def sync(self, rows: Sequence[PrearchiveRow], selected: set[str]) -> None:
-        """Bring the table to ``rows``: update changed cells, add/remove rows as needed."""
+    def sync(
+        self,
+        rows: Sequence[PrearchiveRow],
+        selected: set[str],
+        busy: AbstractSet[str] = frozenset(),
+    ) -> None:
+        """Bring the table to ``rows``: update changed cells, add/remove rows as needed.
+
+        ``busy`` rows (an action of ours is running on them) show ``⋯`` instead of a box.
+        """
         wanted = [r.url for r in rows]
         keep = self.highlighted_url
         cursor_index = self.cursor_row
         fresh = {
-            r.url: tuple(_cell(r, k, src, r.url in selected) for k, _, src in COLUMNS) for r in rows
+            r.url: tuple(
+                _cell(r, k, src, r.url in selected, r.url in busy) for k, _, src in COLUMNS
+            )
+            for r in rows
         }
         with self.app.batch_update():
             survivors = [u for u in self._shown if u in fresh]
