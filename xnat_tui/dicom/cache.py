@@ -21,12 +21,40 @@ from pathlib import Path
 from xnat_tui.dicom.model import ProblemKind
 
 # Bump when the meaning of cached records changes (new checks, parser fixes).
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 CACHE_FILE = "scan-cache.sqlite3"
 # Files modified this recently may still be being written; don't trust their mtime.
 RACY_SECONDS = 2.0
 
-Entry = tuple[int, int, str, str, dict[str, str] | None]  # size, mtime_ns, kind, detail, values
+# name -> (size, mtime_ns, kind, detail, context index, SOPInstanceUID, InstanceNumber)
+Entry = tuple[int, int, str, str, int, str, str]
+
+
+class DirRecords:
+    """What one folder's files said: shared contexts plus one entry per file."""
+
+    __slots__ = ("contexts", "entries", "_keys")
+
+    def __init__(
+        self,
+        contexts: list[dict[str, str]] | None = None,
+        entries: dict[str, Entry] | None = None,
+    ) -> None:
+        self.contexts: list[dict[str, str]] = contexts if contexts is not None else []
+        self.entries: dict[str, Entry] = entries if entries is not None else {}
+        self._keys: dict[tuple[tuple[str, str], ...], int] | None = None
+
+    def context_index(self, ctx: dict[str, str]) -> int:
+        if self._keys is None:
+            self._keys = {tuple(c.items()): i for i, c in enumerate(self.contexts)}
+        key = tuple(ctx.items())
+        i = self._keys.get(key)
+        if i is None:
+            i = self._keys[key] = len(self.contexts)
+            self.contexts.append(ctx)
+        return i
+
+
 _TRANSIENT = {ProblemKind.UNREADABLE}
 
 
@@ -74,37 +102,43 @@ class ScanCache:
                 return None
         return self._db
 
-    def lookup(self, folder: str) -> dict[str, Entry]:
+    def lookup(self, folder: str) -> DirRecords:
         db = self._conn()
         if db is None:
-            return {}
+            return DirRecords()
         try:
             row = db.execute("SELECT sig, data FROM dirs WHERE path = ?", (folder,)).fetchone()
         except sqlite3.Error:
             self._broken = True
-            return {}
+            return DirRecords()
         if row is None or row[0] != self.sig:
-            return {}
+            return DirRecords()
         try:
-            entries: dict[str, Entry] = marshal.loads(zlib.decompress(row[1]))
+            contexts, entries = marshal.loads(zlib.decompress(row[1]))
         except (ValueError, EOFError, TypeError, zlib.error):
-            return {}
-        return entries
+            return DirRecords()
+        return DirRecords(contexts, entries)
 
-    def store(self, folder: str, entries: dict[str, Entry], *, complete: bool) -> None:
+    def store(self, folder: str, records: DirRecords, *, complete: bool) -> None:
         """Remember a folder's records; ``complete=False`` merges with what is known."""
         if self._broken:
             return
-        keep = {
+        entries = {
             name: e
-            for name, e in entries.items()
+            for name, e in records.entries.items()
             if e[2] not in _TRANSIENT and e[1] < self._racy_before
         }
+        contexts = records.contexts
         if not complete:
             old = self.lookup(folder)
-            old.update(keep)
-            keep = old
-        self._pending[folder] = zlib.compress(marshal.dumps(keep), 1)
+            for name, e in entries.items():
+                ctx = e[4]
+                if ctx >= 0:
+                    ctx = old.context_index(contexts[ctx])
+                old.entries[name] = (*e[:4], ctx, e[5], e[6])
+            contexts, entries = old.contexts, old.entries
+        blob = marshal.dumps((contexts, entries))
+        self._pending[folder] = zlib.compress(blob, 1)
         if len(self._pending) >= 256 or time.monotonic() - self._last_flush > 2.0:
             self.flush()
 

@@ -25,7 +25,7 @@ from xnat_tui.dicom.model import (
     primary_modality,
 )
 from xnat_tui.dicom.routing import PatternLike, propose
-from xnat_tui.dicom.worker import Record
+from xnat_tui.dicom.worker import Record, Row, compact
 
 # Keyword values copied into Session.fields (for label templates and routing).
 SESSION_FIELDS: tuple[str, ...] = (
@@ -82,6 +82,7 @@ _SEVERITY: dict[str, Severity] = {
 }
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", ".dc3")
 _BIG = 1 << 62
+_NO_RANK = (_BIG + 1, 0, "")
 
 
 def file_problem(path: str, kind: str, detail: str) -> Problem:
@@ -95,17 +96,12 @@ def _int(text: str | None) -> int | None:
     if not text:
         return None
     try:
-        return int(float(text.split("\\", 1)[0]))
+        return int(text)
     except ValueError:
-        return None
-
-
-def _rank(series_number: int | None, instance: int | None, sop: str) -> tuple[int, int, str]:
-    return (
-        _BIG if series_number is None else series_number,
-        _BIG if instance is None else instance,
-        sop,
-    )
+        try:
+            return int(float(text.split("\\", 1)[0]))
+        except ValueError:
+            return None
 
 
 class Collector:
@@ -118,86 +114,125 @@ class Collector:
         self._session_rank: dict[str, tuple[int, int, str]] = {}
         self._scan_rank: dict[str, tuple[int, int, str]] = {}
         self._roots: dict[str, str] = {}
-        self._last_dir: dict[str, str] = {}
         self._sops: dict[str, FileRef] = {}
         self._duplicates: list[tuple[FileRef, FileRef, Session]] = []
         self._intern = sys.intern
 
     def add(self, rec: Record) -> tuple[FileRef | None, Problem | None, Session | None]:
-        path, size, mtime_ns, kind, detail, values, _nread = rec
-        if kind:
-            problem = file_problem(path, kind, detail)
-            self.problems.append(problem)
-            return None, problem, None
-        assert values is not None
+        """One record at a time (tests, small tools); scans use ``add_chunk``."""
+        refs, problems, sessions = self.add_chunk(*compact([rec]))
+        return (
+            refs[0] if refs else None,
+            problems[0] if problems else None,
+            sessions[0] if sessions else None,
+        )
+
+    def add_chunk(
+        self, contexts: Sequence[dict[str, str]], rows: Sequence[Row]
+    ) -> tuple[list[FileRef], list[Problem], list[Session]]:
+        """Add examined files; return the new files, problems and touched sessions.
+
+        Work shared by a context (session/scan lookup, representative choice,
+        patient and modality bookkeeping) is done once per context, not per file:
+        this is what keeps a cached rescan of 10^5 files fast.
+        """
+        refs: list[FileRef] = []
+        problems: list[Problem] = []
+        groups: dict[int, list[Row]] = {}
+        for row in rows:
+            if row[3]:
+                problem = file_problem(row[0], row[3], row[4])
+                self.problems.append(problem)
+                problems.append(problem)
+            else:
+                groups.setdefault(row[5], []).append(row)
+        touched: dict[str, Session] = {}
+        for ci, group in groups.items():
+            session = self._add_group(contexts[ci], group, refs)
+            touched[session.study_instance_uid] = session
+        return refs, problems, list(touched.values())
+
+    def _add_group(self, values: dict[str, str], rows: list[Row], out: list[FileRef]) -> Session:
         intern = self._intern
         study_uid = intern(values["StudyInstanceUID"])
         series_uid = intern(values["SeriesInstanceUID"])
-        sop = values["SOPInstanceUID"]
         modality = intern(values.get("Modality", ""))
-        instance = _int(values.get("InstanceNumber"))
+        ts = intern(values.get(TS_KEY, ""))
+        sop_class = intern(values.get("SOPClassUID", ""))
+        part10 = values.get(PART10_KEY, "1") == "1"
         series_number = _int(values.get("SeriesNumber"))
-        ref = FileRef(
-            path=Path(path),
-            size=size,
-            mtime=mtime_ns / 1e9,
-            sop_instance_uid=sop,
-            transfer_syntax=intern(values.get(TS_KEY, "")),
-            sop_class_uid=intern(values.get("SOPClassUID", "")),
-            study_instance_uid=study_uid,
-            series_instance_uid=series_uid,
-            instance_number=instance,
-            modality=modality,
-            part10=values.get(PART10_KEY, "1") == "1",
-        )
 
         session = self.sessions.get(study_uid)
         if session is None:
             session = self.sessions[study_uid] = Session(study_instance_uid=study_uid)
-        rank = _rank(series_number, instance, sop)
-        if rank < self._session_rank.get(study_uid, (_BIG + 1, 0, "")):
-            self._session_rank[study_uid] = rank
-            self._set_session_fields(session, values)
-        pid, pname = values.get("PatientID", ""), values.get("PatientName", "")
-        if pid not in session.patient_ids:
-            session.patient_ids.add(pid)
-        if pname not in session.patient_names:
-            session.patient_names.add(pname)
-
-        folder = os.path.dirname(path)
-        if self._last_dir.get(study_uid) != folder:
-            self._last_dir[study_uid] = folder
-            root = self._roots.get(study_uid)
-            self._roots[study_uid] = folder if root is None else _common(root, folder)
-
         scan = session.scans.get(series_uid)
         if scan is None:
             scan = session.scans[series_uid] = Scan(
                 series_instance_uid=series_uid, study_instance_uid=study_uid
             )
-        if rank < self._scan_rank.get(series_uid, (_BIG + 1, 0, "")):
-            self._scan_rank[series_uid] = rank
-            scan.series_number = series_number
-            scan.series_description = values.get("SeriesDescription", "")
-            scan.modality = modality
-            scan.sop_class_uid = ref.sop_class_uid
-            scan.fields = {k: values[k] for k in SCAN_FIELDS if k in values}
-        if modality not in scan.modalities:
-            scan.modalities.add(modality)
+        pid, pname = values.get("PatientID", ""), values.get("PatientName", "")
+        session.patient_ids.add(pid)
+        session.patient_names.add(pname)
+        scan.modalities.add(modality)
 
-        first = self._sops.get(sop)
-        if first is not None:
-            if os.path.realpath(first.path) == os.path.realpath(path):
-                return None, None, session  # the same file reached twice
-            # Keep the smaller path so the choice does not depend on walk order.
-            keep, dup = (first, ref) if str(first.path) <= path else (ref, first)
-            if keep is ref:
-                self._replace(first, ref)
-            self._duplicates.append((keep, dup, self.sessions[keep.study_instance_uid]))
-            return None, None, session
-        self._sops[sop] = ref
-        scan.files.append(ref)
-        return ref, None, session
+        best: tuple[int, str] | None = None
+        folders: set[str] = set()
+        sops = self._sops
+        files = scan.files
+        for path, size, mtime_ns, _k, _d, _c, sop, inst_text, _n in rows:
+            instance = _int(inst_text)
+            ref = FileRef(
+                path,
+                size,
+                mtime_ns / 1e9,
+                sop,
+                ts,
+                sop_class,
+                study_uid,
+                series_uid,
+                instance,
+                modality,
+                part10,
+            )
+            folders.add(path.rpartition(os.sep)[0])
+            first = sops.get(sop)
+            if first is not None:
+                self._duplicate(first, ref)
+                continue
+            sops[sop] = ref
+            files.append(ref)
+            out.append(ref)
+            key = (_BIG if instance is None else instance, sop)
+            if best is None or key < best:
+                best = key
+
+        if best is not None:
+            rank = (_BIG if series_number is None else series_number, best[0], best[1])
+            if rank < self._session_rank.get(study_uid, _NO_RANK):
+                self._session_rank[study_uid] = rank
+                self._set_session_fields(session, values)
+            if rank < self._scan_rank.get(series_uid, _NO_RANK):
+                self._scan_rank[series_uid] = rank
+                scan.series_number = series_number
+                scan.series_description = values.get("SeriesDescription", "")
+                scan.modality = modality
+                scan.sop_class_uid = sop_class
+                scan.fields = {k: values[k] for k in SCAN_FIELDS if k in values}
+        for folder in folders:
+            root = self._roots.get(study_uid)
+            self._roots[study_uid] = folder if root is None else _common(root, folder)
+        return session
+
+    def _duplicate(self, first: FileRef, ref: FileRef) -> None:
+        if first.path_str == ref.path_str or os.path.realpath(first.path_str) == os.path.realpath(
+            ref.path_str
+        ):
+            return  # the same file reached twice
+        # Keep the smaller path so the choice does not depend on walk order.
+        keep, dup = (first, ref) if first.path_str <= ref.path_str else (ref, first)
+        if keep is ref:
+            self._replace(first, ref)
+        self._duplicates.append((keep, dup, self.sessions[keep.study_instance_uid]))
 
     def _replace(self, old: FileRef, new: FileRef) -> None:
         self._sops[new.sop_instance_uid] = new
@@ -246,7 +281,7 @@ class Collector:
 
 
 def _file_order(f: FileRef) -> tuple[int, str]:
-    return (_BIG if f.instance_number is None else f.instance_number, str(f.path))
+    return (_BIG if f.instance_number is None else f.instance_number, f.path_str)
 
 
 def _common(a: str, b: str) -> str:

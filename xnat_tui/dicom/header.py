@@ -90,6 +90,8 @@ _VALID_VRS = _LONG_VRS | frozenset(
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TAG = struct.Struct("<HH")
+_EXPLICIT = struct.Struct("<HH2sH")
+_IMPLICIT = struct.Struct("<HHI")
 _MAX_DEPTH = 12
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
@@ -217,10 +219,33 @@ def _parse_dataset(
 ) -> tuple[int, int] | None:
     """Collect wanted top-level values; return Pixel Data (offset, length) if any."""
     last_tag = -1
-    while pos < r.size:
-        if pos + 8 > r.size:
-            raise _Truncated
-        tag, vr, length, vpos = _element_header(r, pos, explicit)
+    size = r.size
+    explicit_unpack = _EXPLICIT.unpack_from
+    implicit_unpack = _IMPLICIT.unpack_from
+    u32 = _U32.unpack_from
+    while pos < size:
+        data = r.data
+        off = pos - r.start
+        if off >= 0 and off + 12 <= len(data):
+            # Common case, decoded straight from the window (this loop is the hot spot).
+            if explicit:
+                group, elem, vr, length = explicit_unpack(data, off)
+                if vr in _LONG_VRS:
+                    length = u32(data, off + 8)[0]
+                    vpos = pos + 12
+                elif vr in _VALID_VRS:
+                    vpos = pos + 8
+                else:
+                    raise NeedFallback
+            else:
+                group, elem, length = implicit_unpack(data, off)
+                vr = b""
+                vpos = pos + 8
+            tag = group << 16 | elem
+        else:
+            if pos + 8 > size:
+                raise _Truncated
+            tag, vr, length, vpos = _element_header(r, pos, explicit)
         if tag <= last_tag:
             raise NeedFallback  # out of order: pydicom copes, we must not guess
         last_tag = tag
@@ -232,8 +257,12 @@ def _parse_dataset(
             pos = _skip_sequence(r, vpos, explicit and vr != b"UN", 0)
             continue
         if tag in want:
-            raw[tag] = r.get(vpos, length)
-        elif vpos + length > r.size:
+            voff = vpos - r.start
+            if voff >= 0 and voff + length <= len(r.data):
+                raw[tag] = r.data[voff : voff + length]
+            else:
+                raw[tag] = r.get(vpos, length)
+        elif vpos + length > size:
             raise _Truncated
         pos = vpos + length
     return None
@@ -254,22 +283,8 @@ def _decode_text(data: bytes, charset: str) -> str:
     return dicom_charset.decode_bytes(data, dicom_charset.convert_encodings(terms), delims)
 
 
-def _decode_value(vr: str, data: bytes, charset: str) -> str | None:
-    if vr == "US":
-        if len(data) < 2:
-            return None
-        return str(_U16.unpack_from(data)[0])
-    if vr == "UI":
-        return data.decode("ascii", errors="replace").rstrip("\0 ").strip()
-    if vr in ("PN", "LT", "ST", "UT"):
-        # Single-valued text: backslash is an ordinary character.
-        return _decode_text(data, charset).rstrip("\0 ")
-    parts = _decode_text(data, charset).split("\\")
-    if vr in ("CS", "IS", "DS", "DA", "TM", "AS"):
-        parts = [p.strip("\0 ") for p in parts]
-    else:
-        parts = [p.rstrip("\0 ") for p in parts]
-    return "\\".join(parts)
+_STRIP_BOTH = frozenset({"CS", "IS", "DS", "DA", "TM", "AS"})
+_SINGLE_VALUED = frozenset({"PN", "LT", "ST", "UT"})  # backslash is an ordinary character
 
 
 def _values(raw: Mapping[int, bytes], want: Mapping[int, tuple[str, str]]) -> dict[str, str]:
@@ -279,8 +294,28 @@ def _values(raw: Mapping[int, bytes], want: Mapping[int, tuple[str, str]]) -> di
     out: dict[str, str] = {}
     for tag, data in raw.items():
         keyword, vr = want[tag]
-        value = _decode_value(vr, data, charset)
-        if value is not None and value != "":
+        if vr == "US":
+            if len(data) >= 2:
+                out[keyword] = str(_U16.unpack_from(data)[0])
+            continue
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            text = _decode_text(data, charset)
+        if vr == "UI":
+            value = text.rstrip("\0 ").strip()
+        elif vr in _SINGLE_VALUED:
+            value = text.rstrip("\0 ")
+        elif "\\" in text:
+            if vr in _STRIP_BOTH:
+                value = "\\".join(p.strip("\0 ") for p in text.split("\\"))
+            else:
+                value = "\\".join(p.rstrip("\0 ") for p in text.split("\\"))
+        elif vr in _STRIP_BOTH:
+            value = text.strip("\0 ")
+        else:
+            value = text.rstrip("\0 ")
+        if value:
             out[keyword] = value
     return out
 
@@ -315,6 +350,12 @@ def fast_header(
         if len(first) >= 132 and first[128:132] == b"DICM":
             values[PART10_KEY] = "1"
             pos = 132
+            if len(first) >= 138 and (
+                first[132:134] != b"\x02\x00" or first[136:138] not in _VALID_VRS
+            ):
+                raise HeaderError(
+                    ProblemKind.CORRUPT, "the 'DICM' marker is not followed by a DICOM meta header"
+                )
         elif first[:4] == b"DICM":
             raise HeaderError(
                 ProblemKind.NOT_DICOM, "starts with 'DICM' but the 128-byte preamble is missing"

@@ -84,22 +84,100 @@ class RoutingProposal:
         }
 
 
-@dataclass(slots=True)
 class FileRef:
-    """One DICOM instance on disk, as read from its header."""
+    """One DICOM instance on disk, as read from its header.
 
-    path: Path
-    size: int
-    mtime: float
-    sop_instance_uid: str
-    transfer_syntax: str  # "" when the file has no meta header (implicit VR LE assumed)
-    sop_class_uid: str = ""
-    study_instance_uid: str = ""
-    series_instance_uid: str = ""
-    instance_number: int | None = None
-    modality: str = ""
-    # True when the file has the 128-byte preamble + "DICM" + meta group (a Part 10 file).
-    part10: bool = True
+    A plain slotted class rather than a dataclass so that ``path`` can be built
+    lazily: a scan of a million files must not pay for a million ``Path`` parses
+    up front. Construct it like a dataclass (keywords), compare it like one.
+    """
+
+    __slots__ = (
+        "_path",
+        "size",
+        "mtime",
+        "sop_instance_uid",
+        "transfer_syntax",
+        "sop_class_uid",
+        "study_instance_uid",
+        "series_instance_uid",
+        "instance_number",
+        "modality",
+        "part10",
+    )
+
+    def __init__(
+        self,
+        path: Path | str,
+        size: int,
+        mtime: float,
+        sop_instance_uid: str,
+        transfer_syntax: str,  # "" when unknown
+        sop_class_uid: str = "",
+        study_instance_uid: str = "",
+        series_instance_uid: str = "",
+        instance_number: int | None = None,
+        modality: str = "",
+        # True when the file has the 128-byte preamble + "DICM" + meta group (Part 10).
+        part10: bool = True,
+    ) -> None:
+        self._path: Path | str = path
+        self.size = size
+        self.mtime = mtime
+        self.sop_instance_uid = sop_instance_uid
+        self.transfer_syntax = transfer_syntax
+        self.sop_class_uid = sop_class_uid
+        self.study_instance_uid = study_instance_uid
+        self.series_instance_uid = series_instance_uid
+        self.instance_number = instance_number
+        self.modality = modality
+        self.part10 = part10
+
+    @property
+    def path(self) -> Path:
+        p = self._path
+        if isinstance(p, str):
+            p = self._path = Path(p)
+        return p
+
+    @path.setter
+    def path(self, value: Path | str) -> None:
+        self._path = value
+
+    @property
+    def path_str(self) -> str:
+        """The path as text, without building a ``Path`` (cheap for bulk work)."""
+        p = self._path
+        return p if isinstance(p, str) else str(p)
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.path_str,
+            self.size,
+            self.mtime,
+            self.sop_instance_uid,
+            self.transfer_syntax,
+            self.sop_class_uid,
+            self.study_instance_uid,
+            self.series_instance_uid,
+            self.instance_number,
+            self.modality,
+            self.part10,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileRef):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass
+
+    def __repr__(self) -> str:
+        return (
+            f"FileRef(path={self.path_str!r}, size={self.size}, "
+            f"sop_instance_uid={self.sop_instance_uid!r}, "
+            f"instance_number={self.instance_number})"
+        )
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from xnat_tui.dicom.cache import Entry, ScanCache, default_path, signature
+from xnat_tui.dicom.cache import DirRecords, ScanCache, default_path, signature
 from xnat_tui.dicom.collect import Collector
 from xnat_tui.dicom.header import DEFAULT_TAGS
 from xnat_tui.dicom.model import (
@@ -37,7 +37,7 @@ from xnat_tui.dicom.model import (
 )
 from xnat_tui.dicom.routing import PatternLike, routing_keywords
 from xnat_tui.dicom.walk import DirListing, walk
-from xnat_tui.dicom.worker import Item, Record, examine_chunk
+from xnat_tui.dicom.worker import Chunk, Item, Row, examine_chunk
 
 CHUNK = 128  # files per task: big enough to amortise IPC, small enough to cancel fast
 INLINE_LIMIT = 400  # fewer files than this are read in-process (no pool start-up)
@@ -134,8 +134,9 @@ class _Scanner:
         self.new_files: list[FileRef] = []
         self.new_problems: list[Problem] = []
         self.touched: dict[str, Session] = {}
-        # Folders whose records are still coming back from workers, for the cache.
-        self.dirs: dict[str, tuple[int, bool, dict[str, Entry]]] = {}
+        # Folders whose records are still coming back from workers, for the cache:
+        # folder -> [files still expected, listing complete?, records so far].
+        self.dirs: dict[str, list[Any]] = {}
 
     def progress(self) -> ScanProgress:
         return ScanProgress(
@@ -164,58 +165,66 @@ class _Scanner:
         self.new_problems.append(p)
         self.n_problems += 1
 
-    def record(self, rec: Record, cached: bool) -> None:
-        self.files_parsed += 1
-        self.bytes_read += rec[6]
+    def add(self, contexts: list[dict[str, str]], rows: list[Row], cached: bool) -> None:
+        self.files_parsed += len(rows)
         if cached:
-            self.files_cached += 1
-        ref, prob, session = self.collector.add(rec)
-        if ref is not None:
-            self.files_dicom += 1
-            self.new_files.append(ref)
-        if prob is not None:
-            self.new_problems.append(prob)
-            self.n_problems += 1
-        if session is not None:
+            self.files_cached += len(rows)
+        else:
+            self.bytes_read += sum(r[8] for r in rows)
+        refs, problems, sessions = self.collector.add_chunk(contexts, rows)
+        self.files_dicom += len(refs)
+        self.new_files.extend(refs)
+        self.new_problems.extend(problems)
+        self.n_problems += len(problems)
+        for session in sessions:
             self.touched[session.study_instance_uid] = session
 
     def listing(self, d: DirListing) -> list[Item]:
         """Answer what the cache knows; return the files that must be read."""
         self.files_seen += len(d.files)
-        known = self.cache.lookup(d.path) if self.cache is not None else {}
+        if self.cache is None:
+            return [(os.path.join(d.path, name), size, mtime) for name, size, mtime in d.files]
+        known = self.cache.lookup(d.path)
+        entries = known.entries
         misses: list[Item] = []
-        entries: dict[str, Entry] = {}
+        hits: dict[str, Any] = {}
+        rows: list[Row] = []
+        join = os.path.join
         for name, size, mtime_ns in d.files:
-            hit = known.get(name)
-            full = os.path.join(d.path, name)
+            hit = entries.get(name)
             if hit is not None and hit[0] == size and hit[1] == mtime_ns:
-                entries[name] = hit
-                self.record((full, size, mtime_ns, hit[2], hit[3], hit[4], 0), cached=True)
+                hits[name] = hit
+                rows.append(
+                    (join(d.path, name), size, mtime_ns, hit[2], hit[3], hit[4], hit[5], hit[6], 0)
+                )
             else:
-                misses.append((full, size, mtime_ns))
-        if self.cache is not None:
-            if misses:
-                self.dirs[d.path] = (len(misses), d.complete, entries)
-            elif known.keys() != entries.keys() or not d.complete:
-                self.cache.store(d.path, entries, complete=d.complete)
+                misses.append((join(d.path, name), size, mtime_ns))
+        if rows:
+            self.add(known.contexts, rows, cached=True)
+        records = DirRecords(known.contexts, hits)
+        if misses:
+            self.dirs[d.path] = [len(misses), d.complete, records]
+        elif len(hits) != len(entries) or not d.complete:
+            self.cache.store(d.path, records, complete=d.complete)
         return misses
 
-    def results(self, records: list[Record]) -> None:
-        for rec in records:
-            self.record(rec, cached=False)
-            if self.cache is None:
-                continue
-            folder, name = os.path.split(rec[0])
+    def results(self, chunk: Chunk) -> None:
+        contexts, rows = chunk
+        self.add(contexts, rows, cached=False)
+        if self.cache is None:
+            return
+        for path, size, mtime_ns, kind, detail, ci, sop, inst, _n in rows:
+            folder, name = os.path.split(path)
             state = self.dirs.get(folder)
             if state is None:
                 continue
-            remaining, complete, entries = state
-            entries[name] = (rec[1], rec[2], rec[3], rec[4], rec[5])
-            if remaining <= 1:
+            records: DirRecords = state[2]
+            ctx = records.context_index(contexts[ci]) if ci >= 0 else -1
+            records.entries[name] = (size, mtime_ns, kind, detail, ctx, sop, inst)
+            state[0] -= 1
+            if state[0] <= 0:
                 del self.dirs[folder]
-                self.cache.store(folder, entries, complete=complete)
-            else:
-                self.dirs[folder] = (remaining - 1, complete, entries)
+                self.cache.store(folder, records, complete=state[1])
 
     def due(self, last: float) -> bool:
         return time.monotonic() - last >= self.batch_interval
@@ -224,7 +233,7 @@ class _Scanner:
         walker = walk(self.paths, self.cancel)
         pending: list[Item] = []
         pending_since: float | None = None
-        inflight: dict[Future[list[Record]], list[Item]] = {}
+        inflight: dict[Future[Chunk], list[Item]] = {}
         pool: _Pool | None = None
         last = time.monotonic()
         max_inflight = self.workers * 3
@@ -255,7 +264,12 @@ class _Scanner:
                     stale = pending_since is not None and time.monotonic() - pending_since > 0.5
                     if len(pending) >= self.inline_limit and self.workers > 1:
                         pool = _Pool(self.workers)
-                    elif self.walk_done or stale:
+                    elif (
+                        self.walk_done
+                        or stale
+                        or len(pending) >= self.chunk * max_inflight
+                        or (self.workers == 1 and len(pending) >= self.chunk)
+                    ):
                         todo, pending = pending[: self.chunk], pending[self.chunk :]
                         self.results(examine_chunk(todo, self.want))
                         pending_since = time.monotonic() if pending else None

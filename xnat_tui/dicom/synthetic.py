@@ -177,7 +177,7 @@ def build_dataset(
 ) -> Dataset:
     """One instance of a series as a pydicom Dataset (with file meta)."""
     sop_class = spec.sop_class_uid or SOP_CLASSES.get(spec.modality, SOP_CLASSES["OT"])
-    sop_uid = synthetic_uid(series_uid, "sop", index)
+    sop_uid = synthetic_uid(series_uid, "sop", index, instance_number)
 
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"

@@ -94,8 +94,11 @@ def walk(
 
     # Depth first from each root in order; a root already visited inside an earlier
     # one is skipped by the inode check.
-    for start in stack:
-        todo = [start]
+    # Symlinked folders wait until every real folder is done, so a folder is reported
+    # under its real path and the link is the one called a duplicate.
+    deferred: list[str] = []
+    for start in [*stack, None]:
+        todo = [start] if start is not None else deferred
         while todo:
             if cancel is not None and cancel.is_set():
                 return
@@ -141,6 +144,8 @@ def walk(
                                 f"{SKIP_DIRS[entry.name]}: skipped",
                                 "info",
                             )
+                        elif linked:
+                            deferred.append(entry.path)
                         else:
                             subdirs.append(entry.path)
                         continue

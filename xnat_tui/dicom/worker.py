@@ -7,7 +7,7 @@ processes and can be stored as-is in the rescan cache.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from xnat_tui.dicom.header import (
     DEFAULT_TAGS,
@@ -164,7 +164,37 @@ def examine(
     return (path, size, mtime_ns, "", "", values, nread)
 
 
+# Compact form sent back to the scanner and kept in the rescan cache: values shared by
+# many files (patient, study, series...) are stored once per "context"; each file
+# keeps only what differs per instance.
+# Row = (path, size, mtime_ns, kind, detail, context index or -1, SOPInstanceUID,
+#        InstanceNumber text, bytes read)
+Row = tuple[str, int, int, str, str, int, str, str, int]
+Chunk = tuple[list[dict[str, str]], list[Row]]
+_PER_FILE = frozenset({"SOPInstanceUID", "InstanceNumber", PIXEL_KEY, VIA_KEY})
+
+
+def compact(records: Iterable[Record]) -> Chunk:
+    contexts: list[dict[str, str]] = []
+    index: dict[tuple[tuple[str, str], ...], int] = {}
+    rows: list[Row] = []
+    for path, size, mtime_ns, kind, detail, values, nread in records:
+        if kind or values is None:
+            rows.append((path, size, mtime_ns, kind, detail, -1, "", "", nread))
+            continue
+        ctx = {k: v for k, v in values.items() if k not in _PER_FILE}
+        key = tuple(ctx.items())
+        i = index.get(key)
+        if i is None:
+            i = index[key] = len(contexts)
+            contexts.append(ctx)
+        sop = values["SOPInstanceUID"]
+        rows.append((path, size, mtime_ns, "", "", i, sop, values.get("InstanceNumber", ""), nread))
+    return contexts, rows
+
+
 def examine_chunk(
     items: Sequence[Item], want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS
-) -> list[Record]:
-    return [examine(p, s, m, want) for p, s, m in items]
+) -> Chunk:
+    """What a worker process runs: examine a list of files, answer compactly."""
+    return compact(examine(p, s, m, want) for p, s, m in items)

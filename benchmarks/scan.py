@@ -1,0 +1,143 @@
+"""Scanner benchmark: our `xnat-tui scan` against a single-process pydicom loop.
+
+Generates N small synthetic DICOM files (default 30,000; vendor-like private block,
+tiny pixel data), then in the same run and on the same warm files:
+
+1. baseline: one Python process walking the tree and calling
+   ``pydicom.dcmread(path, stop_before_pixels=True)`` on every file, reading the
+   13 attributes a scan needs (process start-up included);
+2. first scan: ``python -m xnat_tui scan --json DIR`` with an empty rescan cache
+   (process start-up, worker start-up and cache writing included);
+3. rescan: the same command on the unchanged tree (answered from the cache).
+
+Prints files/s, speed-up against the baseline, rescan speed-up against the first
+scan and the peak RSS of the largest process. Heavy: run it once, not in a loop.
+
+    .venv/bin/python benchmarks/scan.py [--files 30000] [--dir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASELINE = r"""
+import os, sys, warnings
+import pydicom
+warnings.simplefilter("ignore")
+KW = ["StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality",
+      "PatientID", "PatientName", "StudyDate", "StudyDescription", "AccessionNumber",
+      "SOPInstanceUID", "SOPClassUID", "InstanceNumber"]
+n = bad = 0
+series = set()
+for d, _dirs, files in os.walk(sys.argv[1]):
+    for name in files:
+        try:
+            ds = pydicom.dcmread(os.path.join(d, name), stop_before_pixels=True)
+            rec = {k: (None if (v := ds.get(k)) is None else str(v)) for k in KW}
+            series.add(rec["SeriesInstanceUID"])
+            n += 1
+        except Exception:
+            bad += 1
+print(n, bad, len(series))
+"""
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run a command; return (wall seconds, peak RSS in MiB of the largest process, stdout)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, stdout=out, env=env)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode()
+    if proc.returncode not in (0,):
+        raise SystemExit(f"{cmd} failed with exit code {proc.returncode}")
+    # Linux: ru_maxrss is in KiB and covers the process and its reaped children.
+    return wall, usage.ru_maxrss // 1024, text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=30_000)
+    parser.add_argument("--dir", type=Path, help="where to generate (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--private-bytes", type=int, default=4096)
+    parser.add_argument("--pixels", type=int, default=32, help="rows = columns (default 32)")
+    args = parser.parse_args()
+
+    from xnat_tui.dicom.synthetic import write_bulk_tree
+
+    work = args.dir or Path(tempfile.mkdtemp(prefix="xnat-tui-scan-bench-"))
+    tree = work / "tree"
+    cache_home = work / "cache"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.rmtree(cache_home, ignore_errors=True)
+    t0 = time.perf_counter()
+    n = write_bulk_tree(
+        tree,
+        args.files,
+        files_per_series=100,
+        series_per_study=4,
+        rows=args.pixels,
+        columns=args.pixels,
+        private_bytes=args.private_bytes,
+    )
+    size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
+    print(
+        f"generated {n} files ({size / 1e6:.0f} MB, {size // n} B each, "
+        f"{n // 100} series) in {time.perf_counter() - t0:.1f} s; "
+        f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+    )
+
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
+    py = sys.executable
+    results: list[tuple[str, float, int]] = []
+
+    wall, rss, out = run_measured([py, "-c", BASELINE, str(tree)], env)
+    ok, bad, series = (int(x) for x in out.split())
+    assert ok == n and bad == 0, out
+    results.append(("pydicom dcmread(stop_before_pixels) loop, 1 process", wall, rss))
+    baseline = wall
+
+    ours = [py, "-m", "xnat_tui", "scan", "--json", str(tree)]
+    wall, rss, out = run_measured(ours, env)
+    first = json.loads(out)
+    stats = first["stats"]
+    assert stats["files_dicom"] == n and stats["files_cached"] == 0, stats
+    assert sum(len(s["scans"]) for s in first["sessions"]) == series
+    results.append(("xnat-tui scan --json (first scan, empty cache)", wall, rss))
+    first_wall = wall
+
+    wall, rss, out = run_measured(ours, env)
+    again = json.loads(out)
+    assert again["stats"]["files_cached"] == n, again["stats"]
+    assert again["sessions"] == first["sessions"], "rescan must give the same result"
+    results.append(("xnat-tui scan --json (rescan, unchanged tree)", wall, rss))
+    rescan_wall = wall
+
+    print()
+    print(f"{'method':<52} {'wall s':>7} {'files/s':>9} {'vs pydicom':>10} {'peak RSS':>9}")
+    for name, w, r in results:
+        print(f"{name:<52} {w:>7.2f} {n / w:>9,.0f} {baseline / w:>9.1f}x {r:>6} MiB")
+    print()
+    print(f"first scan vs pydicom loop: {baseline / first_wall:.1f}x (target >= 5x)")
+    print(f"rescan vs first scan:       {first_wall / rescan_wall:.1f}x (target >= 20x)")
+    print(f"header bytes read by the first scan: {stats['bytes_read'] / n:,.0f} B per file")
+
+    if not args.keep and args.dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The fast header path against pydicom, on every file shipped in the pydicom wheel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from xnat_tui.dicom.header import (
+    DEFAULT_TAGS,
+    PART10_KEY,
+    TS_KEY,
+    HeaderError,
+    NeedFallback,
+    fast_header,
+    pydicom_header,
+)
+from xnat_tui.dicom.model import ProblemKind
+from xnat_tui.dicom.synthetic import SeriesSpec, build_dataset, study_attributes, write_dataset
+from xnat_tui.dicom.worker import examine
+
+WHEEL = Path(pydicom.__file__).parent / "data" / "test_files"
+WHEEL_FILES = sorted(p for p in WHEEL.rglob("*") if p.is_file())
+
+# Every wheel file that cannot be used, with the reason a user should see.
+EXPECTED_PROBLEMS = {
+    # The wheel ships this one without its pixel data (the full file is in pydicom-data).
+    "693_J2KI.dcm": ProblemKind.TRUNCATED,
+    "MR_truncated.dcm": ProblemKind.TRUNCATED,
+    "rtplan_truncated.dcm": ProblemKind.TRUNCATED,
+    # Real objects lacking StudyInstanceUID/SeriesInstanceUID: cannot be placed.
+    "JPEGLSNearLossless_08.dcm": ProblemKind.INCOMPLETE,
+    "JPEGLSNearLossless_16.dcm": ProblemKind.INCOMPLETE,
+    "SC_rgb_jls_lossy_line.dcm": ProblemKind.INCOMPLETE,
+    "SC_rgb_jls_lossy_sample.dcm": ProblemKind.INCOMPLETE,
+    # Test fragments with a meta header and one or two elements.
+    "UN_sequence.dcm": ProblemKind.CORRUPT,
+    "empty_charset_LEI.dcm": ProblemKind.CORRUPT,
+    "meta_missing_tsyntax.dcm": ProblemKind.CORRUPT,
+    "nested_priv_SQ.dcm": ProblemKind.CORRUPT,
+    "no_meta_group_length.dcm": ProblemKind.CORRUPT,
+    "priv_SQ.dcm": ProblemKind.CORRUPT,
+    # Neither preamble nor a plausible first tag (pydicom also refuses it unless forced).
+    "no_meta.dcm": ProblemKind.NOT_DICOM,
+    "README.txt": ProblemKind.NOT_DICOM,
+    "crayons.icc": ProblemKind.NOT_DICOM,
+    "rtplan.dump": ProblemKind.NOT_DICOM,
+    "rtstruct.dump": ProblemKind.NOT_DICOM,
+    "test1.json": ProblemKind.NOT_DICOM,
+    "test_PN.json": ProblemKind.NOT_DICOM,
+    "zipMR.gz": ProblemKind.NOT_DICOM,
+    "dicomdirtests/README.txt": ProblemKind.NOT_DICOM,
+    "dicomdirtests/TINY_ALPHA/README": ProblemKind.NOT_DICOM,
+    "dicomdirtests/DICOMDIR": ProblemKind.DICOMDIR,
+    "dicomdirtests/DICOMDIR-bigEnd": ProblemKind.DICOMDIR,
+    "dicomdirtests/DICOMDIR-empty.dcm": ProblemKind.DICOMDIR,
+    "dicomdirtests/DICOMDIR-implicit": ProblemKind.DICOMDIR,
+    "dicomdirtests/DICOMDIR-nooffset": ProblemKind.DICOMDIR,
+    "dicomdirtests/DICOMDIR-nopatient": ProblemKind.DICOMDIR,
+    "dicomdirtests/DICOMDIR-reordered": ProblemKind.DICOMDIR,
+    "dicomdirtests/TINY_ALPHA/DICOMDIR": ProblemKind.DICOMDIR,
+}
+
+
+def _rel(p: Path) -> str:
+    return p.relative_to(WHEEL).as_posix()
+
+
+def test_the_wheel_test_data_is_there() -> None:
+    assert len(WHEEL_FILES) > 150
+    assert set(EXPECTED_PROBLEMS) <= {_rel(p) for p in WHEEL_FILES}
+
+
+@pytest.mark.parametrize("path", WHEEL_FILES, ids=_rel)
+def test_every_wheel_file_is_scanned_or_reported_with_the_right_reason(path: Path) -> None:
+    st = path.stat()
+    _path, _size, _mtime, kind, detail, values, _n = examine(str(path), st.st_size, st.st_mtime_ns)
+    expected = EXPECTED_PROBLEMS.get(_rel(path), "")
+    assert kind == expected, detail
+    if not kind:
+        assert values is not None
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=values[PART10_KEY] == "0")
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            assert values[keyword] == str(ds[keyword].value).rstrip("\0 ")
+
+
+def test_fast_path_agrees_with_pydicom_on_every_wheel_file_it_reads() -> None:
+    compared = 0
+    for path in WHEEL_FILES:
+        try:
+            with open(path, "rb") as f:
+                fast, _ = fast_header(f, path.stat().st_size)
+        except (NeedFallback, HeaderError):
+            continue
+        slow, _ = pydicom_header(str(path), force=fast[PART10_KEY] == "0")
+        public = {k for k in fast.keys() | slow.keys() if not k.startswith("_") or k == TS_KEY}
+        diffs = {k: (fast.get(k), slow.get(k)) for k in public if fast.get(k) != slow.get(k)}
+        assert not diffs, f"{_rel(path)}: {diffs}"
+        compared += 1
+    # The fast path must carry the bulk of real files, not hand everything to pydicom.
+    assert compared >= 140
+
+
+def test_fast_path_reads_only_a_few_kib_even_with_big_private_blocks(tmp_path: Path) -> None:
+    study = study_attributes(patient_id="P")
+    ds = build_dataset(
+        study=study,
+        spec=SeriesSpec(rows=256, columns=256),
+        series_uid="1.2.3",
+        index=1,
+        instance_number=1,
+    )
+    ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True).add_new(0x10, "OB", bytes(200_000))
+    path = write_dataset(ds, tmp_path / "big.dcm")
+    with open(path, "rb") as f:
+        values, nread = fast_header(f, path.stat().st_size)
+    assert values["PatientID"] == "P"
+    assert values["_pixel"].endswith(":131072")
+    assert nread <= 4 * 8192, "private block and pixels must be skipped, not read"
+
+
+@pytest.mark.parametrize(
+    ("transfer_syntax", "part10", "via"),
+    [
+        ("explicit", True, "fast"),
+        ("implicit", True, "fast"),
+        ("implicit", False, "fast"),
+        ("explicit", False, "fast"),
+        ("big", True, "pydicom"),
+        ("deflated", True, "pydicom"),
+    ],
+)
+def test_every_encoding_gives_the_same_values(
+    tmp_path: Path, transfer_syntax: str, part10: bool, via: str
+) -> None:
+    study = study_attributes(
+        patient_id="PÄT-1",
+        patient_name="Müller^Jürgen",
+        study_description="Kopf\\Hals",
+        extra={"StudyComments": "Project: P1 Subject: S1 Session: E1"},
+    )
+    ds = build_dataset(
+        study=study,
+        spec=SeriesSpec("CT", 7, "Axial"),
+        series_uid="1.2.3.4",
+        index=1,
+        instance_number=12,
+    )
+    path = write_dataset(ds, tmp_path / "x.dcm", transfer_syntax=transfer_syntax, part10=part10)
+    st = path.stat()
+    _p, _s, _m, kind, detail, values, _n = examine(str(path), st.st_size, st.st_mtime_ns)
+    assert kind == "", detail
+    assert values is not None
+    assert values["_via"] == via
+    assert values["PatientName"] == "Müller^Jürgen"
+    assert values["PatientID"] == "PÄT-1"
+    assert values["StudyDescription"] == "Kopf\\Hals"
+    assert values["StudyComments"] == "Project: P1 Subject: S1 Session: E1"
+    assert values["SeriesNumber"] == "7"
+    assert values["InstanceNumber"] == "12"
+    assert values["Modality"] == "CT"
+    assert values["SeriesInstanceUID"] == "1.2.3.4"
+    assert values["_part10"] == ("1" if part10 else "0")
+
+
+def test_default_tags_are_all_before_pixel_data() -> None:
+    assert all(tag < 0x7FE00010 for tag in DEFAULT_TAGS)
+    assert os.environ.get("XDG_CACHE_HOME")  # the isolation fixture is active

@@ -1,0 +1,304 @@
+"""The scanner end to end: layouts, grouping, streaming, cache, cancellation, async."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import random
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.dicom import DicomFactory, SmallTree
+from xnat_tui.dicom.model import ScanBatch, ScanSummary, Session
+from xnat_tui.dicom.scan import ScanThread, scan, scan_all, scan_async
+from xnat_tui.dicom.synthetic import DemoTree, SeriesSpec, write_bulk_tree
+
+
+def _shape(sessions: list[Session]) -> list[Any]:
+    """Everything the user sees about sessions and scans, minus file paths."""
+    return [
+        (
+            s.study_instance_uid,
+            s.patient_id,
+            s.patient_name,
+            s.study_date,
+            s.study_description,
+            s.accession_number,
+            s.modalities,
+            s.modality,
+            s.routing,
+            [
+                (
+                    sc.series_instance_uid,
+                    sc.series_number,
+                    sc.series_description,
+                    sc.modality,
+                    sc.file_count,
+                    sc.size,
+                    sc.instance_numbers,
+                    sorted(f.sop_instance_uid for f in sc.files),
+                    [(p.kind, p.detail.split(":")[0]) for p in sc.problems],
+                )
+                for sc in s.sorted_scans()
+            ],
+            [p.kind for p in s.problems],
+        )
+        for s in sessions
+    ]
+
+
+def _children() -> set[int]:
+    """PIDs of live child processes of this process (from /proc, not our bookkeeping)."""
+    me = str(os.getpid())
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] != me or fields[0] == "Z":
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        # multiprocessing's resource tracker lives as long as this process, by design;
+        # it is not a worker.
+        if b"resource_tracker" not in cmdline:
+            out.add(int(entry))
+    return out
+
+
+def test_demo_tree_sessions_scans_and_routing(demo_tree: DemoTree) -> None:
+    summary = scan_all([demo_tree.root], use_cache=False)
+    assert not summary.cancelled
+    by_pid = {s.patient_id: s for s in summary.sessions}
+    assert set(by_pid) == {s.patient_id for s in demo_tree.studies}
+    for written in demo_tree.studies:
+        session = by_pid[written.patient_id]
+        assert session.study_instance_uid == written.study_instance_uid
+        assert session.file_count == len(written.paths)
+        assert session.modalities == written.modalities
+        assert {sc.series_instance_uid for sc in session.scans.values()} == {
+            ws.series_instance_uid for ws in written.series
+        }
+        if written.routing:
+            r = session.routing_proposal
+            assert r is not None and (r.project, r.subject, r.session) == written.routing
+        else:
+            assert session.routing == []
+    petct = by_pid["DEMO003"]
+    assert petct.modality == "PT" and petct.modalities == ["CT", "PT"]
+    assert petct.root == demo_tree.root / "flat" / "PETCT_DEMO003"
+    assert by_pid["DEMO004"].root == by_pid["DEMO005"].root == demo_tree.root / "mixed"
+    assert by_pid["DEMO001"].fields["StudyDate"] == "20240115"
+    assert by_pid["DEMO001"].fields["Modality"] == "MR"
+    assert {p.kind for p in summary.problems} == {"junk", "not-dicom", "dicomdir"}
+
+
+def test_grouping_is_independent_of_file_order_and_layout(
+    tmp_path: Path, dicom_tree: SmallTree
+) -> None:
+    nested = scan_all([dicom_tree.root], use_cache=False)
+    # Same files, flat in one folder under random names, and given as a shuffled list.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    paths = dicom_tree.paths
+    rng = random.Random(7)
+    rng.shuffle(paths)
+    copies = []
+    for i, p in enumerate(paths):
+        copies.append(flat / f"{rng.randrange(10**9):09d}_{i}")
+        shutil.copy(p, copies[-1])
+    deep = tmp_path / "deep"
+    for i, p in enumerate(paths):
+        d = deep.joinpath(*[f"d{j}" for j in range(i % 25)])
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, d / f"f{i}.dcm")
+    as_flat = scan_all([flat], use_cache=False)
+    as_list = scan_all(list(reversed(copies)), use_cache=False)
+    as_deep = scan_all([deep], use_cache=False)
+    assert _shape(nested.sessions) == _shape(as_flat.sessions)
+    assert _shape(nested.sessions) == _shape(as_list.sessions)
+    assert _shape(nested.sessions) == _shape(as_deep.sessions)
+    assert [s.patient_id for s in nested.sessions] == ["SUBJ01", "SUBJ02", "SUBJ03"]
+    assert [len(s.scans) for s in nested.sessions] == [2, 1, 2]
+    assert as_deep.sessions[0].root is not None
+
+
+def test_results_stream_in_batches_with_progress(tmp_path: Path) -> None:
+    write_bulk_tree(tmp_path / "bulk", 600, files_per_series=50)
+    events = list(scan([tmp_path / "bulk"], use_cache=False, workers=2, batch_interval=0.01))
+    batches = [e for e in events if isinstance(e, ScanBatch)]
+    summary = events[-1]
+    assert isinstance(summary, ScanSummary)
+    assert all(isinstance(e, ScanBatch) for e in events[:-1])
+    assert len([b for b in batches if b.files]) >= 2, "results must arrive in several batches"
+    assert sum(len(b.files) for b in batches) == 600
+    parsed = [b.progress.files_parsed for b in batches]
+    assert parsed == sorted(parsed)
+    p = summary.progress
+    assert (p.files_seen, p.files_parsed, p.files_dicom) == (600, 600, 600)
+    assert p.walk_done and p.fraction == 1.0
+    assert p.bytes_read > 0 and p.rate > 0
+    assert sum(s.file_count for s in summary.sessions) == 600
+
+
+def test_rescan_uses_the_cache_and_notices_changes(
+    tmp_path: Path, dicom_tree: SmallTree, dicom_factory: DicomFactory
+) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    old = time.time() - 60  # the cache ignores files modified in the last seconds
+    for p in dicom_tree.paths:
+        os.utime(p, (old, old))
+    first = scan_all([dicom_tree.root], cache_path=cache)
+    assert first.progress.files_cached == 0
+    second = scan_all([dicom_tree.root], cache_path=cache)
+    assert second.progress.files_cached == len(dicom_tree.paths)
+    assert second.progress.bytes_read == 0
+    assert _shape(second.sessions) == _shape(first.sessions)
+
+    # A rewritten file (new mtime) is read again; a new file is found.
+    changed = dicom_tree.paths[0]
+    changed.write_bytes(changed.read_bytes())
+    os.utime(changed, (old + 5, old + 5))
+    dicom_factory(dicom_tree.root / "new", patient_id="NEW")
+    third = scan_all([dicom_tree.root], cache_path=cache)
+    assert third.progress.files_cached == len(dicom_tree.paths) - 1
+    assert "NEW" in {s.patient_id for s in third.sessions}
+
+
+def test_a_broken_cache_file_does_not_break_the_scan(tmp_path: Path, dicom_tree: SmallTree) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    cache.write_bytes(b"this is not sqlite" * 100)
+    summary = scan_all([dicom_tree.root], cache_path=cache)
+    assert len(summary.sessions) == 3
+
+
+def test_cache_lives_in_the_xdg_cache_dir(dicom_tree: SmallTree) -> None:
+    from xnat_tui.config import cache_dir
+
+    scan_all([dicom_tree.root])
+    assert (cache_dir() / "scan-cache.sqlite3").exists()
+
+
+def test_cancel_mid_scan_leaves_no_worker_processes(tmp_path: Path) -> None:
+    write_bulk_tree(tmp_path / "bulk", 3000, files_per_series=100)
+    before = _children()
+    cancel = threading.Event()
+    events = []
+    for event in scan(
+        [tmp_path / "bulk"],
+        use_cache=False,
+        workers=2,
+        cancel=cancel,
+        batch_interval=0.01,
+        chunk=16,
+        inline_limit=0,
+    ):
+        events.append(event)
+        if isinstance(event, ScanBatch) and event.progress.files_parsed > 0:
+            assert _children() - before, "the pool should be running"
+            cancel.set()
+    summary = events[-1]
+    assert isinstance(summary, ScanSummary) and summary.cancelled
+    assert summary.progress.files_parsed < 3000
+    assert _children() - before == set()
+    assert multiprocessing.active_children() == []
+
+
+def test_closing_the_generator_also_kills_the_workers(tmp_path: Path) -> None:
+    write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
+    before = _children()
+    gen = scan(
+        [tmp_path / "bulk"],
+        use_cache=False,
+        workers=2,
+        batch_interval=0.01,
+        chunk=16,
+        inline_limit=0,
+    )
+    for event in gen:
+        if isinstance(event, ScanBatch) and event.progress.files_parsed > 0:
+            break
+    gen.close()
+    assert _children() - before == set()
+
+
+async def test_async_scan_keeps_the_event_loop_responsive(tmp_path: Path) -> None:
+    write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
+    worst = 0.0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not stop:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            worst = max(worst, time.perf_counter() - t - 0.005)
+
+    tick = asyncio.create_task(ticker())
+    summary = None
+    async for event in scan_async([tmp_path / "bulk"], use_cache=False, workers=2):
+        if isinstance(event, ScanSummary):
+            summary = event
+    stop = True
+    await tick
+    assert summary is not None and summary.progress.files_dicom == 2000
+    assert worst < 0.1, f"event loop blocked for {worst:.3f} s"
+
+
+async def test_async_scan_cancelled_by_breaking_out(tmp_path: Path) -> None:
+    write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
+    before = _children()
+    agen = scan_async(
+        [tmp_path / "bulk"],
+        use_cache=False,
+        workers=2,
+        batch_interval=0.01,
+        chunk=16,
+        inline_limit=0,
+    )
+    async for event in agen:
+        if isinstance(event, ScanBatch) and event.progress.files_parsed:
+            break
+    await agen.aclose()
+    assert _children() - before == set()
+
+
+def test_scan_thread_delivers_events_and_cancels(tmp_path: Path, dicom_tree: SmallTree) -> None:
+    events: list[object] = []
+    t = ScanThread([dicom_tree.root], events.append, use_cache=False).start()
+    assert t.join(timeout=30)
+    assert t.error is None and t.summary is not None
+    assert isinstance(events[-1], ScanSummary)
+    assert len(t.summary.sessions) == 3
+
+
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_mixed_studies_in_one_folder(
+    tmp_path: Path, dicom_factory: DicomFactory, layout: str
+) -> None:
+    for pid in ("A", "B", "C"):
+        dicom_factory(
+            tmp_path / "one",
+            patient_id=pid,
+            layout=layout,
+            series=[SeriesSpec("MR", 1, f"T1_{pid}", 2)],
+        )
+    summary = scan_all([tmp_path / "one"], use_cache=False)
+    assert [(s.patient_id, s.file_count) for s in summary.sessions] == [
+        ("A", 2),
+        ("B", 2),
+        ("C", 2),
+    ]
