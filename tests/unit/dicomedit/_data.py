@@ -50,6 +50,15 @@ def run(body: str, ds: Dataset | None = None, version: str = "6.1", **variables:
     return ds
 
 
+def with_meta(ds: Dataset) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    return ds
+
+
 def write_file(path: Path, ds: Dataset | None = None, *, pixels: bool = True) -> Path:
     """A Part 10 file of the vector dataset (tiny pixel data)."""
     ds = ds if ds is not None else vector_dataset()

@@ -149,3 +149,23 @@ def test_fast_encode_matches_dcmwrite(tmp_path, variant: str) -> None:
     dcmwrite(expected, ds, enforce_file_format=False)
     assert encode(ds) == expected.getvalue()
     assert dcmread(io.BytesIO(encode(ds)), force=True).PatientName == "DOE^JANE"
+
+
+def test_file_meta_values_can_be_read(tmp_path) -> None:
+    path = write_file(tmp_path / "a.dcm")
+    script = Script.parse('version "6.1"\n(0008,1030) := (0002,0010)\n')
+    out = dcmread(io.BytesIO(Anonymizer([script], VARS).anonymize_file(path)))
+    assert out.StudyDescription == "1.2.840.10008.1.2.1"
+
+
+def test_server_scripts_skip_disabled_and_empty() -> None:
+    from xnat_tui.dicom.dicomedit import server_scripts
+
+    scripts = server_scripts(
+        [
+            ("site", 'version "6.1"\n(0010,0010) := subject\n', True),
+            ("project P", 'version "6.1"\n(0010,0020) := session\n', False),
+            ("project Q", "  \n", True),
+        ]
+    )
+    assert [s.name for s in scripts] == ["site"]

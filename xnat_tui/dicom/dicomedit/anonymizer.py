@@ -20,7 +20,7 @@ from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from .errors import ScriptError
+from .errors import AnonymizationError, ScriptError
 from .evaluator import Run
 from .script import CodeItem, Script
 
@@ -96,7 +96,13 @@ class Anonymizer:
         self, ds: Dataset, variables: Mapping[str, str] | None = None
     ) -> bytes:
         self.apply(ds, variables)
-        return encode(ds)
+        try:
+            return encode(ds)
+        except Exception as exc:  # a value the scripts set that pydicom cannot write
+            raise AnonymizationError(
+                f"cannot encode the anonymized file: {type(exc).__name__}: {exc}",
+                script=self.scripts[-1].name if self.scripts else "",
+            ) from exc
 
     def anonymize_bytes(self, data: bytes, variables: Mapping[str, str] | None = None) -> bytes:
         ds = dcmread(io.BytesIO(data), force=True)

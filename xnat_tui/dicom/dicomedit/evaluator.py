@@ -169,6 +169,13 @@ class Run:
         if isinstance(value, Str | Num):
             return value.value
         if isinstance(value, PathValue):
+            exact = value.path.final.exact
+            if not value.path.steps and exact is not None and exact >> 16 == 0x0002:
+                # File meta elements live outside the dataset in pydicom.
+                meta = getattr(self.ds, "file_meta", None)
+                if meta is None or exact not in meta._dict:
+                    return None
+                return element_string(meta[exact])
             matches = tagpaths.find(self.ds, value.path)
             if not matches:
                 return None

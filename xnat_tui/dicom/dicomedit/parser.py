@@ -112,7 +112,7 @@ class _Parser:
     def version_statement(self) -> Version:
         tok = self.advance()
         value = self.expect("STRING", 'a version string such as "6.1"')
-        raw_line = self.lines[tok.line - 1].strip() if tok.line <= len(self.lines) else ""
+        raw_line = self.lines[tok.line - 1] if tok.line <= len(self.lines) else ""
         if not _VERSION_LINE_RE.fullmatch(raw_line):
             raise self.error('the version line must be exactly version "6.x" on its own line', tok)
         if value.value not in SUPPORTED_VERSIONS:
