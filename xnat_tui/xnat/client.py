@@ -114,6 +114,12 @@ class XnatClient(XnatTransport):
             raise ProtocolError(f"Unexpected reply for project {project_id}.") from None
         row = {str(k): "" if v is None else str(v) for k, v in fields.items()}
         row.setdefault("URI", f"/data/projects/{project_id}")
+        # The PI is a child item in ItemJSON, not a data field.
+        for child in item.get("children", []) if isinstance(item, dict) else []:
+            if isinstance(child, dict) and child.get("field") == "PI" and child.get("items"):
+                pi = child["items"][0].get("data_fields", {})
+                row.setdefault("pi_firstname", str(pi.get("firstname", "")))
+                row.setdefault("pi_lastname", str(pi.get("lastname", "")))
         return tables.project(row)
 
     async def prearchive_code(self, project_id: str) -> int:

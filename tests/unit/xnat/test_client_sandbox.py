@@ -111,6 +111,8 @@ async def test_project_settings_bundle(sandbox: SandboxServer) -> None:
         assert study_b.series_decision("T1_MPRAGE").kept
         assert study_b.project_anon is not None and study_b.project_anon.enabled
         assert "version" in study_b.project_anon.contents
+        details = await admin.project("PILOT")
+        assert (details.name, details.pi_lastname) == ("Pilot study", "Anderson")
         pilot = await admin.project_settings("PILOT")
         assert pilot.prearchive_code == 0 and pilot.allow_create_subject
         assert pilot.filters == ()
