@@ -293,3 +293,19 @@ async def test_alias_token_logs_in_as_its_owner(sandbox: SandboxServer) -> None:
     with pytest.raises(AuthenticationError, match="alias token"):
         async with XnatClient(Credentials(sandbox.url, token.alias, token.secret)):
             pass
+
+
+async def test_filter_evaluator_agrees_with_the_server(
+    sandbox: SandboxServer, dicom_factory: DicomFactory, tmp_path: Path
+) -> None:
+    localizer = dicom_factory(
+        tmp_path / "loc", patient_id="SB_009", series=[SeriesSpec("CT", 1, "Scout 2-plane", 2)]
+    )
+    async with _client(sandbox, "admin") as admin:
+        settings = await admin.project_settings("STUDY_B")
+        assert not settings.series_decision("Scout 2-plane").kept
+        result = await admin.import_zip(
+            _zip(localizer), project="STUDY_B", subject="SB_009", session="SB_009_CT1"
+        )
+    # Everything was filtered: 200 with an empty body, no session created.
+    assert result.uris == () and result.status == 200
