@@ -24,6 +24,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
 
 from xnat_tui.config import Config, ConfigError, ServerProfile, config_path, load, state_dir
 
@@ -116,7 +117,7 @@ def resolve_credentials(
             f"{config.path or config_path()}.",
         )
     server = normalise_server(raw_server)
-    host = server.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    host = urlsplit(server).hostname or ""
 
     user = getattr(args, "user", None) or (profile.user if profile else "") or ""
     env_user = env.get("XNAT_USER", "")
