@@ -169,3 +169,12 @@ def test_server_scripts_skip_disabled_and_empty() -> None:
         ]
     )
     assert [s.name for s in scripts] == ["site"]
+
+
+def test_file_transform_hook_for_the_packer(tmp_path) -> None:
+    path = write_file(tmp_path / "a.dcm")
+    anon = Anonymizer([Script.parse(HASHING, "site")], {"project": "P"})
+    hook = pickle.loads(pickle.dumps(anon.file_transform({"subject": "S", "session": "E"})))
+    data = hook(path, path.read_bytes())
+    assert data == anon.anonymize_file(path, {"subject": "S", "session": "E"})
+    assert dcmread(io.BytesIO(data)).PatientName == "S"

@@ -108,10 +108,25 @@ class Anonymizer:
         ds = dcmread(io.BytesIO(data), force=True)
         return self.anonymize_dataset_bytes(ds, variables)
 
+    def file_transform(self, variables: Mapping[str, str] | None = None) -> FileTransform:
+        """The packer's hook ``(path, original bytes) -> bytes`` for one session's variables."""
+        return FileTransform(self, dict(variables or {}))
+
     def anonymize_file(self, path: str | Path, variables: Mapping[str, str] | None = None) -> bytes:
         """Read ``path`` (never modified), anonymize in memory, return the encoded file."""
         ds = dcmread(path, force=True)
         return self.anonymize_dataset_bytes(ds, variables)
+
+
+class FileTransform:
+    """Picklable ``(path, data) -> bytes``: anonymizes the bytes already read by the packer."""
+
+    def __init__(self, anonymizer: Anonymizer, variables: dict[str, str]) -> None:
+        self.anonymizer = anonymizer
+        self.variables = variables
+
+    def __call__(self, path: Path, data: bytes) -> bytes:
+        return self.anonymizer.anonymize_bytes(data, self.variables)
 
 
 def encode(ds: Dataset) -> bytes:
