@@ -15,14 +15,20 @@ CONFLICT row; anything else leaves an ERROR row).
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer, ScriptError, server_scripts
+from xnat_tui.sandbox.config_routes import config_contents
 from xnat_tui.sandbox.prearchive_store import PrearcFile, PrearchiveStore, PrearcSession
 from xnat_tui.sandbox.store import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 SESSION_TYPES = {
     "MR": "xnat:mrSessionData",
@@ -120,6 +126,21 @@ def scans_of(files: list[PrearcFile]) -> list[ScanSummary]:
     return sorted(by_scan.values(), key=lambda s: (0, int(s.scan)) if s.scan.isdigit() else (1, 0))
 
 
+def anonymizer_for(store: Store, project: str | None) -> Anonymizer | None:
+    """The enabled site (project=None) or project anon script, ready to run."""
+    path = "script" if project is None else f"projects/{project}"
+    contents = config_contents(store, "anon", path, project)
+    if not contents:
+        return None
+    name = "site" if project is None else f"project {project}"
+    try:
+        scripts = server_scripts([(name, contents, True)])
+    except ScriptError as exc:
+        log.warning("ignoring the %s anon script: %s", name, exc)
+        return None
+    return Anonymizer(scripts, {"project": project or ""}) if scripts else None
+
+
 def archive_uri(project: str, subject: str, label: str) -> str:
     return f"/archive/projects/{project}/subjects/{subject}/experiments/{label}"
 
@@ -164,6 +185,8 @@ def _archive(store: Store, pre: PrearchiveStore, s: PrearcSession, opts: Archive
     subject_row = store.find_subject_ci(project, subject_label)
     if existing is not None:
         _check_merge(store, existing, subject_row, s, scans, xsi_type, opts, label)
+    if not s.prevent_anon:
+        _project_anon(store, pre, s, files, project, subject_label, label)
     with store.lock:
         if subject_row is None:
             subject_id = store.create_subject(project, subject_label, opts.user)
@@ -194,6 +217,38 @@ def _archive(store: Store, pre: PrearchiveStore, s: PrearcSession, opts: Archive
         for scan in scans:
             _archive_scan(store, pre, s, experiment_id, session_root, scan, opts)
     return archive_uri(project, subject_name, label)
+
+
+def _project_anon(
+    store: Store,
+    pre: PrearchiveStore,
+    s: PrearcSession,
+    files: list[PrearcFile],
+    project: str,
+    subject: str,
+    label: str,
+) -> None:
+    """Apply the project anon script to every file, all or nothing."""
+    anon = anonymizer_for(store, project)
+    if anon is None:
+        return
+    variables = {"project": project, "subject": subject, "session": label}
+    done: list[tuple[PrearcFile, str]] = []
+    try:
+        for f in files:
+            path = pre.file_path(s, f)
+            data = anon.anonymize_file(path, variables)
+            tmp = str(path) + ".anon"
+            with open(tmp, "wb") as out:
+                out.write(data)
+            done.append((f, tmp))
+            f.size, f.md5 = len(data), hashlib.md5(data).hexdigest()
+    except AnonymizationError as exc:
+        for _, tmp in done:
+            os.unlink(tmp)
+        raise ArchiveError(500, f"Project anonymization failed: {exc}") from exc
+    for f, tmp in done:
+        os.replace(tmp, pre.file_path(s, f))
 
 
 def _check_merge(

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiofiles
 from aiohttp import web
 
-from xnat_tui.sandbox.archiver import ArchiveError, ArchiveOptions, archive
+from xnat_tui.sandbox.archiver import ArchiveError, ArchiveOptions, anonymizer_for, archive
 from xnat_tui.sandbox.autobuild import build
 from xnat_tui.sandbox.errors import xnat_error
 from xnat_tui.sandbox.filters import FilterConfigError, SeriesFilter, parse_filter
@@ -184,7 +184,7 @@ def import_context(store: Store, user: User) -> ImportContext:
     for pid in readable:
         for alias in store.project_aliases(pid):
             aliases[alias] = pid
-    return ImportContext(readable, aliases, _filter(store, None))
+    return ImportContext(readable, aliases, _filter(store, None), anonymizer_for(store, None))
 
 
 def _filter(store: Store, project: str | None) -> SeriesFilter | None:

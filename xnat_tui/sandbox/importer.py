@@ -30,6 +30,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer
 from xnat_tui.sandbox.filters import SeriesFilter
 from xnat_tui.sandbox.prearchive_store import (
     CODE_NAMES,
@@ -74,6 +75,7 @@ class ImportContext:
     readable: dict[str, ProjectView]  # id → project the user may read
     aliases: dict[str, str] = field(default_factory=dict)  # alias → id (readable only)
     site_filter: SeriesFilter | None = None
+    site_anon: Anonymizer | None = None  # the enabled site-wide anon script
 
     def lookup(self, id_or_alias: str | None) -> ProjectView | None:
         if not id_or_alias:
@@ -412,6 +414,22 @@ class Extractor:
         base = os.path.basename(name.replace("\\", "/"))
         clean = _FILE_BAD.sub("_", base).lstrip(".")
         file_name = generated_name(ds, scan) if opts.rename or not clean else clean
+        study_uid = text(ds, 0x0020000D) or ""
+        scan_date = _dicom_date(text(ds, 0x00080020))
+        scan_time = _dicom_time(text(ds, 0x00080030))
+        dicom_aa = dicom_auto_archive(ds)
+        if ctx.site_anon is not None and not opts.prevent_anon:
+            # XNAT files the instance under its received identity, then applies the site
+            # script to the stored file; the file record reflects what is on disk.
+            variables = {
+                "project": view.id if view else "",
+                "subject": subject,
+                "session": opts.folder or label,
+            }
+            size, md5, ds = self._anonymize(name, staged, ctx.site_anon, variables)
+            sop_class = text(ds, 0x00080016) or sop_class
+            sop_instance = text(ds, 0x00080018) or sop_instance
+            series_uid = text(ds, 0x0020000E) or series_uid
         self.result.instances.append(
             Instance(
                 entry_name=name,
@@ -423,7 +441,7 @@ class Extractor:
                 subject=subject,
                 label=label,
                 folder=opts.folder or label,
-                study_uid=text(ds, 0x0020000D) or "",
+                study_uid=study_uid,
                 series_uid=series_uid,
                 series_number=series_number,
                 scan=scan,
@@ -433,12 +451,24 @@ class Extractor:
                 sop_instance_uid=sop_instance,
                 patient_id=text(ds, 0x00100020) or "",
                 patient_name=text(ds, 0x00100010) or "",
-                scan_date=_dicom_date(text(ds, 0x00080020)),
-                scan_time=_dicom_time(text(ds, 0x00080030)),
-                dicom_aa=dicom_auto_archive(ds),
+                scan_date=scan_date,
+                scan_time=scan_time,
+                dicom_aa=dicom_aa,
                 file_name=file_name,
             )
         )
+
+    @staticmethod
+    def _anonymize(
+        name: str, staged: Path, anon: Anonymizer, variables: dict[str, str]
+    ) -> tuple[int, str, Dataset]:
+        try:
+            data = anon.anonymize_file(staged, variables)
+        except AnonymizationError as exc:
+            # GradualDicomImporter.handleAnonymizationError: a server error, not ignorable.
+            raise ImportError_(500, str(exc), ignorable=False) from exc
+        staged.write_bytes(data)
+        return len(data), hashlib.md5(data).hexdigest(), read_header(staged)
 
 
 def extract(
