@@ -434,3 +434,34 @@ async def test_through_the_real_app_against_the_sandbox(sandbox: Any, tmp_path: 
         await until(pilot, lambda: not any(r.label == "PIL_900_MR1" for r in screen.rows.values()))
         await pilot.press("escape")
         assert not isinstance(app.screen, PrearchiveScreen)
+
+
+class ClientApp(App[None]):
+    """Minimal host with a real client, as the App provides it."""
+
+    config: Any = None
+
+    def __init__(self, client: Any, project: str | None = None) -> None:
+        super().__init__()
+        self.client = client
+        self.project = project
+
+    def on_mount(self) -> None:
+        self.push_screen(PrearchiveScreen(project=self.project, refresh_interval=0))
+
+
+async def test_collaborator_sees_why_the_prearchive_is_closed_to_him(sandbox: Any) -> None:
+    from tests.ui.fakes import until
+    from xnat_tui.xnat.client import XnatClient
+    from xnat_tui.xnat.credentials import Credentials
+
+    async with XnatClient(Credentials(sandbox.url, "bob", "bob")) as client:
+        app = ClientApp(client, project="PILOT")
+        async with app.run_test(size=(160, 40)) as pilot:
+            screen = screen_of(app)
+            await until(pilot, lambda: bool(screen.last_error))
+            status = screen.query_one("#prearchive-status", Static)
+            text = str(status.render())
+            assert "bob lacks access to the prearchive of project PILOT" in text
+            assert status.has_class("-error")
+            assert screen.check_action("archive", ()) is None  # nothing to act on

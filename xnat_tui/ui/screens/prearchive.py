@@ -63,18 +63,25 @@ class PrearchiveScreen(Screen[None]):
     """
 
     BINDINGS = [
-        Binding("escape", "back", "Back", id="prearchive.back"),
-        Binding("r", "refresh", "Refresh", id="prearchive.refresh"),
         Binding("space", "toggle_select", "Select", id="prearchive.select"),
-        Binding("A", "select_all", "All/none", id="prearchive.select_all"),
         Binding("a", "archive", "Archive/route", id="prearchive.archive"),
         Binding("l", "relabel", "Relabel", id="prearchive.relabel"),
         Binding("m", "move", "Move", id="prearchive.move"),
         Binding("b", "rebuild", "Rebuild", id="prearchive.rebuild"),
         Binding("d", "delete", "Delete", id="prearchive.delete"),
-        Binding("s", "cycle_sort", "Sort", id="prearchive.sort"),
-        Binding("S", "reverse_sort", "Reverse", show=False, id="prearchive.sort_reverse"),
         Binding("slash", "focus_search", "Filter", id="prearchive.filter"),
+        Binding("r", "refresh", "Refresh", id="prearchive.refresh"),
+        Binding("escape", "back", "Back", id="prearchive.back"),
+        Binding(
+            "A",
+            "select_all",
+            "Select all/none",
+            show=False,
+            tooltip="Select every row shown, or clear the selection",
+            id="prearchive.select_all",
+        ),
+        Binding("s", "cycle_sort", "Sort", show=False, id="prearchive.sort"),
+        Binding("S", "reverse_sort", "Reverse sort", show=False, id="prearchive.sort_reverse"),
     ]
 
     def __init__(
@@ -575,6 +582,14 @@ class PrearchiveScreen(Screen[None]):
         if self.focused is not None and self.focused is not table:
             # First escape leaves the filter bar; the next one leaves the screen.
             table.focus()
+            return
+        if self.in_flight:
+            # The action workers belong to this screen: leaving would cancel them midway.
+            self.notify(
+                f"{len(self.in_flight)} session(s) are still being processed; wait for the "
+                "results before leaving.",
+                severity="warning",
+            )
             return
         self.app.pop_screen()
 
