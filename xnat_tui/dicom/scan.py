@@ -182,23 +182,23 @@ class _Scanner:
     def listing(self, d: DirListing) -> list[Item]:
         """Answer what the cache knows; return the files that must be read."""
         self.files_seen += len(d.files)
+        prefix = os.path.join(d.path, "")
         if self.cache is None:
-            return [(os.path.join(d.path, name), size, mtime) for name, size, mtime in d.files]
+            return [(prefix + name, size, mtime) for name, size, mtime in d.files]
         known = self.cache.lookup(d.path)
         entries = known.entries
         misses: list[Item] = []
         hits: dict[str, Any] = {}
         rows: list[Row] = []
-        join = os.path.join
         for name, size, mtime_ns in d.files:
             hit = entries.get(name)
             if hit is not None and hit[0] == size and hit[1] == mtime_ns:
                 hits[name] = hit
                 rows.append(
-                    (join(d.path, name), size, mtime_ns, hit[2], hit[3], hit[4], hit[5], hit[6], 0)
+                    (prefix + name, size, mtime_ns, hit[2], hit[3], hit[4], hit[5], hit[6], 0)
                 )
             else:
-                misses.append((join(d.path, name), size, mtime_ns))
+                misses.append((prefix + name, size, mtime_ns))
         if rows:
             self.add(known.contexts, rows, cached=True)
         records = DirRecords(known.contexts, hits)

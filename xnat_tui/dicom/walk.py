@@ -15,6 +15,7 @@ import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from xnat_tui.dicom.model import Problem, ProblemKind
 
@@ -120,11 +121,12 @@ def walk(
                 continue
             seen_dirs.add(key)
             listing = DirListing(path)
+            append = listing.files.append
             already = set(f[0] for f in loose[path].files) if path in loose else set()
             subdirs: list[str] = []
             try:
                 with os.scandir(path) as it:
-                    entries = sorted(it, key=lambda e: e.name)
+                    entries = list(it)  # file order is irrelevant; subfolders are sorted
             except PermissionError:
                 yield _problem(
                     path, ProblemKind.UNREADABLE, "cannot list folder: permission denied"
@@ -164,9 +166,12 @@ def walk(
                         entry.path, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}"
                     )
                     continue
-                if not stat.S_ISREG(est.st_mode):
+                if not S_ISREG(est.st_mode):
                     continue  # sockets, FIFOs, devices: never DICOM, never opened
-                if entry.name not in already and file_once(est, linked):
-                    listing.files.append((entry.name, est.st_size, est.st_mtime_ns))
+                if (linked or est.st_nlink > 1) and not file_once(est, linked):
+                    continue
+                if not already or entry.name not in already:
+                    append((entry.name, est.st_size, est.st_mtime_ns))
             yield listing
-            todo.extend(reversed(subdirs))
+            subdirs.sort(reverse=True)
+            todo.extend(subdirs)
