@@ -51,6 +51,8 @@ _ACTIONS = {
 class PrearchiveScreen(Screen[None]):
     """``ops`` defaults to one built over ``app.client``; ``project`` narrows the listing."""
 
+    HELP_GROUP = "Prearchive"
+
     DEFAULT_CSS = """
     PrearchiveScreen { layout: vertical; }
     PrearchiveScreen #prearchive-bar { height: auto; }
@@ -63,15 +65,69 @@ class PrearchiveScreen(Screen[None]):
     """
 
     BINDINGS = [
-        Binding("space", "toggle_select", "Select", id="prearchive.select"),
-        Binding("a", "archive", "Archive/route", id="prearchive.archive"),
-        Binding("l", "relabel", "Relabel", id="prearchive.relabel"),
-        Binding("m", "move", "Move", id="prearchive.move"),
-        Binding("b", "rebuild", "Rebuild", id="prearchive.rebuild"),
-        Binding("d", "delete", "Delete", id="prearchive.delete"),
-        Binding("slash", "focus_search", "Filter", id="prearchive.filter"),
-        Binding("r", "refresh", "Refresh", id="prearchive.refresh"),
-        Binding("escape", "back", "Back", id="prearchive.back"),
+        Binding(
+            "space",
+            "toggle_select",
+            "Select",
+            tooltip="Select or unselect the highlighted session",
+            id="prearchive.select",
+        ),
+        Binding(
+            "a",
+            "archive",
+            "Archive/route",
+            tooltip="Archive the selected sessions; Unassigned ones are routed to a project first",
+            id="prearchive.archive",
+        ),
+        Binding(
+            "l",
+            "relabel",
+            "Relabel",
+            tooltip="Resolve a conflict: archive the highlighted session under another label",
+            id="prearchive.relabel",
+        ),
+        Binding(
+            "m",
+            "move",
+            "Move",
+            tooltip="Move the selected sessions to another project's prearchive",
+            id="prearchive.move",
+        ),
+        Binding(
+            "b",
+            "rebuild",
+            "Rebuild",
+            tooltip="Rebuild the session documents (after RECEIVING or ERROR)",
+            id="prearchive.rebuild",
+        ),
+        Binding(
+            "d",
+            "delete",
+            "Delete",
+            tooltip="Delete the selected sessions (asks first, listing them)",
+            id="prearchive.delete",
+        ),
+        Binding(
+            "slash",
+            "focus_search",
+            "Filter",
+            tooltip="Filter the table by any text",
+            id="prearchive.filter",
+        ),
+        Binding(
+            "r",
+            "refresh",
+            "Refresh",
+            tooltip="Reload the prearchive now (it also refreshes every few seconds)",
+            id="prearchive.refresh",
+        ),
+        Binding(
+            "escape",
+            "back",
+            "Back",
+            tooltip="Leave the filter bar, then go back to the main screen",
+            id="prearchive.back",
+        ),
         Binding(
             "A",
             "select_all",
@@ -80,8 +136,22 @@ class PrearchiveScreen(Screen[None]):
             tooltip="Select every row shown, or clear the selection",
             id="prearchive.select_all",
         ),
-        Binding("s", "cycle_sort", "Sort", show=False, id="prearchive.sort"),
-        Binding("S", "reverse_sort", "Reverse sort", show=False, id="prearchive.sort_reverse"),
+        Binding(
+            "s",
+            "cycle_sort",
+            "Sort",
+            tooltip="Sort by the next column",
+            show=False,
+            id="prearchive.sort",
+        ),
+        Binding(
+            "S",
+            "reverse_sort",
+            "Reverse sort",
+            tooltip="Reverse the sort order",
+            show=False,
+            id="prearchive.sort_reverse",
+        ),
     ]
 
     def __init__(

@@ -51,6 +51,8 @@ class ArchiveDecision:
 class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
     """``mode`` is "archive", "route" (Unassigned entries) or "relabel" (resolve a conflict)."""
 
+    HELP_GROUP = "Archive dialog"
+
     DEFAULT_CSS = """
     ArchiveDialog { align: center middle; }
     ArchiveDialog > #archive-box {

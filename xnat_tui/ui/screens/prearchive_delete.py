@@ -14,6 +14,8 @@ from textual.widgets import Button, Static
 
 
 class DeleteDialog(ModalScreen[bool]):
+    HELP_GROUP = "Delete dialog"
+
     DEFAULT_CSS = """
     DeleteDialog { align: center middle; }
     DeleteDialog > #delete-box {

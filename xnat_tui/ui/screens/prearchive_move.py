@@ -16,6 +16,8 @@ from xnat_tui.transfer.triage import PrearchiveRow
 
 
 class MoveDialog(ModalScreen[str | None]):
+    HELP_GROUP = "Move dialog"
+
     DEFAULT_CSS = """
     MoveDialog { align: center middle; }
     MoveDialog > #move-box {

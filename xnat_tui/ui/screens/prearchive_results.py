@@ -24,6 +24,8 @@ def result_lines(results: Sequence[ActionResult]) -> list[str]:
 
 
 class ResultsDialog(ModalScreen[None]):
+    HELP_GROUP = "Results"
+
     DEFAULT_CSS = """
     ResultsDialog { align: center middle; }
     ResultsDialog > #results-box {
