@@ -9,7 +9,7 @@ import pickle
 import pytest
 from pydicom import dcmread
 
-from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer, Script
+from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer, Script, ScriptError
 
 from ._data import VARS, run, vector_dataset, write_file
 
@@ -86,9 +86,17 @@ def test_errors_name_script_and_line_and_pickle() -> None:
     assert str(again) == str(err.value)
 
 
-def test_value_path_matching_several_elements_is_an_error() -> None:
-    with pytest.raises(AnonymizationError, match="multiple tags"):
-        run("(0008,1030) := */(0008,1155)")
+def test_value_path_with_wildcards_is_rejected_up_front() -> None:
+    for path in ("*/(0008,1155)", "(0008,1140)[%]/(0008,1155)", "(0010,001X)"):
+        with pytest.raises(ScriptError, match="multiple tags") as err:
+            Script.parse(f'version "6.1"\n(0008,1030) := hashUID[{path}]\n')
+        assert (err.value.line, err.value.column) == (2, 24)
+
+
+def test_null_regex_fails_the_file_and_null_subject_never_matches() -> None:
+    with pytest.raises(AnonymizationError, match="regular expression"):
+        run('(0008,1030) ~ (0008,9999) ? (0008,1030) := "x"')
+    assert run('(0008,9999) !~ (0008,8888) ? (0008,1030) := "x"').StudyDescription == "x"
 
 
 def test_nested_value_and_nested_assignment() -> None:
@@ -178,3 +186,22 @@ def test_file_transform_hook_for_the_packer(tmp_path) -> None:
     data = hook(path, path.read_bytes())
     assert data == anon.anonymize_file(path, {"subject": "S", "session": "E"})
     assert dcmread(io.BytesIO(data)).PatientName == "S"
+
+
+def test_match_finds_a_group_anywhere_and_null_arguments_fail() -> None:
+    ds = run('(0008,1030) := match[(0008,103E), "mpr_(\\\\d)", 1]')
+    assert ds.StudyDescription == "1"  # Matcher.find(), not a full match
+    assert run('(0008,1030) := match[(0008,103E), "zzz(.)", 1]').StudyDescription == ""
+    for body in (
+        '(0008,1030) := concatenate["a", (0008,9999)]',
+        '(0008,1030) := replace[(0008,1030), "A", (0008,9999)]',
+        '(0008,1030) := match[(0008,9999), "(.)", 1]',
+    ):
+        with pytest.raises(AnonymizationError, match="Error evaluating"):
+            run(body)
+
+
+def test_described_but_unset_variable_reads_as_null_like_dicomedit() -> None:
+    ds = run('describe visit "Visit"\n(0010,0020) := format["{0}_{1}", session, visit]')
+    assert ds.PatientID == "SUBJ01_MR1_null"
+    assert run('describe visit "Visit"\n(0010,0020) := visit', visit="v3").PatientID == "v3"

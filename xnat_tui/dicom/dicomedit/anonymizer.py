@@ -66,7 +66,11 @@ class Anonymizer:
         """Anonymize ``ds`` in place, or raise AnonymizationError naming script and line."""
         if not self.scripts:
             return
-        values: dict[str, str | None] = dict(self.variables)
+        values: dict[str, str | None] = {}
+        for script in self.scripts:
+            # DicomEdit registers described variables up front: unset, they read as null.
+            values.update(dict.fromkeys(script.descriptions))
+        values.update(self.variables)
         if variables:
             values.update(variables)
         # Seed of newUID[]: the file's own identity, so outputs are reproducible.

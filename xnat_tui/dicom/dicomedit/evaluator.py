@@ -158,11 +158,11 @@ class Run:
             return left is not None and right is not None and left == right
         if cond.op == "!=":
             return not (left is not None and right is not None and left == right)
-        matched = (
-            left is not None
-            and right is not None
-            and compiled_regex(right).fullmatch(left) is not None
-        )
+        if left is None:  # DicomEdit: null never matches (and the regex is not evaluated)
+            return cond.op == "!~"
+        if right is None:
+            raise _Failure(f"the regular expression of '{cond.op}' is null")
+        matched = compiled_regex(right).fullmatch(left) is not None
         return matched if cond.op == "~" else not matched
 
     def value(self, value: Value) -> str | None:

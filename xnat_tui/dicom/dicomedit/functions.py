@@ -14,7 +14,7 @@ from functools import lru_cache
 
 # name -> (min args, max args; -1 = unbounded)
 ARITY: dict[str, tuple[int, int]] = {
-    "hashUID": (1, 1),
+    "hashUID": (1, 2),  # the optional second argument (algorithm name) is ignored, as in DE6
     "uppercase": (1, 1),
     "lowercase": (1, 1),
     "substring": (2, 3),
@@ -169,12 +169,11 @@ def _substring(args: Sequence[str | None]) -> str | None:
 
 
 def _match(args: Sequence[str | None]) -> str | None:
-    text = args[0]
-    if text is None:
-        return None
+    # DicomEdit's MatchFunction: Matcher.find() (not a full match), then group(index).
+    text = _need("match", args[0])
     regex = compiled_regex(_need("match", args[1]))
     group = _int_arg("match", args[2])
-    m = regex.fullmatch(text)
+    m = regex.search(text)
     if m is None:
         return None
     if group < 0 or group > (regex.groups or 0):
@@ -183,7 +182,7 @@ def _match(args: Sequence[str | None]) -> str | None:
 
 
 def _replace(args: Sequence[str | None]) -> str | None:
-    return _need("replace", args[0]).replace(_need("replace", args[1]), args[2] or "")
+    return _need("replace", args[0]).replace(_need("replace", args[1]), _need("replace", args[2]))
 
 
 PURE_FUNCTIONS: dict[str, Callable[[Sequence[str | None]], str | None]] = {
@@ -193,7 +192,8 @@ PURE_FUNCTIONS: dict[str, Callable[[Sequence[str | None]], str | None]] = {
     "substring": _substring,
     "replace": _replace,
     "format": lambda a: java_format(_need("format", a[0]), a[1:]),
-    "concatenate": lambda a: "".join("null" if v is None else v for v in a),
+    # Guava's Joiner, as DicomEdit uses it, throws on a null part.
+    "concatenate": lambda a: "".join(_need("concatenate", v) for v in a),
     "match": _match,
 }
 

@@ -339,7 +339,15 @@ class _Parser:
             self.advance()
             return Num(tok.value)
         if tok.kind in _PATH_START:
-            return PathValue(self.tag_path())
+            path = self.tag_path()
+            if not path.singular:
+                # DicomEdit refuses such a term on every file; refuse the script up front.
+                raise self.error(
+                    f"Path matching multiple tags not allowed as term: {path.text} (a value "
+                    "path needs no wildcards and an item index [n] on every sequence level)",
+                    tok,
+                )
+            return PathValue(path)
         if tok.kind == "ID":
             if self.peek().kind == "LBRACK":
                 return self.call()
