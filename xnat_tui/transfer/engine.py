@@ -301,6 +301,14 @@ class TransferEngine:
         self._wake.set()
         return done
 
+    def adopt(self, job_id: str) -> bool:
+        """Take over one unfinished job from the journal (False if another process runs it)."""
+        if job_id in self._runs:
+            return True
+        ok = self._adopt(job_id)
+        self._wake.set()
+        return ok
+
     def snapshot(self) -> list[JobProgress]:
         """Progress of every job this engine holds (for a first render)."""
         return [self._progress(run) for run in self._runs.values()]
@@ -596,7 +604,11 @@ class TransferEngine:
         s.state = SeriesState.SENDING
         self._series_event(run, s, f"attempt {s.attempts}")
         files = self.journal.files(job.id, s.uid)
-        transform = self.transform_for(job) if self.transform_for else None
+        try:
+            transform = self.transform_for(job) if self.transform_for else None
+        except Exception as exc:
+            self._send_failed(run, s, exc)
+            return
         packers: list[SeriesPacker] = []
 
         def body() -> AsyncIterator[bytes]:
@@ -610,7 +622,8 @@ class TransferEngine:
 
         body_factory = body
         extra: dict[str, str] = {}
-        if job.anonymization not in ("", "none"):
+        if job.anonymization == "xnat":
+            # The server's own scripts were applied here; do not apply them twice.
             extra["prevent_anon"] = "true"
         try:
             uri = await self.server.import_series(

@@ -1,0 +1,286 @@
+"""``xnat-tui transfers list|show|resume|pause|cancel|retry [ID]``: the upload journal.
+
+The journal is shared with the TUI and with other ``xnat-tui upload`` processes.
+``pause``/``cancel`` of a job another process is running are passed to that process
+through the journal (it stops within a second). ``resume`` and ``retry`` need a
+connection: the job's server and user are used unless flags say otherwise.
+Exit codes: 0 done (every resumed job verified), 1 something failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from xnat_tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
+
+if TYPE_CHECKING:
+    from xnat_tui.transfer.journal import JobRecord, Journal
+
+_CONNECTION_DESTS = frozenset({"server", "user", "profile", "password_stdin", "insecure"})
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "transfers",
+        help="list, inspect, resume, pause, cancel or retry uploads (the journal)",
+        description="Manage upload jobs recorded in the transfer journal.",
+        epilog="Exit codes: 0 ok, 1 a job failed or was not found, 2 usage error.",
+    )
+    sub = parser.add_subparsers(dest="transfers_command", metavar="ACTION", required=True)
+    helps = {
+        "list": "list jobs (unfinished first)",
+        "show": "show one job: series, steps, receipt",
+        "resume": "continue unfinished and paused jobs (all, or ID)",
+        "pause": "pause running jobs (all, or ID)",
+        "cancel": "cancel jobs (all unfinished, or ID)",
+        "retry": "send failed jobs again (all, or ID); acknowledged series are not re-sent",
+    }
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument(
+            "id", nargs="?" if name != "show" else None, metavar="ID", help="job id (or prefix)"
+        )
+        if name == "list":
+            p.add_argument("--all", action="store_true", help="include finished jobs")
+        if name in ("cancel", "retry", "resume"):
+            p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        p.add_argument("--json", action="store_true", help="JSON output on stdout")
+        if name in ("resume", "retry"):
+            p.add_argument("--jobs", type=int, metavar="N", help="series sent at once")
+            add_connection_arguments(p)
+            for action in p._actions:
+                if action.dest in _CONNECTION_DESTS:
+                    action.default = argparse.SUPPRESS
+        p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xnat_tui.commands._connect import report_error
+    from xnat_tui.transfer.journal import Journal, JournalError
+
+    journal = Journal()
+    try:
+        command = args.transfers_command
+        if command == "list":
+            return _list(journal, args)
+        if command == "show":
+            return _show(journal, args)
+        if command in ("pause", "cancel"):
+            return _control(journal, args)
+        return asyncio.run(_run_engine(journal, args))
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # typed XNAT errors get their hint printed
+        return report_error(exc)
+    finally:
+        journal.close()
+
+
+def _list(journal: Journal, args: argparse.Namespace) -> int:
+    from xnat_tui.transfer.console import job_dict, job_line
+
+    jobs = journal.jobs()
+    if not args.all:
+        jobs = [j for j in jobs if not j.state.finished]
+    jobs.sort(key=lambda j: (j.state.finished, j.created))
+    if args.json:
+        print(json.dumps([job_dict(j, journal.series(j.id)) for j in jobs], indent=2))
+        return EXIT_OK
+    if not jobs:
+        print("no transfers" + ("" if args.all else " in progress (--all shows finished ones)"))
+        return EXIT_OK
+    for j in jobs:
+        print(job_line(j, journal.series(j.id)))
+    return EXIT_OK
+
+
+def _show(journal: Journal, args: argparse.Namespace) -> int:
+    from xnat_tui.transfer.console import human_bytes, job_dict
+
+    job = journal.resolve(args.id)
+    series = journal.series(job.id)
+    data = job_dict(job, series)
+    holder = journal.holder(job.id)
+    data["running_in"] = holder
+    if args.json:
+        data["steps"] = [
+            {
+                "ts": s.ts,
+                "series": s.series_uid,
+                "step": s.step,
+                "phase": s.phase,
+                "detail": s.detail,
+            }
+            for s in journal.steps(job.id)
+        ]
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    print(f"job        {job.id}  ({job.state.value}{', running in ' + holder if holder else ''})")
+    print(f"target     {job.server} {job.display}  as {job.username}")
+    print(f"study      {job.study_uid}")
+    print(f"source     {job.source_root}")
+    print(f"options    dest={job.destination} overwrite={job.overwrite} anon={job.anonymization}")
+    if job.prearchive_uri:
+        print(f"prearchive {job.prearchive_uri}")
+    if job.result_uri:
+        print(f"result     {job.result_uri} ({'archived' if job.archived else 'prearchive'})")
+    if job.message:
+        print(f"message    {job.message}")
+    if job.receipt:
+        print(f"receipt    {job.receipt}")
+    for s in series:
+        num = s.number if s.number is not None else "?"
+        msg = f"  {s.message}" if s.message else ""
+        print(
+            f"  series {num!s:>4} {s.state.value:<8} {s.file_count:>5} files "
+            f"{human_bytes(s.bytes):>9}  attempts {s.attempts}  {s.description}{msg}"
+        )
+    return EXIT_OK
+
+
+def _targets(journal: Journal, ident: str | None, states: set[str]) -> list[JobRecord]:
+    if ident:
+        return [journal.resolve(ident)]
+    return [j for j in journal.jobs() if j.state.value in states]
+
+
+def _control(journal: Journal, args: argparse.Namespace) -> int:
+    from xnat_tui.transfer.types import JobState
+
+    action = args.transfers_command
+    wanted = {"queued", "sending", "committing", "verifying"}
+    if action == "cancel":
+        wanted.add("paused")
+        wanted.add("failed")
+    jobs = _targets(journal, args.id, wanted)
+    if not jobs:
+        print(f"nothing to {action}", file=sys.stderr)
+        return EXIT_OK
+    if action == "cancel" and not getattr(args, "yes", False):
+        names = ", ".join(f"{j.id} {j.display}" for j in jobs)
+        if not sys.stdin.isatty():
+            print("error: cancel needs --yes when not on a terminal", file=sys.stderr)
+            return EXIT_USAGE
+        answer = input(f"Cancel {names}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            return EXIT_FAILED
+    done: list[dict[str, str]] = []
+    for job in jobs:
+        if job.state.finished and not (action == "cancel" and job.state is JobState.FAILED):
+            done.append({"id": job.id, "result": f"already {job.state.value}"})
+            continue
+        if journal.holder(job.id):
+            journal.request(job.id, action)
+            done.append({"id": job.id, "result": f"{action} requested from the running process"})
+        else:
+            state = JobState.PAUSED if action == "pause" else JobState.CANCELLED
+            journal.set_state(
+                job.id, state, "paused" if action == "pause" else "cancelled by the user"
+            )
+            done.append({"id": job.id, "result": state.value})
+    if args.json:
+        print(json.dumps(done, indent=2))
+    else:
+        for d in done:
+            print(f"{d['id']}  {d['result']}")
+    return EXIT_OK
+
+
+async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
+    from xnat_tui.commands._connect import open_client
+    from xnat_tui.config import load
+    from xnat_tui.transfer import TransferEngine
+    from xnat_tui.transfer.anon import AnonymizerSet
+    from xnat_tui.transfer.console import Reporter, reporter_mode, run_until_done, summary
+    from xnat_tui.transfer.types import JobState
+    from xnat_tui.transfer.xnat_port import XnatPort
+
+    action = args.transfers_command
+    if action == "resume":
+        wanted = {"queued", "sending", "committing", "verifying", "paused"}
+    else:
+        wanted = {"failed"}
+    jobs = _targets(journal, args.id, wanted)
+    if args.id and jobs and jobs[0].state.value not in wanted:
+        print(f"job {jobs[0].id} is {jobs[0].state.value}; nothing to {action}", file=sys.stderr)
+        return EXIT_OK if jobs[0].state is JobState.VERIFIED else EXIT_FAILED
+    if not jobs:
+        if args.json:
+            print(json.dumps({"ok": True, "jobs": []}))
+        else:
+            print(f"nothing to {action}", file=sys.stderr)
+        return EXIT_OK
+    servers = {(j.server, j.username) for j in jobs}
+    if len(servers) > 1 and not getattr(args, "server", None):
+        print(
+            "error: these jobs go to several servers; give an ID or --server",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    server, user = next(iter(servers))
+    if not getattr(args, "server", None):
+        args.server = server
+        if not getattr(args, "user", None):
+            args.user = user
+    config = load()
+    async with open_client(args, config) as client:
+        port = XnatPort(client)
+        jobs = [j for j in jobs if j.server == port.server_url]
+        anons = AnonymizerSet()
+        for j in jobs:
+            await anons.prepare(client, j.project, j.anonymization)
+        engine = TransferEngine(
+            port,
+            journal,
+            concurrency=args.jobs or config.defaults.concurrency,
+            bandwidth_limit_mbps=config.defaults.bandwidth_limit_mbps,
+            transform_for=anons.transform_for,
+        )
+        stream = engine.subscribe()
+        quiet = bool(args.json)
+        if action == "resume":
+            ids = await engine.start(resume=args.id is None)
+            if args.id:
+                job = jobs[0]
+                if job.state is JobState.PAUSED:
+                    ids += engine.resume(job.id)
+                elif job.id not in ids and engine.adopt(job.id):
+                    ids.append(job.id)
+            else:
+                ids += [i for i in engine.resume(None) if i not in ids]
+        else:
+            await engine.start(resume=False)
+            ids = await engine.retry(args.id and jobs[0].id)
+        busy = [j.id for j in jobs if j.id not in ids and journal.holder(j.id)]
+        for jid in busy:
+            if not quiet:
+                print(f"{jid} is being run by another process; left alone", file=sys.stderr)
+        if not ids:
+            await engine.close()
+            if not quiet:
+                print(f"nothing to {action}", file=sys.stderr)
+            return EXIT_OK if not busy else EXIT_FAILED
+        if not quiet:
+            print(f"{action}: {' '.join(ids)}", file=sys.stderr)
+        reporter = Reporter(reporter_mode(quiet))
+        states, interrupted = await run_until_done(engine, ids, reporter, stream)
+        result = summary(journal, ids)
+        result["interrupted"] = interrupted
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            for j in result["jobs"]:
+                extra = f"  {j['message']}" if j["state"] != "verified" and j["message"] else ""
+                print(
+                    f"{j['id']}  {j['state']:<9} {j['project']}/{j['subject']}/{j['session']}"
+                    f"{extra}",
+                    file=sys.stderr,
+                )
+        if interrupted:
+            return 130
+        return EXIT_OK if all(s is JobState.VERIFIED for s in states.values()) else EXIT_FAILED

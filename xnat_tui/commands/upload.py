@@ -1,0 +1,263 @@
+"""``xnat-tui upload PATH... --project P``: scan, plan, send, commit and verify.
+
+The same engine as the TUI, sharing its journal: an upload interrupted by Ctrl-C, a
+lost SSH connection or ``kill -9`` continues with ``xnat-tui transfers resume``.
+Exit codes: 0 every session verified, 1 some session refused, failed or interrupted,
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from xnat_tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
+
+_CONNECTION_DESTS = frozenset({"server", "user", "profile", "password_stdin", "insecure"})
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "upload",
+        help="upload DICOM sessions found under PATHs to a project (resumable)",
+        description=(
+            "Scan PATHs for DICOM sessions, check each against the project (labels, "
+            "permissions, existing sessions, import filters), then send each series as one "
+            "streamed zip, commit and verify. Every step is journalled; see 'xnat-tui "
+            "transfers'. Labels are templates over DICOM keywords: {PatientID}, "
+            "{PatientName}, {StudyDate}, {AccessionNumber}, {Modality}, ..., routing "
+            "proposals {routing.subject}, the chosen {subject}, and a counter {n}."
+        ),
+        epilog="Exit codes: 0 all sessions verified, 1 some refused/failed/interrupted, 2 usage.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parser.add_argument("--project", required=True, metavar="P", help="target project ID")
+    parser.add_argument(
+        "--subject", metavar="TEMPLATE", help="subject label template (default from config)"
+    )
+    parser.add_argument(
+        "--session", metavar="TEMPLATE", help="session label template (default from config)"
+    )
+    parser.add_argument(
+        "--dest",
+        choices=("project", "prearchive", "archive"),
+        help="where sessions end up (project: the project's prearchive setting)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        choices=("none", "append", "delete"),
+        help="existing session with the same label: refuse (none), merge (append), replace",
+    )
+    parser.add_argument(
+        "--anon",
+        choices=("none", "xnat", "basic"),
+        help="anonymize before sending: none, the server's scripts (xnat), DICOM Basic Profile",
+    )
+    parser.add_argument("--jobs", type=int, metavar="N", help="series sent at once (default 4)")
+    parser.add_argument(
+        "--bandwidth", type=float, metavar="MBPS", help="cap the upload rate (megabit/s)"
+    )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="compress entries (zip deflate level 1): helps on links slower than ~500 Mbit/s",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_connection_arguments(parser)
+    for action in parser._actions:
+        if action.dest in _CONNECTION_DESTS:
+            action.default = argparse.SUPPRESS
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xnat_tui.commands._connect import report_error
+
+    problem = _usage_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_main(args))
+    except Exception as exc:  # typed XNAT errors get their hint printed
+        return report_error(exc)
+
+
+def _usage_problem(args: argparse.Namespace) -> str:
+    from xnat_tui.transfer.templates import TemplateError, template_fields
+
+    if args.jobs is not None and not 1 <= args.jobs <= 32:
+        return "--jobs must be between 1 and 32"
+    for p in args.paths:
+        if not p.exists():
+            return f"{p}: no such file or folder"
+    for flag in ("subject", "session"):
+        value = getattr(args, flag)
+        if value is not None:
+            try:
+                template_fields(value)
+            except TemplateError as exc:
+                return f"--{flag}: {exc}"
+    return ""
+
+
+async def _scan(paths: list[Path], quiet: bool) -> list[Any]:
+    from xnat_tui.dicom.scan import scan_all
+
+    summary = await asyncio.to_thread(scan_all, paths)
+    if not quiet:
+        problems = len(summary.all_problems)
+        print(
+            f"scanned: {len(summary.sessions)} session(s), "
+            f"{sum(s.file_count for s in summary.sessions)} DICOM files"
+            + (f", {problems} problem(s) (see 'xnat-tui scan')" if problems else ""),
+            file=sys.stderr,
+        )
+    return list(summary.sessions)
+
+
+def _confirm(text: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input(f"{text} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from xnat_tui.commands._connect import open_client
+    from xnat_tui.config import ConfigError, load
+    from xnat_tui.transfer import (
+        Compression,
+        Destination,
+        Journal,
+        Overwrite,
+        Planner,
+        TransferEngine,
+    )
+    from xnat_tui.transfer.anon import AnonymizerSet
+    from xnat_tui.transfer.console import (
+        Reporter,
+        plan_lines,
+        reporter_mode,
+        run_until_done,
+        summary,
+    )
+    from xnat_tui.transfer.source import from_dicom
+    from xnat_tui.transfer.xnat_port import XnatPort
+
+    try:
+        config = load()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    d = config.defaults
+    project_cfg = config.projects.get(args.project)
+    subject_t = (
+        args.subject or (project_cfg.subject_pattern if project_cfg else "") or (d.subject_pattern)
+    )
+    session_t = (
+        args.session or (project_cfg.session_pattern if project_cfg else "") or (d.session_pattern)
+    )
+    dest = Destination(args.dest or d.destination)
+    overwrite = Overwrite(args.overwrite or d.overwrite)
+    quiet = bool(args.json)
+
+    sessions = await _scan(list(args.paths), quiet)
+    if not sessions:
+        print("error: no DICOM sessions found under the given paths", file=sys.stderr)
+        return EXIT_FAILED
+    sources = [from_dicom(s) for s in sessions]
+
+    async with open_client(args, config) as client:
+        port = XnatPort(client)
+        anon_profile = args.anon or config.anonymization_for(
+            config.profile(getattr(args, "profile", None)), args.project
+        )
+        journal = Journal()
+        planner = Planner(port, journal)
+        requests = await planner.build_requests(
+            sources,
+            project=args.project,
+            subject_template=subject_t,
+            session_template=session_t,
+            destination=dest,
+            overwrite=overwrite,
+            anonymization=anon_profile,
+        )
+        plan = await planner.plan(requests)
+        if not quiet:
+            for line in plan_lines(plan):
+                print(line, file=sys.stderr)
+        if args.dry_run:
+            if args.json:
+                print(json.dumps({"dry_run": True, "plan": plan.to_dict()}, indent=2))
+            return EXIT_OK if plan.ok else EXIT_FAILED
+        if not plan.sendable:
+            if args.json:
+                print(json.dumps({"plan": plan.to_dict(), "ok": False, "jobs": []}, indent=2))
+            print("error: nothing to send", file=sys.stderr)
+            return EXIT_FAILED
+        if not args.yes and not _confirm(f"Upload {len(plan.sendable)} session(s)?"):
+            print(
+                "not confirmed: nothing sent (use --yes to upload without asking)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        anons = AnonymizerSet()
+        await anons.prepare(client, args.project, anon_profile)
+        engine = TransferEngine(
+            port,
+            journal,
+            concurrency=args.jobs or d.concurrency,
+            bandwidth_limit_mbps=args.bandwidth
+            if args.bandwidth is not None
+            else d.bandwidth_limit_mbps,
+            compression=Compression.DEFLATE if args.deflate else Compression.STORED,
+            transform_for=anons.transform_for,
+        )
+        stream = engine.subscribe()
+        resumed = await engine.start()
+        if resumed and not quiet:
+            print(f"also resuming unfinished transfer(s): {' '.join(resumed)}", file=sys.stderr)
+        ids = await engine.submit(plan)
+        reporter = Reporter(reporter_mode(quiet))
+        states, interrupted = await run_until_done(engine, ids + resumed, reporter, stream)
+        result = summary(journal, ids + resumed)
+        result["refused"] = [j.to_dict() for j in plan.jobs if not j.ok]
+        result["interrupted"] = interrupted
+        result["ok"] = result["ok"] and not result["refused"] and not interrupted
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            _print_summary(result)
+        if interrupted:
+            print(
+                "interrupted: the journal is consistent; continue with 'xnat-tui transfers resume'",
+                file=sys.stderr,
+            )
+            return 130
+        return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    for job in result["jobs"]:
+        target = f"{job['project']}/{job['subject']}/{job['session']}"
+        line = f"{job['id']}  {job['state']:<9} {target}"
+        if job["state"] != "verified" and job["message"]:
+            line += f"  {job['message']}"
+        print(line, file=sys.stderr)
+    refused = len(result["refused"])
+    print(
+        f"{result['verified']} verified, {result['failed']} failed"
+        + (f", {refused} refused by the plan" if refused else ""),
+        file=sys.stderr,
+    )

@@ -1,0 +1,259 @@
+"""Text rendering of plans, jobs and live progress for the CLI (``upload``, ``transfers``).
+
+Three modes: a live status line on a terminal, plain lines (state changes and
+messages, a progress line every few seconds) when the output is a pipe or a log
+file, and quiet (``--json``: only the final summary is printed, by the caller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from xnat_tui.transfer.engine import TransferEngine
+from xnat_tui.transfer.events import (
+    EngineMessage,
+    EventStream,
+    JobStateChanged,
+    ProgressTick,
+    SeriesStateChanged,
+)
+from xnat_tui.transfer.journal import JobRecord, Journal, SeriesRecord
+from xnat_tui.transfer.planner import Plan, PlannedJob
+from xnat_tui.transfer.types import JobState, SeriesState
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_rate(bps: float) -> str:
+    return f"{human_bytes(bps)}/s"
+
+
+def human_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    out: list[str] = []
+    for job in plan.jobs:
+        out.extend(planned_job_lines(job))
+    ok = plan.sendable
+    out.append(
+        f"{len(ok)} of {len(plan.jobs)} session(s) ready to send: "
+        f"{sum(j.files_total for j in ok)} files, {human_bytes(sum(j.bytes_total for j in ok))}"
+    )
+    return out
+
+
+def planned_job_lines(job: PlannedJob) -> list[str]:
+    r = job.request
+    mark = "ok " if job.ok else "NO "
+    src = str(r.session.root) if r.session.root else r.session.study_instance_uid
+    extras = []
+    if job.new_subject:
+        extras.append("new subject")
+    extras.append(str(job.verdict))
+    extras.append(f"dest={r.destination}")
+    if r.overwrite.value != "none":
+        extras.append(f"overwrite={r.overwrite}")
+    lines = [
+        f"{mark}{job.target}  [{', '.join(extras)}]  "
+        f"{len(job.series)} series, {job.files_total} files, {human_bytes(job.bytes_total)}",
+        f"     from {src}",
+    ]
+    for d in job.dropped:
+        num = d.series.series_number if d.series.series_number is not None else "?"
+        lines.append(f"     dropped series {num} {d.series.description!r}: {d.reason}")
+    for issue in job.issues:
+        if issue.code == "filtered":
+            continue
+        lines.append(f"     {issue.severity}: {issue.message}")
+    return lines
+
+
+def job_dict(job: JobRecord, series: list[SeriesRecord]) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": str(job.state),
+        "server": job.server,
+        "user": job.username,
+        "project": job.project,
+        "subject": job.subject,
+        "session": job.label,
+        "study_instance_uid": job.study_uid,
+        "destination": str(job.destination),
+        "overwrite": str(job.overwrite),
+        "anonymization": job.anonymization,
+        "source": job.source_root,
+        "message": job.message,
+        "prearchive_uri": job.prearchive_uri,
+        "result_uri": job.result_uri,
+        "archived": job.archived,
+        "receipt": job.receipt or None,
+        "created": job.created,
+        "updated": job.updated,
+        "files": sum(s.file_count for s in series),
+        "bytes": sum(s.bytes for s in series),
+        "series": [
+            {
+                "series_instance_uid": s.uid,
+                "series_number": s.number,
+                "description": s.description,
+                "state": str(s.state),
+                "attempts": s.attempts,
+                "files": s.file_count,
+                "bytes": s.bytes,
+                "message": s.message,
+            }
+            for s in series
+        ],
+    }
+
+
+def job_line(job: JobRecord, series: list[SeriesRecord]) -> str:
+    done = sum(1 for s in series if s.state in (SeriesState.SENT, SeriesState.EMPTY))
+    size = human_bytes(sum(s.bytes for s in series))
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.updated))
+    return (
+        f"{job.id}  {job.state.value:<10} {job.display:<40} "
+        f"{done}/{len(series)} series  {size:>9}  {when}"
+    )
+
+
+def exit_code(states: Iterable[JobState]) -> int:
+    return 0 if all(s is JobState.VERIFIED for s in states) else 1
+
+
+class Reporter:
+    """Consumes the engine's event stream and writes to ``out`` (stderr by default)."""
+
+    def __init__(self, mode: str, out: TextIO | None = None, plain_every: float = 10.0) -> None:
+        self.mode = mode  # tty | plain | quiet
+        self.out = out or sys.stderr
+        self.plain_every = plain_every
+        self._last_plain = 0.0
+        self._line_len = 0
+
+    def _clear(self) -> None:
+        if self.mode == "tty" and self._line_len:
+            self.out.write("\r" + " " * self._line_len + "\r")
+            self._line_len = 0
+
+    def _print(self, text: str) -> None:
+        if self.mode == "quiet":
+            return
+        self._clear()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _status(self, tick: ProgressTick) -> None:
+        active = [j for j in tick.jobs if j.state in (JobState.SENDING, JobState.COMMITTING)]
+        files = sum(j.files_sent for j in tick.jobs)
+        files_total = sum(j.files_total for j in tick.jobs)
+        pct = 100 * tick.bytes_sent / tick.bytes_total if tick.bytes_total else 100
+        text = (
+            f"{pct:5.1f}%  {human_bytes(tick.bytes_sent)}/{human_bytes(tick.bytes_total)}  "
+            f"{files}/{files_total} files  {human_rate(tick.rate)}  ETA {human_eta(tick.eta)}"
+            f"  ({len(active)} active)"
+        )
+        if self.mode == "tty":
+            width = 120
+            text = text[:width]
+            pad = max(0, self._line_len - len(text))
+            self.out.write("\r" + text + " " * pad)
+            self.out.flush()
+            self._line_len = len(text)
+        elif self.mode == "plain":
+            now = time.monotonic()
+            if now - self._last_plain >= self.plain_every:
+                self._last_plain = now
+                self._print("progress " + text)
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, ProgressTick):
+            self._status(event)
+        elif isinstance(event, JobStateChanged):
+            msg = f": {event.message}" if event.message else ""
+            self._print(f"{event.job_id} {event.label} {event.state.value}{msg}")
+        elif isinstance(event, SeriesStateChanged):
+            if event.state is SeriesState.SENT or (
+                event.state is SeriesState.FAILED and event.message
+            ):
+                num = event.series_number if event.series_number is not None else "?"
+                extra = f": {event.message}" if event.message else ""
+                self._print(f"{event.job_id}   series {num} {event.state.value}{extra}")
+        elif isinstance(event, EngineMessage):
+            self._print(f"{event.level}: {event.text}")
+
+    async def consume(self, stream: EventStream) -> None:
+        async for event in stream:
+            self.handle(event)
+        self._clear()
+
+
+async def run_until_done(
+    engine: TransferEngine,
+    ids: list[str],
+    reporter: Reporter,
+    stream: EventStream,
+) -> tuple[dict[str, JobState], bool]:
+    """Wait for ``ids`` while rendering; SIGINT/SIGTERM stop cleanly (jobs resumable).
+
+    Returns (states, interrupted).
+    """
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, interrupted.set)
+            installed.append(sig)
+    consumer = asyncio.create_task(reporter.consume(stream))
+    waiter = asyncio.create_task(engine.wait(ids))
+    stopper = asyncio.create_task(interrupted.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    was_interrupted = stopper.done() and not waiter.done()
+    waiter.cancel()
+    stopper.cancel()
+    await engine.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer
+    states = {jid: engine.journal.job(jid).state for jid in ids}
+    return states, was_interrupted
+
+
+def summary(journal: Journal, ids: Iterable[str]) -> dict[str, Any]:
+    jobs = [job_dict(journal.job(i), journal.series(i)) for i in ids]
+    return {
+        "ok": all(j["state"] == JobState.VERIFIED.value for j in jobs),
+        "jobs": jobs,
+        "verified": sum(1 for j in jobs if j["state"] == JobState.VERIFIED.value),
+        "failed": sum(1 for j in jobs if j["state"] == JobState.FAILED.value),
+    }
+
+
+def reporter_mode(json_output: bool, stream: TextIO | None = None) -> str:
+    if json_output:
+        return "quiet"
+    out = stream or sys.stderr
+    return "tty" if out.isatty() else "plain"
