@@ -199,9 +199,6 @@ def _filter(store: Store, project: str | None) -> SeriesFilter | None:
 
 
 def _options(params: dict[str, str]) -> ImportOptions:
-    def flag(key: str) -> bool:
-        return parse_bool(params.get(key))
-
     def strict_true(key: str) -> bool:
         return params.get(key, "").lower() == "true"
 
@@ -219,7 +216,7 @@ def _options(params: dict[str, str]) -> ImportOptions:
         prevent_auto_commit=strict_true("prevent_auto_commit"),
         auto_archive=auto_archive_requested(params),
         rename=strict_true("rename"),
-        ignore_unparsable=flag("Ignore-Unparsable"),
+        ignore_unparsable=strict_true("Ignore-Unparsable"),  # PrearcUtils.parseParam
     )
 
 

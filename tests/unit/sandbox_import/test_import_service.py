@@ -439,3 +439,54 @@ async def test_src_parameter(client: Client) -> None:
     assert status == 404 and "Unknown src file." in text
     status, text, _ = await client.request("POST", "/data/services/import", data={"src": "/x"})
     assert status == 400 and "src uri is invalid." in text
+
+
+def tar_bytes(entries: list[tuple[str, bytes]], mode: str = "w") -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+async def test_tar_and_tgz_archives(client: Client, sandbox: SandboxServer) -> None:
+    status, text = await client.upload(
+        tar_bytes(series_files(2)), content_type="application/x-tar", PROJECT_ID="PILOT"
+    )
+    assert status == 200, text
+    status, text2 = await client.upload(
+        tar_bytes(series_files(1, series=2), "w:gz"),
+        path="/data/services/import/series.tgz",
+        content_type="application/octet-stream",
+        PROJECT_ID="PILOT",
+    )
+    assert status == 200 and text2 == text
+    nested = zipfile_bytes([("more/s3.tar", tar_bytes(series_files(1, series=3)))])
+    status, text3 = await client.upload(nested, PROJECT_ID="PILOT")
+    assert text3 == text
+    assert len(session_files(sandbox, text)) == 4
+
+
+async def test_session_importer_reports_conflicts_as_409(client: Client) -> None:
+    status, text = await client.upload(
+        stream_zip_bytes(series_files(1, patient="PIL_900")),
+        **{"import-handler": "SI"},
+        dest="/archive/projects/PILOT/subjects/PIL_900/experiments/PIL_900_MR1",
+        overwrite="append",
+    )
+    assert status == 409
+    assert "Invalid modification of session UID via archive process." in text
+
+
+async def test_html_format_turns_errors_into_a_page(client: Client) -> None:
+    status, text = await client.upload(
+        stream_zip_bytes([("x.txt", b"not dicom")]), PROJECT_ID="PILOT", format="html"
+    )
+    # Importer.respondToException answers an HTML request with the message in a page.
+    assert status == 200
+    assert "unable to read DICOM object x.txt" in text and "ERROR" in text
