@@ -24,7 +24,7 @@ from xnat_tui.dicom.model import (
     Severity,
     primary_modality,
 )
-from xnat_tui.dicom.routing import PatternLike, propose
+from xnat_tui.dicom.routing import PatternLike, propose, routing_keywords
 from xnat_tui.dicom.worker import Record, Row, compact
 
 # Keyword values copied into Session.fields (for label templates and routing).
@@ -109,6 +109,8 @@ class Collector:
 
     def __init__(self, routing_patterns: Sequence[PatternLike] = ()) -> None:
         self.routing_patterns = list(routing_patterns)
+        extra = sorted(routing_keywords(self.routing_patterns) - set(SESSION_FIELDS))
+        self._session_keys = SESSION_FIELDS + tuple(extra)
         self.sessions: dict[str, Session] = {}
         self.problems: list[Problem] = []
         self._session_rank: dict[str, tuple[int, int, str]] = {}
@@ -246,7 +248,7 @@ class Collector:
         session.study_time = values.get("StudyTime", "")
         session.study_description = values.get("StudyDescription", "")
         session.accession_number = values.get("AccessionNumber", "")
-        session.fields = {k: values[k] for k in SESSION_FIELDS if k in values}
+        session.fields = {k: values[k] for k in self._session_keys if k in values}
 
     def finish(self, cancelled: Callable[[], bool] = lambda: False) -> list[Session]:
         """Run the checks and routing; return sessions sorted for display."""

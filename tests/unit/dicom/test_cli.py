@@ -1,0 +1,99 @@
+"""`xnat-tui scan`: JSON shape, text output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.dicom import SmallTree
+from xnat_tui.cli import main
+from xnat_tui.dicom.synthetic import DemoTree
+
+
+def _json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    code = main(["scan", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_json_shape(capsys: pytest.CaptureFixture[str], demo_tree: DemoTree) -> None:
+    code, data = _json(capsys, "--no-cache", str(demo_tree.root))
+    assert code == 0
+    assert set(data) == {"sessions", "problems", "stats"}
+    session_keys = {
+        "study_instance_uid", "patient_id", "patient_name", "study_date", "study_description",
+        "accession_number", "modalities", "root", "routing", "scans", "problems",
+    }  # fmt: skip
+    scan_keys = {
+        "series_instance_uid", "series_number", "series_description", "modality",
+        "file_count", "size",
+    }  # fmt: skip
+    for s in data["sessions"]:
+        assert session_keys <= set(s)
+        for sc in s["scans"]:
+            assert scan_keys <= set(sc)
+            assert isinstance(sc["file_count"], int) and isinstance(sc["size"], int)
+        assert s["routing"] is None or set(s["routing"]) == {
+            "project", "subject", "session", "source"
+        }  # fmt: skip
+    for p in data["problems"]:
+        assert {"path", "kind", "detail"} <= set(p)
+    by_pid = {s["patient_id"]: s for s in data["sessions"]}
+    assert by_pid["SA_001"]["routing"] == {
+        "project": "STUDY_A",
+        "subject": "SA_001",
+        "session": "SA_001_MR1",
+        "source": "StudyComments",
+    }
+    assert by_pid["DEMO003"]["modalities"] == ["CT", "PT"]
+    assert by_pid["DEMO003"]["root"] == str(demo_tree.root / "flat" / "PETCT_DEMO003")
+    stats = data["stats"]
+    assert stats["files_dicom"] == sum(len(s.paths) for s in demo_tree.studies)
+    assert stats["sessions"] == len(demo_tree.studies)
+    assert {p["kind"] for p in data["problems"]} == {"junk", "not-dicom", "dicomdir"}
+
+
+def test_json_files_option(capsys: pytest.CaptureFixture[str], dicom_tree: SmallTree) -> None:
+    code, data = _json(capsys, "--files", str(dicom_tree.root))
+    assert code == 0
+    listed = {f["path"] for s in data["sessions"] for sc in s["scans"] for f in sc["files"]}
+    assert listed == {str(p) for p in dicom_tree.paths}
+
+
+def test_text_output(capsys: pytest.CaptureFixture[str], demo_tree: DemoTree) -> None:
+    assert main(["scan", str(demo_tree.root)]) == 0
+    out = capsys.readouterr().out
+    assert "8 sessions" in out
+    assert "DEMO002" in out and "Dose Report" in out and "burned-in-phi" in out
+    assert "project=PILOT subject=PIL_001 session=PIL_001_MR1" in out
+    assert "dicomdir (1):" in out
+
+
+def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["scan", str(tmp_path)]) == 1  # nothing readable
+    assert "no usable DICOM" in capsys.readouterr().err
+    assert main(["scan", str(tmp_path / "missing")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["scan", "--workers", "0", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["scan"])
+    assert exc.value.code == 2
+
+
+def test_cli_in_a_subprocess(dicom_tree: SmallTree) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "xnat_tui", "scan", "--json", str(dicom_tree.root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [s["patient_id"] for s in json.loads(done.stdout)["sessions"]] == [
+        "SUBJ01",
+        "SUBJ02",
+        "SUBJ03",
+    ]

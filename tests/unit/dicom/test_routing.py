@@ -1,0 +1,91 @@
+"""Routing proposals: XNAT's Project:/Subject:/Session: form and configured patterns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.dicom import DicomFactory
+from xnat_tui.config import Defaults, RoutingPattern
+from xnat_tui.dicom.model import RoutingProposal
+from xnat_tui.dicom.routing import Pattern, invalid_patterns, propose, xnat_assignment
+from xnat_tui.dicom.scan import scan_all
+from xnat_tui.dicom.synthetic import SeriesSpec
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        # The cases checked against XNAT's Java regex (xnat-api.md §8.1).
+        ("Project: P1 Subject: S1", "Project", "P1"),
+        ("project:P1;subject:S", "Project", "P1"),
+        ("project:P1;subject:S", "Subject", "S"),
+        ("xProject:P1", "Project", ""),
+        ("Project:P.1", "Project", ""),
+        ("Project: P1 Subject: S01 Session: S01_MR1 AA: true", "Session", "S01_MR1"),
+        ("Project: P1 Subject: S01 Session: S01_MR1 AA: true", "AA", "true"),
+        ("notes, Project: STUDY-A, more", "Project", "STUDY-A"),
+        ("no routing here", "Project", ""),
+    ],
+)
+def test_xnat_assignment_regex(text: str, key: str, expected: str) -> None:
+    assert xnat_assignment(text, key) == expected
+
+
+def test_precedence_patterns_first_then_xnat_tags_in_xnat_order() -> None:
+    fields = {
+        "StudyDescription": "xnat://PILOT/SUBJ/SESS",
+        "StudyComments": "Project: FROMSTUDY Subject: S2",
+        "PatientComments": "Project: FROMPATIENT",
+        "AdditionalPatientHistory": "Session: E9",
+    }
+    out = propose(fields, Defaults().routing_patterns)
+    assert out == [
+        RoutingProposal("PILOT", "SUBJ", "SESS", "pattern:StudyDescription"),
+        RoutingProposal("FROMPATIENT", "", "", "PatientComments"),
+        RoutingProposal("FROMSTUDY", "S2", "", "StudyComments"),
+        RoutingProposal("", "", "E9", "AdditionalPatientHistory"),
+    ]
+
+
+def test_nothing_to_propose() -> None:
+    assert propose({"StudyDescription": "MR Brain"}, Defaults().routing_patterns) == []
+
+
+def test_bad_patterns_are_reported_not_raised() -> None:
+    bad = [Pattern("StudyDescription", "("), Pattern("StudyDescription", "no groups")]
+    assert len(invalid_patterns(bad)) == 2
+    assert propose({"StudyDescription": "anything"}, bad) == []
+
+
+def test_site_pattern_on_a_tag_the_scanner_does_not_read_by_default(
+    tmp_path: Path, dicom_factory: DicomFactory
+) -> None:
+    dicom_factory(
+        tmp_path / "in",
+        series=[SeriesSpec("MR", 1, "T1", 1)],
+        extra={"InstitutionalDepartmentName": "route=NEURO/N001/N001_01"},
+    )
+    pattern = RoutingPattern(
+        tag="InstitutionalDepartmentName",
+        regex=r"route=(?P<project>\w+)/(?P<subject>\w+)/(?P<session>\w+)",
+    )
+    summary = scan_all([tmp_path / "in"], use_cache=False, routing_patterns=[pattern])
+    (session,) = summary.sessions
+    assert session.routing == [
+        RoutingProposal("NEURO", "N001", "N001_01", "pattern:InstitutionalDepartmentName")
+    ]
+
+
+def test_patterns_come_from_the_config_file(
+    tmp_path: Path, dicom_factory: DicomFactory, isolated_dirs: Path
+) -> None:
+    (isolated_dirs / "config.toml").write_text(
+        "[defaults]\n"
+        'routing_patterns = [{tag = "StudyDescription", '
+        'regex = "^(?P<project>[A-Z]+)-(?P<subject>\\\\d+)$"}]\n'
+    )
+    dicom_factory(tmp_path / "in", study_description="ABC-042")
+    (session,) = scan_all([tmp_path / "in"], use_cache=False).sessions
+    assert session.routing == [RoutingProposal("ABC", "042", "", "pattern:StudyDescription")]
