@@ -270,8 +270,13 @@ def preview_archive(
             "the merge (Invalid modification of session UID); relabel to archive it as a "
             "separate session, or overwrite append/delete to force the merge",
         )
-    forced = " despite a different StudyInstanceUID" if uid_differs else ""
-    mode = "" if target.overwrite == "none" else f" (overwrite={target.overwrite})"
+    forced = " despite a different StudyInstanceUID (XNAT 1.8+)" if uid_differs else ""
+    # XNAT before 1.8 only merged when asked to (overwrite=append|delete).
+    mode = (
+        " (XNAT before 1.8 asks for overwrite=append)"
+        if target.overwrite == "none"
+        else f" (overwrite={target.overwrite})"
+    )
     return ArchivePreview(Outcome.MERGE, f"{move}merges into existing {where}{mode}{forced}")
 
 
