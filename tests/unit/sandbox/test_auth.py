@@ -2,49 +2,165 @@
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import re
 
-import aiohttp
-import pytest
-
+from tests.fixtures.sandbox import SandboxFactory
+from tests.unit.sandbox.helpers import Api
 from xnat_tui.sandbox.server import SandboxServer
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
+async def test_no_credentials_gets_basic_challenge(api: Api) -> None:
+    r = await api.get("/data/projects")
+    assert r.status == 401
+    assert r.headers["WWW-Authenticate"] == 'Basic realm="XNAT"'
+    assert r.content_type == "text/html"
+    assert "Traceback" not in r.text
+    for path in ("/REST/projects", "/xapi/siteConfig/buildInfo", "/data/JSESSION"):
+        assert (await api.get(path)).status == 401
 
 
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
+async def test_bad_password_is_401_with_failure_text_and_no_challenge(api: Api) -> None:
+    r = await api.get("/data/auth", user="alice", password="wrong")
+    assert r.status == 401
+    assert "WWW-Authenticate" not in r.headers
+    assert "Your login attempt failed" in r.text
+    assert (await api.get("/data/auth", user="nobody", password="x")).status == 401
 
 
-async def test_no_credentials_gets_basic_challenge(sandbox: SandboxServer, http) -> None:
-    async with http.get(sandbox.url + "/data/projects") as r:
+async def test_malformed_basic_header_is_a_failed_login(api: Api) -> None:
+    r = await api.get("/data/auth", headers={"Authorization": "Basic %%%not-base64"})
+    assert r.status == 401
+    assert "Your login attempt failed" in r.text
+
+
+async def test_basic_login_sets_both_cookies(api: Api) -> None:
+    r = await api.get("/data/auth", user="alice")
+    assert r.status == 200
+    assert r.text == "User 'alice' is logged in"
+    assert re.fullmatch(r"[0-9A-F]{32}", r.cookie("JSESSIONID") or "")
+    expiry = next(
+        c for c in r.headers.getall("Set-Cookie") if c.startswith("SESSION_EXPIRATION_TIME=")
+    )
+    assert re.match(r'SESSION_EXPIRATION_TIME="\d{13},900000"; Path=/', expiry)
+
+
+async def test_provider_prefix_in_username_is_accepted(api: Api) -> None:
+    r = await api.get("/data/auth", user="localdb/alice", password="alice")
+    assert r.status == 200
+    assert "alice" in r.text
+
+
+async def test_cookie_alone_authenticates_and_keeps_the_session(api: Api) -> None:
+    login = await api.get("/data/JSESSION", user="bob")
+    sid = login.text
+    assert login.cookie("JSESSIONID") == sid
+    r = await api.get("/data/auth", cookies={"JSESSIONID": sid})
+    assert r.status == 200 and "bob" in r.text
+    assert r.cookie("JSESSIONID") is None  # same session: no new cookie
+    assert r.cookie("SESSION_EXPIRATION_TIME") is not None
+
+
+async def test_idle_session_expires(sandbox_factory: SandboxFactory) -> None:
+    server = await sandbox_factory(session_timeout=0.3)
+    api = Api(server.url)
+    try:
+        sid = (await api.get("/data/JSESSION", user="alice")).text
+        assert (await api.get("/data/auth", cookies={"JSESSIONID": sid})).status == 200
+        await asyncio.sleep(0.45)
+        r = await api.get("/data/auth", cookies={"JSESSIONID": sid})
         assert r.status == 401
         assert r.headers["WWW-Authenticate"] == 'Basic realm="XNAT"'
-        assert r.content_type == "text/html"
-        assert "Traceback" not in await r.text()
+        ok = await api.get("/data/auth", user="alice")
+        assert ok.status == 200
+        assert ok.cookie(
+            "SESSION_EXPIRATION_TIME",
+        ).endswith(',300"')  # type: ignore[union-attr]
+    finally:
+        await api.close()
 
 
-async def test_bad_password_is_401_with_failure_text_and_no_challenge(
-    sandbox: SandboxServer, http
-) -> None:
-    async with http.get(sandbox.url + "/data/auth", headers=basic("alice", "wrong")) as r:
-        assert r.status == 401
-        assert "WWW-Authenticate" not in r.headers
-        assert "Your login attempt failed" in await r.text()
+async def test_delete_jsession_logs_out(api: Api) -> None:
+    sid = (await api.get("/data/JSESSION", user="alice")).text
+    r = await api.delete("/data/JSESSION", cookies={"JSESSIONID": sid})
+    assert r.status == 200
+    assert r.body == b""
+    assert (await api.get("/data/auth", cookies={"JSESSIONID": sid})).status == 401
+    post = await api.post("/data/JSESSION", user="alice")
+    assert post.status == 200 and re.fullmatch(r"[0-9A-F]{32}", post.text)
 
 
-async def test_basic_login_sets_both_cookies(sandbox: SandboxServer, http) -> None:
-    async with http.get(sandbox.url + "/data/auth", headers=basic("alice", "alice")) as r:
-        assert r.status == 200
-        assert await r.text() == "User 'alice' is logged in"
-        cookies = r.headers.getall("Set-Cookie")
-    jsession = next(c for c in cookies if c.startswith("JSESSIONID="))
-    assert re.match(r"JSESSIONID=[0-9A-F]{32};", jsession)
-    expiry = next(c for c in cookies if c.startswith("SESSION_EXPIRATION_TIME="))
-    assert re.match(r'SESSION_EXPIRATION_TIME="\d{13},900000"; Path=/', expiry)
+async def test_csrf_suffix(api: Api) -> None:
+    r = await api.get("/data/auth?CSRF=true", user="alice")
+    assert re.fullmatch(r"User 'alice' is logged in; XNAT_CSRF=\S+", r.text)
+    r = await api.get("/data/JSESSION?CSRF=true", user="alice")
+    assert re.fullmatch(r"[0-9A-F]{32}; XNAT_CSRF=\S+", r.text)
+
+
+async def test_services_auth_form_login(api: Api) -> None:
+    r = await api.put(
+        "/data/services/auth",
+        data="username=alice&password=alice",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status == 200
+    assert re.fullmatch(r"[0-9A-F]{32}", r.text)
+    assert r.cookie("JSESSIONID") == r.text
+    assert (await api.get("/data/auth", cookies={"JSESSIONID": r.text})).status == 200
+    bad = await api.post("/data/services/auth", data="username=alice&password=nope")
+    assert bad.status == 401 and "Authentication failed." in bad.text
+    assert (await api.get("/data/services/auth")).status == 405
+
+
+async def test_index_page_carries_csrf_token_and_basic_login_sets_cookie(api: Api) -> None:
+    anonymous = await api.get("/")
+    assert anonymous.status == 200
+    assert "var csrfToken = '" in anonymous.text
+    logged = await api.get("/", user="alice")
+    assert logged.cookie("JSESSIONID")
+    assert re.search(r"var csrfToken = '[0-9a-f]+';", logged.text)
+
+
+async def test_alias_token_lifecycle(api: Api) -> None:
+    issued = await api.get("/data/services/tokens/issue", user="alice")
+    assert issued.status == 200 and issued.content_type == "application/json"
+    token = issued.json()
+    assert re.fullmatch(r"[0-9a-f-]{36}", token["alias"])
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", token["secret"])
+    assert token["xdatUserId"] == "alice" and token["expired"] is False
+    assert token["estimatedExpirationTime"] - token["created"] == 2 * 24 * 3600 * 1000
+    alias, secret = token["alias"], token["secret"]
+
+    as_token = await api.get("/data/auth", user=alias, password=secret)
+    assert as_token.status == 200 and as_token.text == "User 'alice' is logged in"
+
+    valid = await api.get(f"/data/services/tokens/validate/{alias}/{secret}", user="alice")
+    assert valid.json() == {"valid": "alice"}
+    wrong = await api.get(f"/data/services/tokens/validate/{alias}/nope", user="alice")
+    assert wrong.json() == {"valid": None}
+    unknown = await api.get("/data/services/tokens/validate/no-such/x", user="alice")
+    assert unknown.status == 404
+    assert "Can't find an alias token with the alias no-such" in unknown.text
+
+    shown = await api.get("/data/services/tokens/show", user="alice")
+    assert [t["alias"] for t in shown.json()] == [alias]
+
+    gone = await api.get(f"/data/services/tokens/invalidate/{alias}", user="alice")
+    assert gone.json() == {"result": "OK"}
+    assert (await api.get("/data/auth", user=alias, password=secret)).status == 401
+
+
+async def test_token_errors(api: Api) -> None:
+    assert (await api.get("/data/services/tokens/issue/user/bob", user="alice")).status == 403
+    assert (await api.get("/data/services/tokens/issue/user/bob", user="admin")).status == 200
+    assert (await api.get("/data/services/tokens/frobnicate", user="alice")).status == 400
+    assert (await api.get("/data/services/tokens/issue")).status == 401
+
+
+async def test_build_info_heartbeat(sandbox: SandboxServer, api: Api) -> None:
+    r = await api.get("/xapi/siteConfig/buildInfo", user="carol")
+    assert r.status == 200
+    info = r.json()
+    for key in ("version", "buildNumber", "buildDate", "sha", "commit", "timestamp"):
+        assert isinstance(info[key], str)
+    assert (await api.get("/data/version", user="carol")).text == info["version"]
