@@ -465,3 +465,25 @@ async def test_collaborator_sees_why_the_prearchive_is_closed_to_him(sandbox: An
             assert "bob lacks access to the prearchive of project PILOT" in text
             assert status.has_class("-error")
             assert screen.check_action("archive", ()) is None  # nothing to act on
+
+
+async def test_palette_offers_possible_actions_and_filters_that_show_in_the_bar() -> None:
+    from xnat_tui.ui.widgets.prearchive_commands import PrearchiveCommands
+
+    server = ScriptedServer()
+    app = TriageApp(server)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await settle(pilot)
+        screen = screen_of(app)
+        commands = {title: cb for title, _, cb in PrearchiveCommands(screen)._commands()}
+        assert "Archive / route selected sessions" in commands
+        assert "Show only CONFLICT" in commands and "Show only project Unassigned" in commands
+        commands["Show only CONFLICT"]()
+        await pilot.pause()
+        assert [r.label for r in screen.shown_rows] == ["S2"]
+        assert screen.query_one("#prearchive-status-filter", Select).value == "CONFLICT"
+        commands = {title: cb for title, _, cb in PrearchiveCommands(screen)._commands()}
+        commands["Clear filters"]()
+        await pilot.pause()
+        assert len(screen.shown_rows) == 4
+        assert screen.query_one("#prearchive-status-filter", Select).is_blank()

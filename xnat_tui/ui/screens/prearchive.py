@@ -34,6 +34,7 @@ from xnat_tui.ui.screens.prearchive_archive import ArchiveDecision, ArchiveDialo
 from xnat_tui.ui.screens.prearchive_delete import DeleteDialog
 from xnat_tui.ui.screens.prearchive_move import MoveDialog
 from xnat_tui.ui.screens.prearchive_results import ResultsDialog
+from xnat_tui.ui.widgets.prearchive_commands import PrearchiveCommands
 from xnat_tui.ui.widgets.prearchive_detail import PrearchiveDetail
 from xnat_tui.ui.widgets.prearchive_table import PrearchiveTable
 
@@ -52,6 +53,7 @@ class PrearchiveScreen(Screen[None]):
     """``ops`` defaults to one built over ``app.client``; ``project`` narrows the listing."""
 
     HELP_GROUP = "Prearchive"
+    COMMANDS = {PrearchiveCommands}
 
     DEFAULT_CSS = """
     PrearchiveScreen { layout: vertical; }
@@ -347,8 +349,23 @@ class PrearchiveScreen(Screen[None]):
         self._redraw()
 
     def set_filter(self, flt: RowFilter) -> None:
-        """Programmatic filter (tests, command palette)."""
+        """Programmatic filter (command palette): the filter bar shows it too."""
         self.filter = flt
+        search = self.query_one("#prearchive-search", Input)
+        with self.prevent(Input.Changed, Select.Changed):
+            search.value = flt.text
+            for selector, value in (
+                ("#prearchive-project-filter", "" if self.scope else flt.project),
+                ("#prearchive-status-filter", flt.status),
+            ):
+                select = self.query_one(selector, Select)
+                if value and value not in self._choices.get(selector, []):
+                    self._choices[selector] = sorted({*self._choices.get(selector, []), value})
+                    select.set_options([(n, n) for n in self._choices[selector]])
+                if value:
+                    select.value = value
+                else:
+                    select.clear()
         self._redraw()
 
     def action_focus_search(self) -> None:
