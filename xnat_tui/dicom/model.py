@@ -36,6 +36,8 @@ class ProblemKind:
     DUPLICATE_SERIES_NUMBER = "duplicate-series-number"  # two series share a SeriesNumber
     INSTANCE_GAP = "instance-gap"  # InstanceNumber sequence has holes
     BURNED_IN_PHI = "burned-in-phi"  # BurnedInAnnotation=YES, SC/US/OT, dose screens
+    # Not about a file: a configured routing pattern that cannot be used.
+    CONFIG = "config"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,15 +29,16 @@ from xnat_tui.dicom.header import DEFAULT_TAGS
 from xnat_tui.dicom.model import (
     FileRef,
     Problem,
+    ProblemKind,
     ScanBatch,
     ScanEvent,
     ScanProgress,
     ScanSummary,
     Session,
 )
-from xnat_tui.dicom.routing import PatternLike, routing_keywords
+from xnat_tui.dicom.routing import PatternLike, invalid_patterns, routing_keywords
 from xnat_tui.dicom.walk import DirListing, walk
-from xnat_tui.dicom.worker import Chunk, Item, Row, examine_chunk
+from xnat_tui.dicom.worker import Chunk, Item, Row, examine_chunk, init_worker
 
 CHUNK = 128  # files per task: big enough to amortise IPC, small enough to cancel fast
 INLINE_LIMIT = 400  # fewer files than this are read in-process (no pool start-up)
@@ -83,7 +84,9 @@ class _Pool:
         import multiprocessing
 
         self.executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
         )
 
     def kill(self) -> None:
@@ -347,6 +350,8 @@ def scan(
     """
     roots = [Path(os.path.abspath(os.fspath(p))) for p in paths]
     patterns = configured_routing_patterns() if routing_patterns is None else list(routing_patterns)
+    bad = invalid_patterns(patterns)
+    patterns = [p for p in patterns if not invalid_patterns([p])]
     want = wanted_tags(patterns)
     cache = ScanCache(cache_path or default_path(), signature(want)) if use_cache else None
     scanner = _Scanner(
@@ -360,11 +365,19 @@ def scan(
         chunk=chunk,
         inline_limit=inline_limit,
     )
+    for message in bad:
+        scanner.problem(Problem(path=_config_location(), kind=ProblemKind.CONFIG, detail=message))
     try:
         yield from scanner.run()
     finally:
         if cache is not None:
             cache.close()
+
+
+def _config_location() -> str:
+    from xnat_tui.config import config_path
+
+    return str(config_path())
 
 
 def scan_all(paths: Iterable[str | os.PathLike[str]], **kwargs: Any) -> ScanSummary:

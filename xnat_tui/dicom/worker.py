@@ -193,6 +193,13 @@ def compact(records: Iterable[Record]) -> Chunk:
     return contexts, rows
 
 
+def init_worker() -> None:
+    """Worker start-up: Ctrl-C is the parent's business (it kills us cleanly)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def examine_chunk(
     items: Sequence[Item], want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS
 ) -> Chunk:

@@ -89,3 +89,17 @@ def test_patterns_come_from_the_config_file(
     dicom_factory(tmp_path / "in", study_description="ABC-042")
     (session,) = scan_all([tmp_path / "in"], use_cache=False).sessions
     assert session.routing == [RoutingProposal("ABC", "042", "", "pattern:StudyDescription")]
+
+
+def test_an_unusable_configured_pattern_is_reported_and_skipped(
+    tmp_path: Path, dicom_factory: DicomFactory
+) -> None:
+    dicom_factory(tmp_path / "in", study_description="xnat://PILOT/S1/E1")
+    patterns = [Pattern("StudyDescription", "(unclosed"), *Defaults().routing_patterns]
+    summary = scan_all([tmp_path / "in"], use_cache=False, routing_patterns=patterns)
+    assert [p.kind for p in summary.problems] == ["config"]
+    assert "(unclosed" in summary.problems[0].detail
+    (session,) = summary.sessions
+    assert session.routing_proposal == RoutingProposal(
+        "PILOT", "S1", "E1", "pattern:StudyDescription"
+    )
