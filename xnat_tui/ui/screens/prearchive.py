@@ -650,6 +650,8 @@ class PrearchiveScreen(Screen[None]):
 
     def _finish(self, title: str, results: list[ActionResult]) -> None:
         self.last_results = results
+        # Archive previews depend on what the archive holds now: recompute on next view.
+        self.details.clear()
         for r in results:
             if r.ok:
                 self.selected.discard(r.url)
