@@ -168,9 +168,6 @@ def read_header(path: Path) -> Dataset:
         tags = list(ds.keys())
         if not tags or tags[0].group not in (0x0002, 0x0008):
             raise InvalidDicomError("not a DICOM object") from None
-    # Touch every element so lazy decoding errors surface here, not later.
-    for elem in ds:
-        _ = elem.value
     return ds
 
 
@@ -381,6 +378,13 @@ class Extractor:
         staged, size, md5 = self._stage(name, stream)
         try:
             self._instance(name, staged, size, md5)
+        except ImportError_:
+            staged.unlink(missing_ok=True)
+            raise
+        except Exception as exc:
+            # A value pydicom cannot decode: dcm4che fails such objects on read.
+            staged.unlink(missing_ok=True)
+            raise client_error(f"unable to read DICOM object {name}") from exc
         except BaseException:
             staged.unlink(missing_ok=True)
             raise

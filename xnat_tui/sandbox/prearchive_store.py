@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS prearchive_files (
     patient_id TEXT NOT NULL DEFAULT '', patient_name TEXT NOT NULL DEFAULT '',
     size INTEGER NOT NULL, md5 TEXT NOT NULL,
     PRIMARY KEY (session_id, scan, name));
+CREATE INDEX IF NOT EXISTS prearchive_files_sop ON prearchive_files (session_id, sop_instance_uid);
 CREATE TABLE IF NOT EXISTS prearchive_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, session_id INTEGER NOT NULL,
     date REAL NOT NULL, entry TEXT NOT NULL);
@@ -412,9 +413,9 @@ class PrearchiveStore:
 
     # ---- files ----------------------------------------------------------------------
 
-    def files(self, session_id: int) -> list[PrearcFile]:
+    def _files(self, where: str, *args: object) -> list[PrearcFile]:
         rows = self.store._all(
-            "SELECT * FROM prearchive_files WHERE session_id=? ORDER BY scan, name", session_id
+            f"SELECT * FROM prearchive_files WHERE {where} ORDER BY scan, name", *args
         )
         return [
             PrearcFile(
@@ -434,24 +435,19 @@ class PrearchiveStore:
             for r in rows
         ]
 
-    def file_named(self, session_id: int, scan: str, name: str) -> PrearcFile | None:
-        for f in self.files_of_scan(session_id, scan):
-            if f.name == name:
-                return f
-        return None
+    def files(self, session_id: int) -> list[PrearcFile]:
+        return self._files("session_id=?", session_id)
 
     def files_of_scan(self, session_id: int, scan: str) -> list[PrearcFile]:
-        return [f for f in self.files(session_id) if f.scan == scan]
+        return self._files("session_id=? AND scan=?", session_id, scan)
+
+    def file_named(self, session_id: int, scan: str, name: str) -> PrearcFile | None:
+        found = self._files("session_id=? AND scan=? AND name=?", session_id, scan, name)
+        return found[0] if found else None
 
     def find_instance(self, session_id: int, sop_instance_uid: str) -> PrearcFile | None:
-        row = self.store._one(
-            "SELECT scan, name FROM prearchive_files WHERE session_id=? AND sop_instance_uid=?",
-            session_id,
-            sop_instance_uid,
-        )
-        if row is None:
-            return None
-        return self.file_named(session_id, str(row["scan"]), str(row["name"]))
+        found = self._files("session_id=? AND sop_instance_uid=?", session_id, sop_instance_uid)
+        return found[0] if found else None
 
     def add_file(self, session_id: int, f: PrearcFile) -> None:
         self.store._exec(
