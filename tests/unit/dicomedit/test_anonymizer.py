@@ -107,10 +107,17 @@ def test_nested_value_and_nested_assignment() -> None:
     assert ds.RequestAttributesSequence[0].RequestedProcedureID == "RP1"
 
 
-def test_null_assignment_writes_an_empty_value() -> None:
-    ds = run("(0020,0052) := hashUID[(0020,0052)]")
-    assert "FrameOfReferenceUID" in ds
-    assert ds.FrameOfReferenceUID == ""
+def test_null_assignment_does_nothing_like_mizer() -> None:
+    ds = run("(0020,0052) := hashUID[(0020,0052)]\n(0008,1030) := (0008,9999)")
+    assert "FrameOfReferenceUID" not in ds
+    assert ds.StudyDescription == "BRAIN^ROUTINE"
+    assert "RequestAttributesSequence" not in run("(0040,0275)[0]/(0040,1001) := (0008,9999)")
+
+
+def test_assign_if_exists_visits_every_match() -> None:
+    ds = run('*/(0008,1155) ?= "1.1"')
+    assert [i.ReferencedSOPInstanceUID for i in ds.ReferencedImageSequence] == ["1.1", "1.1"]
+    assert "ReferencedSOPInstanceUID" not in ds
 
 
 def test_backslash_makes_multi_valued_and_numeric_vrs_convert() -> None:
@@ -191,7 +198,8 @@ def test_file_transform_hook_for_the_packer(tmp_path) -> None:
 def test_match_finds_a_group_anywhere_and_null_arguments_fail() -> None:
     ds = run('(0008,1030) := match[(0008,103E), "mpr_(\\\\d)", 1]')
     assert ds.StudyDescription == "1"  # Matcher.find(), not a full match
-    assert run('(0008,1030) := match[(0008,103E), "zzz(.)", 1]').StudyDescription == ""
+    # No match gives null, and assigning null leaves the element alone.
+    assert run('(0008,1030) := match[(0008,103E), "zzz(.)", 1]').StudyDescription == "BRAIN^ROUTINE"
     for body in (
         '(0008,1030) := concatenate["a", (0008,9999)]',
         '(0008,1030) := replace[(0008,1030), "A", (0008,9999)]',
@@ -205,3 +213,16 @@ def test_described_but_unset_variable_reads_as_null_like_dicomedit() -> None:
     ds = run('describe visit "Visit"\n(0010,0020) := format["{0}_{1}", session, visit]')
     assert ds.PatientID == "SUBJ01_MR1_null"
     assert run('describe visit "Visit"\n(0010,0020) := visit', visit="v3").PatientID == "v3"
+
+
+def test_multi_valued_elements_read_joined_with_backslash() -> None:
+    ds = vector_dataset()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M"]
+    ds = run(
+        "(0008,1030) := (0008,0008)\n"
+        '(0008,0008) ~ ".*\\\\\\\\PRIMARY\\\\\\\\.*" ? (0008,103E) := "p"',
+        ds,
+    )
+    # Written back, the backslash makes the value multi-valued again.
+    assert list(ds.StudyDescription) == ["ORIGINAL", "PRIMARY", "M"]
+    assert ds.SeriesDescription == "p"

@@ -116,6 +116,8 @@ class Run:
                 self.store(container, tag, text, path.text)
             return
         text = self.value(stmt.value)
+        if text is None:
+            return  # as store(): a null assignment creates nothing, not even sequence items
         container = tagpaths.container_for(self.ds, path)
         final = path.final
         if final.creator is not None:
@@ -130,9 +132,9 @@ class Run:
         self.store(container, tag, text, path.text)
 
     def store(self, container: Dataset, tag: int, text: str | None, where: str) -> None:
-        # A null value (absent source, hashUID of nothing) is written as an empty value,
-        # as dcm4che's putString(tag, vr, null) does.
-        text = "" if text is None else text
+        if text is None:
+            # mizer's assign(): "Failed to assign null value to tag" — logged, nothing done.
+            return
         if tag in container._dict:
             elem = container[tag]
             elem.value = convert_for_vr(elem.VR, text)

@@ -270,7 +270,9 @@ class _Parser:
         raise self.error(f"unexpected {self.describe(tok)}: expected an assignment or deletion")
 
     def check_target(self, path: TagPath, tok: Token, create: bool) -> None:
-        if not path.singular:
+        # ?= visits every matching element in mizer (AssignIfExistsDicomObjectVisitor);
+        # := resolves one element and throws otherwise, so it must be singular.
+        if create and not path.singular:
             raise self.error(
                 f"assignment target {path.text} must name one element: no digit wildcards, "
                 "no * + . levels, and an item index [n] on every sequence level",

@@ -27,16 +27,20 @@ def _scalar(value: Any) -> str:
     if isinstance(value, PersonName):
         return str(value)
     if isinstance(value, bytes):
-        return value.decode("latin-1").rstrip("\x00 ")
+        # mizer reads OB/OW/UN as UTF-8 text, dropping one trailing NUL pad byte.
+        if value.endswith(b"\x00"):
+            value = value[:-1]
+        return bytes(value).decode("utf-8", errors="replace")
     if isinstance(value, BaseTag):
         return f"{value:08X}"
     return str(value)
 
 
 def element_string(elem: DataElement) -> str:
-    """The value as DicomEdit's ``getString`` gives it: the first value, '' if empty.
+    """The value as DicomEdit's ``getString`` gives it, '' if present but empty.
 
-    (dicom.md §1.5 notes the multi-valued behaviour is unverified against dcm4che.)
+    Multiple values are joined with a backslash, as mizer's ``joinMultipleValues`` does
+    (dicom.md §1.5 had guessed the first value; the mizer source settles it).
     """
     value = elem.value
     if value is None:
@@ -44,7 +48,7 @@ def element_string(elem: DataElement) -> str:
     if elem.VR == "SQ":
         return ""
     if isinstance(value, MultiValue | list | tuple):
-        return _scalar(value[0]) if len(value) else ""
+        return "\\".join(_scalar(v) for v in value)
     return _scalar(value)
 
 
