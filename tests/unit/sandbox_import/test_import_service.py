@@ -490,3 +490,18 @@ async def test_html_format_turns_errors_into_a_page(client: Client) -> None:
     # Importer.respondToException answers an HTML request with the message in a page.
     assert status == 200
     assert "unable to read DICOM object x.txt" in text and "ERROR" in text
+
+
+async def test_inbody_multipart_and_reference_field(client: Client) -> None:
+    form = aiohttp.FormData()
+    form.add_field("file", stream_zip_bytes(series_files(1)), filename="s.zip")
+    status, text, _ = await client.request(
+        "POST", "/data/services/import", params={"inbody": "true"}, data=form
+    )
+    assert status == 406
+    assert "(not as part of multi-part form data)" in text
+    form = aiohttp.FormData()
+    form.add_field("reference", "/some/path")
+    form.add_field("file", stream_zip_bytes(series_files(1)), filename="s.zip")
+    status, _, _ = await client.request("POST", "/data/services/import", data=form)
+    assert status == 400
