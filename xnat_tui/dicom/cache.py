@@ -25,6 +25,7 @@ PARSER_VERSION = 4
 CACHE_FILE = "scan-cache.sqlite3"
 # Files modified this recently may still be being written; don't trust their mtime.
 RACY_SECONDS = 2.0
+PRUNE_DAYS = 90
 
 # name -> (size, mtime_ns, kind, detail, context index, SOPInstanceUID, InstanceNumber)
 Entry = tuple[int, int, str, str, int, str, str]
@@ -162,6 +163,12 @@ class ScanCache:
     def close(self) -> None:
         self.flush()
         if self._db is not None:
+            # Folders not rewritten for a long time are dropped (re-read once if
+            # they are ever scanned again), so the cache cannot grow without bound.
+            with contextlib.suppress(sqlite3.Error), self._db:
+                self._db.execute(
+                    "DELETE FROM dirs WHERE used < ?", (time.time() - PRUNE_DAYS * 86400,)
+                )
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
