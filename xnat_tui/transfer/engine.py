@@ -177,10 +177,10 @@ class TransferEngine:
     async def submit(self, plan: Plan | Iterable[PlannedJob]) -> list[str]:
         """Journal every sendable job of the plan (before anything is sent) and queue it."""
         planned = plan.sendable if isinstance(plan, Plan) else [p for p in plan if p.ok]
-        ids: list[str] = []
+        new_jobs: list[NewJob] = []
         for p in planned:
             r = p.request
-            jid = self.journal.create_job(
+            new_jobs.append(
                 NewJob(
                     server=self.server.server_url,
                     username=self.server.username,
@@ -199,7 +199,8 @@ class TransferEngine:
                     source_root=str(r.session.root or ""),
                 )
             )
-            ids.append(jid)
+        ids = self.journal.create_jobs(new_jobs)
+        for jid in ids:
             if self._adopt(jid):
                 run = self._runs[jid]
                 self._emit_state(run, JobState.QUEUED, None, "queued")
@@ -676,6 +677,16 @@ class TransferEngine:
             self._series_event(run, s, text)
             self._message("error", f"{job.display}: {text}", job.id)
             return
+        if _disk_full(text):
+            reason = (
+                f"the server is out of disk space ({text}); nothing more can be stored until "
+                f"an administrator frees space. Then: 'xnat-tui transfers retry {job.id}'"
+            )
+            self.journal.series_interrupted(job.id, s.uid, reason, failed=True)
+            s.state, s.message = SeriesState.FAILED, reason
+            self._series_event(run, s, reason)
+            self._message("error", f"{job.display}: {reason}", job.id)
+            return
         if is_retriable(exc) and s.attempts < self.retry_policy.attempts:
             delay = self.retry_policy.delay(s.attempts)
             self.journal.series_interrupted(job.id, s.uid, text)
@@ -878,6 +889,12 @@ async def _wait_event(event: asyncio.Event, seconds: float) -> None:
 
 class _CommitRefused(Exception):
     retriable = False
+
+
+def _disk_full(text: str) -> bool:
+    # Retrying minutes later rarely helps; failing fast with a clear reason does.
+    low = text.lower()
+    return "no space left on device" in low or "disk full" in low or "insufficient storage" in low
 
 
 def _same_uri(a: str, b: str) -> bool:

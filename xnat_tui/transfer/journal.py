@@ -285,69 +285,79 @@ class Journal:
 
     # ----------------------------------------------------------------- creating
     def create_job(self, job: NewJob, *, job_id: str | None = None) -> str:
-        jid = job_id or secrets.token_hex(4)
-        now = time.time()
+        return self.create_jobs([job], job_ids=[job_id] if job_id else None)[0]
+
+    def create_jobs(
+        self, jobs: Sequence[NewJob], *, job_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Journal a whole batch in one transaction: after a crash it is all there or absent."""
+        ids = list(job_ids) if job_ids else [secrets.token_hex(4) for _ in jobs]
         with self._tx() as db:
+            for jid, job in zip(ids, jobs, strict=True):
+                self._insert_job(db, jid, job)
+        return ids
+
+    def _insert_job(self, db: sqlite3.Connection, jid: str, job: NewJob) -> None:
+        now = time.time()
+        db.execute(
+            "INSERT INTO jobs(id, created, updated, server, username, project, subject,"
+            " label, study_uid, destination, overwrite, anonymization, compression,"
+            " verify_digests, new_subject, verdict, source_root, state)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                jid,
+                now,
+                now,
+                job.server,
+                job.username,
+                job.project,
+                job.subject,
+                job.label,
+                job.study_uid,
+                str(job.destination),
+                str(job.overwrite),
+                job.anonymization,
+                str(job.compression),
+                int(job.verify_digests),
+                int(job.new_subject),
+                job.verdict,
+                job.source_root,
+                str(JobState.QUEUED),
+            ),
+        )
+        for pos, s in enumerate(job.series):
             db.execute(
-                "INSERT INTO jobs(id, created, updated, server, username, project, subject,"
-                " label, study_uid, destination, overwrite, anonymization, compression,"
-                " verify_digests, new_subject, verdict, source_root, state)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO series(job_id, uid, position, number, description, modality,"
+                " file_count, bytes, state) VALUES(?,?,?,?,?,?,?,?,?)",
                 (
                     jid,
-                    now,
-                    now,
-                    job.server,
-                    job.username,
-                    job.project,
-                    job.subject,
-                    job.label,
-                    job.study_uid,
-                    str(job.destination),
-                    str(job.overwrite),
-                    job.anonymization,
-                    str(job.compression),
-                    int(job.verify_digests),
-                    int(job.new_subject),
-                    job.verdict,
-                    job.source_root,
-                    str(JobState.QUEUED),
+                    s.series_instance_uid,
+                    pos,
+                    s.series_number,
+                    s.description,
+                    s.modality,
+                    s.file_count,
+                    s.size,
+                    str(SeriesState.PENDING),
                 ),
             )
-            for pos, s in enumerate(job.series):
-                db.execute(
-                    "INSERT INTO series(job_id, uid, position, number, description, modality,"
-                    " file_count, bytes, state) VALUES(?,?,?,?,?,?,?,?,?)",
+            db.executemany(
+                "INSERT INTO files(job_id, series_uid, idx, path, size, mtime, sop)"
+                " VALUES(?,?,?,?,?,?,?)",
+                (
                     (
                         jid,
                         s.series_instance_uid,
-                        pos,
-                        s.series_number,
-                        s.description,
-                        s.modality,
-                        s.file_count,
-                        s.size,
-                        str(SeriesState.PENDING),
-                    ),
-                )
-                db.executemany(
-                    "INSERT INTO files(job_id, series_uid, idx, path, size, mtime, sop)"
-                    " VALUES(?,?,?,?,?,?,?)",
-                    (
-                        (
-                            jid,
-                            s.series_instance_uid,
-                            i,
-                            str(f.path),
-                            f.size,
-                            f.mtime,
-                            f.sop_instance_uid,
-                        )
-                        for i, f in enumerate(s.files)
-                    ),
-                )
-            self._step(db, jid, "", "plan", "end", f"{len(job.series)} series")
-        return jid
+                        i,
+                        str(f.path),
+                        f.size,
+                        f.mtime,
+                        f.sop_instance_uid,
+                    )
+                    for i, f in enumerate(s.files)
+                ),
+            )
+        self._step(db, jid, "", "plan", "end", f"{len(job.series)} series")
 
     # ----------------------------------------------------------------- reading
     def job(self, job_id: str) -> JobRecord:

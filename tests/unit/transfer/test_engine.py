@@ -122,14 +122,14 @@ async def test_client_errors_are_not_retried(tmp_path: Path) -> None:
 
 async def test_gives_up_after_bounded_retries_then_retry_resumes(tmp_path: Path) -> None:
     server = FakeServer()
-    server.fail_imports = [TransferError("507 disk full", retriable=True, status=507)] * 4
+    server.fail_imports = [TransferError("503 Service Unavailable", retriable=True, status=503)] * 4
     journal = Journal(tmp_path / "j.sqlite3")
     plan = await plan_one(server, journal, tmp_path, series=(("1", "T1"),))
     engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
     await engine.start()
     ids = await engine.submit(plan)
     assert (await engine.wait(ids))[ids[0]] is JobState.FAILED
-    assert "disk full" in journal.job(ids[0]).message
+    assert "503" in journal.job(ids[0]).message
     assert server.imports == 4
     again = await engine.retry(ids[0])
     assert again == ids
@@ -139,10 +139,10 @@ async def test_gives_up_after_bounded_retries_then_retry_resumes(tmp_path: Path)
 
 async def test_crash_mid_send_resumes_without_resending_acknowledged(tmp_path: Path) -> None:
     server = FakeServer()
-    server.chunk_delay = 0.0
+    server.chunk_delay = 0.03
     journal = Journal(tmp_path / "j.sqlite3")
     plan = await plan_one(
-        server, journal, tmp_path, series=(("1", "A"), ("2", "B"), ("3", "C")), size=300_000
+        server, journal, tmp_path, series=(("1", "A"), ("2", "B"), ("3", "C")), size=1_000_000
     )
     engine = TransferEngine(server, journal, concurrency=1, retry=FAST, receipts_dir=tmp_path / "r")
     await engine.start()
@@ -151,12 +151,12 @@ async def test_crash_mid_send_resumes_without_resending_acknowledged(tmp_path: P
         if any(s.state is SeriesState.SENT for s in journal.series(jid)):
             break
         await asyncio.sleep(0.005)
-    server.chunk_delay = 0.05  # the next series is mid-stream when we "crash"
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.03)  # the next series is mid-stream when we "crash"
     await engine.close()  # like a crash: no state change written for the job
     assert journal.job(jid).state is JobState.SENDING
     imports_before = server.imports
     sent_before = {s.uid for s in journal.series(jid) if s.state is SeriesState.SENT}
+    assert 1 <= len(sent_before) < 3
     server.chunk_delay = 0.0
 
     journal2 = Journal(tmp_path / "j.sqlite3")
@@ -320,3 +320,22 @@ async def test_merge_with_append(tmp_path: Path) -> None:
     await engine.close()
     [sess] = server.find("PAT1_MR_1")
     assert set(sess.scans) == {"1", "2"}
+
+
+async def test_disk_full_fails_fast_with_a_clear_reason(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.fail_imports = [
+        TransferError("java.io.IOException: No space left on device", retriable=True, status=500)
+    ]
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, series=(("1", "T1"),))
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    ids = await engine.submit(plan)
+    assert (await engine.wait(ids))[ids[0]] is JobState.FAILED
+    message = journal.job(ids[0]).message
+    assert "out of disk space" in message and f"transfers retry {ids[0]}" in message
+    assert server.imports == 1
+    assert (await engine.retry(ids[0])) == ids
+    assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
+    await engine.close()
