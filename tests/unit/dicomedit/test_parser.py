@@ -211,3 +211,11 @@ def test_fuzz_arbitrary_text_never_crashes(text: str) -> None:
         Script.parse(text, "fuzz")
     except ScriptError as err:
         assert err.line >= 1 and err.column >= 1
+
+
+def test_line_numbers_count_only_real_newlines() -> None:
+    script = Script.parse('// a\x0c form feed and \x85 next-line in a comment\nversion "6.1"\n')
+    assert script.version == "6.1"
+    with pytest.raises(ScriptError) as err:
+        Script.parse('version "6.1"\r\n// \x0c\r\n(0010,0010) := \r\n')
+    assert err.value.line == 3

@@ -50,7 +50,8 @@ _PATH_START = frozenset({"TAG", "STAR", "PLUS", "DOT"})
 class _Parser:
     def __init__(self, text: str, script: str) -> None:
         self.text = text
-        self.lines = text.splitlines()
+        # The lexer's notion of a line (str.splitlines also splits on \x0c, \x85...).
+        self.lines = re.split(r"\r\n|\r|\n", text)
         self.script = script
         self.tokens = tokenize(text, script)
         self.pos = 0
