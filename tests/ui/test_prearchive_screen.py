@@ -378,19 +378,12 @@ def test_rows_keep_xnat_columns() -> None:
 
 async def test_through_the_real_app_against_the_sandbox(sandbox: Any, tmp_path: Any) -> None:
     """Key ``p`` on the main screen opens triage over the logged-in client; relabel for real."""
-    from tests.ui.fakes import FakeEngine, FakePort, scan_func_for, to_main, until
+    from tests.ui.fakes import FakeEngine, scan_func_for, to_main, until
     from xnat_tui.config import Config
     from xnat_tui.transfer.journal import Journal
     from xnat_tui.ui.app import XnatTuiApp
-    from xnat_tui.ui.services import Connection, LoginRequest, Services
-    from xnat_tui.xnat.client import XnatClient
-    from xnat_tui.xnat.credentials import Credentials
-
-    async def connect(request: LoginRequest) -> Connection:
-        # The real client for triage; the upload engine's port is not under test here.
-        client = XnatClient(Credentials(request.url, request.user, request.password))
-        await client.login()
-        return Connection(request.url, request.user, FakePort(), client, client.close)
+    from xnat_tui.ui.launch import connect
+    from xnat_tui.ui.services import LoginRequest, Services
 
     services = Services(scan_func=scan_func_for([]), engine_factory=lambda p, j: FakeEngine())
     services.journal = Journal(tmp_path / "journal.sqlite3")
