@@ -343,11 +343,15 @@ def _results(
     if jobs <= 1 or len(paths) < _POOL_THRESHOLD:
         yield from _anonymize_chunk(anon, paths, variables)
         return
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     size = max(8, min(250, len(paths) // (jobs * 4) or 1))
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawn, not fork: forking a process that runs threads (a connection pool, a test
+    # server) can deadlock the children.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         for chunk in pool.map(
             _anonymize_chunk, [anon] * len(chunks), chunks, [variables] * len(chunks)
         ):

@@ -192,3 +192,19 @@ def test_project_scripts_come_from_the_server(
     assert "InstitutionName" in out and "STUDY_B site" in out
     assert "StudyComments" in out
     _unchanged(snap, src)
+
+
+def test_out_through_the_process_pool_matches_serial(tmp_path, monkeypatch) -> None:
+    import xnat_tui.commands.anonymize as command
+
+    src = tmp_path / "src"
+    _tree(src)
+    base = ["anonymize", str(src), "--profile", "basic", *VARS]
+    assert main([*base, "--out", str(tmp_path / "serial"), "--jobs", "1"]) == 0
+    monkeypatch.setattr(command, "_POOL_THRESHOLD", 2)
+    assert main([*base, "--out", str(tmp_path / "pool"), "--jobs", "2"]) == 0
+    serial = sorted((tmp_path / "serial").rglob("*.dcm"))
+    assert len(serial) == 4
+    for path in serial:
+        twin = tmp_path / "pool" / path.relative_to(tmp_path / "serial")
+        assert twin.read_bytes() == path.read_bytes()
