@@ -281,7 +281,12 @@ class _Scanner:
                         if len(pending) < self.chunk and not self.walk_done:
                             break
                         todo, pending = pending[: self.chunk], pending[self.chunk :]
-                        fut = pool.executor.submit(examine_chunk, todo, self.want)
+                        try:
+                            fut = pool.executor.submit(examine_chunk, todo, self.want)
+                        except BrokenProcessPool:
+                            pending = todo + pending
+                            self.workers = 1
+                            break
                         inflight[fut] = todo
                 if inflight:
                     must_wait = len(inflight) >= max_inflight or self.walk_done
@@ -296,9 +301,14 @@ class _Scanner:
                         try:
                             records = fut.result()
                         except BrokenProcessPool:
-                            # A worker died (out of memory?); finish its share here.
+                            # A worker died (killed, out of memory?): the pool is
+                            # unusable, so finish its share and the rest in-process.
                             records = examine_chunk(todo, self.want)
+                            self.workers = 1
                         self.results(records)
+                if pool is not None and self.workers == 1 and not inflight:
+                    pool.kill()
+                    pool = None
 
                 finished = self.walk_done and not pending and not inflight
                 if finished:

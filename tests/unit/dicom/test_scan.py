@@ -217,6 +217,32 @@ def test_cancel_mid_scan_leaves_no_worker_processes(tmp_path: Path) -> None:
     assert multiprocessing.active_children() == []
 
 
+def test_a_killed_worker_does_not_lose_files(tmp_path: Path) -> None:
+    import signal
+
+    write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
+    before = _children()
+    killed = False
+    summary = None
+    for event in scan(
+        [tmp_path / "bulk"],
+        use_cache=False,
+        workers=2,
+        batch_interval=0.01,
+        chunk=16,
+        inline_limit=0,
+    ):
+        if not killed and isinstance(event, ScanBatch) and event.progress.files_parsed:
+            os.kill(min(_children() - before), signal.SIGKILL)
+            killed = True
+        if isinstance(event, ScanSummary):
+            summary = event
+    assert killed and summary is not None
+    assert summary.progress.files_dicom == 2000
+    assert sum(s.file_count for s in summary.sessions) == 2000
+    assert _children() - before == set()
+
+
 def test_closing_the_generator_also_kills_the_workers(tmp_path: Path) -> None:
     write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
     before = _children()
