@@ -26,7 +26,7 @@ from xnat_tui.sandbox.permissions import (
 )
 from xnat_tui.sandbox.routing import add_route
 from xnat_tui.sandbox.store import Store, StoreError
-from xnat_tui.sandbox.tables import Table, query_table, render_table
+from xnat_tui.sandbox.tables import Table, parse_bool, query_table, render_table
 
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 PERMISSION_ACTIONS = ("active", "create", "delete", "edit", "read")
@@ -158,8 +158,15 @@ async def list_projects(request: web.Request) -> web.Response:
     rows = store.list_projects()
     if "permissions" in request.query:
         action = request.query["permissions"]
+        # PermissionsProjectHandler throws; ProjectListResource turns it into a 500.
+        if not action.strip():
+            raise xnat_error(500, "You must specify a value for the permissions parameter.")
         if action not in PERMISSION_ACTIONS:
-            raise xnat_error(500, "Failed to identify projects")
+            raise xnat_error(
+                500,
+                "You must specify one of the following values for the permissions parameter: "
+                + ", ".join(PERMISSION_ACTIONS),
+            )
         wanted = [r for r in rows if _allowed(user, r["id"], action)]
         wanted.sort(key=lambda r: (r["secondary_id"], r["id"]))
         # Raw SQL through Postgres: lower-cased keys, no totalRecords, no URI (§3.1).
@@ -168,13 +175,12 @@ async def list_projects(request: web.Request) -> web.Response:
             [{"id": r["id"], "secondary_id": r["secondary_id"]} for r in wanted],
         )
         return render_table(request, table)
+    if any(k in request.query for k in FILTERED_PARAMS):
+        return _filtered_projects(request, user, store, rows)
     visible = [r for r in rows if can_read(user, r["id"])]
     restrict = request.query.get("restrict")
     if restrict in ("edit", "delete"):
         visible = [r for r in visible if _allowed(user, r["id"], restrict)]
-    for flag, role in (("owner", "owner"), ("member", "member"), ("collaborator", "collaborator")):
-        if request.query.get(flag, "").lower() == "true":
-            visible = [r for r in visible if user.role(r["id"]) == role]
     records = [project_record(store, r) for r in visible]
     table = query_table(
         request,
@@ -184,6 +190,128 @@ async def list_projects(request: web.Request) -> web.Response:
         shortcuts=PROJECT_SHORTCUTS,
     )
     return render_table(request, table)
+
+
+FILTERED_PARAMS = (
+    "accessible",
+    "data-accessibility",
+    "prearc_code",
+    "owner",
+    "member",
+    "collaborator",
+    "activeSince",
+    "recent",
+    "favorite",
+    "admin",
+)
+ROLE_NAMES = {"owner": "Owners", "member": "Members", "collaborator": "Collaborators"}
+
+
+def _filtered_projects(
+    request: web.Request, user: User, store: Store, rows: list[sqlite3.Row]
+) -> web.Response:
+    """ProjectListResource.FilteredProjects: a DisplaySearch with its own columns.
+
+    ``accessible``/``data-accessibility`` narrow (AND); ``owner``, ``member``,
+    ``collaborator``, ``admin`` widen each other (OR), as in XNAT."""
+    query = request.query
+    visible = list(rows)
+    access = query.get("data-accessibility")
+    if access is not None:
+        if access.lower() not in ("readable", "writable"):
+            raise xnat_error(
+                400,
+                "The value specified for the data-accessibility parameter is invalid: "
+                f"{access}. Must be one of readable or writable.",
+            )
+        need = can_edit if access.lower() == "writable" else can_read
+        visible = [r for r in visible if need(user, r["id"])]
+    accessible = query.get("accessible")
+    if accessible is not None:
+        if accessible.lower() == "true":
+            visible = [r for r in visible if can_read(user, r["id"])]
+        else:
+            visible = [r for r in visible if user.role(r["id"]) is None]
+    wanted: list[set[str]] = []
+    for flag in ("owner", "member", "collaborator"):
+        value = query.get(flag)
+        if value is None:
+            continue
+        has = {r["id"] for r in visible if user.role(r["id"]) == flag}
+        wanted.append(has if value.lower() == "true" else {r["id"] for r in visible} - has)
+    if query.get("admin") is not None and parse_bool(query.get("admin")) and user.admin:
+        wanted.append({r["id"] for r in visible})
+    if wanted:
+        allowed = set().union(*wanted)
+        visible = [r for r in visible if r["id"] in allowed]
+    # Even these searches only return rows the user may read.
+    visible = [r for r in visible if can_read(user, r["id"])]
+    visible.sort(key=lambda r: (r["secondary_id"], r["id"]))
+    uid = store.user_id(user.login)
+    columns = [
+        "id",
+        "name",
+        "description",
+        "secondary_id",
+        "pi",
+        "project_invs",
+        "project_access",
+        "project_access_img",
+        "insert_date",
+        "insert_user",
+        f"user_role_{uid}",
+        f"last_accessed_{uid}",
+    ]
+    with_codes = parse_bool(query.get("prearc_code"))
+    if with_codes:
+        columns += ["proj_quarantine", "proj_prearchive_code"]
+    records = []
+    for r in visible:
+        pi = ", ".join(x for x in (r["pi_lastname"], r["pi_firstname"]) if x)
+        role = user.role(r["id"])
+        records.append(
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "description": r["description"],
+                "secondary_id": r["secondary_id"],
+                "pi": pi,
+                "project_invs": "",
+                "project_access": r["accessibility"],
+                "project_access_img": f"/@WEBAPP/images/{r['accessibility'][:2]}.gif",
+                "insert_date": r["insert_date"],
+                "insert_user": r["insert_user"],
+                f"user_role_{uid}": ROLE_NAMES.get(role or "", ""),
+                f"last_accessed_{uid}": "",
+                "proj_quarantine": "0",
+                "proj_prearchive_code": str(r["prearchive_code"]),
+            }
+        )
+    meta = {"title": "Projects", "xdat_user_id": str(uid), "totalRecords": str(len(records))}
+    return render_table(request, Table.from_dicts(columns, records, meta))
+
+
+async def xapi_access_projects(request: web.Request) -> web.Response:
+    """The user's project group memberships (DataAccessApi → RoleHolder)."""
+    user = request_user(request)
+    store = _store(request)
+    out = []
+    for project_id, role in sorted(user.roles.items()):
+        row = store.get_project(project_id)
+        if row is None:
+            continue
+        out.append(
+            {
+                "secondary_ID": row["secondary_id"],
+                "ID": row["id"],
+                "role": ROLE_NAMES[role],
+                "name": row["name"],
+                "URI": f"/data/projects/{row['id']}",
+                "group_id": f"{row['id']}_{role}",
+                "description": row["description"],
+            }
+        )
+    return web.json_response(out)
 
 
 def project_item(store: Store, row: sqlite3.Row) -> Item:
@@ -660,6 +788,7 @@ async def put_experiment(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app.router.add_get("/xapi/access/projects", xapi_access_projects)
     add_route(app, "GET", "/projects", list_projects, archive=True)
     add_route(app, "POST", "/projects", post_projects, archive=True)
     add_route(app, "GET", "/projects/{project}", get_project, archive=True)

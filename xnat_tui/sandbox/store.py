@@ -265,6 +265,11 @@ class Store:
     def get_user(self, login: str) -> sqlite3.Row | None:
         return self._one("SELECT * FROM users WHERE login=?", login)
 
+    def user_id(self, login: str) -> int:
+        """XNAT's numeric ``xdat_user_id`` (the row number of the user)."""
+        row = self._one("SELECT rowid FROM users WHERE login=?", login)
+        return 0 if row is None else int(row[0])
+
     def check_password(self, login: str, password: str) -> bool:
         row = self.get_user(login)
         if row is None or not row["enabled"]:

@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from tests.unit.sandbox.helpers import Api
+from xnat_tui.sandbox.server import SandboxServer
 
 
 def all_strings(rows: list[dict[str, object]]) -> bool:
@@ -58,6 +59,7 @@ async def test_projects_editable_listing_has_lowercase_keys(api: Api) -> None:
     assert read.rows == [{"id": "PILOT", "secondary_id": "Pilot"}]
     bad = await api.get("/data/projects?permissions=write", user="alice")
     assert bad.status == 500
+    assert "active, create, delete, edit, read" in bad.text
     assert "Traceback" not in bad.text
 
 
@@ -270,3 +272,49 @@ async def test_experiment_and_subject_items(api: Api) -> None:
     missing = await api.get("/data/projects/PILOT/subjects/NOPE", user="alice")
     assert missing.status == 404
     assert "does not contain a subject identifiable by the ID or label NOPE" in missing.text
+
+
+async def test_filtered_project_search(sandbox: SandboxServer, api: Api) -> None:
+    r = await api.get("/data/projects?accessible=true&prearc_code=true", user="alice")
+    rs = r.json()["ResultSet"]
+    uid = sandbox.store.user_id("alice")
+    assert rs["title"] == "Projects" and rs["xdat_user_id"] == str(uid)
+    assert rs["totalRecords"] == "2"
+    first = rs["Result"][0]
+    assert first["id"] == "PILOT" and first["secondary_id"] == "Pilot"
+    assert first[f"user_role_{uid}"] == "Owners"
+    assert first["pi"] == "Anderson, Alice"
+    assert first["proj_prearchive_code"] == "0"
+    owned = await api.get("/data/projects?owner=true", user="alice")
+    assert [row["id"] for row in owned.rows] == ["PILOT"]
+    either = await api.get("/data/projects?owner=true&member=true", user="alice")
+    assert [row["id"] for row in either.rows] == ["PILOT", "STUDY_A"]
+    writable = await api.get("/data/projects?data-accessibility=writable", user="bob")
+    assert writable.rows == []
+    bad = await api.get("/data/projects?data-accessibility=maybe", user="bob")
+    assert bad.status == 400
+
+
+async def test_xapi_access_projects(api: Api) -> None:
+    r = await api.get("/xapi/access/projects", user="alice")
+    assert r.json() == [
+        {
+            "secondary_ID": "Pilot",
+            "ID": "PILOT",
+            "role": "Owners",
+            "name": "Pilot study",
+            "URI": "/data/projects/PILOT",
+            "group_id": "PILOT_owner",
+            "description": "Scanner pilot acquisitions; sessions wait in the prearchive.",
+        },
+        {
+            "secondary_ID": "Study A",
+            "ID": "STUDY_A",
+            "role": "Members",
+            "name": "Study A (auto-archive)",
+            "URI": "/data/projects/STUDY_A",
+            "group_id": "STUDY_A_member",
+            "description": "Longitudinal MR study; new subjects are created by the coordinator.",
+        },
+    ]
+    assert (await api.get("/xapi/access/projects", user="carol")).json() == []
