@@ -120,7 +120,7 @@ class PrearchiveTable(DataTable[str | Text]):
                 continue
             for i, (key, _, _) in enumerate(COLUMNS):
                 if not _same(old[i], cells[i]):
-                    self.update_cell(url, key, cells[i])
+                    self.update_cell(url, key, cells[i], update_width=True)
             self._cells[url] = cells
 
     def _remove_gone(self, wanted: set[str]) -> None:
