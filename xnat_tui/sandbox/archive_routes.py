@@ -7,7 +7,9 @@ are here because XNAT serves them from ``ProjectResource``.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
 import sqlite3
 from xml.etree import ElementTree
 
@@ -787,6 +789,46 @@ async def put_experiment(request: web.Request) -> web.Response:
     return _text(experiment_id, status=201)
 
 
+async def delete_experiment(request: web.Request) -> web.Response:
+    user = request_user(request)
+    store = _store(request)
+    row = experiment_or_404(request)
+    if not can_delete(user, row["project"]):
+        raise xnat_error(
+            403,
+            "Specified user account has insufficient delete privileges for experiments "
+            "in this project.",
+        )
+    store.delete_experiment(row["id"])
+    if parse_bool(request.query.get("removeFiles")):
+        await asyncio.to_thread(
+            shutil.rmtree, store.experiment_dir(row["project"], row["label"]), True
+        )
+    return web.Response(status=200)
+
+
+async def delete_subject(request: web.Request) -> web.Response:
+    user = request_user(request)
+    store = _store(request)
+    project = readable_project(store, user, request.match_info["project"])
+    row = _subject_or_404(store, project["id"], request.match_info["subject"])
+    if not can_delete(user, project["id"]):
+        raise xnat_error(
+            403,
+            "Specified user account has insufficient delete privileges for subjects in "
+            "this project.",
+        )
+    remove_files = parse_bool(request.query.get("removeFiles"))
+    for expt in store.list_experiments(project["id"], row["id"]):
+        store.delete_experiment(expt["id"])
+        if remove_files:
+            await asyncio.to_thread(
+                shutil.rmtree, store.experiment_dir(expt["project"], expt["label"]), True
+            )
+    store.delete_subject(row["id"])
+    return web.Response(status=200)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/xapi/access/projects", xapi_access_projects)
     add_route(app, "GET", "/projects", list_projects, archive=True)
@@ -832,3 +874,10 @@ def setup(app: web.Application) -> None:
         put_experiment,
         archive=True,
     )
+    add_route(app, "DELETE", "/projects/{project}/subjects/{subject}", delete_subject, archive=True)
+    for template in (
+        "/experiments/{expt}",
+        "/projects/{project}/experiments/{expt}",
+        "/projects/{project}/subjects/{subject}/experiments/{expt}",
+    ):
+        add_route(app, "DELETE", template, delete_experiment, archive=True)

@@ -27,7 +27,8 @@ API (stable; add, don't rename):
   ``find_subject_ci`` (case-insensitive label, as the archiver matches),
   ``list_subjects``.
 * Experiments: ``create_experiment``, ``get_experiment``, ``find_experiment(project,
-  id_or_label)``, ``list_experiments``, ``update_experiment``, ``experiment_dir``.
+  id_or_label)``, ``list_experiments``, ``update_experiment``, ``experiment_dir``,
+  ``delete_experiment`` (rows only; the caller removes files), ``delete_subject``.
 * Scans: ``add_scan`` (insert or return existing), ``get_scan``, ``list_scans``.
 * Resources: ``get_or_create_resource``, ``get_resource``, ``list_resources``.
 * Files: ``add_file`` (insert or replace a catalog entry), ``list_files``,
@@ -551,6 +552,10 @@ class Store:
     def experiment_dir(self, project: str, label: str) -> Path:
         """Where an archived session's files live: ``archive/<P>/arc001/<LABEL>``."""
         return self.archive_root / project / "arc001" / label
+
+    def delete_subject(self, subject_id: str) -> None:
+        """Remove a subject row (its experiments must be deleted first)."""
+        self._exec("DELETE FROM subjects WHERE id=?", subject_id)
 
     def delete_experiment(self, experiment_id: str) -> None:
         with self.transaction() as db:

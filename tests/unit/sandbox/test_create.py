@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.unit.sandbox.helpers import Api
+from xnat_tui.sandbox.server import SandboxServer
 
 
 async def test_put_subject_creates_then_is_idempotent(api: Api) -> None:
@@ -98,3 +99,18 @@ async def test_projects_creation(api: Api) -> None:
     )
     assert xml.status == 201 and xml.text == "P3"
     assert (await api.put("/data/projects/PILOT?name=x", user="bob")).status == 403
+
+
+async def test_delete_experiment_and_subject(sandbox: SandboxServer, api: Api) -> None:
+    base = "/data/projects/PILOT/subjects/PIL_900/experiments/PIL_900_MR1"
+    session_dir = sandbox.store.experiment_dir("PILOT", "PIL_900_MR1")
+    assert session_dir.is_dir()
+    assert (await api.delete(base, user="bob")).status == 403
+    assert (await api.delete(base + "?removeFiles=true", user="alice")).status == 200
+    assert not session_dir.exists()
+    assert (await api.get(base, user="alice")).status == 404
+    assert (await api.get("/data/projects/PILOT/experiments", user="alice")).rows == []
+    assert (await api.delete(base, user="alice")).status == 404
+    assert (await api.delete("/data/projects/STUDY_A/subjects/SA_001", user="alice")).status == 403
+    assert (await api.delete("/data/projects/PILOT/subjects/PIL_900", user="alice")).status == 200
+    assert (await api.get("/data/projects/PILOT/subjects", user="alice")).rows == []
