@@ -31,6 +31,7 @@ from .nodes import (
     SetVar,
     Statement,
     Step,
+    StepKind,
     Str,
     TagPath,
     TagPattern,
@@ -45,6 +46,7 @@ SUPPORTED_VERSIONS = frozenset(f"6.{minor}" for minor in range(8))
 _VERSION_LINE_RE = re.compile(r'version "(\d[\d.]+)"')
 _COMPARE_OPS: dict[str, CompareOp] = {"EQ": "=", "NE": "!=", "MATCH": "~", "NMATCH": "!~"}
 _PATH_START = frozenset({"TAG", "STAR", "PLUS", "DOT"})
+_LEVEL_WILDCARDS: dict[str, StepKind] = {"STAR": "star", "PLUS": "plus", "DOT": "dot"}
 
 
 class _Parser:
@@ -395,15 +397,13 @@ class _Parser:
     # ---- tag paths ------------------------------------------------------------------
 
     def tag_path(self) -> TagPath:
-        start = self.tok
         steps: list[Step] = []
         parts: list[str] = []
         while True:
             tok = self.tok
-            if tok.kind in ("STAR", "PLUS", "DOT"):
+            if tok.kind in _LEVEL_WILDCARDS:
                 self.advance()
-                kind = {"STAR": "star", "PLUS": "plus", "DOT": "dot"}[tok.kind]
-                steps.append(Step(kind))  # type: ignore[arg-type]
+                steps.append(Step(_LEVEL_WILDCARDS[tok.kind]))
                 parts.append(tok.text)
                 self.expect_path_slash(tok)
                 continue
@@ -424,10 +424,7 @@ class _Parser:
                 parts.append(tok.text)
                 continue
             parts.append(tok.text)
-            text = "/".join(parts)
-            if start.kind != "TAG" and not steps:  # pragma: no cover - loop guarantees steps
-                raise self.error("bad tag path", start)
-            return TagPath(text, tuple(steps), pattern)
+            return TagPath("/".join(parts), tuple(steps), pattern)
 
     def expect_path_slash(self, after: Token) -> None:
         if self.tok.kind != "SLASH":
