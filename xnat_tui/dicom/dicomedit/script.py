@@ -52,9 +52,9 @@ class Script:
     sha256: str
     method_codes: tuple[CodeItem, ...] = ()
     uses_lookup: bool = False
-    descriptions: dict[str, Describe] = field(default_factory=dict)
+    descriptions: dict[str, Describe] = field(default_factory=dict, hash=False, compare=False)
     # What the evaluator runs: the statements with deletion runs batched.
-    program: tuple[Op, ...] = ()
+    program: tuple[Op, ...] = field(default=(), hash=False, compare=False)
 
     @classmethod
     def parse(
