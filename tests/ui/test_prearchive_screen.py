@@ -160,11 +160,16 @@ async def test_auto_refresh_updates_cells_in_place_keeping_cursor_and_selection(
         await settle(pilot)
         screen = screen_of(app)
         table = screen.query_one(PrearchiveTable)
+        rebuilds: list[int] = []
+        rebuild = table._rebuild
+        table._rebuild = lambda *a: (rebuilds.append(1), rebuild(*a))  # type: ignore[method-assign]
         await pilot.press("down", "space")  # select S2, cursor moves on to S3
         assert screen.selected == {server.rows[1]["url"]}
         assert table.highlighted_url == server.rows[2]["url"]
         server.rows[2]["status"] = "READY"  # S3 rebuilt by someone else
-        server.rows.append(entry("PILOT", "S9", "RECEIVING"))
+        newer = entry("PILOT", "S9", "RECEIVING", timestamp="20260101_111111111")
+        newer["url"] = "/prearchive/projects/PILOT/20260101_111111111/S9"
+        server.rows.append(newer)  # a new upload: sorts last by timestamp
         polls = screen.polls
         await pilot.pause(0.4)
         await settle(pilot)
@@ -174,6 +179,7 @@ async def test_auto_refresh_updates_cells_in_place_keeping_cursor_and_selection(
         assert table.highlighted_url == server.rows[2]["url"]
         assert screen.selected == {server.rows[1]["url"]}
         assert table.get_row(server.rows[1]["url"])[0] == "☑"
+        assert rebuilds == []  # cells updated and the new row appended, never rebuilt
         # A row that vanished (archived elsewhere) leaves the table and the selection.
         server.rows.pop(1)
         await pilot.pause(0.3)
