@@ -25,7 +25,12 @@ from pathlib import Path
 
 from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer, ScriptError, server_scripts
 from xnat_tui.sandbox.config_routes import config_contents
-from xnat_tui.sandbox.prearchive_store import PrearcFile, PrearchiveStore, PrearcSession
+from xnat_tui.sandbox.prearchive_store import (
+    PrearcFile,
+    PrearchiveStore,
+    PrearcSession,
+    path_segment,
+)
 from xnat_tui.sandbox.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -168,7 +173,7 @@ def _archive(store: Store, pre: PrearchiveStore, s: PrearcSession, opts: Archive
         raise ArchiveError(400, "Cannot archive sessions from the Unassigned folder.")
     if store.get_project(project) is None:
         raise ArchiveError(404, f"The requested project {project} does not exist.")
-    label = opts.label or s.name
+    label = path_segment(opts.label or s.name)
     subject_label = opts.subject if opts.subject is not None else s.subject
     if not subject_label:
         raise ArchiveError(400, "Unable to identify the subject of this session.")

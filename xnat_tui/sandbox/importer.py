@@ -38,6 +38,7 @@ from xnat_tui.sandbox.prearchive_store import (
     PrearchiveStore,
     PrearcSession,
     make_timestamp,
+    path_segment,
 )
 from xnat_tui.sandbox.zipread import EntryStream, Readable, ZipFormatError, ZipStreamReader
 
@@ -444,7 +445,7 @@ class Extractor:
                 project_code=view.prearchive_code if view else None,
                 subject=subject,
                 label=label,
-                folder=opts.folder or label,
+                folder=path_segment(opts.folder or label),
                 study_uid=study_uid,
                 series_uid=series_uid,
                 series_number=series_number,
@@ -527,7 +528,9 @@ def commit(pre: PrearchiveStore, extraction: Extraction, opts: ImportOptions) ->
 
 def _session_for(pre: PrearchiveStore, inst: Instance, opts: ImportOptions) -> PrearcSession:
     if opts.timestamp and opts.folder:
-        named = pre.find(inst.project or "Unassigned", opts.timestamp, opts.folder)
+        named = pre.find(
+            inst.project or "Unassigned", path_segment(opts.timestamp), path_segment(opts.folder)
+        )
         if named is not None and opts.single_study and named.tag and named.tag != inst.study_uid:
             raise client_error(
                 f"The prearchive session {named.url} already contains the study "
@@ -542,7 +545,7 @@ def _session_for(pre: PrearchiveStore, inst: Instance, opts: ImportOptions) -> P
         refreshed = pre.get(existing.id)
         assert refreshed is not None
         return refreshed
-    timestamp = opts.timestamp or make_timestamp()
+    timestamp = path_segment(opts.timestamp) if opts.timestamp else make_timestamp()
     folder = pre.free_folder(inst.project, timestamp, inst.folder)
     s = pre.create(
         project=inst.project,

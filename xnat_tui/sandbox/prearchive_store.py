@@ -103,6 +103,12 @@ CREATE TABLE IF NOT EXISTS prearchive_log (
 """
 
 
+def path_segment(value: str) -> str:
+    """A label or timestamp made safe as one directory name (never leaves its parent)."""
+    cleaned = value.replace("/", "_").replace("\\", "_").replace("\x00", "_")
+    return "_" if cleaned in ("", ".", "..") else cleaned
+
+
 def java_timestamp(t: float) -> str:
     """``java.sql.Timestamp.toString()``: ``2022-01-18 16:41:25.0`` / ``...28.996``."""
     dt = datetime.fromtimestamp(t)

@@ -505,3 +505,24 @@ async def test_inbody_multipart_and_reference_field(client: Client) -> None:
     form.add_field("file", stream_zip_bytes(series_files(1)), filename="s.zip")
     status, _, _ = await client.request("POST", "/data/services/import", data=form)
     assert status == 400
+
+
+async def test_labels_never_escape_the_data_directory(
+    client: Client, sandbox: SandboxServer
+) -> None:
+    status, text = await client.upload(
+        stream_zip_bytes(series_files(1)),
+        PROJECT_ID="PILOT",
+        EXPT_LABEL="../../escape",
+        PREARC_TIMESTAMP="..",
+    )
+    assert status == 200, text
+    root = sandbox.data_dir.resolve()
+    written = [p.resolve() for p in sandbox.data_dir.rglob("*.dcm")]
+    assert written and all(root in p.parents for p in written)
+    assert not (sandbox.data_dir.parent / "escape").exists()
+    status, text, _ = await client.request(
+        "POST", text.strip(), params={"action": "commit", "AA": "true"}
+    )
+    assert status == 301
+    assert all(root in p.resolve().parents for p in sandbox.data_dir.rglob("*.dcm"))
