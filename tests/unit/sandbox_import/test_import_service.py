@@ -526,3 +526,26 @@ async def test_labels_never_escape_the_data_directory(
     )
     assert status == 301
     assert all(root in p.resolve().parents for p in sandbox.data_dir.rglob("*.dcm"))
+
+
+async def test_dropped_upload_leaves_nothing_behind(client: Client, sandbox: SandboxServer) -> None:
+    import asyncio
+
+    body = stream_zip_bytes(series_files(3, patient="DROP"))
+    before = len(prearchive_of(sandbox.store).sessions())
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield body[: len(body) // 2]
+        raise ConnectionResetError("client went away")
+
+    try:
+        await client.upload(broken(), PROJECT_ID="PILOT")
+    except (aiohttp.ClientError, ConnectionResetError):
+        pass
+    for _ in range(40):  # the server notices the cut asynchronously
+        leftovers = list((sandbox.data_dir / "tmp").glob("upload-*"))
+        if not leftovers:
+            break
+        await asyncio.sleep(0.05)
+    assert leftovers == []
+    assert len(prearchive_of(sandbox.store).sessions()) == before
