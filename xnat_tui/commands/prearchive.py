@@ -150,7 +150,7 @@ async def _list(ops: TriageOps, args: argparse.Namespace) -> int:
 async def _rows_for(ops: TriageOps, urls: list[str]) -> tuple[list[PrearchiveRow], set[str]]:
     """The listed row of each URL, and the URLs not listed (no edit access?) given bare rows."""
     from xnat_tui.transfer.triage import PrearchiveRow, parse_rows
-    from xnat_tui.xnat.errors import XnatError
+    from xnat_tui.xnat.errors import NotFound, PermissionDenied
     from xnat_tui.xnat.prearchive_ops import listing_url, project_of
 
     wanted = [listing_url(u) for u in urls]
@@ -161,8 +161,9 @@ async def _rows_for(ops: TriageOps, urls: list[str]) -> tuple[list[PrearchiveRow
             break
         try:
             listed = parse_rows(await ops.list_prearchive(scope))
-        except XnatError:
+        except (PermissionDenied, NotFound):
             # Let the action itself hit the server: its refusal is the clearer message.
+            # (Wrong password, unreachable server... end the command with one message.)
             continue
         by_url.update({listing_url(r.url): r for r in listed})
     rows = []

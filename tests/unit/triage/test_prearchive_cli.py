@@ -121,3 +121,16 @@ def test_connection_flags_before_the_subcommand_are_kept(
     code = main(["--server", sandbox_thread.url, "--user", "alice", "prearchive", "list", "--json"])
     assert code == 0
     assert {r["project"] for r in json.loads(capsys.readouterr().out)} == {"PILOT", "STUDY_A"}
+
+
+def test_wrong_password_is_one_clear_error(
+    sandbox_thread: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XNAT_PASS", "not-alice")
+    url = "/prearchive/projects/PILOT/20260101_000000000/X"
+    code = main(
+        ["prearchive", "delete", url, "--yes", "--server", sandbox_thread.url, "--user", "alice"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "alice" in err and "FAILED" not in err
