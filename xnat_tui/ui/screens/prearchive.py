@@ -406,7 +406,7 @@ class PrearchiveScreen(Screen[None]):
 
     def action_toggle_select(self) -> None:
         row = self.highlighted
-        if row is None:
+        if row is None or row.url in self.in_flight:
             return
         if row.url in self.selected:
             self.selected.discard(row.url)
