@@ -558,11 +558,30 @@ def _subject_fields(request: web.Request) -> dict[str, str]:
 
 
 async def put_subject(request: web.Request) -> web.Response:
+    return _put_subject(request, request.match_info["project"], request.match_info["subject"])
+
+
+async def put_subject_by_id(request: web.Request) -> web.Response:
+    """``PUT /data/subjects/{S}``: the project comes from the query (or the subject)."""
     user = request_user(request)
     store = _store(request)
-    project = readable_project(store, user, request.match_info["project"])
+    key = request.match_info["subject"]
+    existing = store.get_subject(key)
+    project = _param(request, "project")
+    if existing is not None and (project is None or project == existing["project"]):
+        if not can_read(user, existing["project"]):
+            raise xnat_error(404, "Unable to find the specified subject.")
+        return _put_subject(request, existing["project"], existing["id"])
+    if not project:
+        raise xnat_error(422, "Submitted subject record must include the project attribute.")
+    return _put_subject(request, project, key)
+
+
+def _put_subject(request: web.Request, project_key: str, label: str) -> web.Response:
+    user = request_user(request)
+    store = _store(request)
+    project = readable_project(store, user, project_key)
     project_id = project["id"]
-    label = request.match_info["subject"]
     fields = _subject_fields(request)
     new_label = _param(request, "label")
     existing = store.find_subject(project_id, label)
@@ -743,12 +762,40 @@ def _experiment_fields(request: web.Request) -> dict[str, str]:
 
 
 async def put_experiment(request: web.Request) -> web.Response:
+    return _put_experiment(
+        request,
+        request.match_info["project"],
+        request.match_info["subject"],
+        request.match_info["expt"],
+    )
+
+
+async def put_experiment_by_id(request: web.Request) -> web.Response:
+    """``PUT /data/experiments/{E}?project=P&subject_ID=S&xsiType=...`` (ExperimentResource)."""
     user = request_user(request)
     store = _store(request)
-    project = readable_project(store, user, request.match_info["project"])
+    key = request.match_info["expt"]
+    existing = store.get_experiment(key)
+    if existing is not None:
+        if not can_read(user, existing["project"]):
+            raise xnat_error(404, "Unable to find the specified experiment.")
+        return _put_experiment(request, existing["project"], existing["subject_id"], key)
+    project = _param(request, "project")
+    if not project:
+        raise xnat_error(422, "Submitted experiment record must include the project attribute.")
+    subject = _param(request, "subject_ID") or _param(request, "subject_label")
+    if not subject:
+        raise xnat_error(422, "Submitted experiment record must include the subject.")
+    return _put_experiment(request, project, subject, key)
+
+
+def _put_experiment(
+    request: web.Request, project_key: str, subject_label: str, label: str
+) -> web.Response:
+    user = request_user(request)
+    store = _store(request)
+    project = readable_project(store, user, project_key)
     project_id = project["id"]
-    subject_label = request.match_info["subject"]
-    label = request.match_info["expt"]
     fields = _experiment_fields(request)
     xsi_type = _param(request, "xsiType") or _param(request, "xsi:type")
     new_label = _param(request, "label")
@@ -848,9 +895,11 @@ def setup(app: web.Application) -> None:
     add_route(app, "GET", "/subjects/{subject}", get_subject_by_id, archive=True)
     add_route(app, "GET", "/projects/{project}/subjects/{subject}", get_subject, archive=True)
     add_route(app, "PUT", "/projects/{project}/subjects/{subject}", put_subject, archive=True)
+    add_route(app, "PUT", "/subjects/{subject}", put_subject_by_id, archive=True)
 
     add_route(app, "GET", "/experiments", list_all_experiments, archive=True)
     add_route(app, "GET", "/experiments/{expt}", get_experiment, archive=True)
+    add_route(app, "PUT", "/experiments/{expt}", put_experiment_by_id, archive=True)
     add_route(app, "GET", "/projects/{project}/experiments", list_project_experiments, archive=True)
     add_route(app, "GET", "/projects/{project}/experiments/{expt}", get_experiment, archive=True)
     add_route(

@@ -114,3 +114,35 @@ async def test_delete_experiment_and_subject(sandbox: SandboxServer, api: Api) -
     assert (await api.delete("/data/projects/STUDY_A/subjects/SA_001", user="alice")).status == 403
     assert (await api.delete("/data/projects/PILOT/subjects/PIL_900", user="alice")).status == 200
     assert (await api.get("/data/projects/PILOT/subjects", user="alice")).rows == []
+
+
+async def test_put_by_accession_id_routes(api: Api) -> None:
+    no_project = await api.put("/data/subjects/FREE1", user="alice")
+    assert no_project.status == 422
+    assert "Submitted subject record must include the project attribute." in no_project.text
+    made = await api.put("/data/subjects/FREE1?project=PILOT", user="alice")
+    assert made.status == 201
+    same = await api.put(f"/data/subjects/{made.text}?group=g2", user="alice")
+    assert same.status == 200 and same.text == made.text
+    assert (await api.put(f"/data/subjects/{made.text}", user="carol")).status == 404
+
+    no_subject = await api.put(
+        "/data/experiments/E1?project=PILOT&xsiType=xnat:mrSessionData", user="alice"
+    )
+    assert no_subject.status == 422
+    assert "Submitted experiment record must include the subject." in no_subject.text
+    expt = await api.put(
+        f"/data/experiments/E1?project=PILOT&subject_ID={made.text}&xsiType=xnat:ctSessionData",
+        user="alice",
+    )
+    assert expt.status == 201
+    update = await api.put(f"/data/experiments/{expt.text}?note=checked", user="alice")
+    assert update.status == 200 and update.text == expt.text
+    rows = (
+        await api.get(
+            "/data/projects/PILOT/experiments?label=E1&columns=note,subject_ID,xsiType",
+            user="alice",
+        )
+    ).rows
+    assert rows[0]["note"] == "checked" and rows[0]["subject_ID"] == made.text
+    assert rows[0]["xsiType"] == "xnat:ctSessionData"
