@@ -1,0 +1,85 @@
+"""``xnat-tui upload`` and ``xnat-tui transfers`` as a user runs them, against the sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.transfer.e2e_support import cli, digests, server_state, write_sessions
+from xnat_tui.sandbox.server import SandboxThread
+
+pytestmark = pytest.mark.e2e
+
+
+def test_upload_verifies_then_refuses_a_second_copy(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    studies = write_sessions(tmp_path / "in", "UPL", 2)
+    before = digests(tmp_path / "in")
+    url = sandbox_thread.url
+    common = ["--server", url, "--user", "alice", "--project", "PILOT"]
+
+    dry = cli("upload", str(tmp_path / "in"), *common, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)["plan"]
+    assert [j["session"] for j in plan["jobs"]] == ["UPL00_MR_1", "UPL01_MR_1"]
+    assert all(j["new_subject"] and j["verdict"] == "new" for j in plan["jobs"])
+    assert not [e for e in server_state(url, "PILOT")[0] if e[0].startswith("UPL")]  # dry run
+
+    up = cli("upload", str(tmp_path / "in"), *common, "--dest", "archive", "--yes", "--json")
+    assert up.returncode == 0, up.stderr
+    result = json.loads(up.stdout)
+    assert result["ok"] and result["verified"] == 2
+    for job in result["jobs"]:
+        receipt = json.loads(Path(job["receipt"]).read_text())
+        assert receipt["verified"] and {s["method"] for s in receipt["scans"]} == {"md5"}
+    archived, _ = server_state(url, "PILOT")
+    assert sorted(e for e in archived if e[0].startswith("UPL")) == sorted(
+        (f"UPL{i:02d}_MR_1", s.study_instance_uid) for i, s in enumerate(studies)
+    )
+
+    again = cli("upload", str(tmp_path / "in"), *common, "--yes", "--json")
+    assert again.returncode == 1
+    refused = json.loads(again.stdout)["plan"]["jobs"]
+    assert {j["verdict"] for j in refused} == {"merge"}
+    assert "overwrite=append" in refused[0]["issues"][0]["message"]
+    assert len([e for e in server_state(url, "PILOT")[0] if e[0].startswith("UPL")]) == 2
+
+    listing = cli("transfers", "list", "--all", "--json")
+    assert listing.returncode == 0
+    assert {j["state"] for j in json.loads(listing.stdout)} == {"verified"}
+    show = cli("transfers", "show", result["jobs"][0]["id"][:6])
+    assert show.returncode == 0 and "verified" in show.stdout and "series" in show.stdout
+    assert digests(tmp_path / "in") == before
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    missing = cli("upload", str(tmp_path / "nope"), "--project", "P")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    (tmp_path / "x").mkdir()
+    bad = cli("upload", str(tmp_path / "x"), "--project", "P", "--session", "{PatientID")
+    assert bad.returncode == 2 and "--session" in bad.stderr
+    nojob = cli("transfers", "show", "deadbeef")
+    assert nojob.returncode == 1 and "no transfer job" in nojob.stderr
+
+
+def test_blocked_plans_are_explained(sandbox_thread: SandboxThread, tmp_path: Path) -> None:
+    write_sessions(tmp_path / "in", "BLK", 2)
+    out = cli(
+        "upload",
+        str(tmp_path / "in"),
+        "--server",
+        sandbox_thread.url,
+        "--user",
+        "alice",
+        "--project",
+        "STUDY_A",
+        "--dry-run",
+        "--json",
+    )
+    assert out.returncode == 1
+    jobs = json.loads(out.stdout)["plan"]["jobs"]
+    codes = {i["code"] for j in jobs for i in j["issues"]}
+    assert {"create-subject", "bulk-upload"} <= codes
