@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.unit.transfer.fake import FakeServer, FakeSession
+from tests.unit.transfer.helpers import make_session
+from xnat_tui.transfer import JobState, Journal, Overwrite, Planner, SeriesFilter, Verdict
+from xnat_tui.transfer.journal import NewJob
+from xnat_tui.transfer.types import Destination
+
+
+async def plan_for(server: FakeServer, sessions, journal=None, **kw):  # type: ignore[no-untyped-def]
+    planner = Planner(server, journal)
+    reqs = await planner.build_requests(
+        sessions,
+        project=kw.pop("project", "P"),
+        subject_template=kw.pop("subject", "{PatientID}"),
+        session_template=kw.pop("session", "{subject}_{Modality}_{n}"),
+        **kw,
+    )
+    return await planner.plan(reqs)
+
+
+async def test_new_sessions_get_distinct_counter_labels(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.sessions_.append(FakeSession("P", "PAT1", "PAT1_MR_1", "9.9", "/x", location="archive"))
+    a = make_session(tmp_path / "a", study="1.1")
+    b = make_session(tmp_path / "b", study="1.2")
+    plan = await plan_for(server, [a, b])
+    assert plan.ok
+    assert [j.request.label for j in plan.jobs] == ["PAT1_MR_2", "PAT1_MR_3"]
+    assert all(j.new_subject for j in plan.jobs)
+
+
+async def test_existing_same_study_is_merge_and_needs_append(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.sessions_.append(FakeSession("P", "PAT1", "E1", "1.1", "/x", location="archive"))
+    s = make_session(tmp_path, study="1.1")
+    plan = await plan_for(server, [s], session="E1")
+    [job] = plan.jobs
+    assert job.verdict is Verdict.MERGE and not job.ok
+    plan = await plan_for(server, [s], session="E1", overwrite=Overwrite.APPEND)
+    assert plan.ok and plan.jobs[0].verdict is Verdict.MERGE
+
+
+async def test_same_label_other_study_is_a_conflict(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.sessions_.append(FakeSession("P", "PAT1", "E1", "7.7", "/x", location="archive"))
+    plan = await plan_for(server, [make_session(tmp_path, study="1.1")], session="E1")
+    [job] = plan.jobs
+    assert job.verdict is Verdict.CONFLICT and not job.ok
+    assert "another StudyInstanceUID" in job.issues[-1].message
+
+
+async def test_study_already_there_under_another_label_is_reused_not_duplicated(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer()
+    server.sessions_.append(
+        FakeSession("P", "PAT1", "OLD", "1.1", "/data/prearchive/projects/P/1/OLD")
+    )
+    plan = await plan_for(server, [make_session(tmp_path, study="1.1")])
+    [job] = plan.jobs
+    assert job.request.label == "OLD"  # the {n} counter did not invent a second session
+    assert job.verdict is Verdict.MERGE and not job.ok
+
+
+async def test_filters_settings_and_batch_rules(tmp_path: Path) -> None:
+    server = FakeServer()
+    info = server.projects["P"]
+    info.series_checks = [SeriesFilter("blacklist", ["(?i)localizer"])]
+    info.allow_create_subject = False
+    info.allow_bulk_upload = False
+    a = make_session(tmp_path / "a", study="1.1", series=(("1", "Localizer"), ("2", "T1")))
+    b = make_session(tmp_path / "b", study="1.1")
+    plan = await plan_for(server, [a, b])
+    first, second = plan.jobs
+    assert [d.series.description for d in first.dropped] == ["Localizer"]
+    assert [s.description for s in first.series] == ["T1"]
+    codes = {i.code for i in first.issues}
+    assert {"filtered", "create-subject", "bulk-upload"} <= codes
+    assert second.verdict is Verdict.DUPLICATE  # the same study twice in one batch
+
+
+async def test_unknown_project_and_bad_labels_are_blocked(tmp_path: Path) -> None:
+    server = FakeServer()
+    s = make_session(tmp_path)
+    plan = await plan_for(server, [s], project="NOPE")
+    assert (
+        plan.jobs[0].verdict is Verdict.BLOCKED and "not found" in plan.jobs[0].issues[-1].message
+    )
+    plan = await plan_for(server, [s], session="{AccessionNumber}")
+    assert (
+        plan.jobs[0].verdict is Verdict.BLOCKED
+        and "unknown field" in plan.jobs[0].issues[0].message
+    )
+
+
+async def test_journal_knows_queued_and_failed_jobs(tmp_path: Path) -> None:
+    server = FakeServer()
+    journal = Journal(tmp_path / "j.sqlite3")
+    s = make_session(tmp_path, study="1.1")
+    [jid] = journal.create_jobs(
+        [
+            NewJob(
+                server.server_url,
+                "alice",
+                "P",
+                "PAT1",
+                "PAT1_MR_1",
+                "1.1",
+                Destination.PROJECT,
+                Overwrite.NONE,
+                s.series,
+            )
+        ]
+    )
+    plan = await plan_for(server, [s], journal)
+    assert plan.jobs[0].request.label == "PAT1_MR_1"
+    assert "already queued" in plan.jobs[0].issues[-1].message
+    journal.set_state(jid, JobState.FAILED, "x")
+    plan = await plan_for(server, [s], journal)
+    assert f"transfers retry {jid}" in plan.jobs[0].issues[-1].message
