@@ -6,14 +6,17 @@ sessions, progress) ending with one ``ScanSummary``. It is cancellable at any ti
 ``scan_async()`` and ``ScanThread`` run it off the caller's thread for UIs.
 
 Work split: the calling thread walks folders, answers unchanged files from the
-rescan cache and groups results; worker processes (spawned, so nothing inherited
-from a threaded parent) read headers in chunks. Small scans never start a pool.
+rescan cache and groups results; worker processes (from a fork server, so nothing
+is inherited from a threaded parent) read headers in chunks. Small scans never start
+a pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import multiprocessing.context
 import os
 import threading
 import time
@@ -77,16 +80,27 @@ def wanted_tags(patterns: Sequence[PatternLike]) -> dict[int, tuple[str, str]]:
     return want
 
 
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Where worker processes come from.
+
+    Not plain ``fork``: the TUI scans from a thread, and forking a threaded process
+    can deadlock the child. The fork server is a clean single-threaded process
+    started once (it preloads only the worker module, not the app), then forks
+    workers in milliseconds; ``spawn`` is the portable fallback.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["xnat_tui.dicom.worker"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class _Pool:
-    """A spawned ProcessPoolExecutor that can be killed, not just shut down."""
+    """A ProcessPoolExecutor that can be killed, not just shut down."""
 
     def __init__(self, workers: int) -> None:
-        import multiprocessing
-
         self.executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=init_worker,
+            max_workers=workers, mp_context=_mp_context(), initializer=init_worker
         )
 
     def kill(self) -> None:

@@ -54,29 +54,36 @@ def _shape(sessions: list[Session]) -> list[Any]:
 
 
 def _children() -> set[int]:
-    """PIDs of live child processes of this process (from /proc, not our bookkeeping)."""
-    me = str(os.getpid())
-    out = set()
+    """Live descendant processes of this one that do work (read from /proc).
+
+    multiprocessing's resource tracker and fork server live as long as this process,
+    by design (idle, they exit with it); they are not workers, but the workers they
+    fork are counted.
+    """
+    parent: dict[int, int] = {}
+    helper: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] != me or fields[0] == "Z":
-            continue
-        try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read()
         except OSError:
             continue
-        # multiprocessing's resource tracker lives as long as this process, by design;
-        # it is not a worker.
-        if b"resource_tracker" not in cmdline:
-            out.add(int(entry))
-    return out
+        if fields[0] == "Z":
+            continue
+        parent[int(entry)] = int(fields[1])
+        helper_like = b"resource_tracker" in cmdline or b"forkserver" in cmdline
+        if helper_like and int(fields[1]) == os.getpid():
+            helper.add(int(entry))  # its forked workers share the cmdline but not the parent
+    out: set[int] = set()
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier}
+        out |= frontier
+    return out - helper
 
 
 def test_demo_tree_sessions_scans_and_routing(demo_tree: DemoTree) -> None:
