@@ -46,6 +46,7 @@ def make_app(
     app[STORE] = store
     app[FAULTS] = injector
     app[SESSIONS] = auth.SessionManager(session_timeout)
+    injector.bind_sessions(app[SESSIONS])
     app[SETTINGS] = Settings(
         data_dir=store.data_dir,
         session_timeout=session_timeout,

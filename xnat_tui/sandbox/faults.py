@@ -29,6 +29,7 @@ configuration (``{"spec": ""}`` clears it; 400 on a bad spec);
 sessions.
 
 API: ``FaultInjector(spec=None)``, ``.configure(spec)``, ``.clear()``, ``.spec``,
+``.expire_sessions()``,
 ``.stats`` (counts per fault kind), ``faults_middleware``, ``setup_admin(app)``,
 ``parse_spec(spec) -> FaultConfig`` (raises ``FaultSpecError``).
 """
@@ -42,11 +43,15 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from xnat_tui.sandbox.errors import xnat_error
 from xnat_tui.sandbox.keys import FAULTS, SESSIONS
+
+if TYPE_CHECKING:
+    from xnat_tui.sandbox.auth import SessionManager
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -135,7 +140,23 @@ class FaultInjector:
         self.random = random.Random(0)
         self.stats: Counter[str] = Counter()
         self._pending_expiry = False
+        self._sessions: SessionManager | None = None
         self.configure(spec)
+
+    def bind_sessions(self, sessions: SessionManager) -> None:
+        """Give the injector the server's sessions so ``expire-sessions`` acts at once."""
+        self._sessions = sessions
+        if self._pending_expiry:
+            self.expire_sessions()
+
+    def expire_sessions(self) -> int:
+        """Log every HTTP session out now (also what ``expire-sessions`` does)."""
+        if self._sessions is None:
+            self._pending_expiry = True
+            return 0
+        self._pending_expiry = False
+        self.stats["expire-sessions"] += 1
+        return self._sessions.expire_all()
 
     def configure(self, spec: str | None) -> None:
         """Replace the configuration (FaultSpecError leaves the old one in place)."""
@@ -143,7 +164,9 @@ class FaultInjector:
         self.config = config
         self.spec = spec or ""
         self.random = random.Random(config.seed)
-        self._pending_expiry = config.expire_now
+        self._pending_expiry = False
+        if config.expire_now:
+            self.expire_sessions()
 
     def clear(self) -> None:
         self.configure(None)
@@ -151,9 +174,7 @@ class FaultInjector:
     @property
     def active(self) -> bool:
         c = self.config
-        return bool(
-            c.errors or c.latency or c.drop or c.disk_full or c.expire_rate or self._pending_expiry
-        )
+        return bool(c.errors or c.latency or c.drop or c.disk_full or c.expire_rate)
 
     def applies_to(self, path: str) -> bool:
         if path.startswith("/sandbox/"):
@@ -193,10 +214,6 @@ async def faults_middleware(request: web.Request, handler: Handler) -> web.Strea
     if not faults.active or not faults.applies_to(request.path):
         return await handler(request)
     config = faults.config
-    if faults._pending_expiry:
-        faults._pending_expiry = False
-        request.app[SESSIONS].expire_all()
-        faults.stats["expire-sessions"] += 1
     if config.latency:
         faults.stats["latency"] += 1
         await asyncio.sleep(config.latency)
@@ -258,7 +275,7 @@ async def delete_faults(request: web.Request) -> web.Response:
 
 async def expire_sessions(request: web.Request) -> web.Response:
     _loopback_only(request)
-    count = request.app[SESSIONS].expire_all()
+    count = request.app[FAULTS].expire_sessions()
     return web.json_response({"expired": count})
 
 

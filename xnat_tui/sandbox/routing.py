@@ -3,7 +3,8 @@
 ``add_route(app, method, template, handler, archive=False)`` registers ``template``
 (written without prefix, e.g. ``/projects/{project}``) under ``/data`` and ``/REST``;
 with ``archive=True`` also under ``/data/archive`` and ``/REST/archive``
-(XNAT's ``attachArchiveURI``). Every route module uses it.
+(XNAT's ``attachArchiveURI``), each also with a trailing ``/`` (Restlet matches by
+prefix). Every route module uses it.
 """
 
 from __future__ import annotations
@@ -23,5 +24,9 @@ def add_route(
     prefixes: list[str] = list(PREFIXES)
     if archive:
         prefixes += [p + "/archive" for p in PREFIXES]
+    catch_all = template.endswith((":.+}", ":.*}"))
     for prefix in prefixes:
         app.router.add_route(method, prefix + template, handler)
+        if not catch_all:
+            # Restlet matches templates by prefix, so "/data/projects/" is the project list.
+            app.router.add_route(method, prefix + template + "/", handler)

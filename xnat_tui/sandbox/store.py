@@ -16,7 +16,9 @@ API (stable; add, don't rename):
   ``check_same_thread=False``, rows as ``sqlite3.Row``); ``store.lock`` (an RLock:
   hold it around multi-statement work from other threads); ``store.data_dir``,
   ``store.archive_root``; ``store.close()``.
-* ``store.transaction()`` context manager (locks, commits or rolls back).
+* ``store.transaction()`` context manager (locks, commits or rolls back; nested use
+  joins the outer transaction). ``_one(sql, *args)``, ``_all(...)``, ``_exec(...)``:
+  single locked statements, for sibling sandbox modules (the prearchive) only.
 * Users: ``add_user``, ``get_user``, ``check_password``, ``set_role``, ``role_of``,
   ``roles_of`` (project → role).
 * Alias tokens: ``issue_token``, ``get_token``, ``tokens_of``, ``invalidate_token``.

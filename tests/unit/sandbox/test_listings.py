@@ -318,3 +318,10 @@ async def test_xapi_access_projects(api: Api) -> None:
         },
     ]
     assert (await api.get("/xapi/access/projects", user="carol")).json() == []
+
+
+async def test_trailing_slash_matches_like_restlet_prefixes(api: Api) -> None:
+    plain = await api.get("/data/projects", user="alice")
+    slashed = await api.get("/data/projects/", user="alice")
+    assert slashed.status == 200 and slashed.rows == plain.rows
+    assert (await api.get("/REST/projects/PILOT/subjects/", user="alice")).status == 200
