@@ -20,17 +20,44 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+CONNECTION_DEFAULTS: dict[str, object] = {
+    "server": None,
+    "user": None,
+    "profile": None,
+    "password_stdin": False,
+    "insecure": False,
+}
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags every command that talks to a server shares."""
+    """Flags every command that talks to a server shares.
+
+    Defaults are suppressed here and set once on the top-level parser: otherwise a
+    subcommand's defaults would overwrite flags given before it
+    (``xnat-tui --server URL prearchive list``).
+    """
     group = parser.add_argument_group("connection")
-    group.add_argument("--server", metavar="URL", help="XNAT base URL (or env XNAT_HOST)")
-    group.add_argument("--user", metavar="USER", help="user name or alias token (or XNAT_USER)")
-    group.add_argument("--profile", metavar="NAME", help="server profile from the config file")
+    hide = argparse.SUPPRESS
     group.add_argument(
-        "--password-stdin", action="store_true", help="read the password from standard input"
+        "--server", metavar="URL", default=hide, help="XNAT base URL (or env XNAT_HOST)"
     )
     group.add_argument(
-        "--insecure", action="store_true", help="do not verify the server's TLS certificate"
+        "--user", metavar="USER", default=hide, help="user name or alias token (or XNAT_USER)"
+    )
+    group.add_argument(
+        "--profile", metavar="NAME", default=hide, help="server profile from the config file"
+    )
+    group.add_argument(
+        "--password-stdin",
+        action="store_true",
+        default=hide,
+        help="read the password from standard input",
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        default=hide,
+        help="do not verify the server's TLS certificate",
     )
 
 
@@ -46,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the built-in demo sandbox server in-process and log in as alice",
     )
     add_connection_arguments(parser)
+    parser.set_defaults(**CONNECTION_DEFAULTS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
