@@ -20,6 +20,7 @@ import multiprocessing.context
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -119,6 +120,10 @@ class _Pool:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _take(queue: deque[Item], n: int) -> list[Item]:
+    return [queue.popleft() for _ in range(min(n, len(queue)))]
 
 
 class _Scanner:
@@ -248,7 +253,7 @@ class _Scanner:
 
     def run(self) -> Generator[ScanEvent, None, None]:
         walker = walk(self.paths, self.cancel)
-        pending: list[Item] = []
+        pending: deque[Item] = deque()
         pending_since: float | None = None
         inflight: dict[Future[Chunk], list[Item]] = {}
         pool: _Pool | None = None
@@ -287,18 +292,18 @@ class _Scanner:
                         or len(pending) >= self.chunk * max_inflight
                         or (self.workers == 1 and len(pending) >= self.chunk)
                     ):
-                        todo, pending = pending[: self.chunk], pending[self.chunk :]
+                        todo = _take(pending, self.chunk)
                         self.results(examine_chunk(todo, self.want))
                         pending_since = time.monotonic() if pending else None
                 if pool is not None:
                     while pending and len(inflight) < max_inflight:
                         if len(pending) < self.chunk and not self.walk_done:
                             break
-                        todo, pending = pending[: self.chunk], pending[self.chunk :]
+                        todo = _take(pending, self.chunk)
                         try:
                             fut = pool.executor.submit(examine_chunk, todo, self.want)
                         except BrokenProcessPool:
-                            pending = todo + pending
+                            pending.extendleft(reversed(todo))
                             self.workers = 1
                             break
                         inflight[fut] = todo
