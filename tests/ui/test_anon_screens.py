@@ -22,6 +22,8 @@ from xnat_tui.ui.anon_service import (
     BasicOptions,
     PreviewComputer,
     PreviewRequest,
+    burned_in_exclusions,
+    burned_in_warnings,
     next_profile,
     series_samples,
     variable_problem,
@@ -86,11 +88,12 @@ def session(tmp_path: Path) -> Session:
 
 
 def cells(table: AnonDiffTable) -> dict[str, tuple[str, str, str, str]]:
-    """tag -> (kind, keyword, before, after) as shown."""
+    """tag -> (kind as shown, keyword, before, after); values unclipped, from the rows' model."""
     out = {}
-    for key in table.rows:
-        row = table.get_row(key)
-        out[str(key.value)] = (row[0].plain, row[2].plain, row[3].plain, row[4].plain)
+    for key, change in zip(table.rows, table.changes, strict=True):
+        assert key.value == change.tag
+        kind = table.get_row(key)[0].plain
+        out[change.tag] = (kind, change.keyword, change.before or "", change.after or "")
     return out
 
 
@@ -116,11 +119,11 @@ async def test_basic_profile_replaces_patient_name_and_removes_identifiers(
         await settle(pilot)
         diff = screen.query_one(AnonDiffTable)
         shown = cells(diff)
-        assert shown["(0010,0010)"] == ("~ changed", "PatientName", "Doe^Jane", "SUBJ01")
+        assert shown["(0010,0010)"] == ("changed", "PatientName", "Doe^Jane", "SUBJ01")
         assert shown["(0010,0020)"][2:] == ("MRN123", "SUBJ01_MR1")
-        assert shown["(0008,0080)"][0] == "− removed"  # InstitutionName (X)
+        assert shown["(0008,0080)"][0] == "removed"  # InstitutionName (X)
         assert shown["(0008,0080)"][2] == "Synthetic Imaging Centre"
-        assert shown["(0012,0062)"][0] == "+ added"  # PatientIdentityRemoved
+        assert shown["(0012,0062)"][0] == "added"  # PatientIdentityRemoved
         # Removed, changed and added rows carry different styles from the theme.
         styles = {
             kind: diff.get_row(tag)[0].style
@@ -135,10 +138,8 @@ async def test_basic_profile_replaces_patient_name_and_removes_identifiers(
         assert "basic-profile" in text_of(screen, "#anon-status")
         # The series list counts the changes of every series.
         series = screen.query_one(AnonSeriesTable)
-        assert (
-            "changes"
-            in series.get_cell(session.sorted_scans()[0].series_instance_uid, "diff").plain
-        )
+        first_uid = session.sorted_scans()[0].series_instance_uid
+        assert int(series.get_cell(first_uid, "diff").plain) == len(shown)
 
 
 async def test_switching_series_and_profiles(session: Session) -> None:
@@ -160,7 +161,7 @@ async def test_switching_series_and_profiles(session: Session) -> None:
         info = text_of(screen, "#anon-info")
         assert "pixels" in info and "left out by default under basic" in info
         ot_uid = session.sorted_scans()[2].series_instance_uid
-        assert "excluded" in screen.query_one(AnonSeriesTable).get_cell(ot_uid, "diff").plain
+        assert "⚠ excl" in screen.query_one(AnonSeriesTable).get_cell(ot_uid, "diff").plain
         await pilot.press("left_square_bracket", "left_square_bracket")
         await settle(pilot)
         assert cells(diff)["(0008,103E)"][2] == "T1w"
@@ -385,3 +386,11 @@ def test_computer_reads_each_sample_once_and_leaves_files_untouched(session: Ses
     assert all(p.changes for p in first.series.values())
     after = {s.path: (s.path.read_bytes(), s.path.stat().st_mtime_ns) for s in samples if s.path}
     assert before == after
+
+
+def test_burned_in_series_are_excluded_under_basic_only(session: Session) -> None:
+    dose = session.sorted_scans()[2].series_instance_uid
+    excluded = burned_in_exclusions(session, "basic")
+    assert list(excluded) == [dose] and "burned-in" in excluded[dose]
+    assert burned_in_exclusions(session, "xnat") == {}
+    assert list(burned_in_warnings(session, "none")) == [dose]

@@ -46,6 +46,8 @@ __all__ = [
     "SeriesSample",
     "ServerScript",
     "build_scripts",
+    "burned_in_exclusions",
+    "burned_in_warnings",
     "fetch_server_scripts",
     "next_profile",
     "series_samples",
@@ -172,6 +174,30 @@ def series_samples(session: Session) -> list[SeriesSample]:
                 scan=scan,
             )
         )
+    return out
+
+
+def burned_in_exclusions(session: Session, profile: str) -> dict[str, str]:
+    """Series to leave out by default under ``profile`` (uid -> reason); the user may re-add.
+
+    Under ``basic`` every series that may carry text in its pixels; under the other
+    profiles none (they are only warned about, see :func:`burned_in_warnings`).
+    """
+    out: dict[str, str] = {}
+    for scan in session.sorted_scans():
+        verdict = burned_in_verdict(scan, profile)
+        if verdict.action == "exclude":
+            out[scan.series_instance_uid] = "burned-in text risk: " + "; ".join(verdict.reasons)
+    return out
+
+
+def burned_in_warnings(session: Session, profile: str) -> dict[str, str]:
+    """Every series that may carry identifying text in its pixels (uid -> reason)."""
+    out: dict[str, str] = {}
+    for scan in session.sorted_scans():
+        verdict = burned_in_verdict(scan, profile)
+        if verdict.flagged:
+            out[scan.series_instance_uid] = "; ".join(verdict.reasons)
     return out
 
 

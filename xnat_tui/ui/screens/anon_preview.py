@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from xnat_tui.dicom.dicomedit import TagChange
 from xnat_tui.dicom.model import Session
 from xnat_tui.ui.anon_service import (
     PROFILE_SUMMARY,
@@ -48,6 +49,8 @@ _OPTION_LABELS = (
 
 class AnonPreviewScreen(Screen[AnonChoice | None]):
     HELP_GROUP = "Anonymization preview"
+    # Below 100 columns the series list goes above the diff, so both stay readable.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     DEFAULT_CSS = """
     AnonPreviewScreen #anon-bar {
@@ -59,6 +62,11 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         border: round $foreground 30%; border-title-color: $foreground 70%;
     }
     AnonPreviewScreen #anon-right { width: 1fr; height: 1fr; }
+    AnonPreviewScreen.-narrow #anon-body { layout: vertical; }
+    AnonPreviewScreen.-narrow #anon-series {
+        width: 100%; max-width: 100%; height: auto; max-height: 7;
+    }
+    AnonPreviewScreen.-narrow #anon-row { max-height: 2; }
     AnonPreviewScreen #anon-diff {
         height: 1fr; border: round $foreground 30%; border-title-color: $foreground 70%;
     }
@@ -68,6 +76,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
     AnonPreviewScreen #anon-info { height: auto; max-height: 4; padding: 0 1; }
     AnonPreviewScreen #anon-info.-error { color: $text-error; }
     AnonPreviewScreen #anon-info.-warning { color: $text-warning; }
+    AnonPreviewScreen #anon-row { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
     AnonPreviewScreen #anon-status { height: auto; max-height: 3; padding: 0 1; }
     AnonPreviewScreen #anon-status.-error { color: $text-error; }
     AnonPreviewScreen #anon-status.-warning { color: $text-warning; }
@@ -186,6 +195,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
                 diff = AnonDiffTable(id="anon-diff")
                 diff.border_title = "Before → after (one sample file)"
                 yield diff
+                yield Static(id="anon-row")
         yield Static(id="anon-status")
         yield Footer()
 
@@ -224,12 +234,13 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
     def refresh_preview(self) -> None:
         """Show the preview for the current profile/options/values, computing it if needed."""
         self._render_bar()
-        self.refresh_bindings()
         if not self.samples:
+            self.refresh_bindings()
             self._set_status("This session has no series to preview.", "warning")
             return
         if self.profile == "xnat" and self.server is None:
-            self._show_result(None)
+            will_fetch = self.client is not None and bool(self.project) and not self.server_error
+            self._show_result(None, pending=will_fetch)
             if self.client is None:
                 self._set_status(
                     "Not connected: the xnat profile needs the project's scripts from the "
@@ -255,7 +266,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         if cached is not None:
             self._show_result(cached)
             return
-        self._show_result(None)
+        self._show_result(None, pending=True)
         self._set_status("Computing the preview…")
         self.run_worker(
             lambda: self._compute(request),
@@ -348,16 +359,18 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         info.set_class(level == "error", "-error")
         info.set_class(level == "warning", "-warning")
 
-    def _show_result(self, result: PreviewResult | None) -> None:
+    def _show_result(self, result: PreviewResult | None, *, pending: bool = False) -> None:
         self.current = result
-        self.series_table.show_results(self.profile, result.series if result else None)
+        self.series_table.show_results(
+            self.profile, result.series if result else None, pending=pending
+        )
         self.refresh_bindings()
         if result is None:
-            self.diff_table.show_changes([])
+            self._show_changes([])
             self._set_info(self._sample_text())
             return
         if result.error:
-            self.diff_table.show_changes([])
+            self._show_changes([])
             self._set_info(
                 escape(f"The script cannot be run here, so nothing would be sent: {result.error}"),
                 "error",
@@ -420,10 +433,10 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         item: SeriesPreview | None = result.series.get(uid) if result and uid else None
         info = self._sample_text()
         if item is None:
-            self.diff_table.show_changes([])
+            self._show_changes([])
             self._set_info(info)
             return
-        self.diff_table.show_changes(item.changes)
+        self._show_changes(item.changes)
         if item.error:
             self._set_info(info + "\n" + escape(f"This file would fail: {item.error}"), "error")
             return
@@ -433,6 +446,24 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         else:
             tally = "no tag changes"
         self._set_info(f"{info}\n{escape(tally)}")
+
+    def _show_changes(self, changes: list[TagChange]) -> None:
+        self.diff_table.show_changes(changes)
+        self._show_row()
+
+    def _show_row(self) -> None:
+        """The highlighted change in full (the table clips long values)."""
+        change = self.diff_table.highlighted
+        text = ""
+        if change is not None:
+            before = "(absent)" if change.before is None else change.before or '""'
+            after = "(removed)" if change.after is None else change.after or '""'
+            text = f"{change.tag} {change.keyword}: {before} → {after}"
+        self.query_one("#anon-row", Static).update(escape(text))
+
+    @on(DataTable.RowHighlighted, "#anon-diff")
+    def _change_highlighted(self) -> None:
+        self._show_row()
 
     @on(DataTable.RowHighlighted, "#anon-series")
     def _series_highlighted(self) -> None:

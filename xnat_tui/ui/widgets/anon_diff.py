@@ -16,7 +16,14 @@ from textual.widgets import DataTable
 from xnat_tui.dicom.dicomedit import TagChange
 from xnat_tui.ui.anon_service import SeriesPreview, SeriesSample
 
-_MARK = {"removed": "− removed", "changed": "~ changed", "added": "+ added"}
+_MARK = {"removed": "removed", "changed": "changed", "added": "added"}
+_KIND_WIDTH = 7
+_TAG_WIDTH = 11
+_MIN_VALUE = 8
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 class AnonDiffTable(DataTable[Text]):
@@ -35,16 +42,37 @@ class AnonDiffTable(DataTable[Text]):
         self.changes: list[TagChange] = []
 
     def on_mount(self) -> None:
-        self.add_column("Change", key="kind", width=9)
+        self.add_column("Change", key="kind", width=_KIND_WIDTH)
         self.add_column("Tag", key="tag")
         self.add_column("Keyword", key="keyword")
         self.add_column("Before", key="before")
         self.add_column("After", key="after")
+        self._widths = self._column_widths()
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
 
     def _theme_changed(self, theme: Theme) -> None:
         # Styles were resolved into the cells when they were added.
         self.call_after_refresh(self.show_changes, self.changes)
+
+    def on_resize(self) -> None:
+        widths = self._column_widths()
+        if widths != self._widths:
+            self._widths = widths
+            self.show_changes(self.changes)
+
+    def _column_widths(self) -> tuple[int, int]:
+        """(keyword, value) widths that fit the pane; long values are clipped with …."""
+        # Two cells of padding per column, a scrollbar.
+        free = max(self.size.width - 2 * 5 - 1 - _KIND_WIDTH, 40) - _TAG_WIDTH
+        keyword = max(11, min(24, free // 3))
+        value = max(_MIN_VALUE, (free - keyword) // 2)
+        return keyword, value
+
+    @property
+    def highlighted(self) -> TagChange | None:
+        if not self.changes or self.cursor_row < 0 or self.cursor_row >= len(self.changes):
+            return None
+        return self.changes[self.cursor_row]
 
     def show_changes(self, changes: Sequence[TagChange]) -> None:
         self.changes = list(changes)
@@ -53,20 +81,27 @@ class AnonDiffTable(DataTable[Text]):
             kind: self.get_component_rich_style(f"anon-diff--{kind}", partial=True)
             for kind in _MARK
         }
+        keyword_width, value_width = self._widths
         for c in self.changes:
             style = styles[c.kind]
+            before = _clip(c.before or "", value_width)
+            after = _clip(c.after or "", value_width)
             self.add_row(
                 Text(_MARK[c.kind], style=style),
                 Text(c.tag),
-                Text(c.keyword or "—"),
-                Text("" if c.before is None else c.before, style=style if c.before else ""),
-                Text("" if c.after is None else c.after, style=style if c.after else ""),
+                Text(_clip(c.keyword or "—", keyword_width)),
+                Text(before, style=style if before else ""),
+                Text(after, style=style if after else ""),
                 key=c.tag,
             )
 
 
 class AnonSeriesTable(DataTable[Text]):
-    """One row per series, keyed by SeriesInstanceUID: number, description, files, risk."""
+    """One row per series, keyed by SeriesInstanceUID.
+
+    The Changes column counts the sample's tag changes; ⚠ marks a burned-in text risk
+    ("excl": left out by default under this profile).
+    """
 
     COMPONENT_CLASSES = {"anon-series--warn", "anon-series--error"}
 
@@ -80,18 +115,19 @@ class AnonSeriesTable(DataTable[Text]):
         self.samples = list(samples)
 
     def on_mount(self) -> None:
+        # Changes before the description, so a narrow pane still shows the outcome.
         self.add_column("#", key="number")
-        self.add_column("Description", key="description")
-        self.add_column("Mod", key="modality")
+        self.add_column("Changes", key="diff", width=9)
         self.add_column("Files", key="files")
-        self.add_column("Diff", key="diff")
+        self.add_column("Mod", key="modality")
+        self.add_column("Description", key="description")
         for s in self.samples:
             self.add_row(
                 Text(s.label),
-                Text(s.description or "—"),
-                Text(s.modality),
-                Text(str(s.file_count), justify="right"),
                 Text("…"),
+                Text(str(s.file_count), justify="right"),
+                Text(s.modality),
+                Text(s.description or "—"),
                 key=s.series_uid,
             )
 
@@ -101,19 +137,20 @@ class AnonSeriesTable(DataTable[Text]):
             return None
         return self.samples[min(self.cursor_row, len(self.samples) - 1)].series_uid
 
-    def show_results(self, profile: str, previews: dict[str, SeriesPreview] | None) -> None:
+    def show_results(
+        self, profile: str, previews: dict[str, SeriesPreview] | None, *, pending: bool = False
+    ) -> None:
         """Fill the Diff column (change counts, burned-in warning, errors)."""
         warn = self.get_component_rich_style("anon-series--warn", partial=True)
         error = self.get_component_rich_style("anon-series--error", partial=True)
         for s in self.samples:
             item = previews.get(s.series_uid) if previews is not None else None
             verdict = s.burned_in(profile)
-            risk = {"ok": "", "warn": " ⚠", "exclude": " ⚠ excluded"}[verdict.action]
+            risk = {"ok": "", "warn": " ⚠", "exclude": " ⚠ excl"}[verdict.action]
             if item is None:
-                cell = Text("…" + risk, style=warn if risk else "")
+                cell = Text(("…" if pending else "—") + risk, style=warn if risk else "")
             elif item.error:
                 cell = Text("error" + risk, style=error)
             else:
-                n = len(item.changes)
-                cell = Text(f"{n} change{'s' if n != 1 else ''}{risk}", style=warn if risk else "")
-            self.update_cell(s.series_uid, "diff", cell, update_width=True)
+                cell = Text(f"{len(item.changes)}{risk}", style=warn if risk else "")
+            self.update_cell(s.series_uid, "diff", cell)
