@@ -122,6 +122,12 @@ def test_private_creator_assign_if_exists_and_known_creation() -> None:
     ds.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
     ds = run('(0029,{SIEMENS CSA HEADER}08) := "IMAGE NUM 4"', ds)
     assert ds[0x00291008].value == "IMAGE NUM 4"
+    # Without the creator, the first free slot is reserved for it (mizer does the same).
+    ds = vector_dataset()
+    ds.add_new(0x00290010, "LO", "OTHER VENDOR")
+    ds = run('(0029,{SIEMENS CSA HEADER}08) := "IMAGE NUM 4"', ds)
+    assert ds[0x00290011].value == "SIEMENS CSA HEADER"  # (0029,0010) is taken
+    assert ds[0x00291108].value == "IMAGE NUM 4"
 
 
 def test_required_variables_lists_what_to_ask() -> None:

@@ -121,11 +121,8 @@ class Run:
         container = tagpaths.container_for(self.ds, path)
         final = path.final
         if final.creator is not None:
-            target = tagpaths.private_target(container, final)
-            if target is None:
-                raise _Failure(
-                    f"cannot create {path.text}: private creator {final.creator!r} is not present"
-                )
+            target = tagpaths.private_target(container, final, create=True)
+            assert target is not None
             tag = target
         else:
             tag = final.value

@@ -152,11 +152,23 @@ def container_for(ds: Dataset, path: TagPath) -> Dataset:
     return container
 
 
-def private_target(container: Dataset, pattern: TagPattern) -> int | None:
-    """Tag of a private-creator element in ``container`` (present or not), None if no block."""
+def private_target(container: Dataset, pattern: TagPattern, *, create: bool = False) -> int | None:
+    """Tag of a private-creator element in ``container`` (present or not).
+
+    Without a block for the creator: None, or with ``create`` the first free creator slot
+    is reserved, as mizer's ``resolvePrivateTag(..., create=true)`` does.
+    """
     for group, block in _creator_blocks(container, pattern):
         return (group << 16) | (block << 8) | (pattern.value & 0xFF)
-    return None
+    if not create:
+        return None
+    group = pattern.value >> 16
+    for block in range(0x10, 0x100):
+        creator_tag = (group << 16) | block
+        if creator_tag not in container._dict:
+            container.add_new(creator_tag, "LO", pattern.creator)
+            return (group << 16) | (block << 8) | (pattern.value & 0xFF)
+    raise PathError(f"no free private creator slot in group {group:04X}")
 
 
 def remove_private(ds: Dataset) -> None:
