@@ -479,7 +479,8 @@ def subject_record(row: sqlite3.Row) -> dict[str, str]:
 async def list_project_subjects(request: web.Request) -> web.Response:
     user = request_user(request)
     store = _store(request)
-    project = readable_project(store, user, request.match_info["project"])
+    key = request.match_info["project"]
+    project = readable_project(store, user, key, message=f"Unable to identify project {key}")
     records = [subject_record(r) for r in store.list_subjects(project["id"])]
     table = query_table(
         request, records, pk="ID", defaults=SUBJECT_DEFAULTS, shortcuts=SUBJECT_SHORTCUTS
@@ -658,10 +659,15 @@ def _experiment_table(
 async def list_project_experiments(request: web.Request) -> web.Response:
     user = request_user(request)
     store = _store(request)
-    project = readable_project(store, user, request.match_info["project"])
+    key = request.match_info["project"]
+    project = readable_project(store, user, key, message=f"Unable to identify project {key}")
     subject_id: str | None = None
     if "subject" in request.match_info:
-        subject_id = _subject_or_404(store, project["id"], request.match_info["subject"])["id"]
+        label = request.match_info["subject"]
+        row = store.find_subject(project["id"], label)
+        if row is None:
+            raise xnat_error(404, f"Unable to identify subject {label}")
+        subject_id = row["id"]
     rows = store.list_experiments(project["id"], subject_id)
     records = [experiment_record(store, r) for r in rows]
     return render_table(request, _experiment_table(request, records, EXPT_DEFAULTS))

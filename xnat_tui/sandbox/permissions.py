@@ -10,9 +10,9 @@ API (stable):
 * ``can_edit(user, project)`` — owner, member, site admin: create subjects and
   sessions, upload, archive, move prearchive sessions, set ``prearchive_code``.
 * ``can_delete(user, project)`` — owner, site admin: delete, project-level config.
-* ``readable_project(store, user, project_id) -> sqlite3.Row`` — the project row, or
-  raises 404 when it does not exist *or* the user may not see it (XNAT hides private
-  projects: 404, not 403, §2.2).
+* ``readable_project(store, user, project_id_or_alias, message=None) -> sqlite3.Row``
+  — the project row, or raises 404 when it does not exist *or* the user may not see
+  it (XNAT hides private projects: 404, not 403, §2.2).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def can_delete(user: User, project: str) -> bool:
 def readable_project(
     store: Store, user: User, project_id: str, *, message: str | None = None
 ) -> sqlite3.Row:
-    row = store.get_project(project_id)
+    row = store.resolve_project(project_id)  # XNAT accepts an alias wherever an ID goes
     if row is None or not can_read(user, str(row["id"])):
         # XNAT's ProjectResource says "experiment" here (sic, copy-paste in its source).
         raise xnat_error(404, message or "Unable to find the specified experiment.")

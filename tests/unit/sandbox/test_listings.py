@@ -325,3 +325,12 @@ async def test_trailing_slash_matches_like_restlet_prefixes(api: Api) -> None:
     slashed = await api.get("/data/projects/", user="alice")
     assert slashed.status == 200 and slashed.rows == plain.rows
     assert (await api.get("/REST/projects/PILOT/subjects/", user="alice")).status == 200
+
+
+async def test_project_alias_is_accepted_and_unknown_is_named(api: Api) -> None:
+    by_alias = await api.get("/data/projects/STUDYA/subjects", user="alice")
+    assert [r["label"] for r in by_alias.rows] == ["SA_001", "SA_002", "SA_003"]
+    unknown = await api.get("/data/projects/NOPE/experiments", user="alice")
+    assert unknown.status == 404 and "Unable to identify project NOPE" in unknown.text
+    no_subject = await api.get("/data/projects/PILOT/subjects/NOPE/experiments", user="alice")
+    assert no_subject.status == 404 and "Unable to identify subject NOPE" in no_subject.text
