@@ -56,7 +56,11 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):
+            # Bound to every interface: clients on this machine still use loopback.
+            host = "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
