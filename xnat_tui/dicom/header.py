@@ -353,9 +353,7 @@ def fast_header(
             if len(first) >= 138 and (
                 first[132:134] != b"\x02\x00" or first[136:138] not in _VALID_VRS
             ):
-                raise HeaderError(
-                    ProblemKind.CORRUPT, "the 'DICM' marker is not followed by a DICOM meta header"
-                )
+                raise NeedFallback  # no regular meta header: garbage, or an odd writer
         elif first[:4] == b"DICM":
             raise HeaderError(
                 ProblemKind.NOT_DICOM, "starts with 'DICM' but the 128-byte preamble is missing"

@@ -154,7 +154,7 @@ def examine(
     if missing:
         known = [k for k in ("SOPClassUID", "Modality", "PatientID", *REQUIRED) if values.get(k)]
         if not known:
-            detail = "no DICOM attributes could be read (damaged or not really DICOM)"
+            detail = "no DICOM attributes could be read (damaged, or garbage after 'DICM')"
             return (path, size, mtime_ns, ProblemKind.CORRUPT, detail, None, nread)
         detail = "missing " + ", ".join(missing) + " (cannot be placed in a session)"
         return (path, size, mtime_ns, ProblemKind.INCOMPLETE, detail, values, nread)

@@ -168,3 +168,18 @@ def test_every_encoding_gives_the_same_values(
 def test_default_tags_are_all_before_pixel_data() -> None:
     assert all(tag < 0x7FE00010 for tag in DEFAULT_TAGS)
     assert os.environ.get("XDG_CACHE_HOME")  # the isolation fixture is active
+
+
+def test_dicm_marker_without_meta_group_is_still_read(tmp_path: Path) -> None:
+    """Some writers put the dataset straight after 'DICM'; pydicom copes, so must we."""
+    study = study_attributes(patient_id="NOMETA")
+    ds = build_dataset(
+        study=study, spec=SeriesSpec(), series_uid="1.2.3", index=1, instance_number=1
+    )
+    bare = write_dataset(ds, tmp_path / "bare.dcm", part10=False).read_bytes()
+    path = tmp_path / "odd.dcm"
+    path.write_bytes(b"\0" * 128 + b"DICM" + bare)
+    st = path.stat()
+    _p, _s, _m, kind, detail, values, _n = examine(str(path), st.st_size, st.st_mtime_ns)
+    assert kind == "", detail
+    assert values is not None and values["PatientID"] == "NOMETA"
