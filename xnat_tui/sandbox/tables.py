@@ -172,15 +172,34 @@ def _pattern(value: str) -> re.Pattern[str]:
     return re.compile(rf"\A{rx}\Z", re.DOTALL)
 
 
+_DATE = r"(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}|\d{8})"
+_DATE_RANGE = re.compile(rf"\A{_DATE}?-{_DATE}?\Z")
+
+
+def _norm_date(text: str) -> str:
+    """``2024-01-31``, ``01/31/2024`` or ``20240131`` → ``20240131``."""
+    if "/" in text:
+        month, day, year = text.split("/")
+        return f"{year}{int(month):02d}{int(day):02d}"
+    return text.replace("-", "")
+
+
+def _date_range(text: str) -> tuple[str, str] | None:
+    match = _DATE_RANGE.match(text)
+    if match is None or not (match.group(1) or match.group(2)):
+        return None
+    low, high = match.group(1), match.group(2)
+    return (_norm_date(low) if low else "", _norm_date(high) if high else "")
+
+
 def _matches(actual: str, wanted: str, *, is_date: bool) -> bool:
     for alternative in wanted.split(","):
         alternative = alternative.strip()
-        if is_date and re.fullmatch(r"[\d/.]*-[\d/.]*", alternative) and alternative != "-":
-            low, _, high = alternative.partition("-")
-            norm = actual.replace("-", "")[:8]
-            lo = low.replace("/", "").replace(".", "")
-            hi = high.replace("/", "").replace(".", "")
-            if norm and (not lo or norm >= lo) and (not hi or norm <= hi):
+        bounds = _date_range(alternative) if is_date else None
+        if bounds is not None:
+            value = _norm_date(actual[:10]) if actual else ""
+            low, high = bounds
+            if value and (not low or value >= low) and (not high or value <= high):
                 return True
             continue
         if _pattern(alternative).match(actual):
