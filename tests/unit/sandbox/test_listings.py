@@ -334,3 +334,19 @@ async def test_project_alias_is_accepted_and_unknown_is_named(api: Api) -> None:
     assert unknown.status == 404 and "Unable to identify project NOPE" in unknown.text
     no_subject = await api.get("/data/projects/PILOT/subjects/NOPE/experiments", user="alice")
     assert no_subject.status == 404 and "Unable to identify subject NOPE" in no_subject.text
+
+
+async def test_scan_item_experiment_resources_and_html(api: Api) -> None:
+    expt = await _pilot_session(api)
+    scan = await api.get(f"/data/experiments/{expt['ID']}/scans/2?format=json", user="bob")
+    fields = scan.json()["items"][0]["data_fields"]
+    assert fields["ID"] == "2" and fields["series_description"] == "T1_MPRAGE_sag"
+    assert scan.json()["items"][0]["meta"]["xsi:type"] == "xnat:mrScanData"
+    resources = await api.get(f"/data/experiments/{expt['ID']}/resources", user="bob")
+    assert resources.json() == {
+        "ResultSet": {"Result": [], "title": "Resources", "totalRecords": "0"}
+    }
+    html = await api.get("/data/projects?format=html", user="bob")
+    assert html.content_type == "text/html" and "<td>PILOT</td>" in html.text
+    missing_scan = await api.get(f"/data/experiments/{expt['ID']}/scans/77", user="bob")
+    assert missing_scan.status == 404
