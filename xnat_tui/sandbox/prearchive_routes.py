@@ -468,6 +468,12 @@ async def archive_service(request: web.Request) -> web.StreamResponse:
             raise xnat_error(400, "Cannot archive sessions from the Unassigned folder.")
     sessions = _sources(pre, user, srcs)
     override, allow_merge = merge_flags(dict(params))
+    if len(sessions) == 1:
+        # Archiver.initialize + finishSingleSessionArchive (1.8.11): a single session is
+        # committed with allowSessionMerge=true, and append or delete both override the
+        # archiver's exceptions (e.g. the StudyInstanceUID check).
+        override = params.get("overwrite", "").lower() in ("append", "delete")
+        allow_merge = True
     opts = ArchiveOptions(
         user=user.login,
         override=override,
