@@ -208,3 +208,17 @@ def test_out_through_the_process_pool_matches_serial(tmp_path, monkeypatch) -> N
     for path in serial:
         twin = tmp_path / "pool" / path.relative_to(tmp_path / "serial")
         assert twin.read_bytes() == path.read_bytes()
+
+
+def test_lookup_table_from_a_file(tmp_path, capsys) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    script = tmp_path / "s.das"
+    script.write_text('version "6.1"\n(0010,0010) := lookup["pn", (0010,0010)]\n')
+    table = tmp_path / "lookup.txt"
+    table.write_text("# site table\npn/DOE^JANE = SUBJ_0001\n")
+    args = ["anonymize", str(src), "--script", str(script), "--preview"]
+    assert main([*args, "--lookup", str(table)]) == 0
+    assert "DOE^JANE  ->  SUBJ_0001" in capsys.readouterr().out
+    assert main(args) == 1  # refused up front: no table for lookup[]
+    assert "lookup" in capsys.readouterr().err
