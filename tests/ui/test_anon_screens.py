@@ -13,6 +13,7 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, Static
 
+from tests.ui.screen_text import screen_text
 from xnat_tui.config import Config
 from xnat_tui.dicom.model import Session
 from xnat_tui.dicom.scan import scan_all
@@ -53,9 +54,12 @@ class AnonTestApp(App[None]):
 class ScriptedClient:
     """``project_settings`` answering with fixed anon scripts, counting the calls."""
 
-    def __init__(self, project_script: str, site_script: str = "") -> None:
+    def __init__(
+        self, project_script: str, site_script: str = "", warnings: tuple[str, ...] = ()
+    ) -> None:
         self.project_script = project_script
         self.site_script = site_script
+        self.warnings = warnings
         self.calls = 0
 
     async def project_settings(self, project: str) -> ProjectSettings:
@@ -64,7 +68,12 @@ class ScriptedClient:
             project=project,
             prearchive_code=0,
             site_anon=AnonScript("site", self.site_script, True) if self.site_script else None,
-            project_anon=AnonScript(f"project {project}", self.project_script, True),
+            project_anon=(
+                AnonScript(f"project {project}", self.project_script, True)
+                if self.project_script
+                else None
+            ),
+            warnings=self.warnings,
         )
 
 
@@ -311,6 +320,46 @@ async def test_server_error_is_shown_on_the_screen(session: Session) -> None:
         assert "server unreachable" in status
 
 
+async def test_unreadable_server_script_blocks_the_xnat_profile(session: Session) -> None:
+    # Not being allowed to read the project's script must not look like "no script".
+    client = ScriptedClient(
+        "",
+        'version "6.1"\n(0008,0080) := "site"\n',
+        warnings=("project anon script: not readable by bob; default assumed",),
+    )
+    screen = AnonPreviewScreen(session, "P1", "S", "E")
+    app = AnonTestApp(screen, client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await settle(pilot)
+        status = text_of(screen, "#anon-status")
+        assert "cannot be read" in status and "not readable by bob" in status
+        assert "(0008,0080)" in cells(screen.query_one(AnonDiffTable))  # the site script ran
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.dismissed == []
+        await pilot.press("n", "ctrl+s")
+        await settle(pilot)
+    assert [c.profile for c in app.dismissed] == ["none"]
+
+
+async def test_usable_at_80x24_and_follows_the_theme(session: Session) -> None:
+    screen = AnonPreviewScreen(session, "PILOT", "SUBJ01", "SUBJ01_MR1", profile="basic")
+    app = AnonTestApp(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        # Series list and diff both visible: the list goes above the diff when narrow.
+        assert "Dose screen" in text and "Changes" in text
+        assert "PatientName" not in text or "SUBJ01" in text
+        assert "MediaStorageSOP" in text and "Before" in text and "After" in text
+        diff = screen.query_one(AnonDiffTable)
+        before = str(diff.get_row("(0008,0080)")[0].style)
+        app.theme = "textual-light" if app.theme != "textual-light" else "nord"
+        await settle(pilot)
+        assert str(diff.get_row("(0008,0080)")[0].style) != before
+
+
 # ---- variables dialog -------------------------------------------------------------------
 
 
@@ -386,6 +435,18 @@ def test_computer_reads_each_sample_once_and_leaves_files_untouched(session: Ses
     assert all(p.changes for p in first.series.values())
     after = {s.path: (s.path.read_bytes(), s.path.stat().st_mtime_ns) for s in samples if s.path}
     assert before == after
+
+
+def test_unreadable_sample_is_reported_per_series(session: Session) -> None:
+    samples = series_samples(session)
+    assert samples[1].path is not None
+    samples[1].path.write_bytes(b"")  # emptied after the scan
+    result = PreviewComputer().compute(
+        samples, PreviewRequest.make("basic"), {"project": "P", "subject": "S", "session": "E"}
+    )
+    broken = result.series[samples[1].series_uid]
+    assert broken.error.startswith("cannot read") and broken.changes == []
+    assert result.series[samples[0].series_uid].changes
 
 
 def test_burned_in_series_are_excluded_under_basic_only(session: Session) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "SeriesPreview",
     "SeriesSample",
     "ServerScript",
+    "ServerScripts",
     "build_scripts",
     "burned_in_exclusions",
     "burned_in_warnings",
@@ -95,13 +96,29 @@ class ServerScript:
     enabled: bool
 
 
-async def fetch_server_scripts(client: Any, project: str) -> tuple[ServerScript, ...]:
+@dataclass(frozen=True)
+class ServerScripts:
+    """What the server told us about a project's anon scripts.
+
+    ``unreadable`` lists scripts the user may not read: the xnat profile cannot run
+    what it cannot see, so it must not be used then (the server would skip them too,
+    because the upload asks it not to anonymize).
+    """
+
+    scripts: tuple[ServerScript, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+
+async def fetch_server_scripts(client: Any, project: str) -> ServerScripts:
     """The project's site and project scripts (site first), enabled or not, as XNAT has them."""
     settings = await client.project_settings(project)
-    return tuple(
-        ServerScript(a.scope, a.contents, a.enabled)
-        for a in (settings.site_anon, settings.project_anon)
-        if a is not None
+    return ServerScripts(
+        scripts=tuple(
+            ServerScript(a.scope, a.contents, a.enabled)
+            for a in (settings.site_anon, settings.project_anon)
+            if a is not None
+        ),
+        unreadable=tuple(w for w in settings.warnings if "anon script" in w),
     )
 
 
@@ -281,6 +298,9 @@ class PreviewComputer:
         ds = self._headers.get(path)
         if ds is None:
             ds = dcmread(path, force=True, stop_before_pixels=True)
+            if "SOPInstanceUID" not in ds:
+                # force=True reads anything; a file changed since the scan is not a preview.
+                raise ValueError("no longer a DICOM instance (changed since the scan?)")
             self._headers[path] = ds
         return ds
 
@@ -317,7 +337,7 @@ class PreviewComputer:
             try:
                 ds = self.header(sample.path)
             except Exception as exc:
-                item.error = f"cannot read {sample.path}: {type(exc).__name__}: {exc}"
+                item.error = f"cannot read {sample.path}: {exc}"
                 continue
             try:
                 item.changes = preview_dataset(anonymizer, ds)

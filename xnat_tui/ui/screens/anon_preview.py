@@ -30,6 +30,7 @@ from xnat_tui.ui.anon_service import (
     PreviewResult,
     SeriesPreview,
     ServerScript,
+    ServerScripts,
     fetch_server_scripts,
     next_profile,
     series_samples,
@@ -178,6 +179,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         self.results: dict[PreviewRequest, PreviewResult] = {}
         self.current: PreviewResult | None = None
         self.server: tuple[ServerScript, ...] | None = None
+        self.unreadable: tuple[str, ...] = ()
         self.server_error = ""
         self._fetching = False
 
@@ -305,8 +307,10 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
             WorkerState.CANCELLED,
         ):
             self._fetching = False
-            if event.state is WorkerState.SUCCESS:
-                self.server = worker.result
+            fetched = worker.result
+            if event.state is WorkerState.SUCCESS and isinstance(fetched, ServerScripts):
+                self.server = fetched.scripts
+                self.unreadable = fetched.unreadable
                 self.server_error = ""
             elif event.state is WorkerState.ERROR:
                 error = worker.error
@@ -383,6 +387,13 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         self._set_status(*self._summary(result))
 
     def _summary(self, result: PreviewResult) -> tuple[str, str]:
+        if self.profile == "xnat" and self.unreadable:
+            return (
+                "Some of the project's anonymization scripts cannot be read with your account "
+                f"({'; '.join(self.unreadable)}), so they cannot run here and the xnat profile "
+                "is not available. Choose none (the server applies them) or basic.",
+                "error",
+            )
         if not result.scripts:
             if self.profile == "xnat":
                 return (
@@ -488,6 +499,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
             ok = (
                 result is not None
                 and not result.error
+                and not (self.profile == "xnat" and self.unreadable)
                 and not any(not r.hidden for r in result.missing)
             )
             return True if ok else None
@@ -524,6 +536,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         if self.profile != "xnat":
             return
         self.server = None
+        self.unreadable = ()
         self.server_error = ""
         self.results = {r: v for r, v in self.results.items() if r.profile != "xnat"}
         self.refresh_preview()
