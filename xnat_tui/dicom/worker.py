@@ -171,25 +171,33 @@ def examine(
 #        InstanceNumber text, bytes read)
 Row = tuple[str, int, int, str, str, int, str, str, int]
 Chunk = tuple[list[dict[str, str]], list[Row]]
-_PER_FILE = frozenset({"SOPInstanceUID", "InstanceNumber", PIXEL_KEY, VIA_KEY})
 
 
 def compact(records: Iterable[Record]) -> Chunk:
     contexts: list[dict[str, str]] = []
     index: dict[tuple[tuple[str, str], ...], int] = {}
     rows: list[Row] = []
+    last = -1
     for path, size, mtime_ns, kind, detail, values, nread in records:
         if kind or values is None:
             rows.append((path, size, mtime_ns, kind, detail, -1, "", "", nread))
             continue
-        ctx = {k: v for k, v in values.items() if k not in _PER_FILE}
-        key = tuple(ctx.items())
-        i = index.get(key)
-        if i is None:
-            i = index[key] = len(contexts)
-            contexts.append(ctx)
-        sop = values["SOPInstanceUID"]
-        rows.append((path, size, mtime_ns, "", "", i, sop, values.get("InstanceNumber", ""), nread))
+        # The record is ours: strip the per-file values in place, keep the rest as context.
+        sop = values.pop("SOPInstanceUID")
+        inst = values.pop("InstanceNumber", "")
+        values.pop(PIXEL_KEY, None)
+        values.pop(VIA_KEY, None)
+        # Neighbouring files are usually from the same series: compare before hashing.
+        if last >= 0 and contexts[last] == values:
+            i = last
+        else:
+            key = tuple(values.items())
+            i = index.get(key, -1)
+            if i < 0:
+                i = index[key] = len(contexts)
+                contexts.append(values)
+            last = i
+        rows.append((path, size, mtime_ns, "", "", i, sop, inst, nread))
     return contexts, rows
 
 
