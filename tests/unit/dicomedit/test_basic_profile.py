@@ -131,6 +131,12 @@ def test_retain_options_keep_dates_uids_and_device() -> None:
     assert ds.StationName == originals[tag_for_keyword("StationName")]
     assert all(t in ds for t in DEVICE_TAGS if t in originals)
     assert ds.LongitudinalTemporalInformationModified == "UNMODIFIED"
+    assert list(ds.DeidentificationMethod) == [
+        "PS3.15 E.1-1 Basic Profile",
+        "retain dates",
+        "retain UIDs",
+        "retain device identity",
+    ]
     codes = [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
     assert codes == ["113100", "113106", "113109", "113110"]
     # Still removes what no option retains.

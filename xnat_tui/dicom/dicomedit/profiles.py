@@ -121,7 +121,8 @@ def basic_profile_text(
         options.append("retain UIDs")
     if retain_device:
         options.append("retain device identity")
-    method = "PS3.15 E.1-1 Basic Profile" + (f" ({', '.join(options)})" if options else "")
+    # DeidentificationMethod is LO (64 characters) with VM 1-n: one value per option.
+    method = "\\\\".join(["PS3.15 E.1-1 Basic Profile", *options])
     uid_lines: list[str] = []
     set_lines: list[str] = []
     delete_lines: list[str] = []
