@@ -4,7 +4,7 @@
 (written without prefix, e.g. ``/projects/{project}``) under ``/data`` and ``/REST``;
 with ``archive=True`` also under ``/data/archive`` and ``/REST/archive``
 (XNAT's ``attachArchiveURI``), each also with a trailing ``/`` (Restlet matches by
-prefix). Every route module uses it.
+prefix), and GET routes also answer HEAD. Every route module uses it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ def add_route(
     if archive:
         prefixes += [p + "/archive" for p in PREFIXES]
     catch_all = template.endswith((":.+}", ":.*}"))
+    methods = [method, "HEAD"] if method == "GET" else [method]
     for prefix in prefixes:
-        app.router.add_route(method, prefix + template, handler)
+        paths = [prefix + template]
         if not catch_all:
             # Restlet matches templates by prefix, so "/data/projects/" is the project list.
-            app.router.add_route(method, prefix + template + "/", handler)
+            paths.append(prefix + template + "/")
+        for path in paths:
+            for verb in methods:
+                app.router.add_route(verb, path, handler)

@@ -350,3 +350,13 @@ async def test_scan_item_experiment_resources_and_html(api: Api) -> None:
     assert html.content_type == "text/html" and "<td>PILOT</td>" in html.text
     missing_scan = await api.get(f"/data/experiments/{expt['ID']}/scans/77", user="bob")
     assert missing_scan.status == 404
+
+
+async def test_head_requests(api: Api) -> None:
+    expt = await _pilot_session(api)
+    files = await api.get(
+        f"/data/experiments/{expt['ID']}/scans/2/resources/DICOM/files", user="alice"
+    )
+    head = await api.request("HEAD", files.rows[0]["URI"], user="alice")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["Content-Length"] == files.rows[0]["Size"]
