@@ -398,9 +398,12 @@ def write_dicomdir(path: Path) -> Path:
     return path
 
 
+_LOCALIZER = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+
+
 def _mr_brain(prefix: str) -> list[SeriesSpec]:
     return [
-        SeriesSpec("MR", 1, "localizer", 3, extra={"ImageType": ["ORIGINAL", "PRIMARY", "M"]}),
+        SeriesSpec("MR", 1, "localizer", 3, extra={"ImageType": _LOCALIZER}),
         SeriesSpec("MR", 2, "T1_MPRAGE_sag", 8),
         SeriesSpec("MR", 3, "T2_FLAIR_ax", 6),
         SeriesSpec("MR", 4, "rsfMRI_BOLD", 5),
@@ -453,7 +456,7 @@ def write_demo_tree(dest: Path, *, rows: int = 16, columns: int = 16) -> DemoTre
             accession_number="ACC1002",
             series=sized(
                 [
-                    SeriesSpec("CT", 1, "Topogram", 1),
+                    SeriesSpec("CT", 1, "Topogram", 1, extra={"ImageType": _LOCALIZER}),
                     SeriesSpec("CT", 2, "Chest 1.0 B30f", 10),
                     SeriesSpec("CT", 3, "Chest 5.0 B70f lung", 4),
                     SeriesSpec(
