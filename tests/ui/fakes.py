@@ -128,7 +128,7 @@ def default_projects() -> dict[str, FakeProject]:
         "STUDY_B": FakeProject(
             ProjectInfo(
                 "STUDY_B",
-                series_filters=[SeriesFilter("blacklist", ["(?i)localizer"])],
+                series_checks=[SeriesFilter("blacklist", ["(?i)localizer"])],
                 anon_script=True,
                 prearchive_code=5,
             ),
@@ -249,7 +249,7 @@ def make_app(
     return app, port, engine
 
 
-async def until(pilot: Any, predicate: Any, within: float = 3.0) -> None:
+async def until(pilot: Any, predicate: Any, within: float = 8.0) -> None:
     """Let the app run until ``predicate()`` holds (workers and timers included)."""
     import asyncio
 

@@ -22,7 +22,15 @@ def all_binding_ids() -> set[str]:
     from xnat_tui.ui.app import XnatTuiApp
 
     ids = set()
-    for cls in (XnatTuiApp, MainScreen, FoldersPane, SessionsPane, ScansPane, LabelsPane, TransfersPane):
+    for cls in (
+        XnatTuiApp,
+        MainScreen,
+        FoldersPane,
+        SessionsPane,
+        ScansPane,
+        LabelsPane,
+        TransfersPane,
+    ):
         for binding in cls.BINDINGS:
             assert binding.id, f"{cls.__name__} binding {binding.key} has no id"
             ids.add(binding.id)
@@ -95,7 +103,11 @@ async def test_log_screen_shows_what_happened(tmp_path):
 
 
 async def test_bulk_patterns_validation_and_queue(tmp_path):
-    sessions = [make_session("P001"), make_session("P002"), make_session("P003", study_date="20240301")]
+    sessions = [
+        make_session("P001"),
+        make_session("P002"),
+        make_session("P003", study_date="20240301"),
+    ]
     app, _, engine = make_app(tmp_path, sessions=sessions)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 3)
@@ -117,7 +129,9 @@ async def test_bulk_patterns_validation_and_queue(tmp_path):
         # Fix one row by hand: invalid characters are flagged on that row only.
         bulk.query_one("#bulk-table").focus()
         bulk.query_one("#row-session").value = "bad label"
-        await until(pilot, lambda: sum(i.state == "invalid" for i in app.workbench.items.values()) == 1)
+        await until(
+            pilot, lambda: sum(i.state == "invalid" for i in app.workbench.items.values()) == 1
+        )
         assert bulk.check_action("queue", ()) is True
         bulk.query_one("#row-session").value = "S_P001_fixed"
         await until(pilot, lambda: all(i.state == "new" for i in app.workbench.items.values()))
@@ -135,5 +149,10 @@ async def test_bulk_respects_the_projects_restriction(tmp_path):
         await with_project(pilot, screen, "STUDY_A")  # bulk upload not allowed, P001/P002 exist
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, BulkScreen))
-        await until(pilot, lambda: "does not allow bulk uploads" in str(app.screen.query_one("#bulk-status").render()))
+        await until(
+            pilot,
+            lambda: (
+                "does not allow bulk uploads" in str(app.screen.query_one("#bulk-status").render())
+            ),
+        )
         assert app.screen.check_action("queue", ()) is None

@@ -12,7 +12,9 @@ from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
 
 def sessions():
     return [
-        make_session("P001", uid="1.2.3.1", series=(("localizer", 2), ("T1_MPRAGE", 8), ("FLAIR", 6))),
+        make_session(
+            "P001", uid="1.2.3.1", series=(("localizer", 2), ("T1_MPRAGE", 8), ("FLAIR", 6))
+        ),
         make_session("P002", uid="1.2.3.2", modality="CT", study_date="20240220"),
     ]
 

@@ -133,8 +133,9 @@ async def test_remote_checks_classify_merge_conflict_and_not_permitted(tmp_path)
         assert screen.check_action("upload", ()) is None
 
 
-async def test_typing_never_waits_for_the_server(tmp_path):
+async def test_typing_never_waits_for_the_server(tmp_path, monkeypatch):
     """The remote check is debounced: a burst of keys leads to one planner run."""
+    monkeypatch.setattr("xnat_tui.ui.screens.main.CHECK_DEBOUNCE", 1.0)
     app, port, _ = make_app(tmp_path, sessions=two_sessions())
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 2)

@@ -30,7 +30,7 @@ SANDBOX_DIR_ENV = "XNAT_TUI_SANDBOX_DIR"
 
 async def connect(request: LoginRequest) -> Connection:
     """Log in with the real client and wrap it for the engine."""
-    from xnat_tui.transfer.xnat_port import port_for
+    from xnat_tui.transfer.xnat_port import XnatPort
     from xnat_tui.xnat.client import XnatClient
     from xnat_tui.xnat.credentials import Credentials, normalise_server
 
@@ -51,7 +51,7 @@ async def connect(request: LoginRequest) -> Connection:
     return Connection(
         url=creds.server,
         user=client.username or request.user,
-        port=port_for(client),
+        port=XnatPort(client),
         client=client,
         close=client.close,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xnat_tui.dicom.model import Scan, ScanBatch, ScanSummary
+from xnat_tui.dicom.model import ScanBatch, ScanSummary
 from xnat_tui.transfer.events import Event, ProgressTick
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.planner import JobRequest, Plan, Planner, Verdict
@@ -122,12 +122,10 @@ class Services:
             self.planner.refresh()
         view = await self.planner.project(project)
         info = view.info
-        filters = [f for f in info.series_filters if f.enabled]
-        summary = (
-            "; ".join(f"{f.mode}: {', '.join(f.patterns) or '(empty)'}" for f in filters)
-            if filters
-            else "none"
-        )
+        checks = list(getattr(info, "series_checks", []) or [])
+        summary = await self._describe_filters(project, checks)
+        for warning in getattr(info, "warnings", []) or []:
+            log.warning("project %s: %s", project, warning)
         destination = "archive (auto-archive)" if info.auto_archive else "prearchive"
         result = ProjectInfo(
             id=project,
@@ -142,14 +140,41 @@ class Services:
         result.source = info  # type: ignore[attr-defined]
         return result
 
-    def dropped_reason(self, project: ProjectInfo, scan: Scan) -> str:
+    async def _describe_filters(self, project: str, checks: list[Any]) -> str:
+        """A short human description of the import filters (mode and patterns)."""
+        if not checks:
+            return "none"
+        parts = [
+            f"{c.mode} {', '.join(c.patterns)}"
+            for c in checks
+            if getattr(c, "mode", None) and getattr(c, "patterns", None)
+        ]
+        client = self.connection.client if self.connection else None
+        if not parts and client is not None and hasattr(client, "project_settings"):
+            try:
+                settings = await client.project_settings(project)
+            except Exception:  # the description is a nicety; the checks still apply
+                settings = None
+            for flt in (
+                getattr(settings, "site_filter", None),
+                getattr(settings, "project_filter", None),
+            ):
+                if flt is not None and flt.enabled:
+                    rules = "; ".join(r.pattern for r in flt.rules) or "(empty)"
+                    parts.append(f"{flt.scope} {flt.mode} {rules}")
+        return " | ".join(parts) if parts else f"{len(checks)} active"
+
+    def dropped_reasons(self, project: ProjectInfo, item: SessionItem) -> dict[str, str]:
+        """Series uid → why the project's import filter will drop it (pure, no I/O)."""
         info = getattr(project, "source", None)
         if info is None:
-            return ""
-        flt = info.dropped_by_filters(scan.series_description)
-        if flt is None:
-            return ""
-        return f"{flt.scope} {flt.mode}"
+            return {}
+        out: dict[str, str] = {}
+        for series in from_dicom(item.session).series:
+            reason = info.drop_reason(series)
+            if reason:
+                out[series.series_instance_uid] = reason
+        return out
 
     def requests(self, project: ProjectInfo, items: list[SessionItem]) -> list[JobRequest]:
         return [

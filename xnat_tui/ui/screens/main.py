@@ -226,7 +226,14 @@ class MainScreen(Screen[None]):
     def _highlighted(self, event: SessionsPane.Highlighted) -> None:
         self.scans.show(event.uid)
         self.labels.show(self.xapp.workbench.get(event.uid))
-        self.refresh_bindings()
+        self._refresh_footer_if_changed()
+
+    def _refresh_footer_if_changed(self) -> None:
+        """The footer is rebuilt on refresh_bindings: only ask when something flipped."""
+        state = tuple(self.check_action(a, ()) for a in ("upload", "bulk", "refresh_project"))
+        if state != getattr(self, "_footer_state", None):
+            self._footer_state = state
+            self.refresh_bindings()
 
     @on(SessionsPane.SelectionChanged)
     def _selection_changed(self) -> None:
@@ -300,11 +307,8 @@ class MainScreen(Screen[None]):
             return
         for item in items:
             for scan in item.scans():
-                reason = self.xapp.services.dropped_reason(project, scan)
-                if reason:
-                    project.dropped[scan.series_instance_uid] = reason
-                else:
-                    project.dropped.pop(scan.series_instance_uid, None)
+                project.dropped.pop(scan.series_instance_uid, None)
+            project.dropped.update(self.xapp.services.dropped_reasons(project, item))
 
     # ------------------------------------------------------------ remote checks
 

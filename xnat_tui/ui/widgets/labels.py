@@ -104,6 +104,14 @@ class LabelsPane(VerticalScroll):
                 select.value = current
 
     def set_project(self, project: ProjectInfo | None) -> None:
+        select = self.query_one("#project", Select)
+        if project is not None and select.value != project.id:
+            # Chosen elsewhere (command palette, single project): show it here too.
+            with select.prevent(Select.Changed):
+                try:
+                    select.value = project.id
+                except Exception:  # not among the options (list not loaded yet)
+                    pass
         self.query_one("#project-settings", Static).update(settings_text(project))
         self._suggester = SuggestFromList(project.subjects if project else [], case_sensitive=False)
         self.query_one("#subject", Input).suggester = self._suggester

@@ -101,7 +101,7 @@ class TransfersPane(Vertical):
         yield ProgressBar(id="transfers-overall", show_eta=False)
         table: DataTable[str | Text] = DataTable(id="transfers-table", cursor_type="row")
         for key, label, width in (
-            ("label", "Session", 24),
+            ("label", "Session", 32),
             ("state", "State", 10),
             ("progress", "Progress", BAR_WIDTH + 5),
             ("bytes", "Bytes", 19),
