@@ -486,14 +486,14 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
     # ------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Keys that belong to another profile are hidden (False), not just dimmed.
         if action == "retain":
-            return True if self.profile == "basic" else None
+            return self.profile == "basic"
         if action == "variables":
             result = self.current
-            needed = result is not None and any(not r.hidden for r in result.required)
-            return True if needed else None
+            return result is not None and any(not r.hidden for r in result.required)
         if action == "reload":
-            return True if self.profile == "xnat" and self.client is not None else None
+            return self.profile == "xnat" and self.client is not None
         if action == "use":
             result = self.current
             ok = (

@@ -64,7 +64,7 @@ class AnonDiffTable(DataTable[Text]):
         """(keyword, value) widths that fit the pane; long values are clipped with …."""
         # Two cells of padding per column, a scrollbar.
         free = max(self.size.width - 2 * 5 - 1 - _KIND_WIDTH, 40) - _TAG_WIDTH
-        keyword = max(11, min(24, free // 3))
+        keyword = max(11, min(24, free * 2 // 5))
         value = max(_MIN_VALUE, (free - keyword) // 2)
         return keyword, value
 
