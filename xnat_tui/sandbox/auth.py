@@ -14,7 +14,7 @@ API (stable):
   Handlers may set ``request[LOGOUT] = True`` (logout).
 * ``PUBLIC_PATHS`` — data paths that need no credentials.
 * ``setup(app)`` — the login routes: ``/data/JSESSION``, ``/data/auth``,
-  ``/data/services/auth``, ``/data/services/tokens/...``.
+  ``/data/services/auth``, ``/data/services/tokens/...``, ``/app/action/LogoutUser``.
 """
 
 from __future__ import annotations
@@ -311,7 +311,19 @@ async def tokens(request: web.Request) -> web.Response:
     raise xnat_error(400, f"Unknown operation: {op}")
 
 
+async def logout_user(request: web.Request) -> web.Response:
+    """The web UI's logout (the Desktop Client calls it): end the session, go home."""
+    session = request.get(SESSION)
+    if session is not None:
+        request.app[SESSIONS].invalidate(session.id)
+        request[LOGOUT] = True
+    resp = web.Response(status=302, headers={"Location": "/"})
+    resp.del_cookie("JSESSIONID", path="/")
+    return resp
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_get("/app/action/LogoutUser", logout_user)
     for method in ("GET", "POST", "DELETE"):
         add_route(app, method, "/JSESSION", jsession)
     add_route(app, "GET", "/auth", auth_check)

@@ -164,3 +164,10 @@ async def test_build_info_heartbeat(sandbox: SandboxServer, api: Api) -> None:
     for key in ("version", "buildNumber", "buildDate", "sha", "commit", "timestamp"):
         assert isinstance(info[key], str)
     assert (await api.get("/data/version", user="carol")).text == info["version"]
+
+
+async def test_web_logout_ends_the_session(api: Api) -> None:
+    sid = (await api.get("/data/JSESSION", user="alice")).text
+    r = await api.get("/app/action/LogoutUser", cookies={"JSESSIONID": sid}, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/"
+    assert (await api.get("/data/auth", cookies={"JSESSIONID": sid})).status == 401
