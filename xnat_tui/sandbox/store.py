@@ -552,8 +552,11 @@ class Store:
         return self._all(sql + " ORDER BY id", *args)
 
     def experiment_dir(self, project: str, label: str) -> Path:
-        """Where an archived session's files live: ``archive/<P>/arc001/<LABEL>``."""
-        return self.archive_root / project / "arc001" / label
+        """Where an archived session's files live: ``archive/<P>/arc001/<LABEL>``.
+
+        Labels are not character-checked by XNAT's REST API, so path separators and
+        ``.``/``..`` are neutralised here: a label can never point outside the archive."""
+        return self.archive_root / _path_part(project) / "arc001" / _path_part(label)
 
     def delete_subject(self, subject_id: str) -> None:
         """Remove a subject row (its experiments must be deleted first)."""
@@ -825,6 +828,11 @@ def _token(row: sqlite3.Row) -> Token:
         single_use=bool(row["single_use"]),
         enabled=bool(row["enabled"]),
     )
+
+
+def _path_part(text: str) -> str:
+    cleaned = "".join("_" if c in "/\\\0" else c for c in text)
+    return "_" * max(1, len(cleaned)) if cleaned in ("", ".", "..") else cleaned
 
 
 def _natural(text: str) -> tuple[int, int | str]:

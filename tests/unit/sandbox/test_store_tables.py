@@ -126,3 +126,11 @@ def test_query_filters_dates_and_sorting() -> None:
     assert run("date=01/01/2024-02/28/2024") == ["1", "2"]
     assert run("date=-20231231") == ["3"]
     assert run("date=2024-02-10") == ["2"]
+
+
+def test_experiment_dir_never_leaves_the_archive(store: Store) -> None:
+    root = store.archive_root.resolve()
+    for label in ("..", ".", "", "a/../../b", "x\\y"):
+        path = store.experiment_dir("P", label).resolve()
+        assert path.is_relative_to(root) and path != root / "P" / "arc001"
+    assert store.experiment_dir("P", "S1_MR1") == store.archive_root / "P" / "arc001" / "S1_MR1"
