@@ -97,9 +97,10 @@ def test_demo_seed_is_fast(tmp_path: Path) -> None:
 
     demo.seed(Store(tmp_path / "warm"))  # imports paid once
     store = Store(tmp_path / "timed")
-    start = time.perf_counter()
+    # CPU time, not wall time: the suite shares two cores with other workers.
+    start = time.process_time()
     assert demo.seed(store)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert not demo.seed(store)  # second call is a no-op
 
 
