@@ -371,8 +371,8 @@ class Planner:
                 PlanIssue(
                     "info",
                     "auto-archive",
-                    f"project {r.project} auto-archives; "
-                    "the commit asks to keep it in the prearchive",
+                    f"project {r.project} auto-archives; the session is only built "
+                    "and stays in the prearchive",
                 )
             )
         return job

@@ -129,6 +129,12 @@ class XnatPort:
         return result.uri
 
     async def commit(self, uri: str, *, auto_archive: bool | None) -> CommitOutcome:
+        if auto_archive is False:
+            # An auto-archiving project archives on commit whatever AA says (the row's
+            # own setting wins, xnat-api.md §6.3); "build" makes the session ready and
+            # leaves it in the prearchive, which is what the user asked for.
+            built = await self.client.prearchive_rebuild(uri)
+            return CommitOutcome(False, built)
         result = await self.client.commit(uri, auto_archive=auto_archive)
         return CommitOutcome(result.archived, result.uri)
 
