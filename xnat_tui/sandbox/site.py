@@ -105,11 +105,6 @@ async def flush_access_cache(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def schemas(request: web.Request) -> web.Response:
-    request_user(request)
-    return web.json_response(["xnat", "security", "xdat/display", "xdat/instance"])
-
-
 def setup(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/xapi/siteConfig/buildInfo", get_build_info)
