@@ -360,6 +360,44 @@ async def test_usable_at_80x24_and_follows_the_theme(session: Session) -> None:
         assert str(diff.get_row("(0008,0080)")[0].style) != before
 
 
+async def test_in_the_real_app_with_help_and_keymap(session: Session, tmp_path: Path) -> None:
+    from tests.ui.fakes import make_app, to_main, until
+    from xnat_tui.ui.screens.help import HelpScreen, collect_keys
+
+    config = Config()
+    config.keymap["anon.preview.profile"] = "P"
+    app, _, _ = make_app(tmp_path, config=config)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await to_main(pilot)
+        screen = AnonPreviewScreen(session, None, "SUBJ01", "SUBJ01_MR1", profile="basic")
+        app.push_screen(screen)
+
+        def shown() -> bool:
+            return screen.current is not None and screen.current.request == screen.request()
+
+        # The App's long-lived workers never complete: wait on the screen's state instead.
+        await until(pilot, shown)
+        assert "(0010,0010)" in cells(screen.query_one(AnonDiffTable))
+        ids = {row.binding_id for row in collect_keys(screen)}
+        assert {"anon.preview.profile", "anon.preview.use", "anon.preview.close"} <= ids
+        await pilot.press("P")  # remapped from p
+        await until(pilot, shown)
+        assert screen.profile == "none"
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is not screen)
+
+
+def test_every_binding_has_a_unique_id() -> None:
+    for cls in (AnonPreviewScreen, AnonVariablesScreen):
+        ids = [b.id for b in cls.BINDINGS if not isinstance(b, tuple)]
+        assert all(ids) and len(set(ids)) == len(ids) == len(cls.BINDINGS)
+        assert all(i.startswith("anon.") for i in ids if i)
+
+
 # ---- variables dialog -------------------------------------------------------------------
 
 
