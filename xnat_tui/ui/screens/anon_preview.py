@@ -7,6 +7,7 @@ when the user picks a profile (ctrl+s), or None when they just close it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from textual import on
@@ -37,6 +38,8 @@ from xnat_tui.ui.anon_service import (
 )
 from xnat_tui.ui.screens.anon_variables import AnonVariablesScreen
 from xnat_tui.ui.widgets.anon_diff import AnonDiffTable, AnonSeriesTable
+
+log = logging.getLogger("xnat_tui.ui")
 
 PREVIEW_GROUP = "anon-preview"
 SCRIPTS_GROUP = "anon-scripts"
@@ -318,6 +321,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
                 hint = getattr(error, "hint", "")
                 if hint:
                     self.server_error += f" ({hint})"
+                log.warning("anon scripts of %s: %s", self.project, self.server_error)
                 # Shown on this screen, where the user can retry: not a global alert.
                 event.stop()
             if self.profile == "xnat" and event.state is not WorkerState.CANCELLED:
@@ -328,9 +332,14 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
                 if not isinstance(result, PreviewResult) or result.cancelled:
                     return
                 self.results[result.request] = result
+                if result.error:
+                    log.warning(
+                        "anonymization profile %s refused: %s", result.request.profile, result.error
+                    )
                 if result.request == self.request():
                     self._show_result(result)
             elif event.state is WorkerState.ERROR:
+                log.error("anonymization preview failed: %s", worker.error, exc_info=worker.error)
                 self._set_status(f"The preview failed: {worker.error}", "error")
 
     # ------------------------------------------------------------ rendering
