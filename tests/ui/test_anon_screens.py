@@ -15,6 +15,7 @@ from textual.widgets import Input, Static
 
 from tests.ui.screen_text import screen_text
 from xnat_tui.config import Config
+from xnat_tui.dicom.dicomedit import ScriptError
 from xnat_tui.dicom.model import Session
 from xnat_tui.dicom.scan import scan_all
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
@@ -25,6 +26,7 @@ from xnat_tui.ui.anon_service import (
     PreviewRequest,
     burned_in_exclusions,
     burned_in_warnings,
+    needed_variables,
     next_profile,
     series_samples,
     variable_problem,
@@ -442,6 +444,18 @@ async def test_variables_dialog_cancel_returns_none() -> None:
 
 
 # ---- service logic ------------------------------------------------------------------------
+
+
+async def test_needed_variables_before_queueing() -> None:
+    client = ScriptedClient(
+        'version "6.1"\ndescribe visit "Visit number"\ndescribe secret hidden\n'
+        "(0010,0020) := concatenate[visit, secret]\n"
+    )
+    needed = await needed_variables(client, "P1", "xnat")
+    assert [(r.name, r.description) for r in needed] == [("visit", "Visit number")]
+    assert await needed_variables(client, "P1", "basic") == []
+    with pytest.raises(ScriptError):
+        await needed_variables(ScriptedClient("(0010,0010) := x\n"), "P1", "xnat")
 
 
 def test_variable_rules() -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "burned_in_exclusions",
     "burned_in_warnings",
     "fetch_server_scripts",
+    "needed_variables",
     "next_profile",
     "series_samples",
     "variable_problem",
@@ -136,6 +137,22 @@ def build_scripts(
         retain_uids=options.retain_uids,
         retain_device=options.retain_device,
     )
+
+
+async def needed_variables(
+    client: Any, project: str, profile: str, options: BasicOptions | None = None
+) -> list[RequiredVariable]:
+    """Variables to ask the user for before queueing an upload with ``profile``.
+
+    Only ``xnat`` fetches anything (the built-in profiles use project/subject/session
+    only). Raises ScriptError when the project's scripts cannot run here, so the
+    caller can refuse to queue rather than upload half-anonymized data.
+    """
+    if profile != "xnat":
+        return []
+    fetched = await fetch_server_scripts(client, project)
+    scripts = build_scripts(profile, fetched.scripts, options or BasicOptions())
+    return [r for r in required_variables(scripts) if not r.hidden]
 
 
 # ---- variables -----------------------------------------------------------------------
