@@ -255,7 +255,13 @@ class XnatTuiApp(App[int]):
         self.exit(0)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """One place where background failures become something the user sees."""
+        self.report_worker(event)
+
+    def report_worker(self, event: Worker.StateChanged) -> None:
+        """One place where background failures become something the user sees.
+
+        StateChanged does not bubble: screens forward theirs here.
+        """
         if event.state is not WorkerState.ERROR:
             return
         error = event.worker.error

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.widgets.data_table import CellDoesNotExist
+from textual.worker import Worker
 
 from xnat_tui.ui.validators import LabelRule, PatternRule
 from xnat_tui.ui.widgets.sessions import state_text
@@ -221,6 +222,9 @@ class BulkScreen(Screen[str | None]):
         self._fill()
         self._status()
         self.refresh_bindings()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.xapp.report_worker(event)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "queue":

@@ -196,6 +196,10 @@ class MainScreen(Screen[None]):
                     )
         except asyncio.CancelledError:
             self.folders.show_progress("Scan stopped.", None)
+            log.info("scan stopped by the user")
+            raise
+        except Exception as exc:
+            self.folders.show_progress(f"Scan failed: {exc}", None)
             raise
         finally:
             self.folders.set_scanning(False)
@@ -353,6 +357,9 @@ class MainScreen(Screen[None]):
         wb = self.xapp.workbench
         chosen = wb.selected() or [i for i in [wb.get(self.sessions.current_uid)] if i]
         return [i for i in chosen if i.state not in RowState.TRANSFER]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.xapp.report_worker(event)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         wb = self.xapp.workbench
