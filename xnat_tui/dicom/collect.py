@@ -177,13 +177,19 @@ class Collector:
         session.patient_names.add(pname)
         scan.modalities.add(modality)
 
-        best: tuple[int, str] | None = None
+        # This loop runs once per file (also for every cache hit on a rescan): keep it lean.
+        best_inst, best_sop = _BIG + 1, ""
         folders: set[str] = set()
+        prefix = "\0"
         sops = self._sops
         files = scan.files
+        new_ref = FileRef
         for path, size, mtime_ns, _k, _d, _c, sop, inst_text, _n in rows:
-            instance = _int(inst_text)
-            ref = FileRef(
+            try:
+                instance: int | None = int(inst_text)
+            except ValueError:
+                instance = _int(inst_text)
+            ref = new_ref(
                 path,
                 size,
                 mtime_ns / 1e9,
@@ -196,7 +202,10 @@ class Collector:
                 modality,
                 part10,
             )
-            folders.add(path.rpartition(os.sep)[0])
+            if not path.startswith(prefix) or os.sep in path[len(prefix) :]:
+                folder = path.rpartition(os.sep)[0]
+                folders.add(folder)
+                prefix = folder + os.sep
             first = sops.get(sop)
             if first is not None:
                 self._duplicate(first, ref)
@@ -204,9 +213,10 @@ class Collector:
             sops[sop] = ref
             files.append(ref)
             out.append(ref)
-            key = (_BIG if instance is None else instance, sop)
-            if best is None or key < best:
-                best = key
+            inst_key = _BIG if instance is None else instance
+            if inst_key < best_inst or (inst_key == best_inst and sop < best_sop):
+                best_inst, best_sop = inst_key, sop
+        best = (best_inst, best_sop) if best_sop else None
 
         if best is not None:
             rank = (_BIG if series_number is None else series_number, best[0], best[1])

@@ -136,6 +136,18 @@ def walk(
                 yield _problem(path, ProblemKind.UNREADABLE, f"cannot list folder: {exc.strerror}")
                 continue
             for entry in entries:
+                # Fast path for the common case, a plain regular file (type known from
+                # the listing, so no extra syscall before the stat we need anyway).
+                if entry.is_file(follow_symlinks=False):
+                    try:
+                        est = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # vanished between listing and stat
+                    if est.st_nlink > 1 and not file_once(est, False):
+                        continue
+                    if not already or entry.name not in already:
+                        append((entry.name, est.st_size, est.st_mtime_ns))
+                    continue
                 try:
                     linked = entry.is_symlink()
                     if entry.is_dir():
