@@ -66,19 +66,28 @@ def configured_routing_patterns() -> list[PatternLike]:
         return list(config.Defaults().routing_patterns)
 
 
-def wanted_tags(patterns: Sequence[PatternLike]) -> dict[int, tuple[str, str]]:
-    """DEFAULT_TAGS plus whatever the routing patterns read."""
+# Value representations the header reader can turn into text for a routing pattern.
+_TEXT_VRS = set("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UT".split())
+
+
+def wanted_tags(patterns: Sequence[PatternLike]) -> tuple[dict[int, tuple[str, str]], list[str]]:
+    """DEFAULT_TAGS plus the text tags the routing patterns read; and what can't be read."""
     want = dict(DEFAULT_TAGS)
     known = {kw for kw, _vr in want.values()}
     extra = sorted(routing_keywords(patterns) - known)
+    unusable: list[str] = []
     if extra:
         from pydicom.datadict import dictionary_VR, tag_for_keyword
 
         for kw in extra:
             tag = tag_for_keyword(kw)
-            if tag is not None and tag >> 16 not in (0x0002, 0x7FE0):
+            if tag is None:
+                unusable.append(f"routing pattern: {kw!r} is not a DICOM keyword")
+            elif tag >> 16 in (0x0002, 0x7FE0) or dictionary_VR(tag) not in _TEXT_VRS:
+                unusable.append(f"routing pattern: {kw} is not a text attribute of the dataset")
+            else:
                 want[tag] = (kw, dictionary_VR(tag))
-    return want
+    return want, unusable
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -381,7 +390,8 @@ def scan(
     patterns = configured_routing_patterns() if routing_patterns is None else list(routing_patterns)
     bad = invalid_patterns(patterns)
     patterns = [p for p in patterns if not invalid_patterns([p])]
-    want = wanted_tags(patterns)
+    want, unreadable = wanted_tags(patterns)
+    bad += unreadable
     cache = ScanCache(cache_path or default_path(), signature(want)) if use_cache else None
     scanner = _Scanner(
         roots,

@@ -95,10 +95,18 @@ def test_an_unusable_configured_pattern_is_reported_and_skipped(
     tmp_path: Path, dicom_factory: DicomFactory
 ) -> None:
     dicom_factory(tmp_path / "in", study_description="xnat://PILOT/S1/E1")
-    patterns = [Pattern("StudyDescription", "(unclosed"), *Defaults().routing_patterns]
+    patterns = [
+        Pattern("StudyDescription", "(unclosed"),
+        Pattern("NoSuchKeyword", "(?P<project>.*)"),
+        Pattern("ReferencedImageSequence", "(?P<project>.*)"),
+        *Defaults().routing_patterns,
+    ]
     summary = scan_all([tmp_path / "in"], use_cache=False, routing_patterns=patterns)
-    assert [p.kind for p in summary.problems] == ["config"]
-    assert "(unclosed" in summary.problems[0].detail
+    assert [p.kind for p in summary.problems] == ["config"] * 3
+    details = " ".join(p.detail for p in summary.problems)
+    assert "(unclosed" in details
+    assert "'NoSuchKeyword' is not a DICOM keyword" in details
+    assert "ReferencedImageSequence is not a text attribute" in details
     (session,) = summary.sessions
     assert session.routing_proposal == RoutingProposal(
         "PILOT", "S1", "E1", "pattern:StudyDescription"
