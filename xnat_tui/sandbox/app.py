@@ -2,7 +2,8 @@
 
 ``make_app(store, *, faults=None, session_timeout=900, autobuild_interval=300)``
 returns an ``aiohttp.web.Application`` whose typed keys (``keys.STORE``,
-``keys.FAULTS``, ``keys.SESSIONS``, ``keys.SETTINGS``) route modules read. Middleware
+``keys.FAULTS``, ``keys.SESSIONS``, ``keys.SETTINGS``, ``writer.WRITER``) route modules
+read. Middleware
 order, outermost first: errors (no traceback ever leaks) → faults → auth. Route
 modules each expose ``setup(app)``; the import and prearchive services live in
 ``import_routes`` and ``prearchive_routes``.
@@ -20,6 +21,7 @@ from xnat_tui.sandbox import (
     prearchive_routes,
     scan_routes,
     site,
+    writer,
 )
 from xnat_tui.sandbox import faults as faults_mod
 from xnat_tui.sandbox.errors import error_middleware
@@ -52,6 +54,7 @@ def make_app(
         session_timeout=session_timeout,
         autobuild_interval=autobuild_interval,
     )
+    writer.setup(app)
     site.setup(app)
     auth.setup(app)
     archive_routes.setup(app)

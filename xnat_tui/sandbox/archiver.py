@@ -218,9 +218,11 @@ def _archive(store: Store, pre: PrearchiveStore, s: PrearcSession, opts: Archive
             experiment_id = str(existing["id"])
             if opts.override and s.tag and s.tag != existing["uid"]:
                 store.update_experiment(experiment_id, uid=s.tag)
-        session_root = store.experiment_dir(project, label)
-        for scan in scans:
-            _archive_scan(store, pre, s, experiment_id, session_root, scan, opts)
+    # Files one statement at a time: holding the store lock for thousands of moves
+    # would stall every request on the event loop meanwhile.
+    session_root = store.experiment_dir(project, label)
+    for scan in scans:
+        _archive_scan(store, pre, s, experiment_id, session_root, scan, opts)
     return archive_uri(project, subject_name, label)
 
 

@@ -8,7 +8,8 @@ The auto-build task wakes periodically; every RECEIVING session idle for
 ``autobuild_interval`` seconds (XNAT: 5 minutes) with ``prevent_auto_commit`` false
 and ``SOURCE`` not ``uploader`` is built and, when its ``autoarchive`` is not Manual
 (project code 4/5), archived. ``prearchive_routes.setup`` registers the task through
-``app.cleanup_ctx`` so it starts and stops with the server.
+``app.cleanup_ctx`` so it starts and stops with the server; each pass runs on the
+writer thread (``writer.WRITER``) like every other prearchive change.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from xnat_tui.sandbox.archiver import (
 from xnat_tui.sandbox.keys import SETTINGS, STORE
 from xnat_tui.sandbox.prearchive_store import PrearchiveStore, PrearcSession, prearchive_of
 from xnat_tui.sandbox.store import Store
+from xnat_tui.sandbox.writer import WRITER
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ async def _loop(app: web.Application) -> None:
     while True:
         await asyncio.sleep(period)
         try:
-            run_once(app[STORE], interval)
+            await app[WRITER].run(run_once, app[STORE], interval)
         except Exception:  # the task must outlive one bad session
             log.exception("auto-build pass failed")
 

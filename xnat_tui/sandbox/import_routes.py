@@ -2,8 +2,9 @@
 
 The request body is streamed to a temporary file under the data dir in fixed-size
 chunks (never held in memory), then read entry by entry in a worker thread
-(``importer.extract``) and placed into the prearchive on the event loop
-(``importer.commit``). Parameters, handler selection, error statuses and messages
+(``importer.extract``) and placed into the prearchive on the sandbox's single writer
+thread (``importer.commit``, then build/archive when asked; see ``writer``).
+Parameters, handler selection, error statuses and messages
 follow XNAT's ``Importer`` and ``DicomZipImporter``.
 """
 
@@ -42,6 +43,7 @@ from xnat_tui.sandbox.prearchive_store import UNASSIGNED, PrearchiveStore, prear
 from xnat_tui.sandbox.routing import add_route
 from xnat_tui.sandbox.store import Store
 from xnat_tui.sandbox.tables import parse_bool
+from xnat_tui.sandbox.writer import WRITER
 
 log = logging.getLogger(__name__)
 
@@ -374,12 +376,28 @@ async def _dicom_import(
     try:
         fn = extract_single if handler == "gradual-DICOM" else extract
         extraction: Extraction = await asyncio.to_thread(fn, up.path, up.name, ctx, opts, staging)
-        try:
-            uris = commit(pre, extraction, opts)
-        except ImportError_ as exc:
-            raise xnat_error(exc.status, exc.message) from None
+        uris = await request.app[WRITER].run(
+            _place, store, pre, user, extraction, opts, params, handler
+        )
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+    return respond(uris, params.get("format"))
+
+
+def _place(
+    store: Store,
+    pre: PrearchiveStore,
+    user: User,
+    extraction: Extraction,
+    opts: ImportOptions,
+    params: dict[str, str],
+    handler: str,
+) -> list[str]:
+    """Phase 2 on the writer thread: prearchive rows and files, then build/archive."""
+    try:
+        uris = commit(pre, extraction, opts)
+    except ImportError_ as exc:
+        raise xnat_error(exc.status, exc.message) from None
     if extraction.failure is not None:
         raise xnat_error(extraction.failure.status, extraction.failure.message)
     if not uris and extraction.last_ignored is not None:
@@ -389,7 +407,7 @@ async def _dicom_import(
     commit_requested = params.get("action", "").lower() == "commit" or handler == "SI"
     if commit_requested and uris:
         uris = _build_and_archive(store, pre, user, uris, params, handler)
-    return respond(uris, params.get("format"))
+    return uris
 
 
 def _build_and_archive(

@@ -5,7 +5,7 @@ entry with the strict reader, stage each entry's bytes to a file under the data 
 read its header, resolve the project (parameter, else DICOM routing §8.1, else
 Unassigned), apply the site and project series import filters (§7.4), check the SOP
 UIDs, and work out subject, session label, scan and file name. Phase 2 (``commit``,
-on the event loop, no awaits, so concurrent uploads of one session cannot race) groups
+on the sandbox's single writer thread, so concurrent uploads of one session cannot race) groups
 instances by (project, StudyInstanceUID, label) into prearchive rows and moves the
 staged files into place.
 
@@ -504,8 +504,8 @@ def _autoarchive_name(inst: Instance, opts: ImportOptions) -> str:
 def commit(pre: PrearchiveStore, extraction: Extraction, opts: ImportOptions) -> list[str]:
     """Place staged instances into prearchive sessions; returns their URIs in order.
 
-    Synchronous on purpose: it runs on the event loop without yielding, so two uploads
-    of the same study cannot both create a row for it."""
+    Callers run it on the single writer thread (``writer.WRITER``), one import at a
+    time, so two uploads of the same study cannot both create a row for it."""
     uris: list[str] = []
     sessions: dict[tuple[str, str, str], PrearcSession] = {}
     try:

@@ -44,6 +44,7 @@ from xnat_tui.sandbox.prearchive_store import (
 from xnat_tui.sandbox.routing import add_route
 from xnat_tui.sandbox.store import Store
 from xnat_tui.sandbox.tables import Table, render_table
+from xnat_tui.sandbox.writer import WRITER
 
 _LOCKED = {
     "BUILDING",
@@ -226,6 +227,19 @@ async def post_session(request: web.Request) -> web.Response:
             400, f"No action parameter was specified for the request by user {user.login}"
         )
     s = session_or_error(request)
+    return await request.app[WRITER].run(_act, store, pre, s.id, action, params, user)
+
+
+def _act(
+    store: Store,
+    pre: PrearchiveStore,
+    session_id: int,
+    action: str,
+    params: MultiDict[str],
+    user: User,
+) -> web.Response:
+    """One session action, on the writer thread (the row is re-read: it may be gone)."""
+    s = _current(pre, session_id)
     if action == "commit":
         return _commit(store, pre, s, params, user)
     if action == "build":
@@ -322,8 +336,15 @@ def _move(
 async def delete_session(request: web.Request) -> web.Response:
     s = session_or_error(request)
     _, pre = _pre(request)
-    pre.delete(s)
+    await request.app[WRITER].run(lambda: pre.delete(_current(pre, s.id)))
     return web.Response(status=200)
+
+
+def _current(pre: PrearchiveStore, session_id: int) -> PrearcSession:
+    s = pre.get(session_id)
+    if s is None:
+        raise xnat_error(404, "Unknown prearchive session.")
+    return s
 
 
 # ---- sub-resources ----------------------------------------------------------------------
@@ -422,6 +443,13 @@ async def batch(request: web.Request) -> web.Response:
     store, pre = _pre(request)
     params = await all_params(request)
     operation = request.match_info["operation"]
+    result = await request.app[WRITER].run(_batch, store, pre, user, params, operation)
+    return listing(request, result, default="xml")
+
+
+def _batch(
+    store: Store, pre: PrearchiveStore, user: User, params: MultiDict[str], operation: str
+) -> list[PrearcSession]:
     sessions = _sources(pre, user, params.getall("src", []))
     result: list[PrearcSession] = []
     if operation == "move":
@@ -444,7 +472,7 @@ async def batch(request: web.Request) -> web.Response:
             result.append(build(pre, s))
     else:
         raise xnat_error(404, f"Unknown prearchive operation: {operation}")
-    return listing(request, result, default="xml")
+    return result
 
 
 async def archive_service(request: web.Request) -> web.StreamResponse:
@@ -503,31 +531,55 @@ async def archive_service(request: web.Request) -> web.StreamResponse:
         if row is None or not can_edit(user, str(row["id"])):
             raise xnat_error(403, _MODIFY_DENIED)
         opts.project = str(row["id"])
+    writer = request.app[WRITER]
     if len(sessions) == 1:
-        s = sessions[0]
-        if _locked(s):
-            raise xnat_error(403, "Operation already in progress on this prearchive entry.")
         requested = params.get("auto-archive", params.get("AA"))
-        auto = requested.lower() == "true" if requested else s.autoarchive != "Manual"
-        if auto:
-            opts.allow_merge = True
-        try:
-            uri = archive(store, pre, s, opts)
-        except ArchiveError as exc:
-            raise xnat_error(exc.status, exc.message) from None
+        uri, auto = await writer.run(_archive_one, store, pre, sessions[0].id, opts, requested)
         if params.get("redirect", "").lower() == "true" or auto:
             location = f"{request.scheme}://{request.host}{wrap(uri)}"
             raise web.HTTPSeeOther(location=location)
         return web.Response(body=(wrap(uri) + "\r\n").encode(), content_type="text/uri-list")
+    result = await writer.run(_archive_many, store, pre, sessions, opts)
+    return listing(request, result, default="xml")
+
+
+def _archive_one(
+    store: Store,
+    pre: PrearchiveStore,
+    session_id: int,
+    opts: ArchiveOptions,
+    requested: str | None,
+) -> tuple[str, bool]:
+    """Archive one session on the writer thread → (archive URI, auto-archive)."""
+    s = _current(pre, session_id)
+    if _locked(s):
+        raise xnat_error(403, "Operation already in progress on this prearchive entry.")
+    auto = requested.lower() == "true" if requested else s.autoarchive != "Manual"
+    if auto:
+        opts.allow_merge = True
+    try:
+        return archive(store, pre, s, opts), auto
+    except ArchiveError as exc:
+        raise xnat_error(exc.status, exc.message) from None
+
+
+def _archive_many(
+    store: Store, pre: PrearchiveStore, sessions: list[PrearcSession], opts: ArchiveOptions
+) -> list[PrearcSession]:
     result: list[PrearcSession] = []
     for s in sessions:
+        current = pre.get(s.id)
+        if current is None:  # deleted or moved while the request waited for the writer
+            s.status = "ERROR"
+            result.append(s)
+            continue
         try:
-            archive(store, pre, s, opts)
+            archive(store, pre, current, opts)
             s.status = "QUEUED_ARCHIVING"
         except ArchiveError as exc:
             s.status = "CONFLICT" if exc.status == 409 else "ERROR"
         result.append(s)
-    return listing(request, result, default="xml")
+    return result
 
 
 async def not_allowed(request: web.Request) -> web.StreamResponse:
