@@ -17,6 +17,8 @@ import pytest
 from tests.unit.sandbox_import.conftest import Client
 from tests.unit.sandbox_import.helpers import series_files, stream_zip_bytes
 from xnat_tui.sandbox import import_routes, prearchive_routes
+from xnat_tui.sandbox.archiver import archive
+from xnat_tui.sandbox.importer import commit
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,7 +45,7 @@ async def test_listing_is_answered_while_an_upload_is_placed(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = threading.Event()
-    monkeypatch.setattr(import_routes, "commit", gated(import_routes.commit, gate))
+    monkeypatch.setattr(import_routes, "commit", gated(commit, gate))
     body = stream_zip_bytes(series_files(2, patient="BUSY1"))
     busy = asyncio.create_task(client.upload(body, PROJECT_ID="PILOT", EXPT_LABEL="BUSY1_MR"))
     status, text = await answered_meanwhile(client, busy, gate)
@@ -59,7 +61,7 @@ async def test_listing_is_answered_while_a_session_archives(
     )
     assert status == 200
     gate = threading.Event()
-    monkeypatch.setattr(prearchive_routes, "archive", gated(prearchive_routes.archive, gate))
+    monkeypatch.setattr(prearchive_routes, "archive", gated(archive, gate))
     busy = asyncio.create_task(
         client.request("POST", uri.strip(), params={"action": "commit", "AA": "true"})
     )
