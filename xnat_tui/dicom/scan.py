@@ -131,6 +131,21 @@ class _Pool:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+class _DirState:
+    """A folder on its way into the cache: what the cache knew, what we learn."""
+
+    __slots__ = ("known", "records", "complete", "remaining", "listed", "changed")
+
+    def __init__(self, known: DirRecords, complete: bool) -> None:
+        self.known = known
+        # Shares the known contexts, so cache hits keep their context indices.
+        self.records = DirRecords(known.contexts, {})
+        self.complete = complete
+        self.remaining = 0  # files sent to be examined, not back yet
+        self.listed = False  # the last part of the listing has been seen
+        self.changed = False  # some file had to be read again
+
+
 def _take(queue: deque[Item], n: int) -> list[Item]:
     return [queue.popleft() for _ in range(min(n, len(queue)))]
 
@@ -165,9 +180,8 @@ class _Scanner:
         self.new_files: list[FileRef] = []
         self.new_problems: list[Problem] = []
         self.touched: dict[str, Session] = {}
-        # Folders whose records are still coming back from workers, for the cache:
-        # folder -> [files still expected, listing complete?, records so far].
-        self.dirs: dict[str, list[Any]] = {}
+        # Folders still being listed or examined, for the cache.
+        self.dirs: dict[str, _DirState] = {}
 
     def progress(self) -> ScanProgress:
         return ScanProgress(
@@ -216,10 +230,15 @@ class _Scanner:
         prefix = os.path.join(d.path, "")
         if self.cache is None:
             return [(prefix + name, size, mtime) for name, size, mtime in d.files]
-        known = self.cache.lookup(d.path)
+        state = self.dirs.get(d.path)
+        if state is None:
+            # First part of this folder: one cache read serves all its parts.
+            known = self.cache.lookup(d.path)
+            state = self.dirs[d.path] = _DirState(known, d.complete)
+        known = state.known
         entries = known.entries
+        hits = state.records.entries
         misses: list[Item] = []
-        hits: dict[str, Any] = {}
         rows: list[Row] = []
         for name, size, mtime_ns in d.files:
             hit = entries.get(name)
@@ -232,12 +251,20 @@ class _Scanner:
                 misses.append((prefix + name, size, mtime_ns))
         if rows:
             self.add(known.contexts, rows, cached=True)
-        records = DirRecords(known.contexts, hits)
-        if misses:
-            self.dirs[d.path] = [len(misses), d.complete, records]
-        elif len(hits) != len(entries) or not d.complete:
-            self.cache.store(d.path, records, complete=d.complete)
+        state.remaining += len(misses)
+        state.changed = state.changed or bool(misses)
+        state.listed = d.last
+        self._settle(d.path, state)
         return misses
+
+    def _settle(self, folder: str, state: _DirState) -> None:
+        """Write a folder to the cache once it is fully listed and examined."""
+        if not state.listed or state.remaining > 0 or self.cache is None:
+            return
+        del self.dirs[folder]
+        records = state.records
+        if state.changed or not state.complete or len(records.entries) != len(state.known.entries):
+            self.cache.store(folder, records, complete=state.complete)
 
     def results(self, chunk: Chunk) -> None:
         contexts, rows = chunk
@@ -249,13 +276,11 @@ class _Scanner:
             state = self.dirs.get(folder)
             if state is None:
                 continue
-            records: DirRecords = state[2]
+            records = state.records
             ctx = records.context_index(contexts[ci]) if ci >= 0 else -1
             records.entries[name] = (size, mtime_ns, kind, detail, ctx, sop, inst)
-            state[0] -= 1
-            if state[0] <= 0:
-                del self.dirs[folder]
-                self.cache.store(folder, records, complete=state[1])
+            state.remaining -= 1
+            self._settle(folder, state)
 
     def due(self, last: float) -> bool:
         return time.monotonic() - last >= self.batch_interval

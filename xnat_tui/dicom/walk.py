@@ -45,6 +45,13 @@ class DirListing:
     path: str
     files: list[tuple[str, int, int]] = field(default_factory=list)
     complete: bool = True
+    # A huge folder comes in several parts (progress keeps moving while it is
+    # listed); ``last`` marks the final part of a folder.
+    last: bool = True
+
+
+# Files per DirListing part: a folder of 10^5 files is not listed in silence.
+PART = 2000
 
 
 WalkEvent = DirListing | Problem
@@ -147,6 +154,11 @@ def walk(
                         continue
                     if not already or entry.name not in already:
                         append((entry.name, est.st_size, est.st_mtime_ns))
+                        if len(listing.files) >= PART:
+                            listing.last = False
+                            yield listing
+                            listing = DirListing(path)
+                            append = listing.files.append
                     continue
                 try:
                     linked = entry.is_symlink()

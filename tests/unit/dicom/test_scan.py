@@ -335,3 +335,26 @@ def test_mixed_studies_in_one_folder(
         ("B", 2),
         ("C", 2),
     ]
+
+
+def test_a_huge_folder_is_listed_in_parts_and_cached_whole(
+    tmp_path: Path, dicom_factory: DicomFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xnat_tui.dicom import walk
+
+    monkeypatch.setattr(walk, "PART", 7)
+    study = dicom_factory(tmp_path / "flat", layout="flat", series=[SeriesSpec("MR", 1, "T1", 30)])
+    old = time.time() - 60
+    for p in study.paths:
+        os.utime(p, (old, old))
+    parts = [e for e in walk.walk([tmp_path / "flat"]) if isinstance(e, walk.DirListing)]
+    assert [len(p.files) for p in parts] == [7, 7, 7, 7, 2]
+    assert [p.last for p in parts] == [False] * 4 + [True]
+
+    cache = tmp_path / "cache.sqlite3"
+    events = list(scan([tmp_path / "flat"], cache_path=cache, batch_interval=0))
+    seen = [e.progress.files_seen for e in events if isinstance(e, ScanBatch)]
+    assert seen[0] < 30, "progress must move before the whole folder is listed"
+    again = scan_all([tmp_path / "flat"], cache_path=cache)
+    assert again.progress.files_cached == 30
+    assert again.sessions[0].file_count == 30
