@@ -481,7 +481,10 @@ async def scan_async(
             # The thread is still inside the generator; let it see the cancel flag.
             with contextlib.suppress(BaseException):
                 await asyncio.shield(step)
-        await loop.run_in_executor(None, gen.close)
+        # If the step is somehow still running (cancelled twice), closing would fail
+        # with "generator already executing"; the cancel flag has stopped the workers.
+        with contextlib.suppress(ValueError):
+            await loop.run_in_executor(None, gen.close)
 
 
 class ScanThread:
