@@ -243,13 +243,13 @@ class PrearchiveStore:
     # ---- rows -----------------------------------------------------------------------
 
     def get(self, session_id: int) -> PrearcSession | None:
-        row = self.store._one("SELECT * FROM prearchive WHERE id=?", session_id)
+        row = self.store.query_one("SELECT * FROM prearchive WHERE id=?", session_id)
         return None if row is None else _session(row)
 
     def find(self, project: str, timestamp: str, folder: str) -> PrearcSession | None:
         """``project`` is an ID or ``Unassigned``."""
         key = "" if project == UNASSIGNED else project
-        row = self.store._one(
+        row = self.store.query_one(
             "SELECT * FROM prearchive WHERE project=? AND timestamp=? AND folder=?",
             key,
             timestamp,
@@ -259,7 +259,7 @@ class PrearchiveStore:
 
     def find_receiving_target(self, project: str, tag: str, name: str) -> PrearcSession | None:
         """The row new instances of (project, StudyInstanceUID, label) join (§5.3)."""
-        row = self.store._one(
+        row = self.store.query_one(
             "SELECT * FROM prearchive WHERE project=? AND tag=? AND name=? ORDER BY id LIMIT 1",
             project,
             tag,
@@ -281,11 +281,11 @@ class PrearchiveStore:
         if tag is not None:
             sql += " AND tag=?"
             args.append(tag)
-        rows = self.store._all(sql + " ORDER BY project, timestamp, folder", *args)
+        rows = self.store.query_all(sql + " ORDER BY project, timestamp, folder", *args)
         return [_session(r) for r in rows]
 
     def folder_taken(self, project: str, timestamp: str, folder: str) -> bool:
-        row = self.store._one(
+        row = self.store.query_one(
             "SELECT 1 FROM prearchive WHERE project=? AND timestamp=? AND folder=?",
             project,
             timestamp,
@@ -326,7 +326,7 @@ class PrearchiveStore:
         now: float | None = None,
     ) -> PrearcSession:
         t = time.time() if now is None else now
-        cur = self.store._exec(
+        cur = self.store.execute(
             "INSERT INTO prearchive (project, timestamp, folder, name, subject, tag, status, "
             "lastmod, uploaded, scan_date, scan_time, autoarchive, prevent_anon, "
             "prevent_auto_commit, source, visit, protocol, timezone) "
@@ -375,7 +375,7 @@ class PrearchiveStore:
         if not sets:
             return
         assignments = ",".join(f"{k}=?" for k in sets)
-        self.store._exec(
+        self.store.execute(
             f"UPDATE prearchive SET {assignments} WHERE id=?", *sets.values(), session_id
         )
 
@@ -420,7 +420,7 @@ class PrearchiveStore:
     # ---- files ----------------------------------------------------------------------
 
     def _files(self, where: str, *args: object) -> list[PrearcFile]:
-        rows = self.store._all(
+        rows = self.store.query_all(
             f"SELECT * FROM prearchive_files WHERE {where} ORDER BY scan, name", *args
         )
         return [
@@ -456,7 +456,7 @@ class PrearchiveStore:
         return found[0] if found else None
 
     def add_file(self, session_id: int, f: PrearcFile) -> None:
-        self.store._exec(
+        self.store.execute(
             "INSERT OR REPLACE INTO prearchive_files (session_id, scan, name, sop_instance_uid, "
             "sop_class_uid, series_uid, series_number, series_description, modality, "
             "patient_id, patient_name, size, md5) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -476,7 +476,7 @@ class PrearchiveStore:
         )
 
     def remove_file(self, session_id: int, scan: str, name: str) -> None:
-        self.store._exec(
+        self.store.execute(
             "DELETE FROM prearchive_files WHERE session_id=? AND scan=? AND name=?",
             session_id,
             scan,
@@ -486,7 +486,7 @@ class PrearchiveStore:
     # ---- logs -------------------------------------------------------------------------
 
     def log(self, session_id: int, entry: str) -> None:
-        self.store._exec(
+        self.store.execute(
             "INSERT INTO prearchive_log (session_id, date, entry) VALUES (?,?,?)",
             session_id,
             time.time(),
@@ -494,7 +494,7 @@ class PrearchiveStore:
         )
 
     def logs(self, session_id: int) -> list[tuple[int, float, str]]:
-        rows = self.store._all(
+        rows = self.store.query_all(
             "SELECT id, date, entry FROM prearchive_log WHERE session_id=? ORDER BY id",
             session_id,
         )

@@ -17,8 +17,9 @@ API (stable; add, don't rename):
   hold it around multi-statement work from other threads); ``store.data_dir``,
   ``store.archive_root``; ``store.close()``.
 * ``store.transaction()`` context manager (locks, commits or rolls back; nested use
-  joins the outer transaction). ``_one(sql, *args)``, ``_all(...)``, ``_exec(...)``:
-  single locked statements, for sibling sandbox modules (the prearchive) only.
+  joins the outer transaction). ``query_one(sql, *args)``, ``query_all(...)``,
+  ``execute(...)``: single locked statements, for tables other sandbox modules add
+  (the prearchive); ``_one``/``_all``/``_exec`` remain as aliases.
 * Users: ``add_user``, ``get_user``, ``check_password``, ``set_role``, ``role_of``,
   ``roles_of`` (project → role).
 * Alias tokens: ``issue_token``, ``get_token``, ``tokens_of``, ``invalidate_token``.
@@ -217,18 +218,24 @@ class Store:
                 raise
             self.db.execute("COMMIT")
 
-    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+    def query_one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        """First row of one locked statement (tables other modules add, e.g. prearchive)."""
         with self.lock:
             row: sqlite3.Row | None = self.db.execute(sql, args).fetchone()
             return row
 
-    def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+    def query_all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self.lock:
             return list(self.db.execute(sql, args).fetchall())
 
-    def _exec(self, sql: str, *args: Any) -> sqlite3.Cursor:
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         with self.lock:
             return self.db.execute(sql, args)
+
+    # The names sibling modules used before the public ones existed.
+    _one = query_one
+    _all = query_all
+    _exec = execute
 
     def _next_id(self, name: str) -> int:
         with self.transaction() as db:
@@ -238,7 +245,7 @@ class Store:
             return int(value)
 
     def is_empty(self) -> bool:
-        return self._one("SELECT 1 FROM users LIMIT 1") is None
+        return self.query_one("SELECT 1 FROM users LIMIT 1") is None
 
     # ---- users and roles -------------------------------------------------------
 
@@ -253,7 +260,7 @@ class Store:
         email: str = "",
     ) -> None:
         salt = secrets.token_hex(8)
-        self._exec(
+        self.execute(
             "INSERT OR REPLACE INTO users (login, salt, password_hash, admin, firstname, "
             "lastname, email) VALUES (?,?,?,?,?,?,?)",
             login,
@@ -266,11 +273,11 @@ class Store:
         )
 
     def get_user(self, login: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM users WHERE login=?", login)
+        return self.query_one("SELECT * FROM users WHERE login=?", login)
 
     def user_id(self, login: str) -> int:
         """XNAT's numeric ``xdat_user_id`` (the row number of the user)."""
-        row = self._one("SELECT rowid FROM users WHERE login=?", login)
+        row = self.query_one("SELECT rowid FROM users WHERE login=?", login)
         return 0 if row is None else int(row[0])
 
     def check_password(self, login: str, password: str) -> bool:
@@ -281,11 +288,11 @@ class Store:
 
     def set_role(self, project: str, login: str, role: str | None) -> None:
         if role is None:
-            self._exec("DELETE FROM roles WHERE project=? AND login=?", project, login)
+            self.execute("DELETE FROM roles WHERE project=? AND login=?", project, login)
             return
         if role not in ROLES:
             raise StoreError(f"unknown role {role}")
-        self._exec(
+        self.execute(
             "INSERT OR REPLACE INTO roles (project, login, role) VALUES (?,?,?)",
             project,
             login,
@@ -293,11 +300,11 @@ class Store:
         )
 
     def role_of(self, login: str, project: str) -> str | None:
-        row = self._one("SELECT role FROM roles WHERE project=? AND login=?", project, login)
+        row = self.query_one("SELECT role FROM roles WHERE project=? AND login=?", project, login)
         return None if row is None else str(row["role"])
 
     def roles_of(self, login: str) -> dict[str, str]:
-        rows = self._all("SELECT project, role FROM roles WHERE login=?", login)
+        rows = self.query_all("SELECT project, role FROM roles WHERE login=?", login)
         return {str(r["project"]): str(r["role"]) for r in rows}
 
     # ---- alias tokens ------------------------------------------------------------
@@ -307,7 +314,7 @@ class Store:
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
         secret = "".join(secrets.choice(alphabet) for _ in range(64))
         created = now_ms()
-        self._exec(
+        self.execute(
             "INSERT INTO tokens (alias, secret, login, created, expires) VALUES (?,?,?,?,?)",
             alias,
             secret,
@@ -320,15 +327,15 @@ class Store:
         return token
 
     def get_token(self, alias: str) -> Token | None:
-        row = self._one("SELECT * FROM tokens WHERE alias=?", alias)
+        row = self.query_one("SELECT * FROM tokens WHERE alias=?", alias)
         return None if row is None else _token(row)
 
     def tokens_of(self, login: str) -> list[Token]:
-        rows = self._all("SELECT * FROM tokens WHERE login=? AND enabled=1 ORDER BY id", login)
+        rows = self.query_all("SELECT * FROM tokens WHERE login=? AND enabled=1 ORDER BY id", login)
         return [_token(r) for r in rows]
 
     def invalidate_token(self, alias: str) -> None:
-        self._exec("UPDATE tokens SET enabled=0 WHERE alias=?", alias)
+        self.execute("UPDATE tokens SET enabled=0 WHERE alias=?", alias)
 
     # ---- projects ------------------------------------------------------------------
 
@@ -376,27 +383,27 @@ class Store:
             )
 
     def get_project(self, project_id: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM projects WHERE id=?", project_id)
+        return self.query_one("SELECT * FROM projects WHERE id=?", project_id)
 
     def resolve_project(self, id_or_alias: str) -> sqlite3.Row | None:
         """Project by ID, else by alias (case-sensitive, as XNAT's project cache)."""
         row = self.get_project(id_or_alias)
         if row is not None:
             return row
-        alias = self._one("SELECT project FROM project_aliases WHERE alias=?", id_or_alias)
+        alias = self.query_one("SELECT project FROM project_aliases WHERE alias=?", id_or_alias)
         return None if alias is None else self.get_project(alias["project"])
 
     def project_aliases(self, project_id: str) -> list[str]:
-        rows = self._all(
+        rows = self.query_all(
             "SELECT alias FROM project_aliases WHERE project=? ORDER BY alias", project_id
         )
         return [str(r["alias"]) for r in rows]
 
     def list_projects(self) -> list[sqlite3.Row]:
-        return self._all("SELECT * FROM projects ORDER BY id")
+        return self.query_all("SELECT * FROM projects ORDER BY id")
 
     def set_prearchive_code(self, project_id: str, code: int) -> None:
-        self._exec("UPDATE projects SET prearchive_code=? WHERE id=?", code, project_id)
+        self.execute("UPDATE projects SET prearchive_code=? WHERE id=?", code, project_id)
 
     # ---- subjects ----------------------------------------------------------------
 
@@ -413,7 +420,7 @@ class Store:
             vals: list[str] = [sid, project, label, stamp, user, stamp]
             cols += list(extra)
             vals += list(extra.values())
-            self._exec(
+            self.execute(
                 f"INSERT INTO subjects ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
                 *vals,
             )
@@ -434,21 +441,25 @@ class Store:
             return
         sets["last_modified"] = xnat_timestamp()
         assignments = ",".join(f"{k}=?" for k in sets)
-        self._exec(f"UPDATE subjects SET {assignments} WHERE id=?", *sets.values(), subject_id)
+        self.execute(f"UPDATE subjects SET {assignments} WHERE id=?", *sets.values(), subject_id)
 
     def get_subject(self, subject_id: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM subjects WHERE id=?", subject_id)
+        return self.query_one("SELECT * FROM subjects WHERE id=?", subject_id)
 
     def find_subject(self, project: str, id_or_label: str) -> sqlite3.Row | None:
         """By project + label first, then by accession ID within the project."""
-        row = self._one("SELECT * FROM subjects WHERE project=? AND label=?", project, id_or_label)
+        row = self.query_one(
+            "SELECT * FROM subjects WHERE project=? AND label=?", project, id_or_label
+        )
         if row is None:
-            row = self._one("SELECT * FROM subjects WHERE project=? AND id=?", project, id_or_label)
+            row = self.query_one(
+                "SELECT * FROM subjects WHERE project=? AND id=?", project, id_or_label
+            )
         return row
 
     def find_subject_ci(self, project: str, label: str) -> sqlite3.Row | None:
         """Case-insensitive label match (the archiver's rule, XNAT-2865)."""
-        return self._one(
+        return self.query_one(
             "SELECT * FROM subjects WHERE project=? AND lower(label)=lower(?) ORDER BY id",
             project,
             label,
@@ -456,8 +467,8 @@ class Store:
 
     def list_subjects(self, project: str | None = None) -> list[sqlite3.Row]:
         if project is None:
-            return self._all("SELECT * FROM subjects ORDER BY id")
-        return self._all("SELECT * FROM subjects WHERE project=? ORDER BY id", project)
+            return self.query_all("SELECT * FROM subjects ORDER BY id")
+        return self.query_all("SELECT * FROM subjects WHERE project=? ORDER BY id", project)
 
     # ---- experiments -------------------------------------------------------------
 
@@ -490,7 +501,9 @@ class Store:
         scanner, operator, dcm_accession, dcm_patient_id, dcm_patient_name."""
         extra = {k: v for k, v in fields.items() if k in self._EXPT_FIELDS}
         with self.lock:
-            if self._one("SELECT 1 FROM experiments WHERE project=? AND label=?", project, label):
+            if self.query_one(
+                "SELECT 1 FROM experiments WHERE project=? AND label=?", project, label
+            ):
                 raise StoreError("Specified label is already in use.")
             eid = f"{SITE_ID}_E{self._next_id('experiment'):05d}"
             stamp = xnat_timestamp()
@@ -507,7 +520,7 @@ class Store:
             vals: list[str] = [eid, project, subject_id, label, xsi_type, stamp, user, stamp]
             cols += list(extra)
             vals += list(extra.values())
-            self._exec(
+            self.execute(
                 f"INSERT INTO experiments ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
                 *vals,
             )
@@ -520,20 +533,20 @@ class Store:
             return
         sets["last_modified"] = xnat_timestamp()
         assignments = ",".join(f"{k}=?" for k in sets)
-        self._exec(
+        self.execute(
             f"UPDATE experiments SET {assignments} WHERE id=?", *sets.values(), experiment_id
         )
 
     def get_experiment(self, experiment_id: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM experiments WHERE id=?", experiment_id)
+        return self.query_one("SELECT * FROM experiments WHERE id=?", experiment_id)
 
     def find_experiment(self, project: str, id_or_label: str) -> sqlite3.Row | None:
         """By project + label (case-sensitive), then by accession ID within the project."""
-        row = self._one(
+        row = self.query_one(
             "SELECT * FROM experiments WHERE project=? AND label=?", project, id_or_label
         )
         if row is None:
-            row = self._one(
+            row = self.query_one(
                 "SELECT * FROM experiments WHERE project=? AND id=?", project, id_or_label
             )
         return row
@@ -549,7 +562,7 @@ class Store:
         if subject_id is not None:
             sql += " AND subject_id=?"
             args.append(subject_id)
-        return self._all(sql + " ORDER BY id", *args)
+        return self.query_all(sql + " ORDER BY id", *args)
 
     def experiment_dir(self, project: str, label: str) -> Path:
         """Where an archived session's files live: ``archive/<P>/arc001/<LABEL>``.
@@ -560,7 +573,7 @@ class Store:
 
     def delete_subject(self, subject_id: str) -> None:
         """Remove a subject row (its experiments must be deleted first)."""
-        self._exec("DELETE FROM subjects WHERE id=?", subject_id)
+        self.execute("DELETE FROM subjects WHERE id=?", subject_id)
 
     def delete_experiment(self, experiment_id: str) -> None:
         with self.transaction() as db:
@@ -597,7 +610,7 @@ class Store:
             row = self.get_scan(experiment_id, scan_id)
             if row is not None:
                 return int(row["pk"])
-            cur = self._exec(
+            cur = self.execute(
                 "INSERT INTO scans (experiment_id, scan_id, type, series_description, "
                 "xsi_type, uid, modality, quality, note, frames, insert_date) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -622,15 +635,15 @@ class Store:
         sets = {k: v for k, v in fields.items() if k in allowed}
         if sets:
             assignments = ",".join(f"{k}=?" for k in sets)
-            self._exec(f"UPDATE scans SET {assignments} WHERE pk=?", *sets.values(), scan_pk)
+            self.execute(f"UPDATE scans SET {assignments} WHERE pk=?", *sets.values(), scan_pk)
 
     def get_scan(self, experiment_id: str, scan_id: str) -> sqlite3.Row | None:
-        return self._one(
+        return self.query_one(
             "SELECT * FROM scans WHERE experiment_id=? AND scan_id=?", experiment_id, scan_id
         )
 
     def list_scans(self, experiment_id: str) -> list[sqlite3.Row]:
-        rows = self._all("SELECT * FROM scans WHERE experiment_id=?", experiment_id)
+        rows = self.query_all("SELECT * FROM scans WHERE experiment_id=?", experiment_id)
         return sorted(rows, key=lambda r: _natural(str(r["scan_id"])))
 
     # ---- resources and files ------------------------------------------------------
@@ -646,7 +659,7 @@ class Store:
     ) -> int:
         """``xnat_abstractresource_id`` of the (experiment, scan or None, label) resource."""
         with self.lock:
-            row = self._one(
+            row = self.query_one(
                 "SELECT id FROM resources WHERE experiment_id=? AND IFNULL(scan_pk,-1)=? "
                 "AND label=?",
                 experiment_id,
@@ -655,7 +668,7 @@ class Store:
             )
             if row is not None:
                 return int(row["id"])
-            cur = self._exec(
+            cur = self.execute(
                 "INSERT INTO resources (experiment_id, scan_pk, label, format, content) "
                 "VALUES (?,?,?,?,?)",
                 experiment_id,
@@ -668,20 +681,20 @@ class Store:
             return int(cur.lastrowid)
 
     def get_resource(self, resource_id: int) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM resources WHERE id=?", resource_id)
+        return self.query_one("SELECT * FROM resources WHERE id=?", resource_id)
 
     def find_resource(
         self, experiment_id: str, scan_pk: int | None, label_or_id: str
     ) -> sqlite3.Row | None:
         key = -1 if scan_pk is None else scan_pk
-        row = self._one(
+        row = self.query_one(
             "SELECT * FROM resources WHERE experiment_id=? AND IFNULL(scan_pk,-1)=? AND label=?",
             experiment_id,
             key,
             label_or_id,
         )
         if row is None and label_or_id.isdigit():
-            row = self._one(
+            row = self.query_one(
                 "SELECT * FROM resources WHERE experiment_id=? AND IFNULL(scan_pk,-1)=? AND id=?",
                 experiment_id,
                 key,
@@ -690,14 +703,14 @@ class Store:
         return row
 
     def list_resources(self, experiment_id: str, scan_pk: int | None) -> list[sqlite3.Row]:
-        return self._all(
+        return self.query_all(
             "SELECT * FROM resources WHERE experiment_id=? AND IFNULL(scan_pk,-1)=? ORDER BY id",
             experiment_id,
             -1 if scan_pk is None else scan_pk,
         )
 
     def resource_stats(self, resource_id: int) -> tuple[int, int]:
-        row = self._one(
+        row = self.query_one(
             "SELECT COUNT(*) AS n, IFNULL(SUM(size),0) AS s FROM files WHERE resource_id=?",
             resource_id,
         )
@@ -724,7 +737,7 @@ class Store:
         if digest is None:
             digest = md5_file(path)
         rel = os.path.relpath(path, self.data_dir)
-        cur = self._exec(
+        cur = self.execute(
             "INSERT OR REPLACE INTO files (resource_id, name, size, digest, path, file_format, "
             "file_content) VALUES (?,?,?,?,?,?,?)",
             resource_id,
@@ -739,10 +752,12 @@ class Store:
         return int(cur.lastrowid)
 
     def list_files(self, resource_id: int) -> list[sqlite3.Row]:
-        return self._all("SELECT * FROM files WHERE resource_id=? ORDER BY name", resource_id)
+        return self.query_all("SELECT * FROM files WHERE resource_id=? ORDER BY name", resource_id)
 
     def get_file(self, resource_id: int, name: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM files WHERE resource_id=? AND name=?", resource_id, name)
+        return self.query_one(
+            "SELECT * FROM files WHERE resource_id=? AND name=?", resource_id, name
+        )
 
     def file_path(self, file_row: sqlite3.Row) -> Path:
         return self.data_dir / str(file_row["path"])
@@ -768,7 +783,7 @@ class Store:
             old = self.get_config(tool, path, project)
             if old is None and contents is None:
                 contents = ""
-            self._exec(
+            self.execute(
                 "INSERT INTO configs (tool, path, project, user, contents, status, version, "
                 "create_date, reason) VALUES (?,?,?,?,?,?,?,?,?)",
                 tool,
@@ -791,7 +806,7 @@ class Store:
         if version is not None:
             sql += " AND version=?"
             args.append(version)
-        return self._one(sql + " ORDER BY version DESC LIMIT 1", *args)
+        return self.query_one(sql + " ORDER BY version DESC LIMIT 1", *args)
 
     def list_configs(
         self, tool: str | None = None, project: str | None = None
@@ -806,10 +821,10 @@ class Store:
         if tool is not None:
             sql += " AND c.tool=?"
             args.append(tool)
-        return self._all(sql + " ORDER BY c.tool, c.path", *args)
+        return self.query_all(sql + " ORDER BY c.tool, c.path", *args)
 
     def config_history(self, tool: str, path: str, project: str | None = None) -> list[sqlite3.Row]:
-        return self._all(
+        return self.query_all(
             "SELECT * FROM configs WHERE tool=? AND path=? AND project=? ORDER BY version",
             tool,
             path,
