@@ -309,6 +309,31 @@ async def test_async_scan_cancelled_by_breaking_out(tmp_path: Path) -> None:
     assert _children() - before == set()
 
 
+async def test_cancelling_the_consuming_task_stops_the_scan(tmp_path: Path) -> None:
+    write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
+    before = _children()
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in scan_async(
+            [tmp_path / "bulk"],
+            use_cache=False,
+            workers=2,
+            batch_interval=0.01,
+            chunk=16,
+            inline_limit=0,
+        ):
+            if isinstance(event, ScanBatch) and event.progress.files_parsed:
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _children() - before == set()
+
+
 def test_scan_thread_delivers_events_and_cancels(tmp_path: Path, dicom_tree: SmallTree) -> None:
     events: list[object] = []
     t = ScanThread([dicom_tree.root], events.append, use_cache=False).start()
@@ -316,6 +341,29 @@ def test_scan_thread_delivers_events_and_cancels(tmp_path: Path, dicom_tree: Sma
     assert t.error is None and t.summary is not None
     assert isinstance(events[-1], ScanSummary)
     assert len(t.summary.sessions) == 3
+
+    write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
+    before = _children()
+    started = threading.Event()
+
+    def on_event(event: object) -> None:
+        if isinstance(event, ScanBatch) and event.progress.files_parsed:
+            started.set()
+
+    t = ScanThread(
+        [tmp_path / "bulk"],
+        on_event,
+        use_cache=False,
+        workers=2,
+        batch_interval=0.01,
+        chunk=16,
+        inline_limit=0,
+    ).start()
+    assert started.wait(30)
+    t.cancel()
+    assert t.join(timeout=30)
+    assert t.summary is not None and t.summary.cancelled
+    assert _children() - before == set()
 
 
 @pytest.mark.parametrize("layout", ["nested", "flat"])
