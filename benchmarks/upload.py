@@ -56,17 +56,41 @@ def dir_size(path: Path) -> int:
 
 
 class TempWatcher:
-    """Samples the size of a directory (a process's TMPDIR) every 50 ms; keeps the peak."""
+    """Peak temp disk of a child: files in its TMPDIR, plus files it holds open there.
+
+    The second part matters: ``tempfile.TemporaryFile`` (xnatpy's spooled zip) uses
+    O_TMPFILE/unlinked files that never appear in a directory listing, but do appear
+    under ``/proc/PID/fd``. Sampled every 50 ms.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.pid = 0
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _open_temp_bytes(self) -> int:
+        total = 0
+        prefix = str(self.path.resolve())
+        try:
+            fds = os.listdir(f"/proc/{self.pid}/fd")
+        except OSError:
+            return 0
+        for fd in fds:
+            link = f"/proc/{self.pid}/fd/{fd}"
+            try:
+                target = os.readlink(link)
+                if target.startswith(prefix) and target.endswith("(deleted)"):
+                    total += os.stat(link).st_size
+            except OSError:
+                pass
+        return total
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, dir_size(self.path))
+            used = dir_size(self.path) + (self._open_temp_bytes() if self.pid else 0)
+            self.peak = max(self.peak, used)
             self._stop.wait(0.05)
 
     def __enter__(self) -> TempWatcher:
@@ -95,6 +119,7 @@ def run_measured(
     with open(out_path, "w") as out, open(err_path, "w") as err, TempWatcher(tmpdir) as watch:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        watch.pid = proc.pid
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -58,8 +58,16 @@ class AnonymizerSet:
         if anon.is_identity:
             return None
         variables = {"project": job.project, "subject": job.subject, "session": job.label}
+        return AnonTransform(anon, variables)
 
-        def transform(path: Path, data: bytes) -> bytes:
-            return anon.anonymize_bytes(data, variables)
 
-        return transform
+class AnonTransform:
+    """The packer's per-file hook; ``script_hashes`` go into the job's receipt."""
+
+    def __init__(self, anon: Anonymizer, variables: dict[str, str]) -> None:
+        self.anon = anon
+        self.variables = variables
+        self.script_hashes = anon.script_hashes
+
+    def __call__(self, path: Path, data: bytes) -> bytes:
+        return self.anon.anonymize_bytes(data, self.variables)

@@ -147,7 +147,7 @@ class Reporter:
         self.mode = mode  # tty | plain | quiet
         self.out = out or sys.stderr
         self.plain_every = plain_every
-        self._last_plain = 0.0
+        self._last_plain = time.monotonic()
         self._line_len = 0
 
     def _clear(self) -> None:

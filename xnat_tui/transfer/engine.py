@@ -623,8 +623,9 @@ class TransferEngine:
 
         body_factory = body
         extra: dict[str, str] = {}
-        if job.anonymization == "xnat":
-            # The server's own scripts were applied here; do not apply them twice.
+        if job.anonymization not in ("", "none"):
+            # Anonymized here (the server's scripts or the Basic Profile): the server must
+            # not run its site script over it a second time (as the Desktop Client does).
             extra["prevent_anon"] = "true"
         try:
             uri = await self.server.import_series(
@@ -865,6 +866,11 @@ class TransferEngine:
                 )
                 self._release(run)
                 return
+        receipt.anonymization = {"profile": job.anonymization, "scripts_sha256": []}
+        if job.anonymization not in ("", "none") and self.transform_for is not None:
+            with contextlib.suppress(Exception):
+                hook = self.transform_for(job)
+                receipt.anonymization["scripts_sha256"] = list(getattr(hook, "script_hashes", []))
         path = await asyncio.to_thread(write_receipt, receipt, self.receipts_dir)
         self.journal.set_receipt(job.id, str(path))
         job.receipt = str(path)

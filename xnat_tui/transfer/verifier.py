@@ -51,6 +51,8 @@ class Receipt:
     scans: list[ScanCheck] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    # Profile and SHA-256 of each script applied on this machine before sending.
+    anonymization: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -339,3 +339,34 @@ async def test_disk_full_fails_fast_with_a_clear_reason(tmp_path: Path) -> None:
     assert (await engine.retry(ids[0])) == ids
     assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
     await engine.close()
+
+
+async def test_pause_requested_by_another_process_through_the_journal(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.chunk_delay = 0.05
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, size=3_000_000, files_per_series=2)
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    [jid] = await engine.submit(plan)
+    await asyncio.sleep(0.1)
+    other = Journal(tmp_path / "j.sqlite3")  # e.g. `xnat-tui transfers pause` in a shell
+    assert other.holder(jid) == engine.owner
+    other.request(jid, "pause")
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert (await engine.wait([jid]))[jid] is JobState.PAUSED
+    assert loop.time() - t0 < 1.5
+    assert other.job(jid).state is JobState.PAUSED
+    await engine.close()
+
+
+async def test_bandwidth_cap_limits_the_rate() -> None:
+    from xnat_tui.transfer.retry import TokenBucket
+
+    bucket = TokenBucket(10e6, burst=1e6)  # 10 MB/s
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for _ in range(6):
+        await bucket.take(1_000_000)
+    assert loop.time() - t0 >= 0.45
