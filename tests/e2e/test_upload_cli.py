@@ -83,3 +83,46 @@ def test_blocked_plans_are_explained(sandbox_thread: SandboxThread, tmp_path: Pa
     jobs = json.loads(out.stdout)["plan"]["jobs"]
     codes = {i["code"] for j in jobs for i in j["issues"]}
     assert {"create-subject", "bulk-upload"} <= codes
+
+
+def test_anonymized_upload_verifies_against_what_was_sent(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from xnat_tui.xnat.client import XnatClient
+    from xnat_tui.xnat.credentials import Credentials
+
+    write_sessions(tmp_path / "in", "ANO", 1, series=1)
+    before = digests(tmp_path / "in")
+    up = cli(
+        "upload",
+        str(tmp_path / "in"),
+        "--server",
+        sandbox_thread.url,
+        "--user",
+        "alice",
+        "--project",
+        "PILOT",
+        "--dest",
+        "archive",
+        "--anon",
+        "basic",
+        "--yes",
+        "--json",
+    )
+    assert up.returncode == 0, up.stderr
+    [job] = json.loads(up.stdout)["jobs"]
+    receipt = json.loads(Path(job["receipt"]).read_text())
+    assert receipt["verified"] and receipt["anonymization"]["profile"] == "basic"
+    assert len(receipt["anonymization"]["scripts_sha256"]) == 1
+
+    async def server_digests() -> set[str]:
+        async with XnatClient(Credentials(sandbox_thread.url, "alice", "alice")) as c:
+            files = await c.session_files(job["result_uri"])
+            return {f.digest for fs in files.values() for f in fs}
+
+    on_server = asyncio.run(server_digests())
+    assert len(on_server) == 3
+    assert not on_server & set(before.values())  # what arrived is not the original bytes
+    assert digests(tmp_path / "in") == before  # and the originals were not touched
