@@ -216,6 +216,15 @@ def report_error(exc: BaseException, *, stream: TextIO | None = None) -> int:
     from xnat_tui.xnat.errors import UsageError, XnatError
 
     out = sys.stderr if stream is None else stream
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`... --json | head`): stop quietly, as other tools do, and
+        # keep Python from complaining again when it flushes stdout at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_FAILED
     if isinstance(exc, XnatError):
         print(f"error: {exc.message}", file=out)
         if exc.hint:

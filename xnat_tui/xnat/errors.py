@@ -145,12 +145,16 @@ _TOMCAT_MESSAGE = re.compile(r"<b>\s*message\s*</b>\s*(?:<u>)?(.*?)(?:</u>)?\s*<
 _HEAD = re.compile(r"<head>.*?</head>|<style.*?</style>|<script.*?</script>", re.I | re.S)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
 _TAGS = re.compile(r"<[^>]+>")
+# Markup inside the message itself (XNAT's login failure text carries <ul><li>, which
+# Tomcat escapes): only real tag shapes, so "a < b > c" survives.
+_MESSAGE_TAGS = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 _SPACE = re.compile(r"\s+")
 _MAX_MESSAGE = 500
 
 
 def _squash(text: str) -> str:
-    return _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", text))).strip()
+    unescaped = html.unescape(_TAGS.sub(" ", text))
+    return _SPACE.sub(" ", _MESSAGE_TAGS.sub(" ", unescaped)).strip()
 
 
 def extract_server_message(body: str, content_type: str = "") -> str:

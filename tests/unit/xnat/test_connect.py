@@ -189,3 +189,11 @@ async def test_open_client_logs_in_from_flags_and_env(
     out = io.StringIO()
     assert report_error(info.value, stream=out) == 1
     assert "hint:" in out.getvalue()
+
+
+def test_a_closed_output_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``xnat-tui prearchive list --json | head``: exit 1, no "error: [Errno 32]" line."""
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    err = io.StringIO()
+    assert report_error(BrokenPipeError(32, "Broken pipe"), stream=err) == 1
+    assert err.getvalue() == ""

@@ -35,6 +35,19 @@ def test_tomcat_message_is_extracted_and_unescaped() -> None:
     )
 
 
+def test_markup_inside_the_message_is_dropped_but_comparisons_stay() -> None:
+    login_failed = TOMCAT_400.replace(
+        "unable to read DICOM object scan/1.dcm &amp; more",
+        "Your login attempt failed. You can:&lt;ul&gt;&lt;li&gt;Unlock it by resetting your "
+        "password&lt;/li&gt;&lt;li&gt;Wait one hour&lt;/li&gt;&lt;/ul&gt;",
+    )
+    assert extract_server_message(login_failed, "text/html") == (
+        "Your login attempt failed. You can: Unlock it by resetting your password Wait one hour"
+    )
+    compare = TOMCAT_400.replace("scan/1.dcm &amp; more", "a &lt; b &gt; c")
+    assert extract_server_message(compare, "text/html") == "unable to read DICOM object a < b > c"
+
+
 def test_plain_text_and_unknown_html() -> None:
     assert extract_server_message("  Session already exists\n", "text/plain") == (
         "Session already exists"
