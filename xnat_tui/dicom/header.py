@@ -93,6 +93,7 @@ _TAG = struct.Struct("<HH")
 _EXPLICIT = struct.Struct("<HH2sH")
 _IMPLICIT = struct.Struct("<HHI")
 _MAX_DEPTH = 12
+_MAX_VALUE = 1 << 20  # no attribute we read is anywhere near 1 MiB in a sane file
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
@@ -257,6 +258,9 @@ def _parse_dataset(
             pos = _skip_sequence(r, vpos, explicit and vr != b"UN", 0)
             continue
         if tag in want:
+            if length > _MAX_VALUE:
+                keyword = want[tag][0]
+                raise HeaderError(ProblemKind.CORRUPT, f"{keyword} claims {length:,} bytes")
             voff = vpos - r.start
             if voff >= 0 and voff + length <= len(r.data):
                 raw[tag] = r.data[voff : voff + length]

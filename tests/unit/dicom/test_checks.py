@@ -40,6 +40,11 @@ def test_bad_files_are_reported_by_reason_and_good_ones_still_scanned(
         b"\0" * 128 + b"DICM" + random.Random(1).randbytes(400)
     )
     (bad / "no_preamble.dcm").write_bytes(good[128:])
+    # PatientID (LO, 2-byte length) -> pretend it is an OB-like long element of 2 GB.
+    at = good.index(b"\x10\x00\x20\x00LO")
+    (bad / "huge_length.dcm").write_bytes(
+        good[:at] + b"\x10\x00\x20\x00UT\0\0\x00\x00\x00\x80" + good[at + 8 :]
+    )
     (bad / "notes.txt").write_text("scan notes\n")
     (bad / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 300)
     (bad / "image.dcm.gz").write_bytes(b"\x1f\x8b\x08" + b"\0" * 300)
@@ -60,6 +65,7 @@ def test_bad_files_are_reported_by_reason_and_good_ones_still_scanned(
         "cut_in_pixels.dcm": ProblemKind.TRUNCATED,
         "garbage_after_dicm.dcm": ProblemKind.CORRUPT,
         "no_preamble.dcm": ProblemKind.NOT_DICOM,
+        "huge_length.dcm": ProblemKind.CORRUPT,
         "notes.txt": ProblemKind.NOT_DICOM,
         "photo.jpg": ProblemKind.NOT_DICOM,
         "image.dcm.gz": ProblemKind.NOT_DICOM,
