@@ -283,9 +283,9 @@ class Collector:
             root = self._roots.get(uid)
             session.root = Path(root) if root is not None else None
             session.routing = propose(session.fields, self.routing_patterns)
-            session.problems = [
-                p for p in session.problems if p.kind.startswith("duplicate-")
-            ] + check_session(session)
+            duplicates = [p for p in session.problems if p.kind.startswith("duplicate-")]
+            duplicates.sort(key=lambda p: (p.kind, p.path))  # independent of walk order
+            session.problems = duplicates + check_session(session)
             out.append(session)
         out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_time, s.study_instance_uid))
         self.problems.sort(key=lambda p: (p.path, p.kind))
