@@ -117,7 +117,8 @@ class Collector:
         self._scan_rank: dict[str, tuple[int, int, str]] = {}
         self._roots: dict[str, str] = {}
         self._sops: dict[str, FileRef] = {}
-        self._duplicates: list[tuple[FileRef, FileRef, Session]] = []
+        # SOPInstanceUID -> the other files carrying it (the kept one is in _sops).
+        self._duplicates: dict[str, list[FileRef]] = {}
         self._intern = sys.intern
 
     def add(self, rec: Record) -> tuple[FileRef | None, Problem | None, Session | None]:
@@ -244,7 +245,7 @@ class Collector:
         keep, dup = (first, ref) if first.path_str <= ref.path_str else (ref, first)
         if keep is ref:
             self._replace(first, ref)
-        self._duplicates.append((keep, dup, self.sessions[keep.study_instance_uid]))
+        self._duplicates.setdefault(keep.sop_instance_uid, []).append(dup)
 
     def _replace(self, old: FileRef, new: FileRef) -> None:
         self._sops[new.sop_instance_uid] = new
@@ -262,10 +263,13 @@ class Collector:
 
     def finish(self, cancelled: Callable[[], bool] = lambda: False) -> list[Session]:
         """Run the checks and routing; return sessions sorted for display."""
-        for keep, dup, session in self._duplicates:
+        for sop, dups in self._duplicates.items():
             if cancelled():
                 break
-            session.problems.append(compare_duplicates(keep, dup))
+            keep = self._sops[sop]
+            session = self.sessions[keep.study_instance_uid]
+            for dup in sorted(dups, key=lambda f: f.path_str):
+                session.problems.append(compare_duplicates(keep, dup))
         self._duplicates.clear()
         out = []
         for uid, session in list(self.sessions.items()):

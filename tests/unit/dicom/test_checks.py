@@ -277,3 +277,22 @@ def test_symlink_loops_and_hard_links_are_visited_once(
     assert not [p for p in session.problems if p.kind.startswith("duplicate")]
     loops = [p for p in summary.problems if p.kind == ProblemKind.SYMLINK_LOOP]
     assert {Path(p.path).name for p in loops} == {"loop", "alias"}
+
+
+def test_duplicate_reports_do_not_depend_on_scan_order(
+    tmp_path: Path, dicom_factory: DicomFactory
+) -> None:
+    dicom_factory(tmp_path / "a", series=[SeriesSpec("MR", 1, "T1", 2)])
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    forward = _scan(tmp_path / "a", tmp_path / "b", tmp_path / "c")
+    backward = _scan(tmp_path / "c", tmp_path / "b", tmp_path / "a")
+
+    def details(summary: ScanSummary) -> list[tuple[str, str]]:
+        return [(p.path, p.detail) for s in summary.sessions for p in s.problems]
+
+    assert details(forward) == details(backward)
+    (session,) = forward.sessions
+    assert len(session.problems) == 4
+    assert all(str(tmp_path / "a") in p.detail for p in session.problems)
+    assert {f.path.parent for f in session.files} == {tmp_path / "a" / "1_T1"}
