@@ -182,11 +182,18 @@ def run(args: argparse.Namespace) -> int:
         print("\r" + " " * 78 + "\r", end="", file=sys.stderr, flush=True)
     assert summary is not None
 
-    if args.json:
-        json.dump(to_json(summary, files=args.files), sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        print(render_text(summary, all_problems=args.all_problems))
+    try:
+        if args.json:
+            json.dump(to_json(summary, files=args.files), sys.stdout, ensure_ascii=False)
+            sys.stdout.write("\n")
+        else:
+            print(render_text(summary, all_problems=args.all_problems))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error. Keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     if summary.progress.files_dicom == 0:
         if not args.json:
             print("xnat-tui scan: no usable DICOM file found", file=sys.stderr)
