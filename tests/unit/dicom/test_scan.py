@@ -282,13 +282,17 @@ async def test_async_scan_keeps_the_event_loop_responsive(tmp_path: Path) -> Non
 
     tick = asyncio.create_task(ticker())
     summary = None
+    t0 = time.perf_counter()
     async for event in scan_async([tmp_path / "bulk"], use_cache=False, workers=2):
         if isinstance(event, ScanSummary):
             summary = event
+    took = time.perf_counter() - t0
     stop = True
     await tick
     assert summary is not None and summary.progress.files_dicom == 2000
-    assert worst < 0.1, f"event loop blocked for {worst:.3f} s"
+    # A scan on the loop would stall it for about the whole scan; allow for a busy
+    # machine (the ticker also waits for a CPU), not for blocking.
+    assert worst < min(0.5, took / 3), f"event loop stalled {worst:.3f} s of {took:.3f} s"
 
 
 async def test_async_scan_cancelled_by_breaking_out(tmp_path: Path) -> None:
