@@ -145,7 +145,9 @@ def test_grouping_is_independent_of_file_order_and_layout(
 
 def test_results_stream_in_batches_with_progress(tmp_path: Path) -> None:
     write_bulk_tree(tmp_path / "bulk", 600, files_per_series=50)
-    events = list(scan([tmp_path / "bulk"], use_cache=False, workers=2, batch_interval=0.01))
+    events = list(
+        scan([tmp_path / "bulk"], use_cache=False, workers=2, batch_interval=0.01, chunk=32)
+    )
     batches = [e for e in events if isinstance(e, ScanBatch)]
     summary = events[-1]
     assert isinstance(summary, ScanSummary)
