@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from xml.sax.saxutils import escape, quoteattr
@@ -97,8 +98,27 @@ def build(
     timezone: str | None = None,
     source: str | None = None,
 ) -> PrearcSession:
-    """Rebuild the session document and mark the session READY."""
+    """Rebuild the session document and mark the session READY.
+
+    A failure (disk full, unreadable folder) leaves the row in ERROR with the reason in its
+    log, as XNAT does, instead of locked in BUILDING where nothing could touch it again."""
     pre.set_status(s.id, "BUILDING")
+    try:
+        return _build(pre, s, visit, protocol, timezone, source)
+    except (OSError, sqlite3.Error) as exc:
+        pre.set_status(s.id, "ERROR")
+        pre.log(s.id, f"Build failed: {exc}")
+        raise
+
+
+def _build(
+    pre: PrearchiveStore,
+    s: PrearcSession,
+    visit: str | None,
+    protocol: str | None,
+    timezone: str | None,
+    source: str | None,
+) -> PrearcSession:
     fields: dict[str, object] = {}
     for key, value in (
         ("visit", visit),

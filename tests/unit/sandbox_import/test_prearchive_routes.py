@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
+
 from tests.unit.sandbox_import.conftest import Client
 from tests.unit.sandbox_import.helpers import series_files, stream_zip_bytes
+from xnat_tui.sandbox import autobuild
 from xnat_tui.sandbox.prearchive_store import COLUMNS, prearchive_of
 from xnat_tui.sandbox.server import SandboxServer
 
@@ -290,3 +293,23 @@ async def test_archive_service_redirect_and_overrides(
     assert headers["Location"].endswith(
         "/data/archive/projects/PILOT/subjects/PIL_777/experiments/PIL_777_MR1"
     )
+
+
+async def test_failed_build_leaves_error_not_a_lock(
+    client: Client, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, uri = await client.upload(stream_zip_bytes(series_files(1)), PROJECT_ID="PILOT")
+    uri = uri.strip()
+
+    def disk_full(*_: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(autobuild, "session_xml", disk_full)
+    status, text, _ = await client.request("POST", uri, params={"action": "build"})
+    assert status == 500 and "Traceback" not in text
+    assert status_of(sandbox, "SUBJ01") == "ERROR"
+    _, last, _ = await client.request("GET", uri + "/logs/last")
+    assert "No space left on device" in last
+    monkeypatch.undo()
+    status, _, _ = await client.request("POST", uri, params={"action": "build"})
+    assert status == 200 and status_of(sandbox, "SUBJ01") == "READY"
