@@ -112,7 +112,8 @@ def examine(
         return (path, size, mtime_ns, ProblemKind.EMPTY, "empty file (0 bytes)", None, 0)
     nread = 0
     try:
-        with open(path, "rb") as f:
+        # Unbuffered: we read one block and seek; a BufferedReader only adds copying.
+        with open(path, "rb", buffering=0) as f:
             try:
                 values, nread = fast_header(f, size, want)
             except NeedFallback:
