@@ -1,7 +1,8 @@
 """TUI responsiveness: event-loop lag while the app scans 50,000 files and uploads.
 
-Runs the real app headless (Textual's test driver, 120x40) against the in-process
-sandbox server (a ``SandboxThread``, like ``xnat-tui --sandbox``), logged in as alice:
+Runs the real app headless (Textual's test driver, 120x40) against the sandbox server
+in its own process (standing in for a remote XNAT; ``--sandbox-in-process`` runs it in
+a thread of the app's process instead, as ``xnat-tui --sandbox`` does), as alice:
 
 1. baseline: the idle app on the main screen, lag sampled for a few seconds;
 2. load: 4 sessions queued for upload to PILOT (real engine, real HTTP) and, at the
@@ -20,11 +21,16 @@ import argparse
 import asyncio
 import os
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 GOAL_P99_MS = 50.0
 TICK = 0.010
@@ -59,6 +65,44 @@ class LagProbe:
         return self.samples
 
 
+class SandboxProcess:
+    def __init__(self, data_dir: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xnat_tui",
+                "sandbox",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--demo",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{self.url}/data/version", timeout=1).close()
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.proc.kill()
+        raise SystemExit("sandbox did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     if not ordered:
@@ -87,7 +131,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     from xnat_tui.dicom.synthetic import write_bulk_tree
     from xnat_tui.sandbox.server import SandboxThread
     from xnat_tui.ui.app import XnatTuiApp
-    from xnat_tui.ui.launch import connect, prestart_worker_processes, scan_tree
+    from xnat_tui.ui.launch import connect, prestart_worker_processes, scan_tree, tune_runtime
     from xnat_tui.ui.screens.main import MainScreen
     from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
     from xnat_tui.ui.services import LoginRequest, Services
@@ -113,8 +157,14 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     )
     await asyncio.sleep(2.5)  # the rescan cache ignores files younger than 2 s
 
-    sandbox = SandboxThread(work / "sandbox", demo=True)
-    sandbox.start()
+    sandbox: Any
+    if args.sandbox_in_process:
+        # As ``xnat-tui --sandbox`` does: the server shares this process (and its GIL).
+        sandbox = SandboxThread(work / "sandbox", demo=True)
+        sandbox.start()
+    else:
+        # The usual case: the server is another machine; here, another process.
+        sandbox = SandboxProcess(work / "sandbox")
     try:
         services = Services(scan_func=scan_tree, concurrency=4)
         app = XnatTuiApp(
@@ -127,6 +177,8 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         )
         probe = LagProbe()
         prestart_worker_processes()
+        if not args.default_runtime:
+            tune_runtime()  # what run_tui does
         async with app.run_test(headless=True, size=(120, 40)) as pilot:
             await wait(lambda: isinstance(app.screen, MainScreen), 30, "login")
             screen = app.screen
@@ -152,10 +204,11 @@ async def run(args: argparse.Namespace, work: Path) -> int:
             screen.action_upload()
             await wait(lambda: isinstance(app.screen, UploadConfirmScreen), 30, "confirmation")
 
-            probe.start()
             t_load = time.perf_counter()
             await pilot.press("y")
             await wait(lambda: len(app.transfers.jobs) == 4, 30, "queueing")
+            # Measured from here: uploads running, then the big scan on top of them.
+            probe.start()
             before = len(app.workbench)
             screen.start_scan([big])
             scan_started = time.perf_counter()
@@ -199,6 +252,16 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle baseline")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print the app log's tail")
+    parser.add_argument(
+        "--default-runtime",
+        action="store_true",
+        help="keep CPython's default GC thresholds and GIL switch interval (baseline)",
+    )
+    parser.add_argument(
+        "--sandbox-in-process",
+        action="store_true",
+        help="run the sandbox in the app's process, as `xnat-tui --sandbox` does",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xnat-tui-ui-lag-"))
     home = work / "home"

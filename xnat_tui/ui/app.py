@@ -68,6 +68,8 @@ class XnatTuiApp(App[int]):
         self.login = login
         self.auto_login = auto_login
         self.sandbox_url = sandbox_url
+        profile = config.profile(login.profile if login and login.profile else None)
+        services.config_anon_for = lambda project: config.anonymization_for(profile, project)
         self.workbench = Workbench()
         self.workbench.subject_pattern = config.defaults.subject_pattern
         self.workbench.session_pattern = config.defaults.session_pattern
@@ -127,14 +129,16 @@ class XnatTuiApp(App[int]):
         """Called by the login screen: start the engine and show the workbench."""
         from xnat_tui.ui.screens.main import MainScreen
 
-        await self.services.start(connection)
+        resumed = await self.services.start(connection)
         log.info("logged in as %s at %s", connection.user, connection.url)
         self._events_worker = self._consume_events()
         await self.switch_screen(MainScreen(self.start_path))
         self.sub_title = f"{connection.user} @ {connection.url}"
-        resumed = self.transfers.unfinished
         if resumed:
-            self.notify(f"Resuming {len(resumed)} unfinished transfer(s).", title="Transfers")
+            self.notify(
+                f"Resuming {len(resumed)} unfinished transfer(s) from an earlier run.",
+                title="Transfers",
+            )
 
     async def go_offline(self) -> None:
         """Browse and scan without a server; uploads stay disabled."""

@@ -137,6 +137,25 @@ def prestart_worker_processes() -> None:
         log.warning("could not start the scan worker helpers: %s", exc)
 
 
+def tune_runtime() -> None:
+    """Interpreter settings for an interactive app that also scans and uploads.
+
+    - Scans create ~10 objects per file; with CPython's default thresholds the full
+      (generation 2) collections that follow take 100-400 ms on 50,000 files and
+      freeze the screen. Objects alive at start-up are frozen out of collection and
+      the young-generation threshold is raised, so full collections become rare.
+    - Scanner merging and zip packing run in threads; a shorter GIL switch interval
+      lets the event loop (keys, redraws) get the interpreter back within ~1 ms
+      instead of 5 ms each time it has work.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    sys.setswitchinterval(0.001)
+
+
 def _start_sandbox(base: Path) -> tuple[Any, Path]:
     from xnat_tui.dicom.synthetic import write_demo_tree
     from xnat_tui.sandbox.server import SandboxThread
@@ -199,6 +218,7 @@ def run_tui(args: argparse.Namespace) -> int:
         else:
             app = build_app(args, cfg, start_path=start_path)
         prestart_worker_processes()
+        tune_runtime()
         result = app.run()
         return int(result or 0)
     finally:

@@ -74,12 +74,16 @@ class Services:
     journal: Journal | None = None
     destination: Destination = Destination.PROJECT
     overwrite: Overwrite = Overwrite.NONE
-    anonymization: str = "none"
     concurrency: int = 4
     bandwidth_limit_mbps: float = 0.0
     transform_for: Callable[[Any], Any] | None = None
     # (port, journal) -> engine; None builds the real TransferEngine.
     engine_factory: Callable[[ServerPort, Journal], Any] | None = None
+    # Project id -> anonymization profile (none | xnat | basic), from the config.
+    config_anon_for: Callable[[str], str] = lambda project: "none"
+    # Chosen in the anonymization preview for this run: project -> profile.
+    anon_overrides: dict[str, str] = field(default_factory=dict)
+    _anons: Any = None
     _projects: list[tuple[str, str]] = field(default_factory=list)
     _stream: Any = None
 
@@ -140,6 +144,9 @@ class Services:
         result.source = info  # type: ignore[attr-defined]
         return result
 
+    def anon_profile_for(self, project: str) -> str:
+        return self.anon_overrides.get(project) or self.config_anon_for(project)
+
     async def _describe_filters(self, project: str, checks: list[Any]) -> str:
         """A short human description of the import filters (mode and patterns)."""
         if not checks:
@@ -167,7 +174,7 @@ class Services:
     def dropped_reasons(self, project: ProjectInfo, item: SessionItem) -> dict[str, str]:
         """Series uid → why the project's import filter will drop it (pure, no I/O)."""
         info = getattr(project, "source", None)
-        if info is None:
+        if info is None or not getattr(info, "series_checks", None):
             return {}
         out: dict[str, str] = {}
         for series in from_dicom(item.session).series:
@@ -190,7 +197,7 @@ class Services:
                 if item.state == RowState.MERGE and self.overwrite is Overwrite.NONE
                 else self.overwrite,
                 series={s.series_instance_uid for s in item.included_scans()},
-                anonymization=self.anonymization,
+                anonymization=self.anon_profile_for(project.id),
             )
             for item in items
         ]
@@ -244,6 +251,9 @@ class Services:
         """Queue the sendable jobs; StudyInstanceUID → job id."""
         if self.engine is None:
             raise RuntimeError("the transfer engine is not running")
+        await self._prepare_anonymization(
+            {(j.request.project, j.request.anonymization) for j in plan.sendable}
+        )
         ids = await self.engine.submit(plan)
         out: dict[str, str] = {}
         for job, job_id in zip(plan.sendable, ids, strict=False):
@@ -262,6 +272,24 @@ class Services:
         journal = self.journal or Journal()
         self.journal = journal
         self.attach(connection, Planner(connection.port, journal))
+        from xnat_tui.transfer.anon import AnonymizerSet
+        from xnat_tui.transfer.types import JobState
+
+        self._anons = AnonymizerSet()
+        if self.transform_for is None:
+            self.transform_for = self._anons.transform_for
+        # Jobs resumed from an earlier run need their anonymizer before they restart.
+        unfinished = journal.jobs(
+            states=[
+                JobState.QUEUED,
+                JobState.SENDING,
+                JobState.COMMITTING,
+                JobState.VERIFYING,
+                JobState.PAUSED,
+            ],
+            server=connection.port.server_url,
+        )
+        await self._prepare_anonymization({(j.project, j.anonymization) for j in unfinished})
         if self.engine_factory is not None:
             self.engine = self.engine_factory(connection.port, journal)
         else:
@@ -278,6 +306,18 @@ class Services:
         if resumed:
             log.info("resuming %d unfinished transfer(s)", len(resumed))
         return resumed
+
+    async def _prepare_anonymization(self, pairs: set[tuple[str, str]]) -> None:
+        """Fetch and parse the scripts each (project, profile) needs, once."""
+        if self._anons is None or self.connection is None:
+            return
+        for project, profile in sorted(pairs):
+            if profile in ("", "none"):
+                continue
+            try:
+                await self._anons.prepare(self.connection.client, project, profile)
+            except Exception as exc:  # that job fails with this message; others go on
+                log.error("anonymization %s for %s cannot be prepared: %s", profile, project, exc)
 
     async def events(self) -> AsyncIterator[Event]:
         if self.engine is None or self._stream is None:

@@ -70,6 +70,13 @@ class MainScreen(Screen[None]):
             id="main.prearchive",
         ),
         Binding(
+            "A",
+            "anon_preview",
+            "Anonymize",
+            tooltip="Preview the anonymization of the highlighted session and choose the profile",
+            id="main.anon_preview",
+        ),
+        Binding(
             "R",
             "refresh_project",
             "Refresh",
@@ -377,6 +384,8 @@ class MainScreen(Screen[None]):
             return True if wb.project else None
         if action == "prearchive":
             return True if self.xapp.services.connection is not None else None
+        if action == "anon_preview":
+            return True if wb.get(self.sessions.current_uid) is not None else None
         return True
 
     def action_upload(self) -> None:
@@ -456,6 +465,40 @@ class MainScreen(Screen[None]):
             self.action_upload()
         elif outcome == "changed":
             self.schedule_check(list(wb.items))
+
+    def action_anon_preview(self) -> None:
+        try:
+            from xnat_tui.ui.screens.anon_preview import AnonPreviewScreen
+        except ImportError:
+            self.notify(
+                "The anonymization preview is not available in this build.", severity="warning"
+            )
+            return
+        item = self.xapp.workbench.get(self.sessions.current_uid)
+        if item is None:
+            return
+        project = self.xapp.workbench.project
+        services = self.xapp.services
+        profile = services.anon_profile_for(project.id) if project else "basic"
+        screen = AnonPreviewScreen(
+            item.session,
+            project.id if project else None,
+            item.subject,
+            item.label,
+            profile=profile if profile != "none" else "basic",
+        )
+
+        def chosen(choice: object) -> None:
+            if choice is None or project is None:
+                return
+            picked = str(getattr(choice, "profile", "none"))
+            services.anon_overrides[project.id] = picked
+            self.notify(
+                f"Uploads to {project.id} will be anonymized with: {picked}.", title="Anonymization"
+            )
+            log.info("anonymization for %s set to %s for this session", project.id, picked)
+
+        self.app.push_screen(screen, callback=chosen)
 
     def action_prearchive(self) -> None:
         try:

@@ -29,6 +29,12 @@ def summary(plan: Plan, project: ProjectInfo) -> str:
         f"Merges into existing sessions: {len(merges)}",
         f"Series excluded by you: {excluded}; dropped by the import filter: {dropped}",
     ]
+    profiles = sorted({j.request.anonymization for j in send})
+    anon = ", ".join(profiles) if profiles else "none"
+    lines.append(
+        f"Anonymization before sending: {anon}"
+        + (" (your files are not modified)" if anon != "none" else "")
+    )
     if blocked:
         lines.append(f"Not queued (fix first): {len(blocked)}")
     return "\n".join(lines)
