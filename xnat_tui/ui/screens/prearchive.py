@@ -34,6 +34,7 @@ from xnat_tui.ui.screens.prearchive_archive import ArchiveDecision, ArchiveDialo
 from xnat_tui.ui.screens.prearchive_delete import DeleteDialog
 from xnat_tui.ui.screens.prearchive_move import MoveDialog
 from xnat_tui.ui.screens.prearchive_results import ResultsDialog
+from xnat_tui.ui.screens.prearchive_work import lazy
 from xnat_tui.ui.widgets.prearchive_commands import PrearchiveCommands
 from xnat_tui.ui.widgets.prearchive_detail import PrearchiveDetail
 from xnat_tui.ui.widgets.prearchive_table import PrearchiveTable
@@ -217,7 +218,7 @@ class PrearchiveScreen(Screen[None]):
                 "Not connected to a server: log in first (no prearchive to show).", True
             )
             return
-        self.run_worker(self._load_projects(), group="prearchive-projects", exit_on_error=False)
+        self.run_worker(lazy(self._load_projects), group="prearchive-projects", exit_on_error=False)
         self.action_refresh()
 
     def on_unmount(self) -> None:
@@ -231,7 +232,9 @@ class PrearchiveScreen(Screen[None]):
         if self._poll_timer is not None:
             self._poll_timer.stop()
             self._poll_timer = None
-        self.run_worker(self._poll(), group="prearchive-poll", exclusive=True, exit_on_error=False)
+        self.run_worker(
+            lazy(self._poll), group="prearchive-poll", exclusive=True, exit_on_error=False
+        )
 
     async def _poll(self) -> None:
         ops = self.ops
@@ -452,7 +455,10 @@ class PrearchiveScreen(Screen[None]):
         if row is None or self.ops is None:
             return
         self.run_worker(
-            self._load_detail(row), group="prearchive-detail", exclusive=True, exit_on_error=False
+            lazy(self._load_detail, row),
+            group="prearchive-detail",
+            exclusive=True,
+            exit_on_error=False,
         )
 
     async def _load_detail(self, row: PrearchiveRow) -> None:
@@ -576,7 +582,9 @@ class PrearchiveScreen(Screen[None]):
             return
         self._set_status(f"Listing what {len(rows)} session(s) hold before deleting…")
         self.run_worker(
-            self._confirm_delete(rows, skipped), group="prearchive-delete", exit_on_error=False
+            lazy(self._confirm_delete, rows, skipped),
+            group="prearchive-delete",
+            exit_on_error=False,
         )
 
     async def _confirm_delete(
@@ -622,7 +630,7 @@ class PrearchiveScreen(Screen[None]):
         self.in_flight |= {r.row.url for r in requests}
         self._redraw()
         self.run_worker(
-            self._run_actions(title, requests, skipped_results),
+            lazy(self._run_actions, title, requests, skipped_results),
             group="prearchive-actions",
             exit_on_error=False,
         )

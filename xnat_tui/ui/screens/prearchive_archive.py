@@ -23,6 +23,7 @@ from xnat_tui.transfer.triage import (
     Outcome,
     PrearchiveRow,
 )
+from xnat_tui.ui.screens.prearchive_work import lazy
 from xnat_tui.ui.validators import LabelRule
 
 PreviewFn = Callable[
@@ -234,7 +235,10 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
 
     def _start_preview(self) -> None:
         self.run_worker(
-            self._compute_previews(), group="archive-preview", exclusive=True, exit_on_error=False
+            lazy(self._compute_previews),
+            group="archive-preview",
+            exclusive=True,
+            exit_on_error=False,
         )
 
     async def _compute_previews(self) -> dict[str, ArchivePreview]:
