@@ -7,6 +7,7 @@ Exit codes: 0 the scan ran (problems are reported, not fatal); 1 nothing readabl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -184,9 +185,19 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.json:
-            json.dump(to_json(summary, files=args.files), sys.stdout, ensure_ascii=False)
-            sys.stdout.write("\n")
+            data = to_json(summary, files=args.files)
+            try:
+                text = json.dumps(data, ensure_ascii=False)
+                text.encode(sys.stdout.encoding or "utf-8")
+            except UnicodeEncodeError:
+                # File names that are not valid UTF-8 (or a non-UTF-8 terminal):
+                # escape everything, the JSON stays valid.
+                text = json.dumps(data, ensure_ascii=True)
+            sys.stdout.write(text + "\n")
         else:
+            # Like ls: file names that are not valid UTF-8 are printed as their bytes.
+            with contextlib.suppress(AttributeError, ValueError):
+                sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
             print(render_text(summary, all_problems=args.all_problems))
         sys.stdout.flush()
     except BrokenPipeError:

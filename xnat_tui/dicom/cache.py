@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import marshal
+import os
 import sqlite3
 import time
 import zlib
@@ -92,9 +93,10 @@ class ScanCache:
                 db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                # Paths are stored as bytes: file names need not be valid UTF-8.
                 db.execute(
-                    "CREATE TABLE IF NOT EXISTS dirs ("
-                    "path TEXT PRIMARY KEY, sig TEXT NOT NULL, data BLOB NOT NULL, "
+                    "CREATE TABLE IF NOT EXISTS folders ("
+                    "path BLOB PRIMARY KEY, sig TEXT NOT NULL, data BLOB NOT NULL, "
                     "used REAL NOT NULL)"
                 )
                 self._db = db
@@ -108,7 +110,9 @@ class ScanCache:
         if db is None:
             return DirRecords()
         try:
-            row = db.execute("SELECT sig, data FROM dirs WHERE path = ?", (folder,)).fetchone()
+            row = db.execute(
+                "SELECT sig, data FROM folders WHERE path = ?", (os.fsencode(folder),)
+            ).fetchone()
         except sqlite3.Error:
             self._broken = True
             return DirRecords()
@@ -152,8 +156,8 @@ class ScanCache:
         try:
             with db:
                 db.executemany(
-                    "INSERT OR REPLACE INTO dirs (path, sig, data, used) VALUES (?, ?, ?, ?)",
-                    [(p, self.sig, blob, now) for p, blob in self._pending.items()],
+                    "INSERT OR REPLACE INTO folders (path, sig, data, used) VALUES (?, ?, ?, ?)",
+                    [(os.fsencode(p), self.sig, blob, now) for p, blob in self._pending.items()],
                 )
         except sqlite3.Error:
             self._broken = True
@@ -167,7 +171,7 @@ class ScanCache:
             # they are ever scanned again), so the cache cannot grow without bound.
             with contextlib.suppress(sqlite3.Error), self._db:
                 self._db.execute(
-                    "DELETE FROM dirs WHERE used < ?", (time.time() - PRUNE_DAYS * 86400,)
+                    "DELETE FROM folders WHERE used < ?", (time.time() - PRUNE_DAYS * 86400,)
                 )
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()

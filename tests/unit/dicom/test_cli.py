@@ -97,3 +97,28 @@ def test_cli_in_a_subprocess(dicom_tree: SmallTree) -> None:
         "SUBJ02",
         "SUBJ03",
     ]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs arbitrary bytes in file names")
+def test_file_names_that_are_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dicom_tree: SmallTree
+) -> None:
+    import os
+    import shutil
+
+    odd = os.fsencode(tmp_path) + b"/dir\xff"
+    os.mkdir(odd)
+    shutil.copy(dicom_tree.paths[0], odd + b"/f\xfe.dcm")
+    with open(odd + b"/notes\xfd.txt", "wb") as f:
+        f.write(b"hello")
+    for _ in range(2):  # the second run goes through the rescan cache
+        code, data = _json(capsys, str(tmp_path))
+        assert code == 0
+        assert [p["kind"] for p in data["problems"]] == ["not-dicom"]
+        assert os.fsencode(data["problems"][0]["path"]) == odd + b"/notes\xfd.txt"
+    # Text output prints such names as their bytes, like ls.
+    done = subprocess.run(
+        [sys.executable, "-m", "xnat_tui", "scan", str(tmp_path)], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"/notes\xfd.txt" in done.stdout
