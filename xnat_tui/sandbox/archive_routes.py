@@ -7,7 +7,6 @@ are here because XNAT serves them from ``ProjectResource``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import sqlite3
@@ -29,6 +28,7 @@ from xnat_tui.sandbox.permissions import (
 from xnat_tui.sandbox.routing import add_route
 from xnat_tui.sandbox.store import Store, StoreError
 from xnat_tui.sandbox.tables import Table, parse_bool, query_table, render_table
+from xnat_tui.sandbox.writer import WRITER
 
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 PERMISSION_ACTIONS = ("active", "create", "delete", "edit", "read")
@@ -852,12 +852,16 @@ async def delete_experiment(request: web.Request) -> web.Response:
             "Specified user account has insufficient delete privileges for experiments "
             "in this project.",
         )
-    store.delete_experiment(row["id"])
-    if parse_bool(request.query.get("removeFiles")):
-        await asyncio.to_thread(
-            shutil.rmtree, store.experiment_dir(row["project"], row["label"]), True
-        )
+    remove_files = parse_bool(request.query.get("removeFiles"))
+    # On the writer thread: an archive merging into this session runs there too.
+    await request.app[WRITER].run(_delete_experiment, store, row, remove_files)
     return web.Response(status=200)
+
+
+def _delete_experiment(store: Store, row: sqlite3.Row, remove_files: bool) -> None:
+    store.delete_experiment(row["id"])
+    if remove_files:
+        shutil.rmtree(store.experiment_dir(row["project"], row["label"]), True)
 
 
 async def delete_subject(request: web.Request) -> web.Response:
@@ -872,13 +876,13 @@ async def delete_subject(request: web.Request) -> web.Response:
             "this project.",
         )
     remove_files = parse_bool(request.query.get("removeFiles"))
-    for expt in store.list_experiments(project["id"], row["id"]):
-        store.delete_experiment(expt["id"])
-        if remove_files:
-            await asyncio.to_thread(
-                shutil.rmtree, store.experiment_dir(expt["project"], expt["label"]), True
-            )
-    store.delete_subject(row["id"])
+
+    def delete() -> None:
+        for expt in store.list_experiments(project["id"], row["id"]):
+            _delete_experiment(store, expt, remove_files)
+        store.delete_subject(row["id"])
+
+    await request.app[WRITER].run(delete)
     return web.Response(status=200)
 
 

@@ -6,7 +6,8 @@ seconds for big sessions; on the event loop they would freeze every other reques
 (listings, logins, the next series streaming in). They run here instead, one at a
 time: a single thread keeps the old guarantee that two uploads of one study cannot
 both create a prearchive row, and that an archive never interleaves with a move or a
-delete of the same session.
+delete of the same session (prearchive or archived). Quick single-row edits (PUT of a
+subject or experiment, config) stay on the loop.
 
 ``app[WRITER].run(fn, *args)`` awaits ``fn(*args)`` on that thread; exceptions
 (including aiohttp's HTTP errors) propagate to the caller. ``setup(app)`` creates the
