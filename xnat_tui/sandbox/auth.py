@@ -61,13 +61,24 @@ class SessionManager:
     def __init__(self, timeout: float = 900.0) -> None:
         self.timeout = timeout
         self._sessions: dict[str, HttpSession] = {}
+        self._swept = time.time()
 
     def create(self, login: str) -> HttpSession:
         sid = secrets.token_hex(16).upper()
         now = time.time()
+        self._sweep(now)
         session = HttpSession(sid, login, now, now)
         self._sessions[sid] = session
         return session
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle sessions now and then: a client sending Basic auth on every call
+        (curl, monitoring) makes a session per request that is never looked up again."""
+        if now - self._swept < min(self.timeout, 60.0):
+            return
+        self._swept = now
+        for sid in [k for k, v in self._sessions.items() if now - v.last_access > self.timeout]:
+            del self._sessions[sid]
 
     def lookup(self, sid: str, *, touch: bool = True) -> HttpSession | None:
         """The live session, or None when unknown or idle longer than the timeout."""

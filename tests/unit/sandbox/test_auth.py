@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from tests.fixtures.sandbox import SandboxFactory
 from tests.unit.sandbox.helpers import Api
+from xnat_tui.sandbox.auth import SessionManager
 from xnat_tui.sandbox.server import SandboxServer
 
 
@@ -172,3 +175,21 @@ async def test_web_logout_ends_the_session(api: Api) -> None:
     r = await api.get("/app/action/LogoutUser", cookies={"JSESSIONID": sid}, allow_redirects=False)
     assert r.status == 302 and r.headers["Location"] == "/"
     assert (await api.get("/data/auth", cookies={"JSESSIONID": sid})).status == 401
+
+
+def test_sessions_nobody_comes_back_for_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """curl -u on every call makes a session per request; a long-running sandbox must not
+    keep them all."""
+    now = [1000.0]
+    monkeypatch.setattr("xnat_tui.sandbox.auth.time.time", lambda: now[0])
+    sessions = SessionManager(timeout=900)
+    for _ in range(50):
+        sessions.create("alice")
+    kept = sessions.create("bob")
+    assert len(sessions) == 51
+    now[0] += 600
+    sessions.lookup(kept.id)  # bob is still active
+    now[0] += 600  # the 50 one-shot sessions are now idle beyond the timeout
+    sessions.create("carol")
+    assert len(sessions) == 2
+    assert sessions.lookup(kept.id) is not None
