@@ -167,6 +167,8 @@ class TransferEngine:
         for job in self.journal.jobs(
             states=[JobState.QUEUED, JobState.SENDING, JobState.COMMITTING, JobState.VERIFYING],
             server=self.server.server_url,
+            # Another user's jobs are theirs to resume, with their credentials.
+            username=self.server.username,
         ):
             if job.id not in self._runs and self._adopt(job.id):
                 resumed.append(job.id)
@@ -231,7 +233,11 @@ class TransferEngine:
         if job_id is None:
             candidates = [
                 j.id
-                for j in self.journal.jobs(states=[JobState.PAUSED], server=self.server.server_url)
+                for j in self.journal.jobs(
+                    states=[JobState.PAUSED],
+                    server=self.server.server_url,
+                    username=self.server.username,
+                )
             ]
             candidates += [jid for jid, r in self._runs.items() if r.paused]
         else:
@@ -282,7 +288,11 @@ class TransferEngine:
         if job_id is None:
             ids = [
                 j.id
-                for j in self.journal.jobs(states=[JobState.FAILED], server=self.server.server_url)
+                for j in self.journal.jobs(
+                    states=[JobState.FAILED],
+                    server=self.server.server_url,
+                    username=self.server.username,
+                )
             ]
         else:
             ids = [job_id]
