@@ -152,7 +152,7 @@ def tune_runtime() -> None:
 
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(10_000, 50, 1000)
     sys.setswitchinterval(0.001)
 
 
