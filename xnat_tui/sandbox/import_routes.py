@@ -373,14 +373,17 @@ async def _dicom_import(
     pre = prearchive_of(store)
     staging = staging_dir(store.data_dir)
     assert up.path is not None
+    fn = extract_single if handler == "gradual-DICOM" else extract
     try:
-        fn = extract_single if handler == "gradual-DICOM" else extract
         extraction: Extraction = await asyncio.to_thread(fn, up.path, up.name, ctx, opts, staging)
-        uris = await request.app[WRITER].run(
-            _place, store, pre, user, extraction, opts, params, handler
-        )
-    finally:
+    except BaseException:
         await asyncio.to_thread(shutil.rmtree, staging, True)
+        raise
+    # The writer job removes the staging folder itself: were this request cancelled
+    # meanwhile, removing it here would pull staged files from under the running job.
+    uris = await request.app[WRITER].run(
+        _place, store, pre, user, extraction, opts, params, handler, staging
+    )
     return respond(uris, params.get("format"))
 
 
@@ -392,12 +395,15 @@ def _place(
     opts: ImportOptions,
     params: dict[str, str],
     handler: str,
+    staging: Path,
 ) -> list[str]:
     """Phase 2 on the writer thread: prearchive rows and files, then build/archive."""
     try:
         uris = commit(pre, extraction, opts)
     except ImportError_ as exc:
         raise xnat_error(exc.status, exc.message) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if extraction.failure is not None:
         raise xnat_error(extraction.failure.status, extraction.failure.message)
     if not uris and extraction.last_ignored is not None:

@@ -549,3 +549,14 @@ async def test_dropped_upload_leaves_nothing_behind(client: Client, sandbox: San
         await asyncio.sleep(0.05)
     assert leftovers == []
     assert len(prearchive_of(sandbox.store).sessions()) == before
+
+
+async def test_no_staging_left_after_good_and_bad_uploads(
+    client: Client, sandbox: SandboxServer
+) -> None:
+    good = stream_zip_bytes(series_files(2, patient="TIDY"))
+    assert (await client.upload(good, PROJECT_ID="PILOT"))[0] == 200
+    bad = stream_zip_bytes([("junk.dcm", b"not dicom")])
+    status, text = await client.upload(bad, PROJECT_ID="PILOT")
+    assert status == 400 and "unable to read DICOM object" in text
+    assert list((sandbox.data_dir / "tmp").iterdir()) == []
