@@ -172,6 +172,13 @@ class TransferEngine:
         ):
             if job.id not in self._runs and self._adopt(job.id):
                 resumed.append(job.id)
+        # Paused jobs are held too (still paused), so they show in snapshot() and a
+        # resume from this process or a request from another one reaches them.
+        for job in self.journal.jobs(
+            states=[JobState.PAUSED], server=self.server.server_url, username=self.server.username
+        ):
+            if job.id not in self._runs:
+                self._adopt(job.id, force=True)
         if resumed:
             self._message("info", f"resuming {len(resumed)} unfinished transfer(s)")
         return resumed

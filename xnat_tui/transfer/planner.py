@@ -328,7 +328,8 @@ class Planner:
             view = await self.project(r.project)
         except Exception as exc:
             job.verdict = Verdict.BLOCKED
-            job.error("project", f"project {r.project}: {exc}")
+            text = str(exc)
+            job.error("project", text if r.project in text else f"project {r.project}: {text}")
             return job
         info = view.info
         job.verify_digests = not info.anon_script

@@ -370,3 +370,23 @@ async def test_bandwidth_cap_limits_the_rate() -> None:
     for _ in range(6):
         await bucket.take(1_000_000)
     assert loop.time() - t0 >= 0.45
+
+
+async def test_paused_jobs_of_an_earlier_process_are_shown_and_resumable(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.chunk_delay = 0.05
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path, size=2_000_000, files_per_series=2)
+    first = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await first.start()
+    [jid] = await first.submit(plan)
+    await asyncio.sleep(0.05)
+    first.pause(jid)
+    await first.close()
+    server.chunk_delay = 0.0
+    second = TransferEngine(server, Journal(tmp_path / "j.sqlite3"), receipts_dir=tmp_path / "r")
+    assert await second.start() == []  # paused stays paused
+    assert [(p.job_id, p.state) for p in second.snapshot()] == [(jid, JobState.PAUSED)]
+    assert second.resume(jid) == [jid]
+    assert (await second.wait([jid]))[jid] is JobState.VERIFIED
+    await second.close()
