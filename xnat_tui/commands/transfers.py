@@ -268,7 +268,10 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         if not quiet:
             print(f"{action}: {' '.join(ids)}", file=sys.stderr)
         reporter = Reporter(reporter_mode(quiet))
-        states, interrupted = await run_until_done(engine, ids, reporter, stream)
+        try:
+            states, interrupted = await run_until_done(engine, ids, reporter, stream)
+        finally:
+            await asyncio.to_thread(anons.close)
         result = summary(journal, ids)
         result["interrupted"] = interrupted
         if args.json:

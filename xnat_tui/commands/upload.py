@@ -230,7 +230,10 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"also resuming unfinished transfer(s): {' '.join(resumed)}", file=sys.stderr)
         ids = await engine.submit(plan)
         reporter = Reporter(reporter_mode(quiet))
-        states, interrupted = await run_until_done(engine, ids + resumed, reporter, stream)
+        try:
+            states, interrupted = await run_until_done(engine, ids + resumed, reporter, stream)
+        finally:
+            await asyncio.to_thread(anons.close)
         result = summary(journal, ids + resumed)
         result["refused"] = [j.to_dict() for j in plan.jobs if not j.ok]
         result["interrupted"] = interrupted
