@@ -73,6 +73,7 @@ OTHER_SCAN = "xnat:otherDicomScanData"
 _SECONDARY = {"SR", "PR", "KO", "OT", "SC", "REG", "SEG", "RTSTRUCT", "DOC"}
 
 CONFLICT = 409
+UNASSIGNED_ARCHIVE = "Cannot archive sessions from the Unassigned folder."
 
 
 class ArchiveError(Exception):
@@ -170,7 +171,7 @@ def archive(store: Store, pre: PrearchiveStore, s: PrearcSession, opts: ArchiveO
 def _archive(store: Store, pre: PrearchiveStore, s: PrearcSession, opts: ArchiveOptions) -> str:
     project = opts.project or s.project
     if not project:
-        raise ArchiveError(400, "Cannot archive sessions from the Unassigned folder.")
+        raise ArchiveError(400, UNASSIGNED_ARCHIVE)
     if store.get_project(project) is None:
         raise ArchiveError(404, f"The requested project {project} does not exist.")
     label = path_segment(opts.label or s.name)

@@ -22,7 +22,13 @@ from pathlib import Path
 import aiofiles
 from aiohttp import web
 
-from xnat_tui.sandbox.archiver import ArchiveError, ArchiveOptions, anonymizer_for, archive
+from xnat_tui.sandbox.archiver import (
+    UNASSIGNED_ARCHIVE,
+    ArchiveError,
+    ArchiveOptions,
+    anonymizer_for,
+    archive,
+)
 from xnat_tui.sandbox.autobuild import build
 from xnat_tui.sandbox.errors import xnat_error
 from xnat_tui.sandbox.filters import FilterConfigError, SeriesFilter, parse_filter
@@ -65,7 +71,6 @@ _IN_BODY_SIZE = (
     "(i.e. streaming compressed upload)."
 )
 _BAD_OVERWRITE = "Overwrite flag was not set to a valid option. ('append' or 'delete')"
-_UNASSIGNED_ARCHIVE = "Cannot archive sessions from the Unassigned folder."
 _IN_BODY_MULTIPART = (
     "In-body File posts must include the file directly as the body of the message "
     "(not as part of multi-part form data)."
@@ -323,9 +328,7 @@ async def _import(request: web.Request, store: Store, user: User, up: Upload) ->
     if params.get("prearchive_code") == "1":
         if "overwrite" in params:
             # XNAT's check `!delete || !append` is always true (xnat-api.md §5.2).
-            raise xnat_error(
-                400, "Overwrite flag was not set to a valid option. ('append' or 'delete')"
-            )
+            raise xnat_error(400, _BAD_OVERWRITE)
         row = store.resolve_project(params.get("project", "") or params.get("PROJECT_ID", ""))
         code = int(row["prearchive_code"]) if row is not None else 0
         params["overwrite"] = "delete" if code == 5 else "append"
@@ -438,9 +441,7 @@ def _build_and_archive(
         if not auto:
             continue
         if project == UNASSIGNED:
-            errors.append(
-                (uri, ArchiveError(400, "Cannot archive sessions from the Unassigned folder."))
-            )
+            errors.append((uri, ArchiveError(400, UNASSIGNED_ARCHIVE)))
             continue
         opts = ArchiveOptions(
             user=user.login,

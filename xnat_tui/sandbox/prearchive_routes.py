@@ -25,7 +25,13 @@ from aiohttp import web
 from multidict import MultiDict
 from stream_zip import NO_COMPRESSION_64, stream_zip
 
-from xnat_tui.sandbox.archiver import ArchiveError, ArchiveOptions, archive, scans_of
+from xnat_tui.sandbox.archiver import (
+    UNASSIGNED_ARCHIVE,
+    ArchiveError,
+    ArchiveOptions,
+    archive,
+    scans_of,
+)
 from xnat_tui.sandbox.autobuild import build, start_autobuild
 from xnat_tui.sandbox.errors import xnat_error
 from xnat_tui.sandbox.import_routes import merge_flags, parse_dest, wrap
@@ -494,7 +500,7 @@ async def archive_service(request: web.Request) -> web.StreamResponse:
             raise xnat_error(400, f"Invalid src URI ({src})")
         m = _SRC.match(src.strip())
         if m is not None and m.group(1) == UNASSIGNED:
-            raise xnat_error(400, "Cannot archive sessions from the Unassigned folder.")
+            raise xnat_error(400, UNASSIGNED_ARCHIVE)
     sessions = _sources(pre, user, srcs)
     override, allow_merge = merge_flags(dict(params))
     if len(sessions) == 1:
