@@ -272,15 +272,14 @@ def test_closing_the_generator_also_kills_the_workers(tmp_path: Path) -> None:
 
 async def test_async_scan_keeps_the_event_loop_responsive(tmp_path: Path) -> None:
     write_bulk_tree(tmp_path / "bulk", 2000, files_per_series=100)
-    worst = 0.0
+    late: list[float] = []
     stop = False
 
     async def ticker() -> None:
-        nonlocal worst
         while not stop:
             t = time.perf_counter()
             await asyncio.sleep(0.005)
-            worst = max(worst, time.perf_counter() - t - 0.005)
+            late.append(time.perf_counter() - t - 0.005)
 
     tick = asyncio.create_task(ticker())
     summary = None
@@ -292,9 +291,11 @@ async def test_async_scan_keeps_the_event_loop_responsive(tmp_path: Path) -> Non
     stop = True
     await tick
     assert summary is not None and summary.progress.files_dicom == 2000
-    # A scan on the loop would stall it for about the whole scan; allow for a busy
-    # machine (the ticker also waits for a CPU), not for blocking.
-    assert worst < min(0.5, took / 3), f"event loop stalled {worst:.3f} s of {took:.3f} s"
+    # A scan running on the loop would keep it blocked for most of the scan. A busy
+    # machine delays single ticks now and then, but not for most of the time.
+    blocked = sum(x for x in late if x > 0.05)
+    assert blocked < took / 2, f"event loop blocked {blocked:.2f} s of {took:.2f} s"
+    assert max(late) < 1.0
 
 
 async def test_async_scan_cancelled_by_breaking_out(tmp_path: Path) -> None:
@@ -355,6 +356,7 @@ def test_scan_thread_delivers_events_and_cancels(tmp_path: Path, dicom_tree: Sma
     def on_event(event: object) -> None:
         if isinstance(event, ScanBatch) and event.progress.files_parsed:
             started.set()
+            t.cancel_event.wait(10)  # hold the scan until the test has cancelled it
 
     t = ScanThread(
         [tmp_path / "bulk"],
@@ -364,7 +366,8 @@ def test_scan_thread_delivers_events_and_cancels(tmp_path: Path, dicom_tree: Sma
         batch_interval=0.01,
         chunk=16,
         inline_limit=0,
-    ).start()
+    )
+    t.start()
     assert started.wait(30)
     t.cancel()
     assert t.join(timeout=30)
