@@ -217,6 +217,26 @@ class JournalError(Exception):
     pass
 
 
+_NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "fuse.sshfs")
+
+
+def on_network_fs(path: Path) -> bool:
+    """True when ``path`` lives on a network file system (per /proc/mounts)."""
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as fh:
+            mounts = [line.split()[1:3] for line in fh if len(line.split()) >= 3]
+    except OSError:
+        return False
+    target = str(path.resolve())
+    best, kind = "", ""
+    for mount_point, fs_type in mounts:
+        mp = mount_point.replace("\\040", " ")
+        inside = target == mp or target.startswith(mp.rstrip("/") + "/")
+        if inside and len(mp) > len(best):
+            best, kind = mp, fs_type
+    return kind in _NETWORK_FS
+
+
 def make_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -257,7 +277,10 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL needs shared memory between the processes, which network file systems (a
+        # cluster's NFS home) cannot give; there the rollback journal is the safe choice.
+        self.mode = "DELETE" if on_network_fs(self.path.parent) else "WAL"
+        self._db.execute(f"PRAGMA journal_mode={self.mode}")
         # NORMAL in WAL mode is durable against process crashes (kill -9); only an OS
         # crash may lose the last transactions, never corrupt the file.
         self._db.execute("PRAGMA synchronous=NORMAL")

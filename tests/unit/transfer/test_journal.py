@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from xnat_tui.transfer import Destination, JobState, Journal, Overwrite, SeriesState
 from xnat_tui.transfer.journal import ManifestEntry, NewJob, make_owner
 from xnat_tui.transfer.types import SourceFile, SourceSeries
@@ -76,3 +78,15 @@ def test_requests_reach_the_owner(tmp_path: Path) -> None:
     j.set_state(jid, JobState.FAILED, "boom")
     j.reset_for_retry(jid)
     assert j.job(jid).state is JobState.QUEUED
+
+
+def test_network_file_systems_get_the_rollback_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xnat_tui.transfer.journal as journal_mod
+
+    assert Journal(tmp_path / "local.sqlite3").mode == "WAL"
+    monkeypatch.setattr(journal_mod, "on_network_fs", lambda path: True)
+    j = Journal(tmp_path / "nfs.sqlite3")
+    assert j.mode == "DELETE"
+    assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
