@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from xnat_tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
@@ -259,7 +260,13 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         busy = [j.id for j in jobs if j.id not in ids and journal.holder(j.id)]
         for jid in busy:
             if not quiet:
-                print(f"{jid} is being run by another process; left alone", file=sys.stderr)
+                held = journal.job(jid)
+                left = max(0, int(held.lease_until - time.time()))
+                print(
+                    f"{jid} is being run by {held.owner} (host:pid); left alone. If that "
+                    f"process is gone on another host, its lease expires in {left} s.",
+                    file=sys.stderr,
+                )
         if not ids:
             await engine.close()
             if not quiet:
