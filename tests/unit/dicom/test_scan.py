@@ -415,3 +415,15 @@ def test_a_huge_folder_is_listed_in_parts_and_cached_whole(
     again = scan_all([tmp_path / "flat"], cache_path=cache)
     assert again.progress.files_cached == 30
     assert again.sessions[0].file_count == 30
+
+
+def test_scanner_and_workers_start_without_importing_pydicom() -> None:
+    """pydicom costs ~0.3 s to import; the fast path must not pay it (CLI, workers)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, xnat_tui.dicom.scan, xnat_tui.dicom.worker, xnat_tui.commands.scan;"
+        "sys.exit('pydicom' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
