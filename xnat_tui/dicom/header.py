@@ -428,7 +428,11 @@ def pydicom_header(
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # pydicom logs what it tolerates; those are our findings to report, not log lines
+    # on the user's terminal (or inside the TUI). Silence it for this call only.
+    logger = logging.getLogger("pydicom")
+    saved_level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
     values: dict[str, str] = {VIA_KEY: "pydicom"}
     try:
         with warnings.catch_warnings():
@@ -458,6 +462,8 @@ def pydicom_header(
         raise HeaderError(ProblemKind.CORRUPT, f"read error: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
         raise HeaderError(ProblemKind.CORRUPT, f"{type(exc).__name__}: {exc}") from None
+    finally:
+        logger.setLevel(saved_level)
     return values, os.path.getsize(path)
 
 

@@ -203,10 +203,16 @@ def compact(records: Iterable[Record]) -> Chunk:
 
 
 def init_worker() -> None:
-    """Worker start-up: Ctrl-C is the parent's business (it kills us cleanly)."""
+    """Worker start-up: Ctrl-C is the parent's business (it kills us cleanly), and
+    nothing may be printed on the terminal the parent (maybe the TUI) is drawing on."""
+    import logging
     import signal
+    import warnings
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore")
+    logging.getLogger().addHandler(logging.NullHandler())
+    logging.getLogger().setLevel(logging.CRITICAL + 1)
 
 
 def examine_chunk(
