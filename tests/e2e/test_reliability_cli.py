@@ -171,3 +171,36 @@ def test_disk_full_is_a_clear_error_and_the_job_can_be_retried(
     assert json.loads(again.stdout)["verified"] == 1
     assert_each_once(url, "DSK", {"DSK00_MR_1": studies[0].study_instance_uid})
     assert digests(tmp_path / "in") == before
+
+
+def test_a_dropped_ssh_connection_does_not_stop_the_upload(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    url = sandbox_thread.url
+    studies = write_sessions(tmp_path / "in", "HUP", 2)
+    uids = {f"{s.patient_id}_MR_1": s.study_instance_uid for s in studies}
+    set_faults(url, "latency=150ms,only=/data/services/import")
+    proc = spawn(
+        "upload",
+        str(tmp_path / "in"),
+        "--server",
+        url,
+        "--user",
+        "alice",
+        "--project",
+        "PILOT",
+        "--dest",
+        "archive",
+        "--yes",
+        "--jobs",
+        "1",
+    )
+    try:
+        wait_for(lambda: len(jobs_for("HUP")) == 2)
+        proc.send_signal(signal.SIGHUP)  # what the terminal sends when SSH drops
+        _, err = proc.communicate(timeout=60)
+    finally:
+        set_faults(url, "")
+    assert proc.returncode == 0, err
+    assert {j.state for j in jobs_for("HUP")} == {JobState.VERIFIED}
+    assert_each_once(url, "HUP", uids)

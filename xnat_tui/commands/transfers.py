@@ -197,10 +197,17 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
     from xnat_tui.transfer.anon import AnonymizerSet
-    from xnat_tui.transfer.console import Reporter, reporter_mode, run_until_done, summary
+    from xnat_tui.transfer.console import (
+        Reporter,
+        keep_running_on_hangup,
+        reporter_mode,
+        run_until_done,
+        summary,
+    )
     from xnat_tui.transfer.types import JobState
     from xnat_tui.transfer.xnat_port import XnatPort
 
+    keep_running_on_hangup()
     action = args.transfers_command
     if action == "resume":
         wanted = {"queued", "sending", "committing", "verifying", "paused"}

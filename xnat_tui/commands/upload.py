@@ -146,6 +146,7 @@ async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.transfer.anon import AnonymizerSet
     from xnat_tui.transfer.console import (
         Reporter,
+        keep_running_on_hangup,
         plan_lines,
         reporter_mode,
         run_until_done,
@@ -154,6 +155,7 @@ async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.transfer.source import from_dicom
     from xnat_tui.transfer.xnat_port import XnatPort
 
+    keep_running_on_hangup()
     try:
         config = load()
     except ConfigError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -150,17 +151,27 @@ class Reporter:
         self._last_plain = time.monotonic()
         self._line_len = 0
 
+    def detach(self) -> None:
+        """The terminal went away (SSH dropped): stop writing, keep uploading."""
+        self.mode = "quiet"
+
+    def _write(self, text: str) -> None:
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (OSError, ValueError):
+            self.detach()  # a dead terminal must not stop the upload
+
     def _clear(self) -> None:
         if self.mode == "tty" and self._line_len:
-            self.out.write("\r" + " " * self._line_len + "\r")
+            self._write("\r" + " " * self._line_len + "\r")
             self._line_len = 0
 
     def _print(self, text: str) -> None:
         if self.mode == "quiet":
             return
         self._clear()
-        self.out.write(text + "\n")
-        self.out.flush()
+        self._write(text + "\n")
 
     def _status(self, tick: ProgressTick) -> None:
         active = [j for j in tick.jobs if j.state in (JobState.SENDING, JobState.COMMITTING)]
@@ -176,8 +187,7 @@ class Reporter:
             width = 120
             text = text[:width]
             pad = max(0, self._line_len - len(text))
-            self.out.write("\r" + text + " " * pad)
-            self.out.flush()
+            self._write("\r" + text + " " * pad)
             self._line_len = len(text)
         elif self.mode == "plain":
             now = time.monotonic()
@@ -224,6 +234,7 @@ async def run_until_done(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, interrupted.set)
             installed.append(sig)
+    keep_running_on_hangup(reporter)
     consumer = asyncio.create_task(reporter.consume(stream))
     waiter = asyncio.create_task(engine.wait(ids))
     stopper = asyncio.create_task(interrupted.wait())
@@ -240,6 +251,28 @@ async def run_until_done(
         await consumer
     states = {jid: engine.journal.job(jid).state for jid in ids}
     return states, was_interrupted
+
+
+def keep_running_on_hangup(reporter: Reporter | None = None) -> None:
+    """A dropped SSH connection sends SIGHUP: keep uploading in the background, silently.
+
+    Installed as early as possible (before scanning) and left in place until exit.
+    """
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _on_hangup, reporter)
+
+
+def _on_hangup(reporter: Reporter | None) -> None:
+    if reporter is not None:
+        reporter.detach()
+    # Later prints (the summary, a traceback) must not fail on the dead terminal: point
+    # the terminal's descriptors at /dev/null, like nohup. Files and pipes are kept.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if os.isatty(fd):
+                os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def summary(journal: Journal, ids: Iterable[str]) -> dict[str, Any]:
