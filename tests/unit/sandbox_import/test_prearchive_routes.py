@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import pytest
@@ -313,3 +314,22 @@ async def test_failed_build_leaves_error_not_a_lock(
     monkeypatch.undo()
     status, _, _ = await client.request("POST", uri, params={"action": "build"})
     assert status == 200 and status_of(sandbox, "SUBJ01") == "READY"
+
+
+async def test_archive_service_with_several_sources_answers_a_table(
+    client: Client, sandbox: SandboxServer
+) -> None:
+    good, conflicting = uri_of(sandbox, "PIL_001_MR1"), uri_of(sandbox, "PIL_900_MR1")
+    status, text, _ = await client.request(
+        "POST",
+        "/data/services/archive",
+        params=[("src", good), ("src", conflicting), ("format", "json")],
+    )
+    assert status == 200
+    rows = {r["name"]: r for r in json.loads(text)["ResultSet"]["Result"]}
+    assert list(next(iter(rows.values()))) == COLUMNS
+    assert rows["PIL_001_MR1"]["status"] == "QUEUED_ARCHIVING"
+    assert rows["PIL_900_MR1"]["status"] == "CONFLICT"
+    assert status_of(sandbox, "PIL_001_MR1") is None  # archived: gone from the prearchive
+    assert status_of(sandbox, "PIL_900_MR1") == "CONFLICT"
+    assert sandbox.store.find_experiment("PILOT", "PIL_001_MR1") is not None
