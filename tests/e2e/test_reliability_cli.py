@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
 import time
 import urllib.request
@@ -58,7 +60,11 @@ def test_kill_9_at_any_point_then_resume_gives_each_session_exactly_once(
     url = sandbox_thread.url
     # Slow imports and commits so the kill lands before, during and after sending.
     set_faults(url, "latency=80ms,only=/data/services/import,only=/data/prearchive")
-    for round_, delay in enumerate((0.0, 0.3, 0.8)):
+    # Random kill points (before, during and after sending), reproducible from the seed.
+    seed = int(os.environ.get("XNAT_TUI_TEST_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    delays = [0.0, rng.uniform(0.05, 0.5), rng.uniform(0.5, 1.2)]
+    for round_, delay in enumerate(delays):
         prefix = f"K{round_}X"
         studies = write_sessions(tmp_path / prefix, prefix, 4)
         uids = {f"{s.patient_id}_MR_1": s.study_instance_uid for s in studies}
@@ -85,8 +91,9 @@ def test_kill_9_at_any_point_then_resume_gives_each_session_exactly_once(
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         resumed = cli("transfers", "resume", "--json", "--yes")
-        assert resumed.returncode == 0, (delay, resumed.stderr)
-        assert {j.state for j in jobs_for(prefix)} == {JobState.VERIFIED}, delay
+        where = f"seed {seed}, killed {delay:.2f}s after the jobs were journalled"
+        assert resumed.returncode == 0, (where, resumed.stderr)
+        assert {j.state for j in jobs_for(prefix)} == {JobState.VERIFIED}, where
         assert_each_once(url, prefix, uids)
         assert digests(tmp_path / prefix) == before
     set_faults(url, "")
