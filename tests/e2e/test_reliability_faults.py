@@ -135,3 +135,39 @@ async def test_file_vanishing_mid_upload_is_reported_and_the_rest_continues(
         ]
         # Not committed: nothing half-done reached the archive.
         assert not [e for e in await client.experiments("PILOT") if e.label.startswith("VAN")]
+
+
+class LosesCommitAnswers(XnatPort):
+    """The commit reaches the server, its answer is lost (connection dropped)."""
+
+    commits = 0
+
+    async def commit(self, uri: str, *, auto_archive: bool | None):  # type: ignore[no-untyped-def]
+        type(self).commits += 1
+        await super().commit(uri, auto_archive=auto_archive)
+        raise ConnectionResetError("connection dropped before the answer")
+
+
+async def test_a_lost_commit_answer_is_looked_up_on_the_server_not_repeated(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = await sandbox_factory()
+    write_sessions(tmp_path / "in", "LCA", 1)
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        journal = Journal(tmp_path / "j.sqlite3")
+        plan = await _plan(client, journal, tmp_path / "in")
+        engine = TransferEngine(
+            LosesCommitAnswers(client), journal, retry=FAST, receipts_dir=tmp_path / "r"
+        )
+        await engine.start()
+        [jid] = await engine.submit(plan)
+        states = await engine.wait([jid])
+        await engine.close()
+        assert states[jid] is JobState.VERIFIED, journal.job(jid).message
+        assert LosesCommitAnswers.commits == 1
+        job = journal.job(jid)
+        assert job.archived and "/archive/" in job.result_uri
+        exps = [e for e in await client.experiments("PILOT") if e.label.startswith("LCA")]
+        assert len(exps) == 1
+        steps = [(s.step, s.phase) for s in journal.steps(jid)]
+        assert ("commit", "begin") in steps and ("commit", "end") in steps

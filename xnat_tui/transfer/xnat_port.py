@@ -85,7 +85,13 @@ class XnatPort:
                 subject=e.subject_label,
                 study_uid=e.study_uid,
                 location="archive",
-                uri=e.uri or f"/data/projects/{project}/experiments/{e.label}",
+                # The same form the commit answers with, so journal and receipts agree.
+                uri=(
+                    f"/data/archive/projects/{project}/subjects/{e.subject_label}"
+                    f"/experiments/{e.label}"
+                    if e.subject_label
+                    else e.uri or f"/data/projects/{project}/experiments/{e.label}"
+                ),
                 project=project,
             )
             for e in experiments
