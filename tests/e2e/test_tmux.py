@@ -171,7 +171,7 @@ def test_scan_label_upload_verify_in_tmux(tmux: tuple[Tmux, int, Path]) -> None:
     t.type("Use project PILOT")
     t.wait_for(r"Use project PILOT \(")
     t.keys("Enter")
-    t.wait_for(r"subjects: new allowed", timeout=20)
+    t.wait_for(r"new subjects yes", timeout=20)
     screen = t.wait_for(r"Demo\^Alice.*new", timeout=20)
     # Highlight Demo^Alice's MR brain session and give it our own label.
     t.keys("2")

@@ -72,7 +72,7 @@ async def test_project_settings_and_filtered_series(tmp_path):
         screen = await scanned(pilot, 2)
         await with_project(pilot, screen, "STUDY_B")
         settings = str(screen.query_one("#project-settings").render())
-        assert "archive" in settings and "blacklist" in settings and "anon: script" in settings
+        assert "→ archive" in settings and "blacklist" in settings and "anon script yes" in settings
         uid = screen.sessions.current_uid
         # The localizer is dropped by STUDY_B's import filter: greyed, with the reason.
         note = screen.scans.table.get_cell(f"{uid}.1", "note")

@@ -40,7 +40,7 @@ class XnatTuiApp(App[int]):
             priority=True,
             id="app.quit",
         ),
-        Binding("question_mark", "help", "Help", tooltip="List every key", id="app.help"),
+        Binding("question_mark,f1", "help", "Help", tooltip="List every key", id="app.help"),
         Binding("ctrl+l", "show_log", "Log", tooltip="Show the application log", id="app.log"),
         Binding(
             "f2", "change_theme", "Theme", tooltip="Choose a theme", show=False, id="app.theme"

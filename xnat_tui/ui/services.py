@@ -130,7 +130,7 @@ class Services:
         summary = await self._describe_filters(project, checks)
         for warning in getattr(info, "warnings", []) or []:
             log.warning("project %s: %s", project, warning)
-        destination = "archive (auto-archive)" if info.auto_archive else "prearchive"
+        destination = "archive" if info.auto_archive else "prearchive"
         result = ProjectInfo(
             id=project,
             name=dict(self._projects).get(project, ""),

@@ -115,11 +115,25 @@ class BulkScreen(Screen[str | None]):
         self._check()
 
     def _fill(self) -> None:
+        """Update rows in place (keyed by StudyInstanceUID); rebuild only if the set changed.
+
+        Rebuilding would move the cursor and rewrite the row editor under the user's
+        fingers while a check result arrives.
+        """
         table = self.query_one("#bulk-table", DataTable)
+        palette = self.app.theme_variables
+        rows = self.rows()
+        keys = [row.value for row in table.rows]
+        if keys == [item.uid for item in rows]:
+            for item in rows:
+                table.update_cell(item.uid, "subject", item.subject)
+                table.update_cell(item.uid, "session", item.label)
+                table.update_cell(item.uid, "state", state_text(item.state, palette))
+                table.update_cell(item.uid, "detail", item.detail)
+            return
         cursor = table.cursor_row
         table.clear()
-        palette = self.app.theme_variables
-        for item in self.rows():
+        for item in rows:
             s = item.session
             table.add_row(
                 s.patient_name or s.patient_id,

@@ -195,7 +195,8 @@ class MainScreen(Screen[None]):
                         len(event.sessions),
                         problems,
                     )
-                    for problem in event.problems[:200]:
+                    # File, series and session problems, for the log screen (bounded).
+                    for problem in event.all_problems[:500]:
                         log.warning("%s: %s (%s)", problem.kind, problem.path, problem.detail)
                     self.app.notify(
                         f"Scan {state}: {len(event.sessions)} sessions found.",

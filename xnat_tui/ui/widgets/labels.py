@@ -22,16 +22,16 @@ from xnat_tui.ui.workbench import ProjectInfo, RowState, SessionItem
 
 
 def settings_text(project: ProjectInfo | None) -> str:
-    """Three short lines: they must fit the narrow pane at 80x24."""
+    """Short lines: they must fit the narrow pane at 80x24 (about 28 columns)."""
     if project is None:
         return "Choose a project to see its upload settings."
-    subjects = "new allowed" if project.allow_create_subject else "existing only"
+    yes_no = {True: "yes", False: "no"}
     return "\n".join(
         [
-            f"→ {project.destination} · bulk {'yes' if project.allow_bulk_upload else 'no'}",
-            f"subjects: {subjects} ({len(project.subjects)})",
-            f"filter: {project.filter_summary} · anon: "
-            f"{'script' if project.anon_script else 'none'}",
+            f"→ {project.destination} · bulk {yes_no[project.allow_bulk_upload]}",
+            f"new subjects {yes_no[project.allow_create_subject]} · {len(project.subjects)} exist",
+            f"anon script {yes_no[project.anon_script]}",
+            f"filter: {project.filter_summary}",
         ]
     )
 
@@ -118,13 +118,17 @@ class LabelsPane(VerticalScroll):
 
     def show(self, item: SessionItem | None) -> None:
         """Show the labels of the highlighted session without firing edit messages."""
+        same = item is not None and item.uid == self.uid
         self.uid = item.uid if item else None
         subject = self.query_one("#subject", Input)
         session = self.query_one("#session", Input)
         locked = item is None or item.state in RowState.TRANSFER
-        with subject.prevent(Input.Changed), session.prevent(Input.Changed):
-            subject.value = item.subject if item else ""
-            session.value = item.label if item else ""
+        typing = same and (subject.has_focus or session.has_focus)
+        # Never rewrite a field under the user's fingers (the model already has it).
+        if not typing:
+            with subject.prevent(Input.Changed), session.prevent(Input.Changed):
+                subject.value = item.subject if item else ""
+                session.value = item.label if item else ""
         subject.disabled = session.disabled = locked
         if item is not None:
             subject.validate(subject.value)
@@ -150,6 +154,12 @@ class LabelsPane(VerticalScroll):
             if local
             else (f"{item.state}: {item.detail}" if item.detail else item.state)
         )
+        problems = list(item.session.problems) + [
+            p for scan in item.session.scans.values() for p in scan.problems
+        ]
+        if problems:
+            kinds = sorted({p.kind for p in problems})
+            text += f"\n⚠ {len(problems)} problem(s): {', '.join(kinds)} (details: ctrl+l)"
         status.update(text)
         kind = (
             "error"
