@@ -155,7 +155,7 @@ async def test_lists_every_entry_with_xnat_columns_and_summary() -> None:
 
 async def test_auto_refresh_updates_cells_in_place_keeping_cursor_and_selection() -> None:
     server = ScriptedServer()
-    app = TriageApp(server, interval=0.1)
+    app = TriageApp(server)
     async with app.run_test(size=(180, 50)) as pilot:
         await settle(pilot)
         screen = screen_of(app)
@@ -166,6 +166,10 @@ async def test_auto_refresh_updates_cells_in_place_keeping_cursor_and_selection(
         await pilot.press("down", "space")  # select S2, cursor moves on to S3
         assert screen.selected == {server.rows[1]["url"]}
         assert table.highlighted_url == server.rows[2]["url"]
+        # Polling from here on (keys pressed while polls run every 0.1 s only make the
+        # pilot wait longer for an idle app).
+        screen.refresh_interval = 0.1
+        screen.action_refresh()
         server.rows[2]["status"] = "READY"  # S3 rebuilt by someone else
         newer = entry("PILOT", "S9", "RECEIVING", timestamp="20260101_111111111")
         newer["url"] = "/prearchive/projects/PILOT/20260101_111111111/S9"
