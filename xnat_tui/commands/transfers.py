@@ -50,6 +50,12 @@ def register(subparsers: Any) -> None:
         if name in ("cancel", "retry", "resume"):
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.add_argument("--json", action="store_true", help="JSON output on stdout")
+        if name == "retry":
+            p.add_argument(
+                "--skip-missing",
+                action="store_true",
+                help="send the sessions without source files that have vanished since the scan",
+            )
         if name in ("resume", "retry"):
             p.add_argument("--jobs", type=int, metavar="N", help="series sent at once")
             add_connection_arguments(p)
@@ -262,6 +268,11 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
             else:
                 ids += [i for i in engine.resume(None) if i not in ids]
         else:
+            if args.skip_missing:
+                for j in jobs:
+                    for path in journal.drop_missing_files(j.id):
+                        if not quiet:
+                            print(f"{j.id}: skipping vanished file {path}", file=sys.stderr)
             await engine.start(resume=False)
             ids = await engine.retry(args.id and jobs[0].id)
         busy = [j.id for j in jobs if j.id not in ids and journal.holder(j.id)]

@@ -601,11 +601,13 @@ class TransferEngine:
             detail = "; ".join(
                 f"series {s.number if s.number is not None else s.uid}: {s.message}" for s in failed
             )
+            hint = f"Fix the cause, then 'xnat-tui transfers retry {run.job.id}'"
+            if any("vanished" in s.message for s in failed):
+                hint += " (add --skip-missing to send the session without the missing files)"
             self._set_state(
                 run,
                 JobState.FAILED,
-                f"{len(failed)} series failed, not committed ({detail}). "
-                f"Fix the cause, then 'xnat-tui transfers retry {run.job.id}'",
+                f"{len(failed)} series failed, not committed ({detail}). {hint}",
             )
             self._release(run)
 

@@ -581,6 +581,41 @@ class Journal:
             )
             self._step(db, job_id, "", "retry", "end", "")
 
+    def drop_missing_files(self, job_id: str) -> list[str]:
+        """Forget files that no longer exist in series not yet acknowledged.
+
+        For ``transfers retry --skip-missing``: the user accepts sending the session
+        without them. Returns the paths dropped (each is logged as a step).
+        """
+        dropped: list[str] = []
+        with self._tx() as db:
+            pending = db.execute(
+                "SELECT uid FROM series WHERE job_id = ? AND state NOT IN (?, ?)",
+                (job_id, str(SeriesState.SENT), str(SeriesState.EMPTY)),
+            ).fetchall()
+            for (uid,) in pending:
+                rows = db.execute(
+                    "SELECT idx, path FROM files WHERE job_id = ? AND series_uid = ?",
+                    (job_id, uid),
+                ).fetchall()
+                gone = [r for r in rows if not os.path.exists(r["path"])]
+                for r in gone:
+                    db.execute(
+                        "DELETE FROM files WHERE job_id = ? AND series_uid = ? AND idx = ?",
+                        (job_id, uid, r["idx"]),
+                    )
+                    self._step(db, job_id, uid, "skip-file", "end", r["path"])
+                    dropped.append(r["path"])
+                if gone:
+                    db.execute(
+                        "UPDATE series SET file_count = (SELECT COUNT(*) FROM files"
+                        " WHERE job_id = ? AND series_uid = ?), bytes = (SELECT COALESCE("
+                        "SUM(size), 0) FROM files WHERE job_id = ? AND series_uid = ?)"
+                        " WHERE job_id = ? AND uid = ?",
+                        (job_id, uid, job_id, uid, job_id, uid),
+                    )
+        return dropped
+
     # ------------------------------------------------------- leases / requests
     def acquire(self, job_id: str, owner: str, ttl: float) -> bool:
         """Take the job for ``owner`` unless another live process holds it."""

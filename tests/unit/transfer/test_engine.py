@@ -390,3 +390,22 @@ async def test_paused_jobs_of_an_earlier_process_are_shown_and_resumable(tmp_pat
     assert second.resume(jid) == [jid]
     assert (await second.wait([jid]))[jid] is JobState.VERIFIED
     await second.close()
+
+
+async def test_retry_without_vanished_files_when_the_user_accepts_it(tmp_path: Path) -> None:
+    server = FakeServer()
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await plan_one(server, journal, tmp_path)
+    victim = plan.jobs[0].series[1].files[0].path
+    victim.unlink()
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    await engine.start()
+    [jid] = await engine.submit(plan)
+    assert (await engine.wait([jid]))[jid] is JobState.FAILED
+    assert journal.drop_missing_files(jid) == [str(victim)]
+    assert [s.file_count for s in journal.series(jid)] == [3, 2]
+    assert await engine.retry(jid) == [jid]
+    assert (await engine.wait([jid]))[jid] is JobState.VERIFIED
+    await engine.close()
+    [sess] = server.find("PAT1_MR_1")
+    assert {k: len(v) for k, v in sess.scans.items()} == {"1": 3, "2": 2}
