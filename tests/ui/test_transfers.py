@@ -47,6 +47,9 @@ async def test_progress_reaches_the_panel_and_sessions_table(tmp_path):
         engine.set_state("job1", JobState.VERIFIED)
         await until(pilot, lambda: item.state == RowState.VERIFIED)
         assert "verified" in str(screen.sessions.table.get_cell(item.uid, "state"))
+        # The last tick said 85%; the finished job counts in full all the same.
+        bar = pane.query_one("#transfers-overall")
+        await until(pilot, lambda: bar.percentage == 1.0)
         assert any("uploaded and verified" in n.message for n in app._notifications)
 
 

@@ -75,7 +75,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help-dialog", classes="dialog") as box:
             box.border_title = "Keys"
             yield Static(
-                "Keys can be remapped in the config file under [keymap] by the id "
+                "Keys can be remapped in the config file under \\[keymap] by the id "
                 'in the last column, e.g. [b]"main.scan" = "ctrl+s"[/b].',
                 classes="hint",
             )

@@ -89,7 +89,7 @@ class ScansPane(Vertical):
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
         chosen = len(item.included_scans(dropped))
-        suffix = " (locked: in transfers)" if locked else ""
+        suffix = " · locked" if locked else ""
         self.border_subtitle = f"{chosen}/{len(item.scans())} series{suffix}"
 
     def _current_series(self) -> str | None:

@@ -140,10 +140,17 @@ class TransfersPane(Vertical):
                         table.update_cell(row.job_id, column, value)
             overall = self.model.overall
             bar_widget = self.query_one(ProgressBar)
+            # From the rows, not the last tick: ticks stop when nothing moves, so the
+            # last one may predate the final jobs' completion.
+            counted = [r for r in self.model.jobs.values() if r.state is not JobState.CANCELLED]
+            total = sum(r.bytes_total for r in counted)
+            sent = sum(
+                r.bytes_total if r.state is JobState.VERIFIED else r.bytes_sent for r in counted
+            )
             # Hidden while idle: an indeterminate bar would animate for nothing.
-            bar_widget.display = bool(overall.bytes_total)
-            if overall.bytes_total:
-                bar_widget.update(total=overall.bytes_total, progress=overall.bytes_sent)
+            bar_widget.display = bool(total)
+            if total:
+                bar_widget.update(total=total, progress=sent)
             jobs = list(self.model.jobs.values())
             done = sum(1 for r in jobs if r.state is JobState.VERIFIED)
             failed = sum(1 for r in jobs if r.state is JobState.FAILED)
