@@ -151,11 +151,22 @@ class FakeEngine:
     def subscribe(self) -> Any:
         return self.hub.subscribe()
 
+    # Jobs an earlier run left unfinished: (job id, label, bytes sent, bytes total).
+    resumable: list[tuple[str, str, int, int]] = []
+
     async def start(self, *, resume: bool = True) -> list[str]:
-        return []
+        if not resume:
+            return []
+        for jid, label, _, _ in self.resumable:
+            self.labels[jid] = label
+            self.states[jid] = JobState.QUEUED
+        return [jid for jid, _, _, _ in self.resumable]
 
     def snapshot(self) -> list[JobProgress]:
-        return []
+        return [
+            JobProgress(jid, label, self.states[jid], sent, total, 0, 3, 0, 1)
+            for jid, label, sent, total in self.resumable
+        ]
 
     def set_state(self, job_id: str, state: JobState, message: str = "") -> None:
         previous = self.states.get(job_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.ui.fakes import make_app, make_session, scanned, until, with_project
+from tests.ui.fakes import make_app, make_session, scanned, to_main, until, with_project
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.screens.confirm import ConfirmScreen
 from xnat_tui.ui.screens.receipt import ReceiptScreen
@@ -126,3 +126,17 @@ async def test_quit_without_transfers_is_immediate(tmp_path):
         await pilot.press("ctrl+q")
         await until(pilot, lambda: not app.is_running)
     assert ("close", None) in engine.calls
+
+
+async def test_unfinished_transfers_resume_on_start(tmp_path):
+    app, _, engine = make_app(tmp_path)
+    engine.resumable = [("old1", "PILOT/S1/S1_MR_1", 4000, 10000)]
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await to_main(pilot)
+        pane = screen.query_one("#transfers")
+        await until(pilot, lambda: pane.table.row_count == 1)
+        assert "40%" in str(pane.table.get_cell("old1", "progress"))
+        assert any("Resuming 1 unfinished" in n.message for n in app._notifications)
+        # Still unfinished: quitting asks again.
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
