@@ -1,10 +1,13 @@
 """Rescan cache: what each file's header said, keyed by (path, size, mtime).
 
-One SQLite row per folder holds the records of all its files (marshal + zlib), so a
-rescan costs one indexed read per folder instead of one per file, and a folder whose
-files were all unchanged is answered without opening a single file. The cache is an
-optimisation only: any error disables it for the rest of the scan, and deleting the
-file at any time is safe.
+One SQLite row per folder holds the records of all its files (marshal + zlib), and a
+scan reads the rows of a whole tree with one query, so a rescan costs no per-file
+database work. Each row keeps the folder's (name, size, mtime_ns) list in listing
+order ("stamps"): when a fresh listing equals it (one list comparison in C), the
+whole folder is unchanged and its records are used without looking at single files.
+Otherwise each file is matched by name, size and mtime, and only misses are read.
+The cache is an optimisation only: any error disables it for the rest of the scan,
+and deleting the file at any time is safe.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from xnat_tui.dicom.model import ProblemKind
 
 # Bump when the meaning of cached records changes (new checks, parser fixes).
-PARSER_VERSION = 4
+PARSER_VERSION = 5
 CACHE_FILE = "scan-cache.sqlite3"
 # Files modified this recently may still be being written; don't trust their mtime.
 RACY_SECONDS = 2.0
@@ -30,21 +33,46 @@ PRUNE_DAYS = 90
 
 # name -> (size, mtime_ns, kind, detail, context index, SOPInstanceUID, InstanceNumber)
 Entry = tuple[int, int, str, str, int, str, str]
+Stamp = tuple[str, int, int]  # (name, size, mtime_ns), as the walk lists a file
+Data = tuple[str, str, int, str, str]  # (kind, detail, context index, SOP UID, InstanceNumber)
+# Folders read ahead by one query; beyond this, folders are looked up one by one
+# (bounds the memory of the read-ahead on trees of millions of files).
+PREFETCH_LIMIT = 20_000
 
 
 class DirRecords:
-    """What one folder's files said: shared contexts plus one entry per file."""
+    """What one folder's files said: shared contexts plus one entry per file.
 
-    __slots__ = ("contexts", "entries", "_keys")
+    Stored as two parallel lists, ``stamps`` and ``data``; ``exact`` means the stamps
+    are the folder's complete listing in listing order (so an equal listing proves
+    that nothing in the folder changed). ``entries`` (by name) is built on demand.
+    """
+
+    __slots__ = ("contexts", "stamps", "data", "exact", "_entries", "_keys")
 
     def __init__(
         self,
         contexts: list[dict[str, str]] | None = None,
         entries: dict[str, Entry] | None = None,
+        *,
+        stamps: list[Stamp] | None = None,
+        data: list[Data] | None = None,
+        exact: bool = False,
     ) -> None:
         self.contexts: list[dict[str, str]] = contexts if contexts is not None else []
-        self.entries: dict[str, Entry] = entries if entries is not None else {}
+        self.stamps: list[Stamp] = stamps if stamps is not None else []
+        self.data: list[Data] = data if data is not None else []
+        self.exact = exact
+        self._entries = entries
         self._keys: dict[tuple[tuple[str, str], ...], int] | None = None
+
+    @property
+    def entries(self) -> dict[str, Entry]:
+        if self._entries is None:
+            self._entries = {
+                st[0]: (st[1], st[2], *d) for st, d in zip(self.stamps, self.data, strict=True)
+            }
+        return self._entries
 
     def context_index(self, ctx: dict[str, str]) -> int:
         if self._keys is None:
@@ -79,6 +107,8 @@ class ScanCache:
         self._db: sqlite3.Connection | None = None
         self._broken = False
         self._pending: dict[str, bytes] = {}
+        # Rows read ahead for the folders under the scanned roots: path -> (sig, blob).
+        self._ahead: dict[bytes, tuple[str, bytes]] = {}
         self._last_flush = time.monotonic()
         self._racy_before = time.time_ns() - int(RACY_SECONDS * 1e9)
 
@@ -105,27 +135,61 @@ class ScanCache:
                 return None
         return self._db
 
-    def lookup(self, folder: str) -> DirRecords:
+    def prefetch(self, roots: list[str]) -> None:
+        """Read the rows of every folder under ``roots`` with one query per root."""
         db = self._conn()
         if db is None:
-            return DirRecords()
+            return
         try:
-            row = db.execute(
-                "SELECT sig, data FROM folders WHERE path = ?", (os.fsencode(folder),)
-            ).fetchone()
+            for root in roots:
+                base = os.fsencode(root).rstrip(b"/")
+                # Byte range of "base/...": "/" + 1 == "0".
+                rows = db.execute(
+                    "SELECT path, sig, data FROM folders WHERE path = ? "
+                    "OR (path >= ? AND path < ?) LIMIT ?",
+                    (base, base + b"/", base + b"0", PREFETCH_LIMIT - len(self._ahead)),
+                ).fetchall()
+                for path, sig, blob in rows:
+                    self._ahead[path] = (sig, blob)
+                if len(self._ahead) >= PREFETCH_LIMIT:
+                    break
         except sqlite3.Error:
             self._broken = True
-            return DirRecords()
+            self._ahead.clear()
+
+    def lookup(self, folder: str) -> DirRecords:
+        key = os.fsencode(folder)
+        row = self._ahead.pop(key, None)
+        if row is None:
+            db = self._conn()
+            if db is None:
+                return DirRecords()
+            try:
+                row = db.execute("SELECT sig, data FROM folders WHERE path = ?", (key,)).fetchone()
+            except sqlite3.Error:
+                self._broken = True
+                return DirRecords()
         if row is None or row[0] != self.sig:
             return DirRecords()
         try:
-            contexts, entries = marshal.loads(zlib.decompress(row[1]))
+            contexts, stamps, data, exact = marshal.loads(zlib.decompress(row[1]))
         except (ValueError, EOFError, TypeError, zlib.error):
             return DirRecords()
-        return DirRecords(contexts, entries)
+        return DirRecords(contexts, stamps=stamps, data=data, exact=bool(exact))
 
-    def store(self, folder: str, records: DirRecords, *, complete: bool) -> None:
-        """Remember a folder's records; ``complete=False`` merges with what is known."""
+    def store(
+        self,
+        folder: str,
+        records: DirRecords,
+        *,
+        complete: bool,
+        listing: list[Stamp] | None = None,
+    ) -> None:
+        """Remember a folder's records; ``complete=False`` merges with what is known.
+
+        ``listing`` is the folder's complete listing when it came in one part: if every
+        file of it is kept, the row is marked exact (see the module docstring).
+        """
         if self._broken:
             return
         entries = {
@@ -136,13 +200,29 @@ class ScanCache:
         contexts = records.contexts
         if not complete:
             old = self.lookup(folder)
+            merged = old.entries
             for name, e in entries.items():
                 ctx = e[4]
                 if ctx >= 0:
                     ctx = old.context_index(contexts[ctx])
-                old.entries[name] = (*e[:4], ctx, e[5], e[6])
-            contexts, entries = old.contexts, old.entries
-        blob = marshal.dumps((contexts, entries))
+                merged[name] = (*e[:4], ctx, e[5], e[6])
+            contexts, entries = old.contexts, merged
+            listing = None
+        exact = (
+            listing is not None
+            and len(listing) == len(entries)
+            and all(
+                (x := entries.get(name)) is not None and x[0] == size and x[1] == mtime
+                for name, size, mtime in listing
+            )
+        )
+        if exact:
+            assert listing is not None
+            stamps = listing
+        else:
+            stamps = [(name, e[0], e[1]) for name, e in entries.items()]
+        data = [entries[st[0]][2:] for st in stamps]
+        blob = marshal.dumps((contexts, stamps, data, exact))
         self._pending[folder] = zlib.compress(blob, 1)
         if len(self._pending) >= 256 or time.monotonic() - self._last_flush > 2.0:
             self.flush()

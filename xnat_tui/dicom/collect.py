@@ -8,6 +8,7 @@ smallest path, and everything is sorted at the end.
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -151,11 +152,47 @@ class Collector:
                 groups.setdefault(row[5], []).append(row)
         touched: dict[str, Session] = {}
         for ci, group in groups.items():
-            session = self._add_group(contexts[ci], group, refs)
+            files = [(r[0], r[1], r[2], r[6], r[7]) for r in group]
+            session = self._add_group(contexts[ci], files, refs, None)
             touched[session.study_instance_uid] = session
         return refs, problems, list(touched.values())
 
-    def _add_group(self, values: dict[str, str], rows: list[Row], out: list[FileRef]) -> Session:
+    def add_folder(
+        self,
+        folder: str,
+        contexts: Sequence[dict[str, str]],
+        stamps: Sequence[tuple[str, int, int]],
+        data: Sequence[tuple[str, str, int, str, str]],
+    ) -> tuple[list[FileRef], list[Problem], list[Session]]:
+        """``add_chunk`` for a whole folder answered by the rescan cache.
+
+        The rows are the cache's (name-relative) lists: no per-file row tuples are
+        built, and the folder bookkeeping is done once.
+        """
+        prefix = os.path.join(folder, "")
+        first_ci = data[0][2] if data else -1
+        # The common case: a folder holding files of one series and nothing else.
+        if first_ci >= 0 and all(d[2] == first_ci and not d[0] for d in data):
+            files = [
+                (prefix + st[0], st[1], st[2], d[3], d[4])
+                for st, d in zip(stamps, data, strict=True)
+            ]
+            refs: list[FileRef] = []
+            session = self._add_group(contexts[first_ci], files, refs, folder)
+            return refs, [], [session]
+        rows: list[Row] = [
+            (prefix + st[0], st[1], st[2], d[0], d[1], d[2], d[3], d[4], 0)
+            for st, d in zip(stamps, data, strict=True)
+        ]
+        return self.add_chunk(contexts, rows)
+
+    def _add_group(
+        self,
+        values: dict[str, str],
+        rows: list[tuple[str, int, int, str, str]],
+        out: list[FileRef],
+        folder: str | None,
+    ) -> Session:
         intern = self._intern
         study_uid = intern(values["StudyInstanceUID"])
         series_uid = intern(values["SeriesInstanceUID"])
@@ -181,11 +218,15 @@ class Collector:
         # This loop runs once per file (also for every cache hit on a rescan): keep it lean.
         best_inst, best_sop = _BIG + 1, ""
         folders: set[str] = set()
-        prefix = "\0"
+        if folder is not None:
+            folders.add(folder)
+            prefix = ""  # every path is in ``folder``: no per-file check
+        else:
+            prefix = "\0"
         sops = self._sops
         files = scan.files
         new_ref = FileRef
-        for path, size, mtime_ns, _k, _d, _c, sop, inst_text, _n in rows:
+        for path, size, mtime_ns, sop, inst_text in rows:
             try:
                 instance: int | None = int(inst_text)
             except ValueError:
@@ -203,10 +244,10 @@ class Collector:
                 modality,
                 part10,
             )
-            if not path.startswith(prefix) or os.sep in path[len(prefix) :]:
-                folder = path.rpartition(os.sep)[0]
-                folders.add(folder)
-                prefix = folder + os.sep
+            if prefix and (not path.startswith(prefix) or os.sep in path[len(prefix) :]):
+                where = path.rpartition(os.sep)[0]
+                folders.add(where)
+                prefix = where + os.sep
             first = sops.get(sop)
             if first is not None:
                 self._duplicate(first, ref)
@@ -279,7 +320,12 @@ class Collector:
                 del self.sessions[uid]
                 continue
             for scan in session.scans.values():
-                scan.files.sort(key=_file_order)
+                try:
+                    # C-level key; equal to _file_order whenever it does not raise
+                    # (a None InstanceNumber or a Path meeting a str does).
+                    scan.files.sort(key=_FAST_ORDER)
+                except TypeError:
+                    scan.files.sort(key=_file_order)
                 scan.problems = check_scan(scan, session)
             session.modalities = sorted({s.modality for s in session.scans.values() if s.modality})
             session.modality = primary_modality(session.modalities)
@@ -294,6 +340,9 @@ class Collector:
         out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_time, s.study_instance_uid))
         self.problems.sort(key=lambda p: (p.path, p.kind))
         return out
+
+
+_FAST_ORDER = operator.attrgetter("instance_number", "_path")
 
 
 def _file_order(f: FileRef) -> tuple[int, str]:

@@ -134,7 +134,7 @@ class _Pool:
 class _DirState:
     """A folder on its way into the cache: what the cache knew, what we learn."""
 
-    __slots__ = ("known", "records", "complete", "remaining", "listed", "changed")
+    __slots__ = ("known", "records", "complete", "remaining", "listed", "changed", "listing")
 
     def __init__(self, known: DirRecords, complete: bool) -> None:
         self.known = known
@@ -144,6 +144,8 @@ class _DirState:
         self.remaining = 0  # files sent to be examined, not back yet
         self.listed = False  # the last part of the listing has been seen
         self.changed = False  # some file had to be read again
+        # The whole listing, when the folder came in one part (for an exact cache row).
+        self.listing: list[tuple[str, int, int]] | None = None
 
 
 def _take(queue: deque[Item], n: int) -> list[Item]:
@@ -234,7 +236,14 @@ class _Scanner:
         if state is None:
             # First part of this folder: one cache read serves all its parts.
             known = self.cache.lookup(d.path)
+            if d.last and d.complete and known.exact and known.stamps == d.files:
+                # Every (name, size, mtime) is as cached: the whole folder is
+                # answered at once, nothing to store.
+                self._add_folder(d.path, known)
+                return []
             state = self.dirs[d.path] = _DirState(known, d.complete)
+            if d.last:
+                state.listing = d.files
         known = state.known
         entries = known.entries
         hits = state.records.entries
@@ -257,14 +266,38 @@ class _Scanner:
         self._settle(d.path, state)
         return misses
 
+    def _add_folder(self, folder: str, known: DirRecords) -> None:
+        n = len(known.stamps)
+        self.files_parsed += n
+        self.files_cached += n
+        refs, problems, sessions = self.collector.add_folder(
+            folder, known.contexts, known.stamps, known.data
+        )
+        self.files_dicom += len(refs)
+        self.new_files.extend(refs)
+        self.new_problems.extend(problems)
+        self.n_problems += len(problems)
+        for session in sessions:
+            self.touched[session.study_instance_uid] = session
+
     def _settle(self, folder: str, state: _DirState) -> None:
         """Write a folder to the cache once it is fully listed and examined."""
         if not state.listed or state.remaining > 0 or self.cache is None:
             return
         del self.dirs[folder]
         records = state.records
-        if state.changed or not state.complete or len(records.entries) != len(state.known.entries):
-            self.cache.store(folder, records, complete=state.complete)
+        if (
+            state.changed
+            or not state.complete
+            or len(records.entries) != len(state.known.stamps)
+            # Unchanged, but the row cannot prove it at a glance (listed in another
+            # order, or written before it could be exact): rewrite it once.
+            or (
+                state.listing is not None
+                and (not state.known.exact or state.listing != state.known.stamps)
+            )
+        ):
+            self.cache.store(folder, records, complete=state.complete, listing=state.listing)
 
     def results(self, chunk: Chunk) -> None:
         contexts, rows = chunk
@@ -287,6 +320,8 @@ class _Scanner:
 
     def run(self) -> Generator[ScanEvent, None, None]:
         walker = walk(self.paths, self.cancel)
+        if self.cache is not None:
+            self.cache.prefetch([str(p) for p in self.paths])
         pending: deque[Item] = deque()
         pending_since: float | None = None
         inflight: dict[Future[Chunk], list[Item]] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -52,6 +52,10 @@ class DirListing:
 
 # Files per DirListing part: a folder of 10^5 files is not listed in silence.
 PART = 2000
+
+# List folders through a descriptor (see ``_list``) where the platform can.
+_BY_FD = os.scandir in os.supports_fd and hasattr(os, "O_DIRECTORY")
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 WalkEvent = DirListing | Problem
@@ -127,75 +131,98 @@ def walk(
                     )
                 continue
             seen_dirs.add(key)
-            listing = DirListing(path)
-            append = listing.files.append
             already = set(f[0] for f in loose[path].files) if path in loose else set()
             subdirs: list[str] = []
+            fd = -1
             try:
-                with os.scandir(path) as it:
+                if _BY_FD:
+                    fd = os.open(path, _DIR_FLAGS)
+                with os.scandir(fd if fd >= 0 else path) as it:
                     entries = list(it)  # file order is irrelevant; subfolders are sorted
             except PermissionError:
+                _close(fd)
                 yield _problem(
                     path, ProblemKind.UNREADABLE, "cannot list folder: permission denied"
                 )
                 continue
             except OSError as exc:
+                _close(fd)
                 yield _problem(path, ProblemKind.UNREADABLE, f"cannot list folder: {exc.strerror}")
                 continue
-            for entry in entries:
-                # Fast path for the common case, a plain regular file (type known from
-                # the listing, so no extra syscall before the stat we need anyway).
-                if entry.is_file(follow_symlinks=False):
-                    try:
-                        est = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue  # vanished between listing and stat
-                    if est.st_nlink > 1 and not file_once(est, False):
-                        continue
-                    if not already or entry.name not in already:
-                        append((entry.name, est.st_size, est.st_mtime_ns))
-                        if len(listing.files) >= PART:
-                            listing.last = False
-                            yield listing
-                            listing = DirListing(path)
-                            append = listing.files.append
-                    continue
-                try:
-                    linked = entry.is_symlink()
-                    if entry.is_dir():
-                        if entry.name in SKIP_DIRS:
-                            yield _problem(
-                                entry.path,
-                                ProblemKind.JUNK,
-                                f"{SKIP_DIRS[entry.name]}: skipped",
-                                "info",
-                            )
-                        elif linked:
-                            deferred.append(entry.path)
-                        else:
-                            subdirs.append(entry.path)
-                        continue
-                    est = entry.stat()
-                except FileNotFoundError:
-                    if entry.is_symlink():
-                        yield _problem(
-                            entry.path,
-                            ProblemKind.UNREADABLE,
-                            "broken symbolic link",
-                            "warning",
-                        )
-                    continue  # vanished between listing and stat
-                except OSError as exc:
-                    yield _problem(
-                        entry.path, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}"
-                    )
-                    continue
-                if not S_ISREG(est.st_mode):
-                    continue  # sockets, FIFOs, devices: never DICOM, never opened
-                if (linked or est.st_nlink > 1) and not file_once(est, linked):
-                    continue
-                if not already or entry.name not in already:
-                    append((entry.name, est.st_size, est.st_mtime_ns))
-            yield listing
+            try:
+                yield from _list(path, entries, already, subdirs, deferred, file_once)
+            finally:
+                _close(fd)
             subdirs.sort(reverse=True)
             todo.extend(subdirs)
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
+
+
+def _list(
+    path: str,
+    entries: list[os.DirEntry[str]],
+    already: set[str],
+    subdirs: list[str],
+    deferred: list[str],
+    file_once: Callable[[os.stat_result, bool], bool],
+) -> Generator[WalkEvent, None, None]:
+    """Sort one folder's entries into files (with size and mtime) and subfolders.
+
+    When the folder was opened by descriptor, ``entry.stat()`` is an ``fstatat``
+    relative to it, so the kernel does not resolve the full path again for every
+    file (measured: a quarter of the stat cost). ``entry.path`` is then only the
+    name, so paths are built from ``prefix``.
+    """
+    prefix = os.path.join(path, "")
+    listing = DirListing(path)
+    append = listing.files.append
+    for entry in entries:
+        # Fast path for the common case, a plain regular file (type known from
+        # the listing, so no extra syscall before the stat we need anyway).
+        if entry.is_file(follow_symlinks=False):
+            try:
+                est = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished between listing and stat
+            if est.st_nlink > 1 and not file_once(est, False):
+                continue
+            if not already or entry.name not in already:
+                append((entry.name, est.st_size, est.st_mtime_ns))
+                if len(listing.files) >= PART:
+                    listing.last = False
+                    yield listing
+                    listing = DirListing(path)
+                    append = listing.files.append
+            continue
+        full = prefix + entry.name
+        try:
+            linked = entry.is_symlink()
+            if entry.is_dir():
+                if entry.name in SKIP_DIRS:
+                    yield _problem(
+                        full, ProblemKind.JUNK, f"{SKIP_DIRS[entry.name]}: skipped", "info"
+                    )
+                elif linked:
+                    deferred.append(full)
+                else:
+                    subdirs.append(full)
+                continue
+            est = entry.stat()
+        except FileNotFoundError:
+            if entry.is_symlink():
+                yield _problem(full, ProblemKind.UNREADABLE, "broken symbolic link", "warning")
+            continue  # vanished between listing and stat
+        except OSError as exc:
+            yield _problem(full, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}")
+            continue
+        if not S_ISREG(est.st_mode):
+            continue  # sockets, FIFOs, devices: never DICOM, never opened
+        if (linked or est.st_nlink > 1) and not file_once(est, linked):
+            continue
+        if not already or entry.name not in already:
+            append((entry.name, est.st_size, est.st_mtime_ns))
+    yield listing
