@@ -126,3 +126,93 @@ def test_anonymized_upload_verifies_against_what_was_sent(
     assert len(on_server) == 3
     assert not on_server & set(before.values())  # what arrived is not the original bytes
     assert digests(tmp_path / "in") == before  # and the originals were not touched
+
+
+def _admin(url: str, method: str, path: str, **kw: object) -> int:
+    import urllib.request
+
+    data = kw.get("data")
+    req = urllib.request.Request(
+        url + path,
+        method=method,
+        data=data if isinstance(data, bytes) else None,
+        headers={"Authorization": "Basic YWRtaW46YWRtaW4=", "Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return int(resp.status)
+
+
+def test_xnat_profile_fails_closed_before_sending(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    write_sessions(tmp_path / "in", "FCL", 1, series=1)
+    common = ["--server", sandbox_thread.url, "--user", "alice", "--project", "PILOT"]
+    # The site script exists but alice may not read it.
+    _admin(
+        sandbox_thread.url,
+        "PUT",
+        "/data/config/anon/script?inbody=true&status=enabled",
+        data=b'version "6.1"\n(0010,0010) := "SITE"\n',
+    )
+    spec = json.dumps({"spec": "error=403:1,only=/data/config/anon"}).encode()
+    import urllib.request
+
+    urllib.request.urlopen(
+        urllib.request.Request(
+            sandbox_thread.url + "/sandbox/faults",
+            data=spec,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        ),
+        timeout=10,
+    ).close()
+    refused = cli("upload", str(tmp_path / "in"), *common, "--anon", "xnat", "--yes")
+    _admin(sandbox_thread.url, "DELETE", "/sandbox/faults")
+    assert refused.returncode == 1, refused.stderr
+    assert "site anon script cannot be read" in refused.stderr
+    assert not [e for e in server_state(sandbox_thread.url, "PILOT")[1] if e[0].startswith("FCL")]
+
+    # A script that asks for a variable: not given → usage error naming it, nothing sent.
+    _admin(
+        sandbox_thread.url,
+        "PUT",
+        "/data/projects/PILOT/config/anon/projects/PILOT?inbody=true&status=enabled",
+        data=b'version "6.1"\ndescribe visit "Visit number"\n(0010,4000) := visit\n',
+    )
+    missing = cli("upload", str(tmp_path / "in"), *common, "--anon", "xnat", "--yes")
+    assert missing.returncode == 2, missing.stderr
+    assert "--var visit=" in missing.stderr and "Visit number" in missing.stderr
+    archived, pre = server_state(sandbox_thread.url, "PILOT")
+    assert not [e for e in archived + pre if e[0].startswith("FCL")]  # type: ignore[operator]
+
+
+def test_burned_in_series_excluded_under_basic(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+
+    write_study(
+        tmp_path / "in",
+        patient_id="BRN01",
+        series=[SeriesSpec("MR", 1, "T1", 2), SeriesSpec("OT", 2, "Screen", 1)],
+    )
+    common = ["--server", sandbox_thread.url, "--user", "alice", "--project", "PILOT"]
+
+    def plan_of(*extra: str) -> dict[str, object]:
+        out = cli("upload", str(tmp_path / "in"), *common, "--dry-run", "--json", *extra)
+        assert out.returncode == 0, out.stderr
+        [job] = json.loads(out.stdout)["plan"]["jobs"]
+        return job  # type: ignore[no-any-return]
+
+    job = plan_of("--anon", "basic")
+    assert [s["series_number"] for s in job["series"]] == [1]  # type: ignore[index]
+    assert [s["series_number"] for s in job["excluded"]] == [2]  # type: ignore[index]
+    assert "Secondary Capture" in job["excluded"][0]["reason"]  # type: ignore[index]
+    job = plan_of("--anon", "basic", "--include-burned-in", "--retain-dates")
+    assert len(job["series"]) == 2 and not job["excluded"]  # type: ignore[arg-type]
+    assert job["anonymization"]["options"]["retain_dates"] is True  # type: ignore[index]
+    job = plan_of("--anon", "none")
+    assert len(job["series"]) == 2  # type: ignore[arg-type]
+    assert any(i["code"] == "burned-in" for i in job["issues"])  # type: ignore[union-attr]
+    bad = cli("upload", str(tmp_path / "in"), *common, "--var", "novalue", "--dry-run")
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr

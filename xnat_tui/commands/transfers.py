@@ -131,7 +131,13 @@ def _show(journal: Journal, args: argparse.Namespace) -> int:
     print(f"target     {job.server} {job.display}  as {job.username}")
     print(f"study      {job.study_uid}")
     print(f"source     {job.source_root}")
-    print(f"options    dest={job.destination} overwrite={job.overwrite} anon={job.anonymization}")
+    anon = job.anonymization
+    opts = job.anon_options.for_profile(anon).key()
+    if opts:
+        anon += f" (retain {opts})"
+    if job.anon_variables:
+        anon += " vars " + " ".join(f"{k}={v}" for k, v in sorted(job.anon_variables.items()))
+    print(f"options    dest={job.destination} overwrite={job.overwrite} anon={anon}")
     if job.prearchive_uri:
         print(f"prearchive {job.prearchive_uri}")
     if job.result_uri:
@@ -202,7 +208,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import open_client
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
-    from xnat_tui.transfer.anon import AnonymizerSet
+    from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet
     from xnat_tui.transfer.console import (
         Reporter,
         keep_running_on_hangup,
@@ -247,7 +253,11 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         jobs = [j for j in jobs if j.server == port.server_url]
         anons = AnonymizerSet()
         for j in jobs:
-            await anons.prepare(client, j.project, j.anonymization)
+            try:
+                await anons.prepare_job(client, j)
+            except AnonymizationRefused as exc:
+                # The job's series then fail before sending (transform_for refuses too).
+                print(f"error: {j.id}: {exc}", file=sys.stderr)
         engine = TransferEngine(
             port,
             journal,

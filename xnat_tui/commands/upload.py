@@ -57,6 +57,28 @@ def register(subparsers: Any) -> None:
         choices=("none", "xnat", "basic"),
         help="anonymize before sending: none, the server's scripts (xnat), DICOM Basic Profile",
     )
+    for name, what in (
+        ("dates", "dates and times"),
+        ("uids", "UIDs"),
+        ("device", "device identity (serial numbers, station names)"),
+    ):
+        parser.add_argument(
+            f"--retain-{name}",
+            action="store_true",
+            help=f"basic profile: keep {what} instead of removing or replacing them",
+        )
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a value for a variable the anonymization script asks for (repeatable)",
+    )
+    parser.add_argument(
+        "--include-burned-in",
+        action="store_true",
+        help="basic profile: also send series that may carry text burned into the pixels",
+    )
     parser.add_argument("--jobs", type=int, metavar="N", help="series sent at once (default 4)")
     parser.add_argument(
         "--bandwidth", type=float, metavar="MBPS", help="cap the upload rate (megabit/s)"
@@ -94,6 +116,10 @@ def _usage_problem(args: argparse.Namespace) -> str:
 
     if args.jobs is not None and not 1 <= args.jobs <= 32:
         return "--jobs must be between 1 and 32"
+    try:
+        args.variables = parse_variables(args.var)
+    except ValueError as exc:
+        return str(exc)
     for p in args.paths:
         if not p.exists():
             return f"{p}: no such file or folder"
@@ -122,6 +148,29 @@ async def _scan(paths: list[Path], quiet: bool) -> list[Any]:
     return list(summary.sessions)
 
 
+def parse_variables(items: list[str]) -> dict[str, str]:
+    """``--var NAME=VALUE`` items → dict (ValueError with the offending item)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--var {item!r}: expected NAME=VALUE")
+        if name in ("project", "subject", "session"):
+            raise ValueError(
+                f"--var {name}: set by the upload itself (use --project/--subject/--session)"
+            )
+        if not value.strip():
+            raise ValueError(f"--var {name}: a value is required")
+        if "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(
+                f"--var {name}: control characters and backslashes are not allowed "
+                "(a backslash would split the value into several DICOM values)"
+            )
+        out[name] = value
+    return out
+
+
 def _confirm(text: str) -> bool:
     if not sys.stdin.isatty():
         return False
@@ -143,7 +192,7 @@ async def _main(args: argparse.Namespace) -> int:
         Planner,
         TransferEngine,
     )
-    from xnat_tui.transfer.anon import AnonymizerSet
+    from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet, missing_variables
     from xnat_tui.transfer.console import (
         Reporter,
         keep_running_on_hangup,
@@ -153,6 +202,7 @@ async def _main(args: argparse.Namespace) -> int:
         summary,
     )
     from xnat_tui.transfer.source import from_dicom
+    from xnat_tui.transfer.types import AnonOptions
     from xnat_tui.transfer.xnat_port import XnatPort
 
     keep_running_on_hangup()
@@ -184,6 +234,37 @@ async def _main(args: argparse.Namespace) -> int:
         anon_profile = args.anon or config.anonymization_for(
             config.profile(getattr(args, "profile", None)), args.project
         )
+        options = AnonOptions(
+            retain_dates=args.retain_dates,
+            retain_uids=args.retain_uids,
+            retain_device=args.retain_device,
+        ).for_profile(anon_profile)
+        if options.key() and anon_profile != "basic":
+            print(
+                "error: --retain-dates/--retain-uids/--retain-device need --anon basic",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        variables: dict[str, str] = args.variables
+        # Scripts are fetched and checked before planning: a script that cannot run
+        # here refuses the upload (the plan says why), nothing is ever sent.
+        anons = AnonymizerSet()
+        refused = ""
+        try:
+            await anons.prepare(client, args.project, anon_profile, options)
+        except AnonymizationRefused as exc:
+            refused = str(exc)
+        missing = missing_variables(anons.required(args.project, anon_profile, options), variables)
+        if missing:
+            for r in missing:
+                hint = f"   ({r.description})" if r.description else ""
+                print(f"error: --var {r.name}=... is required{hint}", file=sys.stderr)
+            print(
+                f"error: the anonymization script of project {args.project} needs "
+                f"{', '.join(r.name for r in missing)}; nothing was sent",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         journal = Journal()
         planner = Planner(port, journal)
         requests = await planner.build_requests(
@@ -194,6 +275,9 @@ async def _main(args: argparse.Namespace) -> int:
             destination=dest,
             overwrite=overwrite,
             anonymization=anon_profile,
+            anon_options=options,
+            variables=variables,
+            include_burned_in=True if args.include_burned_in else None,
         )
         plan = await planner.plan(requests)
         if not quiet:
@@ -203,7 +287,9 @@ async def _main(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"dry_run": True, "plan": plan.to_dict()}, indent=2))
             return EXIT_OK if plan.ok else EXIT_FAILED
-        if not plan.sendable:
+        if refused:
+            print(f"error: {refused}", file=sys.stderr)
+        if not plan.sendable or refused:
             if args.json:
                 print(json.dumps({"plan": plan.to_dict(), "ok": False, "jobs": []}, indent=2))
             print("error: nothing to send", file=sys.stderr)
@@ -214,8 +300,6 @@ async def _main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILED
-        anons = AnonymizerSet()
-        await anons.prepare(client, args.project, anon_profile)
         engine = TransferEngine(
             port,
             journal,

@@ -81,8 +81,11 @@ def planned_job_lines(job: PlannedJob) -> list[str]:
     for d in job.dropped:
         num = d.series.series_number if d.series.series_number is not None else "?"
         lines.append(f"     dropped series {num} {d.series.description!r}: {d.reason}")
+    for d in job.excluded:
+        num = d.series.series_number if d.series.series_number is not None else "?"
+        lines.append(f"     excluded series {num} {d.series.description!r}: {d.reason}")
     for issue in job.issues:
-        if issue.code == "filtered":
+        if issue.code in ("filtered", "burned-in-excluded"):
             continue
         lines.append(f"     {issue.severity}: {issue.message}")
     return lines
@@ -101,6 +104,8 @@ def job_dict(job: JobRecord, series: list[SeriesRecord]) -> dict[str, Any]:
         "destination": str(job.destination),
         "overwrite": str(job.overwrite),
         "anonymization": job.anonymization,
+        "anon_options": job.anon_options.for_profile(job.anonymization).to_dict(),
+        "anon_variables": dict(job.anon_variables),
         "source": job.source_root,
         "message": job.message,
         "prearchive_uri": job.prearchive_uri,

@@ -206,6 +206,8 @@ class TransferEngine:
                     new_subject=p.new_subject,
                     verdict=str(p.verdict),
                     source_root=str(r.session.root or ""),
+                    anon_options=r.anon_options.for_profile(r.anonymization),
+                    anon_variables=dict(r.variables),
                 )
             )
         ids = self.journal.create_jobs(new_jobs)
@@ -674,6 +676,21 @@ class TransferEngine:
                 run, s, TransferError("the upload ended before every file was sent", retriable=True)
             )
             return
+        if not uri:
+            # A 200 without a prearchive URI: the server stored none of these files (its
+            # import filter dropped them all, or it could not read them). The plan left
+            # out every series it predicted the filter would drop, so this is a surprise
+            # that must never pass for an uploaded series.
+            reason = (
+                f"the server answered but imported none of the {len(files)} file(s) of this "
+                "series (dropped by the server's series import filter, or files it could not "
+                "read); nothing of it is on the server"
+            )
+            self.journal.series_interrupted(job.id, s.uid, reason, failed=True)
+            s.state, s.message = SeriesState.FAILED, reason
+            self._series_event(run, s, reason)
+            self._message("error", f"{job.display} series {s.number}: {reason}", job.id)
+            return
         s.manifest = list(packers[-1].manifest)
         s.uri = uri
         self.journal.series_sent(job.id, s.uid, uri, s.manifest)
@@ -885,7 +902,12 @@ class TransferEngine:
                 )
                 self._release(run)
                 return
-        receipt.anonymization = {"profile": job.anonymization, "scripts_sha256": []}
+        receipt.anonymization = {
+            "profile": job.anonymization,
+            "options": job.anon_options.for_profile(job.anonymization).to_dict(),
+            "variables": dict(job.anon_variables),
+            "scripts_sha256": [],
+        }
         if job.anonymization not in ("", "none") and self.transform_for is not None:
             with contextlib.suppress(Exception):
                 hook = self.transform_for(job)

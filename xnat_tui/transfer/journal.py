@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from xnat_tui.transfer.types import (
+    AnonOptions,
     Compression,
     Destination,
     JobState,
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS jobs(
     request TEXT NOT NULL DEFAULT '',
     owner TEXT NOT NULL DEFAULT '',
     lease_until REAL NOT NULL DEFAULT 0,
-    receipt TEXT NOT NULL DEFAULT ''
+    receipt TEXT NOT NULL DEFAULT '',
+    anon_params TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_target ON jobs(server, project, study_uid);
 CREATE TABLE IF NOT EXISTS series(
@@ -175,6 +177,10 @@ class JobRecord:
     owner: str
     lease_until: float
     receipt: str
+    # Basic Profile options and the user's script variables, journalled with the job so
+    # a resumed or retried job anonymizes to identical bytes.
+    anon_options: AnonOptions = AnonOptions()
+    anon_variables: dict[str, str] = field(default_factory=dict)
 
     @property
     def display(self) -> str:
@@ -211,6 +217,8 @@ class NewJob:
     new_subject: bool = False
     verdict: str = "new"
     source_root: str = ""
+    anon_options: AnonOptions = AnonOptions()
+    anon_variables: dict[str, str] = field(default_factory=dict)
 
 
 class JournalError(Exception):
@@ -289,6 +297,9 @@ class Journal:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     self._db.execute(stmt)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if "anon_params" not in columns:  # a journal written by an older version
+                self._db.execute("ALTER TABLE jobs ADD COLUMN anon_params TEXT NOT NULL DEFAULT ''")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),)
             )
@@ -325,8 +336,8 @@ class Journal:
         db.execute(
             "INSERT INTO jobs(id, created, updated, server, username, project, subject,"
             " label, study_uid, destination, overwrite, anonymization, compression,"
-            " verify_digests, new_subject, verdict, source_root, state)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " verify_digests, new_subject, verdict, source_root, state, anon_params)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 jid,
                 now,
@@ -346,6 +357,7 @@ class Journal:
                 job.verdict,
                 job.source_root,
                 str(JobState.QUEUED),
+                _anon_params(job.anonymization, job.anon_options, job.anon_variables),
             ),
         )
         for pos, s in enumerate(job.series):
@@ -700,7 +712,28 @@ def _job(row: sqlite3.Row) -> JobRecord:
         owner=d["owner"],
         lease_until=d["lease_until"],
         receipt=d["receipt"],
+        **_read_anon_params(d.get("anon_params") or ""),
     )
+
+
+def _anon_params(profile: str, options: AnonOptions, variables: dict[str, str]) -> str:
+    opts = options.for_profile(profile)
+    if not opts.key() and not variables:
+        return ""
+    return json.dumps(
+        {"options": opts.to_dict(), "variables": dict(sorted(variables.items()))},
+        sort_keys=True,
+    )
+
+
+def _read_anon_params(text: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    data = json.loads(text)
+    return {
+        "anon_options": AnonOptions.of(data.get("options") or {}),
+        "anon_variables": {str(k): str(v) for k, v in (data.get("variables") or {}).items()},
+    }
 
 
 def _series(row: sqlite3.Row) -> SeriesRecord:

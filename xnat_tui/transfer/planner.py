@@ -9,7 +9,7 @@ problem found. The engine only accepts jobs whose plan has no error.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -18,6 +18,7 @@ from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.server import ProjectInfo, RemoteSession, ServerPort
 from xnat_tui.transfer.templates import TemplateError, render_label
 from xnat_tui.transfer.types import (
+    AnonOptions,
     Destination,
     JobState,
     Overwrite,
@@ -51,6 +52,13 @@ class JobRequest:
     anonymization: str = "none"
     # Set by :func:`build_requests` when a template could not be rendered.
     label_error: str = ""
+    # Basic Profile retain options (ignored by the other profiles).
+    anon_options: AnonOptions = field(default_factory=AnonOptions)
+    # Values for the variables a script asks for (beyond project/subject/session).
+    variables: Mapping[str, str] = field(default_factory=dict)
+    # Series that may carry burned-in text: under ``basic`` they are left out unless
+    # this is True, or (None) unless they are named in ``series`` (the user's own pick).
+    include_burned_in: bool | None = None
 
 
 @dataclass
@@ -76,6 +84,8 @@ class PlannedJob:
     existing: RemoteSession | None = None
     issues: list[PlanIssue] = field(default_factory=list)
     verify_digests: bool = True
+    # Left out by this machine's choice (burned-in text under ``basic``), not the server's.
+    excluded: list[DroppedSeries] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +149,20 @@ class PlannedJob:
                 }
                 for d in self.dropped
             ],
+            "excluded": [
+                {
+                    "series_instance_uid": d.series.series_instance_uid,
+                    "series_number": d.series.series_number,
+                    "description": d.series.description,
+                    "reason": d.reason,
+                }
+                for d in self.excluded
+            ],
+            "anonymization": {
+                "profile": r.anonymization,
+                "options": r.anon_options.for_profile(r.anonymization).to_dict(),
+                "variables": sorted(r.variables),
+            },
             "files": self.files_total,
             "bytes": self.bytes_total,
             "issues": [vars(i) for i in self.issues],
@@ -227,8 +251,15 @@ class Planner:
         destination: Destination = Destination.PROJECT,
         overwrite: Overwrite = Overwrite.NONE,
         anonymization: str = "none",
+        anon_options: object | None = None,
+        variables: Mapping[str, str] | None = None,
+        include_burned_in: bool | None = None,
     ) -> list[JobRequest]:
         """Render label templates for a batch, never handing out a label twice.
+
+        ``anon_options`` is an :class:`AnonOptions` or anything with ``retain_dates``,
+        ``retain_uids`` and ``retain_device`` (the TUI's ``BasicOptions``); ``variables``
+        are the user's values for the variables the scripts ask for.
 
         A study that is already on the server (or in the journal) for this project gets
         its existing subject and label back, so a re-run merges or is refused instead
@@ -263,6 +294,9 @@ class Planner:
                     overwrite=overwrite,
                     anonymization=anonymization,
                     label_error=error,
+                    anon_options=AnonOptions.of(anon_options).for_profile(anonymization),
+                    variables=dict(variables or {}),
+                    include_burned_in=include_burned_in,
                 )
             )
         return requests
@@ -335,6 +369,15 @@ class Planner:
         job.verify_digests = not info.anon_script
         for w in info.warnings:
             job.issues.append(PlanIssue("info", "settings", w))
+        self._check_anonymization(job, info)
+        selected = self._burned_in(job, selected)
+        if job.excluded and not selected:
+            job.verdict = Verdict.BLOCKED
+            job.error(
+                "all-excluded",
+                "every selected series may carry burned-in text and is left out under the "
+                "basic profile (--include-burned-in sends them)",
+            )
         # Import filters: shown, never silently lost.
         kept: list[SourceSeries] = []
         for s in selected:
@@ -377,6 +420,55 @@ class Planner:
                 )
             )
         return job
+
+    def _check_anonymization(self, job: PlannedJob, info: ProjectInfo) -> None:
+        """``xnat`` runs the project's scripts here: it fails closed when it cannot."""
+        r = job.request
+        if r.anonymization != "xnat":
+            return
+        for problem in info.anon_problems:
+            job.verdict = Verdict.BLOCKED
+            job.error("anon-script", problem)
+        missing = [(n, d) for n, d in info.anon_variables if n not in r.variables]
+        if missing:
+            job.verdict = Verdict.BLOCKED
+            names = ", ".join(f"{n} ({d})" if d else n for n, d in missing)
+            job.error(
+                "anon-variables",
+                f"the anonymization script of project {r.project} needs a value for: {names}",
+            )
+
+    def _burned_in(self, job: PlannedJob, selected: list[SourceSeries]) -> list[SourceSeries]:
+        """Series whose pixels may carry identifying text: excluded under ``basic``."""
+        r = job.request
+        kept: list[SourceSeries] = []
+        for s in selected:
+            if not s.burned_in:
+                kept.append(s)
+                continue
+            why = "; ".join(s.burned_in)
+            explicit = r.series is not None and s.series_instance_uid in r.series
+            include = r.include_burned_in
+            if r.anonymization == "basic" and not (include or (include is None and explicit)):
+                job.excluded.append(DroppedSeries(s, f"may carry burned-in text: {why}"))
+                continue
+            kept.append(s)
+            job.warn(
+                "burned-in",
+                f"series {_series_name(s)} may carry identifying text in its pixels ({why}); "
+                "no header anonymization removes it",
+            )
+        if job.excluded:
+            names = ", ".join(_series_name(d.series) for d in job.excluded)
+            job.issues.append(
+                PlanIssue(
+                    "info",
+                    "burned-in-excluded",
+                    f"left out (burned-in text risk under the basic profile): {names}; "
+                    "include them with --include-burned-in",
+                )
+            )
+        return kept
 
     def _classify(self, job: PlannedJob, view: _ProjectView) -> None:
         r = job.request

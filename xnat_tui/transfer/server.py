@@ -103,6 +103,11 @@ class ProjectInfo:
     # A server-side anon script rewrites files, so digests cannot be compared.
     anon_script: bool = False
     warnings: list[str] = field(default_factory=list)
+    # Why the ``xnat`` profile cannot run the project's scripts here (a script the user
+    # may not read, or one outside the supported DicomEdit subset): such jobs are refused.
+    anon_problems: list[str] = field(default_factory=list)
+    # (name, description) of variables the project's scripts need from the user.
+    anon_variables: list[tuple[str, str]] = field(default_factory=list)
 
     def drop_reason(self, series: SourceSeries) -> str | None:
         for check in self.series_checks:

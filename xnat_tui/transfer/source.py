@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from xnat_tui.dicom.dicomedit import burned_in_verdict
 from xnat_tui.dicom.model import Session
 from xnat_tui.transfer.types import SourceFile, SourceSeries, SourceSession
 
@@ -49,6 +50,7 @@ def from_dicom(session: Session) -> SourceSession:
                     else {}
                 ),
             },
+            burned_in=tuple(burned_in_verdict(scan, "basic").reasons),
         )
         for scan in session.sorted_scans()
     ]

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 
 class Destination(StrEnum):
@@ -73,6 +74,53 @@ class SeriesState(StrEnum):
 
 
 @dataclass(frozen=True)
+class AnonOptions:
+    """The Basic Profile's retain options (the other profiles ignore them).
+
+    Same attribute names as the TUI's ``BasicOptions``: :meth:`of` accepts either.
+    """
+
+    retain_dates: bool = False
+    retain_uids: bool = False
+    retain_device: bool = False
+
+    @classmethod
+    def of(cls, value: Any) -> AnonOptions:
+        """From an AnonOptions, a BasicOptions-like object, a mapping, or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, AnonOptions):
+            return value
+        if isinstance(value, Mapping):
+            get = value.get
+        else:
+
+            def get(name: str, default: object = False) -> object:
+                return getattr(value, name, default)
+
+        return cls(
+            retain_dates=bool(get("retain_dates", False)),
+            retain_uids=bool(get("retain_uids", False)),
+            retain_device=bool(get("retain_device", False)),
+        )
+
+    def to_dict(self) -> dict[str, bool]:
+        return {
+            "retain_dates": self.retain_dates,
+            "retain_uids": self.retain_uids,
+            "retain_device": self.retain_device,
+        }
+
+    def key(self) -> str:
+        """Stable text naming the options that are on ('' when none)."""
+        return ",".join(k for k, v in self.to_dict().items() if v)
+
+    def for_profile(self, profile: str) -> AnonOptions:
+        """Only ``basic`` has options: anything else normalises to the defaults."""
+        return self if profile == "basic" else AnonOptions()
+
+
+@dataclass(frozen=True)
 class SourceFile:
     """One local DICOM file as the scanner saw it (size/mtime detect later changes)."""
 
@@ -91,6 +139,8 @@ class SourceSeries:
     files: list[SourceFile] = field(default_factory=list)
     # DICOM keyword → value of the first file (for series import filters).
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Why its pixels may carry identifying text (burned-in annotation); empty: no known risk.
+    burned_in: tuple[str, ...] = ()
 
     @property
     def file_count(self) -> int:

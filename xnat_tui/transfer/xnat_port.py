@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
+from xnat_tui.dicom.dicomedit import required_variables
+from xnat_tui.transfer.anon import script_problems
 from xnat_tui.transfer.server import (
     BodyFactory,
     CommitOutcome,
@@ -16,6 +17,7 @@ from xnat_tui.transfer.server import (
 from xnat_tui.transfer.types import SourceSeries
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.filters import SeriesImportFilter, parse_tag
+from xnat_tui.xnat.transport import gather_or_cancel
 
 
 def _filter_check(flt: SeriesImportFilter) -> SeriesCheck:
@@ -62,6 +64,7 @@ class XnatPort:
                     f"{f.scope} series filter mode {f.mode!r} cannot be checked before upload"
                 )
         anon = any(a is not None and a.enabled for a in (s.site_anon, s.project_anon))
+        problems, scripts = script_problems(s)
         return ProjectInfo(
             id=project,
             allow_create_subject=s.allow_create_subject,
@@ -70,13 +73,17 @@ class XnatPort:
             series_checks=checks,
             anon_script=anon,
             warnings=warnings,
+            anon_problems=problems,
+            anon_variables=[
+                (r.name, r.description) for r in required_variables(scripts) if not r.hidden
+            ],
         )
 
     async def subjects(self, project: str) -> set[str]:
         return {s.label for s in await self.client.subjects(project)}
 
     async def sessions(self, project: str) -> list[RemoteSession]:
-        experiments, entries = await asyncio.gather(
+        experiments, entries = await gather_or_cancel(
             self.client.experiments(project), self.client.prearchive(project)
         )
         out = [

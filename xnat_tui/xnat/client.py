@@ -45,7 +45,7 @@ from xnat_tui.xnat.models import (
     SubjectResult,
     data_uri,
 )
-from xnat_tui.xnat.transport import Body, Params, Reply, XnatTransport
+from xnat_tui.xnat.transport import Body, Params, Reply, XnatTransport, gather_or_cancel
 
 OVERWRITE_MODES = ("none", "append", "delete")
 EXPERIMENT_COLUMNS = (
@@ -182,7 +182,7 @@ class XnatClient(XnatTransport):
 
         site = "/data/config"
         proj = f"/data/projects/{pid}/config"
-        results = await asyncio.gather(
+        results = await gather_or_cancel(
             self.project(project_id),
             self.prearchive_code(project_id),
             optional(
@@ -387,7 +387,7 @@ class XnatClient(XnatTransport):
                 except NotFound:
                     return scan_id, []
 
-        return dict(await asyncio.gather(*(one(s) for s in scan_ids)))
+        return dict(await gather_or_cancel(*(one(s) for s in scan_ids)))
 
     # ---------------------------------------------------------------- import and commit
 

@@ -7,12 +7,12 @@ string columns so ``--json`` output carries them unchanged.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xnat_tui.xnat.errors import XnatError
 from xnat_tui.xnat.labels import ExistingSession
+from xnat_tui.xnat.transport import gather_or_cancel
 
 if TYPE_CHECKING:
     from xnat_tui.xnat.client import XnatClient
@@ -86,7 +86,7 @@ class ClientTriageOps:
             total_size = None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
             return total_files, total_size
 
-        counted = await asyncio.gather(*(stats(s.id) for s in scans))
+        counted = await gather_or_cancel(*(stats(s.id) for s in scans))
         return [
             ScanInfo(s.id, s.series_description, f, n)
             for s, (f, n) in zip(scans, counted, strict=True)

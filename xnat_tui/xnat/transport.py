@@ -13,7 +13,14 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -99,6 +106,23 @@ class _GuardedStream:
         except Exception as exc:
             self.error = exc
             raise
+
+
+async def gather_or_cancel(*aws: Awaitable[Any]) -> list[Any]:
+    """Like ``asyncio.gather`` but the first failure cancels (and awaits) the others.
+
+    Plain gather leaves the siblings running: they would outlive the ``async with`` of
+    the client and, after it closed its HTTP session, open a new one that is never
+    closed ("Unclosed client session" at exit).
+    """
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _encode_params(params: Params | None) -> list[tuple[str, str]]:
