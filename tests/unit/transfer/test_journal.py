@@ -90,3 +90,23 @@ def test_network_file_systems_get_the_rollback_journal(
     j = Journal(tmp_path / "nfs.sqlite3")
     assert j.mode == "DELETE"
     assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_journal_of_an_older_version_gains_the_anonymization_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from xnat_tui.transfer.journal import _SCHEMA
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA.replace(",\n    anon_params TEXT NOT NULL DEFAULT ''", ""))
+    db.execute(
+        "INSERT INTO jobs(id, created, updated, server, username, project, subject, label,"
+        " study_uid, destination, overwrite, state) VALUES('old1', 0, 0, 's', 'u', 'P', 'S',"
+        " 'E', '1.2', 'project', 'none', 'queued')"
+    )
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    old = journal.job("old1")
+    assert old.anon_variables == {} and not old.anon_options.key()
