@@ -1,6 +1,6 @@
 """Rescan cache: what each file's header said, keyed by (path, size, mtime).
 
-One SQLite row per folder holds the records of all its files (marshal + zlib), and a
+One SQLite row per folder holds the records of all its files (marshal), and a
 scan reads the rows of a whole tree with one query, so a rescan costs no per-file
 database work. Each row keeps the folder's (name, size, mtime_ns) list in listing
 order ("stamps"): when a fresh listing equals it (one list comparison in C), the
@@ -12,20 +12,19 @@ and deleting the file at any time is safe.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
-import hashlib
 import marshal
 import os
 import sqlite3
 import time
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from xnat_tui.dicom.model import ProblemKind
 
 # Bump when the meaning of cached records changes (new checks, parser fixes).
-PARSER_VERSION = 5
+PARSER_VERSION = 6
 CACHE_FILE = "scan-cache.sqlite3"
 # Files modified this recently may still be being written; don't trust their mtime.
 RACY_SECONDS = 2.0
@@ -43,12 +42,26 @@ PREFETCH_LIMIT = 20_000
 class DirRecords:
     """What one folder's files said: shared contexts plus one entry per file.
 
-    Stored as two parallel lists, ``stamps`` and ``data``; ``exact`` means the stamps
-    are the folder's complete listing in listing order (so an equal listing proves
-    that nothing in the folder changed). ``entries`` (by name) is built on demand.
+    Stored as parallel lists: ``stamps`` (name, size, mtime_ns) and what each file
+    said. ``exact`` means the stamps are the folder's complete listing in listing
+    order, so an equal listing proves that nothing in the folder changed. The common
+    folder -- every file a usable DICOM instance of one context -- is stored as
+    columns (``uniform`` context, ``sops``, integer ``insts``), which loads without a
+    tuple per file; any other folder as ``data`` tuples. ``data`` and ``entries``
+    (by name) are built on demand.
     """
 
-    __slots__ = ("contexts", "stamps", "data", "exact", "_entries", "_keys")
+    __slots__ = (
+        "contexts",
+        "stamps",
+        "exact",
+        "uniform",
+        "sops",
+        "insts",
+        "_data",
+        "_entries",
+        "_keys",
+    )
 
     def __init__(
         self,
@@ -58,13 +71,31 @@ class DirRecords:
         stamps: list[Stamp] | None = None,
         data: list[Data] | None = None,
         exact: bool = False,
+        uniform: int = -1,
+        sops: list[str] | None = None,
+        insts: list[int] | None = None,
     ) -> None:
         self.contexts: list[dict[str, str]] = contexts if contexts is not None else []
         self.stamps: list[Stamp] = stamps if stamps is not None else []
-        self.data: list[Data] = data if data is not None else []
         self.exact = exact
+        self.uniform = uniform
+        self.sops: list[str] = sops if sops is not None else []
+        self.insts: list[int] = insts if insts is not None else []
+        self._data = data if uniform < 0 else None
+        if uniform < 0 and data is None:
+            self._data = []
         self._entries = entries
         self._keys: dict[tuple[tuple[str, str], ...], int] | None = None
+
+    @property
+    def data(self) -> list[Data]:
+        if self._data is None:
+            ci = self.uniform
+            self._data = [
+                ("", "", ci, sop, str(inst))
+                for sop, inst in zip(self.sops, self.insts, strict=True)
+            ]
+        return self._data
 
     @property
     def entries(self) -> dict[str, Entry]:
@@ -73,6 +104,42 @@ class DirRecords:
                 st[0]: (st[1], st[2], *d) for st, d in zip(self.stamps, self.data, strict=True)
             }
         return self._entries
+
+    def dump(self) -> bytes:
+        data = self.data
+        first = data[0][2] if data else -1
+        insts: list[int] = []
+        if first >= 0 and all(not d[0] and d[2] == first for d in data):
+            try:
+                insts = [int(d[4]) for d in data]
+            except ValueError:
+                first = -1
+            else:
+                # Only texts that survive the round trip ("7", not "007" or "+7").
+                if any(str(n) != d[4] for n, d in zip(insts, data, strict=True)):
+                    first = -1
+        else:
+            first = -1
+        if first >= 0:
+            return marshal.dumps(
+                (self.contexts, self.stamps, self.exact, first, [d[3] for d in data], insts, None)
+            )
+        return marshal.dumps((self.contexts, self.stamps, self.exact, -1, None, None, data))
+
+    @classmethod
+    def load(cls, blob: bytes) -> DirRecords:
+        contexts, stamps, exact, uniform, sops, insts, data = marshal.loads(blob)
+        if len(stamps) != len(data if uniform < 0 else sops):
+            raise ValueError("damaged cache row")
+        return cls(
+            contexts,
+            stamps=stamps,
+            exact=bool(exact),
+            uniform=uniform,
+            sops=sops,
+            insts=insts,
+            data=data,
+        )
 
     def context_index(self, ctx: dict[str, str]) -> int:
         if self._keys is None:
@@ -91,7 +158,10 @@ _TRANSIENT = {ProblemKind.UNREADABLE}
 def signature(tags: Mapping[int, tuple[str, str]]) -> str:
     """Cached records are only valid for the same parser version and tag set."""
     text = f"{PARSER_VERSION}:" + ",".join(f"{t:08x}" for t in sorted(tags))
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    raw = text.encode()
+    # Two CRCs instead of a cryptographic hash: hashlib costs milliseconds to import,
+    # and this only has to tell tag sets apart, not resist an attacker.
+    return f"{binascii.crc32(raw):08x}{binascii.crc32(raw[::-1]):08x}"
 
 
 def default_path() -> Path:
@@ -172,10 +242,9 @@ class ScanCache:
         if row is None or row[0] != self.sig:
             return DirRecords()
         try:
-            contexts, stamps, data, exact = marshal.loads(zlib.decompress(row[1]))
-        except (ValueError, EOFError, TypeError, zlib.error):
+            return DirRecords.load(row[1])
+        except (ValueError, EOFError, TypeError):
             return DirRecords()
-        return DirRecords(contexts, stamps=stamps, data=data, exact=bool(exact))
 
     def store(
         self,
@@ -222,8 +291,8 @@ class ScanCache:
         else:
             stamps = [(name, e[0], e[1]) for name, e in entries.items()]
         data = [entries[st[0]][2:] for st in stamps]
-        blob = marshal.dumps((contexts, stamps, data, exact))
-        self._pending[folder] = zlib.compress(blob, 1)
+        # Not compressed: decompressing cost as much as the rest of a cached folder.
+        self._pending[folder] = DirRecords(contexts, stamps=stamps, data=data, exact=exact).dump()
         if len(self._pending) >= 256 or time.monotonic() - self._last_flush > 2.0:
             self.flush()
 

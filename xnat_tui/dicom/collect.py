@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from xnat_tui.dicom.checks import check_scan, check_session, compare_duplicates
@@ -162,24 +162,26 @@ class Collector:
         folder: str,
         contexts: Sequence[dict[str, str]],
         stamps: Sequence[tuple[str, int, int]],
-        data: Sequence[tuple[str, str, int, str, str]],
+        data: Sequence[tuple[str, str, int, str, str]] | None = None,
+        *,
+        uniform: int = -1,
+        sops: Sequence[str] = (),
+        insts: Sequence[int] = (),
     ) -> tuple[list[FileRef], list[Problem], list[Session]]:
         """``add_chunk`` for a whole folder answered by the rescan cache.
 
-        The rows are the cache's (name-relative) lists: no per-file row tuples are
-        built, and the folder bookkeeping is done once.
+        ``uniform`` >= 0 says every file is a usable instance of that context, with
+        ``sops`` and ``insts`` as columns: then no per-file rows are built at all.
+        Otherwise ``data`` holds (kind, detail, context, SOP UID, InstanceNumber).
         """
         prefix = os.path.join(folder, "")
-        first_ci = data[0][2] if data else -1
-        # The common case: a folder holding files of one series and nothing else.
-        if first_ci >= 0 and all(d[2] == first_ci and not d[0] for d in data):
-            files = [
-                (prefix + st[0], st[1], st[2], d[3], d[4])
-                for st, d in zip(stamps, data, strict=True)
-            ]
+        if uniform >= 0:
             refs: list[FileRef] = []
-            session = self._add_group(contexts[first_ci], files, refs, folder)
-            return refs, [], [session]
+            session = self._add_bulk(contexts[uniform], folder, stamps, sops, insts, refs)
+            if session is not None:
+                return refs, [], [session]
+            data = [("", "", uniform, sop, str(n)) for sop, n in zip(sops, insts, strict=True)]
+        assert data is not None
         rows: list[Row] = [
             (prefix + st[0], st[1], st[2], d[0], d[1], d[2], d[3], d[4], 0)
             for st, d in zip(stamps, data, strict=True)
@@ -193,27 +195,8 @@ class Collector:
         out: list[FileRef],
         folder: str | None,
     ) -> Session:
-        intern = self._intern
-        study_uid = intern(values["StudyInstanceUID"])
-        series_uid = intern(values["SeriesInstanceUID"])
-        modality = intern(values.get("Modality", ""))
-        ts = intern(values.get(TS_KEY, ""))
-        sop_class = intern(values.get("SOPClassUID", ""))
-        part10 = values.get(PART10_KEY, "1") == "1"
-        series_number = _int(values.get("SeriesNumber"))
-
-        session = self.sessions.get(study_uid)
-        if session is None:
-            session = self.sessions[study_uid] = Session(study_instance_uid=study_uid)
-        scan = session.scans.get(series_uid)
-        if scan is None:
-            scan = session.scans[series_uid] = Scan(
-                series_instance_uid=series_uid, study_instance_uid=study_uid
-            )
-        pid, pname = values.get("PatientID", ""), values.get("PatientName", "")
-        session.patient_ids.add(pid)
-        session.patient_names.add(pname)
-        scan.modalities.add(modality)
+        session, scan, shared = self._context(values)
+        ts, sop_class, study_uid, series_uid, modality, part10 = shared
 
         # This loop runs once per file (also for every cache hit on a rescan): keep it lean.
         best_inst, best_sop = _BIG + 1, ""
@@ -259,8 +242,46 @@ class Collector:
             if inst_key < best_inst or (inst_key == best_inst and sop < best_sop):
                 best_inst, best_sop = inst_key, sop
         best = (best_inst, best_sop) if best_sop else None
+        self._settle_group(session, scan, values, best, folders)
+        return session
 
+    def _context(
+        self, values: dict[str, str]
+    ) -> tuple[Session, Scan, tuple[str, str, str, str, str, bool]]:
+        """The session and scan of a context, and the values its files share."""
+        intern = self._intern
+        study_uid = intern(values["StudyInstanceUID"])
+        series_uid = intern(values["SeriesInstanceUID"])
+        modality = intern(values.get("Modality", ""))
+        ts = intern(values.get(TS_KEY, ""))
+        sop_class = intern(values.get("SOPClassUID", ""))
+        part10 = values.get(PART10_KEY, "1") == "1"
+
+        session = self.sessions.get(study_uid)
+        if session is None:
+            session = self.sessions[study_uid] = Session(study_instance_uid=study_uid)
+        scan = session.scans.get(series_uid)
+        if scan is None:
+            scan = session.scans[series_uid] = Scan(
+                series_instance_uid=series_uid, study_instance_uid=study_uid
+            )
+        session.patient_ids.add(values.get("PatientID", ""))
+        session.patient_names.add(values.get("PatientName", ""))
+        scan.modalities.add(modality)
+        return session, scan, (ts, sop_class, study_uid, series_uid, modality, part10)
+
+    def _settle_group(
+        self,
+        session: Session,
+        scan: Scan,
+        values: dict[str, str],
+        best: tuple[int, str] | None,
+        folders: Iterable[str],
+    ) -> None:
+        """Representative choice (by content, not arrival order) and session root."""
+        study_uid, series_uid = session.study_instance_uid, scan.series_instance_uid
         if best is not None:
+            series_number = _int(values.get("SeriesNumber"))
             rank = (_BIG if series_number is None else series_number, best[0], best[1])
             if rank < self._session_rank.get(study_uid, _NO_RANK):
                 self._session_rank[study_uid] = rank
@@ -269,12 +290,52 @@ class Collector:
                 self._scan_rank[series_uid] = rank
                 scan.series_number = series_number
                 scan.series_description = values.get("SeriesDescription", "")
-                scan.modality = modality
-                scan.sop_class_uid = sop_class
+                scan.modality = self._intern(values.get("Modality", ""))
+                scan.sop_class_uid = self._intern(values.get("SOPClassUID", ""))
                 scan.fields = {k: values[k] for k in SCAN_FIELDS if k in values}
         for folder in folders:
             root = self._roots.get(study_uid)
             self._roots[study_uid] = folder if root is None else _common(root, folder)
+
+    def _add_bulk(
+        self,
+        values: dict[str, str],
+        folder: str,
+        stamps: Sequence[tuple[str, int, int]],
+        sops: Sequence[str],
+        insts: Sequence[int],
+        out: list[FileRef],
+    ) -> Session | None:
+        """A cached folder of one series, in bulk (a list comprehension, no per-file
+        branches). None when it needs the general path: a SOPInstanceUID seen before
+        or twice in the folder (duplicates are compared there)."""
+        if len(set(sops)) != len(sops) or not self._sops.keys().isdisjoint(sops):
+            return None
+        session, scan, shared = self._context(values)
+        ts, sop_class, study_uid, series_uid, modality, part10 = shared
+        prefix = os.path.join(folder, "")
+        new_ref = FileRef
+        refs = [
+            new_ref(
+                prefix + name,
+                size,
+                mtime_ns / 1e9,
+                sop,
+                ts,
+                sop_class,
+                study_uid,
+                series_uid,
+                inst,
+                modality,
+                part10,
+            )
+            for (name, size, mtime_ns), sop, inst in zip(stamps, sops, insts, strict=True)
+        ]
+        self._sops.update(zip(sops, refs, strict=True))
+        scan.files.extend(refs)
+        out.extend(refs)
+        best = min(zip(insts, sops, strict=True)) if refs else None
+        self._settle_group(session, scan, values, best, (folder,))
         return session
 
     def _duplicate(self, first: FileRef, ref: FileRef) -> None:

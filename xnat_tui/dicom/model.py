@@ -7,6 +7,7 @@ names, so fields are only ever added, never renamed.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -182,6 +183,10 @@ class FileRef:
         )
 
 
+_SIZE = operator.attrgetter("size")
+_INSTANCE = operator.attrgetter("instance_number")
+
+
 @dataclass(slots=True)
 class Scan:
     """One series (XNAT scan), keyed by SeriesInstanceUID."""
@@ -206,11 +211,16 @@ class Scan:
 
     @property
     def size(self) -> int:
-        return sum(f.size for f in self.files)
+        return sum(map(_SIZE, self.files))
 
     @property
     def instance_numbers(self) -> list[int]:
-        return sorted(f.instance_number for f in self.files if f.instance_number is not None)
+        # map/attrgetter: C loops, this runs on every scan of 10^5 files.
+        numbers = list(map(_INSTANCE, self.files))
+        if None in numbers:
+            numbers = [n for n in numbers if n is not None]
+        numbers.sort()
+        return numbers
 
     @property
     def label(self) -> str:

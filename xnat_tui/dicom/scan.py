@@ -270,9 +270,19 @@ class _Scanner:
         n = len(known.stamps)
         self.files_parsed += n
         self.files_cached += n
-        refs, problems, sessions = self.collector.add_folder(
-            folder, known.contexts, known.stamps, known.data
-        )
+        if known.uniform >= 0:
+            refs, problems, sessions = self.collector.add_folder(
+                folder,
+                known.contexts,
+                known.stamps,
+                uniform=known.uniform,
+                sops=known.sops,
+                insts=known.insts,
+            )
+        else:
+            refs, problems, sessions = self.collector.add_folder(
+                folder, known.contexts, known.stamps, known.data
+            )
         self.files_dicom += len(refs)
         self.new_files.extend(refs)
         self.new_problems.extend(problems)
