@@ -255,7 +255,7 @@ def main() -> int:
     parser.add_argument(
         "--default-runtime",
         action="store_true",
-        help="keep CPython's default GC thresholds and GIL switch interval (baseline)",
+        help="keep CPython's default garbage-collection settings (for comparison)",
     )
     parser.add_argument(
         "--sandbox-in-process",

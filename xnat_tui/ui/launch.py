@@ -140,20 +140,17 @@ def prestart_worker_processes() -> None:
 def tune_runtime() -> None:
     """Interpreter settings for an interactive app that also scans and uploads.
 
-    - Scans create ~10 objects per file; with CPython's default thresholds the full
-      (generation 2) collections that follow take 100-400 ms on 50,000 files and
-      freeze the screen. Objects alive at start-up are frozen out of collection and
-      the young-generation threshold is raised, so full collections become rare.
-    - Scanner merging and zip packing run in threads; a shorter GIL switch interval
-      lets the event loop (keys, redraws) get the interpreter back within ~1 ms
-      instead of 5 ms each time it has work.
+    Scans create ~10 objects per file; with CPython's default thresholds the full
+    (generation 2) collections that follow take 100-400 ms on 50,000 files and freeze
+    the screen. Objects alive at start-up are frozen out of collection and the older
+    generations are collected far less often (benchmarks/ui_lag.py measures it; a
+    shorter GIL switch interval was tried too and made no measurable difference).
     """
     import gc
 
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 50, 1000)
-    sys.setswitchinterval(0.001)
 
 
 def _start_sandbox(base: Path) -> tuple[Any, Path]:
