@@ -26,6 +26,7 @@ from stream_zip import NO_COMPRESSION_64, ZIP_32, stream_zip
 from xnat_tui.transfer.journal import ManifestEntry
 from xnat_tui.transfer.server import SourceChanged
 from xnat_tui.transfer.types import Compression, SourceFile
+from xnat_tui.transfer.zip64 import Zip64Writer, stored_size
 
 FileTransform = Callable[[Path, bytes], bytes]
 """Anonymization hook: (path, original bytes) → bytes to send. Runs in the packer
@@ -33,6 +34,8 @@ thread (never on the event loop); must be deterministic so a re-sent series carr
 identical files."""
 
 CHUNK = 1 << 20
+# Buffers handed to the event loop at once (one thread→loop hop per batch).
+BATCH = 4 << 20
 # Files above this are read twice (checksum pass, then streamed) instead of held whole.
 LARGE_FILE = 64 << 20
 _STAMP = datetime(2000, 1, 1)
@@ -181,6 +184,46 @@ class SeriesPacker:
                 yield name, _STAMP, _MODE, self._method(len(data), crc), self._slices(data)
             self._consumed_files += 1
 
+    def _stored(self) -> Iterator[bytes]:
+        """Stored zip64 members: headers and each file's data as read, never copied."""
+        writer = Zip64Writer(_STAMP, _MODE)
+        for f, name in zip(self.files, self.names, strict=True):
+            if self._stop.is_set():
+                raise _Stop
+            if f.size > LARGE_FILE and self.transform is None:
+                crc, digest = self._checksum_pass(f)
+                self.manifest.append(ManifestEntry(name, str(f.path), f.size, crc, digest))
+                yield writer.local_header(name, f.size, crc)
+                sent, check = 0, 0
+                for block in self._stream_file(f):
+                    sent += len(block)
+                    if sent > f.size:
+                        raise SourceChanged(str(f.path), "changed while being read")
+                    check = zlib.crc32(block, check)
+                    yield block
+                if sent != f.size or check != crc:
+                    # The zip is cut before its end records: the server rejects it.
+                    raise SourceChanged(str(f.path), "changed while being read")
+            else:
+                data = self._read(f)
+                if self.transform is not None:
+                    data = self.transform(f.path, data)
+                crc = zlib.crc32(data)
+                digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+                self.manifest.append(ManifestEntry(name, str(f.path), len(data), crc, digest))
+                yield writer.local_header(name, len(data), crc)
+                yield data
+                self._consumed_src += len(data)
+            self._consumed_files += 1
+        yield writer.end()
+
+    @property
+    def content_length(self) -> int | None:
+        """Exact body size when known before sending (stored, not anonymized)."""
+        if self.compression is not Compression.STORED or self.transform is not None:
+            return None
+        return stored_size(self.names, [f.size for f in self.files])
+
     def _method(self, size: int, crc: int) -> Any:
         if self.compression is Compression.DEFLATE and size < 0xFFFF0000:
             return ZIP_32
@@ -196,6 +239,19 @@ class SeriesPacker:
             loop.call_soon_threadsafe(queue.put_nowait, (item, slots))
 
         try:
+            if self.compression is Compression.STORED:
+                batch: list[bytes] = []
+                held = 0
+                for buf in self._stored():
+                    batch.append(buf)
+                    held += len(buf)
+                    if held >= BATCH:
+                        put((batch, self._consumed_src, self._consumed_files))
+                        batch, held = [], 0
+                if batch:
+                    put((batch, self._consumed_src, self._consumed_files))
+                put(None)
+                return
             pending: list[bytes] = []
             size = 0
             for chunk in stream_zip(
@@ -206,10 +262,10 @@ class SeriesPacker:
                 pending.append(chunk)
                 size += len(chunk)
                 if size >= CHUNK:
-                    put((b"".join(pending), self._consumed_src, self._consumed_files))
+                    put(([b"".join(pending)], self._consumed_src, self._consumed_files))
                     pending, size = [], 0
             if pending:
-                put((b"".join(pending), self._consumed_src, self._consumed_files))
+                put(([b"".join(pending)], self._consumed_src, self._consumed_files))
             put(None)
         except _Stop:
             return
@@ -241,9 +297,10 @@ class SeriesPacker:
                 if isinstance(item, BaseException):
                     self.error = item
                     raise item
-                chunk, src_done, files_done = item
-                self.bytes_out += len(chunk)
-                yield chunk
+                buffers, src_done, files_done = item
+                for chunk in buffers:
+                    self.bytes_out += len(chunk)
+                    yield chunk
                 self.bytes_done = src_done
                 self.files_done = files_done
         finally:

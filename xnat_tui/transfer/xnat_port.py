@@ -137,6 +137,7 @@ class XnatPort:
             session=session,
             overwrite=overwrite,
             prevent_anon=prevent_anon,
+            content_length=getattr(body, "content_length", None),
             extra=params,
         )
         return result.uri
