@@ -99,3 +99,30 @@ async def test_profiles_fill_the_form(tmp_path):
         assert screen.query_one("#user").value == "carol"
         assert screen.query_one("#verify").value is False
         assert not isinstance(app.screen, MainScreen)
+
+
+async def test_real_client_errors_are_told_apart(tmp_path, sandbox):
+    """The shipped connector against the sandbox: wrong password vs nothing listening."""
+    from xnat_tui.ui.launch import connect
+    from xnat_tui.ui.services import LoginRequest
+
+    cases = [
+        (LoginRequest(url=sandbox.url, user="alice", password="wrong"), "auth"),
+        (LoginRequest(url="http://127.0.0.1:9", user="alice", password="alice"), "unreachable"),
+    ]
+    for request, kind in cases:
+        app, _, _ = make_app(tmp_path, login=request)
+        app.connector = connect
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            await until(pilot, lambda s=screen: s.last_error_kind != "", 20)
+            assert screen.last_error_kind == kind
+    app, _, _ = make_app(
+        tmp_path, login=LoginRequest(url=sandbox.url, user="alice", password="alice")
+    )
+    app.connector = connect
+    async with app.run_test(size=(100, 30)) as pilot:
+        await to_main(pilot)
+        assert app.client is not None and app.services.connection.user == "alice"
+        await until(pilot, lambda: "PILOT" in dict(app.services._projects))
+        await app.services.stop()
