@@ -208,7 +208,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import open_client
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
-    from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet
+    from xnat_tui.transfer.anon import AnonymizerSet
     from xnat_tui.transfer.console import (
         Reporter,
         keep_running_on_hangup,
@@ -255,7 +255,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         for j in jobs:
             try:
                 await anons.prepare_job(client, j)
-            except AnonymizationRefused as exc:
+            except Exception as exc:  # AnonymizationRefused, or the scripts could not be fetched
                 # The job's series then fail before sending (transform_for refuses too).
                 print(f"error: {j.id}: {exc}", file=sys.stderr)
         engine = TransferEngine(

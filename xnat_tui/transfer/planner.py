@@ -60,6 +60,11 @@ class JobRequest:
     # this is True, or (None) unless they are named in ``series`` (the user's own pick).
     include_burned_in: bool | None = None
 
+    def __post_init__(self) -> None:
+        # Callers may hand the TUI's BasicOptions (same fields) or a mapping.
+        self.anon_options = AnonOptions.of(self.anon_options).for_profile(self.anonymization)
+        self.variables = dict(self.variables or {})
+
 
 @dataclass
 class PlanIssue:

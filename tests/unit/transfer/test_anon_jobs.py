@@ -277,3 +277,38 @@ async def test_empty_import_answer_is_a_failed_series_not_a_verified_one(
     series = {s.number: s for s in journal.series(jid)}
     assert series[2].state.value == "failed" and series[1].state.value == "sent"
     assert server.commits == 0 and not (tmp_path / "r" / f"{jid}.json").exists()
+
+
+async def test_tui_style_request_carries_options_and_variables_into_the_journal(
+    tmp_path: Path,
+) -> None:
+    from xnat_tui.transfer import JobRequest
+
+    server = FakeServer()
+    journal = Journal(tmp_path / "j.sqlite3")
+    request = JobRequest(
+        session=make_session(tmp_path),
+        project="P",
+        subject="PAT1",
+        label="E1",
+        anonymization="basic",
+        anon_options=TuiOptions(retain_uids=True),  # type: ignore[arg-type]
+        variables={"visit": "V2"},
+    )
+    plan = await Planner(server, journal).plan([request])
+    engine = TransferEngine(server, journal, receipts_dir=tmp_path / "r")
+    [jid] = await engine.submit(plan)
+    await engine.close()
+    job = journal.job(jid)
+    assert job.anon_options == AnonOptions(retain_uids=True)
+    assert job.anon_variables == {"visit": "V2"}
+    # Options only mean something to the Basic Profile.
+    other = JobRequest(
+        session=request.session,
+        project="P",
+        subject="S",
+        label="E",
+        anonymization="xnat",
+        anon_options=TuiOptions(retain_uids=True),  # type: ignore[arg-type]
+    )
+    assert other.anon_options == AnonOptions()
