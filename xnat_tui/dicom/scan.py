@@ -13,19 +13,15 @@ a pool.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import multiprocessing
-import multiprocessing.context
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xnat_tui.dicom.cache import DirRecords, ScanCache, default_path, signature
 from xnat_tui.dicom.collect import Collector
@@ -43,6 +39,14 @@ from xnat_tui.dicom.model import (
 from xnat_tui.dicom.routing import PatternLike, invalid_patterns, routing_keywords
 from xnat_tui.dicom.walk import DirListing, walk
 from xnat_tui.dicom.worker import Chunk, Item, Row, examine_chunk, init_worker
+
+# multiprocessing, the process pool and asyncio are imported where they are used:
+# a rescan answered from the cache never starts a pool, and the CLI should not pay
+# for them at start-up. BrokenExecutor (base of BrokenProcessPool) is in the light
+# part of concurrent.futures.
+if TYPE_CHECKING:
+    import asyncio
+    import multiprocessing.context
 
 CHUNK = 128  # files per task: big enough to amortise IPC, small enough to cancel fast
 INLINE_LIMIT = 400  # fewer files than this are read in-process (no pool start-up)
@@ -98,6 +102,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     started once (it preloads only the worker module, not the app), then forks
     workers in milliseconds; ``spawn`` is the portable fallback.
     """
+    import multiprocessing
+
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["xnat_tui.dicom.worker"])
@@ -109,6 +115,8 @@ class _Pool:
     """A ProcessPoolExecutor that can be killed, not just shut down."""
 
     def __init__(self, workers: int) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
         self.executor = ProcessPoolExecutor(
             max_workers=workers, mp_context=_mp_context(), initializer=init_worker
         )
@@ -381,7 +389,7 @@ class _Scanner:
                         todo = _take(pending, self.chunk)
                         try:
                             fut = pool.executor.submit(examine_chunk, todo, self.want)
-                        except BrokenProcessPool:
+                        except BrokenExecutor:
                             pending.extendleft(reversed(todo))
                             self.workers = 1
                             break
@@ -398,7 +406,7 @@ class _Scanner:
                         todo = inflight.pop(fut)
                         try:
                             records = fut.result()
-                        except BrokenProcessPool:
+                        except BrokenExecutor:
                             # A worker died (killed, out of memory?): the pool is
                             # unusable, so finish its share and the rest in-process.
                             records = examine_chunk(todo, self.want)
@@ -508,6 +516,8 @@ async def scan_async(
     Session objects in a batch may be read safely until the next ``__anext__``.
     Breaking out of the loop or cancelling the task stops the scan and its workers.
     """
+    import asyncio
+
     cancel = threading.Event()
     gen = scan(paths, cancel=cancel, **kwargs)
     loop = asyncio.get_running_loop()
