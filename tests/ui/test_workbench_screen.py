@@ -7,7 +7,6 @@ from tests.ui.fakes import (
     make_app,
     make_session,
     scanned,
-    to_main,
     until,
     with_project,
 )
@@ -228,7 +227,7 @@ async def test_panes_are_titled_and_fit_80x24(tmp_path):
 async def test_focus_keys_and_transfers_expand(tmp_path):
     app, _, _ = make_app(tmp_path, sessions=two_sessions())
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await to_main(pilot)
+        screen = await scanned(pilot, 2)
         for key, wid in (
             ("2", "sessions-table"),
             ("3", "scans-table"),
@@ -238,6 +237,10 @@ async def test_focus_keys_and_transfers_expand(tmp_path):
         ):
             await pilot.press(key)
             assert app.focused is not None and app.focused.id == wid
+        await pilot.press("2", "e")
+        assert app.focused is not None and app.focused.id == "session"
+        await pilot.press("escape")
+        assert app.focused is not None and app.focused.id == "sessions-table"
         await pilot.press("t")
         assert screen.has_class("-transfers-expanded")
         assert (

@@ -167,12 +167,15 @@ def _start_sandbox(base: Path) -> tuple[Any, Path]:
 
 
 def build_app(args: argparse.Namespace, cfg: cfgmod.Config, *, start_path: Path) -> Any:
+    from xnat_tui.transfer.types import Destination, Overwrite
     from xnat_tui.ui.app import XnatTuiApp
 
     services = Services(
         scan_func=scan_tree,
         concurrency=cfg.defaults.concurrency,
         bandwidth_limit_mbps=cfg.defaults.bandwidth_limit_mbps,
+        destination=Destination(cfg.defaults.destination),
+        overwrite=Overwrite(cfg.defaults.overwrite),
     )
     login, auto = _login_request(args, cfg)
     return XnatTuiApp(

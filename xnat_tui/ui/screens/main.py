@@ -70,6 +70,13 @@ class MainScreen(Screen[None]):
             id="main.prearchive",
         ),
         Binding(
+            "e",
+            "edit_label",
+            "Edit label",
+            tooltip="Edit the highlighted session's label",
+            id="main.edit_label",
+        ),
+        Binding(
             "A",
             "anon_preview",
             "Anonymize",
@@ -385,6 +392,9 @@ class MainScreen(Screen[None]):
             return True if wb.project else None
         if action == "prearchive":
             return True if self.xapp.services.connection is not None else None
+        if action == "edit_label":
+            item = wb.get(self.sessions.current_uid)
+            return True if item is not None and item.state not in RowState.TRANSFER else None
         if action == "anon_preview":
             return True if wb.get(self.sessions.current_uid) is not None else None
         return True
@@ -466,6 +476,11 @@ class MainScreen(Screen[None]):
             self.action_upload()
         elif outcome == "changed":
             self.schedule_check(list(wb.items))
+
+    def action_edit_label(self) -> None:
+        field = self.query_one("#session")
+        if not field.disabled:
+            field.focus()
 
     def action_anon_preview(self) -> None:
         try:

@@ -21,8 +21,15 @@ def summary(plan: Plan, project: ProjectInfo) -> str:
     merges = [j for j in send if j.verdict is Verdict.MERGE]
     dropped = sum(len(j.dropped) for j in send)
     excluded = sum(len(j.request.session.series) - len(j.series) - len(j.dropped) for j in send)
+    destinations = sorted({str(j.request.destination) for j in send}) or ["project"]
+    overwrites = sorted({str(j.request.overwrite) for j in send}) or ["none"]
+    where = (
+        f"{project.destination} (the project's setting)"
+        if destinations == ["project"]
+        else ", ".join(destinations) + f" (your setting; the project says {project.destination})"
+    )
     lines = [
-        f"Project {project.id} → {project.destination}",
+        f"Project {project.id} → {where}; overwrite: {', '.join(overwrites)}",
         f"{len(send)} session(s), {sum(j.files_total for j in send)} files, "
         f"{fmt.size(sum(j.bytes_total for j in send))}",
         f"New subjects: {', '.join(new_subjects) if new_subjects else 'none'}",

@@ -40,6 +40,13 @@ class LabelsPane(VerticalScroll):
     HELP_GROUP = "Labels"
     BINDINGS = [
         Binding(
+            "escape",
+            "leave",
+            "Back",
+            tooltip="Leave the label fields (back to the Sessions table)",
+            id="labels.leave",
+        ),
+        Binding(
             "ctrl+r",
             "regenerate",
             "Relabel",
@@ -195,6 +202,10 @@ class LabelsPane(VerticalScroll):
         if action == "regenerate":
             return True if self.uid else None
         return True
+
+    def action_leave(self) -> None:
+        # Digits and letters type into the fields; escape gets the pane keys back.
+        self.screen.query_one("#sessions-table").focus()
 
     def action_regenerate(self) -> None:
         if self.uid:
