@@ -29,8 +29,9 @@ _DOSE_SCREEN = re.compile(
 
 
 def _where(session: Session, scan: Scan | None = None) -> str:
-    if scan is not None and scan.files:
-        return str(scan.files[0].path.parent)
+    first = scan.first_path() if scan is not None else None
+    if first is not None:
+        return str(Path(first).parent)
     return str(session.root) if session.root is not None else session.study_instance_uid
 
 

@@ -8,7 +8,6 @@ smallest path, and everything is sorted at the end.
 
 from __future__ import annotations
 
-import operator
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +17,7 @@ from xnat_tui.dicom.checks import check_scan, check_session, compare_duplicates
 from xnat_tui.dicom.header import PART10_KEY, TS_KEY
 from xnat_tui.dicom.model import (
     FileRef,
+    PendingFiles,
     Problem,
     ProblemKind,
     Scan,
@@ -117,7 +117,9 @@ class Collector:
         self._session_rank: dict[str, tuple[int, int, str]] = {}
         self._scan_rank: dict[str, tuple[int, int, str]] = {}
         self._roots: dict[str, str] = {}
-        self._sops: dict[str, FileRef] = {}
+        # SOPInstanceUID -> its file, or the Scan whose pending (cached, not yet
+        # built) files carry it; see _resolve.
+        self._sops: dict[str, FileRef | Scan] = {}
         # SOPInstanceUID -> the other files carrying it (the kept one is in _sops).
         self._duplicates: dict[str, list[FileRef]] = {}
         self._intern = sys.intern
@@ -167,26 +169,27 @@ class Collector:
         uniform: int = -1,
         sops: Sequence[str] = (),
         insts: Sequence[int] = (),
-    ) -> tuple[list[FileRef], list[Problem], list[Session]]:
+    ) -> tuple[list[FileRef], list[PendingFiles], list[Problem], list[Session]]:
         """``add_chunk`` for a whole folder answered by the rescan cache.
 
         ``uniform`` >= 0 says every file is a usable instance of that context, with
-        ``sops`` and ``insts`` as columns: then no per-file rows are built at all.
-        Otherwise ``data`` holds (kind, detail, context, SOP UID, InstanceNumber).
+        ``sops`` and ``insts`` as columns: the folder then joins its scan as one
+        ``PendingFiles`` chunk (returned second) whose FileRefs are built on first
+        use. Otherwise ``data`` holds (kind, detail, context, SOP UID, InstanceNumber).
         """
         prefix = os.path.join(folder, "")
         if uniform >= 0:
-            refs: list[FileRef] = []
-            session = self._add_bulk(contexts[uniform], folder, stamps, sops, insts, refs)
-            if session is not None:
-                return refs, [], [session]
+            added = self._add_bulk(contexts[uniform], folder, stamps, sops, insts)
+            if added is not None:
+                return [], [added[0]], [], [added[1]]
             data = [("", "", uniform, sop, str(n)) for sop, n in zip(sops, insts, strict=True)]
         assert data is not None
         rows: list[Row] = [
             (prefix + st[0], st[1], st[2], d[0], d[1], d[2], d[3], d[4], 0)
             for st, d in zip(stamps, data, strict=True)
         ]
-        return self.add_chunk(contexts, rows)
+        refs, problems, sessions = self.add_chunk(contexts, rows)
+        return refs, [], problems, sessions
 
     def _add_group(
         self,
@@ -232,6 +235,8 @@ class Collector:
                 folders.add(where)
                 prefix = where + os.sep
             first = sops.get(sop)
+            if first is not None and not isinstance(first, FileRef):
+                first = self._resolve(sop)
             if first is not None:
                 self._duplicate(first, ref)
                 continue
@@ -304,39 +309,31 @@ class Collector:
         stamps: Sequence[tuple[str, int, int]],
         sops: Sequence[str],
         insts: Sequence[int],
-        out: list[FileRef],
-    ) -> Session | None:
-        """A cached folder of one series, in bulk (a list comprehension, no per-file
-        branches). None when it needs the general path: a SOPInstanceUID seen before
-        or twice in the folder (duplicates are compared there)."""
-        if len(set(sops)) != len(sops) or not self._sops.keys().isdisjoint(sops):
+    ) -> tuple[PendingFiles, Session] | None:
+        """A cached folder of one series, without a step per file. None when it needs
+        the general path: a SOPInstanceUID seen before or twice in the folder
+        (duplicates are compared there)."""
+        if not sops or len(set(sops)) != len(sops) or not self._sops.keys().isdisjoint(sops):
             return None
         session, scan, shared = self._context(values)
-        ts, sop_class, study_uid, series_uid, modality, part10 = shared
-        prefix = os.path.join(folder, "")
-        new_ref = FileRef
-        refs = [
-            new_ref(
-                prefix + name,
-                size,
-                mtime_ns / 1e9,
-                sop,
-                ts,
-                sop_class,
-                study_uid,
-                series_uid,
-                inst,
-                modality,
-                part10,
-            )
-            for (name, size, mtime_ns), sop, inst in zip(stamps, sops, insts, strict=True)
-        ]
-        self._sops.update(zip(sops, refs, strict=True))
-        scan.files.extend(refs)
-        out.extend(refs)
-        best = min(zip(insts, sops, strict=True)) if refs else None
+        chunk = PendingFiles(os.path.join(folder, ""), stamps, sops, insts, shared)
+        scan.add_pending(chunk)
+        self._sops.update(dict.fromkeys(sops, scan))
+        best = min(zip(insts, sops, strict=True))
         self._settle_group(session, scan, values, best, (folder,))
-        return session
+        return chunk, session
+
+    def _resolve(self, sop: str) -> FileRef | None:
+        """The file carrying ``sop``, building its scan's pending files if needed."""
+        known = self._sops.get(sop)
+        if not isinstance(known, Scan):
+            return known
+        for ref in known.files:  # builds them
+            if self._sops.get(ref.sop_instance_uid) is known:
+                self._sops[ref.sop_instance_uid] = ref
+        found = self._sops[sop]
+        assert isinstance(found, FileRef)
+        return found
 
     def _duplicate(self, first: FileRef, ref: FileRef) -> None:
         if first.path_str == ref.path_str or os.path.realpath(first.path_str) == os.path.realpath(
@@ -368,7 +365,8 @@ class Collector:
         for sop, dups in self._duplicates.items():
             if cancelled():
                 break
-            keep = self._sops[sop]
+            keep = self._resolve(sop)
+            assert keep is not None
             session = self.sessions[keep.study_instance_uid]
             for dup in sorted(dups, key=lambda f: f.path_str):
                 session.problems.append(compare_duplicates(keep, dup))
@@ -376,17 +374,12 @@ class Collector:
         out = []
         for uid, session in list(self.sessions.items()):
             # A conflicting duplicate may have emptied the series it was first seen in.
-            session.scans = {k: s for k, s in session.scans.items() if s.files}
+            session.scans = {k: s for k, s in session.scans.items() if s.file_count}
             if not session.scans:
                 del self.sessions[uid]
                 continue
             for scan in session.scans.values():
-                try:
-                    # C-level key; equal to _file_order whenever it does not raise
-                    # (a None InstanceNumber or a Path meeting a str does).
-                    scan.files.sort(key=_FAST_ORDER)
-                except TypeError:
-                    scan.files.sort(key=_file_order)
+                scan.sort_files()
                 scan.problems = check_scan(scan, session)
             session.modalities = sorted({s.modality for s in session.scans.values() if s.modality})
             session.modality = primary_modality(session.modalities)
@@ -401,9 +394,6 @@ class Collector:
         out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_time, s.study_instance_uid))
         self.problems.sort(key=lambda p: (p.path, p.kind))
         return out
-
-
-_FAST_ORDER = operator.attrgetter("instance_number", "_path")
 
 
 def _file_order(f: FileRef) -> tuple[int, str]:

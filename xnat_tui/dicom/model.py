@@ -8,6 +8,7 @@ names, so fields are only ever added, never renamed.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -185,42 +186,238 @@ class FileRef:
 
 _SIZE = operator.attrgetter("size")
 _INSTANCE = operator.attrgetter("instance_number")
+_STAMP_NAME = operator.itemgetter(0)
+_STAMP_SIZE = operator.itemgetter(1)
+_FAST_ORDER = operator.attrgetter("instance_number", "_path")
+_BIG = 1 << 62
+
+# What the files of one folder share: (transfer syntax, SOP class, study UID,
+# series UID, modality, part10).
+Shared = tuple[str, str, str, str, str, bool]
 
 
-@dataclass(slots=True)
-class Scan:
-    """One series (XNAT scan), keyed by SeriesInstanceUID."""
+class PendingFiles:
+    """The files of one folder answered by the rescan cache, as columns.
 
-    series_instance_uid: str
-    study_instance_uid: str = ""
-    series_number: int | None = None
-    series_description: str = ""
-    modality: str = ""
-    sop_class_uid: str = ""
-    files: list[FileRef] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    # Every Modality value seen in this series (more than one is reported as a problem).
-    modalities: set[str] = field(default_factory=set)
-    # Keyword values of the first file that are useful in labels and filters
-    # (ImageType, BodyPartExamined, ProtocolName, BurnedInAnnotation...).
-    fields: dict[str, str] = field(default_factory=dict)
+    Their ``FileRef`` objects are built on first use (``build()``), so a rescan that
+    only needs counts, sizes and instance numbers (the CLI, the TUI's session list)
+    does not pay for 10^5 objects. Built once; the scan and the batch that carry the
+    chunk then share the same objects.
+    """
 
-    @property
-    def file_count(self) -> int:
-        return len(self.files)
+    __slots__ = ("prefix", "stamps", "sops", "insts", "shared", "refs")
+
+    def __init__(
+        self,
+        prefix: str,
+        stamps: Sequence[tuple[str, int, int]],
+        sops: Sequence[str],
+        insts: Sequence[int],
+        shared: Shared,
+    ) -> None:
+        self.prefix = prefix
+        self.stamps = stamps
+        self.sops = sops
+        self.insts = insts
+        self.shared = shared
+        self.refs: list[FileRef] | None = None
+
+    def __len__(self) -> int:
+        return len(self.sops)
 
     @property
     def size(self) -> int:
-        return sum(map(_SIZE, self.files))
+        total: int = sum(map(_STAMP_SIZE, self.stamps))
+        return total
+
+    def first(self) -> tuple[int, str]:
+        """(InstanceNumber, path) of the file that sorts first."""
+        inst, name = min(zip(self.insts, map(_STAMP_NAME, self.stamps), strict=True))
+        return inst, self.prefix + name
+
+    def build(self) -> list[FileRef]:
+        if self.refs is None:
+            ts, sop_class, study_uid, series_uid, modality, part10 = self.shared
+            prefix = self.prefix
+            new_ref = FileRef
+            self.refs = [
+                new_ref(
+                    prefix + name,
+                    size,
+                    mtime_ns / 1e9,
+                    sop,
+                    ts,
+                    sop_class,
+                    study_uid,
+                    series_uid,
+                    inst,
+                    modality,
+                    part10,
+                )
+                for (name, size, mtime_ns), sop, inst in zip(
+                    self.stamps, self.sops, self.insts, strict=True
+                )
+            ]
+        return self.refs
+
+
+def _file_order(f: FileRef) -> tuple[int, str]:
+    return (_BIG if f.instance_number is None else f.instance_number, f.path_str)
+
+
+class Scan:
+    """One series (XNAT scan), keyed by SeriesInstanceUID.
+
+    Built and compared like a dataclass. ``files`` is a plain list; files answered
+    by the rescan cache join it when it is first read (see ``PendingFiles``), while
+    ``file_count``, ``size`` and ``instance_numbers`` never need them built.
+    """
+
+    __slots__ = (
+        "series_instance_uid",
+        "study_instance_uid",
+        "series_number",
+        "series_description",
+        "modality",
+        "sop_class_uid",
+        "_files",
+        "problems",
+        "modalities",
+        "fields",
+        "_pending",
+        "_sort_on_build",
+    )
+
+    def __init__(
+        self,
+        series_instance_uid: str,
+        study_instance_uid: str = "",
+        series_number: int | None = None,
+        series_description: str = "",
+        modality: str = "",
+        sop_class_uid: str = "",
+        files: list[FileRef] | None = None,
+        problems: list[Problem] | None = None,
+        # Every Modality value seen in this series (more than one is reported).
+        modalities: set[str] | None = None,
+        # Keyword values of the first file that are useful in labels and filters
+        # (ImageType, BodyPartExamined, ProtocolName, BurnedInAnnotation...).
+        fields: dict[str, str] | None = None,
+    ) -> None:
+        self.series_instance_uid = series_instance_uid
+        self.study_instance_uid = study_instance_uid
+        self.series_number = series_number
+        self.series_description = series_description
+        self.modality = modality
+        self.sop_class_uid = sop_class_uid
+        self._files: list[FileRef] = files if files is not None else []
+        self.problems: list[Problem] = problems if problems is not None else []
+        self.modalities: set[str] = modalities if modalities is not None else set()
+        self.fields: dict[str, str] = fields if fields is not None else {}
+        self._pending: list[PendingFiles] | None = None
+        self._sort_on_build = False
+
+    @property
+    def files(self) -> list[FileRef]:
+        pending = self._pending
+        if pending:
+            self._pending = None
+            for chunk in pending:
+                self._files.extend(chunk.build())
+            if self._sort_on_build:
+                self._sort(self._files)
+        return self._files
+
+    @files.setter
+    def files(self, value: list[FileRef]) -> None:
+        self._files = value
+        self._pending = None
+
+    def add_pending(self, chunk: PendingFiles) -> None:
+        """Files from the rescan cache, built when ``files`` is first read."""
+        if self._pending is None:
+            self._pending = [chunk]
+        else:
+            self._pending.append(chunk)
+
+    def sort_files(self) -> None:
+        """Sort by InstanceNumber, then path (now, or when the files are built)."""
+        if self._pending:
+            self._sort_on_build = True
+        else:
+            self._sort(self._files)
+
+    @staticmethod
+    def _sort(files: list[FileRef]) -> None:
+        try:
+            # C-level key; equal to _file_order whenever it does not raise (a None
+            # InstanceNumber next to a number, or a Path next to a str, does).
+            files.sort(key=_FAST_ORDER)
+        except TypeError:
+            files.sort(key=_file_order)
+
+    def first_path(self) -> str | None:
+        """The path of the file that sorts first, without building pending files."""
+        pending = self._pending
+        if not pending:
+            return self._files[0].path_str if self._files else None
+        candidates = [c.first() for c in pending]
+        candidates += [_file_order(f) for f in self._files]
+        return min(candidates)[1]
+
+    @property
+    def file_count(self) -> int:
+        n = len(self._files)
+        if self._pending:
+            n += sum(map(len, self._pending))
+        return n
+
+    @property
+    def size(self) -> int:
+        total: int = sum(map(_SIZE, self._files))
+        if self._pending:
+            total += sum(c.size for c in self._pending)
+        return total
 
     @property
     def instance_numbers(self) -> list[int]:
         # map/attrgetter: C loops, this runs on every scan of 10^5 files.
-        numbers = list(map(_INSTANCE, self.files))
+        numbers = list(map(_INSTANCE, self._files))
         if None in numbers:
             numbers = [n for n in numbers if n is not None]
+        for chunk in self._pending or ():
+            numbers.extend(chunk.insts)
         numbers.sort()
         return numbers
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.series_instance_uid,
+            self.study_instance_uid,
+            self.series_number,
+            self.series_description,
+            self.modality,
+            self.sop_class_uid,
+            self.files,
+            self.problems,
+            self.modalities,
+            self.fields,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scan):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass
+
+    def __repr__(self) -> str:
+        return (
+            f"Scan(series_instance_uid={self.series_instance_uid!r}, "
+            f"series_number={self.series_number!r}, "
+            f"series_description={self.series_description!r}, "
+            f"modality={self.modality!r}, file_count={self.file_count})"
+        )
 
     @property
     def label(self) -> str:
@@ -400,19 +597,54 @@ class ScanProgress:
         }
 
 
-@dataclass(slots=True)
 class ScanBatch:
     """What a scan found since the previous batch.
 
     ``sessions`` are the live Session objects touched by this batch; they keep
     growing until the final ``ScanSummary``. Only read them between two steps of the
     scan iterator (the scan is suspended then), never from another thread.
+    ``files`` (the new files) is built on first read for folders answered by the
+    rescan cache; ``file_count`` never builds them.
     """
 
-    files: list[FileRef]
-    problems: list[Problem]  # file-level problems found in this batch
-    sessions: list[Session]
-    progress: ScanProgress
+    __slots__ = ("_files", "_chunks", "problems", "sessions", "progress")
+
+    def __init__(
+        self,
+        files: list[FileRef],
+        problems: list[Problem],  # file-level problems found in this batch
+        sessions: list[Session],
+        progress: ScanProgress,
+        chunks: list[PendingFiles] | None = None,
+    ) -> None:
+        self._files = files
+        self._chunks = chunks
+        self.problems = problems
+        self.sessions = sessions
+        self.progress = progress
+
+    @property
+    def files(self) -> list[FileRef]:
+        if self._chunks:
+            chunks, self._chunks = self._chunks, None
+            for chunk in chunks:
+                self._files.extend(chunk.build())
+        return self._files
+
+    @files.setter
+    def files(self, value: list[FileRef]) -> None:
+        self._files = value
+        self._chunks = None
+
+    @property
+    def file_count(self) -> int:
+        return len(self._files) + sum(map(len, self._chunks or ()))
+
+    def __repr__(self) -> str:
+        return (
+            f"ScanBatch(files={self.file_count}, problems={len(self.problems)}, "
+            f"sessions={len(self.sessions)}, progress={self.progress!r})"
+        )
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from xnat_tui.dicom.collect import Collector
 from xnat_tui.dicom.header import DEFAULT_TAGS
 from xnat_tui.dicom.model import (
     FileRef,
+    PendingFiles,
     Problem,
     ProblemKind,
     ScanBatch,
@@ -188,6 +189,7 @@ class _Scanner:
         self.files_cached = self.bytes_read = self.n_problems = 0
         self.walk_done = False
         self.new_files: list[FileRef] = []
+        self.new_chunks: list[PendingFiles] = []  # cached files, built on demand
         self.new_problems: list[Problem] = []
         self.touched: dict[str, Session] = {}
         # Folders still being listed or examined, for the cache.
@@ -211,8 +213,10 @@ class _Scanner:
             problems=self.new_problems,
             sessions=list(self.touched.values()),
             progress=self.progress(),
+            chunks=self.new_chunks,
         )
         self.new_files, self.new_problems, self.touched = [], [], {}
+        self.new_chunks = []
         return batch
 
     def problem(self, p: Problem) -> None:
@@ -279,7 +283,7 @@ class _Scanner:
         self.files_parsed += n
         self.files_cached += n
         if known.uniform >= 0:
-            refs, problems, sessions = self.collector.add_folder(
+            refs, chunks, problems, sessions = self.collector.add_folder(
                 folder,
                 known.contexts,
                 known.stamps,
@@ -288,11 +292,12 @@ class _Scanner:
                 insts=known.insts,
             )
         else:
-            refs, problems, sessions = self.collector.add_folder(
+            refs, chunks, problems, sessions = self.collector.add_folder(
                 folder, known.contexts, known.stamps, known.data
             )
-        self.files_dicom += len(refs)
+        self.files_dicom += len(refs) + sum(map(len, chunks))
         self.new_files.extend(refs)
+        self.new_chunks.extend(chunks)
         self.new_problems.extend(problems)
         self.n_problems += len(problems)
         for session in sessions:
@@ -431,7 +436,7 @@ class _Scanner:
             walker.close()
 
         cancelled = self.cancel.is_set()
-        if self.new_files or self.new_problems or self.touched:
+        if self.new_files or self.new_chunks or self.new_problems or self.touched:
             yield self.take_batch()
         sessions = self.collector.finish(self.cancel.is_set)
         if self.cache is not None:

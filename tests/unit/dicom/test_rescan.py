@@ -234,3 +234,66 @@ def test_records_survive_dump_and_load() -> None:
     again = DirRecords.load(odd.dump())
     assert again.uniform == -1 and not again.exact
     assert again.entries == odd.entries
+
+
+def test_cached_files_are_built_on_demand_and_shared_with_the_batches(
+    tmp_path: Path, dicom_tree: SmallTree
+) -> None:
+    from xnat_tui.dicom.model import ScanBatch
+    from xnat_tui.dicom.scan import scan
+
+    cache = tmp_path / "cache.sqlite3"
+    _age(dicom_tree.paths)
+    first = scan_all([dicom_tree.root], cache_path=cache, routing_patterns=[])
+    events = list(scan([dicom_tree.root], cache_path=cache, routing_patterns=[]))
+    summary = events[-1]
+    assert isinstance(summary, ScanSummary)
+    assert summary.progress.files_cached == len(dicom_tree.paths)
+
+    def figures(s: ScanSummary) -> list[tuple[str, int, int, list[int]]]:
+        return [
+            (sc.series_instance_uid, sc.file_count, sc.size, sc.instance_numbers)
+            for ses in s.sessions
+            for sc in ses.sorted_scans()
+        ]
+
+    # Counts, sizes and instance numbers without building anything, then the files.
+    assert figures(summary) == figures(first)
+    batches = [e for e in events if isinstance(e, ScanBatch)]
+    assert sum(b.file_count for b in batches) == len(dicom_tree.paths)
+    in_scans = {id(f) for ses in summary.sessions for sc in ses.scans.values() for f in sc.files}
+    in_batches = {id(f) for b in batches for f in b.files}
+    assert in_scans == in_batches
+    assert _files(summary) == _files(first)
+    for ses in summary.sessions:
+        for sc in ses.scans.values():
+            numbers = [f.instance_number or 0 for f in sc.files]
+            assert numbers == sorted(numbers), "built files keep the scan's order"
+
+
+def test_duplicates_between_cached_folders_are_still_reported(
+    tmp_path: Path, dicom_tree: SmallTree
+) -> None:
+    import shutil
+
+    cache = tmp_path / "cache.sqlite3"
+    folder = dicom_tree.paths[0].parent
+    copy = folder.parent / (folder.name + " copy")
+    shutil.copytree(folder, copy)
+    _age([*dicom_tree.paths, *copy.iterdir()])
+    first = scan_all([dicom_tree.root], cache_path=cache, routing_patterns=[])
+    second = scan_all([dicom_tree.root], cache_path=cache, routing_patterns=[])
+    assert second.progress.files_cached == len(dicom_tree.paths) + 3
+
+    def dups(s: ScanSummary) -> list[tuple[str, str]]:
+        return sorted(
+            (p.kind, p.path)
+            for ses in s.sessions
+            for p in ses.problems
+            if p.kind.startswith("duplicate-")
+        )
+
+    assert len(dups(first)) == 3
+    assert dups(second) == dups(first)
+    assert all(kind == "duplicate-identical" for kind, _ in dups(second))
+    assert _files(second) == _files(first)
