@@ -142,9 +142,9 @@ async def test_typing_never_waits_for_the_server(tmp_path, monkeypatch):
         runs = []
         original = app.services.classify
 
-        async def counting(project, items):
+        async def counting(project, items, others=None):
             runs.append([i.label for i in items])
-            return await original(project, items)
+            return await original(project, items, others)
 
         app.services.classify = counting
         screen.query_one("#session").focus()
@@ -266,3 +266,15 @@ async def test_labels_pane_messages(tmp_path):
         await until(
             pilot, lambda: app.workbench.items[screen.sessions.current_uid].subject == "P001"
         )
+
+
+async def test_two_sessions_cannot_target_the_same_label(tmp_path):
+    app, _, _ = make_app(tmp_path, sessions=two_sessions())
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await scanned(pilot, 2)
+        await with_project(pilot, screen, "PILOT")
+        first, second = app.workbench.items.values()
+        await pilot.press("2", "down", "e")
+        await pilot.press("ctrl+a", "ctrl+k", *first.label)
+        await until(pilot, lambda: second.state == RowState.CONFLICT)
+        assert "also the target of Test^P001" in second.detail

@@ -7,6 +7,7 @@ in a fake ``ServerPort``/engine, never a fake of this class's logic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -207,43 +208,66 @@ class Services:
         return await self.planner.plan(self.requests(project, items))
 
     async def classify(
-        self, project: ProjectInfo, items: list[SessionItem]
+        self,
+        project: ProjectInfo,
+        items: list[SessionItem],
+        others: list[SessionItem] | None = None,
     ) -> dict[str, tuple[str, str]]:
-        """Per session: (state, one sentence) as the planner sees it right now."""
+        """Per session: (state, one sentence) as the planner sees it right now.
+
+        Each session is planned on its own: this is validation of *its* target, so the
+        project's bulk-upload restriction (a property of a batch) is applied when a
+        batch is queued, not here. A label another session already targets (``others``,
+        default ``items``) is reported as a conflict. The loop yields every few sessions
+        so classifying hundreds of them never freezes the screen.
+        """
         assert self.planner is not None
-        requests = self.requests(project, items)
-        for request in requests:
-            request.overwrite = self.overwrite
-        plan = await self.planner.plan(requests)
+        taken: dict[str, list[SessionItem]] = {}
+        for other in others if others is not None else items:
+            if other.label and other.state not in RowState.TRANSFER:
+                taken.setdefault(other.label, []).append(other)
         out: dict[str, tuple[str, str]] = {}
-        for item, job in zip(items, plan.jobs, strict=True):
-            errors = [i for i in job.issues if i.severity == "error"]
-            warnings = [i for i in job.issues if i.severity != "error"]
-            if job.verdict is Verdict.MERGE and {i.code for i in errors} == {"exists"}:
-                where = job.existing.location if job.existing else "server"
+        for n, item in enumerate(items):
+            request = self.requests(project, [item])[0]
+            request.overwrite = self.overwrite
+            plan = await self.planner.plan([request])
+            out[item.uid] = self._describe(item, plan.jobs[0])
+            rivals = [o for o in taken.get(item.label, []) if o.uid != item.uid]
+            if rivals and out[item.uid][0] in RowState.QUEUEABLE:
+                who = rivals[0].session.patient_name or rivals[0].session.patient_id
                 out[item.uid] = (
-                    RowState.MERGE,
-                    f"session {item.label} already exists in the {where} with this "
-                    "study: queueing merges the selected series into it",
+                    RowState.CONFLICT,
+                    f"session label {item.label} is also the target of {who}'s session",
                 )
-                continue
-            if errors:
-                state = _verdict_state(job.verdict, {i.code for i in errors})
-                if job.verdict in (Verdict.NEW, Verdict.MERGE):
-                    state = _verdict_state(Verdict.BLOCKED, {i.code for i in errors})
-                out[item.uid] = (state, errors[0].message)
-                continue
-            state = _verdict_state(job.verdict, set())
-            notes: list[str] = []
-            if job.new_subject:
-                notes.append(f"subject {item.subject} will be created")
-            if job.verdict is Verdict.MERGE:
-                notes.append(f"merges into existing session {item.label}")
-            if job.dropped:
-                notes.append(f"{len(job.dropped)} series dropped by the import filter")
-            notes.extend(w.message for w in warnings[:1])
-            out[item.uid] = (state, "; ".join(notes) or f"new session {item.label}")
+            if n % 8 == 7:
+                await asyncio.sleep(0)
         return out
+
+    def _describe(self, item: SessionItem, job: Any) -> tuple[str, str]:
+        errors = [i for i in job.issues if i.severity == "error"]
+        warnings = [i for i in job.issues if i.severity != "error"]
+        if job.verdict is Verdict.MERGE and {i.code for i in errors} == {"exists"}:
+            where = job.existing.location if job.existing else "server"
+            return (
+                RowState.MERGE,
+                f"session {item.label} already exists in the {where} with this "
+                "study: queueing merges the selected series into it",
+            )
+        if errors:
+            state = _verdict_state(job.verdict, {i.code for i in errors})
+            if job.verdict in (Verdict.NEW, Verdict.MERGE):
+                state = _verdict_state(Verdict.BLOCKED, {i.code for i in errors})
+            return state, errors[0].message
+        state = _verdict_state(job.verdict, set())
+        notes: list[str] = []
+        if job.new_subject:
+            notes.append(f"subject {item.subject} will be created")
+        if job.verdict is Verdict.MERGE:
+            notes.append(f"merges into existing session {item.label}")
+        if job.dropped:
+            notes.append(f"{len(job.dropped)} series dropped by the import filter")
+        notes.extend(w.message for w in warnings[:1])
+        return state, "; ".join(notes) or f"new session {item.label}"
 
     # ------------------------------------------------------------ engine
 

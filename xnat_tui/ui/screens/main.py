@@ -354,7 +354,7 @@ class MainScreen(Screen[None]):
         if not items:
             self._pending_checks.clear()
             return
-        results = await self.xapp.services.classify(project, items)
+        results = await self.xapp.services.classify(project, items, list(wb.items.values()))
         # Only now: a cancelled (superseded) check leaves the pending set for the next one.
         self._pending_checks.difference_update(uids)
         for item in items:
