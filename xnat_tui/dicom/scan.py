@@ -143,7 +143,17 @@ class _Pool:
 class _DirState:
     """A folder on its way into the cache: what the cache knew, what we learn."""
 
-    __slots__ = ("known", "records", "complete", "remaining", "listed", "changed", "listing")
+    __slots__ = (
+        "known",
+        "records",
+        "complete",
+        "remaining",
+        "listed",
+        "changed",
+        "listing",
+        "same",
+        "held",
+    )
 
     def __init__(self, known: DirRecords, complete: bool) -> None:
         self.known = known
@@ -153,8 +163,12 @@ class _DirState:
         self.remaining = 0  # files sent to be examined, not back yet
         self.listed = False  # the last part of the listing has been seen
         self.changed = False  # some file had to be read again
-        # The whole listing, when the folder came in one part (for an exact cache row).
-        self.listing: list[tuple[str, int, int]] | None = None
+        # The whole listing of a complete folder (for an exact cache row).
+        self.listing: list[tuple[str, int, int]] | None = [] if complete else None
+        # Every part so far equals the cached stamps at its position: the parts are
+        # held back until the last one decides whether the folder is unchanged.
+        self.same = complete and known.exact
+        self.held: list[DirListing] = []
 
 
 def _take(queue: deque[Item], n: int) -> list[Item]:
@@ -254,8 +268,32 @@ class _Scanner:
                 self._add_folder(d.path, known)
                 return []
             state = self.dirs[d.path] = _DirState(known, d.complete)
-            if d.last:
-                state.listing = d.files
+        if state.listing is not None:
+            state.listing.extend(d.files)
+        if state.same:
+            # A folder listed in parts (thousands of files): compare part by part.
+            known = state.known
+            start = len(state.listing or ()) - len(d.files)
+            end = start + len(d.files)
+            if known.stamps[start:end] == d.files and (not d.last or end == len(known.stamps)):
+                if not d.last:
+                    state.held.append(d)
+                    return []
+                del self.dirs[d.path]
+                self._add_folder(d.path, known)
+                return []
+            state.same = False
+            misses: list[Item] = []
+            for part in state.held:
+                misses.extend(self._match(part, state))
+            state.held = []
+            misses.extend(self._match(d, state))
+            return misses
+        return self._match(d, state)
+
+    def _match(self, d: DirListing, state: _DirState) -> list[Item]:
+        """File by file: cache hits are added, misses returned to be read."""
+        prefix = os.path.join(d.path, "")
         known = state.known
         entries = known.entries
         hits = state.records.entries

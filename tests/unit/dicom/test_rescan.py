@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 
-from tests.fixtures.dicom import SmallTree
+from tests.fixtures.dicom import DicomFactory, SeriesSpec, SmallTree
 from xnat_tui.dicom import walk
 from xnat_tui.dicom.cache import DirRecords, ScanCache, signature
 from xnat_tui.dicom.model import ScanSummary
@@ -297,3 +298,30 @@ def test_duplicates_between_cached_folders_are_still_reported(
     assert dups(second) == dups(first)
     assert all(kind == "duplicate-identical" for kind, _ in dups(second))
     assert _files(second) == _files(first)
+
+
+def test_a_folder_listed_in_parts_is_answered_whole_and_changes_are_seen(
+    tmp_path: Path, dicom_factory: DicomFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(walk, "PART", 7)
+    study = dicom_factory(tmp_path / "flat", layout="flat", series=[SeriesSpec("MR", 1, "T1", 30)])
+    _age(study.paths)
+    cache = tmp_path / "cache.sqlite3"
+    first = scan_all([tmp_path / "flat"], cache_path=cache, routing_patterns=[])
+    assert first.progress.files_cached == 0
+    assert _row(cache, tmp_path / "flat").exact
+
+    again = scan_all([tmp_path / "flat"], cache_path=cache, routing_patterns=[])
+    assert again.progress.files_cached == 30
+    assert _files(again) == _files(first)
+
+    # A change in a late part: the parts held back so far are matched file by file.
+    parts = [e for e in walk.walk([tmp_path / "flat"]) if isinstance(e, walk.DirListing)]
+    late = tmp_path / "flat" / parts[3].files[0][0]
+    _age([late], OLD + 5)
+    third = scan_all([tmp_path / "flat"], cache_path=cache, routing_patterns=[])
+    assert third.progress.files_cached == 29
+    assert third.progress.files_dicom == 30
+    assert _files(third) == _files(first)  # same content, read again
+    fourth = scan_all([tmp_path / "flat"], cache_path=cache, routing_patterns=[])
+    assert fourth.progress.files_cached == 30
