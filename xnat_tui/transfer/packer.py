@@ -35,7 +35,7 @@ identical files."""
 
 CHUNK = 1 << 20
 # Buffers handed to the event loop at once (one thread→loop hop per batch).
-BATCH = 4 << 20
+BATCH = 1 << 20
 # Files above this are read twice (checksum pass, then streamed) instead of held whole.
 LARGE_FILE = 64 << 20
 _STAMP = datetime(2000, 1, 1)
