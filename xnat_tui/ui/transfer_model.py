@@ -104,6 +104,11 @@ class TransferModel:
             if event.state.finished:
                 row.rate = 0.0
                 row.eta = None
+            if event.state is JobState.VERIFIED:
+                # A small job can finish between two progress ticks; verified means the
+                # server holds every file, so the counters must say so too.
+                row.bytes_sent = row.bytes_total
+                row.files_sent = row.files_total
                 self.finished.append(replace(row))
         elif isinstance(event, SeriesStateChanged):
             row = self.jobs.get(event.job_id)

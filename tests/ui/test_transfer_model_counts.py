@@ -1,0 +1,27 @@
+"""The transfers panel's model: what a user reads in the Bytes and Files columns."""
+
+from __future__ import annotations
+
+from xnat_tui.transfer.events import JobProgress, JobStateChanged, ProgressTick
+from xnat_tui.transfer.types import JobState
+from xnat_tui.ui.transfer_model import TransferModel
+
+
+def test_a_job_verified_between_ticks_shows_every_byte_and_file() -> None:
+    model = TransferModel()
+    started = JobProgress("j1", "P/S/E", JobState.SENDING, 0, 3400, 0, 2, 0, 1)
+    model.apply(ProgressTick((started,), 0, 3400, 0.0, None))
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.VERIFIED, JobState.VERIFYING))
+    row = model.jobs["j1"]
+    assert (row.bytes_sent, row.files_sent) == (3400, 2)
+    assert row.fraction == 1.0
+
+
+def test_a_failed_job_keeps_what_was_really_sent() -> None:
+    model = TransferModel()
+    half = JobProgress("j1", "P/S/E", JobState.SENDING, 1700, 3400, 1, 2, 0, 1)
+    model.apply(ProgressTick((half,), 1700, 3400, 0.0, None))
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.FAILED, JobState.SENDING, "boom"))
+    row = model.jobs["j1"]
+    assert (row.bytes_sent, row.files_sent) == (1700, 1)
+    assert row.message == "boom"
