@@ -507,17 +507,19 @@ def write_demo_tree(dest: Path, *, rows: int = 16, columns: int = 16) -> DemoTre
             routing=("STUDY_A", "SA_001", "SA_001_MR1"),
         )
     )
+    # PIL_002, not PIL_001: the demo sandbox's prearchive holds PIL_001_MR1 from another
+    # study, and the routed example should upload cleanly rather than show a conflict.
     studies.append(
         write_study(
-            dest / "routed" / "PILOT" / "PIL_001",
-            patient_id="PIL_001",
-            patient_name="Pilot^Subject1",
+            dest / "routed" / "PILOT" / "PIL_002",
+            patient_id="PIL_002",
+            patient_name="Pilot^Subject2",
             study_date="20240502",
             study_time="161500",
-            study_description="xnat://PILOT/PIL_001/PIL_001_MR1",
+            study_description="xnat://PILOT/PIL_002/PIL_002_MR1",
             accession_number="ACC3001",
-            series=sized(_mr_brain("PIL_001")[:2]),
-            routing=("PILOT", "PIL_001", "PIL_001_MR1"),
+            series=sized(_mr_brain("PIL_002")[:2]),
+            routing=("PILOT", "PIL_002", "PIL_002_MR1"),
         )
     )
     # Two studies written into one folder: grouping must not depend on folders.

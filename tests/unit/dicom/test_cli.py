@@ -68,7 +68,7 @@ def test_text_output(capsys: pytest.CaptureFixture[str], demo_tree: DemoTree) ->
     out = capsys.readouterr().out
     assert "8 sessions" in out
     assert "DEMO002" in out and "Dose Report" in out and "burned-in-phi" in out
-    assert "project=PILOT subject=PIL_001 session=PIL_001_MR1" in out
+    assert "project=PILOT subject=PIL_002 session=PIL_002_MR1" in out
     assert "dicomdir (1):" in out
 
 
