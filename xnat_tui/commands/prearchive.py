@@ -7,7 +7,6 @@ Same domain code as the triage screen (``xnat_tui.transfer.triage``). Exit codes
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -84,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
 
     try:
+        import asyncio  # here, not at the top: every CLI start imports this module
+
         return asyncio.run(_main(args))
     except Exception as exc:  # noqa: BLE001 - typed XNAT errors get their hint printed
         return report_error(exc)
