@@ -25,3 +25,20 @@ def test_a_failed_job_keeps_what_was_really_sent() -> None:
     row = model.jobs["j1"]
     assert (row.bytes_sent, row.files_sent) == (1700, 1)
     assert row.message == "boom"
+
+
+def test_every_end_of_a_job_is_handed_over_for_a_notification() -> None:
+    model = TransferModel()
+    for jid in ("j1", "j2", "j3"):
+        model.apply(JobStateChanged(jid, f"P/S/{jid}", JobState.SENDING, JobState.QUEUED))
+    assert model.take_finished() == []
+    model.apply(JobStateChanged("j1", "P/S/j1", JobState.VERIFIED, JobState.VERIFYING))
+    model.apply(JobStateChanged("j2", "P/S/j2", JobState.FAILED, JobState.SENDING, "boom"))
+    model.apply(JobStateChanged("j3", "P/S/j3", JobState.CANCELLED, JobState.SENDING))
+    done = model.take_finished()
+    assert [(r.job_id, r.state) for r in done] == [
+        ("j1", JobState.VERIFIED),
+        ("j2", JobState.FAILED),
+        ("j3", JobState.CANCELLED),
+    ]
+    assert model.take_finished() == []

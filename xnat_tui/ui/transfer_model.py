@@ -101,14 +101,15 @@ class TransferModel:
             row.state = event.state
             if event.message:
                 row.message = event.message
-            if event.state.finished:
-                row.rate = 0.0
-                row.eta = None
             if event.state is JobState.VERIFIED:
                 # A small job can finish between two progress ticks; verified means the
                 # server holds every file, so the counters must say so too.
                 row.bytes_sent = row.bytes_total
                 row.files_sent = row.files_total
+            if event.state.finished:
+                row.rate = 0.0
+                row.eta = None
+                # Every end (verified, failed, cancelled) is announced, not only success.
                 self.finished.append(replace(row))
         elif isinstance(event, SeriesStateChanged):
             row = self.jobs.get(event.job_id)
