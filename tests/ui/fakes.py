@@ -260,8 +260,12 @@ def make_app(
     return app, port, engine
 
 
-async def until(pilot: Any, predicate: Any, within: float = 8.0) -> None:
-    """Let the app run until ``predicate()`` holds (workers and timers included)."""
+async def until(pilot: Any, predicate: Any, within: float = 30.0) -> None:
+    """Let the app run until ``predicate()`` holds (workers and timers included).
+
+    The deadline only matters when something is broken: on a loaded 2-core CI machine
+    a worker can take seconds to get its turn, so it is generous.
+    """
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -272,6 +276,28 @@ async def until(pilot: Any, predicate: Any, within: float = 8.0) -> None:
                 f"timed out waiting for {getattr(predicate, '__name__', predicate)}"
             )
         await pilot.pause(0.02)
+
+
+def busy_workers(app: Any, *groups: str) -> list[Any]:
+    """Workers of these groups (on any screen) that have not finished yet."""
+    from textual.worker import WorkerState
+
+    return [
+        w
+        for w in app.workers
+        if w.group in groups and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+    ]
+
+
+async def checks_done(pilot: Any) -> None:
+    """Wait until no label check (workbench or bulk) is pending, then for quiet rows."""
+    await until(
+        pilot,
+        lambda: (
+            not busy_workers(pilot.app, "remote-check", "bulk-check")
+            and all(i.state != "checking" for i in pilot.app.workbench.items.values())
+        ),
+    )
 
 
 async def to_main(pilot: Any) -> Any:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from textual.command import CommandPalette
+from textual.command import CommandList, CommandPalette
 
-from tests.ui.fakes import make_app, make_session, scanned, to_main, until, with_project
+from tests.ui.fakes import (
+    checks_done,
+    make_app,
+    make_session,
+    scanned,
+    to_main,
+    until,
+    with_project,
+)
 from xnat_tui.config import Config
 from xnat_tui.ui.commands import WorkbenchCommands
 from xnat_tui.ui.screens.bulk import BulkScreen
@@ -84,7 +92,15 @@ async def test_palette_offers_what_fits_the_state(tmp_path):
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"bulk label")
-        await pilot.pause(0.3)
+        # The palette searches in a worker: enter only acts once a match is highlighted.
+        commands = app.screen.query_one(CommandList)
+        await until(
+            pilot,
+            lambda: (
+                commands.highlighted is not None
+                and "Bulk" in str(commands.get_option_at_index(commands.highlighted).prompt)
+            ),
+        )
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, BulkScreen))
 
@@ -121,7 +137,9 @@ async def test_bulk_patterns_validation_and_queue(tmp_path):
         await pilot.press("ctrl+a")
         labels = sorted(i.label for i in app.workbench.items.values())
         assert labels == ["S_P001_20240115", "S_P002_20240115", "S_P003_20240301"]
-        await until(pilot, lambda: all(i.state == "new" for i in app.workbench.items.values()))
+        # The states must come from the check of the new labels, not the earlier ones.
+        await checks_done(pilot)
+        assert all(i.state == "new" for i in app.workbench.items.values())
         # A broken pattern is refused, not applied.
         pattern.value = "{subject"
         await pilot.press("ctrl+a")
@@ -134,9 +152,15 @@ async def test_bulk_patterns_validation_and_queue(tmp_path):
         )
         assert bulk.check_action("queue", ()) is True
         bulk.query_one("#row-session").value = "S_P001_fixed"
-        await until(pilot, lambda: all(i.state == "new" for i in app.workbench.items.values()))
+        await until(
+            pilot, lambda: any(i.label == "S_P001_fixed" for i in app.workbench.items.values())
+        )
+        await checks_done(pilot)
+        assert all(i.state == "new" for i in app.workbench.items.values())
         await pilot.press("ctrl+u")
         await until(pilot, lambda: app.screen.__class__.__name__ == "UploadConfirmScreen")
+        summary = str(app.screen.query_one("#plan-summary").render())
+        assert "3 session(s)" in summary
         await pilot.press("y")
         await until(pilot, lambda: len(engine.submitted) == 3)
 

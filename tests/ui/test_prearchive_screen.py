@@ -10,6 +10,7 @@ from typing import Any
 from textual.app import App
 from textual.widgets import Input, Select, Static
 
+from tests.ui.fakes import until
 from xnat_tui.transfer.triage import PrearchiveRow
 from xnat_tui.ui.screens.prearchive import PrearchiveScreen
 from xnat_tui.ui.screens.prearchive_archive import ArchiveDialog
@@ -175,7 +176,7 @@ async def test_auto_refresh_updates_cells_in_place_keeping_cursor_and_selection(
         newer["url"] = "/prearchive/projects/PILOT/20260101_111111111/S9"
         server.rows.append(newer)  # a new upload: sorts last by timestamp
         polls = screen.polls
-        await pilot.pause(0.4)
+        await until(pilot, lambda: screen.polls >= polls + 2 and table.row_count == 5)
         await settle(pilot)
         assert screen.polls >= polls + 2  # re-armed after each poll
         assert table.row_count == 5
@@ -186,7 +187,7 @@ async def test_auto_refresh_updates_cells_in_place_keeping_cursor_and_selection(
         assert rebuilds == []  # cells updated and the new row appended, never rebuilt
         # A row that vanished (archived elsewhere) leaves the table and the selection.
         server.rows.pop(1)
-        await pilot.pause(0.3)
+        await until(pilot, lambda: table.row_count == 4)
         await settle(pilot)
         assert table.row_count == 4 and screen.selected == set()
         assert table.highlighted_url == server.rows[1]["url"]

@@ -41,9 +41,8 @@ async def test_progress_reaches_the_panel_and_sessions_table(tmp_path):
         before = app.transfers.version
         for sent in range(3000, 9000, 500):
             engine.progress("job1", sent, 10000)
-        await pilot.pause(0.3)
+        await until(pilot, lambda: "85%" in str(pane.table.get_cell("job1", "progress")))
         assert app.transfers.version > before
-        assert "85%" in str(pane.table.get_cell("job1", "progress"))
         engine.set_state("job1", JobState.VERIFIED)
         await until(pilot, lambda: item.state == RowState.VERIFIED)
         assert "verified" in str(screen.sessions.table.get_cell(item.uid, "state"))

@@ -134,7 +134,8 @@ async def test_remote_checks_classify_merge_conflict_and_not_permitted(tmp_path)
 
 async def test_typing_never_waits_for_the_server(tmp_path, monkeypatch):
     """The remote check is debounced: a burst of keys leads to one planner run."""
-    monkeypatch.setattr("xnat_tui.ui.screens.main.CHECK_DEBOUNCE", 1.0)
+    # Long enough that the four key presses land inside it even on a loaded machine.
+    monkeypatch.setattr("xnat_tui.ui.screens.main.CHECK_DEBOUNCE", 2.0)
     app, port, _ = make_app(tmp_path, sessions=two_sessions())
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 2)
@@ -142,9 +143,9 @@ async def test_typing_never_waits_for_the_server(tmp_path, monkeypatch):
         runs = []
         original = app.services.classify
 
-        async def counting(project, items, others=None):
+        async def counting(project, items, *args, **kwargs):
             runs.append([i.label for i in items])
-            return await original(project, items, others)
+            return await original(project, items, *args, **kwargs)
 
         app.services.classify = counting
         screen.query_one("#session").focus()
