@@ -21,7 +21,7 @@ from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.planner import JobRequest, Plan, Planner, Verdict
 from xnat_tui.transfer.server import ServerPort
 from xnat_tui.transfer.source import from_dicom
-from xnat_tui.transfer.types import Destination, Overwrite
+from xnat_tui.transfer.types import AnonOptions, Destination, Overwrite
 from xnat_tui.ui.workbench import ProjectInfo, RowState, SessionItem
 
 log = logging.getLogger("xnat_tui.ui")
@@ -84,6 +84,9 @@ class Services:
     config_anon_for: Callable[[str], str] = lambda project: "none"
     # Chosen in the anonymization preview for this run: project -> profile.
     anon_overrides: dict[str, str] = field(default_factory=dict)
+    # ... and its Basic Profile options (a BasicOptions) and script variables, per project.
+    anon_options: dict[str, Any] = field(default_factory=dict)
+    anon_variables: dict[str, dict[str, str]] = field(default_factory=dict)
     _anons: Any = None
     _projects: list[tuple[str, str]] = field(default_factory=list)
     _stream: Any = None
@@ -148,6 +151,27 @@ class Services:
     def anon_profile_for(self, project: str) -> str:
         return self.anon_overrides.get(project) or self.config_anon_for(project)
 
+    def choose_anonymization(self, project: str, choice: Any) -> None:
+        """Remember what the preview settled on (an ``AnonChoice``) for this project."""
+        self.anon_overrides[project] = str(choice.profile)
+        self.anon_options[project] = getattr(choice, "options", None)
+        self.anon_variables[project] = dict(getattr(choice, "variables", None) or {})
+
+    def set_anon_variables(self, project: str, values: dict[str, str]) -> None:
+        self.anon_variables.setdefault(project, {}).update(values)
+
+    def missing_anon_variables(self, project: ProjectInfo, plan: Plan) -> list[tuple[str, str]]:
+        """(name, description) of script variables the plan's jobs still need values for."""
+        if not any(i.code == "anon-variables" for j in plan.jobs for i in j.issues):
+            return []
+        info = getattr(project, "source", None)
+        given = self.anon_variables.get(project.id, {})
+        return [
+            (str(n), str(d))
+            for n, d in getattr(info, "anon_variables", None) or []
+            if n not in given
+        ]
+
     async def _describe_filters(self, project: str, checks: list[Any]) -> str:
         """A short human description of the import filters (mode and patterns)."""
         if not checks:
@@ -199,6 +223,8 @@ class Services:
                 else self.overwrite,
                 series={s.series_instance_uid for s in item.included_scans()},
                 anonymization=self.anon_profile_for(project.id),
+                anon_options=AnonOptions.of(self.anon_options.get(project.id)),
+                variables=self.anon_variables.get(project.id, {}),
             )
             for item in items
         ]
@@ -227,11 +253,28 @@ class Services:
             if other.label and other.state not in RowState.TRANSFER:
                 taken.setdefault(other.label, []).append(other)
         out: dict[str, tuple[str, str]] = {}
+        # Script variables are asked for when the sessions are queued; until then a
+        # missing value must not make the target look impossible.
+        info = getattr(project, "source", None)
+        given = self.anon_variables.get(project.id, {})
+        asked_later = [n for n, _ in getattr(info, "anon_variables", None) or [] if n not in given]
         for n, item in enumerate(items):
             request = self.requests(project, [item])[0]
             request.overwrite = self.overwrite
+            request.variables = {**{name: "?" for name in asked_later}, **request.variables}
             plan = await self.planner.plan([request])
             out[item.uid] = self._describe(item, plan.jobs[0])
+            if (
+                asked_later
+                and out[item.uid][0] in RowState.QUEUEABLE
+                and request.anonymization == "xnat"
+            ):
+                state, detail = out[item.uid]
+                names = ", ".join(asked_later)
+                out[item.uid] = (
+                    state,
+                    f"{detail}; the anonymization script asks for {names} when queued",
+                )
             rivals = [o for o in taken.get(item.label, []) if o.uid != item.uid]
             if rivals and out[item.uid][0] in RowState.QUEUEABLE:
                 who = rivals[0].session.patient_name or rivals[0].session.patient_id

@@ -414,7 +414,27 @@ class MainScreen(Screen[None]):
 
         project = self.xapp.workbench.project
         assert project is not None
-        plan = await self.xapp.services.plan(project, items)
+        services = self.xapp.services
+        plan = await services.plan(project, items)
+        missing = services.missing_anon_variables(project, plan)
+        if missing:
+            from xnat_tui.ui.screens.anon_variables import AnonVariablesScreen
+
+            values = await self.app.push_screen_wait(
+                AnonVariablesScreen(
+                    [n for n, _ in missing],
+                    services.anon_variables.get(project.id, {}),
+                    descriptions=dict(missing),
+                )
+            )
+            if values is None:
+                self.notify(
+                    "Nothing queued: the anonymization script needs those values.",
+                    severity="warning",
+                )
+                return
+            services.set_anon_variables(project.id, values)
+            plan = await services.plan(project, items)
         confirmed = await self.app.push_screen_wait(UploadConfirmScreen(plan, project))
         if not confirmed:
             return
@@ -508,7 +528,7 @@ class MainScreen(Screen[None]):
             if choice is None or project is None:
                 return
             picked = str(getattr(choice, "profile", "none"))
-            services.anon_overrides[project.id] = picked
+            services.choose_anonymization(project.id, choice)
             self.notify(
                 f"Uploads to {project.id} will be anonymized with: {picked}.", title="Anonymization"
             )

@@ -42,6 +42,22 @@ def summary(plan: Plan, project: ProjectInfo) -> str:
         f"Anonymization before sending: {anon}"
         + (" (your files are not modified)" if anon != "none" else "")
     )
+    if "basic" in profiles:
+        kept = sorted(
+            {
+                name.removeprefix("retain_")
+                for j in send
+                if j.request.anonymization == "basic"
+                for name, on in j.request.anon_options.to_dict().items()
+                if on
+            }
+        )
+        lines.append(
+            f"Basic Profile keeps: {', '.join(kept) if kept else 'nothing (all options off)'}"
+        )
+    variables = sorted({(k, v) for j in send for k, v in j.request.variables.items()})
+    if variables:
+        lines.append("Script variables: " + ", ".join(f"{k}={v}" for k, v in variables))
     if blocked:
         lines.append(f"Not queued (fix first): {len(blocked)}")
     return "\n".join(lines)
