@@ -131,7 +131,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     from xnat_tui.dicom.synthetic import write_bulk_tree
     from xnat_tui.sandbox.server import SandboxThread
     from xnat_tui.ui.app import XnatTuiApp
-    from xnat_tui.ui.launch import connect, prestart_worker_processes, scan_tree, tune_runtime
+    from xnat_tui.ui.launch import connect, scan_tree, tune_runtime
     from xnat_tui.ui.screens.main import MainScreen
     from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
     from xnat_tui.ui.services import LoginRequest, Services
@@ -176,7 +176,6 @@ async def run(args: argparse.Namespace, work: Path) -> int:
             auto_login=True,
         )
         probe = LagProbe()
-        prestart_worker_processes()
         if not args.default_runtime:
             tune_runtime()  # what run_tui does
         async with app.run_test(headless=True, size=(120, 40)) as pilot:

@@ -1,4 +1,8 @@
-"""The shipped scan path (scanner process pool) driven from inside the running app."""
+"""The shipped scan path (scanner process pool) driven from inside the running app.
+
+Nothing is started before the app: the pool's helpers start under Textual's captured
+stderr (see ``xnat_tui.dicom.processes``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import time
 
 from tests.ui.fakes import make_app, to_main, until
 from xnat_tui.dicom.synthetic import write_bulk_tree
-from xnat_tui.ui.launch import prestart_worker_processes, scan_tree
+from xnat_tui.ui.launch import scan_tree
 
 
 async def test_scans_with_worker_processes_run_back_to_back(tmp_path):
@@ -18,7 +22,6 @@ async def test_scans_with_worker_processes_run_back_to_back(tmp_path):
     for root, _, files in os.walk(tmp_path):
         for name in files:
             os.utime(os.path.join(root, name), (old, old))
-    prestart_worker_processes()  # what run_tui does before Textual takes over stdio
     app, _, _ = make_app(tmp_path)
     app.services.scan_func = scan_tree
     async with app.run_test(size=(120, 40)) as pilot:

@@ -96,20 +96,9 @@ def wanted_tags(patterns: Sequence[PatternLike]) -> tuple[dict[int, tuple[str, s
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    """Where worker processes come from.
+    from xnat_tui.dicom.processes import worker_context
 
-    Not plain ``fork``: the TUI scans from a thread, and forking a threaded process
-    can deadlock the child. The fork server is a clean single-threaded process
-    started once (it preloads only the worker module, not the app), then forks
-    workers in milliseconds; ``spawn`` is the portable fallback.
-    """
-    import multiprocessing
-
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["xnat_tui.dicom.worker"])
-        return ctx
-    return multiprocessing.get_context("spawn")
+    return worker_context()
 
 
 class _Pool:
@@ -415,7 +404,12 @@ class _Scanner:
                 if pool is None and pending:
                     stale = pending_since is not None and time.monotonic() - pending_since > 0.5
                     if len(pending) >= self.inline_limit and self.workers > 1:
-                        pool = _Pool(self.workers)
+                        try:
+                            pool = _Pool(self.workers)
+                        except (OSError, ValueError):
+                            # No worker processes here (sandboxed, odd stdio): read
+                            # every header in-process instead of failing the scan.
+                            self.workers = 1
                     elif (
                         self.walk_done
                         or stale
@@ -432,7 +426,9 @@ class _Scanner:
                         todo = _take(pending, self.chunk)
                         try:
                             fut = pool.executor.submit(examine_chunk, todo, self.want)
-                        except BrokenExecutor:
+                        except (BrokenExecutor, OSError, ValueError):
+                            # Workers start on first submit: one that cannot start
+                            # leaves this share and the rest to the in-process path.
                             pending.extendleft(reversed(todo))
                             self.workers = 1
                             break

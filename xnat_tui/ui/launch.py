@@ -115,28 +115,6 @@ def _login_request(
     )
 
 
-def prestart_worker_processes() -> None:
-    """Start multiprocessing's helper processes while stdio is still the terminal.
-
-    Textual swaps ``sys.stderr`` for a capture object whose ``fileno()`` is -1. The
-    resource tracker and the fork server pass stderr's descriptor to the process
-    they spawn on first use, so a scan started from inside the app would fail with
-    "bad value(s) in fds_to_keep". Started here, they are simply reused later.
-    """
-    import multiprocessing
-    from multiprocessing import forkserver, resource_tracker
-
-    try:
-        resource_tracker.ensure_running()
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            multiprocessing.get_context("forkserver").set_forkserver_preload(
-                ["xnat_tui.dicom.worker"]
-            )
-            forkserver.ensure_running()
-    except Exception as exc:  # scanning still works in-process for small trees
-        log.warning("could not start the scan worker helpers: %s", exc)
-
-
 def tune_runtime() -> None:
     """Interpreter settings for an interactive app that also scans and uploads.
 
@@ -217,7 +195,6 @@ def run_tui(args: argparse.Namespace) -> int:
             app.sandbox_url = sandbox.url
         else:
             app = build_app(args, cfg, start_path=start_path)
-        prestart_worker_processes()
         tune_runtime()
         result = app.run()
         return int(result or 0)
