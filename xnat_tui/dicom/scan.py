@@ -451,6 +451,9 @@ class _Scanner:
                             records = examine_chunk(todo, self.want)
                             self.workers = 1
                         self.results(records)
+                        # Let a waiting event loop (the TUI) take the GIL between
+                        # chunks instead of after a whole switch interval.
+                        time.sleep(0)
                 if pool is not None and self.workers == 1 and not inflight:
                     pool.kill()
                     pool = None
