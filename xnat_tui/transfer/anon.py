@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from xnat_tui.dicom.dicomedit import (
     scripts_for_profile,
     server_scripts,
 )
+from xnat_tui.dicom.processes import usable_stderr
 from xnat_tui.transfer.journal import JobRecord
 from xnat_tui.transfer.packer import FileTransform
 from xnat_tui.transfer.server import TransferError
@@ -177,6 +179,10 @@ class AnonymizerSet:
             if self._pool is None or keys != self._pool_keys:
                 if self._pool is not None:
                     self._pool.shutdown(wait=False, cancel_futures=False)
+                # Inside the TUI sys.stderr has no descriptor, and the resource tracker
+                # that spawned workers need would fail to start ("fds_to_keep").
+                with usable_stderr():
+                    resource_tracker.ensure_running()
                 self._pool = ProcessPoolExecutor(
                     self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
