@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import shutil
 import socket
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,16 +38,79 @@ GOAL_P99_MS = 50.0
 TICK = 0.010
 
 
-class LagProbe:
+class StallSampler:
+    """Where the threads are while the event loop is late (``--trace-stalls``).
+
+    A watchdog thread wakes every 2 ms; when the probe has not ticked for 25 ms it takes
+    every thread's stack (``sys._current_frames``) and counts the innermost frames of
+    project and library code, so the report says what ran instead of the event loop.
+    """
+
     def __init__(self) -> None:
+        self.last_tick = time.monotonic()
+        self.main_ident = threading.get_ident()
+        self.counts: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self.stalled_samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-sampler", daemon=True)
+
+    @staticmethod
+    def _where(frame: Any) -> str:
+        parts = []
+        f = frame
+        while f is not None and len(parts) < 4:
+            code = f.f_code
+            name = code.co_filename
+            short = "/".join(Path(name).parts[-2:])
+            parts.append(f"{short}:{f.f_lineno} {code.co_name}")
+            f = f.f_back
+        return " < ".join(parts)
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        names = {}
+        while not self._stop.wait(0.002):
+            if time.monotonic() - self.last_tick < 0.025:
+                continue
+            self.stalled_samples += 1
+            for t in threading.enumerate():
+                names[t.ident] = t.name
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                who = "MAIN" if ident == self.main_ident else names.get(ident, str(ident))
+                who = who.split("(")[0].rstrip("-_0123456789") or who
+                self.counts[who][self._where(frame)] += 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def report(self) -> None:
+        self._stop.set()
+        print(f"stall samples (loop >25 ms late): {self.stalled_samples}")
+        for who, counter in sorted(self.counts.items()):
+            print(f"  thread {who}:")
+            for where, n in counter.most_common(8):
+                print(f"    {n:5d}  {where}")
+
+
+class LagProbe:
+    def __init__(self, sampler: StallSampler | None = None) -> None:
         self.samples: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self.sampler = sampler
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             start = loop.time()
+            if self.sampler is not None:
+                self.sampler.last_tick = time.monotonic()
             await asyncio.sleep(TICK)
+            if self.sampler is not None:
+                self.sampler.last_tick = time.monotonic()
             lag = max(0.0, loop.time() - start - TICK) * 1000
             self.samples.append(lag)
             if lag > 40 and os.environ.get("UI_LAG_TRACE"):
@@ -175,7 +240,8 @@ async def run(args: argparse.Namespace, work: Path) -> int:
             login=LoginRequest(url=sandbox.url, user="alice", password="alice"),
             auto_login=True,
         )
-        probe = LagProbe()
+        sampler = StallSampler() if args.trace_stalls else None
+        probe = LagProbe(sampler)
         if not args.default_runtime:
             tune_runtime()  # what run_tui does
         async with app.run_test(headless=True, size=(120, 40)) as pilot:
@@ -208,6 +274,8 @@ async def run(args: argparse.Namespace, work: Path) -> int:
             await wait(lambda: len(app.transfers.jobs) == 4, 30, "queueing")
             # Measured from here: uploads running, then the big scan on top of them.
             probe.start()
+            if sampler is not None:
+                sampler.start()
             before = len(app.workbench)
             screen.start_scan([big])
             scan_started = time.perf_counter()
@@ -221,6 +289,8 @@ async def run(args: argparse.Namespace, work: Path) -> int:
             )
             load_time = time.perf_counter() - t_load
             busy = await probe.stop()
+            if sampler is not None:
+                sampler.report()
             states = sorted(str(r.state) for r in app.transfers.jobs.values())
             if args.verbose:
                 for line in list(app.log_buffer.lines)[-15:]:
@@ -255,6 +325,11 @@ def main() -> int:
         "--default-runtime",
         action="store_true",
         help="keep CPython's default garbage-collection settings (for comparison)",
+    )
+    parser.add_argument(
+        "--trace-stalls",
+        action="store_true",
+        help="sample every thread's stack while the event loop is late, print where",
     )
     parser.add_argument(
         "--sandbox-in-process",

@@ -393,6 +393,9 @@ class _Scanner:
                     if misses and pending_since is None:
                         pending_since = time.monotonic()
                     pending.extend(misses)
+                    # Walking is Python code that keeps the GIL between directory
+                    # reads; give a waiting event loop its turn after each directory.
+                    time.sleep(0)
                     if self.due(last) or (pool is not None and len(pending) >= self.chunk):
                         break
                     if self.cancel.is_set():

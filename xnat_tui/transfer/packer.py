@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,12 @@ BATCH = 1 << 20
 # Files above this are read twice (checksum pass, then streamed) instead of held whole.
 LARGE_FILE = 64 << 20
 _STAMP = datetime(2000, 1, 1)
+# One packer thread reads and checksums at a time (process-wide). Its work is mostly
+# C code that drops the GIL, but each thread takes the GIL back after every read,
+# CRC and MD5; four of them contending made the event loop wait 50-100 ms for its
+# turn (benchmarks/ui_lag.py --trace-stalls). Threads waiting on this lock do not
+# compete for the GIL. One thread still packs far faster than a network sends.
+_PACKING = threading.Lock()
 _MODE = stat.S_IFREG | 0o644
 
 
@@ -242,7 +248,7 @@ class SeriesPacker:
             if self.compression is Compression.STORED:
                 batch: list[bytes] = []
                 held = 0
-                for buf in self._stored():
+                for buf in self._paced(self._stored()):
                     batch.append(buf)
                     held += len(buf)
                     if held >= BATCH:
@@ -254,10 +260,12 @@ class SeriesPacker:
                 return
             pending: list[bytes] = []
             size = 0
-            for chunk in stream_zip(
-                self._members(),
-                chunk_size=CHUNK,
-                get_compressobj=lambda: zlib.compressobj(wbits=-zlib.MAX_WBITS, level=1),
+            for chunk in self._paced(
+                stream_zip(
+                    self._members(),
+                    chunk_size=CHUNK,
+                    get_compressobj=lambda: zlib.compressobj(wbits=-zlib.MAX_WBITS, level=1),
+                )
             ):
                 pending.append(chunk)
                 size += len(chunk)
@@ -274,6 +282,11 @@ class SeriesPacker:
                 loop.call_soon_threadsafe(queue.put_nowait, (exc, None))
             except RuntimeError:
                 pass  # loop closed: nobody is listening any more
+
+    def _paced(self, items: Iterable[bytes]) -> Iterable[bytes]:
+        # An anonymizing transform waits on its process pool, not the GIL: packers
+        # with one keep running side by side so the pool's workers stay busy.
+        return items if self.transform is not None else _one_at_a_time(items)
 
     # ------------------------------------------------------------- loop side
     async def body(self) -> AsyncIterator[bytes]:
@@ -305,6 +318,17 @@ class SeriesPacker:
                 self.files_done = files_done
         finally:
             self._stop.set()
+
+
+def _one_at_a_time(items: Iterable[bytes]) -> Iterator[bytes]:
+    """Each step of a packer's generator under the process-wide packing lock."""
+    steps = iter(items)
+    while True:
+        with _PACKING:
+            item = next(steps, None)
+        if item is None:
+            return
+        yield item
 
 
 def zip_size_estimate(files: Sequence[SourceFile]) -> int:
