@@ -88,3 +88,41 @@ async def test_large_file_streamed_in_two_passes(
     assert max(len(c) for c in chunks) <= 2 * packer_mod.CHUNK  # never a whole file at once
     zf = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
     assert [zf.read(n) for n in zf.namelist()] == [f.path.read_bytes() for f in src]
+
+
+async def test_concurrent_packers_share_the_packing_lock_without_blocking(
+    tmp_path: Path,
+) -> None:
+    # Packers take turns reading (one process-wide lock): a failed one and an
+    # abandoned one must not hold up the others.
+    import asyncio
+
+    dirs = [tmp_path / f"s{i}" for i in range(5)]
+    for d in dirs:
+        d.mkdir()
+    srcs = [files(d, n=4, size=300_000) for d in dirs]
+    srcs[3][2].path.unlink()  # this series fails part-way
+    packers = [
+        SeriesPacker(
+            f"1.2.840.{i}",
+            src,
+            compression=Compression.DEFLATE if i % 2 else Compression.STORED,
+        )
+        for i, src in enumerate(srcs)
+    ]
+    abandoned = packers[4].body()
+    await abandoned.__anext__()  # its consumer stops after the first chunk
+
+    async def one(p: SeriesPacker) -> bytes | Exception:
+        try:
+            return await collect(p)
+        except SourceChanged as exc:
+            return exc
+
+    results = await asyncio.wait_for(asyncio.gather(*(one(p) for p in packers[:4])), 20)
+    await abandoned.aclose()
+    assert isinstance(results[3], SourceChanged)
+    for data, src in zip(results[:3], srcs[:3], strict=True):
+        assert isinstance(data, bytes)
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        assert [zf.read(i) for i in zf.infolist()] == [f.path.read_bytes() for f in src]
