@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
         "--faults",
         metavar="SPEC",
         help="fault injection, e.g. 'error=503:0.1,latency=200ms,seed=1' "
-        "(see docs/readme/sandbox.md)",
+        "(see 'Fault injection' in the README)",
     )
     serve.add_argument(
         "--session-timeout",
