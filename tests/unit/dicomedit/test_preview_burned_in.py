@@ -82,3 +82,11 @@ def test_plain_mr_and_explicit_no_are_not_flagged() -> None:
         fields={"BurnedInAnnotation": "NO"},
     )
     assert burned_in_verdict(us_no, "basic").action == "ok"
+
+
+def test_a_protocol_name_equal_to_the_description_is_named_once() -> None:
+    scan = _scan(
+        modality="CT", series_description="Dose Report", fields={"ProtocolName": "Dose Report"}
+    )
+    (reason,) = [r for r in burned_in_verdict(scan, "none").reasons if "dose" in r]
+    assert "'Dose Report'" in reason and "Dose Report Dose Report" not in reason

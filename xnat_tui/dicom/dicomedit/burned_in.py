@@ -50,9 +50,9 @@ def burned_in_reasons(scan: Scan) -> list[str]:
     fields = scan.fields
     burned = fields.get("BurnedInAnnotation", "").strip().upper()
     image_type = fields.get("ImageType", "").upper()
-    description = " ".join(
-        v for v in (scan.series_description, fields.get("ProtocolName", "")) if v
-    )
+    # ProtocolName often repeats SeriesDescription; name each text once in the reason.
+    texts = (scan.series_description, fields.get("ProtocolName", ""))
+    description = " / ".join(dict.fromkeys(v for v in texts if v))
     reasons: list[str] = []
     if burned == "YES":
         reasons.append("BurnedInAnnotation is YES")
