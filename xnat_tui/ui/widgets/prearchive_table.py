@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from xnat_tui.transfer.triage import PrearchiveRow
+from xnat_tui.ui.widgets.cached_table import CachedDataTable
 
 # (column key, header, source column in XNAT's row)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -60,7 +60,7 @@ def _same(a: str | Text, b: str | Text) -> bool:
     return a == b
 
 
-class PrearchiveTable(DataTable[str | Text]):
+class PrearchiveTable(CachedDataTable[str | Text]):
     """Shows rows in the order given; keeps cursor on the same entry across updates."""
 
     def __init__(self, *, id: str | None = None) -> None:

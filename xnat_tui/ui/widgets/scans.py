@@ -17,6 +17,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from xnat_tui.ui.widgets import format as fmt
+from xnat_tui.ui.widgets.cached_table import CachedDataTable
 from xnat_tui.ui.workbench import RowState, Workbench
 
 
@@ -44,7 +45,7 @@ class ScansPane(Vertical):
         self.border_title = "Scans"
 
     def compose(self) -> ComposeResult:
-        table: DataTable[str | Text] = DataTable(id="scans-table", cursor_type="row")
+        table: DataTable[str | Text] = CachedDataTable(id="scans-table", cursor_type="row")
         table.add_column("☑", key="sel", width=1)
         table.add_column("#", key="num", width=4)
         table.add_column("Description", key="desc", width=20)

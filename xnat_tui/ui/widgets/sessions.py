@@ -13,6 +13,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from xnat_tui.ui.widgets import format as fmt
+from xnat_tui.ui.widgets.cached_table import CachedDataTable
 from xnat_tui.ui.workbench import RowState, SessionItem, Workbench
 
 # Fixed widths: rows stream in during a scan and the layout must not jump.
@@ -97,7 +98,7 @@ class SessionsPane(Vertical):
         self.border_title = "Sessions"
 
     def compose(self) -> ComposeResult:
-        table: DataTable[str | Text] = DataTable(id="sessions-table", cursor_type="row")
+        table: DataTable[str | Text] = CachedDataTable(id="sessions-table", cursor_type="row")
         for key, label, width in COLUMNS:
             table.add_column(label, key=key, width=width)
         yield table

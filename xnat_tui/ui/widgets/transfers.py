@@ -19,6 +19,7 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.transfer_model import JobRow, TransferModel
 from xnat_tui.ui.widgets import format as fmt
+from xnat_tui.ui.widgets.cached_table import CachedDataTable
 
 REFRESH_HZ = 5
 BAR_WIDTH = 12
@@ -99,7 +100,7 @@ class TransfersPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield ProgressBar(id="transfers-overall", show_eta=False)
-        table: DataTable[str | Text] = DataTable(id="transfers-table", cursor_type="row")
+        table: DataTable[str | Text] = CachedDataTable(id="transfers-table", cursor_type="row")
         for key, label, width in (
             ("label", "Session", 32),
             ("state", "State", 10),

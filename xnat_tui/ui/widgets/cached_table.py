@@ -1,0 +1,128 @@
+"""A DataTable that re-renders only the cells that changed.
+
+Textual's DataTable keys its render caches on one table-wide update counter, so
+changing a single cell (a transfer's byte count, a session's file count during a
+scan) re-renders every visible cell: ~15-30 ms for the Sessions pane, several times
+a second while a scan and uploads run, which is what made the interface stutter
+(benchmarks/ui_lag.py). Here each rendered cell is also cached under the version of
+that cell, so a repaint after an update renders the changed cells and reuses the rest.
+
+Relies on DataTable's private ``_render_cell``, ``_row_locations`` and
+``_column_locations``; textual is pinned in pyproject.toml and
+tests/ui/test_cached_table.py checks the rendering against a plain DataTable.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.cache import LRUCache
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellType, ColumnKey, RowKey
+
+SegmentLines = list[list[Segment]]
+
+_versions = itertools.count(1)
+
+
+class CachedDataTable(DataTable[CellType]):
+    """DataTable whose cell renders survive updates of other cells."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Version of a row's contents as added, and of each cell updated since.
+        self._row_versions: dict[RowKey, int] = {}
+        self._cell_versions: dict[tuple[RowKey, ColumnKey], int] = {}
+        self._rendered_cells: LRUCache[tuple[Any, ...], SegmentLines] = LRUCache(10_000)
+
+    def add_row(
+        self,
+        *cells: CellType,
+        height: int | None = 1,
+        key: str | None = None,
+        label: Any = None,
+    ) -> RowKey:
+        row_key = super().add_row(*cells, height=height, key=key, label=label)
+        self._row_versions[row_key] = next(_versions)
+        return row_key
+
+    def update_cell(
+        self,
+        row_key: RowKey | str,
+        column_key: ColumnKey | str,
+        value: CellType,
+        *,
+        update_width: bool = False,
+    ) -> None:
+        super().update_cell(row_key, column_key, value, update_width=update_width)
+        rk = RowKey(row_key) if isinstance(row_key, str) else row_key
+        ck = ColumnKey(column_key) if isinstance(column_key, str) else column_key
+        self._cell_versions[(rk, ck)] = next(_versions)
+
+    def remove_row(self, row_key: RowKey | str) -> None:
+        super().remove_row(row_key)
+        rk = RowKey(row_key) if isinstance(row_key, str) else row_key
+        self._row_versions.pop(rk, None)
+        # Cells of a removed row are dropped lazily: a re-added row has a new version.
+
+    def clear(self, columns: bool = False) -> Any:
+        result = super().clear(columns)
+        self._forget()
+        return result
+
+    def add_rows(self, rows: Iterable[Iterable[CellType]]) -> list[RowKey]:
+        return [self.add_row(*cells) for cells in rows]
+
+    def _forget(self) -> None:
+        self._row_versions.clear()
+        self._cell_versions.clear()
+        self._rendered_cells.clear()
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
+        if row_index < 0 or column_index < 0:
+            # Header and label cells: rare, left to DataTable.
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        row = self.rows.get(row_key) if row_key is not None else None
+        if row_key is None or row is None or column_key is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_key,
+            column_key,
+            # The position is baked into the cell's style (mouse meta).
+            row_index,
+            column_index,
+            self._row_versions.get(row_key, 0),
+            self._cell_versions.get((row_key, column_key), 0),
+            base_style,
+            width,
+            row.height,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self.show_cursor,
+            self._pseudo_class_state,
+            self.cursor_foreground_priority,
+            self.cursor_background_priority,
+            self.cell_padding,
+            self.fixed_rows,
+            self.fixed_columns,
+        )
+        lines = self._rendered_cells.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._rendered_cells[key] = lines
+        return lines
