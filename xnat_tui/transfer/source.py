@@ -7,8 +7,13 @@ from xnat_tui.dicom.model import Session
 from xnat_tui.transfer.types import SourceFile, SourceSeries, SourceSession
 
 
-def from_dicom(session: Session) -> SourceSession:
-    """Copy what the engine needs; later edits of the scan result do not leak into jobs."""
+def from_dicom(session: Session, *, files: bool = True) -> SourceSession:
+    """Copy what the engine needs; later edits of the scan result do not leak into jobs.
+
+    ``files=False`` leaves the series' file lists empty: enough to validate a target
+    or apply import filters (headers and labels only) without copying and sorting
+    every file of the session, which the TUI does on every keystroke and scan batch.
+    """
     attributes: dict[str, str] = {
         "PatientID": session.patient_id,
         "PatientName": session.patient_name,
@@ -38,7 +43,9 @@ def from_dicom(session: Session) -> SourceSession:
             files=[
                 SourceFile(f.path, f.size, f.mtime, f.sop_instance_uid)
                 for f in sorted(scan.files, key=_file_order)
-            ],
+            ]
+            if files
+            else [],
             headers={
                 **scan.fields,
                 "SeriesDescription": scan.series_description,
@@ -65,4 +72,7 @@ def from_dicom(session: Session) -> SourceSession:
 
 def _file_order(f: object) -> tuple[int, str]:
     number = getattr(f, "instance_number", None)
-    return (number if isinstance(number, int) else 1 << 30, str(getattr(f, "path", "")))
+    path = getattr(f, "path_str", None)
+    if path is None:
+        path = str(getattr(f, "path", ""))
+    return (number if isinstance(number, int) else 1 << 30, path)

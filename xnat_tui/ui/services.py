@@ -202,16 +202,18 @@ class Services:
         if info is None or not getattr(info, "series_checks", None):
             return {}
         out: dict[str, str] = {}
-        for series in from_dicom(item.session).series:
+        for series in from_dicom(item.session, files=False).series:
             reason = info.drop_reason(series)
             if reason:
                 out[series.series_instance_uid] = reason
         return out
 
-    def requests(self, project: ProjectInfo, items: list[SessionItem]) -> list[JobRequest]:
+    def requests(
+        self, project: ProjectInfo, items: list[SessionItem], *, files: bool = True
+    ) -> list[JobRequest]:
         return [
             JobRequest(
-                session=from_dicom(item.session),
+                session=from_dicom(item.session, files=files),
                 project=project.id,
                 subject=item.subject,
                 label=item.label,
@@ -259,7 +261,8 @@ class Services:
         given = self.anon_variables.get(project.id, {})
         asked_later = [n for n, _ in getattr(info, "anon_variables", None) or [] if n not in given]
         for n, item in enumerate(items):
-            request = self.requests(project, [item])[0]
+            # Validation only: the plan's file counts are not shown, so files are not copied.
+            request = self.requests(project, [item], files=False)[0]
             request.overwrite = self.overwrite
             request.variables = {**{name: "?" for name in asked_later}, **request.variables}
             plan = await self.planner.plan([request])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from xnat_tui.dicom.model import ScanBatch, ScanSummary
+from xnat_tui.dicom.model import ScanBatch, ScanSummary, Session
 from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.widgets.folders import FoldersPane
 from xnat_tui.ui.widgets.labels import LabelsPane
@@ -31,6 +32,20 @@ log = logging.getLogger("xnat_tui.ui")
 
 # Remote label checks wait this long after the last keystroke.
 CHECK_DEBOUNCE = 0.35
+# A scan reports five times a second; the Sessions table and the progress line follow
+# at most this often. Each refresh re-lays out the screen (rows added, the status line
+# rewrapped), which is what a key press would wait for.
+SCAN_REFRESH = 0.5
+# Actions whose availability follows the workbench; the footer is rebuilt (a costly
+# recompose) only when one of them flips.
+FOOTER_ACTIONS = (
+    "upload",
+    "bulk",
+    "refresh_project",
+    "prearchive",
+    "edit_label",
+    "anon_preview",
+)
 
 
 class MainScreen(Screen[None]):
@@ -173,10 +188,19 @@ class MainScreen(Screen[None]):
     @work(group="scan", exclusive=True, exit_on_error=False)
     async def _scan(self, paths: list[Path]) -> None:
         found = 0
+        # Sessions touched since the table was last refreshed. Only read here, between
+        # the scan's steps, while the scan thread is not running.
+        touched: dict[str, Session] = {}
+        shown = time.monotonic()
         try:
             async for event in self.xapp.services.scan(paths):
                 if isinstance(event, ScanBatch):
-                    found += self._absorb(event.sessions)
+                    touched.update((s.study_instance_uid, s) for s in event.sessions)
+                    if time.monotonic() - shown < SCAN_REFRESH:
+                        continue
+                    shown = time.monotonic()
+                    found += self._absorb(list(touched.values()))
+                    touched.clear()
                     p = event.progress
                     total = f"/{p.files_seen}" if p.walk_done else f" of {p.files_seen}+"
                     self.folders.show_progress(
@@ -185,6 +209,7 @@ class MainScreen(Screen[None]):
                         p.fraction,
                     )
                 elif isinstance(event, ScanSummary):
+                    touched.clear()
                     found += self._absorb(event.sessions)
                     p = event.progress
                     state = "stopped" if event.cancelled else "done"
@@ -249,7 +274,7 @@ class MainScreen(Screen[None]):
 
     def _refresh_footer_if_changed(self) -> None:
         """The footer is rebuilt on refresh_bindings: only ask when something flipped."""
-        state = tuple(self.check_action(a, ()) for a in ("upload", "bulk", "refresh_project"))
+        state = tuple(self.check_action(a, ()) for a in FOOTER_ACTIONS)
         if state != getattr(self, "_footer_state", None):
             self._footer_state = state
             self.refresh_bindings()
@@ -364,7 +389,7 @@ class MainScreen(Screen[None]):
         current = wb.get(self.sessions.current_uid)
         if current is not None:
             self.labels.show_status(current)
-        self.refresh_bindings()
+        self._refresh_footer_if_changed()
 
     # ------------------------------------------------------------ uploading
 
