@@ -6,6 +6,7 @@ processes and can be stored as-is in the rescan cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -28,6 +29,8 @@ from xnat_tui.dicom.model import ProblemKind
 # (path, size, mtime_ns, kind, detail, values, bytes_read); kind "" = usable DICOM.
 Record = tuple[str, int, int, str, str, dict[str, str] | None, int]
 Item = tuple[str, int, int]  # (path, size, mtime_ns) as found by the walk
+# Added to the workers' nice value (Unix): lower CPU priority than the caller.
+WORKER_NICENESS = 10
 
 _JUNK_NAMES = {
     ".ds_store": "macOS Finder metadata (.DS_Store)",
@@ -210,6 +213,11 @@ def init_worker() -> None:
     import warnings
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        # Header reading is background work: on a shared login node, and in the TUI,
+        # the process the user is typing into comes first.
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICENESS)
     warnings.simplefilter("ignore")
     logging.getLogger().addHandler(logging.NullHandler())
     logging.getLogger().setLevel(logging.CRITICAL + 1)
