@@ -1,10 +1,23 @@
-"""Walk folder trees with os.scandir: each folder listed once, no symlink loops.
+"""Walk folder trees: each folder listed once, no symlink loops.
 
 Folders are identified by (device, inode), so a symlink back to an ancestor, two
 symlinks to one folder, or overlapping roots (``scan a a/b``) never visit a folder
 twice. Files reached through a symlink or carrying several hard links are also
 de-duplicated by inode; plain files are not tracked (that would cost memory per file
 on trees of a million files).
+
+Folders are listed by the small C extension ``_fastlist`` when it was compiled at
+install time. Rescanning an unchanged tree is mostly this walk, and in Python every
+file costs a DirEntry, a stat_result and a tuple (~3.5 us; stat in threads was
+measured slower, the GIL serialises them). ``_fastlist.list_dir`` does readdir and
+lstat with the GIL released and hands back finished (name, size, mtime_ns) tuples:
+30,000 files in ~68 ms instead of ~110 ms, of which ~60 ms is the kernel's own
+readdir + lstat (measured in plain C; two C threads were slower still). It only
+settles folders holding nothing but regular files with one link (the leaf folders
+that make up the bulk of a DICOM tree); any other folder is listed again by the
+os.scandir code below, which stays the single source of policy and the whole walk
+when the extension is missing or ``XNAT_TUI_PURE_WALK=1``. Both give the same events
+in the same order.
 """
 
 from __future__ import annotations
@@ -18,6 +31,19 @@ from pathlib import Path
 from stat import S_ISREG
 
 from xnat_tui.dicom.model import Problem, ProblemKind
+
+_ListDir = Callable[[str], tuple[list[tuple[str, int, int]], list[str]]]
+
+
+def _load_c_list_dir() -> _ListDir | None:
+    try:
+        from xnat_tui.dicom._fastlist import list_dir
+    except ImportError:  # not compiled (no C compiler at install time): pure Python
+        return None
+    return list_dir
+
+
+_c_list_dir = _load_c_list_dir()
 
 # Folders that operating systems and archivers leave behind; never DICOM.
 SKIP_DIRS = {
@@ -70,6 +96,8 @@ def walk(
     roots: Sequence[str | Path], cancel: threading.Event | None = None
 ) -> Generator[WalkEvent, None, None]:
     """Yield one DirListing per folder (depth first, names sorted) and problems."""
+    # Read per walk, not at import, so tests can compare both listings in one process.
+    c_list_dir = None if os.environ.get("XNAT_TUI_PURE_WALK", "") not in ("", "0") else _c_list_dir
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
     loose: dict[str, DirListing] = {}  # files named directly as roots, by folder
@@ -133,6 +161,19 @@ def walk(
                 continue
             seen_dirs.add(key)
             already = set(f[0] for f in loose[path].files) if path in loose else set()
+            if c_list_dir is not None:
+                try:
+                    files, others = c_list_dir(path)
+                except OSError as exc:
+                    yield _cannot_list(path, exc)
+                    continue
+                if not others:
+                    yield from _plain(path, files, already)
+                    continue
+                # Subfolders, links, hard links, FIFOs or a file that vanished:
+                # the general code lists the folder again and settles every entry.
+                # Such folders are few (those above the leaves), so the second
+                # listing costs little, and the policy lives in one place.
             subdirs: list[str] = []
             fd = -1
             try:
@@ -140,15 +181,9 @@ def walk(
                     fd = os.open(path, _DIR_FLAGS)
                 with os.scandir(fd if fd >= 0 else path) as it:
                     entries = list(it)  # file order is irrelevant; subfolders are sorted
-            except PermissionError:
-                _close(fd)
-                yield _problem(
-                    path, ProblemKind.UNREADABLE, "cannot list folder: permission denied"
-                )
-                continue
             except OSError as exc:
                 _close(fd)
-                yield _problem(path, ProblemKind.UNREADABLE, f"cannot list folder: {exc.strerror}")
+                yield _cannot_list(path, exc)
                 continue
             try:
                 yield from _list(path, entries, already, subdirs, deferred, file_once)
@@ -156,6 +191,34 @@ def walk(
                 _close(fd)
             subdirs.sort(reverse=True)
             todo.extend(subdirs)
+
+
+def _cannot_list(path: str, exc: OSError) -> Problem:
+    if isinstance(exc, PermissionError):
+        return _problem(path, ProblemKind.UNREADABLE, "cannot list folder: permission denied")
+    return _problem(path, ProblemKind.UNREADABLE, f"cannot list folder: {exc.strerror}")
+
+
+def _plain(
+    path: str, files: list[tuple[str, int, int]], already: set[str]
+) -> Generator[DirListing, None, None]:
+    """A folder of plain files only, as listed by ``_fastlist``: the listing(s) that
+    ``_list`` gives for the same folder, so both walks are interchangeable.
+
+    Up to PART entries ``_list`` takes its one-block path (one listing); above, its
+    per-entry loop cuts a part at every PART files kept, then a last part, possibly
+    empty.
+    """
+    entries = len(files)
+    if already:
+        files = [f for f in files if f[0] not in already]
+    if entries <= PART:
+        yield DirListing(path, files)
+        return
+    full = len(files) // PART
+    for i in range(full):
+        yield DirListing(path, files[i * PART : (i + 1) * PART], last=False)
+    yield DirListing(path, files[full * PART :])
 
 
 def _close(fd: int) -> None:

@@ -1,0 +1,272 @@
+"""The C listing (_fastlist) and the pure-Python walk must give identical results."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xnat_tui.dicom import walk as walk_mod
+from xnat_tui.dicom.walk import DirListing, walk
+
+try:
+    from xnat_tui.dicom import _fastlist
+except ImportError:  # not compiled here; test_extension_is_built says whether it must be
+    _fastlist = None  # type: ignore[assignment]
+
+needs_ext = pytest.mark.skipif(_fastlist is None, reason="_fastlist extension not compiled")
+
+
+def _can_compile() -> bool:
+    include = sysconfig.get_paths()["include"]
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")[:1]
+    return os.path.exists(os.path.join(include, "Python.h")) and bool(cc and shutil.which(cc[0]))
+
+
+def test_extension_is_built() -> None:
+    """Where it can be compiled, it must be: CI must not silently lose the fast walk."""
+    if not _can_compile():
+        pytest.skip("no Python.h or C compiler: the pure-Python walk is the expected one")
+    assert _fastlist is not None, "pip install -e . should have compiled _fastlist.c"
+    assert walk_mod._c_list_dir is not None
+    source = Path(walk_mod.__file__).with_name("_fastlist.c")
+    built = Path(_fastlist.__file__)
+    assert built.stat().st_mtime >= source.stat().st_mtime, (
+        f"{built.name} is older than _fastlist.c: rebuild with pip install -e ."
+    )
+
+
+# ---- walk() with and without the extension --------------------------------------
+
+
+def _events(monkeypatch: pytest.MonkeyPatch, roots: list[Any], pure: bool) -> list[Any]:
+    monkeypatch.setenv("XNAT_TUI_PURE_WALK", "1" if pure else "0")
+    return list(walk(roots))
+
+
+def _same(monkeypatch: pytest.MonkeyPatch, roots: list[Any]) -> list[Any]:
+    """Walk both ways, assert equal events, and that the C listing was really used."""
+    assert _fastlist is not None
+    calls: list[str] = []
+    real = walk_mod._c_list_dir
+    assert real is not None
+
+    def spy(path: str) -> tuple[list[tuple[str, int, int]], list[str]]:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(walk_mod, "_c_list_dir", spy)
+    pure = _events(monkeypatch, roots, pure=True)
+    assert calls == []
+    fast = _events(monkeypatch, roots, pure=False)
+    assert calls, "the C listing was not used"
+    assert fast == pure
+    return fast
+
+
+def _write(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _listings(events: list[Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for e in events:
+        if isinstance(e, DirListing):
+            out.setdefault(e.path, []).extend(f[0] for f in e.files)
+    return out
+
+
+@needs_ext
+def test_plain_nested_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for s in range(3):
+        for i in range(20):
+            _write(tmp_path / "P1" / "ST1" / f"S{s}" / f"{i:03}.dcm", bytes(i))
+    _write(tmp_path / "top.dcm", b"abc")
+    (tmp_path / "empty").mkdir()
+    events = _same(monkeypatch, [tmp_path])
+    assert len(_listings(events)[str(tmp_path / "P1" / "ST1" / "S2")]) == 20
+
+
+@needs_ext
+def test_links_loops_fifo_and_junk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tmp_path / "real"
+    a = _write(real / "a.dcm", b"a" * 10)
+    _write(real / "b.dcm", b"b" * 20)
+    os.link(a, real / "a_hard.dcm")  # hard link in the same folder
+    os.link(a, tmp_path / "elsewhere_hard.dcm")  # and in another folder
+    (tmp_path / "file_link.dcm").symlink_to(real / "b.dcm")
+    (tmp_path / "dir_link").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (real / "self").symlink_to(real, target_is_directory=True)
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "fifo_link").symlink_to(tmp_path / "fifo")
+    _write(tmp_path / "__MACOSX" / "._a.dcm")
+    _write(tmp_path / ".git" / "HEAD")
+    _write(tmp_path / "leaf" / "x.dcm")
+    events = _same(monkeypatch, [tmp_path])
+    kinds = {(e.path, e.detail) for e in events if not isinstance(e, DirListing)}
+    assert (str(tmp_path / "broken"), "broken symbolic link") in kinds
+    assert any("__MACOSX" in p for p, _ in kinds)
+
+
+@needs_ext
+def test_overlapping_roots_and_loose_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(5):
+        _write(tmp_path / "a" / "b" / f"{i}.dcm")
+    # A file named on the command line and then its folder: the folder's listing
+    # must leave out the file already reported (``already`` in walk.py).
+    _same(monkeypatch, [tmp_path / "a" / "b" / "3.dcm", tmp_path / "a" / "b", tmp_path])
+    _same(monkeypatch, [tmp_path / "a", tmp_path / "missing", tmp_path / "a" / "b"])
+
+
+@needs_ext
+@pytest.mark.parametrize("count", [6, 7, 8, 14, 15, 22])
+def test_parts_of_big_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    monkeypatch.setattr(walk_mod, "PART", 7)
+    flat = tmp_path / "flat"
+    for i in range(count):
+        _write(flat / f"{i:03}.dcm")
+    events = _same(monkeypatch, [flat])
+    assert sum(len(e.files) for e in events) == count
+    # With files named first, the kept files are cut into parts as _list would.
+    _same(monkeypatch, [flat / "000.dcm", flat / "005.dcm", flat])
+    # A big folder with a subfolder and a hard link takes the general code.
+    _write(flat / "sub" / "s.dcm")
+    os.link(flat / "001.dcm", flat / "hard.dcm")
+    _same(monkeypatch, [flat])
+
+
+@needs_ext
+def test_non_utf8_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = os.fsencode(tmp_path)
+    os.mkdir(base + b"/dir\xff")
+    for name in (b"caf\xe9.dcm", b"\xff\xfe.dcm", "ok-é.dcm".encode()):
+        with open(base + b"/dir\xff/" + name, "wb") as f:
+            f.write(b"data")
+    events = _same(monkeypatch, [tmp_path])
+    (names,) = [v for k, v in _listings(events).items() if k.endswith("dir\udcff")]
+    assert sorted(names) == sorted(os.listdir(os.fsdecode(base + b"/dir\xff")))
+
+
+@contextlib.contextmanager
+def _unprivileged() -> Iterator[None]:
+    """Run as nobody when we are root, where permission bits are not enforced.
+
+    Only the effective uid changes (the real one stays 0), so it can be restored.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def _readable(folder: Path) -> bool:
+    # Not os.access: it checks the real uid, which _unprivileged leaves at 0.
+    try:
+        os.listdir(folder)
+    except PermissionError:
+        return False
+    return True
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A tree outside the root-only pytest temp folder, so nobody can traverse it."""
+    path = Path(tempfile.mkdtemp(prefix="fastlist-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        for p in [path, *path.rglob("*")]:
+            if p.is_dir() and not p.is_symlink():
+                p.chmod(0o755)
+        shutil.rmtree(path)
+
+
+@needs_ext
+def test_unreadable_folders(shared_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("locked", "list_only", "search_only", "fine"):
+        _write(shared_tmp / name / "a.dcm")
+        _write(shared_tmp / name / "b.dcm")
+    (shared_tmp / "locked").chmod(0)
+    (shared_tmp / "list_only").chmod(0o444)  # names readable, files cannot be stat'ed
+    (shared_tmp / "search_only").chmod(0o111)  # files reachable, names not listable
+    with _unprivileged():
+        if _readable(shared_tmp / "locked"):
+            pytest.skip("permission bits are not enforced here")
+        events = _same(monkeypatch, [shared_tmp])
+    problems = {(e.path, e.detail) for e in events if not isinstance(e, DirListing)}
+    assert (str(shared_tmp / "locked"), "cannot list folder: permission denied") in problems
+    assert (str(shared_tmp / "search_only"), "cannot list folder: permission denied") in problems
+    assert sorted(_listings(events)[str(shared_tmp / "fine")]) == ["a.dcm", "b.dcm"]
+
+
+# ---- list_dir itself --------------------------------------------------------------
+
+
+@needs_ext
+def test_list_dir_matches_lstat_and_scandir_order(tmp_path: Path) -> None:
+    assert _fastlist is not None
+    for i in range(700):  # past the initial record and name buffer sizes
+        _write(tmp_path / (f"{i:04}-" + "n" * 40 + ".dcm"), b"z" * i)
+    os.utime(tmp_path / ("0001-" + "n" * 40 + ".dcm"), ns=(0, 1_234_567_890_123_456_789))
+    os.utime(tmp_path / ("0002-" + "n" * 40 + ".dcm"), ns=(0, -1_500_000_001))  # 1969
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "sub")
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    os.link(tmp_path / ("0003-" + "n" * 40 + ".dcm"), tmp_path / "hard")
+    os.mkfifo(tmp_path / "fifo")
+
+    files, others = _fastlist.list_dir(str(tmp_path))
+    hard = "0003-" + "n" * 40 + ".dcm"
+    plain = {e.name for e in os.scandir(tmp_path) if e.name[0] == "0" and e.name != hard}
+    order = [e.name for e in os.scandir(tmp_path)]
+    assert [f[0] for f in files] == [n for n in order if n in plain]
+    assert others == [n for n in order if n not in plain]
+    assert set(others) == {"sub", "link", "broken", "hard", "fifo", hard}
+    for name, size, mtime_ns in files:
+        st = os.lstat(tmp_path / name)
+        assert (size, mtime_ns) == (st.st_size, st.st_mtime_ns)
+    mtimes = {name[:4]: mtime for name, _, mtime in files}
+    assert mtimes["0001"] == 1_234_567_890_123_456_789 and mtimes["0002"] == -1_500_000_001
+    assert _fastlist.list_dir(tmp_path / "sub") == ([], [])  # os.PathLike works too
+
+
+@needs_ext
+def test_list_dir_errors(tmp_path: Path, shared_tmp: Path) -> None:
+    assert _fastlist is not None
+    with pytest.raises(FileNotFoundError) as exc:
+        _fastlist.list_dir(str(tmp_path / "missing"))
+    assert exc.value.filename == str(tmp_path / "missing")
+    _write(tmp_path / "file")
+    with pytest.raises(NotADirectoryError) as exc2:
+        _fastlist.list_dir(str(tmp_path / "file"))
+    assert exc2.value.filename == str(tmp_path / "file") and exc2.value.strerror
+    with pytest.raises(ValueError):
+        _fastlist.list_dir("a\0b")
+    with pytest.raises(TypeError):
+        _fastlist.list_dir(42)  # type: ignore[arg-type]
+    locked = shared_tmp / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    with _unprivileged():
+        if _readable(locked):
+            pytest.skip("permission bits are not enforced here")
+        with pytest.raises(PermissionError) as exc3:
+            _fastlist.list_dir(str(locked))
+    assert exc3.value.filename == str(locked)
