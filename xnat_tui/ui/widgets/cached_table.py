@@ -21,6 +21,7 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellType, ColumnKey, RowKey
 
@@ -37,7 +38,12 @@ class CachedDataTable(DataTable[CellType]):
         # Version of a row's contents as added, and of each cell updated since.
         self._row_versions: dict[RowKey, int] = {}
         self._cell_versions: dict[tuple[RowKey, ColumnKey], int] = {}
+        # Version of the latest update of any cell of a row.
+        self._row_stamps: dict[RowKey, int] = {}
         self._rendered_cells: LRUCache[tuple[Any, ...], SegmentLines] = LRUCache(10_000)
+        self._rendered_rows: LRUCache[tuple[Any, ...], tuple[SegmentLines, SegmentLines]] = (
+            LRUCache(1_000)
+        )
 
     def add_row(
         self,
@@ -61,7 +67,7 @@ class CachedDataTable(DataTable[CellType]):
         super().update_cell(row_key, column_key, value, update_width=update_width)
         rk = RowKey(row_key) if isinstance(row_key, str) else row_key
         ck = ColumnKey(column_key) if isinstance(column_key, str) else column_key
-        self._cell_versions[(rk, ck)] = next(_versions)
+        self._cell_versions[(rk, ck)] = self._row_stamps[rk] = next(_versions)
 
     def remove_row(self, row_key: RowKey | str) -> None:
         super().remove_row(row_key)
@@ -80,7 +86,9 @@ class CachedDataTable(DataTable[CellType]):
     def _forget(self) -> None:
         self._row_versions.clear()
         self._cell_versions.clear()
+        self._row_stamps.clear()
         self._rendered_cells.clear()
+        self._rendered_rows.clear()
 
     def _render_cell(
         self,
@@ -125,4 +133,51 @@ class CachedDataTable(DataTable[CellType]):
         if lines is None:
             lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
             self._rendered_cells[key] = lines
+        return lines
+
+    def _render_line_in_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> tuple[SegmentLines, SegmentLines]:
+        # Rows are cached too, for the usual row cursor without labels or fixed columns:
+        # then a row's look depends only on its cells, its position and whether the
+        # cursor or the mouse is on it.
+        row_index = self._row_locations.get(row_key)
+        if (
+            row_index is None
+            or self.cursor_type != "row"
+            or self._labelled_row_exists
+            or self.fixed_columns
+        ):
+            return super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+        key = (
+            row_key,
+            line_no,
+            row_index,
+            self._row_versions.get(row_key, 0),
+            self._row_stamps.get(row_key, 0),
+            base_style,
+            cursor_location.row == row_index,
+            hover_location.row == row_index,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+            tuple(column.get_render_width(self) for column in self.ordered_columns),
+            self.size.width,
+            self.background_colors[1],
+            self.zebra_stripes,
+            self.cell_padding,
+        )
+        lines = self._rendered_rows.get(key)
+        if lines is None:
+            lines = super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+            self._rendered_rows[key] = lines
         return lines
