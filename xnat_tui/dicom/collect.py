@@ -319,7 +319,12 @@ class Collector:
         chunk = PendingFiles(os.path.join(folder, ""), stamps, sops, insts, shared)
         scan.add_pending(chunk)
         self._sops.update(dict.fromkeys(sops, scan))
-        best = min(zip(insts, sops, strict=True))
+        # The lowest InstanceNumber, ties broken by SOP UID, without a tuple per file.
+        low = min(insts)
+        if insts.count(low) == 1:
+            best = (low, sops[insts.index(low)])
+        else:
+            best = min(zip(insts, sops, strict=True))
         self._settle_group(session, scan, values, best, (folder,))
         return chunk, session
 

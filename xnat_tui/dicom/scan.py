@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 CHUNK = 128  # files per task: big enough to amortise IPC, small enough to cancel fast
 INLINE_LIMIT = 400  # fewer files than this are read in-process (no pool start-up)
 BATCH_INTERVAL = 0.2  # seconds between batches while work is going on
+YIELD_EVERY = 0.002  # seconds of scanning between GIL releases (see _Scanner.yield_gil)
 
 
 def default_workers() -> int:
@@ -197,6 +198,7 @@ class _Scanner:
         self.touched: dict[str, Session] = {}
         # Folders still being listed or examined, for the cache.
         self.dirs: dict[str, _DirState] = {}
+        self._yielded = time.perf_counter()
 
     def progress(self) -> ScanProgress:
         return ScanProgress(
@@ -365,6 +367,18 @@ class _Scanner:
             state.remaining -= 1
             self._settle(folder, state)
 
+    def yield_gil(self) -> None:
+        """Release the GIL briefly if we have held it for a while.
+
+        A waiting event loop (the TUI) then runs before the interpreter's 5 ms switch
+        interval would force it. Not after every folder: each ``sleep(0)`` is a system
+        call, and a cached rescan lists hundreds of folders in a few milliseconds.
+        """
+        now = time.perf_counter()
+        if now - self._yielded >= YIELD_EVERY:
+            time.sleep(0)
+            self._yielded = time.perf_counter()
+
     def due(self, last: float) -> bool:
         return time.monotonic() - last >= self.batch_interval
 
@@ -394,8 +408,8 @@ class _Scanner:
                         pending_since = time.monotonic()
                     pending.extend(misses)
                     # Walking is Python code that keeps the GIL between directory
-                    # reads; give a waiting event loop its turn after each directory.
-                    time.sleep(0)
+                    # reads; give a waiting event loop its turn now and then.
+                    self.yield_gil()
                     if self.due(last) or (pool is not None and len(pending) >= self.chunk):
                         break
                     if self.cancel.is_set():
@@ -456,7 +470,7 @@ class _Scanner:
                         self.results(records)
                         # Let a waiting event loop (the TUI) take the GIL between
                         # chunks instead of after a whole switch interval.
-                        time.sleep(0)
+                        self.yield_gil()
                 if pool is not None and self.workers == 1 and not inflight:
                     pool.kill()
                     pool = None
