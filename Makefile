@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest tmux bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml xnat_tui/dicom/_fastlist.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

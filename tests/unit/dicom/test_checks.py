@@ -116,6 +116,8 @@ def test_unreadable_and_vanished_files(
             return real_scandir(path)
 
         monkeypatch.setattr(worker, "open", fake_open, raising=False)
+        # The fake replaces os.scandir, which the C listing (_fastlist) does not use.
+        monkeypatch.setenv("XNAT_TUI_PURE_WALK", "1")
         monkeypatch.setattr(walk.os, "scandir", fake_scandir)
         summary = _scan(tmp_path / "in")
     else:
