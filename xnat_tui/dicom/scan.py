@@ -576,14 +576,19 @@ async def scan_async(
     Breaking out of the loop or cancelling the task stops the scan and its workers.
     """
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xnat_tui.priority import lower_this_thread
 
     cancel = threading.Event()
     gen = scan(paths, cancel=cancel, **kwargs)
     loop = asyncio.get_running_loop()
+    # One thread of its own, at lower CPU priority than the loop it reports to.
+    thread = ThreadPoolExecutor(1, thread_name_prefix="dicom-scan", initializer=lower_this_thread)
     step: asyncio.Future[ScanEvent | None] | None = None
     try:
         while True:
-            step = loop.run_in_executor(None, next, gen, None)
+            step = loop.run_in_executor(thread, next, gen, None)
             event = await step
             step = None
             if event is None:
@@ -598,7 +603,8 @@ async def scan_async(
         # If the step is somehow still running (cancelled twice), closing would fail
         # with "generator already executing"; the cancel flag has stopped the workers.
         with contextlib.suppress(ValueError):
-            await loop.run_in_executor(None, gen.close)
+            await loop.run_in_executor(thread, gen.close)
+        thread.shutdown(wait=False)
 
 
 class ScanThread:
@@ -628,6 +634,9 @@ class ScanThread:
         return self
 
     def _run(self) -> None:
+        from xnat_tui.priority import lower_this_thread
+
+        lower_this_thread()
         try:
             for event in scan(self._paths, cancel=self.cancel_event, **self._kwargs):
                 if isinstance(event, ScanSummary):

@@ -23,6 +23,7 @@ from typing import Any
 
 from stream_zip import NO_COMPRESSION_64, ZIP_32, stream_zip
 
+from xnat_tui.priority import lower_this_thread
 from xnat_tui.transfer.journal import ManifestEntry
 from xnat_tui.transfer.server import SourceChanged
 from xnat_tui.transfer.types import Compression, SourceFile
@@ -236,6 +237,7 @@ class SeriesPacker:
         return NO_COMPRESSION_64(size, crc)
 
     def _produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
+        lower_this_thread()  # packing yields to the event loop that sends (and draws)
         slots = threading.Semaphore(self._depth)
 
         def put(item: Any) -> None:
