@@ -338,7 +338,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         f"uploads: 4 jobs {states}, {up_bytes / 1e6:.0f} MB; scan + uploads took {load_time:.1f} s"
     )
     print(
-        "CPU seconds of the app's threads under load: "
+        "CPU seconds under load, app threads still alive at the end: "
         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu_used.items(), key=lambda kv: -kv[1]) if v)
     )
     print(describe("baseline: idle main screen", idle))
