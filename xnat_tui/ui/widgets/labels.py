@@ -74,6 +74,7 @@ class LabelsPane(VerticalScroll):
         self.border_title = "Labels"
         self.uid: str | None = None
         self._suggester = SuggestFromList([], case_sensitive=False)
+        self._status_shown: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("Project")
@@ -145,6 +146,7 @@ class LabelsPane(VerticalScroll):
     def show_status(self, item: SessionItem | None) -> None:
         status = self.query_one("#label-status", Static)
         if item is None:
+            self._status_shown = None
             status.update("Highlight a session to label it.")
             status.set_classes("status")
             return
@@ -167,7 +169,6 @@ class LabelsPane(VerticalScroll):
         if problems:
             kinds = sorted({p.kind for p in problems})
             text += f"\n⚠ {len(problems)} problem(s): {', '.join(kinds)} (details: ctrl+l)"
-        status.update(text)
         kind = (
             "error"
             if local
@@ -175,7 +176,12 @@ class LabelsPane(VerticalScroll):
             in (RowState.CONFLICT, RowState.INVALID, RowState.NOT_PERMITTED, RowState.FAILED)
             else ("warning" if item.state == RowState.MERGE else "ok")
         )
-        status.set_classes(f"status -{kind}")
+        # Called after every remote check and scan batch, mostly with the same outcome:
+        # an update re-lays out the screen, so only a change is drawn.
+        if (text, kind) != self._status_shown:
+            self._status_shown = (text, kind)
+            status.update(text)
+            status.set_classes(f"status -{kind}")
 
     # ------------------------------------------------------------ events
 
