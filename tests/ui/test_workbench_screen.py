@@ -279,3 +279,34 @@ async def test_two_sessions_cannot_target_the_same_label(tmp_path):
         await pilot.press("ctrl+a", "ctrl+k", *first.label)
         await until(pilot, lambda: second.state == RowState.CONFLICT)
         assert "also the target of Test^P001" in second.detail
+
+
+async def test_label_status_is_redrawn_only_when_it_changes(tmp_path, monkeypatch):
+    # Every redraw of the status line re-lays out the screen; remote checks repeat
+    # the same verdict many times while a scan runs.
+    from textual.widgets import Static
+
+    app, _, _ = make_app(tmp_path, sessions=two_sessions())
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await scanned(pilot, 2)
+        await with_project(pilot, screen, "PILOT")
+        item = app.workbench.items[screen.sessions.current_uid]
+        await until(pilot, lambda: item.state == RowState.NEW)
+        status = screen.query_one("#label-status", Static)
+        writes: list[str] = []
+        original = Static.update
+
+        def counting_update(self, content="", *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self is status:
+                writes.append(str(content))
+            return original(self, content, *args, **kwargs)
+
+        monkeypatch.setattr(Static, "update", counting_update)
+        for _ in range(5):
+            screen.labels.show_status(item)
+        assert writes == []
+        item.state, item.detail = RowState.MERGE, "adds series to an existing session"
+        screen.labels.show_status(item)
+        screen.labels.show_status(item)
+        assert len(writes) == 1 and "merge" in writes[0]
+        assert status.has_class("-warning")
