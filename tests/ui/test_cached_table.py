@@ -92,3 +92,34 @@ async def test_an_update_renders_only_the_changed_cell() -> None:
             DataTable._render_cell = original  # type: ignore[method-assign]
         assert any("500" in line for line in text)
         assert rendered == [(5, 2)]
+
+
+def styled(table: DataTable[str | Text]) -> list[list[tuple[str, str]]]:
+    return [
+        [(seg.text, str(seg.style)) for seg in table.render_line(y)]
+        for y in range(table.size.height)
+    ]
+
+
+async def test_theme_and_setting_changes_restyle_like_datatable() -> None:
+    app = TwoTables()
+    async with app.run_test(size=(90, 14)) as pilot:
+        for table in app.tables():
+            for i in range(5):
+                table.add_row(f"s{i}", "new", str(i), key=f"k{i}")
+            table.move_cursor(row=2)
+        app.set_focus(None)  # the focused table is drawn differently
+        await pilot.pause()
+        plain, cached = app.tables()
+        assert styled(cached) == styled(plain)
+        before = styled(cached)
+
+        app.theme = "textual-light" if app.theme != "textual-light" else "nord"
+        await pilot.pause()
+        assert styled(cached) == styled(plain)
+        assert styled(cached) != before  # the cursor row and cells really changed colour
+
+        for table in app.tables():
+            table.zebra_stripes = True
+        await pilot.pause()
+        assert styled(cached) == styled(plain)

@@ -83,6 +83,27 @@ class CachedDataTable(DataTable[CellType]):
     def add_rows(self, rows: Iterable[Iterable[CellType]]) -> list[RowKey]:
         return [self.add_row(*cells) for cells in rows]
 
+    def _clear_caches(self) -> None:
+        # DataTable clears its caches when a setting that changes every cell's look
+        # flips (cursor shown, zebra stripes, padding...): so do ours.
+        super()._clear_caches()
+        self._drop_rendered()
+
+    def notify_style_update(self) -> None:
+        # A theme or CSS change restyles the cursor and stripes, which the keys
+        # below do not see.
+        super().notify_style_update()
+        self._drop_rendered()
+
+    def _drop_rendered(self) -> None:
+        # Also called from DataTable.__init__ (reactive watchers), before ours ran.
+        for cache in (
+            getattr(self, "_rendered_cells", None),
+            getattr(self, "_rendered_rows", None),
+        ):
+            if cache is not None:
+                cache.clear()
+
     def _forget(self) -> None:
         self._row_versions.clear()
         self._cell_versions.clear()
