@@ -182,14 +182,19 @@ class SeriesPacker:
                 method = self._method(f.size, crc)
                 yield name, _STAMP, _MODE, method, self._stream_file(f)
             else:
-                data = self._read(f)
-                if self.transform is not None:
-                    data = self.transform(f.path, data)
-                crc = zlib.crc32(data)
-                digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
-                self.manifest.append(ManifestEntry(name, str(f.path), len(data), crc, digest))
+                data, crc = self._small(f, name)
                 yield name, _STAMP, _MODE, self._method(len(data), crc), self._slices(data)
             self._consumed_files += 1
+
+    def _small(self, f: SourceFile, name: str) -> tuple[bytes, int]:
+        """A file read whole (transformed if anonymizing), checksummed and listed."""
+        data = self._read(f)
+        if self.transform is not None:
+            data = self.transform(f.path, data)
+        crc = zlib.crc32(data)
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        self.manifest.append(ManifestEntry(name, str(f.path), len(data), crc, digest))
+        return data, crc
 
     def _stored(self) -> Iterator[bytes]:
         """Stored zip64 members: headers and each file's data as read, never copied."""
@@ -212,12 +217,7 @@ class SeriesPacker:
                     # The zip is cut before its end records: the server rejects it.
                     raise SourceChanged(str(f.path), "changed while being read")
             else:
-                data = self._read(f)
-                if self.transform is not None:
-                    data = self.transform(f.path, data)
-                crc = zlib.crc32(data)
-                digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
-                self.manifest.append(ManifestEntry(name, str(f.path), len(data), crc, digest))
+                data, crc = self._small(f, name)
                 yield writer.local_header(name, len(data), crc)
                 yield data
                 self._consumed_src += len(data)
