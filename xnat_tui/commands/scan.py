@@ -16,6 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xnat_tui.units import human_bytes
+
 if TYPE_CHECKING:
     from xnat_tui.dicom.model import Problem, ScanProgress, ScanSummary, Session
 
@@ -59,15 +61,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
-
 def _date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
 
@@ -86,7 +79,7 @@ def _session_text(s: Session, out: list[str]) -> None:
         f"{s.patient_id or '(no PatientID)'}  {s.patient_name}  {_date(s.study_date)}  "
         f"{'/'.join(s.modalities) or '?'}  {s.study_description!r}"
         + (f"  accession {s.accession_number}" if s.accession_number else "")
-        + f"  ({s.file_count} files, {_size(s.size)})"
+        + f"  ({s.file_count} files, {human_bytes(s.size)})"
     )
     out.append(f"  study  {s.study_instance_uid}")
     out.append(f"  root   {s.root}")
@@ -102,9 +95,8 @@ def _session_text(s: Session, out: list[str]) -> None:
             if len(sc.series_description) <= 32
             else sc.series_description[:31] + "…"
         )
-        out.append(
-            f"  {sc.label:>5}  {desc:<32} {sc.modality:<4} {sc.file_count:>6} {_size(sc.size):>10}"
-        )
+        size = human_bytes(sc.size)
+        out.append(f"  {sc.label:>5}  {desc:<32} {sc.modality:<4} {sc.file_count:>6} {size:>10}")
     for p in s.problems + [p for sc in s.sorted_scans() for p in sc.problems]:
         out.append(f"  ! {p.severity:<7} {p.kind}: {p.detail}")
 

@@ -108,7 +108,8 @@ def _list(journal: Journal, args: argparse.Namespace) -> int:
 
 
 def _show(journal: Journal, args: argparse.Namespace) -> int:
-    from xnat_tui.transfer.console import human_bytes, job_dict
+    from xnat_tui.transfer.console import job_dict
+    from xnat_tui.units import human_bytes
 
     job = journal.resolve(args.id)
     series = journal.series(job.id)

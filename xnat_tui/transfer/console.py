@@ -27,14 +27,7 @@ from xnat_tui.transfer.events import (
 from xnat_tui.transfer.journal import JobRecord, Journal, SeriesRecord
 from xnat_tui.transfer.planner import Plan, PlannedJob
 from xnat_tui.transfer.types import JobState, SeriesState
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+from xnat_tui.units import human_bytes
 
 
 def human_rate(bps: float) -> str:
