@@ -26,15 +26,11 @@ import asyncio
 import collections
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -137,45 +133,6 @@ class LagProbe:
         return self.samples
 
 
-class SandboxProcess:
-    def __init__(self, data_dir: Path, nice: int = 0) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "xnat_tui",
-                "sandbox",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--demo",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=(lambda: os.nice(nice)) if nice and hasattr(os, "nice") else None,
-        )
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{self.url}/data/version", timeout=1).close()
-                return
-            except urllib.error.HTTPError:
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.proc.kill()
-        raise SystemExit("sandbox did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
 def thread_cpu() -> dict[str, float]:
     from ui_diagnose import thread_cpu as per_thread
 
@@ -246,6 +203,8 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         sandbox.start()
     else:
         # The usual case: the server is another machine; here, another process.
+        from sandbox_process import SandboxProcess
+
         sandbox = SandboxProcess(work / "sandbox", nice=args.server_nice)
     try:
         services = Services(scan_func=scan_tree, concurrency=4)

@@ -24,7 +24,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,11 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from sandbox_process import SandboxProcess  # noqa: E402 - a sibling of this script
 
 
 def dir_size(path: Path) -> int:
@@ -164,37 +159,9 @@ def generate(dest: Path, size_mb: int, file_kb: int) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def start_sandbox(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xnat_tui",
-            "sandbox",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--demo",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/data/version", timeout=1)
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise SystemExit("sandbox did not start")
+def start_sandbox(data_dir: Path, env: dict[str, str]) -> SandboxProcess:
+    sandbox = SandboxProcess(data_dir, env)
+    url = sandbox.url
     # One project per method, so no method meets another's copy of the study.
     auth = "Basic " + base64.b64encode(b"admin:admin").decode()
     for project in ("BENCH_OURS", "BENCH_CURL", "BENCH_XNATPY"):
@@ -202,7 +169,7 @@ def start_sandbox(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen
             f"{url}/data/projects/{project}", method="PUT", headers={"Authorization": auth}
         )
         urllib.request.urlopen(req, timeout=30).close()
-    return proc, url
+    return sandbox
 
 
 def sending_window(state_home: Path, job_ids: list[str]) -> float:
@@ -259,7 +226,8 @@ def main() -> None:
             f"session: {n_files} files, {total / 1e6:.0f} MB in 4 series "
             f"(generated in {time.perf_counter() - t0:.0f} s)"
         )
-        sandbox, url = start_sandbox(work / "sandbox", env)
+        sandbox = start_sandbox(work / "sandbox", env)
+        url = sandbox.url
         results: dict[str, tuple[float, int, int]] = {}
 
         def keep(name: str, value: tuple[float, int, int]) -> None:
@@ -336,8 +304,7 @@ def main() -> None:
                 )
                 results["xnatpy import_dir (zip + upload)"] = (secs, rss, tmp)
         finally:
-            sandbox.terminate()
-            sandbox.wait()
+            sandbox.stop()
 
         print(f"\n{'method':<36} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9} {'temp disk':>10}")
         for name, (secs, rss, tmp) in results.items():
