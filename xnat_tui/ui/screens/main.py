@@ -209,8 +209,7 @@ class MainScreen(Screen[None]):
                         p.fraction,
                     )
                 elif isinstance(event, ScanSummary):
-                    touched.clear()
-                    found += self._absorb(event.sessions)
+                    found += self._absorb(event.sessions)  # every session, touched or not
                     p = event.progress
                     state = "stopped" if event.cancelled else "done"
                     problems = len(event.all_problems)

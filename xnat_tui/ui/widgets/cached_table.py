@@ -7,15 +7,15 @@ a second while a scan and uploads run, which is what made the interface stutter
 (benchmarks/ui_lag.py). Here each rendered cell is also cached under the version of
 that cell, so a repaint after an update renders the changed cells and reuses the rest.
 
-Relies on DataTable's private ``_render_cell``, ``_row_locations`` and
-``_column_locations``; textual is pinned in pyproject.toml and
+Rows are cached the same way, under the versions of their cells. Relies on
+DataTable's private ``_render_cell``, ``_render_line_in_row``, ``_clear_caches`` and
+its location maps; textual is pinned in pyproject.toml and
 tests/ui/test_cached_table.py checks the rendering against a plain DataTable.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
 from typing import Any
 
 from rich.segment import Segment
@@ -72,16 +72,17 @@ class CachedDataTable(DataTable[CellType]):
     def remove_row(self, row_key: RowKey | str) -> None:
         super().remove_row(row_key)
         rk = RowKey(row_key) if isinstance(row_key, str) else row_key
+        # A re-added row gets a new version anyway; this only keeps the dicts small
+        # (the prearchive table replaces rows on every refresh).
         self._row_versions.pop(rk, None)
-        # Cells of a removed row are dropped lazily: a re-added row has a new version.
+        self._row_stamps.pop(rk, None)
+        for column_key in self.columns:
+            self._cell_versions.pop((rk, column_key), None)
 
     def clear(self, columns: bool = False) -> Any:
         result = super().clear(columns)
         self._forget()
         return result
-
-    def add_rows(self, rows: Iterable[Iterable[CellType]]) -> list[RowKey]:
-        return [self.add_row(*cells) for cells in rows]
 
     def _clear_caches(self) -> None:
         # DataTable clears its caches when a setting that changes every cell's look
