@@ -33,7 +33,8 @@ async def test_progress_reaches_the_panel_and_sessions_table(tmp_path):
                 pane.table.row_count == 1 and "25%" in str(pane.table.get_cell("job1", "progress"))
             ),
         )
-        assert str(pane.table.get_cell("job1", "bytes")) == "2.4 KB/9.8 KB"
+        # Decimal units, as on the command line: 2,500 and 10,000 bytes.
+        assert str(pane.table.get_cell("job1", "bytes")) == "2.5 KB/10.0 KB"
         assert "1 active" in pane.border_subtitle
         item = next(iter(app.workbench.items.values()))
         await until(pilot, lambda: item.state == RowState.UPLOADING)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from xnat_tui.units import human_bytes
 from xnat_tui.xnat.labels import ExistingSession, label_problem
 from xnat_tui.xnat.prearchive_ops import ScanInfo
 
@@ -321,14 +322,8 @@ class SessionDetail:
 
 
 def human_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover - loop always returns
+    """A server-reported size in decimal units (``xnat_tui.units``); "?" when unknown."""
+    return "?" if n is None else human_bytes(n)
 
 
 class PrearchiveOps(Protocol):

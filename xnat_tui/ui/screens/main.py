@@ -17,13 +17,13 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from xnat_tui.dicom.model import ScanBatch, ScanSummary, Session
-from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.widgets.folders import FoldersPane
 from xnat_tui.ui.widgets.labels import LabelsPane
 from xnat_tui.ui.widgets.scans import ScansPane
 from xnat_tui.ui.widgets.sessions import SessionsPane
 from xnat_tui.ui.widgets.transfers import TransfersPane
 from xnat_tui.ui.workbench import RowState, SessionItem
+from xnat_tui.units import human_bytes
 
 if TYPE_CHECKING:
     from xnat_tui.ui.app import XnatTuiApp
@@ -490,7 +490,7 @@ class MainScreen(Screen[None]):
             state = _ROW_STATE.get(str(row.state), RowState.UPLOADING)
             detail = row.message
             if state == RowState.VERIFIED:
-                detail = f"{row.files_total} files, {fmt.size(row.bytes_total)} verified"
+                detail = f"{row.files_total} files, {human_bytes(row.bytes_total)} verified"
             if (state, detail) != (item.state, item.detail):
                 item.state, item.detail = state, detail
                 changed.append(item)

@@ -10,8 +10,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
 from xnat_tui.transfer.planner import Plan, Verdict
-from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.workbench import ProjectInfo
+from xnat_tui.units import human_bytes
 
 
 def summary(plan: Plan, project: ProjectInfo) -> str:
@@ -31,7 +31,7 @@ def summary(plan: Plan, project: ProjectInfo) -> str:
     lines = [
         f"Project {project.id} → {where}; overwrite: {', '.join(overwrites)}",
         f"{len(send)} session(s), {sum(j.files_total for j in send)} files, "
-        f"{fmt.size(sum(j.bytes_total for j in send))}",
+        f"{human_bytes(sum(j.bytes_total for j in send))}",
         f"New subjects: {', '.join(new_subjects) if new_subjects else 'none'}",
         f"Merges into existing sessions: {len(merges)}",
         f"Series excluded by you: {excluded}; dropped by the import filter: {dropped}",
@@ -115,7 +115,7 @@ class UploadConfirmScreen(ModalScreen[bool]):
                 Text(str(job.verdict) if job.ok else f"{job.verdict} ✗", style=colour),
                 f"{len(job.series)}" + (f" (-{len(job.dropped)})" if job.dropped else ""),
                 str(job.files_total),
-                fmt.size(job.bytes_total),
+                human_bytes(job.bytes_total),
                 notes,
             )
         self.query_one("#yes" if self.plan.sendable else "#no", Button).focus()

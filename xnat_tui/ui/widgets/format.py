@@ -1,18 +1,16 @@
-"""Small text formatters shared by the panes."""
+"""Small text formatters shared by the panes.
+
+Byte counts use ``xnat_tui.units.human_bytes`` (decimal units), the same as the command line.
+"""
 
 from __future__ import annotations
 
-
-def size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+from xnat_tui.units import human_bytes
 
 
 def rate(bps: float) -> str:
-    return f"{size(bps)}/s" if bps > 0 else "—"
+    """Bytes per second as "1.5 MB/s" (decimal units, as on the command line); "—" when idle."""
+    return f"{human_bytes(bps)}/s" if bps > 0 else "—"
 
 
 def eta(seconds: float | None) -> str:

@@ -19,6 +19,7 @@ from textual.widgets.data_table import CellDoesNotExist
 from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
 from xnat_tui.ui.workbench import RowState, Workbench
+from xnat_tui.units import human_bytes
 
 
 class ScansPane(Vertical):
@@ -83,7 +84,7 @@ class ScansPane(Vertical):
                 scan.series_description,
                 scan.modality,
                 str(scan.file_count),
-                fmt.size(scan.size),
+                human_bytes(scan.size),
                 f"filtered: {reason}" if reason else problems,
             ]
             table.add_row(*(Text(c, style=style) for c in cells), key=scan.series_instance_uid)

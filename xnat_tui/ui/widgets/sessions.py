@@ -15,6 +15,7 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
 from xnat_tui.ui.workbench import RowState, SessionItem, Workbench
+from xnat_tui.units import human_bytes
 
 # Fixed widths: rows stream in during a scan and the layout must not jump.
 COLUMNS = (
@@ -65,7 +66,7 @@ def row_cells(item: SessionItem, palette: dict[str, str] | None = None) -> dict[
         "state": state_text(item.state, palette or {}),
         "scans": str(len(s.scans)),
         "files": str(s.file_count),
-        "size": fmt.size(s.size),
+        "size": human_bytes(s.size),
         "problems": str(item.problem_count) if item.problem_count else "",
         "desc": s.study_description,
     }

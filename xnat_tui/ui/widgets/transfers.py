@@ -20,6 +20,7 @@ from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.transfer_model import JobRow, TransferModel
 from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
+from xnat_tui.units import human_bytes
 
 REFRESH_HZ = 5
 BAR_WIDTH = 12
@@ -47,7 +48,7 @@ def job_cells(row: JobRow, palette: dict[str, str]) -> dict[str, str | Text]:
         "label": row.label,
         "state": Text(str(row.state), style=colour),
         "progress": bar(row.fraction),
-        "bytes": f"{fmt.size(row.bytes_sent)}/{fmt.size(row.bytes_total)}",
+        "bytes": f"{human_bytes(row.bytes_sent)}/{human_bytes(row.bytes_total)}",
         "files": f"{row.files_sent}/{row.files_total}",
         "rate": fmt.rate(row.rate) if row.state is JobState.SENDING else "—",
         "eta": fmt.eta(row.eta) if row.state is JobState.SENDING else "—",
