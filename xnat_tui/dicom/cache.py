@@ -182,6 +182,11 @@ class ScanCache:
         self._last_flush = time.monotonic()
         self._racy_before = time.time_ns() - int(RACY_SECONDS * 1e9)
 
+    @property
+    def racy_before(self) -> int:
+        """mtime_ns from which a file may still be being written (not cached)."""
+        return self._racy_before
+
     def _conn(self) -> sqlite3.Connection | None:
         if self._broken:
             return None
@@ -198,6 +203,11 @@ class ScanCache:
                     "CREATE TABLE IF NOT EXISTS folders ("
                     "path BLOB PRIMARY KEY, sig TEXT NOT NULL, data BLOB NOT NULL, "
                     "used REAL NOT NULL)"
+                )
+                # Whole results of unchanged trees (memo.py), by roots and settings.
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS trees ("
+                    "key BLOB PRIMARY KEY, data BLOB NOT NULL, used REAL NOT NULL)"
                 )
                 self._db = db
             except (sqlite3.Error, OSError):
@@ -296,6 +306,42 @@ class ScanCache:
         if len(self._pending) >= 256 or time.monotonic() - self._last_flush > 2.0:
             self.flush()
 
+    def load_tree(self, key: bytes) -> bytes | None:
+        """The memo of the last scan of these roots with these settings, if any."""
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT data, used FROM trees WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            self._broken = True
+            return None
+        if row is None:
+            return None
+        if row[1] < time.time() - 86400:
+            # Used again: keep it from being pruned (at most one write a day).
+            with contextlib.suppress(sqlite3.Error), db:
+                db.execute("UPDATE trees SET used = ? WHERE key = ?", (time.time(), key))
+        blob: bytes = row[0]
+        return blob
+
+    def store_tree(self, key: bytes, blob: bytes | None) -> None:
+        """Keep a memo for these roots (None forgets the old one: it is stale)."""
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            with db:
+                if blob is None:
+                    db.execute("DELETE FROM trees WHERE key = ?", (key,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO trees (key, data, used) VALUES (?, ?, ?)",
+                        (key, blob, time.time()),
+                    )
+        except sqlite3.Error:
+            self._broken = True
+
     def flush(self) -> None:
         db = self._conn()
         if db is None or not self._pending:
@@ -319,9 +365,9 @@ class ScanCache:
             # Folders not rewritten for a long time are dropped (re-read once if
             # they are ever scanned again), so the cache cannot grow without bound.
             with contextlib.suppress(sqlite3.Error), self._db:
-                self._db.execute(
-                    "DELETE FROM folders WHERE used < ?", (time.time() - PRUNE_DAYS * 86400,)
-                )
+                old = time.time() - PRUNE_DAYS * 86400
+                self._db.execute("DELETE FROM folders WHERE used < ?", (old,))
+                self._db.execute("DELETE FROM trees WHERE used < ?", (old,))
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None

@@ -341,10 +341,16 @@ class Collector:
         return found
 
     def _duplicate(self, first: FileRef, ref: FileRef) -> None:
-        if first.path_str == ref.path_str or os.path.realpath(first.path_str) == os.path.realpath(
-            ref.path_str
-        ):
-            return  # the same file reached twice
+        if first.path_str == ref.path_str:
+            return
+        real = os.path.realpath(ref.path_str)
+        if os.path.realpath(first.path_str) == real:
+            # The same file reached twice (through a symlink): keep its real path
+            # (else the smaller one), whichever came first: cached folders arrive
+            # before files read anew.
+            if ref.path_str == real or (first.path_str != real and ref.path_str < first.path_str):
+                self._replace(first, ref)
+            return
         # Keep the smaller path so the choice does not depend on walk order.
         keep, dup = (first, ref) if first.path_str <= ref.path_str else (ref, first)
         if keep is ref:

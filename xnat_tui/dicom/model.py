@@ -11,7 +11,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Severity = Literal["info", "warning", "error"]
 
@@ -261,6 +261,23 @@ class PendingFiles:
         return self.refs
 
 
+class FileChunk(Protocol):
+    """Files whose ``FileRef`` objects are built on first use: ``PendingFiles`` (the
+    rescan cache) or ``memo.PackedFiles`` (the tree memo)."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def insts(self) -> Sequence[int]: ...
+
+    def first(self) -> tuple[int, str]: ...
+
+    def build(self) -> list[FileRef]: ...
+
+
 def _file_order(f: FileRef) -> tuple[int, str]:
     return (_BIG if f.instance_number is None else f.instance_number, f.path_str)
 
@@ -314,7 +331,7 @@ class Scan:
         self.problems: list[Problem] = problems if problems is not None else []
         self.modalities: set[str] = modalities if modalities is not None else set()
         self.fields: dict[str, str] = fields if fields is not None else {}
-        self._pending: list[PendingFiles] | None = None
+        self._pending: list[FileChunk] | None = None
         self._sort_on_build = False
 
     @property
@@ -333,7 +350,7 @@ class Scan:
         self._files = value
         self._pending = None
 
-    def add_pending(self, chunk: PendingFiles) -> None:
+    def add_pending(self, chunk: FileChunk) -> None:
         """Files from the rescan cache, built when ``files`` is first read."""
         if self._pending is None:
             self._pending = [chunk]
@@ -615,7 +632,7 @@ class ScanBatch:
         problems: list[Problem],  # file-level problems found in this batch
         sessions: list[Session],
         progress: ScanProgress,
-        chunks: list[PendingFiles] | None = None,
+        chunks: Sequence[FileChunk] | None = None,
     ) -> None:
         self._files = files
         self._chunks = chunks
@@ -656,6 +673,8 @@ class ScanSummary:
     progress: ScanProgress
     cancelled: bool = False
     roots: list[Path] = field(default_factory=list)
+    # The tree was exactly as at the last scan, whose result this is (see memo.py).
+    reused: bool = False
 
     @property
     def all_problems(self) -> list[Problem]:
@@ -675,6 +694,7 @@ class ScanSummary:
                 "sessions": len(self.sessions),
                 "scans": sum(len(s.scans) for s in self.sessions),
                 "cancelled": self.cancelled,
+                "reused": self.reused,
             },
         }
 

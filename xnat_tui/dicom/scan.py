@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xnat_tui.dicom import memo
 from xnat_tui.dicom.cache import DirRecords, ScanCache, default_path, signature
 from xnat_tui.dicom.collect import Collector
 from xnat_tui.dicom.header import DEFAULT_TAGS
@@ -161,6 +162,11 @@ class _DirState:
         self.held: list[DirListing] = []
 
 
+# Results that the rescan cache does not keep (read again next time) or that depend
+# on more than the tree (the config file): such a scan keeps no tree memo.
+_NOT_MEMO = {ProblemKind.UNREADABLE, ProblemKind.CONFIG}
+
+
 def _take(queue: deque[Item], n: int) -> list[Item]:
     return [queue.popleft() for _ in range(min(n, len(queue)))]
 
@@ -188,6 +194,13 @@ class _Scanner:
         self.chunk = chunk
         self.inline_limit = inline_limit
         self.collector = Collector(patterns)
+        # What the walk sees, for the tree memo (memo.py) of this set of roots.
+        self.record: memo.TreeRecord | None = None
+        self.memo_key = b""
+        self.stale_memo = False
+        if cache is not None and memo.available():
+            self.record = memo.TreeRecord(cache.racy_before)
+            self.memo_key = memo.memo_key(paths, cache.sig, patterns)
         self.t0 = time.monotonic()
         self.files_seen = self.files_parsed = self.files_dicom = 0
         self.files_cached = self.bytes_read = self.n_problems = 0
@@ -382,8 +395,57 @@ class _Scanner:
     def due(self, last: float) -> bool:
         return time.monotonic() - last >= self.batch_interval
 
+    def reuse(self) -> list[ScanEvent] | None:
+        """The last scan's result, if the tree is exactly as it was then."""
+        cache = self.cache
+        # Unusable routing patterns are reported afresh; such scans keep no memo.
+        if cache is None or self.record is None or self.collector.problems:
+            return None
+        blob = cache.load_tree(self.memo_key)
+        if blob is None:
+            return None
+        opened = memo.open_memo(blob)
+        if opened is None or not memo.unchanged(opened[0], opened[1]):
+            self.stale_memo = True
+            return None
+        sessions, problems, (seen, parsed, dicom, n_problems) = memo.unpack_result(opened[2])
+        self.files_seen, self.files_parsed, self.files_dicom = seen, parsed, dicom
+        self.files_cached, self.n_problems = parsed, n_problems
+        self.walk_done = True
+        self.record = None  # nothing to store: the memo stays as it is
+        cache.close()
+        chunks = [c for s in sessions for sc in s.scans.values() for c in sc._pending or ()]
+        progress = self.progress()
+        batch = ScanBatch(
+            files=[], problems=list(problems), sessions=sessions, progress=progress, chunks=chunks
+        )
+        summary = ScanSummary(
+            sessions=sessions,
+            problems=problems,
+            progress=progress,
+            roots=list(self.paths),
+            reused=True,
+        )
+        return [batch, summary]
+
+    def remember(self, sessions: list[Session], cancelled: bool) -> None:
+        """Keep this result as the tree memo, when the walk proved the tree simple."""
+        record, cache = self.record, self.cache
+        if record is None or cache is None:
+            return
+        if cancelled or not record.ok or any(p.kind in _NOT_MEMO for p in self.collector.problems):
+            if self.stale_memo:
+                cache.store_tree(self.memo_key, None)
+            return
+        result = memo.pack_result(sessions, self.collector.problems, self.progress())
+        cache.store_tree(self.memo_key, memo.pack_memo(record, result))
+
     def run(self) -> Generator[ScanEvent, None, None]:
-        walker = walk(self.paths, self.cancel)
+        reused = self.reuse()
+        if reused is not None:
+            yield from reused
+            return
+        walker = walk(self.paths, self.cancel, self.record)
         if self.cache is not None:
             self.cache.prefetch([str(p) for p in self.paths])
         pending: deque[Item] = deque()
@@ -494,6 +556,7 @@ class _Scanner:
             yield self.take_batch()
         sessions = self.collector.finish(self.cancel.is_set)
         if self.cache is not None:
+            self.remember(sessions, cancelled or self.cancel.is_set())
             self.cache.close()
         yield ScanSummary(
             sessions=sessions,

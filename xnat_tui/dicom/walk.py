@@ -29,8 +29,12 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
+from typing import TYPE_CHECKING
 
 from xnat_tui.dicom.model import Problem, ProblemKind
+
+if TYPE_CHECKING:
+    from xnat_tui.dicom.memo import TreeRecord
 
 _ListDir = Callable[[str], tuple[list[tuple[str, int, int]], list[str]]]
 
@@ -93,11 +97,21 @@ def _problem(path: str, kind: str, detail: str, severity: str = "error") -> Prob
 
 
 def walk(
-    roots: Sequence[str | Path], cancel: threading.Event | None = None
+    roots: Sequence[str | Path],
+    cancel: threading.Event | None = None,
+    record: TreeRecord | None = None,
 ) -> Generator[WalkEvent, None, None]:
-    """Yield one DirListing per folder (depth first, names sorted) and problems."""
+    """Yield one DirListing per folder (depth first, names sorted) and problems.
+
+    ``record`` notes what every folder held while the tree is simple (memo.py); any
+    judgment call of this walk (a link, a problem, a file named directly) spoils it.
+    """
     # Read per walk, not at import, so tests can compare both listings in one process.
     c_list_dir = None if os.environ.get("XNAT_TUI_PURE_WALK", "") not in ("", "0") else _c_list_dir
+    if record is None:
+        from xnat_tui.dicom.memo import TreeRecord
+
+        record = TreeRecord(0, enabled=False)
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
     loose: dict[str, DirListing] = {}  # files named directly as roots, by folder
@@ -117,14 +131,18 @@ def walk(
         try:
             st = os.stat(path)
         except FileNotFoundError:
+            record.spoil()
             yield _problem(path, ProblemKind.UNREADABLE, "does not exist")
             continue
         except OSError as exc:
+            record.spoil()
             yield _problem(path, ProblemKind.UNREADABLE, f"cannot access: {exc.strerror}")
             continue
         if stat.S_ISDIR(st.st_mode):
             stack.append(path)
-        elif stat.S_ISREG(st.st_mode):
+            continue
+        record.spoil()
+        if stat.S_ISREG(st.st_mode):
             if file_once(st, os.path.islink(path)):
                 parent, name = os.path.split(path)
                 listing = loose.setdefault(parent, DirListing(parent, complete=False))
@@ -142,15 +160,18 @@ def walk(
         todo = [start] if start is not None else deferred
         while todo:
             if cancel is not None and cancel.is_set():
+                record.spoil()
                 return
             path = todo.pop()
             try:
                 st = os.stat(path)
             except OSError as exc:
+                record.spoil()
                 yield _problem(path, ProblemKind.UNREADABLE, f"cannot access: {exc.strerror}")
                 continue
             key = (st.st_dev, st.st_ino)
             if key in seen_dirs:
+                record.spoil()
                 if os.path.islink(path):
                     yield _problem(
                         path,
@@ -165,9 +186,11 @@ def walk(
                 try:
                     files, others = c_list_dir(path)
                 except OSError as exc:
+                    record.spoil()
                     yield _cannot_list(path, exc)
                     continue
                 if not others:
+                    record.folder(path, st, [files], ())
                     yield from _plain(path, files, already)
                     continue
                 # Subfolders, links, hard links, FIFOs or a file that vanished:
@@ -183,12 +206,20 @@ def walk(
                     entries = list(it)  # file order is irrelevant; subfolders are sorted
             except OSError as exc:
                 _close(fd)
+                record.spoil()
                 yield _cannot_list(path, exc)
                 continue
+            parts: list[list[tuple[str, int, int]]] = []
             try:
-                yield from _list(path, entries, already, subdirs, deferred, file_once)
+                for event in _list(path, entries, already, subdirs, deferred, file_once, record):
+                    if isinstance(event, DirListing):
+                        parts.append(event.files)
+                    else:
+                        record.spoil()
+                    yield event
             finally:
                 _close(fd)
+            record.folder(path, st, parts, subdirs)
             subdirs.sort(reverse=True)
             todo.extend(subdirs)
 
@@ -233,6 +264,7 @@ def _list(
     subdirs: list[str],
     deferred: list[str],
     file_once: Callable[[os.stat_result, bool], bool],
+    record: TreeRecord,
 ) -> Generator[WalkEvent, None, None]:
     """Sort one folder's entries into files (with size and mtime) and subfolders.
 
@@ -272,9 +304,12 @@ def _list(
             try:
                 est = entry.stat(follow_symlinks=False)
             except OSError:
+                record.spoil()
                 continue  # vanished between listing and stat
-            if est.st_nlink > 1 and not file_once(est, False):
-                continue
+            if est.st_nlink > 1:
+                record.spoil()
+                if not file_once(est, False):
+                    continue
             if not already or entry.name not in already:
                 append((entry.name, est.st_size, est.st_mtime_ns))
                 if len(listing.files) >= PART:
@@ -286,6 +321,8 @@ def _list(
         full = prefix + entry.name
         try:
             linked = entry.is_symlink()
+            if linked:
+                record.spoil()
             if entry.is_dir():
                 if entry.name in SKIP_DIRS:
                     yield _problem(
@@ -298,12 +335,14 @@ def _list(
                 continue
             est = entry.stat()
         except FileNotFoundError:
+            record.spoil()
             if entry.is_symlink():
                 yield _problem(full, ProblemKind.UNREADABLE, "broken symbolic link", "warning")
             continue  # vanished between listing and stat
         except OSError as exc:
             yield _problem(full, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}")
             continue
+        record.spoil()  # neither a plain file nor a folder
         if not S_ISREG(est.st_mode):
             continue  # sockets, FIFOs, devices: never DICOM, never opened
         if (linked or est.st_nlink > 1) and not file_once(est, linked):

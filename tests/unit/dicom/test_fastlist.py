@@ -270,3 +270,72 @@ def test_list_dir_errors(tmp_path: Path, shared_tmp: Path) -> None:
         with pytest.raises(PermissionError) as exc3:
             _fastlist.list_dir(str(locked))
     assert exc3.value.filename == str(locked)
+
+
+# ---- pack() and check_tree(), for the tree memo --------------------------------------
+
+
+def _pack_reference(files: list[tuple[str, int, int]]) -> bytes:
+    return b"".join(
+        os.fsencode(name)
+        + b"\0"
+        + size.to_bytes(8, "little", signed=True)
+        + mtime.to_bytes(8, "little", signed=True)
+        for name, size, mtime in files
+    )
+
+
+@needs_ext
+def test_pack_is_the_documented_encoding() -> None:
+    assert _fastlist is not None
+    files = [("a.dcm", 0, 0), ("caf\udce9", 2**40, -1_500_000_001), ("é", 7, 2**62)]
+    assert _fastlist.pack(files) == _pack_reference(files)
+    assert _fastlist.pack([]) == b""
+    assert _fastlist.pack(files[:1]) + _fastlist.pack(files[1:]) == _fastlist.pack(files)
+    with pytest.raises(TypeError):
+        _fastlist.pack([("a", "b", 1)])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        _fastlist.pack([["a", 1, 1]])  # type: ignore[list-item]
+
+
+@needs_ext
+@pytest.mark.parametrize("threads", [1, 2, 8])
+def test_check_tree_reads_what_list_dir_and_stat_read(tmp_path: Path, threads: int) -> None:
+    assert _fastlist is not None
+    plain = [tmp_path / "plain" / f"s{i}" for i in range(12)]
+    for j, folder in enumerate(plain):
+        for i in range(j * 60):  # up to 660 files: past the buffer sizes
+            _write(folder / f"{i:04}-{'n' * 30}.dcm", b"z" * i)
+        (folder / "sub-a").mkdir(parents=True)
+        (folder / "sub-b").mkdir()
+    os.mkdir(os.fsencode(tmp_path / "plain") + b"/dir\xff")
+    odd = {
+        "link": tmp_path / "odd" / "link",
+        "hard": tmp_path / "odd" / "hard",
+        "fifo": tmp_path / "odd" / "fifo",
+        "dirlink": tmp_path / "odd" / "dirlink",
+    }
+    _write(odd["link"] / "a.dcm").parent.joinpath("l").symlink_to("a.dcm")
+    a = _write(odd["hard"] / "a.dcm")
+    os.link(a, odd["hard"] / "b.dcm")
+    odd["fifo"].mkdir(parents=True)
+    os.mkfifo(odd["fifo"] / "f")
+    odd["dirlink"].mkdir()
+    (odd["dirlink"] / "d").symlink_to(tmp_path / "plain", target_is_directory=True)
+    missing = tmp_path / "missing"
+    paths = [str(p) for p in plain] + [str(tmp_path / "plain")]
+    paths += [str(p) for p in odd.values()] + [str(missing), str(a)]
+    got = _fastlist.check_tree(paths, threads)
+    assert len(got) == len(paths)
+    for path, result in zip(paths[: len(plain) + 1], got, strict=False):
+        assert result is not None, path
+        dev, ino, packed, subdirs = result
+        st = os.stat(path)
+        files, others = _fastlist.list_dir(path)
+        assert (dev, ino) == (st.st_dev, st.st_ino)
+        assert packed == _pack_reference(files)
+        assert subdirs == others  # here every other entry is a real folder
+    assert sorted(got[len(plain)][3]) == sorted(os.listdir(tmp_path / "plain"))
+    # A link, a hard link, a FIFO, a link to a folder, a missing folder, a file: None.
+    assert got[len(plain) + 1 :] == [None] * 6
+    assert _fastlist.check_tree([], threads) == []

@@ -2,6 +2,7 @@
 
 The key is (path, size, mtime) per file. These tests change one thing at a time and
 check that the rescan shows it, and that what is not changed comes from the cache.
+They test the folder cache itself, so the tree memo above it (test_memo.py) is off.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ import pytest
 from pydicom.uid import generate_uid
 
 from tests.fixtures.dicom import DicomFactory, SeriesSpec, SmallTree
-from xnat_tui.dicom import walk
+from xnat_tui.dicom import memo, walk
 from xnat_tui.dicom.cache import DirRecords, ScanCache, signature
 from xnat_tui.dicom.model import ScanSummary
 from xnat_tui.dicom.scan import scan_all, wanted_tags
 
 OLD = time.time() - 3600  # the cache ignores files modified in the last seconds
+
+
+@pytest.fixture(autouse=True)
+def _no_tree_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memo, "available", lambda: False)
 
 
 def _age(paths: list[Path], when: float = OLD) -> None:

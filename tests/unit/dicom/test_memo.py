@@ -1,0 +1,298 @@
+"""The tree memo: an unchanged tree gets the last result back, exactly; any change,
+however small, takes the full path again and gives what a fresh scan gives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xnat_tui.dicom import memo
+from xnat_tui.dicom.model import ScanSummary
+from xnat_tui.dicom.scan import scan, scan_all
+from xnat_tui.dicom.synthetic import DemoTree
+from xnat_tui.dicom.walk import DirListing, walk
+
+pytestmark = pytest.mark.skipif(not memo.available(), reason="the C lister was not compiled")
+
+OLD = time.time() - 3600  # the cache (and so the memo) ignores files modified just now
+
+
+def _age(root: Path, when: float = OLD) -> None:
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.utime(os.path.join(folder, name), (when, when), follow_symlinks=False)
+
+
+@pytest.fixture
+def tree(tmp_path: Path, demo_tree: DemoTree) -> Path:
+    """A private copy of the demo tree (8 studies, junk, a DICOMDIR, problems)."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_tree.root, root, symlinks=True)
+    _age(root)
+    return root
+
+
+def _stats(summary: ScanSummary) -> dict[str, Any]:
+    stats = dict(summary.to_json()["stats"])
+    for volatile in ("elapsed", "rate", "reused"):
+        stats.pop(volatile)
+    return stats
+
+
+def _layout(summary: ScanSummary) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Order matters to the user: sessions, their scans, each scan's files."""
+    return [
+        (
+            s.study_instance_uid,
+            list(s.scans),
+            [[f.path_str for f in sc.files] for sc in s.scans.values()],
+        )
+        for s in summary.sessions
+    ]
+
+
+def _assert_same(got: ScanSummary, want: ScanSummary) -> None:
+    assert got.sessions == want.sessions
+    assert _layout(got) == _layout(want)
+    assert got.problems == want.problems
+    assert got.to_json()["sessions"] == want.to_json()["sessions"]
+    assert [f.__class__ for s in got.sessions for f in s.files] == [
+        f.__class__ for s in want.sessions for f in s.files
+    ]
+
+
+def _without_memo(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], ScanSummary]) -> ScanSummary:
+    with monkeypatch.context() as m:
+        m.setattr(memo, "available", lambda: False)
+        return fn()
+
+
+def test_an_unchanged_tree_gets_the_last_result_back(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    first = scan_all([tree], cache_path=cache)
+    assert not first.reused
+    again = scan_all([tree], cache_path=cache)
+    assert again.reused
+    # Exactly what the folder cache alone gives, counters included.
+    cached = _without_memo(monkeypatch, lambda: scan_all([tree], cache_path=cache))
+    assert not cached.reused
+    _assert_same(again, cached)
+    _assert_same(again, first)
+    assert _stats(again) == _stats(cached)
+    assert again.progress.files_cached == again.progress.files_parsed == 104
+    assert again.progress.bytes_read == 0
+    assert {p.kind for p in again.problems} >= {"junk", "not-dicom", "dicomdir"}
+    assert any(s.routing for s in again.sessions)
+    assert any(s.problems or any(sc.problems for sc in s.scans.values()) for s in again.sessions)
+
+
+def test_files_are_unpacked_only_when_read(tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    events = list(scan([tree], cache_path=cache))
+    batch, summary = events
+    assert isinstance(summary, ScanSummary) and summary.reused
+    # Counts, sizes and the JSON of a session list need no file objects.
+    summary.to_json()
+    packed = [c for s in summary.sessions for sc in s.scans.values() for c in sc._pending or ()]
+    assert packed and all(isinstance(c, memo.PackedFiles) for c in packed)
+    assert all(c._parts is None for c in packed)
+    # The batch carries the same files, built once and shared with the scans.
+    assert batch.file_count == summary.progress.files_dicom
+    by_path = {f.path_str: f for f in batch.files}
+    assert all(by_path[f.path_str] is f for s in summary.sessions for f in s.files)
+
+
+def test_instance_numbers_and_first_paths_match_the_full_path(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    again = scan_all([tree], cache_path=cache)
+    fresh = _without_memo(monkeypatch, lambda: scan_all([tree], use_cache=False))
+    assert again.reused
+    for s, f in zip(again.sessions, fresh.sessions, strict=True):
+        for a, b in zip(s.scans.values(), f.scans.values(), strict=True):
+            assert a.instance_numbers == b.instance_numbers
+            assert a.first_path() == b.first_path()
+            assert (a.file_count, a.size) == (b.file_count, b.size)
+
+
+def _first_dicom(root: Path) -> Path:
+    return sorted(root.rglob("*.dcm"))[0]
+
+
+def _touch(root: Path) -> None:
+    os.utime(_first_dicom(root), (OLD + 5, OLD + 5))
+
+
+def _grow(root: Path) -> None:
+    path = _first_dicom(root)
+    with open(path, "ab") as f:
+        f.write(b"\0\0")
+    os.utime(path, (OLD, OLD))  # same mtime, new size
+
+
+def _add(root: Path) -> None:
+    src = _first_dicom(root)
+    shutil.copy2(src, src.with_name("copy-of-" + src.name))
+
+
+def _remove(root: Path) -> None:
+    _first_dicom(root).unlink()
+
+
+def _rename(root: Path) -> None:
+    src = _first_dicom(root)
+    src.rename(src.with_name("renamed-" + src.name))
+
+
+def _new_folder(root: Path) -> None:
+    (_first_dicom(root).parent / "new-empty-folder").mkdir()
+
+
+def _replace_folder(root: Path) -> None:
+    # Same names, sizes and mtimes, but another folder (new inode).
+    folder = _first_dicom(root).parent
+    folder.rename(folder.with_name(folder.name + ".old"))
+    shutil.copytree(folder.with_name(folder.name + ".old"), folder)
+    shutil.rmtree(folder.with_name(folder.name + ".old"))
+
+
+def _link_folder(root: Path) -> None:
+    (root / "link-to-a-study").symlink_to(_first_dicom(root).parent, target_is_directory=True)
+
+
+def _link_file(root: Path) -> None:
+    (root / "link.dcm").symlink_to(_first_dicom(root))
+
+
+def _broken_link(root: Path) -> None:
+    (root / "broken").symlink_to(root / "nowhere")
+
+
+def _hard_link(root: Path) -> None:
+    src = _first_dicom(root)
+    os.link(src, root / "hard-link.dcm")
+
+
+def _fifo(root: Path) -> None:
+    os.mkfifo(root / "a-fifo")
+
+
+def _junk_folder(root: Path) -> None:
+    (root / "__MACOSX").mkdir()
+    shutil.copy2(_first_dicom(root), root / "__MACOSX" / "x.dcm")
+
+
+CHANGES = [_touch, _grow, _add, _remove, _rename, _new_folder, _replace_folder]
+# Trees the walk has to judge: they never keep a memo.
+ODD = [_link_folder, _link_file, _broken_link, _hard_link, _fifo, _junk_folder]
+
+
+@pytest.mark.parametrize("change", CHANGES + ODD, ids=lambda f: f.__name__.strip("_"))
+def test_any_change_takes_the_full_path(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Callable[[Path], None]
+) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    assert scan_all([tree], cache_path=cache).reused
+    change(tree)
+    after = scan_all([tree], cache_path=cache)
+    assert not after.reused
+    fresh = _without_memo(monkeypatch, lambda: scan_all([tree], use_cache=False))
+    _assert_same(after, fresh)
+    # The changed tree is remembered in turn, unless the walk had to judge it.
+    third = scan_all([tree], cache_path=cache)
+    assert third.reused == (change in CHANGES)
+    _assert_same(third, fresh)
+
+
+def test_recent_files_keep_no_memo(tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    _add(tree)
+    new = max(tree.rglob("copy-of-*"))
+    os.utime(new, None)  # modified just now: it may still be being written
+    scan_all([tree], cache_path=cache)
+    assert not scan_all([tree], cache_path=cache).reused
+
+
+def test_files_named_directly_and_missing_roots_keep_no_memo(tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    for roots in ([_first_dicom(tree), tree], [tree, tmp_path / "missing"]):
+        scan_all(roots, cache_path=cache)
+        assert not scan_all(roots, cache_path=cache).reused
+
+
+def test_other_roots_or_settings_are_other_memos(tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache, routing_patterns=[])
+    assert scan_all([tree], cache_path=cache, routing_patterns=[]).reused
+    study = _first_dicom(tree).parent.parent
+    assert not scan_all([study], cache_path=cache, routing_patterns=[]).reused
+    pattern = memo_pattern("StudyDescription", r"(?P<project>\w+)")
+    with_pattern = scan_all([tree], cache_path=cache, routing_patterns=[pattern])
+    assert not with_pattern.reused
+    assert scan_all([tree], cache_path=cache, routing_patterns=[pattern]).reused
+    assert scan_all([tree], cache_path=cache, routing_patterns=[]).reused
+
+
+def memo_pattern(tag: str, regex: str) -> Any:
+    from xnat_tui.dicom.routing import Pattern
+
+    return Pattern(tag, regex)
+
+
+def test_a_memo_from_other_code_is_not_used(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    monkeypatch.setattr(memo, "code_stamp", lambda: [("collect.py", 1, 2)])
+    assert not scan_all([tree], cache_path=cache).reused
+    assert scan_all([tree], cache_path=cache).reused  # rewritten by this code
+
+
+def test_a_cancelled_scan_keeps_no_memo(tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    cancel = threading.Event()
+    cancel.set()
+    assert scan_all([tree], cache_path=cache, cancel=cancel).cancelled
+    assert not scan_all([tree], cache_path=cache).reused
+
+
+def test_a_damaged_memo_is_ignored(tree: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE trees SET data = ?", (b"\x00garbage",))
+    assert not scan_all([tree], cache_path=cache).reused
+    assert scan_all([tree], cache_path=cache).reused
+
+
+def test_the_record_is_what_check_tree_reads(tree: Path) -> None:
+    record = memo.TreeRecord(time.time_ns())
+    events = list(walk([tree], record=record))
+    assert record.ok
+    folders = [e.path for e in events if isinstance(e, DirListing)]
+    assert sorted(record.paths) == sorted(set(folders))
+    assert memo.unchanged(record.paths, record.stamps)
+    _touch(tree)
+    assert not memo.unchanged(record.paths, record.stamps)
+
+
+def test_trees_above_the_limit_keep_no_memo(tree: Path) -> None:
+    record = memo.TreeRecord(time.time_ns(), limit=10)
+    list(walk([tree], record=record))
+    assert not record.ok and not record.stamps
