@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from xnat_tui.cli import build_parser
+from xnat_tui.cli import build_parser, main
 
 
 @pytest.mark.parametrize(
@@ -31,3 +33,28 @@ def test_every_subcommand_registers() -> None:
     text = parser.format_help()
     for name in ("sandbox", "scan", "upload", "transfers", "prearchive", "anonymize"):
         assert name in text
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
+
+
+def test_only_the_named_command_is_imported() -> None:
+    every = _commands(build_parser())
+    assert {"scan", "upload", "prearchive"} <= every
+    assert _commands(build_parser(["scan", "--json", "."])) == {"scan"}
+    # Options and their values may come first; help and typos still list them all.
+    assert _commands(build_parser(["--server", "http://127.0.0.1:1", "upload", "."])) == {"upload"}
+    assert _commands(build_parser(["--help"])) == every
+    assert _commands(build_parser(["scna", "."])) == every
+
+
+def test_a_mistyped_command_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["scna", "."])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'scna'" in err
+    for name in ("scan", "upload", "transfers", "prearchive", "anonymize", "sandbox"):
+        assert name in err

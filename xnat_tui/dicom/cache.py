@@ -16,12 +16,17 @@ import binascii
 import contextlib
 import marshal
 import os
-import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xnat_tui.dicom.model import ProblemKind
+
+# sqlite3 (and the datetime it imports) is loaded when the database is first opened:
+# a rescan answered by the tree memo never opens it, and the CLI starts faster.
+if TYPE_CHECKING:
+    import sqlite3
 
 # Bump when the meaning of cached records changes (new checks, parser fixes).
 PARSER_VERSION = 6
@@ -180,6 +185,7 @@ class ScanCache:
         # Rows read ahead for the folders under the scanned roots: path -> (sig, blob).
         self._ahead: dict[bytes, tuple[str, bytes]] = {}
         self._last_flush = time.monotonic()
+        self._wrote = False  # prune old rows only after a scan that wrote some
         self._racy_before = time.time_ns() - int(RACY_SECONDS * 1e9)
 
     @property
@@ -188,6 +194,8 @@ class ScanCache:
         return self._racy_before
 
     def _conn(self) -> sqlite3.Connection | None:
+        import sqlite3
+
         if self._broken:
             return None
         if self._db is None:
@@ -204,11 +212,6 @@ class ScanCache:
                     "path BLOB PRIMARY KEY, sig TEXT NOT NULL, data BLOB NOT NULL, "
                     "used REAL NOT NULL)"
                 )
-                # Whole results of unchanged trees (memo.py), by roots and settings.
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS trees ("
-                    "key BLOB PRIMARY KEY, data BLOB NOT NULL, used REAL NOT NULL)"
-                )
                 self._db = db
             except (sqlite3.Error, OSError):
                 self._broken = True
@@ -217,6 +220,8 @@ class ScanCache:
 
     def prefetch(self, roots: list[str]) -> None:
         """Read the rows of every folder under ``roots`` with one query per root."""
+        import sqlite3
+
         db = self._conn()
         if db is None:
             return
@@ -238,6 +243,8 @@ class ScanCache:
             self._ahead.clear()
 
     def lookup(self, folder: str) -> DirRecords:
+        import sqlite3
+
         key = os.fsencode(folder)
         row = self._ahead.pop(key, None)
         if row is None:
@@ -306,48 +313,75 @@ class ScanCache:
         if len(self._pending) >= 256 or time.monotonic() - self._last_flush > 2.0:
             self.flush()
 
-    def load_tree(self, key: bytes) -> bytes | None:
+    # Tree memos (memo.py) are files beside the database: a memo is read whole on
+    # every rescan, and a 3.5 MB blob took SQLite 2-8 ms through its overflow pages,
+    # against 0.2-0.8 ms for one read() of a file.
+    def _tree_file(self, key: bytes) -> Path:
+        name = f"{binascii.crc32(key):08x}{binascii.crc32(key[::-1]):08x}.memo"
+        return self.path.with_name(self.path.name + ".trees") / name
+
+    def load_tree(self, key: bytes) -> memoryview | None:
         """The memo of the last scan of these roots with these settings, if any."""
-        db = self._conn()
-        if db is None:
-            return None
+        path = self._tree_file(key)
         try:
-            row = db.execute("SELECT data, used FROM trees WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error:
-            self._broken = True
+            with open(path, "rb") as f:
+                data = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
+        except OSError:
             return None
-        if row is None:
+        # The file opens with its full key: two keys may share a file name.
+        n = int.from_bytes(data[:4], "little")
+        if data[4 : 4 + n] != key:
             return None
-        if row[1] < time.time() - 86400:
-            # Used again: keep it from being pruned (at most one write a day).
-            with contextlib.suppress(sqlite3.Error), db:
-                db.execute("UPDATE trees SET used = ? WHERE key = ?", (time.time(), key))
-        blob: bytes = row[0]
-        return blob
+        if mtime < time.time() - 86400:
+            # Used again: keep it from being pruned (at most one touch a day).
+            with contextlib.suppress(OSError):
+                os.utime(path)
+        return memoryview(data)[4 + n :]  # not copied: marshal reads any buffer
 
     def store_tree(self, key: bytes, blob: bytes | None) -> None:
         """Keep a memo for these roots (None forgets the old one: it is stale)."""
-        db = self._conn()
-        if db is None:
+        if self._broken:
             return
+        path = self._tree_file(key)
+        self._wrote = True
         try:
-            with db:
-                if blob is None:
-                    db.execute("DELETE FROM trees WHERE key = ?", (key,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO trees (key, data, used) VALUES (?, ?, ?)",
-                        (key, blob, time.time()),
-                    )
-        except sqlite3.Error:
-            self._broken = True
+            if blob is None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(len(key).to_bytes(4, "little") + key)
+                    f.write(blob)
+                os.replace(tmp, path)  # readers see the old memo or the new, whole
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        except OSError:
+            pass  # a memo is an optimisation: the next scan takes the full path
+
+    def _prune_trees(self, before: float) -> None:
+        folder = self.path.with_name(self.path.name + ".trees")
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < before:
+                        os.unlink(entry.path)
 
     def flush(self) -> None:
+        import sqlite3
+
+        if not self._pending:
+            return  # without opening the database: a memo rescan never needs it
         db = self._conn()
-        if db is None or not self._pending:
+        if db is None:
             self._pending.clear()
             return
         now = time.time()
+        self._wrote = True
         try:
             with db:
                 db.executemany(
@@ -360,14 +394,19 @@ class ScanCache:
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
+        import sqlite3
+
         self.flush()
+        if self._wrote:
+            # Folders and memos not rewritten for a long time are dropped (read again
+            # if they are ever scanned again), so the cache cannot grow without bound.
+            self._wrote = False
+            old = time.time() - PRUNE_DAYS * 86400
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error), self._db:
+                    self._db.execute("DELETE FROM folders WHERE used < ?", (old,))
+            self._prune_trees(old)
         if self._db is not None:
-            # Folders not rewritten for a long time are dropped (re-read once if
-            # they are ever scanned again), so the cache cannot grow without bound.
-            with contextlib.suppress(sqlite3.Error), self._db:
-                old = time.time() - PRUNE_DAYS * 86400
-                self._db.execute("DELETE FROM folders WHERE used < ?", (old,))
-                self._db.execute("DELETE FROM trees WHERE used < ?", (old,))
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
@@ -379,3 +418,8 @@ def clear(path: Path | None = None) -> None:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             Path(str(target) + suffix).unlink()
+    trees = Path(str(target) + ".trees")
+    if trees.is_dir():
+        import shutil
+
+        shutil.rmtree(trees, ignore_errors=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import marshal
 import os
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ class PackedFiles:
         if self._parts is None:
             chunks, columns = marshal.loads(self.blob)
             pending = [PendingFiles(*c) for c in chunks]
-            refs = [FileRef(*row) for row in zip(*columns, strict=True)] if columns else []
+            refs = _refs(columns) if columns else []
             self._parts = (pending, refs)
         return self._parts
 
@@ -233,35 +234,52 @@ def _pack_files(scan: Scan) -> tuple[bytes, int, int]:
     refs: list[FileRef] = list(scan._files)
     for chunk in scan._pending or ():
         if isinstance(chunk, PendingFiles) and chunk.refs is None:
-            chunks.append(
-                (
-                    chunk.prefix,
-                    list(chunk.stamps),
-                    list(chunk.sops),
-                    list(chunk.insts),
-                    chunk.shared,
-                )
-            )
+            stamps, sops, insts = list(chunk.stamps), list(chunk.sops), list(chunk.insts)
+            chunks.append((chunk.prefix, stamps, sops, insts, chunk.shared))
         else:
             refs.extend(chunk.build())
-    columns = (
-        [
-            [f.path_str for f in refs],
-            [f.size for f in refs],
-            [f.mtime for f in refs],
-            [f.sop_instance_uid for f in refs],
-            [f.transfer_syntax for f in refs],
-            [f.sop_class_uid for f in refs],
-            [f.study_instance_uid for f in refs],
-            [f.series_instance_uid for f in refs],
-            [f.instance_number for f in refs],
-            [f.modality for f in refs],
-            [f.part10 for f in refs],
-        ]
-        if refs
-        else None
-    )
+    columns = _columns(refs) if refs else None
     return marshal.dumps((chunks, columns)), scan.file_count, scan.size
+
+
+# FileRef fields that the files of one scan usually share, in FileRef's order.
+_SHARED_FIELDS = (
+    "transfer_syntax",
+    "sop_class_uid",
+    "study_instance_uid",
+    "series_instance_uid",
+    "instance_number",
+    "modality",
+    "part10",
+)
+
+
+def _columns(refs: list[FileRef]) -> list[Any]:
+    """FileRef fields as columns. A column whose value every file shares (transfer
+    syntax, series...) is stored once; folder texts are shared objects, which
+    marshal writes once and then refers to."""
+    same: dict[str, str] = {}
+    one = same.setdefault
+    folders: list[str] = []
+    names: list[str] = []
+    for path in [f.path_str for f in refs]:
+        folder, sep, name = path.rpartition(os.sep)
+        folders.append(one(folder + sep, folder + sep))
+        names.append(name)
+    columns: list[Any] = [folders, names]
+    columns += [list(map(attrgetter(a), refs)) for a in ("size", "mtime", "sop_instance_uid")]
+    for attr in _SHARED_FIELDS:
+        column = list(map(attrgetter(attr), refs))
+        columns.append((column[0],) if column.count(column[0]) == len(column) else column)
+    return columns
+
+
+def _refs(columns: list[Any]) -> list[FileRef]:
+    folders, names, *rest = columns
+    n = len(names)
+    paths = [a + b for a, b in zip(folders, names, strict=True)]
+    full = [c * n if isinstance(c, tuple) else c for c in rest]
+    return [FileRef(*row) for row in zip(paths, *full, strict=True)]
 
 
 def _problem(p: Problem) -> tuple[str, str, str, str]:
@@ -398,7 +416,7 @@ def pack_memo(record: TreeRecord, result: bytes) -> bytes:
     return marshal.dumps((MEMO_VERSION, code_stamp(), record.paths, record.stamps, result))
 
 
-def open_memo(blob: bytes) -> tuple[list[str], list[FolderStamp], bytes] | None:
+def open_memo(blob: bytes | memoryview) -> tuple[list[str], list[FolderStamp], bytes] | None:
     """The recorded folders and the packed result, if this code wrote the memo."""
     try:
         version, stamp, paths, stamps, result = marshal.loads(blob)

@@ -19,7 +19,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +41,13 @@ from xnat_tui.dicom.routing import PatternLike, invalid_patterns, routing_keywor
 from xnat_tui.dicom.walk import DirListing, walk
 from xnat_tui.dicom.worker import Chunk, Item, Row, examine_chunk, init_worker
 
-# multiprocessing, the process pool and asyncio are imported where they are used:
-# a rescan answered from the cache never starts a pool, and the CLI should not pay
-# for them at start-up. BrokenExecutor (base of BrokenProcessPool) is in the light
-# part of concurrent.futures.
+# multiprocessing, concurrent.futures (which imports logging), the process pool and
+# asyncio are imported where they are used: a rescan answered from the cache never
+# starts a pool, and the CLI should not pay for them at start-up.
 if TYPE_CHECKING:
     import asyncio
     import multiprocessing.context
+    from concurrent.futures import Future
 
 CHUNK = 128  # files per task: big enough to amortise IPC, small enough to cancel fast
 INLINE_LIMIT = 400  # fewer files than this are read in-process (no pool start-up)
@@ -445,6 +444,8 @@ class _Scanner:
         if reused is not None:
             yield from reused
             return
+        from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
+
         walker = walk(self.paths, self.cancel, self.record)
         if self.cache is not None:
             self.cache.prefetch([str(p) for p in self.paths])

@@ -270,15 +270,32 @@ def test_a_cancelled_scan_keeps_no_memo(tree: Path, tmp_path: Path) -> None:
     assert not scan_all([tree], cache_path=cache).reused
 
 
-def test_a_damaged_memo_is_ignored(tree: Path, tmp_path: Path) -> None:
-    import sqlite3
-
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "other key"])
+def test_a_damaged_memo_is_ignored(tree: Path, tmp_path: Path, damage: str) -> None:
     cache = tmp_path / "cache.sqlite3"
     scan_all([tree], cache_path=cache)
-    with sqlite3.connect(cache) as db:
-        db.execute("UPDATE trees SET data = ?", (b"\x00garbage",))
+    (path,) = Path(f"{cache}.trees").iterdir()
+    data = path.read_bytes()
+    n = int.from_bytes(data[:4], "little")
+    if damage == "garbage":
+        data = data[: 4 + n] + b"\x00garbage"
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "empty":
+        data = b""
+    else:
+        data = data[:4] + bytes([data[4] ^ 1]) + data[5:]
+    path.write_bytes(data)
     assert not scan_all([tree], cache_path=cache).reused
     assert scan_all([tree], cache_path=cache).reused
+
+
+def test_an_unwritable_cache_folder_only_costs_the_memo(tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    Path(f"{cache}.trees").write_text("not a folder")
+    first = scan_all([tree], cache_path=cache)
+    again = scan_all([tree], cache_path=cache)
+    assert not again.reused and again.progress.files_cached == first.progress.files_parsed
 
 
 def test_the_record_is_what_check_tree_reads(tree: Path) -> None:
@@ -296,3 +313,27 @@ def test_trees_above_the_limit_keep_no_memo(tree: Path) -> None:
     record = memo.TreeRecord(time.time_ns(), limit=10)
     list(walk([tree], record=record))
     assert not record.ok and not record.stamps
+
+
+def test_memos_and_rows_unused_for_months_are_pruned(tree: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    from xnat_tui.dicom.cache import PRUNE_DAYS
+
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    assert scan_all([tree], cache_path=cache).reused
+    ancient = time.time() - (PRUNE_DAYS + 1) * 86400
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE folders SET used = ?", (ancient,))
+    memos = Path(f"{cache}.trees")
+    (old_memo,) = memos.iterdir()
+    os.utime(old_memo, (ancient, ancient))
+    other = tmp_path / "other"
+    shutil.copytree(_first_dicom(tree).parent, other)
+    scan_all([other], cache_path=cache)  # writes, then prunes
+    with sqlite3.connect(cache) as db:
+        (n,) = db.execute("SELECT count(*) FROM folders").fetchone()
+    assert n == 1
+    assert not old_memo.exists() and len(list(memos.iterdir())) == 1  # other's
+    assert not scan_all([tree], cache_path=cache).reused
