@@ -21,6 +21,8 @@
  *   the exact bytes of a listing: for each (name, size, mtime_ns) the name's file
  *   system bytes, a NUL, then size and mtime_ns as 8-byte little-endian integers.
  *
+ * unpack(packed) -> [(name, size, mtime_ns)]: the listing pack() was given.
+ *
  * check_tree(paths, threads) -> [(st_dev, st_ino, packed, subdirs) | None]
  *   re-reads many folders at once, in up to `threads` threads with the GIL released
  *   (on a 2-core VM, 30,000 lstats take 30 ms in two threads instead of 55 ms in
@@ -360,6 +362,57 @@ fail:
     return NULL;
 }
 
+
+static unsigned long long
+read_le64(const unsigned char *p)
+{
+    unsigned long long v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static PyObject *
+unpack(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    const unsigned char *p = view.buf;
+    const unsigned char *end = p + view.len;
+    PyObject *out = PyList_New(0);
+    while (out != NULL && p < end) {
+        const unsigned char *nul = memchr(p, '\0', (size_t)(end - p));
+        if (nul == NULL || end - nul < 17) {
+            PyErr_SetString(PyExc_ValueError, "unpack(): not a packed listing");
+            Py_CLEAR(out);
+            break;
+        }
+        PyObject *name = PyUnicode_DecodeFSDefaultAndSize((const char *)p, nul - p);
+        PyObject *size = PyLong_FromLongLong((long long)read_le64(nul + 1));
+        PyObject *mtime = PyLong_FromLongLong((long long)read_le64(nul + 9));
+        PyObject *item = NULL;
+        if (name != NULL && size != NULL && mtime != NULL) {
+            item = PyTuple_Pack(3, name, size, mtime);
+        }
+        Py_XDECREF(name);
+        Py_XDECREF(size);
+        Py_XDECREF(mtime);
+        if (item == NULL || PyList_Append(out, item) != 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(item);
+        p = nul + 17;
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 /* One folder of check_tree(), filled by a worker thread. */
 typedef struct {
     const char *path;
@@ -541,6 +594,8 @@ static PyMethodDef methods[] = {
      "others: names of every other entry. Both in readdir order."},
     {"pack", pack, METH_O,
      "pack(files) -> bytes: the exact bytes of a [(name, size, mtime_ns)] listing."},
+    {"unpack", unpack, METH_O,
+     "unpack(packed) -> [(name, size, mtime_ns)]: what pack() was given."},
     {"check_tree", check_tree, METH_VARARGS,
      "check_tree(paths, threads) -> [(st_dev, st_ino, packed, subdirs) | None]"},
     {NULL, NULL, 0, NULL},

@@ -115,7 +115,7 @@ class TreeRecord:
     def folder(
         self,
         path: str,
-        st: os.stat_result,
+        key: tuple[int, int],  # (st_dev, st_ino)
         parts: Sequence[Sequence[tuple[str, int, int]]],
         subdirs: Sequence[str],  # their paths
     ) -> None:
@@ -132,7 +132,7 @@ class TreeRecord:
         packed = b"".join([_fastlist.pack(part) for part in parts])
         names = sorted(os.path.basename(d) for d in subdirs)
         self.paths.append(path)
-        self.stamps.append((st.st_dev, st.st_ino, packed, tuple(names)))
+        self.stamps.append((key[0], key[1], packed, tuple(names)))
 
 
 def code_stamp() -> list[tuple[str, int, int]]:
@@ -155,12 +155,17 @@ def memo_key(roots: Sequence[Path], sig: str, patterns: Sequence[PatternLike]) -
     return b"\0".join(parts)
 
 
-def unchanged(paths: list[str], stamps: list[FolderStamp]) -> bool:
-    """Does every recorded folder read exactly as it did?"""
+# A folder of plain files only, as check_tree read it: (st_dev, st_ino, packed).
+Leaf = tuple[int, int, bytes]
+
+
+def check(paths: list[str], stamps: list[FolderStamp]) -> dict[str, Leaf] | None:
+    """None if every recorded folder reads exactly as it did. Else the folders of
+    plain files just read, by path, so the walk that follows need not list them
+    again (it would take longer: one folder at a time)."""
     now = _fastlist.check_tree(paths, check_threads())
-    if len(now) != len(stamps):
-        return False
-    for seen, then in zip(now, stamps, strict=True):
+    same = len(now) == len(stamps)
+    for seen, then in zip(now, stamps, strict=False):
         if (
             seen is None
             or seen[2] != then[2]
@@ -168,8 +173,20 @@ def unchanged(paths: list[str], stamps: list[FolderStamp]) -> bool:
             or seen[1] != then[1]
             or tuple(sorted(seen[3])) != then[3]
         ):
-            return False
-    return True
+            same = False
+            break
+    if same:
+        return None
+    return {
+        path: (seen[0], seen[1], seen[2])
+        for path, seen in zip(paths, now, strict=True)
+        if seen is not None and not seen[3]
+    }
+
+
+def unpack_listing(packed: bytes) -> list[tuple[str, int, int]]:
+    listing: list[tuple[str, int, int]] = _fastlist.unpack(packed)
+    return listing
 
 
 # --- the result, packed -------------------------------------------------------------

@@ -197,6 +197,7 @@ class _Scanner:
         self.record: memo.TreeRecord | None = None
         self.memo_key = b""
         self.stale_memo = False
+        self.prelisted: dict[str, memo.Leaf] | None = None  # read by a failed check
         if cache is not None and memo.available():
             self.record = memo.TreeRecord(cache.racy_before)
             self.memo_key = memo.memo_key(paths, cache.sig, patterns)
@@ -404,8 +405,13 @@ class _Scanner:
         if blob is None:
             return None
         opened = memo.open_memo(blob)
-        if opened is None or not memo.unchanged(opened[0], opened[1]):
+        if opened is None:
             self.stale_memo = True
+            return None
+        changed = memo.check(opened[0], opened[1])
+        if changed is not None:
+            self.stale_memo = True
+            self.prelisted = changed
             return None
         sessions, problems, (seen, parsed, dicom, n_problems) = memo.unpack_result(opened[2])
         self.files_seen, self.files_parsed, self.files_dicom = seen, parsed, dicom
@@ -446,7 +452,7 @@ class _Scanner:
             return
         from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
 
-        walker = walk(self.paths, self.cancel, self.record)
+        walker = walk(self.paths, self.cancel, self.record, self.prelisted)
         if self.cache is not None:
             self.cache.prefetch([str(p) for p in self.paths])
         pending: deque[Item] = deque()

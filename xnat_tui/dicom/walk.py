@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from xnat_tui.dicom.model import Problem, ProblemKind
 
 if TYPE_CHECKING:
-    from xnat_tui.dicom.memo import TreeRecord
+    from xnat_tui.dicom.memo import Leaf, TreeRecord
 
 _ListDir = Callable[[str], tuple[list[tuple[str, int, int]], list[str]]]
 
@@ -100,11 +100,14 @@ def walk(
     roots: Sequence[str | Path],
     cancel: threading.Event | None = None,
     record: TreeRecord | None = None,
+    prelisted: dict[str, Leaf] | None = None,
 ) -> Generator[WalkEvent, None, None]:
     """Yield one DirListing per folder (depth first, names sorted) and problems.
 
     ``record`` notes what every folder held while the tree is simple (memo.py); any
     judgment call of this walk (a link, a problem, a file named directly) spoils it.
+    ``prelisted``: folders of plain files only, just read by ``memo.check`` (in
+    threads), as (st_dev, st_ino, packed listing); they are not listed again.
     """
     # Read per walk, not at import, so tests can compare both listings in one process.
     c_list_dir = None if os.environ.get("XNAT_TUI_PURE_WALK", "") not in ("", "0") else _c_list_dir
@@ -163,13 +166,17 @@ def walk(
                 record.spoil()
                 return
             path = todo.pop()
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                record.spoil()
-                yield _problem(path, ProblemKind.UNREADABLE, f"cannot access: {exc.strerror}")
-                continue
-            key = (st.st_dev, st.st_ino)
+            leaf = prelisted.pop(path, None) if prelisted and c_list_dir is not None else None
+            if leaf is not None:
+                key = (leaf[0], leaf[1])
+            else:
+                try:
+                    st = os.stat(path)
+                except OSError as exc:
+                    record.spoil()
+                    yield _problem(path, ProblemKind.UNREADABLE, f"cannot access: {exc.strerror}")
+                    continue
+                key = (st.st_dev, st.st_ino)
             if key in seen_dirs:
                 record.spoil()
                 if os.path.islink(path):
@@ -182,6 +189,14 @@ def walk(
                 continue
             seen_dirs.add(key)
             already = set(f[0] for f in loose[path].files) if path in loose else set()
+            if leaf is not None:
+                # What list_dir would have given: plain files only, in readdir order.
+                from xnat_tui.dicom.memo import unpack_listing
+
+                files = unpack_listing(leaf[2])
+                record.folder(path, key, [files], ())
+                yield from _plain(path, files, already)
+                continue
             if c_list_dir is not None:
                 try:
                     files, others = c_list_dir(path)
@@ -190,7 +205,7 @@ def walk(
                     yield _cannot_list(path, exc)
                     continue
                 if not others:
-                    record.folder(path, st, [files], ())
+                    record.folder(path, key, [files], ())
                     yield from _plain(path, files, already)
                     continue
                 # Subfolders, links, hard links, FIFOs or a file that vanished:
@@ -219,7 +234,7 @@ def walk(
                     yield event
             finally:
                 _close(fd)
-            record.folder(path, st, parts, subdirs)
+            record.folder(path, key, parts, subdirs)
             subdirs.sort(reverse=True)
             todo.extend(subdirs)
 

@@ -296,6 +296,13 @@ def test_pack_is_the_documented_encoding() -> None:
         _fastlist.pack([("a", "b", 1)])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         _fastlist.pack([["a", 1, 1]])  # type: ignore[list-item]
+    # unpack() gives back exactly what pack() was given, from any buffer.
+    assert _fastlist.unpack(_fastlist.pack(files)) == files
+    assert _fastlist.unpack(memoryview(_fastlist.pack(files))) == files
+    assert _fastlist.unpack(b"") == []
+    for bad in (b"no-nul", b"name\0short", _fastlist.pack(files)[:-1]):
+        with pytest.raises(ValueError):
+            _fastlist.unpack(bad)
 
 
 @needs_ext

@@ -304,9 +304,38 @@ def test_the_record_is_what_check_tree_reads(tree: Path) -> None:
     assert record.ok
     folders = [e.path for e in events if isinstance(e, DirListing)]
     assert sorted(record.paths) == sorted(set(folders))
-    assert memo.unchanged(record.paths, record.stamps)
+    assert memo.check(record.paths, record.stamps) is None
     _touch(tree)
-    assert not memo.unchanged(record.paths, record.stamps)
+    assert memo.check(record.paths, record.stamps) is not None
+
+
+def test_folders_read_by_a_failed_check_are_not_listed_again(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xnat_tui.dicom import walk as walk_mod
+
+    record = memo.TreeRecord(time.time_ns())
+    list(walk([tree], record=record))
+    _add(tree)
+    _touch(tree)
+    prelisted = memo.check(record.paths, record.stamps)
+    assert prelisted  # the leaf folders, the changed ones with their new listing
+    leaves = set(prelisted)
+    listed: list[str] = []
+    real = walk_mod._c_list_dir
+    assert real is not None
+
+    def spy(path: str) -> tuple[list[tuple[str, int, int]], list[str]]:
+        listed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(walk_mod, "_c_list_dir", spy)
+    with_prelisted = list(walk([tree], prelisted=dict(prelisted)))
+    assert listed and not leaves & set(listed)
+    listed.clear()
+    plain = list(walk([tree]))
+    assert leaves <= set(listed)
+    assert with_prelisted == plain
 
 
 def test_trees_above_the_limit_keep_no_memo(tree: Path) -> None:
