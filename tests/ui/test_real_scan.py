@@ -35,4 +35,11 @@ async def test_scans_with_worker_processes_run_back_to_back(tmp_path):
         assert "Scan done: 440 DICOM files, 1 sessions" in str(
             screen.query_one("#scan-status").render()
         )
+        # Scanning "a" again: the tree is as it was, its last result comes back whole.
+        screen.start_scan([tmp_path / "a"])
+        await until(pilot, lambda: not screen.folders.scanning, 60)
+        status = str(screen.query_one("#scan-status").render())
+        assert "Scan done: 440 DICOM files, 2 sessions" in status
+        assert "unchanged since the last scan" in status
+        assert len(app.workbench) == 3
         assert not any(n.severity == "error" for n in app._notifications)

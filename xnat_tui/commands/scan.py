@@ -122,9 +122,12 @@ def _problems_text(problems: list[Problem], all_problems: bool, out: list[str]) 
 def render_text(summary: ScanSummary, all_problems: bool = False) -> str:
     p = summary.progress
     n_scans = sum(len(s.scans) for s in summary.sessions)
+    cached = (
+        "tree unchanged since the last scan" if summary.reused else f"{p.files_cached} from cache"
+    )
     out = [
         f"Scanned {p.files_parsed} files in {p.elapsed:.2f} s ({p.rate:,.0f} files/s, "
-        f"{p.files_cached} from cache): {len(summary.sessions)} sessions, {n_scans} scans, "
+        f"{cached}): {len(summary.sessions)} sessions, {n_scans} scans, "
         f"{p.files_dicom} DICOM files, {p.problems} problems"
         + (" [CANCELLED: incomplete]" if summary.cancelled else "")
     ]

@@ -122,3 +122,30 @@ def test_file_names_that_are_not_utf8(
     )
     assert done.returncode == 0, done.stderr
     assert b"/notes\xfd.txt" in done.stdout
+
+
+def test_a_rescan_of_an_unchanged_tree_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], demo_tree: DemoTree
+) -> None:
+    import os
+    import shutil
+    import time
+
+    tree = tmp_path / "demo"
+    shutil.copytree(demo_tree.root, tree)
+    old = time.time() - 3600  # files modified just now are never trusted
+    for folder, _dirs, files in os.walk(tree):
+        for name in files:
+            os.utime(os.path.join(folder, name), (old, old))
+    code, first = _json(capsys, "--files", str(tree))
+    assert code == 0 and first["stats"]["reused"] is False
+    code, again = _json(capsys, "--files", str(tree))
+    assert code == 0 and again["stats"]["reused"] is True
+    assert again["sessions"] == first["sessions"]  # every file listed, as before
+    assert again["problems"] == first["problems"]
+    assert main(["scan", str(tree)]) == 0
+    assert "tree unchanged since the last scan" in capsys.readouterr().out
+    os.utime(next(tree.rglob("*.dcm")), None)
+    assert main(["scan", str(tree)]) == 0
+    out = capsys.readouterr().out
+    assert "tree unchanged" not in out and "from cache" in out
