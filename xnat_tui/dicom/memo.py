@@ -259,16 +259,9 @@ def _pack_files(scan: Scan) -> tuple[bytes, int, int]:
     return marshal.dumps((chunks, columns)), scan.file_count, scan.size
 
 
-# FileRef fields that the files of one scan usually share, in FileRef's order.
-_SHARED_FIELDS = (
-    "transfer_syntax",
-    "sop_class_uid",
-    "study_instance_uid",
-    "series_instance_uid",
-    "instance_number",
-    "modality",
-    "part10",
-)
+# FileRef's fields after (path, size, mtime, SOPInstanceUID), in FileRef's order:
+# those the files of one scan usually share.
+_SHARED_FIELDS: tuple[str, ...] = FileRef.__slots__[4:]
 
 
 def _columns(refs: list[FileRef]) -> list[Any]:
@@ -284,7 +277,7 @@ def _columns(refs: list[FileRef]) -> list[Any]:
         folders.append(one(folder + sep, folder + sep))
         names.append(name)
     columns: list[Any] = [folders, names]
-    columns += [list(map(attrgetter(a), refs)) for a in ("size", "mtime", "sop_instance_uid")]
+    columns += [list(map(attrgetter(a), refs)) for a in FileRef.__slots__[1:4]]
     for attr in _SHARED_FIELDS:
         column = list(map(attrgetter(attr), refs))
         columns.append((column[0],) if column.count(column[0]) == len(column) else column)
@@ -357,69 +350,20 @@ def _unproblem(t: tuple[str, str, str, str]) -> Problem:
 def unpack_result(blob: bytes) -> tuple[list[Session], list[Problem], tuple[int, int, int, int]]:
     out_sessions, problems, counts = marshal.loads(blob)
     sessions = []
-    for (
-        study_uid,
-        patient_id,
-        patient_name,
-        study_date,
-        study_time,
-        study_description,
-        accession,
-        modalities,
-        modality,
-        root,
-        routing,
-        scans,
-        s_problems,
-        fields,
-        patient_ids,
-        patient_names,
-    ) in out_sessions:
-        session = Session(
-            study_uid,
-            patient_id,
-            patient_name,
-            study_date,
-            study_time,
-            study_description,
-            accession,
-            modalities,
-            modality,
-            None if root is None else Path(root),
-            [RoutingProposal(*r) for r in routing],
-            {},
-            [_unproblem(p) for p in s_problems],
-            fields,
-            patient_ids,
-            patient_names,
-        )
-        for (
-            key,
-            series_uid,
-            sc_study,
-            number,
-            desc,
-            mod,
-            sop_class,
-            sc_problems,
-            mods,
-            sc_fields,
-            files,
-            count,
-            size,
-        ) in scans:
-            scan = Scan(
-                series_uid,
-                sc_study,
-                number,
-                desc,
-                mod,
-                sop_class,
-                None,
-                [_unproblem(p) for p in sc_problems],
-                mods,
-                sc_fields,
-            )
+    # Both tuples open with the constructor's first arguments in order (pack_result).
+    for *head, root, routing, scans, s_problems, fields, patient_ids, patient_names in out_sessions:
+        session = Session(*head)
+        session.root = None if root is None else Path(root)
+        session.routing = [RoutingProposal(*r) for r in routing]
+        session.problems = [_unproblem(p) for p in s_problems]
+        session.fields = fields
+        session.patient_ids = patient_ids
+        session.patient_names = patient_names
+        for key, *scan_head, sc_problems, mods, sc_fields, files, count, size in scans:
+            scan = Scan(*scan_head)
+            scan.problems = [_unproblem(p) for p in sc_problems]
+            scan.modalities = mods
+            scan.fields = sc_fields
             if count:
                 scan.add_pending(PackedFiles(files, count, size))
                 scan.sort_files()
