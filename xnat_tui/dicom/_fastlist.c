@@ -323,15 +323,17 @@ static PyObject *
 pack(PyObject *module, PyObject *files)
 {
     (void)module;
-    PyObject *seq = PySequence_Fast(files, "pack() takes a list of (name, size, mtime_ns)");
+    /* A tuple of our own: parsing an item may run Python code (__index__) that
+     * could change a list we only borrowed from. */
+    PyObject *seq = PySequence_Tuple(files);
     if (seq == NULL) {
         return NULL;
     }
     char *buf = NULL;
     size_t used = 0, cap = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *item = PyTuple_GET_ITEM(seq, i);
         PyObject *name;
         long long size, mtime;
         if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "ULL", &name, &size, &mtime)) {
@@ -342,6 +344,11 @@ pack(PyObject *module, PyObject *files)
         }
         PyObject *raw = PyUnicode_EncodeFSDefault(name);
         if (raw == NULL) {
+            goto fail;
+        }
+        if (memchr(PyBytes_AS_STRING(raw), '\0', (size_t)PyBytes_GET_SIZE(raw)) != NULL) {
+            Py_DECREF(raw);
+            PyErr_SetString(PyExc_ValueError, "pack(): a file name cannot hold a NUL");
             goto fail;
         }
         int rc = packed_add(&buf, &used, &cap, PyBytes_AS_STRING(raw),
@@ -488,11 +495,16 @@ check_tree(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "Oi", &paths, &threads)) {
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(paths, "check_tree() takes a list of paths");
+    if (!PyList_Check(paths) && !PyTuple_Check(paths)) {
+        PyErr_SetString(PyExc_TypeError, "check_tree() takes a list of paths");
+        return NULL;
+    }
+    /* Our own tuple: converting a path-like may run Python code (__fspath__). */
+    PyObject *seq = PySequence_Tuple(paths);
     if (seq == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     PyObject **encoded = calloc((size_t)n + 1, sizeof(PyObject *));
     tree_folder *folders = calloc((size_t)n + 1, sizeof(tree_folder));
     PyObject *result = NULL;
@@ -501,7 +513,7 @@ check_tree(PyObject *module, PyObject *args)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &encoded[i])) {
+        if (!PyUnicode_FSConverter(PyTuple_GET_ITEM(seq, i), &encoded[i])) {
             goto done;
         }
         folders[i].path = PyBytes_AS_STRING(encoded[i]);

@@ -16,6 +16,7 @@ import binascii
 import contextlib
 import marshal
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -321,7 +322,13 @@ class ScanCache:
         return self.path.with_name(self.path.name + ".trees") / name
 
     def load_tree(self, key: bytes) -> memoryview | None:
-        """The memo of the last scan of these roots with these settings, if any."""
+        """The memo of the last scan of these roots with these settings, if any.
+
+        A memo file is: key length (4 bytes), key, CRC-32 of the memo (4 bytes),
+        memo. The key tells two sets of roots sharing a file name apart; the CRC
+        turns a damaged file into no memo instead of a wrong result (~1 ms for
+        30,000 files).
+        """
         path = self._tree_file(key)
         try:
             with open(path, "rb") as f:
@@ -329,15 +336,17 @@ class ScanCache:
                 mtime = os.fstat(f.fileno()).st_mtime
         except OSError:
             return None
-        # The file opens with its full key: two keys may share a file name.
         n = int.from_bytes(data[:4], "little")
-        if data[4 : 4 + n] != key:
+        if data[4 : 4 + n] != key or len(data) < 8 + n:
+            return None
+        blob = memoryview(data)[8 + n :]  # not copied: marshal reads any buffer
+        if binascii.crc32(blob) != int.from_bytes(data[4 + n : 8 + n], "little"):
             return None
         if mtime < time.time() - 86400:
             # Used again: keep it from being pruned (at most one touch a day).
             with contextlib.suppress(OSError):
                 os.utime(path)
-        return memoryview(data)[4 + n :]  # not copied: marshal reads any buffer
+        return blob
 
     def store_tree(self, key: bytes, blob: bytes | None) -> None:
         """Keep a memo for these roots (None forgets the old one: it is stale)."""
@@ -351,10 +360,12 @@ class ScanCache:
                     path.unlink()
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            # Unique per writer (two scans of the same roots may end together).
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
                 with open(tmp, "wb") as f:
                     f.write(len(key).to_bytes(4, "little") + key)
+                    f.write(binascii.crc32(blob).to_bytes(4, "little"))
                     f.write(blob)
                 os.replace(tmp, path)  # readers see the old memo or the new, whole
             finally:

@@ -6,6 +6,7 @@ to do (duplicates are uploaded once; the rest is for the user to judge).
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -48,38 +49,61 @@ def _ranges(numbers: list[int], limit: int = 8) -> str:
     return text + (f" and {len(out) - limit} more ranges" if len(out) > limit else "")
 
 
-def _same_bytes(a: Path, b: Path) -> bool | None:
+def _same_bytes(a: str, b: str) -> bool:
+    """Byte for byte; raises OSError when either cannot be read."""
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def compare_duplicates(keep: FileRef, dup: FileRef) -> tuple[Problem, bool]:
+    """Two files with one SOPInstanceUID: a harmless copy, or two different objects?
+
+    Also says whether the contents could be compared: a read error is reported as it
+    is, and such a result holds only until the file can be read again.
+    (``path_str``, not ``path``: a FileRef's path must stay text until the files of
+    its scan are sorted, or they would sort as Path objects do.)
+    """
+    keep_path, dup_path = keep.path_str, dup.path_str
+    keep_name = os.path.basename(keep_path)
     try:
-        with open(a, "rb") as fa, open(b, "rb") as fb:
-            while True:
-                ca, cb = fa.read(1 << 20), fb.read(1 << 20)
-                if ca != cb:
-                    return False
-                if not ca:
-                    return True
-    except OSError:
-        return None
-
-
-def compare_duplicates(keep: FileRef, dup: FileRef) -> Problem:
-    """Two files with one SOPInstanceUID: a harmless copy, or two different objects?"""
-    same = keep.size == dup.size and _same_bytes(keep.path, dup.path)
+        same = keep.size == dup.size and _same_bytes(keep_path, dup_path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return (
+            Problem(
+                path=dup_path,
+                kind=ProblemKind.DUPLICATE_CONFLICT,
+                detail=(
+                    f"same SOPInstanceUID as {keep_path}, but the two could not be compared "
+                    f"({reason}); only {keep_name} would be uploaded"
+                ),
+                severity="error",
+            ),
+            False,
+        )
     if same:
-        return Problem(
-            path=str(dup.path),
+        problem = Problem(
+            path=dup_path,
             kind=ProblemKind.DUPLICATE_IDENTICAL,
-            detail=f"identical copy of {keep.path}: uploaded once",
+            detail=f"identical copy of {keep_path}: uploaded once",
             severity="info",
         )
-    return Problem(
-        path=str(dup.path),
-        kind=ProblemKind.DUPLICATE_CONFLICT,
-        detail=(
-            f"same SOPInstanceUID as {keep.path} but different content; "
-            f"only {keep.path.name} would be uploaded"
-        ),
-        severity="error",
-    )
+    else:
+        problem = Problem(
+            path=dup_path,
+            kind=ProblemKind.DUPLICATE_CONFLICT,
+            detail=(
+                f"same SOPInstanceUID as {keep_path} but different content; "
+                f"only {keep_name} would be uploaded"
+            ),
+            severity="error",
+        )
+    return problem, True
 
 
 def check_scan(scan: Scan, session: Session) -> list[Problem]:

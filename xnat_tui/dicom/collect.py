@@ -113,6 +113,8 @@ class Collector:
         extra = sorted(routing_keywords(self.routing_patterns) - set(SESSION_FIELDS))
         self._session_keys = SESSION_FIELDS + tuple(extra)
         self.sessions: dict[str, Session] = {}
+        # A check could not read a file: the result holds only until it can.
+        self.read_errors = False
         self.problems: list[Problem] = []
         self._session_rank: dict[str, tuple[int, int, str]] = {}
         self._scan_rank: dict[str, tuple[int, int, str]] = {}
@@ -380,7 +382,9 @@ class Collector:
             assert keep is not None
             session = self.sessions[keep.study_instance_uid]
             for dup in sorted(dups, key=lambda f: f.path_str):
-                session.problems.append(compare_duplicates(keep, dup))
+                problem, compared = compare_duplicates(keep, dup)
+                session.problems.append(problem)
+                self.read_errors = self.read_errors or not compared
         self._duplicates.clear()
         out = []
         for uid, session in list(self.sessions.items()):

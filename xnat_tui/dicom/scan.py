@@ -413,7 +413,12 @@ class _Scanner:
             self.stale_memo = True
             self.prelisted = changed
             return None
-        sessions, problems, (seen, parsed, dicom, n_problems) = memo.unpack_result(opened[2])
+        try:
+            sessions, problems, counts = memo.unpack_result(opened[2])
+        except (ValueError, EOFError, TypeError):  # written by a broken build?
+            self.stale_memo = True
+            return None
+        seen, parsed, dicom, n_problems = counts
         self.files_seen, self.files_parsed, self.files_dicom = seen, parsed, dicom
         self.files_cached, self.n_problems = parsed, n_problems
         self.walk_done = True
@@ -438,7 +443,12 @@ class _Scanner:
         record, cache = self.record, self.cache
         if record is None or cache is None:
             return
-        if cancelled or not record.ok or any(p.kind in _NOT_MEMO for p in self.collector.problems):
+        if (
+            cancelled
+            or not record.ok
+            or self.collector.read_errors
+            or any(p.kind in _NOT_MEMO for p in self.collector.problems)
+        ):
             if self.stale_memo:
                 cache.store_tree(self.memo_key, None)
             return

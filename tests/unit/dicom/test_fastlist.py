@@ -346,3 +346,33 @@ def test_check_tree_reads_what_list_dir_and_stat_read(tmp_path: Path, threads: i
     # A link, a hard link, a FIFO, a link to a folder, a missing folder, a file: None.
     assert got[len(plain) + 1 :] == [None] * 6
     assert _fastlist.check_tree([], threads) == []
+
+
+@needs_ext
+def test_pack_and_check_tree_hold_their_own_copy_of_the_input(tmp_path: Path) -> None:
+    """Python code run while converting an item (``__fspath__``, ``__index__``) may
+    change the caller's list: the C code must not read freed items."""
+    assert _fastlist is not None
+    paths: list[Any] = []
+
+    class Clearing:
+        def __fspath__(self) -> str:
+            paths.clear()
+            return str(tmp_path)
+
+    paths += [Clearing(), str(tmp_path)]
+    got = _fastlist.check_tree(paths, 2)
+    assert len(got) == 2 and got[0] == got[1] and got[0] is not None
+    files: list[Any] = []
+
+    class Shrinking:
+        def __index__(self) -> int:
+            files.clear()
+            return 5
+
+    files += [("a", Shrinking(), 1), ("b", 2, 3)]
+    assert _fastlist.unpack(_fastlist.pack(files)) == [("a", 5, 1), ("b", 2, 3)]
+    with pytest.raises(TypeError):
+        _fastlist.check_tree(str(tmp_path), 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        _fastlist.pack([("a\0b", 1, 1)])

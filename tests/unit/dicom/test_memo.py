@@ -270,7 +270,9 @@ def test_a_cancelled_scan_keeps_no_memo(tree: Path, tmp_path: Path) -> None:
     assert not scan_all([tree], cache_path=cache).reused
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "other key"])
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncated", "empty", "other key", "bit flip", "last byte"]
+)
 def test_a_damaged_memo_is_ignored(tree: Path, tmp_path: Path, damage: str) -> None:
     cache = tmp_path / "cache.sqlite3"
     scan_all([tree], cache_path=cache)
@@ -283,6 +285,10 @@ def test_a_damaged_memo_is_ignored(tree: Path, tmp_path: Path, damage: str) -> N
         data = data[: len(data) // 2]
     elif damage == "empty":
         data = b""
+    elif damage in ("bit flip", "last byte"):
+        # Deep inside: a patient name, a file's size... must not come back changed.
+        at = len(data) - 1 if damage == "last byte" else (4 + n + len(data)) // 2
+        data = data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1 :]
     else:
         data = data[:4] + bytes([data[4] ^ 1]) + data[5:]
     path.write_bytes(data)
@@ -366,3 +372,65 @@ def test_memos_and_rows_unused_for_months_are_pruned(tree: Path, tmp_path: Path)
     assert n == 1
     assert not old_memo.exists() and len(list(memos.iterdir())) == 1  # other's
     assert not scan_all([tree], cache_path=cache).reused
+
+
+def test_a_duplicate_that_could_not_be_compared_keeps_no_memo(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xnat_tui.dicom import checks
+
+    cache = tmp_path / "cache.sqlite3"
+    src = _first_dicom(tree)
+    (tree / "zz-copies").mkdir()
+    shutil.copy2(src, tree / "zz-copies" / "copy.dcm")
+
+    def kinds(summary: ScanSummary) -> list[str]:
+        return [p.kind for s in summary.sessions for p in s.problems if "duplicate" in p.kind]
+
+    def unreadable(a: str, b: str) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(checks, "_same_bytes", unreadable)
+        first = scan_all([tree], cache_path=cache)
+    assert kinds(first) == ["duplicate-conflict"]
+    (problem,) = [p for s in first.sessions for p in s.problems if "duplicate" in p.kind]
+    assert "could not be compared (Permission denied)" in problem.detail
+    # Readable again: the comparison is made afresh, not taken from a memo.
+    again = scan_all([tree], cache_path=cache)
+    assert not again.reused and kinds(again) == ["duplicate-identical"]
+    assert scan_all([tree], cache_path=cache).reused
+
+
+def test_files_sharing_an_instance_number_keep_one_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files with one InstanceNumber sort by path text, whether or not a duplicate
+    check looked at them ("b/c/y" sorts after "b-c/x" as text, before it as Path)."""
+    import pydicom
+
+    from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+
+    study = write_study(tmp_path / "src", patient_id="P1", series=[SeriesSpec("MR", 1, "T1", 1)])
+    root = tmp_path / "t"
+    for rel, sop in (("b-c/x.dcm", "1.2.3.4.1"), ("b/c/y.dcm", "1.2.3.4.2")):
+        ds = pydicom.dcmread(study.paths[0])
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.InstanceNumber = 1
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(root / rel)
+    for rel, copy in (("b-c/x.dcm", "z1/x.dcm"), ("b/c/y.dcm", "z2/y.dcm")):
+        (root / copy).parent.mkdir()
+        shutil.copy2(root / rel, root / copy)  # duplicates, compared at the end
+    _age(root)
+    cache = tmp_path / "cache.sqlite3"
+    first = scan_all([root], cache_path=cache)
+    again = scan_all([root], cache_path=cache)
+    fresh = _without_memo(monkeypatch, lambda: scan_all([root], use_cache=False))
+    assert again.reused
+    want = [str(root / "b-c/x.dcm"), str(root / "b/c/y.dcm")]
+    assert [[f.path_str for f in s.files] for s in (first.sessions + again.sessions)] == [
+        want,
+        want,
+    ]
+    _assert_same(again, fresh)
