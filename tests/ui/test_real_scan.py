@@ -40,6 +40,6 @@ async def test_scans_with_worker_processes_run_back_to_back(tmp_path):
         await until(pilot, lambda: not screen.folders.scanning, 60)
         status = str(screen.query_one("#scan-status").render())
         assert "Scan done: 440 DICOM files, 2 sessions" in status
-        assert "unchanged since the last scan" in status
+        assert "s, tree unchanged)" in status
         assert len(app.workbench) == 3
         assert not any(n.severity == "error" for n in app._notifications)

@@ -17,6 +17,27 @@ def test_a_job_verified_between_ticks_shows_every_byte_and_file() -> None:
     assert row.fraction == 1.0
 
 
+def test_a_job_verified_before_any_tick_still_shows_its_size() -> None:
+    """Seen in tmux: a 22-file job finished before the first tick and read 0 B/0 B 0/0."""
+    model = TransferModel()
+    for state, previous in (
+        (JobState.QUEUED, None),
+        (JobState.SENDING, JobState.QUEUED),
+        (JobState.VERIFIED, JobState.VERIFYING),
+    ):
+        model.apply(
+            JobStateChanged("j1", "P/S/E", state, previous, bytes_total=41_280, files_total=22)
+        )
+    row = model.jobs["j1"]
+    assert (row.bytes_sent, row.bytes_total, row.files_sent, row.files_total) == (
+        41_280,
+        41_280,
+        22,
+        22,
+    )
+    assert row.fraction == 1.0
+
+
 def test_a_failed_job_keeps_what_was_really_sent() -> None:
     model = TransferModel()
     half = JobProgress("j1", "P/S/E", JobState.SENDING, 1700, 3400, 1, 2, 0, 1)

@@ -431,7 +431,17 @@ class TransferEngine:
         self._publish(EngineMessage(level, text, job_id))
 
     def _emit_state(self, run: _Run, state: JobState, previous: JobState | None, msg: str) -> None:
-        self._publish(JobStateChanged(run.job.id, run.job.display, state, previous, msg))
+        self._publish(
+            JobStateChanged(
+                run.job.id,
+                run.job.display,
+                state,
+                previous,
+                msg,
+                bytes_total=run.bytes_total,
+                files_total=run.files_total,
+            )
+        )
         self._changed.set()
 
     def _set_state(self, run: _Run, state: JobState, message: str = "") -> None:

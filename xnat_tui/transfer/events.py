@@ -21,6 +21,9 @@ class JobStateChanged:
     state: JobState
     previous: JobState | None
     message: str = ""
+    # The job's size: a small job can finish before any ProgressTick names it.
+    bytes_total: int = 0
+    files_total: int = 0
 
 
 @dataclass(frozen=True)

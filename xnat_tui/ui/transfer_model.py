@@ -101,6 +101,8 @@ class TransferModel:
             row.state = event.state
             if event.message:
                 row.message = event.message
+            if event.files_total or event.bytes_total:
+                row.bytes_total, row.files_total = event.bytes_total, event.files_total
             if event.state is JobState.VERIFIED:
                 # A small job can finish between two progress ticks; verified means the
                 # server holds every file, so the counters must say so too.

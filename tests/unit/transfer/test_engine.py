@@ -58,6 +58,9 @@ async def test_upload_commit_verify_and_receipt(tmp_path: Path) -> None:
     states_seen = [e.state for e in seen if isinstance(e, JobStateChanged)]
     assert states_seen[-1] is JobState.VERIFIED
     assert JobState.COMMITTING in states_seen
+    # Every state change carries the job's size (a UI may see no progress tick).
+    sizes = {(e.files_total, e.bytes_total) for e in seen if isinstance(e, JobStateChanged)}
+    assert sizes == {(6, sum(s.bytes for s in journal.series(ids[0])))}
     job = journal.job(ids[0])
     assert job.commit_phase == "done" and job.archived is False
     assert all(s.state is SeriesState.SENT for s in journal.series(ids[0]))

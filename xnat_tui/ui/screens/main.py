@@ -216,8 +216,7 @@ class MainScreen(Screen[None]):
                     self.folders.show_progress(
                         f"Scan {state}: {p.files_dicom} DICOM files, "
                         f"{len(event.sessions)} sessions, {problems} problems "
-                        f"({p.elapsed:.1f}s"
-                        + (", unchanged since the last scan)" if event.reused else ")"),
+                        f"({p.elapsed:.1f}s" + (", tree unchanged)" if event.reused else ")"),
                         1.0,
                     )
                     log.info(
