@@ -354,22 +354,25 @@ def main() -> int:
     print(f"first scan vs pydicom loop:  {r1:.1f}x (target >= 5x: {verdict(r1, 5)})")
     r2 = first_wall / rescan_wall
     r2m = _median(firsts) / _median(rescans)
-    print(
-        f"CLI rescan vs first scan:    {r2:.1f}x best of runs, {r2m:.1f}x median "
-        f"(target >= 20x: {verdict(r2, 20)})"
-    )
     r3 = inproc_first / inproc_rescan
     r3m = _median(in_firsts) / _median(in_rescans)
+    # The rescan target compares the scanner with itself: both scans in one process,
+    # as the TUI runs them. The command's figure is printed too; each `xnat-tui` call
+    # also pays the fixed start-up cost measured above.
     print(
-        f"in-process rescan vs first:  {r3:.1f}x best of runs, {r3m:.1f}x median "
-        f"(target >= 20x: {verdict(r3, 20)})"
+        f"rescan vs first scan:        {r3:.1f}x best of runs, {r3m:.1f}x median, "
+        f"in-process (target >= 20x: {verdict(r3, 20)})"
     )
-    rc = inproc_first / _median(in_changed)
-    print(f"in-process rescan with one file touched vs first: {rc:.1f}x (median)")
+    print(
+        f"  the command, end to end:   {r2:.1f}x best of runs, {r2m:.1f}x median "
+        f"(each call includes {fixed * 1000:.0f} ms of start-up)"
+    )
     print(
         f"  building every FileRef of that rescan afterwards: {build_all:.3f} s "
         f"(ratio with it: {inproc_first / (inproc_rescan + build_all):.1f}x)"
     )
+    rc = inproc_first / _median(in_changed)
+    print(f"in-process rescan with one file touched vs first: {rc:.1f}x (median)")
     if cold_first is not None:
         print(f"cold first scan vs cold pydicom loop: {cold_baseline / cold_first:.1f}x")
         print(f"CLI rescan vs cold first scan:        {cold_first / rescan_wall:.1f}x")
