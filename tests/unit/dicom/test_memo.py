@@ -434,3 +434,17 @@ def test_files_sharing_an_instance_number_keep_one_order(
         want,
     ]
     _assert_same(again, fresh)
+
+
+def test_what_an_upload_is_planned_from_is_the_same(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload planner's input (files, sizes, mtimes, headers) from a reused result."""
+    from xnat_tui.transfer.source import from_dicom
+
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    again = scan_all([tree], cache_path=cache)
+    fresh = _without_memo(monkeypatch, lambda: scan_all([tree], use_cache=False))
+    assert again.reused
+    assert [from_dicom(s) for s in again.sessions] == [from_dicom(s) for s in fresh.sessions]
