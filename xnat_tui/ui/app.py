@@ -7,6 +7,8 @@ keep going while the user browses, scans, labels or triages.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ from xnat_tui.ui.transfer_model import TransferModel
 from xnat_tui.ui.workbench import Workbench
 
 log = logging.getLogger("xnat_tui.ui")
+
+# Seconds between checks that the terminal is still there (see _watch_terminal).
+TERMINAL_CHECK = 1.0
 
 
 class XnatTuiApp(App[int]):
@@ -78,6 +83,7 @@ class XnatTuiApp(App[int]):
         self.theme_warnings: list[str] = []
         self._theme_dirs = theme_dirs
         self._events_worker: Worker[None] | None = None
+        self._terminal_lost = False
 
     # ------------------------------------------------------------ properties used by other screens
 
@@ -103,6 +109,35 @@ class XnatTuiApp(App[int]):
         from xnat_tui.ui.screens.login import LoginScreen
 
         self.push_screen(LoginScreen(self.login, auto=self.auto_login))
+        self._watch_terminal()
+
+    def _watch_terminal(self, fd: int | None = None) -> None:
+        """Exit when the terminal goes away.
+
+        Closing a tmux pane or losing an SSH connection hangs the terminal up, but the
+        SIGHUP goes to the session leader: under a wrapper that survives it (``make
+        demo`` does), we never see it, and Textual's input thread then spins on
+        end-of-file at 100% CPU, on a shared login node, for good (seen in testing).
+        A hung-up terminal stops being a tty, so look once a second.
+        """
+        if fd is None:
+            if self.is_headless or sys.__stdin__ is None:
+                return
+            try:
+                fd = sys.__stdin__.fileno()
+            except (ValueError, OSError):
+                return
+        if not os.isatty(fd):
+            return  # not started on a terminal: nothing to lose
+        watched = fd
+        self.set_interval(TERMINAL_CHECK, lambda: self._check_terminal(watched), name="tty")
+
+    async def _check_terminal(self, fd: int) -> None:
+        if os.isatty(fd) or self._terminal_lost:
+            return
+        self._terminal_lost = True
+        log.warning("the terminal is gone: stopping (unfinished transfers resume next time)")
+        await self._shutdown_and_exit()
 
     def _register_themes(self) -> None:
         loaded = load_themes(self._theme_dirs)
