@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from xnat_tui.dicom import memo
 from xnat_tui.dicom.cache import DirRecords, ScanCache, default_path, signature
-from xnat_tui.dicom.collect import Collector
 from xnat_tui.dicom.header import DEFAULT_TAGS
 from xnat_tui.dicom.model import (
     FileRef,
@@ -48,6 +47,8 @@ if TYPE_CHECKING:
     import asyncio
     import multiprocessing.context
     from concurrent.futures import Future
+
+    from xnat_tui.dicom.collect import Collector
 
 CHUNK = 128  # files per task: big enough to amortise IPC, small enough to cancel fast
 INLINE_LIMIT = 400  # fewer files than this are read in-process (no pool start-up)
@@ -192,7 +193,8 @@ class _Scanner:
         self.batch_interval = batch_interval
         self.chunk = chunk
         self.inline_limit = inline_limit
-        self.collector = Collector(patterns)
+        self.patterns = list(patterns)
+        self._collector: Collector | None = None
         # What the walk sees, for the tree memo (memo.py) of this set of roots.
         self.record: memo.TreeRecord | None = None
         self.memo_key = b""
@@ -212,6 +214,15 @@ class _Scanner:
         # Folders still being listed or examined, for the cache.
         self.dirs: dict[str, _DirState] = {}
         self._yielded = time.perf_counter()
+
+    @property
+    def collector(self) -> Collector:
+        """Grouping and checks; not imported for a rescan answered by the tree memo."""
+        if self._collector is None:
+            from xnat_tui.dicom.collect import Collector
+
+            self._collector = Collector(self.patterns)
+        return self._collector
 
     def progress(self) -> ScanProgress:
         return ScanProgress(
@@ -398,8 +409,9 @@ class _Scanner:
     def reuse(self) -> list[ScanEvent] | None:
         """The last scan's result, if the tree is exactly as it was then."""
         cache = self.cache
-        # Unusable routing patterns are reported afresh; such scans keep no memo.
-        if cache is None or self.record is None or self.collector.problems:
+        # Unusable routing patterns are reported afresh (the only problems known before
+        # the walk); such scans keep no memo.
+        if cache is None or self.record is None or self._collector is not None:
             return None
         blob = cache.load_tree(self.memo_key)
         if blob is None:

@@ -448,3 +448,12 @@ def test_what_an_upload_is_planned_from_is_the_same(
     fresh = _without_memo(monkeypatch, lambda: scan_all([tree], use_cache=False))
     assert again.reused
     assert [from_dicom(s) for s in again.sessions] == [from_dicom(s) for s in fresh.sessions]
+
+
+def test_an_unusable_routing_pattern_is_reported_on_every_scan(tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    bad = memo_pattern("StudyDescription", "(unclosed")
+    for _ in range(3):
+        summary = scan_all([tree], cache_path=cache, routing_patterns=[bad])
+        assert not summary.reused
+        assert [p.kind for p in summary.problems].count("config") == 1
