@@ -74,6 +74,17 @@ def _without_memo(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], ScanSummary]
         return fn()
 
 
+def _reused_and_fresh(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ScanSummary, ScanSummary]:
+    """A rescan answered by the memo, and a scan reading every file (no cache, no memo)."""
+    cache = tmp_path / "cache.sqlite3"
+    scan_all([tree], cache_path=cache)
+    again = scan_all([tree], cache_path=cache)
+    assert again.reused
+    return again, _without_memo(monkeypatch, lambda: scan_all([tree], use_cache=False))
+
+
 def test_an_unchanged_tree_gets_the_last_result_back(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,11 +126,7 @@ def test_files_are_unpacked_only_when_read(tree: Path, tmp_path: Path) -> None:
 def test_instance_numbers_and_first_paths_match_the_full_path(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = tmp_path / "cache.sqlite3"
-    scan_all([tree], cache_path=cache)
-    again = scan_all([tree], cache_path=cache)
-    fresh = _without_memo(monkeypatch, lambda: scan_all([tree], use_cache=False))
-    assert again.reused
+    again, fresh = _reused_and_fresh(tree, tmp_path, monkeypatch)
     for s, f in zip(again.sessions, fresh.sessions, strict=True):
         for a, b in zip(s.scans.values(), f.scans.values(), strict=True):
             assert a.instance_numbers == b.instance_numbers
@@ -442,11 +449,7 @@ def test_what_an_upload_is_planned_from_is_the_same(
     """The upload planner's input (files, sizes, mtimes, headers) from a reused result."""
     from xnat_tui.transfer.source import from_dicom
 
-    cache = tmp_path / "cache.sqlite3"
-    scan_all([tree], cache_path=cache)
-    again = scan_all([tree], cache_path=cache)
-    fresh = _without_memo(monkeypatch, lambda: scan_all([tree], use_cache=False))
-    assert again.reused
+    again, fresh = _reused_and_fresh(tree, tmp_path, monkeypatch)
     assert [from_dicom(s) for s in again.sessions] == [from_dicom(s) for s in fresh.sessions]
 
 
