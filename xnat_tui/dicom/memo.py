@@ -15,7 +15,8 @@ could settle without any judgment call: every entry a regular file with one link
 or a real folder, no symlink, no unreadable folder, no junk folder, no file named
 directly, and no file modified in the last seconds (the cache does not trust those
 yet, see ``cache.RACY_SECONDS``). Then the walk is a function of exactly what is
-compared, and each file's header of its (path, size, mtime), as the cache assumes.
+compared, and each file's header a function of its (path, size, mtime), as the
+cache already assumes.
 
 The result is stored with each scan's files packed (marshal), and unpacked only
 when a scan's files are first read: a rescan that shows sessions, counts and sizes
@@ -44,8 +45,8 @@ from xnat_tui.dicom.routing import PatternLike
 
 # Bump when the packed form or the meaning of a memo changes.
 MEMO_VERSION = 1
-# Trees with more files than this keep no memo: its blob is written at the end of
-# every changed scan and read whole (about 100 bytes a file).
+# Trees with more files than this keep no memo: its file is written at the end of
+# every changed scan and read whole (about 140 bytes a file).
 MEMO_LIMIT = 250_000
 # The modules whose code decides a scan's result: a memo written by other code
 # (an upgrade, a developer's edit) is not used.
