@@ -63,23 +63,52 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command_names() -> list[str]:
     """The subcommands: one module each in ``xnat_tui.commands``."""
-    folder = commands.__path__[0]
-    return sorted(
-        name[:-3] for name in os.listdir(folder) if name.endswith(".py") and name[0] != "_"
-    )
+    try:
+        files = os.listdir(commands.__path__[0])
+    except OSError:  # not a folder (a zip archive): ask the import system
+        import pkgutil
+
+        files = [f"{m.name}.py" for m in pkgutil.iter_modules(commands.__path__)]
+    names = {
+        name.rsplit(".", 1)[0]
+        for name in files
+        if name.endswith((".py", ".pyc")) and name[0] != "_"
+    }
+    # Editor droppings (".#scan.py") and the like are not modules.
+    return sorted(n for n in names if n.isidentifier())
+
+
+def _named_command(argv: Sequence[str], names: list[str]) -> str | None:
+    """The command ``argv`` runs: its first word that is not an option or an option's
+    value (``--profile sandbox scan``: "scan", not "sandbox")."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_connection_arguments(probe)
+    takes_value = {
+        option for action in probe._actions if action.nargs != 0 for option in action.option_strings
+    }
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            break
+        if word.startswith("-"):
+            if word in takes_value:
+                next(words, None)
+            continue
+        return word if word in names else None
+    return None
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; given ``argv``, only the commands it names are imported.
+    """The parser; given ``argv``, only the command it runs is imported.
 
     Importing every command costs ~15 ms of start-up (HTTP client, upload engine),
-    which ``xnat-tui scan`` and friends should not pay. Without a command name in
-    ``argv`` (help, a typo) every command is registered, so help and errors list all.
+    which ``xnat-tui scan`` and friends should not pay. Without a command in ``argv``
+    (help, a typo) every command is registered, so help and errors list all.
     """
     names = command_names()
     if argv is not None:
-        named = [n for n in names if n in argv]
-        names = named or names
+        named = _named_command(argv, names)
+        names = [named] if named else names
     parser = argparse.ArgumentParser(
         prog="xnat-tui",
         description="Upload DICOM sessions to XNAT and triage its prearchive.",

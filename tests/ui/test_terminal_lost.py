@@ -57,3 +57,50 @@ async def test_without_a_terminal_nothing_is_watched(tmp_path) -> None:
             assert not [t for t in app._timers if t.name == "tty"]
     finally:
         os.close(fd)
+
+
+async def test_a_quit_and_a_lost_terminal_shut_down_once(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    app, _, _ = make_app(tmp_path)
+    calls: list[str] = []
+    real_stop = app.services.stop
+
+    async def slow_stop() -> None:
+        calls.append("stop")
+        await asyncio.sleep(0.2)  # the engine takes a while to close
+        await real_stop()
+
+    monkeypatch.setattr(app.services, "stop", slow_stop)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await to_main(pilot)
+        await asyncio.gather(app._shutdown_and_exit(), app._shutdown_and_exit())
+    assert calls == ["stop"]
+
+
+def test_keys_come_from_the_terminal_when_stdin_is_not_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``echo pw | xnat-tui --password-stdin``: Textual must not read the spent pipe."""
+    from xnat_tui.ui import launch
+
+    fake_tty = 987_654
+    moved: list[tuple[int, int]] = []
+    closed: list[int] = []
+    monkeypatch.setattr(launch.os, "isatty", lambda fd: False)
+    monkeypatch.setattr(launch.os, "open", lambda path, flags: fake_tty)
+    monkeypatch.setattr(launch.os, "dup2", lambda a, b: moved.append((a, b)))
+    monkeypatch.setattr(launch.os, "close", lambda fd: closed.append(fd))
+    assert launch.keys_from_terminal() == ""
+    assert moved == [(fake_tty, 0)] and closed == [fake_tty]
+
+    def no_terminal(path: str, flags: int) -> int:
+        raise OSError(6, "No such device or address")
+
+    monkeypatch.setattr(launch.os, "open", no_terminal)
+    assert "no terminal to read keys from" in launch.keys_from_terminal()
+    monkeypatch.setattr(launch.os, "isatty", lambda fd: True)
+    moved.clear()
+    assert launch.keys_from_terminal() == "" and moved == []

@@ -58,3 +58,26 @@ def test_a_mistyped_command_lists_every_command(capsys: pytest.CaptureFixture[st
     assert "invalid choice: 'scna'" in err
     for name in ("scan", "upload", "transfers", "prearchive", "anonymize", "sandbox"):
         assert name in err
+
+
+def test_an_option_value_is_not_taken_for_the_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    every = _commands(build_parser())
+    # "sandbox" is a profile name here (the example config has one), not the command.
+    assert _commands(build_parser(["--profile", "sandbox", "upload", "."])) == {"upload"}
+    assert _commands(build_parser(["--profile", "scan", "--help"])) == every
+    assert _commands(build_parser(["--profile=scan", "upload", "."])) == {"upload"}
+    with pytest.raises(SystemExit):
+        main(["--profile", "sandbox", "prearchve", "list"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'prearchve'" in err and "upload" in err and "scan" in err
+
+
+def test_files_that_are_not_command_modules_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xnat_tui import cli
+
+    real = cli.command_names()
+    listing = [f"{n}.py" for n in real] + [".#scan.py", "__init__.py", "notes.txt", "x.y.py"]
+    monkeypatch.setattr(cli.os, "listdir", lambda path: listing)
+    assert cli.command_names() == real

@@ -383,10 +383,10 @@ class ScanCache:
                         os.unlink(entry.path)
 
     def flush(self) -> None:
-        import sqlite3
-
         if not self._pending:
             return  # without opening the database: a memo rescan never needs it
+        import sqlite3
+
         db = self._conn()
         if db is None:
             self._pending.clear()
@@ -405,22 +405,23 @@ class ScanCache:
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
+        self.flush()
+        # Folders and memos not rewritten for a long time are dropped (read again if
+        # they are ever scanned again), so the cache cannot grow without bound.
+        prune, self._wrote = self._wrote, False
+        old = time.time() - PRUNE_DAYS * 86400
+        if prune:
+            self._prune_trees(old)
+        if self._db is None:
+            return  # never opened: a rescan answered by the memo
         import sqlite3
 
-        self.flush()
-        if self._wrote:
-            # Folders and memos not rewritten for a long time are dropped (read again
-            # if they are ever scanned again), so the cache cannot grow without bound.
-            self._wrote = False
-            old = time.time() - PRUNE_DAYS * 86400
-            if self._db is not None:
-                with contextlib.suppress(sqlite3.Error), self._db:
-                    self._db.execute("DELETE FROM folders WHERE used < ?", (old,))
-            self._prune_trees(old)
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        if prune:
+            with contextlib.suppress(sqlite3.Error), self._db:
+                self._db.execute("DELETE FROM folders WHERE used < ?", (old,))
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._db = None
 
 
 def clear(path: Path | None = None) -> None:

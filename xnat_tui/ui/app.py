@@ -84,6 +84,7 @@ class XnatTuiApp(App[int]):
         self._theme_dirs = theme_dirs
         self._events_worker: Worker[None] | None = None
         self._terminal_lost = False
+        self._stopping = False
 
     # ------------------------------------------------------------ properties used by other screens
 
@@ -287,6 +288,9 @@ class XnatTuiApp(App[int]):
             await self._shutdown_and_exit()
 
     async def _shutdown_and_exit(self) -> None:
+        if self._stopping:  # a quit and a lost terminal may both ask
+            return
+        self._stopping = True
         try:
             await self.services.stop()
         except Exception as exc:

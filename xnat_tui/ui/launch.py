@@ -131,6 +131,34 @@ def tune_runtime() -> None:
     gc.set_threshold(10_000, 50, 1000)
 
 
+def keys_from_terminal() -> str:
+    """Make sure the keys come from the terminal; "" when they do, else why not.
+
+    Textual reads keys from standard input. When that is not the terminal (the
+    password came through a pipe with ``--password-stdin``, or ``< /dev/null``), its
+    input thread spins on end-of-file at 100% CPU and no key ever arrives. Read them
+    from the controlling terminal instead, as ``less`` and ``vim`` do.
+    """
+    try:
+        if os.isatty(0):
+            return ""
+    except OSError:
+        pass
+    if os.name != "posix":
+        return "standard input is not a terminal"
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        return (
+            "no terminal to read keys from (standard input is not one, and there is no "
+            "controlling terminal); the headless commands (xnat-tui scan, upload, "
+            "transfers, prearchive) need none"
+        )
+    os.dup2(fd, 0)
+    os.close(fd)
+    return ""
+
+
 def _start_sandbox(base: Path) -> tuple[Any, Path]:
     from xnat_tui.dicom.synthetic import write_demo_tree
     from xnat_tui.sandbox.server import SandboxThread
@@ -195,6 +223,10 @@ def run_tui(args: argparse.Namespace) -> int:
             app.sandbox_url = sandbox.url
         else:
             app = build_app(args, cfg, start_path=start_path)
+        problem = keys_from_terminal()
+        if problem:
+            sys.stderr.write(f"xnat-tui: {problem}\n")
+            return 2
         tune_runtime()
         result = app.run()
         return int(result or 0)
