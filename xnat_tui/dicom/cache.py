@@ -35,6 +35,8 @@ CACHE_FILE = "scan-cache.sqlite3"
 # Files modified this recently may still be being written; don't trust their mtime.
 RACY_SECONDS = 2.0
 PRUNE_DAYS = 90
+# Bytes of tree memos kept at most (about 140 bytes a file: ~1.9 million files).
+MEMO_BUDGET = 256 * 1024 * 1024
 
 # name -> (size, mtime_ns, kind, detail, context index, SOPInstanceUID, InstanceNumber)
 Entry = tuple[int, int, str, str, int, str, str]
@@ -375,12 +377,28 @@ class ScanCache:
             pass  # a memo is an optimisation: the next scan takes the full path
 
     def _prune_trees(self, before: float) -> None:
+        """Drop memos unused since ``before``, a dead writer's temporary files, and
+        the least recently used memos beyond MEMO_BUDGET bytes: each set of scanned
+        folders has its own memo, and ~/.cache often sits under a small quota."""
         folder = self.path.with_name(self.path.name + ".trees")
+        kept: list[tuple[float, int, str]] = []
+        stale_tmp = time.time() - 3600
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < before:
+                    st = entry.stat()
+                    temporary = entry.name.endswith(".tmp")
+                    if st.st_mtime < (stale_tmp if temporary else before):
                         os.unlink(entry.path)
+                    elif not temporary:
+                        kept.append((st.st_mtime, st.st_size, entry.path))
+        total = sum(size for _, size, _ in kept)
+        for _, size, path in sorted(kept)[:-1]:  # oldest first; the newest always stays
+            if total <= MEMO_BUDGET:
+                break
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                total -= size
 
     def flush(self) -> None:
         if not self._pending:

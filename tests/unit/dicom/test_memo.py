@@ -460,3 +460,33 @@ def test_an_unusable_routing_pattern_is_reported_on_every_scan(tree: Path, tmp_p
         summary = scan_all([tree], cache_path=cache, routing_patterns=[bad])
         assert not summary.reused
         assert [p.kind for p in summary.problems].count("config") == 1
+
+
+def test_memos_beyond_the_budget_go_least_recently_used_first(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xnat_tui.dicom import cache as cache_mod
+
+    cache = tmp_path / "cache.sqlite3"
+    memos = Path(f"{cache}.trees")
+    # Four copies of one study: four memos of one size.
+    roots = [tmp_path / f"copy{i}" for i in range(4)]
+    for root in roots:
+        shutil.copytree(_first_dicom(tree).parent, root)
+    for i, root in enumerate(roots[:3]):
+        scan_all([root], cache_path=cache)
+        (newest,) = [f for f in memos.iterdir() if f.stat().st_mtime > OLD + 100]
+        os.utime(newest, (OLD + i, OLD + i))  # used an hour ago, in this order
+    (memos / "x.memo.1.2.tmp").write_bytes(b"left by a writer that died")
+    os.utime(memos / "x.memo.1.2.tmp", (OLD, OLD))
+    (size,) = {f.stat().st_size for f in memos.glob("*.memo")}
+    monkeypatch.setattr(cache_mod, "MEMO_BUDGET", 3 * size + 100)
+    scan_all([roots[3]], cache_path=cache)  # writes a fourth, then prunes
+    assert len(list(memos.glob("*.memo"))) == 3 and not list(memos.glob("*.tmp"))
+    assert not scan_all([roots[0]], cache_path=cache).reused  # the oldest went
+    assert scan_all([roots[2]], cache_path=cache).reused
+    monkeypatch.setattr(cache_mod, "MEMO_BUDGET", 1)
+    scan_all([roots[1]], cache_path=cache)  # evicted above too: rewritten now
+    # Beyond any budget, the memo just written stays.
+    assert len(list(memos.glob("*.memo"))) == 1
+    assert scan_all([roots[1]], cache_path=cache).reused
