@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.dicom.listing_spy import spy_on_c_lister
 from xnat_tui.dicom import walk as walk_mod
 from xnat_tui.dicom.walk import DirListing, walk
 
@@ -55,15 +56,7 @@ def _events(monkeypatch: pytest.MonkeyPatch, roots: list[Any], pure: bool) -> li
 def _same(monkeypatch: pytest.MonkeyPatch, roots: list[Any]) -> list[Any]:
     """Walk both ways, assert equal events, and that the C listing was really used."""
     assert _fastlist is not None
-    calls: list[str] = []
-    real = walk_mod._c_list_dir
-    assert real is not None
-
-    def spy(path: str) -> tuple[list[tuple[str, int, int]], list[str]]:
-        calls.append(path)
-        return real(path)
-
-    monkeypatch.setattr(walk_mod, "_c_list_dir", spy)
+    calls = spy_on_c_lister(monkeypatch)
     pure = _events(monkeypatch, roots, pure=True)
     assert calls == []
     fast = _events(monkeypatch, roots, pure=False)

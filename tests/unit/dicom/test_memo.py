@@ -325,7 +325,7 @@ def test_the_record_is_what_check_tree_reads(tree: Path) -> None:
 def test_folders_read_by_a_failed_check_are_not_listed_again(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xnat_tui.dicom import walk as walk_mod
+    from tests.unit.dicom.listing_spy import spy_on_c_lister
 
     record = memo.TreeRecord(time.time_ns())
     list(walk([tree], record=record))
@@ -334,15 +334,7 @@ def test_folders_read_by_a_failed_check_are_not_listed_again(
     prelisted = memo.check(record.paths, record.stamps)
     assert prelisted  # the leaf folders, the changed ones with their new listing
     leaves = set(prelisted)
-    listed: list[str] = []
-    real = walk_mod._c_list_dir
-    assert real is not None
-
-    def spy(path: str) -> tuple[list[tuple[str, int, int]], list[str]]:
-        listed.append(path)
-        return real(path)
-
-    monkeypatch.setattr(walk_mod, "_c_list_dir", spy)
+    listed = spy_on_c_lister(monkeypatch)
     with_prelisted = list(walk([tree], prelisted=dict(prelisted)))
     assert listed and not leaves & set(listed)
     listed.clear()
