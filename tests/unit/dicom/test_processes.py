@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
+from tests.fixtures.captured_stderr import run_with_captured_stderr
 from xnat_tui.dicom.synthetic import write_bulk_tree
 
-# A fresh interpreter: in this one the resource tracker may already be running (started
-# by earlier tests with a real stderr), which would hide the problem.
-SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-
-    class CapturedStderr:
-        # What Textual puts in sys.stderr while the app runs.
-        def write(self, text): return len(text)
-        def flush(self): pass
-        def fileno(self): return -1
-
-    sys.stderr = CapturedStderr()
-
+BODY = """
     from xnat_tui.dicom import scan as scan_module
 
     used = []
@@ -41,18 +25,11 @@ SCRIPT = textwrap.dedent(
     problems = len(summary.problems)
     print(f"files={files} problems={problems} pool_processes={max(used, default=0)}")
     """
-)
 
 
 def test_pool_backed_scan_with_a_stderr_whose_fileno_is_minus_one(tmp_path: Path) -> None:
     write_bulk_tree(tmp_path / "tree", 120, files_per_series=30, series_per_study=2)
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "tree")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_with_captured_stderr(BODY, str(tmp_path / "tree"))
     assert done.returncode == 0, done.stdout + done.stderr
     # Every file read, and by worker processes, not by the in-process fallback.
     assert "files=120 problems=0" in done.stdout, done.stdout

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
+from tests.fixtures.captured_stderr import run_with_captured_stderr
 from xnat_tui.dicom.synthetic import write_bulk_tree
 
-# A fresh interpreter, so no earlier test has already started the resource tracker.
-SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-
-    class CapturedStderr:
-        # What Textual puts in sys.stderr while the app runs.
-        def write(self, text): return len(text)
-        def flush(self): pass
-        def fileno(self): return -1
-
-    sys.stderr = CapturedStderr()
-    import traceback
-    sys.excepthook = lambda *exc: traceback.print_exception(*exc, file=sys.stdout)
-
+BODY = """
     from xnat_tui.transfer.anon import AnonymizerSet
 
     anons = AnonymizerSet(workers=1)
@@ -39,19 +22,12 @@ SCRIPT = textwrap.dedent(
     anons.close()
     print(f"in={len(data)} out={len(out)} changed={out != data}")
     """
-)
 
 
 def test_anonymization_pool_starts_with_a_stderr_whose_fileno_is_minus_one(
     tmp_path: Path,
 ) -> None:
     write_bulk_tree(tmp_path / "tree", 2, files_per_series=2, series_per_study=1)
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "tree")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_with_captured_stderr(BODY, str(tmp_path / "tree"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "changed=True" in done.stdout, done.stdout
