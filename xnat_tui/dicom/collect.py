@@ -411,10 +411,6 @@ class Collector:
         return out
 
 
-def _file_order(f: FileRef) -> tuple[int, str]:
-    return (_BIG if f.instance_number is None else f.instance_number, f.path_str)
-
-
 def _common(a: str, b: str) -> str:
     # Most calls add a folder inside the root found so far: no need for commonpath
     # (~40 us a call, once per cached folder on a rescan).

@@ -40,8 +40,12 @@ from xnat_tui.dicom.model import (
     Scan,
     ScanProgress,
     Session,
+    file_order,
 )
+from xnat_tui.dicom.processes import usable_cpus
 from xnat_tui.dicom.routing import PatternLike
+from xnat_tui.dicom.walk import FASTLIST as _fastlist
+from xnat_tui.dicom.walk import pure_walk
 
 # Bump when the packed form or the meaning of a memo changes.
 MEMO_VERSION = 1
@@ -63,30 +67,14 @@ _RESULT_MODULES = (
 )
 
 
-def _load_fastlist() -> Any:
-    try:
-        from xnat_tui.dicom import _fastlist
-    except ImportError:  # not compiled: no memo, rescans take the cache path
-        return None
-    if not hasattr(_fastlist, "check_tree"):
-        return None
-    return _fastlist
-
-
-_fastlist = _load_fastlist()
-
-
 def available() -> bool:
-    return _fastlist is not None and os.environ.get("XNAT_TUI_PURE_WALK", "") in ("", "0")
+    """The C extension is there (with the tree functions) and in use."""
+    return _fastlist is not None and hasattr(_fastlist, "check_tree") and not pure_walk()
 
 
 def check_threads() -> int:
     """Threads for re-reading a tree: lstat waits on the disk or a file server."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        cpus = os.cpu_count() or 1
-    return max(2, min(16, 2 * cpus))
+    return max(2, min(16, 2 * usable_cpus()))
 
 
 # (st_dev, st_ino, packed listing, sorted subfolder names) of one folder.
@@ -185,14 +173,7 @@ def check(paths: list[str], stamps: list[FolderStamp]) -> dict[str, Leaf] | None
     }
 
 
-def unpack_listing(packed: bytes) -> list[tuple[str, int, int]]:
-    listing: list[tuple[str, int, int]] = _fastlist.unpack(packed)
-    return listing
-
-
 # --- the result, packed -------------------------------------------------------------
-
-_BIG = 1 << 62
 
 
 class PackedFiles:
@@ -232,9 +213,7 @@ class PackedFiles:
     def first(self) -> tuple[int, str]:
         pending, refs = self._unpack()
         candidates = [c.first() for c in pending if len(c)]
-        candidates += [
-            (_BIG if f.instance_number is None else f.instance_number, f.path_str) for f in refs
-        ]
+        candidates += [file_order(f) for f in refs]
         return min(candidates)
 
     def build(self) -> list[FileRef]:

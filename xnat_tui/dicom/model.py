@@ -278,7 +278,8 @@ class FileChunk(Protocol):
     def build(self) -> list[FileRef]: ...
 
 
-def _file_order(f: FileRef) -> tuple[int, str]:
+def file_order(f: FileRef) -> tuple[int, str]:
+    """How a scan's files are ordered: by InstanceNumber (none last), then path."""
     return (_BIG if f.instance_number is None else f.instance_number, f.path_str)
 
 
@@ -367,11 +368,11 @@ class Scan:
     @staticmethod
     def _sort(files: list[FileRef]) -> None:
         try:
-            # C-level key; equal to _file_order whenever it does not raise (a None
+            # C-level key; equal to file_order whenever it does not raise (a None
             # InstanceNumber next to a number, or a Path next to a str, does).
             files.sort(key=_FAST_ORDER)
         except TypeError:
-            files.sort(key=_file_order)
+            files.sort(key=file_order)
 
     def first_path(self) -> str | None:
         """The path of the file that sorts first, without building pending files."""
@@ -379,7 +380,7 @@ class Scan:
         if not pending:
             return self._files[0].path_str if self._files else None
         candidates = [c.first() for c in pending]
-        candidates += [_file_order(f) for f in self._files]
+        candidates += [file_order(f) for f in self._files]
         return min(candidates)[1]
 
     @property

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def _has_descriptor(stream: object) -> bool:
     try:
         return int(stream.fileno()) >= 0  # type: ignore[attr-defined]

@@ -57,10 +57,9 @@ YIELD_EVERY = 0.002  # seconds of scanning between GIL releases (see _Scanner.yi
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+    from xnat_tui.dicom.processes import usable_cpus
+
+    return usable_cpus()
 
 
 def configured_routing_patterns() -> list[PatternLike]:
@@ -434,8 +433,6 @@ class _Scanner:
         self.files_seen, self.files_parsed, self.files_dicom = seen, parsed, dicom
         self.files_cached, self.n_problems = parsed, n_problems
         self.walk_done = True
-        self.record = None  # nothing to store: the memo stays as it is
-        cache.close()
         chunks = [c for s in sessions for sc in s.scans.values() for c in sc._pending or ()]
         progress = self.progress()
         batch = ScanBatch(

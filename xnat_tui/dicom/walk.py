@@ -29,7 +29,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xnat_tui.dicom.model import Problem, ProblemKind
 
@@ -39,15 +39,24 @@ if TYPE_CHECKING:
 _ListDir = Callable[[str], tuple[list[tuple[str, int, int]], list[str]]]
 
 
-def _load_c_list_dir() -> _ListDir | None:
+def _load_extension() -> Any:
     try:
-        from xnat_tui.dicom._fastlist import list_dir
+        from xnat_tui.dicom import _fastlist
     except ImportError:  # not compiled (no C compiler at install time): pure Python
         return None
-    return list_dir
+    return _fastlist
 
 
-_c_list_dir = _load_c_list_dir()
+# The compiled _fastlist module (also used by memo.py), or None.
+FASTLIST: Any = _load_extension()
+_c_list_dir: _ListDir | None = None if FASTLIST is None else FASTLIST.list_dir
+
+
+def pure_walk() -> bool:
+    """``XNAT_TUI_PURE_WALK=1``: leave the C extension aside (read per call, so tests
+    can compare both walks in one process)."""
+    return os.environ.get("XNAT_TUI_PURE_WALK", "") not in ("", "0")
+
 
 # Folders that operating systems and archivers leave behind; never DICOM.
 SKIP_DIRS = {
@@ -109,8 +118,7 @@ def walk(
     ``prelisted``: folders of plain files only, just read by ``memo.check`` (in
     threads), as (st_dev, st_ino, packed listing); they are not listed again.
     """
-    # Read per walk, not at import, so tests can compare both listings in one process.
-    c_list_dir = None if os.environ.get("XNAT_TUI_PURE_WALK", "") not in ("", "0") else _c_list_dir
+    c_list_dir = None if pure_walk() else _c_list_dir
     if record is None:
         from xnat_tui.dicom.memo import TreeRecord
 
@@ -191,9 +199,7 @@ def walk(
             already = set(f[0] for f in loose[path].files) if path in loose else set()
             if leaf is not None:
                 # What list_dir would have given: plain files only, in readdir order.
-                from xnat_tui.dicom.memo import unpack_listing
-
-                files = unpack_listing(leaf[2])
+                files: list[tuple[str, int, int]] = FASTLIST.unpack(leaf[2])
                 record.folder(path, key, [files], ())
                 yield from _plain(path, files, already)
                 continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xnat_tui.dicom.dicomedit import burned_in_verdict
-from xnat_tui.dicom.model import Session
+from xnat_tui.dicom.model import Session, file_order
 from xnat_tui.transfer.types import SourceFile, SourceSeries, SourceSession
 
 
@@ -42,7 +42,7 @@ def from_dicom(session: Session, *, files: bool = True) -> SourceSession:
             modality=scan.modality,
             files=[
                 SourceFile(f.path, f.size, f.mtime, f.sop_instance_uid)
-                for f in sorted(scan.files, key=_file_order)
+                for f in sorted(scan.files, key=file_order)
             ]
             if files
             else [],
@@ -68,11 +68,3 @@ def from_dicom(session: Session, *, files: bool = True) -> SourceSession:
         routing=routing,
         root=session.root,
     )
-
-
-def _file_order(f: object) -> tuple[int, str]:
-    number = getattr(f, "instance_number", None)
-    path = getattr(f, "path_str", None)
-    if path is None:
-        path = str(getattr(f, "path", ""))
-    return (number if isinstance(number, int) else 1 << 30, path)
