@@ -29,7 +29,8 @@ def _thread_names() -> dict[int | None, str]:
     return {t.native_id: t.name for t in threading.enumerate()}
 
 
-def _short(name: str) -> str:
+def short_thread_name(name: str) -> str:
+    """ "dicom-scan_0" -> "dicom-scan": one name for a pool's threads."""
     return name.split("(")[0].rstrip("-_0123456789") or name
 
 
@@ -48,7 +49,9 @@ def thread_cpu() -> dict[str, float]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        name = "MAIN" if int(tid) == os.getpid() else _short(names.get(int(tid), "other"))
+        name = (
+            "MAIN" if int(tid) == os.getpid() else short_thread_name(names.get(int(tid), "other"))
+        )
         out[name] += (int(fields[11]) + int(fields[12])) / tick
     return out
 

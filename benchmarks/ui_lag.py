@@ -80,8 +80,10 @@ class StallSampler:
             for ident, frame in sys._current_frames().items():
                 if ident == me:
                     continue
+                from ui_diagnose import short_thread_name
+
                 who = "MAIN" if ident == self.main_ident else names.get(ident, str(ident))
-                who = who.split("(")[0].rstrip("-_0123456789") or who
+                who = short_thread_name(who)
                 self.counts[who][self._where(frame)] += 1
 
     def start(self) -> None:

@@ -10,3 +10,8 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def human_rate(bytes_per_second: float) -> str:
+    """1,500,000 -> "1.5 MB/s"."""
+    return f"{human_bytes(bytes_per_second)}/s"

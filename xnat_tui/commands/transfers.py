@@ -10,6 +10,7 @@ Exit codes: 0 done (every resumed job verified), 1 something failed, 2 usage err
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -65,8 +66,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio  # not at module level: the CLI imports every command to list it
-
     from xnat_tui.commands._connect import report_error
     from xnat_tui.transfer.journal import Journal, JournalError
 
@@ -207,8 +206,6 @@ def _control(journal: Journal, args: argparse.Namespace) -> int:
 
 
 async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
-    import asyncio
-
     from xnat_tui.commands._connect import open_client
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine

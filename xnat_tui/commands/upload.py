@@ -9,6 +9,7 @@ Exit codes: 0 every session verified, 1 some session refused, failed or interrup
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -98,8 +99,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio  # not at module level: the CLI imports every command to list it
-
     from xnat_tui.commands._connect import report_error
 
     problem = _usage_problem(args)
@@ -135,8 +134,6 @@ def _usage_problem(args: argparse.Namespace) -> str:
 
 
 async def _scan(paths: list[Path], quiet: bool) -> list[Any]:
-    import asyncio
-
     from xnat_tui.dicom.scan import scan_all
 
     summary = await asyncio.to_thread(scan_all, paths)
@@ -185,8 +182,6 @@ def _confirm(text: str) -> bool:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    import asyncio
-
     from xnat_tui.commands._connect import open_client
     from xnat_tui.config import ConfigError, load
     from xnat_tui.transfer import (

@@ -69,41 +69,25 @@ def compare_duplicates(keep: FileRef, dup: FileRef) -> tuple[Problem, bool]:
     its scan are sorted, or they would sort as Path objects do.)
     """
     keep_path, dup_path = keep.path_str, dup.path_str
-    keep_name = os.path.basename(keep_path)
+    only = f"only {os.path.basename(keep_path)} would be uploaded"
+    compared = True
     try:
         same = keep.size == dup.size and _same_bytes(keep_path, dup_path)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return (
-            Problem(
-                path=dup_path,
-                kind=ProblemKind.DUPLICATE_CONFLICT,
-                detail=(
-                    f"same SOPInstanceUID as {keep_path}, but the two could not be compared "
-                    f"({reason}); only {keep_name} would be uploaded"
-                ),
-                severity="error",
-            ),
-            False,
-        )
-    if same:
-        problem = Problem(
-            path=dup_path,
-            kind=ProblemKind.DUPLICATE_IDENTICAL,
-            detail=f"identical copy of {keep_path}: uploaded once",
-            severity="info",
+        same, compared = False, False
+        detail = (
+            f"same SOPInstanceUID as {keep_path}, but the two could not be compared "
+            f"({exc.strerror or exc}); {only}"
         )
     else:
-        problem = Problem(
-            path=dup_path,
-            kind=ProblemKind.DUPLICATE_CONFLICT,
-            detail=(
-                f"same SOPInstanceUID as {keep_path} but different content; "
-                f"only {keep_name} would be uploaded"
-            ),
-            severity="error",
+        detail = (
+            f"identical copy of {keep_path}: uploaded once"
+            if same
+            else f"same SOPInstanceUID as {keep_path} but different content; {only}"
         )
-    return problem, True
+    kind = ProblemKind.DUPLICATE_IDENTICAL if same else ProblemKind.DUPLICATE_CONFLICT
+    problem = Problem(dup_path, kind, detail, "info" if same else "error")
+    return problem, compared
 
 
 def check_scan(scan: Scan, session: Session) -> list[Problem]:

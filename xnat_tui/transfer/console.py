@@ -27,11 +27,7 @@ from xnat_tui.transfer.events import (
 from xnat_tui.transfer.journal import JobRecord, Journal, SeriesRecord
 from xnat_tui.transfer.planner import Plan, PlannedJob
 from xnat_tui.transfer.types import JobState, SeriesState
-from xnat_tui.units import human_bytes
-
-
-def human_rate(bps: float) -> str:
-    return f"{human_bytes(bps)}/s"
+from xnat_tui.units import human_bytes, human_rate
 
 
 def human_eta(seconds: float | None) -> str:

@@ -83,7 +83,6 @@ class XnatTuiApp(App[int]):
         self.theme_warnings: list[str] = []
         self._theme_dirs = theme_dirs
         self._events_worker: Worker[None] | None = None
-        self._terminal_lost = False
         self._stopping = False
 
     # ------------------------------------------------------------ properties used by other screens
@@ -134,9 +133,8 @@ class XnatTuiApp(App[int]):
         self.set_interval(TERMINAL_CHECK, lambda: self._check_terminal(watched), name="tty")
 
     async def _check_terminal(self, fd: int) -> None:
-        if os.isatty(fd) or self._terminal_lost:
+        if os.isatty(fd) or self._stopping:
             return
-        self._terminal_lost = True
         log.warning("the terminal is gone: stopping (unfinished transfers resume next time)")
         await self._shutdown_and_exit()
 

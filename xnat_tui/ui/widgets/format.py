@@ -5,12 +5,12 @@ Byte counts use ``xnat_tui.units.human_bytes`` (decimal units), the same as the 
 
 from __future__ import annotations
 
-from xnat_tui.units import human_bytes
+from xnat_tui.units import human_rate
 
 
 def rate(bps: float) -> str:
     """Bytes per second as "1.5 MB/s" (decimal units, as on the command line); "—" when idle."""
-    return f"{human_bytes(bps)}/s" if bps > 0 else "—"
+    return human_rate(bps) if bps > 0 else "—"
 
 
 def eta(seconds: float | None) -> str:
