@@ -119,7 +119,36 @@ async def test_theme_and_setting_changes_restyle_like_datatable() -> None:
         assert styled(cached) == styled(plain)
         assert styled(cached) != before  # the cursor row and cells really changed colour
 
+        for setting, value in (
+            ("zebra_stripes", True),
+            ("cell_padding", 3),
+            ("show_cursor", False),
+        ):
+            for table in app.tables():
+                setattr(table, setting, value)
+            await pilot.pause()
+            assert styled(cached) == styled(plain), setting
+
+
+async def test_a_stylesheet_change_restyles_like_datatable() -> None:
+    """A CSS rule for the cursor alone leaves the theme (and so the base style) as it
+    was: only dropping the renders on a style update makes the cached table follow."""
+    app = TwoTables()
+    async with app.run_test(size=(90, 14)) as pilot:
         for table in app.tables():
-            table.zebra_stripes = True
+            for i in range(5):
+                table.add_row(f"s{i}", "new", str(i), key=f"k{i}")
+            table.move_cursor(row=2)
+        app.set_focus(None)
         await pilot.pause()
+        plain, cached = app.tables()
+        before = styled(cached)
+        app.stylesheet.add_source(
+            "DataTable > .datatable--cursor { background: red; color: yellow; }",
+            read_from=("test", ""),
+        )
+        app.stylesheet.reparse()
+        app.stylesheet.update(app)
+        await pilot.pause()
+        assert styled(plain) != before  # the rule really changed the cursor row
         assert styled(cached) == styled(plain)

@@ -91,11 +91,31 @@ async def test_large_file_streamed_in_two_passes(
 
 
 async def test_concurrent_packers_share_the_packing_lock_without_blocking(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Packers take turns reading (one process-wide lock): a failed one and an
     # abandoned one must not hold up the others.
     import asyncio
+    import threading
+    import time
+
+    reading = peak = 0
+    guard = threading.Lock()
+    real_read = SeriesPacker._read
+
+    def counted_read(self: SeriesPacker, f: SourceFile) -> bytes:
+        nonlocal reading, peak
+        with guard:
+            reading += 1
+            peak = max(peak, reading)
+        try:
+            time.sleep(0.002)  # long enough for another packer to try
+            return real_read(self, f)
+        finally:
+            with guard:
+                reading -= 1
+
+    monkeypatch.setattr(SeriesPacker, "_read", counted_read)
 
     dirs = [tmp_path / f"s{i}" for i in range(5)]
     for d in dirs:
@@ -122,6 +142,7 @@ async def test_concurrent_packers_share_the_packing_lock_without_blocking(
     results = await asyncio.wait_for(asyncio.gather(*(one(p) for p in packers[:4])), 20)
     await abandoned.aclose()
     assert isinstance(results[3], SourceChanged)
+    assert peak == 1  # never two packers reading at once
     for data, src in zip(results[:3], srcs[:3], strict=True):
         assert isinstance(data, bytes)
         zf = zipfile.ZipFile(io.BytesIO(data))

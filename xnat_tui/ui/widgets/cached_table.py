@@ -86,7 +86,8 @@ class CachedDataTable(DataTable[CellType]):
 
     def _clear_caches(self) -> None:
         # DataTable clears its caches when a setting that changes every cell's look
-        # flips (cursor shown, zebra stripes, padding...): so do ours.
+        # flips (cursor shown, zebra stripes, padding...). Our keys already tell
+        # those settings apart; dropping ours too frees renders no longer shown.
         super()._clear_caches()
         self._drop_rendered()
 
