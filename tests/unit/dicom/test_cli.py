@@ -125,18 +125,11 @@ def test_file_names_that_are_not_utf8(
 
 
 def test_a_rescan_of_an_unchanged_tree_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], demo_tree: DemoTree
+    capsys: pytest.CaptureFixture[str], aged_demo_copy: Path
 ) -> None:
     import os
-    import shutil
-    import time
 
-    tree = tmp_path / "demo"
-    shutil.copytree(demo_tree.root, tree)
-    old = time.time() - 3600  # files modified just now are never trusted
-    for folder, _dirs, files in os.walk(tree):
-        for name in files:
-            os.utime(os.path.join(folder, name), (old, old))
+    tree = aged_demo_copy
     code, first = _json(capsys, "--files", str(tree))
     assert code == 0 and first["stats"]["reused"] is False
     code, again = _json(capsys, "--files", str(tree))

@@ -13,30 +13,20 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.dicom import AN_HOUR_AGO, age_tree
 from xnat_tui.dicom import memo
 from xnat_tui.dicom.model import ScanSummary
 from xnat_tui.dicom.scan import scan, scan_all
-from xnat_tui.dicom.synthetic import DemoTree
 from xnat_tui.dicom.walk import DirListing, walk
 
 pytestmark = pytest.mark.skipif(not memo.available(), reason="the C lister was not compiled")
 
-OLD = time.time() - 3600  # the cache (and so the memo) ignores files modified just now
-
-
-def _age(root: Path, when: float = OLD) -> None:
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            os.utime(os.path.join(folder, name), (when, when), follow_symlinks=False)
+OLD = AN_HOUR_AGO  # the cache (and so the memo) ignores files modified just now
 
 
 @pytest.fixture
-def tree(tmp_path: Path, demo_tree: DemoTree) -> Path:
-    """A private copy of the demo tree (8 studies, junk, a DICOMDIR, problems)."""
-    root = tmp_path / "demo"
-    shutil.copytree(demo_tree.root, root, symlinks=True)
-    _age(root)
-    return root
+def tree(aged_demo_copy: Path) -> Path:
+    return aged_demo_copy
 
 
 def _stats(summary: ScanSummary) -> dict[str, Any]:
@@ -421,7 +411,7 @@ def test_files_sharing_an_instance_number_keep_one_order(
     for rel, copy in (("b-c/x.dcm", "z1/x.dcm"), ("b/c/y.dcm", "z2/y.dcm")):
         (root / copy).parent.mkdir()
         shutil.copy2(root / rel, root / copy)  # duplicates, compared at the end
-    _age(root)
+    age_tree(root)
     cache = tmp_path / "cache.sqlite3"
     first = scan_all([root], cache_path=cache)
     again = scan_all([root], cache_path=cache)
