@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
@@ -101,16 +103,24 @@ def styled(table: DataTable[str | Text]) -> list[list[tuple[str, str]]]:
     ]
 
 
+async def _five_rows(
+    app: TwoTables, pilot: Any
+) -> tuple[DataTable[str | Text], DataTable[str | Text]]:
+    """Both tables with the same five rows and the cursor on the third, unfocused."""
+    for table in app.tables():
+        for i in range(5):
+            table.add_row(f"s{i}", "new", str(i), key=f"k{i}")
+        table.move_cursor(row=2)
+    app.set_focus(None)  # the focused table is drawn differently
+    await pilot.pause()
+    plain, cached = app.tables()
+    return plain, cached
+
+
 async def test_theme_and_setting_changes_restyle_like_datatable() -> None:
     app = TwoTables()
     async with app.run_test(size=(90, 14)) as pilot:
-        for table in app.tables():
-            for i in range(5):
-                table.add_row(f"s{i}", "new", str(i), key=f"k{i}")
-            table.move_cursor(row=2)
-        app.set_focus(None)  # the focused table is drawn differently
-        await pilot.pause()
-        plain, cached = app.tables()
+        plain, cached = await _five_rows(app, pilot)
         assert styled(cached) == styled(plain)
         before = styled(cached)
 
@@ -135,13 +145,7 @@ async def test_a_stylesheet_change_restyles_like_datatable() -> None:
     was: only dropping the renders on a style update makes the cached table follow."""
     app = TwoTables()
     async with app.run_test(size=(90, 14)) as pilot:
-        for table in app.tables():
-            for i in range(5):
-                table.add_row(f"s{i}", "new", str(i), key=f"k{i}")
-            table.move_cursor(row=2)
-        app.set_focus(None)
-        await pilot.pause()
-        plain, cached = app.tables()
+        plain, cached = await _five_rows(app, pilot)
         before = styled(cached)
         app.stylesheet.add_source(
             "DataTable > .datatable--cursor { background: red; color: yellow; }",
