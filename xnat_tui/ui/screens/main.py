@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,16 +37,6 @@ CHECK_DEBOUNCE = 0.35
 # at most this often. Each refresh re-lays out the screen (rows added, the status line
 # rewrapped), which is what a key press would wait for.
 SCAN_REFRESH = 0.5
-# Actions whose availability follows the workbench; the footer is rebuilt (a costly
-# recompose) only when one of them flips.
-FOOTER_ACTIONS = (
-    "upload",
-    "bulk",
-    "refresh_project",
-    "prearchive",
-    "edit_label",
-    "anon_preview",
-)
 
 
 class MainScreen(Screen[None]):
@@ -273,7 +264,7 @@ class MainScreen(Screen[None]):
 
     def _refresh_footer_if_changed(self) -> None:
         """The footer is rebuilt on refresh_bindings: only ask when something flipped."""
-        state = tuple(self.check_action(a, ()) for a in FOOTER_ACTIONS)
+        state = tuple(check() for check in self._availability().values())
         if state != getattr(self, "_footer_state", None):
             self._footer_state = state
             self.refresh_bindings()
@@ -400,28 +391,38 @@ class MainScreen(Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.xapp.report_worker(event)
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def _availability(self) -> dict[str, Callable[[], bool]]:
+        """The actions whose availability follows the workbench, each with its test
+        (run only when asked: Textual checks bindings often). The footer is rebuilt
+        (a costly recompose) only when one of them flips."""
         wb = self.xapp.workbench
-        if action == "upload":
-            if wb.project is None or self.xapp.services.connection is None:
-                return None
-            return (
-                True
-                if any(i.state in RowState.QUEUEABLE for i in self.upload_candidates())
-                else None
-            )
-        if action == "bulk":
-            return True if len(wb) else None
-        if action == "refresh_project":
-            return True if wb.project else None
-        if action == "prearchive":
-            return True if self.xapp.services.connection is not None else None
-        if action == "edit_label":
-            item = wb.get(self.sessions.current_uid)
-            return True if item is not None and item.state not in RowState.TRANSFER else None
-        if action == "anon_preview":
-            return True if wb.get(self.sessions.current_uid) is not None else None
-        return True
+
+        def connected() -> bool:
+            return self.xapp.services.connection is not None
+
+        def current() -> SessionItem | None:
+            return wb.get(self.sessions.current_uid)
+
+        def can_edit() -> bool:
+            item = current()
+            return item is not None and item.state not in RowState.TRANSFER
+
+        return {
+            "upload": lambda: (
+                wb.project is not None
+                and connected()
+                and any(i.state in RowState.QUEUEABLE for i in self.upload_candidates())
+            ),
+            "bulk": lambda: bool(len(wb)),
+            "refresh_project": lambda: bool(wb.project),
+            "prearchive": connected,
+            "edit_label": can_edit,
+            "anon_preview": lambda: current() is not None,
+        }
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        available = self._availability().get(action)
+        return True if available is None or available() else None
 
     def action_upload(self) -> None:
         items = [i for i in self.upload_candidates() if i.state in RowState.QUEUEABLE]
