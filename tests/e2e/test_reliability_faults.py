@@ -12,6 +12,7 @@ from xnat_tui.dicom.scan import scan_all
 from xnat_tui.transfer import (
     Destination,
     JobState,
+    JobStateChanged,
     Journal,
     Planner,
     RetryPolicy,
@@ -89,14 +90,19 @@ async def test_session_expiry_mid_batch_relogs_in_transparently(
         await engine.start()
         ids = await engine.submit(plan)
         sent = 0
+        ended: set[str] = set()
         async for event in stream:
             if isinstance(event, SeriesStateChanged) and event.state is SeriesState.SENT:
                 sent += 1
                 if sent in (1, 3):
                     # Every HTTP session on the server dies before the next request.
                     sandbox.faults.configure("expire-sessions")
-                if sent == 6:
-                    break
+            if isinstance(event, JobStateChanged) and event.state.finished:
+                ended.add(event.job_id)
+            # Every series sent, or every job over (a failure is then reported by the
+            # assertion below instead of waiting here until the test times out).
+            if sent == 6 or ended >= set(ids):
+                break
         states = await engine.wait(ids)
         await engine.close()
         sandbox.faults.clear()
