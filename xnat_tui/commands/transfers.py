@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(journal: Journal, args: argparse.Namespace) -> int:
-    from xnat_tui.transfer.console import job_dict, job_line
+    from xnat_tui.commands._console import job_dict, job_line
 
     jobs = journal.jobs()
     if not args.all:
@@ -107,7 +107,7 @@ def _list(journal: Journal, args: argparse.Namespace) -> int:
 
 
 def _show(journal: Journal, args: argparse.Namespace) -> int:
-    from xnat_tui.transfer.console import job_dict
+    from xnat_tui.commands._console import job_dict
     from xnat_tui.units import human_bytes
 
     job = journal.resolve(args.id)
@@ -210,7 +210,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
     from xnat_tui.transfer.anon import AnonymizerSet
-    from xnat_tui.transfer.console import (
+    from xnat_tui.commands._console import (
         Reporter,
         keep_running_on_hangup,
         reporter_mode,

@@ -12,12 +12,21 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xnat_tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
+from xnat_tui.commands._args import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UPLOAD_VARIABLES,
+    add_connection_arguments,
+    parse_variables,
+)
 
-_CONNECTION_DESTS = frozenset({"server", "user", "profile", "password_stdin", "insecure"})
+if TYPE_CHECKING:
+    from xnat_tui.dicom.routing import PatternLike
 
 
 def register(subparsers: Any) -> None:
@@ -92,9 +101,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_connection_arguments(parser)
-    for action in parser._actions:
-        if action.dest in _CONNECTION_DESTS:
-            action.default = argparse.SUPPRESS
     parser.set_defaults(func=run)
 
 
@@ -117,7 +123,7 @@ def _usage_problem(args: argparse.Namespace) -> str:
     if args.jobs is not None and not 1 <= args.jobs <= 32:
         return "--jobs must be between 1 and 32"
     try:
-        args.variables = parse_variables(args.var)
+        args.variables = parse_variables(args.var, reserved=UPLOAD_VARIABLES)
     except ValueError as exc:
         return str(exc)
     for p in args.paths:
@@ -133,10 +139,12 @@ def _usage_problem(args: argparse.Namespace) -> str:
     return ""
 
 
-async def _scan(paths: list[Path], quiet: bool) -> list[Any]:
+async def _scan(
+    paths: list[Path], quiet: bool, routing_patterns: Sequence[PatternLike]
+) -> list[Any]:
     from xnat_tui.dicom.scan import scan_all
 
-    summary = await asyncio.to_thread(scan_all, paths)
+    summary = await asyncio.to_thread(scan_all, paths, routing_patterns=routing_patterns)
     if not quiet:
         problems = len(summary.all_problems)
         print(
@@ -146,29 +154,6 @@ async def _scan(paths: list[Path], quiet: bool) -> list[Any]:
             file=sys.stderr,
         )
     return list(summary.sessions)
-
-
-def parse_variables(items: list[str]) -> dict[str, str]:
-    """``--var NAME=VALUE`` items → dict (ValueError with the offending item)."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ValueError(f"--var {item!r}: expected NAME=VALUE")
-        if name in ("project", "subject", "session"):
-            raise ValueError(
-                f"--var {name}: set by the upload itself (use --project/--subject/--session)"
-            )
-        if not value.strip():
-            raise ValueError(f"--var {name}: a value is required")
-        if "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError(
-                f"--var {name}: control characters and backslashes are not allowed "
-                "(a backslash would split the value into several DICOM values)"
-            )
-        out[name] = value
-    return out
 
 
 def _confirm(text: str) -> bool:
@@ -183,6 +168,14 @@ def _confirm(text: str) -> bool:
 
 async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import open_client
+    from xnat_tui.commands._console import (
+        Reporter,
+        keep_running_on_hangup,
+        plan_lines,
+        reporter_mode,
+        run_until_done,
+        summary,
+    )
     from xnat_tui.config import ConfigError, load
     from xnat_tui.transfer import (
         Compression,
@@ -193,14 +186,6 @@ async def _main(args: argparse.Namespace) -> int:
         TransferEngine,
     )
     from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet, missing_variables
-    from xnat_tui.transfer.console import (
-        Reporter,
-        keep_running_on_hangup,
-        plan_lines,
-        reporter_mode,
-        run_until_done,
-        summary,
-    )
     from xnat_tui.transfer.source import from_dicom
     from xnat_tui.transfer.types import AnonOptions
     from xnat_tui.transfer.xnat_port import XnatPort
@@ -223,7 +208,7 @@ async def _main(args: argparse.Namespace) -> int:
     overwrite = Overwrite(args.overwrite or d.overwrite)
     quiet = bool(args.json)
 
-    sessions = await _scan(list(args.paths), quiet)
+    sessions = await _scan(list(args.paths), quiet, d.routing_patterns)
     if not sessions:
         print("error: no DICOM sessions found under the given paths", file=sys.stderr)
         return EXIT_FAILED

@@ -1,0 +1,98 @@
+"""What the subcommands share: exit codes, connection flags, ``--var`` values.
+
+Private (a leading underscore: not discovered as a subcommand). ``xnat_tui.cli``
+imports it too, so no module under ``commands/`` needs to import the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Collection, Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# The connection flags' values when none is given; set once, on the top-level parser.
+CONNECTION_DEFAULTS: dict[str, object] = {
+    "server": None,
+    "user": None,
+    "profile": None,
+    "password_stdin": False,
+    "insecure": False,
+}
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags every command that talks to a server shares, with suppressed defaults.
+
+    argparse copies a subcommand's defaults over the values the top-level parser
+    already holds, so ``xnat-tui --server URL prearchive list`` would lose URL; a
+    suppressed default keeps it. The real defaults (``CONNECTION_DEFAULTS``) are set
+    once on the top-level parser.
+    """
+    group = parser.add_argument_group("connection")
+    hide = argparse.SUPPRESS
+    group.add_argument(
+        "--server", metavar="URL", default=hide, help="XNAT base URL (or env XNAT_HOST)"
+    )
+    group.add_argument(
+        "--user", metavar="USER", default=hide, help="user name or alias token (or XNAT_USER)"
+    )
+    group.add_argument(
+        "--profile", metavar="NAME", default=hide, help="server profile from the config file"
+    )
+    group.add_argument(
+        "--password-stdin",
+        action="store_true",
+        default=hide,
+        help="read the password from standard input",
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        default=hide,
+        help="do not verify the server's TLS certificate",
+    )
+    for action in parser._actions:
+        if action.dest in CONNECTION_DEFAULTS:
+            action.default = hide
+
+
+def option_values() -> set[str]:
+    """The connection options that take a value (``--profile NAME``)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_connection_arguments(probe)
+    return {
+        option for action in probe._actions if action.nargs != 0 for option in action.option_strings
+    }
+
+
+# --var names the upload sets itself (from --project/--subject/--session).
+UPLOAD_VARIABLES = ("project", "subject", "session")
+
+
+def parse_variables(items: Sequence[str], reserved: Collection[str] = ()) -> dict[str, str]:
+    """``--var NAME=VALUE`` items → dict; ValueError naming the offending item.
+
+    ``reserved`` are names the command sets itself (refused with a hint).
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--var {item!r}: expected NAME=VALUE")
+        if name in reserved:
+            raise ValueError(
+                f"--var {name}: set by the upload itself (use --project/--subject/--session)"
+            )
+        if not value.strip():
+            raise ValueError(f"--var {name}: a value is required")
+        if "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(
+                f"--var {name}: control characters and backslashes are not allowed "
+                "(a backslash would split the value into several DICOM values)"
+            )
+        out[name] = value
+    return out
