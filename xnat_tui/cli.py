@@ -12,53 +12,15 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from xnat_tui import __version__, commands
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-CONNECTION_DEFAULTS: dict[str, object] = {
-    "server": None,
-    "user": None,
-    "profile": None,
-    "password_stdin": False,
-    "insecure": False,
-}
-
-
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags every command that talks to a server shares.
-
-    Defaults are suppressed here and set once on the top-level parser: otherwise a
-    subcommand's defaults would overwrite flags given before it
-    (``xnat-tui --server URL prearchive list``).
-    """
-    group = parser.add_argument_group("connection")
-    hide = argparse.SUPPRESS
-    group.add_argument(
-        "--server", metavar="URL", default=hide, help="XNAT base URL (or env XNAT_HOST)"
-    )
-    group.add_argument(
-        "--user", metavar="USER", default=hide, help="user name or alias token (or XNAT_USER)"
-    )
-    group.add_argument(
-        "--profile", metavar="NAME", default=hide, help="server profile from the config file"
-    )
-    group.add_argument(
-        "--password-stdin",
-        action="store_true",
-        default=hide,
-        help="read the password from standard input",
-    )
-    group.add_argument(
-        "--insecure",
-        action="store_true",
-        default=hide,
-        help="do not verify the server's TLS certificate",
-    )
+from xnat_tui.commands._args import (
+    CONNECTION_DEFAULTS,
+    EXIT_USAGE,
+    add_connection_arguments,
+    option_values,
+)
 
 
 def command_names() -> list[str]:
@@ -78,24 +40,44 @@ def command_names() -> list[str]:
     return sorted(n for n in names if n.isidentifier())
 
 
+def _words(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """The words of ``argv`` that are not options or option values, and whether the
+    first came after ``--`` (then it is a folder, even one named like a command)."""
+    takes_value = option_values()
+    words: list[str] = []
+    literal = False
+    items = iter(argv)
+    for word in items:
+        if word == "--":
+            rest = list(items)
+            literal = not words and bool(rest)
+            words.extend(rest)
+            break
+        if word.startswith("-") and word != "-":
+            if word in takes_value:
+                next(items, None)
+            continue
+        words.append(word)
+    return words, literal
+
+
 def _named_command(argv: Sequence[str], names: list[str]) -> str | None:
     """The command ``argv`` runs: its first word that is not an option or an option's
     value (``--profile sandbox scan``: "scan", not "sandbox")."""
-    probe = argparse.ArgumentParser(add_help=False)
-    add_connection_arguments(probe)
-    takes_value = {
-        option for action in probe._actions if action.nargs != 0 for option in action.option_strings
-    }
-    words = iter(argv)
-    for word in words:
-        if word == "--":
-            break
-        if word.startswith("-"):
-            if word in takes_value:
-                next(words, None)
-            continue
-        return word if word in names else None
+    words, literal = _words(argv)
+    if words and not literal and words[0] in names:
+        return words[0]
     return None
+
+
+def _opens_a_folder(argv: Sequence[str], names: list[str]) -> bool:
+    """``xnat-tui PATH``: one word that is not a command (``./scan`` or ``-- scan``
+    for a folder named like one). Several words starting with an unknown one are
+    taken for a mistyped command, so the error lists the commands."""
+    words, literal = _words(argv)
+    if literal:
+        return True
+    return len(words) == 1 and words[0] not in names
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -103,15 +85,22 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     Importing every command costs ~15 ms of start-up (HTTP client, upload engine),
     which ``xnat-tui scan`` and friends should not pay. Without a command in ``argv``
-    (help, a typo) every command is registered, so help and errors list all.
+    (help, a typo) every command is registered, so help and errors list all. An
+    ``argv`` that opens the TUI at a folder (``xnat-tui PATH``) gets a parser with a
+    PATH argument instead of the commands.
     """
     names = command_names()
+    folder = argv is not None and _opens_a_folder(argv, names)
     if argv is not None:
         named = _named_command(argv, names)
         names = [named] if named else names
     parser = argparse.ArgumentParser(
         prog="xnat-tui",
-        description="Upload DICOM sessions to XNAT and triage its prearchive.",
+        usage="%(prog)s [options] [PATH]\n       %(prog)s [options] COMMAND ...",
+        description="Upload DICOM sessions to XNAT and triage its prearchive. "
+        "'xnat-tui [PATH]' opens the terminal UI with its folder tree at PATH "
+        "(default: the current folder); a COMMAND works without it. For a folder "
+        "named like a command, write ./NAME or '-- NAME'.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -120,12 +109,33 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="start the built-in demo sandbox server in-process and log in as alice",
     )
     add_connection_arguments(parser)
-    parser.set_defaults(**CONNECTION_DEFAULTS)
+    parser.set_defaults(**CONNECTION_DEFAULTS, path=None, command=None)
+    if folder:
+        parser.add_argument(
+            "path", nargs="?", metavar="PATH", help="folder the TUI's folder tree starts at"
+        )
+        return parser
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in names:
         module = importlib.import_module(f"{commands.__name__}.{name}")
         module.register(sub)
     return parser
+
+
+def start_folder(value: str | None) -> tuple[Path | None, str]:
+    """The TUI's start folder from ``xnat-tui PATH`` (None: the current folder), or
+    why it cannot be used."""
+    if value is None:
+        return None, ""
+    path = Path(value).expanduser()
+    try:
+        if not path.exists():
+            return None, f"{value}: no such folder"
+        if not path.is_dir():
+            return None, f"{value}: not a folder"
+    except OSError as exc:
+        return None, f"{value}: {exc.strerror or exc}"
+    return path.absolute(), ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
+            start, problem = start_folder(args.path)
+            if problem:
+                names = command_names()
+                if start is None and os.sep not in args.path and args.path not in names:
+                    problem += f" (or a mistyped command: {', '.join(names)})"
+                print(f"xnat-tui: {problem}", file=sys.stderr)
+                return EXIT_USAGE
+            args.path = start
             from xnat_tui.ui.launch import run_tui
 
             return int(run_tui(args))

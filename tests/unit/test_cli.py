@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -81,3 +84,111 @@ def test_files_that_are_not_command_modules_are_ignored(monkeypatch: pytest.Monk
     listing = [f"{n}.py" for n in real] + [".#scan.py", "__init__.py", "notes.txt", "x.y.py"]
     monkeypatch.setattr(cli.os, "listdir", lambda path: listing)
     assert cli.command_names() == real
+
+
+# ---- xnat-tui PATH ----------------------------------------------------------------
+
+
+class _Started:
+    """What ``run_tui`` handed to the app, with the terminal left alone."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        from xnat_tui.ui import launch
+
+        self.start_path: Path | None = None
+        self.demo = tmp_path / "demo-dicom"
+
+        def build_app(args: argparse.Namespace, cfg: object, *, start_path: Path) -> object:
+            self.start_path = start_path
+            return SimpleNamespace(run=lambda: 0)
+
+        class FakeSandbox:
+            url = "http://127.0.0.1:9"
+
+            def stop(self) -> None:
+                pass
+
+        def start_sandbox(base: Path) -> tuple[object, Path]:
+            self.demo.mkdir(exist_ok=True)
+            return FakeSandbox(), self.demo
+
+        monkeypatch.setattr(launch, "build_app", build_app)
+        monkeypatch.setattr(launch, "_start_sandbox", start_sandbox)
+        monkeypatch.setattr(launch, "keys_from_terminal", lambda: "")
+        monkeypatch.setattr(launch, "tune_runtime", lambda: None)
+        monkeypatch.setenv("XNAT_TUI_SANDBOX_DIR", str(tmp_path / "sandbox"))
+
+
+def test_a_folder_argument_opens_the_tui_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = _Started(monkeypatch, tmp_path)
+    (tmp_path / "studies").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["studies"]) == 0
+    assert started.start_path == tmp_path / "studies"
+    assert main(["--insecure", str(tmp_path / "studies"), "--server", "http://127.0.0.1:1"]) == 0
+    assert started.start_path == tmp_path / "studies"
+    assert main([]) == 0
+    assert started.start_path == tmp_path
+
+
+def test_a_folder_named_like_a_command_is_reached_with_dot_slash_or_dashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = _Started(monkeypatch, tmp_path)
+    (tmp_path / "scan").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["./scan"]) == 0
+    assert started.start_path == tmp_path / "scan"
+    started.start_path = None
+    assert main(["--", "scan"]) == 0
+    assert started.start_path == tmp_path / "scan"
+    # Without them the word is the command.
+    assert _commands(build_parser(["scan"])) == {"scan"}
+
+
+def test_with_sandbox_a_folder_argument_wins_over_the_demo_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = _Started(monkeypatch, tmp_path)
+    (tmp_path / "mine").mkdir()
+    assert main(["--sandbox", str(tmp_path / "mine")]) == 0
+    assert started.start_path == tmp_path / "mine"
+    assert main(["--sandbox"]) == 0
+    assert started.start_path == started.demo
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda p: p / "missing", "no such folder"),
+        (lambda p: (p / "file.dcm").write_bytes(b"x") and p / "file.dcm", "not a folder"),
+    ],
+)
+def test_a_folder_argument_that_is_not_a_folder_is_a_usage_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], Path],
+    said: str,
+) -> None:
+    from xnat_tui.ui import launch
+
+    def never(args: argparse.Namespace) -> int:
+        raise AssertionError("the TUI started")
+
+    monkeypatch.setattr(launch, "run_tui", never)
+    target = make(tmp_path)
+    assert main([str(target)]) == 2
+    assert main(["--sandbox", str(target)]) == 2
+    assert f"{target}: {said}" in capsys.readouterr().err
+
+
+def test_an_unknown_word_alone_is_a_missing_folder_that_names_the_commands(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["scna"]) == 2
+    err = capsys.readouterr().err
+    assert "scna: no such folder" in err and "scan" in err and "upload" in err

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from xnat_tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
+from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
 
 if TYPE_CHECKING:
     from xnat_tui.transfer.triage import ActionRequest, ActionResult, PrearchiveRow, TriageOps
@@ -19,21 +19,6 @@ if TYPE_CHECKING:
 OVERWRITE = ("none", "append", "delete")
 # Columns of the plain listing; --json carries every XNAT column.
 LIST_COLUMNS = ("project", "timestamp", "subject", "name", "status", "scan_date", "tag", "url")
-
-
-_CONNECTION_DESTS = frozenset({"server", "user", "profile", "password_stdin", "insecure"})
-
-
-def _connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """The shared flags, without clobbering the same flags given before the subcommand.
-
-    argparse copies a subparser's defaults over the parent's values, so
-    ``xnat-tui --server URL prearchive list`` would lose URL; suppressed defaults keep it.
-    """
-    add_connection_arguments(parser)
-    for action in parser._actions:
-        if action.dest in _CONNECTION_DESTS:
-            action.default = argparse.SUPPRESS
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +34,7 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--project", metavar="P", help="only this project (or Unassigned)")
     ls.add_argument("--status", metavar="S", help="only this status (READY, CONFLICT, ERROR...)")
     ls.add_argument("--json", action="store_true", help="print XNAT's rows as JSON")
-    _connection_arguments(ls)
+    add_connection_arguments(ls)
     ls.set_defaults(func=run)
 
     helps = {
@@ -75,7 +60,7 @@ def register(subparsers: Any) -> None:
         if name != "rebuild":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.add_argument("--json", action="store_true", help="print per-session results as JSON")
-        _connection_arguments(p)
+        add_connection_arguments(p)
         p.set_defaults(func=run)
 
 

@@ -16,12 +16,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from xnat_tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
+from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
 
 if TYPE_CHECKING:
     from xnat_tui.transfer.journal import JobRecord, Journal
-
-_CONNECTION_DESTS = frozenset({"server", "user", "profile", "password_stdin", "insecure"})
 
 
 def register(subparsers: Any) -> None:
@@ -59,9 +57,6 @@ def register(subparsers: Any) -> None:
         if name in ("resume", "retry"):
             p.add_argument("--jobs", type=int, metavar="N", help="series sent at once")
             add_connection_arguments(p)
-            for action in p._actions:
-                if action.dest in _CONNECTION_DESTS:
-                    action.default = argparse.SUPPRESS
         p.set_defaults(func=run)
 
 
@@ -207,9 +202,6 @@ def _control(journal: Journal, args: argparse.Namespace) -> int:
 
 async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import open_client
-    from xnat_tui.config import load
-    from xnat_tui.transfer import TransferEngine
-    from xnat_tui.transfer.anon import AnonymizerSet
     from xnat_tui.commands._console import (
         Reporter,
         keep_running_on_hangup,
@@ -217,6 +209,9 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         run_until_done,
         summary,
     )
+    from xnat_tui.config import load
+    from xnat_tui.transfer import TransferEngine
+    from xnat_tui.transfer.anon import AnonymizerSet
     from xnat_tui.transfer.types import JobState
     from xnat_tui.transfer.xnat_port import XnatPort
 

@@ -205,7 +205,10 @@ def run_tui(args: argparse.Namespace) -> int:
         return 2
     sandbox = None
     cleanup: Path | None = None
-    start_path = Path.cwd()
+    # ``xnat-tui PATH`` (cli.main checked it is a folder); else the demo tree with
+    # --sandbox, else the current folder.
+    given: Path | None = getattr(args, "path", None)
+    start_path = given or Path.cwd()
     try:
         if getattr(args, "sandbox", False):
             override = os.environ.get(SANDBOX_DIR_ENV)
@@ -214,7 +217,8 @@ def run_tui(args: argparse.Namespace) -> int:
             )
             cleanup = None if override else base
             base.mkdir(parents=True, exist_ok=True)
-            sandbox, start_path = _start_sandbox(base)
+            sandbox, demo = _start_sandbox(base)
+            start_path = given or demo
             (base / "sandbox-url").write_text(sandbox.url + "\n", encoding="utf-8")
             args.server, args.user = sandbox.url, "alice"
             app = build_app(args, cfg, start_path=start_path)
