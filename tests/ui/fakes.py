@@ -15,10 +15,11 @@ from typing import Any
 from xnat_tui.config import Config
 from xnat_tui.dicom.model import FileRef, Scan, ScanBatch, ScanProgress, ScanSummary, Session
 from xnat_tui.transfer.events import EventHub, JobProgress, JobStateChanged, ProgressTick
-from xnat_tui.transfer.server import ProjectInfo, RemoteSession, SeriesFilter
+from xnat_tui.transfer.server import ProjectInfo, RemoteSession
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.app import XnatTuiApp
 from xnat_tui.ui.services import Connection, LoginRequest, Services
+from xnat_tui.xnat.filters import SeriesImportFilter
 from xnat_tui.xnat.models import ProjectRef
 
 _uid = itertools.count(1)
@@ -128,7 +129,12 @@ def default_projects() -> dict[str, FakeProject]:
         "STUDY_B": FakeProject(
             ProjectInfo(
                 "STUDY_B",
-                series_checks=[SeriesFilter("blacklist", ["(?i)localizer"])],
+                # The app's own filter, parsed from what XNAT stores for the project.
+                series_filters=[
+                    SeriesImportFilter.parse(
+                        {"mode": "blacklist", "list": "localizer"}, "project STUDY_B"
+                    )
+                ],
                 anon_script=True,
                 prearchive_code=5,
             ),

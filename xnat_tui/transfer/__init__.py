@@ -1,9 +1,10 @@
-"""Upload engine: journal, planner, packer, scheduler, verifier (no Textual).
+"""Upload engine: journal, plan, packer, scheduler, verifier (no Textual).
 
-Typical use (CLI and TUI alike)::
+Plans are built by the application layer (``xnat_tui.workflow.planner``). Typical use
+(CLI and TUI alike)::
 
     port = XnatPort(client)                      # or any ServerPort
-    planner = Planner(port, journal)
+    planner = Planner(port, journal)             # xnat_tui.workflow.planner
     requests = await planner.build_requests(sessions, project="P",
                                             subject_template="{PatientID}",
                                             session_template="{subject}_{Modality}_{n}")
@@ -29,13 +30,12 @@ from xnat_tui.transfer.events import (
 )
 from xnat_tui.transfer.journal import JobRecord, Journal, JournalError, SeriesRecord
 from xnat_tui.transfer.packer import FileTransform, SeriesPacker
-from xnat_tui.transfer.planner import (
+from xnat_tui.transfer.plan import (
     DroppedSeries,
     JobRequest,
     Plan,
     PlanIssue,
     PlannedJob,
-    Planner,
     Verdict,
 )
 from xnat_tui.transfer.retry import RetryPolicy
@@ -44,12 +44,10 @@ from xnat_tui.transfer.server import (
     ProjectInfo,
     RemoteFile,
     RemoteSession,
-    SeriesFilter,
     ServerPort,
     SourceChanged,
     TransferError,
 )
-from xnat_tui.transfer.templates import TemplateError, clean_label, render_label
 from xnat_tui.transfer.types import (
     Compression,
     Destination,
@@ -82,7 +80,6 @@ __all__ = [
     "Plan",
     "PlanIssue",
     "PlannedJob",
-    "Planner",
     "ProgressTick",
     "ProjectInfo",
     "Receipt",
@@ -90,7 +87,6 @@ __all__ = [
     "RemoteSession",
     "RetryPolicy",
     "ScanCheck",
-    "SeriesFilter",
     "SeriesPacker",
     "SeriesRecord",
     "SeriesState",
@@ -100,11 +96,8 @@ __all__ = [
     "SourceFile",
     "SourceSeries",
     "SourceSession",
-    "TemplateError",
     "TransferEngine",
     "TransferError",
     "TransformFactory",
     "Verdict",
-    "clean_label",
-    "render_label",
 ]

@@ -40,7 +40,7 @@ from xnat_tui.transfer.journal import (
     make_owner,
 )
 from xnat_tui.transfer.packer import FileTransform, SeriesPacker
-from xnat_tui.transfer.planner import Plan, PlannedJob
+from xnat_tui.transfer.plan import Plan, PlannedJob
 from xnat_tui.transfer.retry import RetryPolicy, TokenBucket
 from xnat_tui.transfer.server import (
     CommitOutcome,

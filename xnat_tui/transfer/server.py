@@ -9,12 +9,27 @@ scheduler and verifier be tested without a network.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from xnat_tui.transfer.types import SourceSeries
+from xnat_tui.xnat.filters import SERIES_DESCRIPTION, SeriesImportFilter, parse_tag
+from xnat_tui.xnat.models import RemoteFile
+
+__all__ = [
+    "BodyFactory",
+    "CommitOutcome",
+    "ProjectInfo",
+    "RemoteFile",
+    "RemoteSession",
+    "SeriesCheck",
+    "ServerPort",
+    "SourceChanged",
+    "TransferError",
+    "is_retriable",
+    "series_check",
+]
 
 SeriesCheck = Callable[[SourceSeries], str | None]
 """Why the server will drop a series (a series import filter), or None if it keeps it."""
@@ -65,32 +80,20 @@ def is_retriable(exc: BaseException) -> bool:
     )
 
 
-@dataclass
-class SeriesFilter:
-    """A series import filter (xnat-api.md §7.4): which series the server will drop."""
+def series_check(flt: SeriesImportFilter) -> SeriesCheck:
+    """One of the server's series import filters as a check on a planned series."""
 
-    mode: str  # blacklist | whitelist | modalityMap
-    patterns: list[str] = field(default_factory=list)
-    enabled: bool = True
-    scope: str = "project"
+    def check(series: SourceSeries) -> str | None:
+        headers: dict[int, str | None] = {}
+        for keyword, value in series.headers.items():
+            tag = parse_tag(keyword)
+            if tag is not None:
+                headers[tag] = value
+        headers.setdefault(SERIES_DESCRIPTION, series.description)
+        kept, why = flt.accepts(headers)
+        return None if kept else why
 
-    def drops(self, description: str) -> bool:
-        if not self.enabled or self.mode not in ("blacklist", "whitelist"):
-            return False
-        matched = any(_safe_match(p, description) for p in self.patterns)
-        return matched if self.mode == "blacklist" else not matched
-
-    def __call__(self, series: SourceSeries) -> str | None:
-        if self.drops(series.description):
-            return f"{self.scope} series import filter ({self.mode})"
-        return None
-
-
-def _safe_match(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return False
+    return check
 
 
 @dataclass
@@ -99,7 +102,9 @@ class ProjectInfo:
     allow_create_subject: bool = True
     allow_bulk_upload: bool = True
     prearchive_code: int = 0
-    series_checks: list[SeriesCheck] = field(default_factory=list)
+    # The site and project series import filters that are on (xnat-api.md §7.4), as the
+    # server stores them; those that cannot be evaluated here (modalityMap) keep everything.
+    series_filters: list[SeriesImportFilter] = field(default_factory=list)
     # A server-side anon script rewrites files, so digests cannot be compared.
     anon_script: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -108,6 +113,16 @@ class ProjectInfo:
     anon_problems: list[str] = field(default_factory=list)
     # (name, description) of variables the project's scripts need from the user.
     anon_variables: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def series_checks(self) -> list[SeriesCheck]:
+        """One check per filter that can be evaluated before upload."""
+        return [series_check(f) for f in self.series_filters if f.enabled and f.evaluable]
+
+    @property
+    def filter_descriptions(self) -> list[str]:
+        """How each filter reads, e.g. ``project P blacklist localizer; scout``."""
+        return [f.describe() for f in self.series_filters if f.enabled]
 
     def drop_reason(self, series: SourceSeries) -> str | None:
         for check in self.series_checks:
@@ -132,13 +147,6 @@ class RemoteSession:
     uri: str  # /data/... path usable for listings (and commit when in the prearchive)
     status: str = ""  # prearchive status (RECEIVING, READY, ...)
     project: str = ""
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    name: str
-    size: int
-    digest: str = ""  # MD5 hex when the server gives it
 
 
 @dataclass(frozen=True)
@@ -180,5 +188,6 @@ class ServerPort(Protocol):
     async def commit(self, uri: str, *, auto_archive: bool | None) -> CommitOutcome: ...
 
     async def session_files(self, session: RemoteSession) -> dict[str, list[RemoteFile]]:
-        """Files of each scan (scan ID → files) of an archived or prearchived session."""
+        """Files of each scan (scan ID → files) of an archived or prearchived session;
+        ``RemoteFile.size`` is None and ``digest`` empty when the server does not say."""
         ...

@@ -69,8 +69,8 @@ def _compare(
 ) -> tuple[str, bool, str]:
     sent = series.manifest
     if use_digest and remote and all(r.digest for r in remote):
-        want = Counter((m.size, m.md5.lower()) for m in sent)
-        have = Counter((r.size, r.digest.lower()) for r in remote)
+        want = Counter[tuple[int | None, str]]((m.size, m.md5.lower()) for m in sent)
+        have = Counter[tuple[int | None, str]]((r.size, r.digest.lower()) for r in remote)
         missing = want - have
         if missing:
             return "md5", False, f"{sum(missing.values())} sent file(s) missing or different"
@@ -78,9 +78,9 @@ def _compare(
         if exact and extra:
             return "md5", False, f"{extra} unexpected extra file(s) on the server"
         return "md5", True, f"{extra} other file(s) already there" if extra else ""
-    if use_digest and remote and all(r.size >= 0 for r in remote):
-        want_s = Counter(m.size for m in sent)
-        have_s = Counter(r.size for r in remote)
+    if use_digest and remote and all(r.size is not None for r in remote):
+        want_s = Counter[int | None](m.size for m in sent)
+        have_s = Counter[int | None](r.size for r in remote)
         missing_s = want_s - have_s
         if missing_s:
             return (
@@ -144,7 +144,7 @@ async def verify(
                 sent_files=len(s.manifest),
                 sent_bytes=sum(m.size for m in s.manifest),
                 server_files=len(files),
-                server_bytes=sum(max(0, f.size) for f in files),
+                server_bytes=sum(f.size or 0 for f in files),
                 method=method,
                 passed=ok,
                 detail=detail,

@@ -12,28 +12,9 @@ from xnat_tui.transfer.server import (
     ProjectInfo,
     RemoteFile,
     RemoteSession,
-    SeriesCheck,
 )
-from xnat_tui.transfer.types import SourceSeries
 from xnat_tui.xnat.client import XnatClient
-from xnat_tui.xnat.filters import SeriesImportFilter, parse_tag
 from xnat_tui.xnat.transport import gather_or_cancel
-
-
-def _filter_check(flt: SeriesImportFilter) -> SeriesCheck:
-    def check(series: SourceSeries) -> str | None:
-        headers: dict[int, str | None] = {}
-        for keyword, value in series.headers.items():
-            tag = parse_tag(keyword)
-            if tag is not None:
-                headers[tag] = value
-        desc_tag = parse_tag("SeriesDescription")
-        if desc_tag is not None:
-            headers.setdefault(desc_tag, series.description)
-        kept, why = flt.accepts(headers)
-        return None if kept else why
-
-    return check
 
 
 class XnatPort:
@@ -52,11 +33,6 @@ class XnatPort:
 
     async def project_info(self, project: str) -> ProjectInfo:
         s = await self.client.project_settings(project)
-        checks = [
-            _filter_check(f)
-            for f in (s.site_filter, s.project_filter)
-            if f is not None and f.enabled and f.evaluable
-        ]
         warnings = list(s.warnings)
         for f in (s.site_filter, s.project_filter):
             if f is not None and f.enabled and not f.evaluable:
@@ -70,7 +46,7 @@ class XnatPort:
             allow_create_subject=s.allow_create_subject,
             allow_bulk_upload=s.allow_bulk_upload,
             prearchive_code=s.prearchive_code,
-            series_checks=checks,
+            series_filters=[f for f in s.filters if f.enabled],
             anon_script=anon,
             warnings=warnings,
             anon_problems=problems,
@@ -153,8 +129,4 @@ class XnatPort:
         return CommitOutcome(result.archived, result.uri)
 
     async def session_files(self, session: RemoteSession) -> dict[str, list[RemoteFile]]:
-        listing = await self.client.session_files(session.uri)
-        return {
-            scan: [RemoteFile(f.name, -1 if f.size is None else f.size, f.digest) for f in files]
-            for scan, files in listing.items()
-        }
+        return await self.client.session_files(session.uri)

@@ -62,6 +62,11 @@ class SeriesImportFilter:
     def evaluable(self) -> bool:
         return self.mode in ("blacklist", "whitelist")
 
+    def describe(self) -> str:
+        """One line for the user: scope, mode and patterns."""
+        rules = "; ".join(r.pattern for r in self.rules) or "(empty)"
+        return f"{self.scope} {self.mode} {rules}"
+
     @classmethod
     def parse(
         cls, contents: str | Mapping[str, object], scope: str, *, status_enabled: bool = True

@@ -103,7 +103,7 @@ class FakeServer:
         study = ""
         for name, data in members.items():
             series_uid, number, desc, study_uid = parse_fake_dicom(data)
-            if any(c(SourceSeries(series_uid, int(number), desc)) for c in info.series_checks):
+            if info.drop_reason(SourceSeries(series_uid, int(number), desc)):
                 continue
             study = study_uid
             kept.setdefault(number, {})[name.rsplit("/", 1)[-1]] = data
@@ -184,7 +184,9 @@ class FakeServer:
         if sess is None:
             raise TransferError("not found", status=404)
         return {
-            scan: [RemoteFile(n, len(d), hashlib.md5(d).hexdigest()) for n, d in files.items()]
+            scan: [
+                RemoteFile(n, len(d), digest=hashlib.md5(d).hexdigest()) for n, d in files.items()
+            ]
             for scan, files in sess.scans.items()
         }
 

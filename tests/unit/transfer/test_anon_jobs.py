@@ -16,10 +16,11 @@ from tests.unit.transfer.fake import FakeServer
 from tests.unit.transfer.helpers import make_session
 from xnat_tui.dicom.dicomedit import Script
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
-from xnat_tui.transfer import JobState, Journal, Planner, RetryPolicy, TransferEngine
+from xnat_tui.transfer import JobState, Journal, RetryPolicy, TransferEngine
 from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet
 from xnat_tui.transfer.server import ProjectInfo
 from xnat_tui.transfer.types import AnonOptions, SourceFile, SourceSeries, SourceSession
+from xnat_tui.workflow.planner import Planner
 from xnat_tui.xnat.models import AnonScript
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -258,14 +259,16 @@ async def test_burned_in_series_excluded_under_basic_warned_otherwise(tmp_path: 
 async def test_empty_import_answer_is_a_failed_series_not_a_verified_one(
     tmp_path: Path,
 ) -> None:
-    from xnat_tui.transfer import SeriesFilter
+    from xnat_tui.xnat.filters import SeriesImportFilter
 
     server = FakeServer()
     journal = Journal(tmp_path / "j.sqlite3")
     plan = await _plan(server, journal, make_session(tmp_path))
     assert plan.ok and len(plan.jobs[0].series) == 2
     # The server's filter changed after planning: it now keeps nothing of series T2.
-    server.projects["P"].series_checks = [SeriesFilter("blacklist", ["T2"])]
+    server.projects["P"].series_filters = [
+        SeriesImportFilter.parse({"mode": "blacklist", "list": "T2"}, "project P")
+    ]
     engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
     await engine.start()
     [jid] = await engine.submit(plan)

@@ -12,13 +12,13 @@ from xnat_tui.transfer import (
     JobStateChanged,
     Journal,
     Overwrite,
-    Planner,
     ProgressTick,
     RetryPolicy,
     SeriesState,
     TransferEngine,
     TransferError,
 )
+from xnat_tui.workflow.planner import Planner
 
 FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05)
 

@@ -12,12 +12,12 @@ from xnat_tui.transfer import (
     Destination,
     JobState,
     Journal,
-    Planner,
     RetryPolicy,
     TransferEngine,
 )
 from xnat_tui.transfer.source import from_dicom
 from xnat_tui.transfer.xnat_port import XnatPort
+from xnat_tui.workflow.planner import Planner
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.credentials import Credentials
 
