@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from xnat_tui.dicom.dicomedit import (
     BUILTIN_VARIABLES,
@@ -38,6 +38,13 @@ from xnat_tui.transfer.journal import JobRecord
 from xnat_tui.transfer.packer import FileTransform
 from xnat_tui.transfer.server import TransferError
 from xnat_tui.transfer.types import AnonOptions
+from xnat_tui.xnat.models import ProjectSettings
+
+
+class ScriptSource(Protocol):
+    """Where a project's anonymization scripts come from (an ``XnatClient``)."""
+
+    async def project_settings(self, project: str) -> ProjectSettings: ...
 
 AnonKey = tuple[str, str, str]
 """(project, profile, options key)."""
@@ -120,9 +127,9 @@ class AnonymizerSet:
         project: str,
         profile: str,
         site_project_scripts: list[Script],
-        options: object | None = None,
+        options: AnonOptions | None = None,
     ) -> None:
-        opts = AnonOptions.of(options).for_profile(profile)
+        opts = (options or AnonOptions()).for_profile(profile)
         scripts = scripts_for_profile(
             profile,
             server_scripts=site_project_scripts,
@@ -133,7 +140,11 @@ class AnonymizerSet:
         self._anons[_key(project, profile, opts)] = Anonymizer(scripts, {"project": project})
 
     async def prepare(
-        self, client: object, project: str, profile: str, options: object | None = None
+        self,
+        client: ScriptSource,
+        project: str,
+        profile: str,
+        options: AnonOptions | None = None,
     ) -> None:
         """Fetch and parse what ``profile`` needs for ``project`` (from an XnatClient).
 
@@ -141,7 +152,7 @@ class AnonymizerSet:
         refuses the project's jobs too) when a script of the ``xnat`` profile cannot be
         read or is outside the supported DicomEdit subset.
         """
-        opts = AnonOptions.of(options).for_profile(profile)
+        opts = (options or AnonOptions()).for_profile(profile)
         if profile in ("", "none") or _key(project, profile, opts) in self._anons:
             return
         if profile == "basic":
@@ -152,7 +163,7 @@ class AnonymizerSet:
         refused = self._refused.get((project, profile))
         if refused:
             raise AnonymizationRefused(refused)
-        settings = await client.project_settings(project)  # type: ignore[attr-defined]
+        settings = await client.project_settings(project)
         problems, scripts = script_problems(settings)
         if problems:
             message = "; ".join(problems)
@@ -160,14 +171,14 @@ class AnonymizerSet:
             raise AnonymizationRefused(message)
         self.add(project, profile, scripts, opts)
 
-    async def prepare_job(self, client: object, job: JobRecord) -> None:
+    async def prepare_job(self, client: ScriptSource, job: JobRecord) -> None:
         await self.prepare(client, job.project, job.anonymization, job.anon_options)
 
     def required(
-        self, project: str, profile: str, options: object | None = None
+        self, project: str, profile: str, options: AnonOptions | None = None
     ) -> list[RequiredVariable]:
         """Variables the prepared scripts need from the user (hidden ones excluded)."""
-        anon = self._anons.get(_key(project, profile, AnonOptions.of(options)))
+        anon = self._anons.get(_key(project, profile, (options or AnonOptions())))
         if anon is None:
             return []
         return [r for r in required_variables(anon.scripts) if not r.hidden]

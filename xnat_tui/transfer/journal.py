@@ -731,7 +731,7 @@ def _read_anon_params(text: str) -> dict[str, Any]:
         return {}
     data = json.loads(text)
     return {
-        "anon_options": AnonOptions.of(data.get("options") or {}),
+        "anon_options": AnonOptions.from_dict(data.get("options") or {}),
         "anon_variables": {str(k): str(v) for k, v in (data.get("variables") or {}).items()},
     }
 

@@ -75,34 +75,24 @@ class SeriesState(StrEnum):
 
 @dataclass(frozen=True)
 class AnonOptions:
-    """The Basic Profile's retain options (the other profiles ignore them).
-
-    Same attribute names as the TUI's ``BasicOptions``: :meth:`of` accepts either.
-    """
+    """The Basic Profile's retain options (the other profiles ignore them)."""
 
     retain_dates: bool = False
     retain_uids: bool = False
     retain_device: bool = False
 
+    def toggled(self, name: str) -> AnonOptions:
+        """The same options with ``name`` (e.g. ``"retain_dates"``) flipped."""
+        values = self.to_dict()
+        if name not in values:
+            raise ValueError(f"unknown Basic Profile option {name!r}")
+        values[name] = not values[name]
+        return AnonOptions(**values)
+
     @classmethod
-    def of(cls, value: Any) -> AnonOptions:
-        """From an AnonOptions, a BasicOptions-like object, a mapping, or None."""
-        if value is None:
-            return cls()
-        if isinstance(value, AnonOptions):
-            return value
-        if isinstance(value, Mapping):
-            get = value.get
-        else:
-
-            def get(name: str, default: object = False) -> object:
-                return getattr(value, name, default)
-
-        return cls(
-            retain_dates=bool(get("retain_dates", False)),
-            retain_uids=bool(get("retain_uids", False)),
-            retain_device=bool(get("retain_device", False)),
-        )
+    def from_dict(cls, data: Mapping[str, object]) -> AnonOptions:
+        """From :meth:`to_dict`'s form (as journalled); unknown keys are ignored."""
+        return cls(**{k: bool(data.get(k, False)) for k in cls().to_dict()})
 
     def to_dict(self) -> dict[str, bool]:
         return {

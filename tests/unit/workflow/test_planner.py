@@ -4,9 +4,10 @@ from pathlib import Path
 
 from tests.unit.transfer.fake import FakeServer, FakeSession
 from tests.unit.transfer.helpers import make_session
-from xnat_tui.transfer import JobState, Journal, Overwrite, Planner, SeriesFilter, Verdict
+from xnat_tui.transfer import JobState, Journal, Overwrite, Planner, Verdict
 from xnat_tui.transfer.journal import NewJob
 from xnat_tui.transfer.types import Destination
+from xnat_tui.xnat.filters import SeriesImportFilter
 
 
 async def plan_for(server: FakeServer, sessions, journal=None, **kw):  # type: ignore[no-untyped-def]
@@ -68,7 +69,9 @@ async def test_study_already_there_under_another_label_is_reused_not_duplicated(
 async def test_filters_settings_and_batch_rules(tmp_path: Path) -> None:
     server = FakeServer()
     info = server.projects["P"]
-    info.series_checks = [SeriesFilter("blacklist", ["(?i)localizer"])]
+    info.series_filters = [
+        SeriesImportFilter.parse({"mode": "blacklist", "list": "localizer"}, "project P")
+    ]
     info.allow_create_subject = False
     info.allow_bulk_upload = False
     a = make_session(tmp_path / "a", study="1.1", series=(("1", "Localizer"), ("2", "T1")))

@@ -1,212 +1,26 @@
-"""Planner: local sessions + target choices → jobs checked against the server.
+"""Planner: job requests → jobs checked against the server, nothing sent.
 
-Nothing is sent while planning. Each :class:`PlannedJob` says what would happen
-(new session, merge into an existing one, conflict, duplicate, blocked), which series
-the project's import filter will drop, whether a subject gets created, and every
-problem found. The engine only accepts jobs whose plan has no error.
+Each :class:`~xnat_tui.transfer.plan.PlannedJob` says what would happen (new session,
+merge into an existing one, conflict, duplicate, blocked), which series the project's
+import filter will drop, whether a subject gets created, and every problem found. The
+engine only accepts jobs whose plan has no error.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from collections.abc import Iterable
 
 from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.plan import DroppedSeries, JobRequest, Plan, PlanIssue, PlannedJob, Verdict
 from xnat_tui.transfer.server import ProjectInfo, RemoteSession, ServerPort
-from xnat_tui.transfer.templates import TemplateError, render_label
-from xnat_tui.transfer.types import (
-    AnonOptions,
-    Destination,
-    JobState,
-    Overwrite,
-    SourceSeries,
-    SourceSession,
-)
-
-_LABEL = re.compile(r"^[A-Za-z0-9_-]+$")
-MAX_LABEL = 255
+from xnat_tui.transfer.types import Destination, JobState, Overwrite, SourceSeries
+from xnat_tui.workflow.labels import label_problem
+from xnat_tui.workflow.targets import ProjectLabels, routed_project
 
 
-class Verdict(StrEnum):
-    NEW = "new"  # nothing with this label on the server
-    MERGE = "merge"  # same label, same StudyInstanceUID: series are added to it
-    CONFLICT = "conflict"  # same label, another StudyInstanceUID
-    DUPLICATE = "duplicate"  # this study is already there (other label) or already queued
-    BLOCKED = "blocked"  # cannot be sent at all (permissions, label, project settings)
+class ProjectView:
+    """One project as the planner sees it: settings, subjects and existing sessions."""
 
-
-@dataclass
-class JobRequest:
-    """One local session → one target. ``series`` limits the upload to those UIDs."""
-
-    session: SourceSession
-    project: str
-    subject: str
-    label: str
-    destination: Destination = Destination.PROJECT
-    overwrite: Overwrite = Overwrite.NONE
-    series: Collection[str] | None = None
-    anonymization: str = "none"
-    # Set by :func:`build_requests` when a template could not be rendered.
-    label_error: str = ""
-    # Basic Profile retain options (ignored by the other profiles).
-    anon_options: AnonOptions = field(default_factory=AnonOptions)
-    # Values for the variables a script asks for (beyond project/subject/session).
-    variables: Mapping[str, str] = field(default_factory=dict)
-    # Series that may carry burned-in text: under ``basic`` they are left out unless
-    # this is True, or (None) unless they are named in ``series`` (the user's own pick).
-    include_burned_in: bool | None = None
-
-    def __post_init__(self) -> None:
-        # Callers may hand the TUI's BasicOptions (same fields) or a mapping.
-        self.anon_options = AnonOptions.of(self.anon_options).for_profile(self.anonymization)
-        self.variables = dict(self.variables or {})
-
-
-@dataclass
-class PlanIssue:
-    severity: str  # error | warning | info
-    code: str
-    message: str
-
-
-@dataclass
-class DroppedSeries:
-    series: SourceSeries
-    reason: str
-
-
-@dataclass
-class PlannedJob:
-    request: JobRequest
-    verdict: Verdict
-    series: list[SourceSeries]
-    dropped: list[DroppedSeries] = field(default_factory=list)
-    new_subject: bool = False
-    existing: RemoteSession | None = None
-    issues: list[PlanIssue] = field(default_factory=list)
-    verify_digests: bool = True
-    # Left out by this machine's choice (burned-in text under ``basic``), not the server's.
-    excluded: list[DroppedSeries] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not any(i.severity == "error" for i in self.issues)
-
-    @property
-    def files_total(self) -> int:
-        return sum(s.file_count for s in self.series)
-
-    @property
-    def bytes_total(self) -> int:
-        return sum(s.size for s in self.series)
-
-    @property
-    def target(self) -> str:
-        r = self.request
-        return f"{r.project}/{r.subject}/{r.label}"
-
-    def error(self, code: str, message: str) -> None:
-        self.issues.append(PlanIssue("error", code, message))
-
-    def warn(self, code: str, message: str) -> None:
-        self.issues.append(PlanIssue("warning", code, message))
-
-    def to_dict(self) -> dict[str, Any]:
-        r = self.request
-        return {
-            "study_instance_uid": r.session.study_instance_uid,
-            "source": str(r.session.root or ""),
-            "project": r.project,
-            "subject": r.subject,
-            "session": r.label,
-            "destination": str(r.destination),
-            "overwrite": str(r.overwrite),
-            "verdict": str(self.verdict),
-            "ok": self.ok,
-            "new_subject": self.new_subject,
-            "existing": None
-            if self.existing is None
-            else {
-                "label": self.existing.label,
-                "location": self.existing.location,
-                "uri": self.existing.uri,
-            },
-            "series": [
-                {
-                    "series_instance_uid": s.series_instance_uid,
-                    "series_number": s.series_number,
-                    "description": s.description,
-                    "files": s.file_count,
-                    "bytes": s.size,
-                }
-                for s in self.series
-            ],
-            "dropped": [
-                {
-                    "series_instance_uid": d.series.series_instance_uid,
-                    "series_number": d.series.series_number,
-                    "description": d.series.description,
-                    "reason": d.reason,
-                }
-                for d in self.dropped
-            ],
-            "excluded": [
-                {
-                    "series_instance_uid": d.series.series_instance_uid,
-                    "series_number": d.series.series_number,
-                    "description": d.series.description,
-                    "reason": d.reason,
-                }
-                for d in self.excluded
-            ],
-            "anonymization": {
-                "profile": r.anonymization,
-                "options": r.anon_options.for_profile(r.anonymization).to_dict(),
-                "variables": sorted(r.variables),
-            },
-            "files": self.files_total,
-            "bytes": self.bytes_total,
-            "issues": [vars(i) for i in self.issues],
-        }
-
-
-@dataclass
-class Plan:
-    jobs: list[PlannedJob]
-
-    @property
-    def ok(self) -> bool:
-        return all(j.ok for j in self.jobs)
-
-    @property
-    def sendable(self) -> list[PlannedJob]:
-        return [j for j in self.jobs if j.ok]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "jobs": [j.to_dict() for j in self.jobs],
-            "files": sum(j.files_total for j in self.sendable),
-            "bytes": sum(j.bytes_total for j in self.sendable),
-        }
-
-
-def label_problem(label: str, what: str) -> str:
-    """Why ``label`` is not a usable XNAT label ('' when it is)."""
-    if not label:
-        return f"{what} label is empty"
-    if len(label) > MAX_LABEL:
-        return f"{what} label is longer than {MAX_LABEL} characters"
-    if not _LABEL.match(label):
-        return f"{what} label {label!r} may only contain letters, digits, '_' and '-'"
-    return ""
-
-
-class _ProjectView:
     def __init__(self, info: ProjectInfo, subjects: set[str], sessions: list[RemoteSession]):
         self.info = info
         self.subjects = subjects
@@ -223,9 +37,9 @@ class Planner:
     def __init__(self, server: ServerPort, journal: Journal | None = None) -> None:
         self.server = server
         self.journal = journal
-        self._projects: dict[str, _ProjectView | BaseException] = {}
+        self._projects: dict[str, ProjectView | BaseException] = {}
 
-    async def project(self, project: str) -> _ProjectView:
+    async def project(self, project: str) -> ProjectView:
         cached = self._projects.get(project)
         if isinstance(cached, BaseException):
             raise cached
@@ -238,85 +52,44 @@ class Planner:
         except Exception as exc:
             self._projects[project] = exc
             raise
-        view = _ProjectView(info, subjects, sessions)
+        view = ProjectView(info, subjects, sessions)
         self._projects[project] = view
+        return view
+
+    def cached(self, project: str) -> ProjectView:
+        """The project as last loaded (KeyError when it was not, or failed to load)."""
+        view = self._projects[project]
+        if isinstance(view, BaseException):
+            raise KeyError(project)
         return view
 
     def refresh(self) -> None:
         """Forget cached project listings (after an upload, or on the user's request)."""
         self._projects.clear()
 
-    async def build_requests(
-        self,
-        sessions: Sequence[SourceSession],
-        *,
-        project: str,
-        subject_template: str,
-        session_template: str,
-        destination: Destination = Destination.PROJECT,
-        overwrite: Overwrite = Overwrite.NONE,
-        anonymization: str = "none",
-        anon_options: object | None = None,
-        variables: Mapping[str, str] | None = None,
-        include_burned_in: bool | None = None,
-    ) -> list[JobRequest]:
-        """Render label templates for a batch, never handing out a label twice.
+    def existing_labels(
+        self, project: str, view: ProjectView | None, study_uids: Iterable[str]
+    ) -> ProjectLabels:
+        """Labels taken in ``project`` and the targets of studies already there.
 
-        ``anon_options`` is an :class:`AnonOptions` or anything with ``retain_dates``,
-        ``retain_uids`` and ``retain_device`` (the TUI's ``BasicOptions``); ``variables``
-        are the user's values for the variables the scripts ask for.
-
-        A study that is already on the server (or in the journal) for this project gets
-        its existing subject and label back, so a re-run merges or is refused instead
-        of creating a second session with the next ``{n}``.
+        A study found on the server, or journalled for this project, keeps its subject
+        and label: a re-run then merges or is refused instead of creating a second
+        session with the next ``{n}``.
         """
-        try:
-            view: _ProjectView | None = await self.project(project)
-        except Exception:
-            view = None  # plan() reports the error per job
-        taken: set[str] = view.labels() if view else set()
-        requests: list[JobRequest] = []
-        for session in sessions:
-            known = self._known_target(project, session.study_instance_uid, view)
-            error = ""
-            if known is not None:
-                subject, label = known
-            else:
-                subject = label = ""
-                try:
-                    subject = render_label(subject_template, session)
-                    label = render_label(session_template, session, subject=subject, taken=taken)
-                except TemplateError as exc:
-                    error = str(exc)
-            taken.add(label)
-            requests.append(
-                JobRequest(
-                    session=session,
-                    project=project,
-                    subject=subject,
-                    label=label,
-                    destination=destination,
-                    overwrite=overwrite,
-                    anonymization=anonymization,
-                    label_error=error,
-                    anon_options=AnonOptions.of(anon_options).for_profile(anonymization),
-                    variables=dict(variables or {}),
-                    include_burned_in=include_burned_in,
-                )
-            )
-        return requests
-
-    def _known_target(
-        self, project: str, study_uid: str, view: _ProjectView | None
-    ) -> tuple[str, str] | None:
-        if view is not None:
-            for s in view.sessions:
-                if s.study_uid == study_uid and s.label:
-                    return s.subject, s.label
+        known: dict[str, tuple[str, str]] = {}
         if self.journal is not None:
-            for job in self.journal.same_target(self.server.server_url, project, study_uid):
-                return job.subject, job.label
-        return None
+            for uid in study_uids:
+                for job in self.journal.same_target(self.server.server_url, project, uid):
+                    if job.label:
+                        known.setdefault(uid, (job.subject, job.label))
+                        break
+        labels: set[str] = set()
+        if view is not None:
+            labels = view.labels()
+            for s in view.sessions:
+                if s.study_uid and s.label:
+                    known[s.study_uid] = (s.subject, s.label)
+        return ProjectLabels(labels=labels, known=known)
 
     async def plan(self, requests: Iterable[JobRequest]) -> Plan:
         reqs = list(requests)
@@ -352,10 +125,14 @@ class Planner:
             s for s in r.session.series if r.series is None or s.series_instance_uid in r.series
         ]
         job = PlannedJob(request=r, verdict=Verdict.NEW, series=selected)
+        if r.routing_error:
+            job.verdict = Verdict.BLOCKED
+            job.error("no-routing", r.routing_error)
+            return job
         if r.label_error:
             job.verdict = Verdict.BLOCKED
             job.error("template", r.label_error)
-        for what, value in (("subject", r.subject), ("session", r.label)):
+        for what, value in (("subject label", r.subject), ("session label", r.label)):
             problem = label_problem(value, what)
             if problem and not r.label_error:
                 job.verdict = Verdict.BLOCKED
@@ -374,6 +151,13 @@ class Planner:
         job.verify_digests = not info.anon_script
         for w in info.warnings:
             job.issues.append(PlanIssue("info", "settings", w))
+        routed = routed_project(r.session)
+        if routed and routed != r.project:
+            job.warn(
+                "routed",
+                f"the DICOM routes this session to project {routed} "
+                f"({r.session.routing.get('source', 'routing')}); it goes to {r.project}",
+            )
         self._check_anonymization(job, info)
         selected = self._burned_in(job, selected)
         if job.excluded and not selected:
@@ -475,7 +259,7 @@ class Planner:
             )
         return kept
 
-    def _classify(self, job: PlannedJob, view: _ProjectView) -> None:
+    def _classify(self, job: PlannedJob, view: ProjectView) -> None:
         r = job.request
         uid = r.session.study_instance_uid
         same_label = [s for s in view.sessions if s.label == r.label]

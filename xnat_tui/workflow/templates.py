@@ -1,31 +1,27 @@
-"""Label templates: ``{PatientID}``, ``{routing.subject}``, ``{subject}_{Modality}_{n}``.
+"""Label templates, the one renderer: ``{PatientID}``, ``{routing.subject}``, ``{subject}_{n}``.
 
 Fields are DICOM keywords of the session (values cleaned to label characters), the
 routing proposals (``routing.project|subject|session``), ``{subject}`` (the subject
-label already chosen) and ``{n}``, a counter that takes the smallest value >= 1 making
-the label unused (Desktop Client style auto labels).
+label already chosen), ``{StudyInstanceUID}`` and ``{n}``, a counter that takes the
+smallest value >= 1 making the label unused in the project and in the batch (Desktop
+Client style auto labels). A field the template names but the session lacks (unknown
+keyword, empty value, no routing) is an error naming that field, never a silent "".
 """
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from xnat_tui.transfer.types import SourceSession
+from xnat_tui.workflow.labels import clean_label
 
-_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 _MAX_COUNTER = 10_000
 
 
 class TemplateError(ValueError):
     """A template cannot be rendered for a session; the message names the field."""
-
-
-def clean_label(value: str) -> str:
-    """Map any text to XNAT label characters (``[A-Za-z0-9_-]``), like the Desktop Client."""
-    return _BAD.sub("_", value.strip()).strip("_")
 
 
 class _Routing:

@@ -1,0 +1,79 @@
+"""A logged-in server as the application layer uses it: client, engine port, listings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from xnat_tui.transfer.server import ServerPort
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.models import ProjectRef
+
+
+class ProjectLister(Protocol):
+    async def uploadable_projects(self) -> list[ProjectRef]: ...
+
+
+@dataclass
+class LoginRequest:
+    url: str
+    user: str
+    password: str = ""
+    verify_tls: bool = True
+    ca_bundle: str = ""
+    profile: str = ""
+
+
+@dataclass
+class Connection:
+    """A logged-in server: the engine's port, the project listing, and the client.
+
+    ``client`` is None only where tests stand in for the server with a port alone;
+    what needs it (anonymization scripts, prearchive triage) says so when it is absent.
+    """
+
+    url: str
+    user: str
+    port: ServerPort
+    projects: ProjectLister
+    client: XnatClient | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+Connector = Callable[[LoginRequest], Awaitable[Connection]]
+
+
+async def login(request: LoginRequest) -> Connection:
+    """Log in with the real client and wrap it for the engine."""
+    from xnat_tui.xnat.credentials import Credentials, normalise_server
+
+    creds = Credentials(
+        server=normalise_server(request.url),
+        user=request.user,
+        password=request.password,
+        verify_tls=request.verify_tls,
+        ca_bundle=request.ca_bundle,
+        source="tui",
+    )
+    client = XnatClient(creds)
+    try:
+        await client.login()
+    except BaseException:
+        await client.close()
+        raise
+    return connection_for(client, url=creds.server, user=request.user)
+
+
+def connection_for(client: XnatClient, *, url: str, user: str = "") -> Connection:
+    """The connection of a client that is logged in (or logs in on first use)."""
+    from xnat_tui.transfer.xnat_port import XnatPort
+
+    return Connection(
+        url=url,
+        user=client.username or user,
+        port=XnatPort(client),
+        projects=client,
+        client=client,
+        close=client.close,
+    )

@@ -1,0 +1,489 @@
+"""An upload session: planner, anonymizers and engine for one logged-in server.
+
+The TUI and ``xnat-tui upload`` both go through :class:`UploadSession`: every job
+request is built by :meth:`UploadSession.request`, every plan by the one planner, every
+target classified by :func:`targets.classify`. Neither has a plan-building path of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet
+from xnat_tui.transfer.engine import TransferEngine, TransformFactory
+from xnat_tui.transfer.events import Event, EventStream, JobProgress, ProgressTick
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.plan import JobRequest, Plan
+from xnat_tui.transfer.server import ServerPort
+from xnat_tui.transfer.source import from_dicom
+from xnat_tui.transfer.types import (
+    AnonOptions,
+    Compression,
+    Destination,
+    JobState,
+    Overwrite,
+    SourceSession,
+)
+from xnat_tui.workflow.login import Connection
+from xnat_tui.workflow.planner import Planner, ProjectView
+from xnat_tui.workflow.targets import NO_ROUTING, LabelRules, ProjectLabels, classify, propose
+from xnat_tui.workflow.targets import routed_project as routing_of
+from xnat_tui.workflow.workbench import ProjectSummary, RowState, SessionItem, Workbench
+from xnat_tui.xnat.models import ProjectRef
+
+log = logging.getLogger("xnat_tui.workflow")
+
+# Jobs in these states are resumed at start-up (they need their anonymizer first).
+_UNFINISHED = (
+    JobState.QUEUED,
+    JobState.SENDING,
+    JobState.COMMITTING,
+    JobState.VERIFYING,
+    JobState.PAUSED,
+)
+
+
+class Engine(Protocol):
+    """What the session needs of a transfer engine (``TransferEngine`` in the app)."""
+
+    def subscribe(self) -> EventStream: ...
+    async def start(self, *, resume: bool = True) -> list[str]: ...
+    def snapshot(self) -> list[JobProgress]: ...
+    async def submit(self, plan: Plan) -> list[str]: ...
+    def pause(self, job_id: str | None = None) -> list[str]: ...
+    def resume(self, job_id: str | None = None) -> list[str]: ...
+    def cancel(self, job_id: str | None = None) -> list[str]: ...
+    async def retry(self, job_id: str | None = None) -> list[str]: ...
+    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]: ...
+    async def close(self) -> None: ...
+
+
+class JobAction(StrEnum):
+    PAUSE = "pause"
+    PAUSE_ALL = "pause_all"
+    RESUME = "resume"
+    RESUME_ALL = "resume_all"
+    CANCEL = "cancel"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    destination: Destination = Destination.PROJECT
+    overwrite: Overwrite = Overwrite.NONE
+    concurrency: int = 4
+    bandwidth_limit_mbps: float = 0.0
+    compression: Compression = Compression.STORED
+    # Series that may carry burned-in text under ``basic``: None leaves them out unless
+    # the user picked them; True always sends them.
+    include_burned_in: bool | None = None
+
+
+@dataclass
+class Anonymization:
+    """What a project's uploads are anonymized with in this session."""
+
+    profile: str = "none"  # none | xnat | basic
+    options: AnonOptions = field(default_factory=AnonOptions)
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+# (port, journal, transform factory, settings) -> engine
+EngineFactory = Callable[[ServerPort, Journal, TransformFactory, UploadSettings], Engine]
+
+
+def transfer_engine(
+    port: ServerPort, journal: Journal, transform_for: TransformFactory, settings: UploadSettings
+) -> Engine:
+    return TransferEngine(
+        port,
+        journal,
+        concurrency=settings.concurrency,
+        bandwidth_limit_mbps=settings.bandwidth_limit_mbps,
+        compression=settings.compression,
+        transform_for=transform_for,
+    )
+
+
+class UploadSession:
+    """Plans uploads to one server and runs them through one engine."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        journal: Journal,
+        *,
+        settings: UploadSettings | None = None,
+        anon_default: Callable[[str], str] = lambda project: "none",
+        engine_factory: EngineFactory = transfer_engine,
+    ) -> None:
+        self.connection = connection
+        self.journal = journal
+        self.settings = settings or UploadSettings()
+        self.planner = Planner(connection.port, journal)
+        self.anonymizers = AnonymizerSet()
+        self._anon_default = anon_default
+        self._anon: dict[str, Anonymization] = {}
+        self._engine_factory = engine_factory
+        self.engine: Engine | None = None
+        self._stream: EventStream | None = None
+        self._project_names: dict[str, str] = {}
+
+    # ------------------------------------------------------------ projects
+
+    async def projects(self) -> list[ProjectRef]:
+        """The projects the user may upload to."""
+        refs = await self.connection.projects.uploadable_projects()
+        self._project_names = {r.id: r.secondary_id for r in refs}
+        return refs
+
+    async def project(self, project: str, *, refresh: bool = False) -> ProjectSummary:
+        """What the label editor shows of ``project`` (cached until ``refresh``)."""
+        if refresh:
+            self.planner.refresh()
+        view = await self.planner.project(project)
+        info = view.info
+        for warning in info.warnings:
+            log.warning("project %s: %s", project, warning)
+        return ProjectSummary(
+            id=project,
+            name=self._project_names.get(project, ""),
+            destination="archive" if info.auto_archive else "prearchive",
+            allow_create_subject=info.allow_create_subject,
+            allow_bulk_upload=info.allow_bulk_upload,
+            anon_script=info.anon_script,
+            filter_summary=" | ".join(info.filter_descriptions) or "none",
+            subjects=sorted(view.subjects),
+            settings=info,
+        )
+
+    async def existing(self, project: str, study_uids: Iterable[str]) -> ProjectLabels:
+        """Labels taken in ``project`` and the targets of these studies already there."""
+        try:
+            view: ProjectView | None = await self.planner.project(project)
+        except Exception:  # the plan reports the error per job
+            view = None
+        return self.planner.existing_labels(project, view, study_uids)
+
+    def dropped_reasons(self, project: ProjectSummary, item: SessionItem) -> dict[str, str]:
+        """Series uid → why the project's import filter will drop it (pure, no I/O)."""
+        info = project.settings
+        if info is None or not info.series_checks:
+            return {}
+        out: dict[str, str] = {}
+        for series in item.source.series:
+            reason = info.drop_reason(series)
+            if reason:
+                out[series.series_instance_uid] = reason
+        return out
+
+    # ------------------------------------------------------------ anonymization
+
+    def anonymization(self, project: str) -> Anonymization:
+        """This session's choice for ``project``, else the configured profile."""
+        chosen = self._anon.get(project)
+        if chosen is None:
+            chosen = Anonymization(profile=self._anon_default(project))
+            self._anon[project] = chosen
+        return chosen
+
+    def choose_anonymization(
+        self, project: str, profile: str, options: AnonOptions, variables: dict[str, str]
+    ) -> None:
+        self._anon[project] = Anonymization(profile, options.for_profile(profile), dict(variables))
+
+    def set_anon_variables(self, project: str, values: dict[str, str]) -> None:
+        self.anonymization(project).variables.update(values)
+
+    def anon_variables_needed(self, project: ProjectSummary) -> list[tuple[str, str]]:
+        """(name, description) of script variables still without a value."""
+        info = project.settings
+        anon = self.anonymization(project.id)
+        if info is None or anon.profile != "xnat":
+            return []
+        return [(n, d) for n, d in info.anon_variables if n not in anon.variables]
+
+    def missing_anon_variables(self, project: ProjectSummary, plan: Plan) -> list[tuple[str, str]]:
+        """(name, description) of variables the plan's jobs were refused for lacking."""
+        if not any(i.code == "anon-variables" for j in plan.jobs for i in j.issues):
+            return []
+        return self.anon_variables_needed(project)
+
+    async def prepare_anonymization(self, projects: Iterable[str]) -> str:
+        """Fetch and check the scripts these projects' profiles need; '' or why refused.
+
+        A script that cannot run here refuses the project's uploads (fail closed): the
+        reason is returned (and logged) so the caller can say so before anything is sent.
+        """
+        refused: list[str] = []
+        for project in sorted(set(projects)):
+            anon = self.anonymization(project)
+            if anon.profile in ("", "none"):
+                continue
+            client = self.connection.client
+            try:
+                if client is None and anon.profile == "xnat":
+                    raise AnonymizationRefused("no server client to read the scripts from")
+                await self.anonymizers.prepare(client, project, anon.profile, anon.options)  # type: ignore[arg-type]
+            except Exception as exc:  # that project's jobs fail with this; others go on
+                log.error("anonymization %s for %s cannot be prepared: %s", anon.profile, project, exc)
+                refused.append(f"{project}: {exc}")
+        return "; ".join(refused)
+
+    # ------------------------------------------------------------ requests and plans
+
+    def request(
+        self,
+        session: SourceSession,
+        project: str,
+        subject: str,
+        label: str,
+        *,
+        series: Collection[str] | None = None,
+        overwrite: Overwrite | None = None,
+        label_error: str = "",
+        routing_error: str = "",
+    ) -> JobRequest:
+        """The one place a job request is made: this session's settings applied."""
+        anon = self.anonymization(project) if project else Anonymization()
+        return JobRequest(
+            session=session,
+            project=project,
+            subject=subject,
+            label=label,
+            destination=self.settings.destination,
+            overwrite=self.settings.overwrite if overwrite is None else overwrite,
+            series=series,
+            anonymization=anon.profile,
+            label_error=label_error,
+            routing_error=routing_error,
+            anon_options=anon.options,
+            variables=anon.variables,
+            include_burned_in=self.settings.include_burned_in,
+        )
+
+    async def requests_for(
+        self,
+        sessions: Sequence[SourceSession],
+        rules: LabelRules,
+        *,
+        project: str | None,
+    ) -> list[JobRequest]:
+        """Requests for scanned sessions: into ``project``, or (None) where routing says."""
+        projects = [project if project is not None else routing_of(s) for s in sessions]
+        routable = [(s, p) for s, p in zip(sessions, projects, strict=True) if p]
+        uids = [s.study_instance_uid for s, _ in routable]
+        existing = {p: await self.existing(p, uids) for p in {p for _, p in routable}}
+        proposals = iter(
+            propose(
+                [s for s, _ in routable],
+                rules,
+                projects=[p for _, p in routable],
+                existing=existing.__getitem__,
+            )
+        )
+        out: list[JobRequest] = []
+        for session, target in zip(sessions, projects, strict=True):
+            if not target:
+                out.append(self.request(session, "", "", "", routing_error=NO_ROUTING))
+                continue
+            p = next(proposals)
+            out.append(
+                self.request(session, p.project, p.subject, p.label, label_error=p.template_error)
+            )
+        return out
+
+    def requests_for_items(
+        self, workbench: Workbench, items: Sequence[SessionItem], *, files: bool = True
+    ) -> list[JobRequest]:
+        """Requests for workbench rows: their labels, series choice and routing choice."""
+        return [
+            self.request(
+                from_dicom(item.session, files=files) if files else item.source,
+                workbench.target_project(item),
+                item.subject,
+                item.label,
+                series={s.series_instance_uid for s in item.included_scans()},
+                # A session shown as "merge" was seen by the user (state column, detail
+                # and confirmation screen): queueing it means adding series to it.
+                overwrite=Overwrite.APPEND
+                if item.state is RowState.MERGE and self.settings.overwrite is Overwrite.NONE
+                else None,
+                label_error=item.template_error,
+            )
+            for item in items
+        ]
+
+    async def plan(self, requests: Iterable[JobRequest]) -> Plan:
+        return await self.planner.plan(requests)
+
+    async def plan_items(self, workbench: Workbench, items: Sequence[SessionItem]) -> Plan:
+        return await self.plan(self.requests_for_items(workbench, items))
+
+    async def load_existing(self, workbench: Workbench, project: str) -> None:
+        """Tell the workbench what ``project`` holds, for its label proposals."""
+        uids = [i.uid for i in workbench.items.values()]
+        workbench.existing[project] = await self.existing(project, uids)
+
+    async def classify(
+        self,
+        workbench: Workbench,
+        items: Sequence[SessionItem],
+    ) -> dict[str, tuple[RowState, str]]:
+        """Per session: (state, one sentence) as the planner sees it right now.
+
+        Each session is planned on its own: this validates *its* target, so the
+        project's bulk-upload restriction (a property of a batch) is applied when a
+        batch is queued. A label another session of the workbench already targets is a
+        conflict. Script variables are asked for when queueing, so a missing value
+        does not make a target look impossible here.
+        """
+        taken: dict[tuple[str, str], list[SessionItem]] = {}
+        for other in workbench.items.values():
+            if other.label and not other.state.in_transfer:
+                taken.setdefault((workbench.target_project(other), other.label), []).append(other)
+        out: dict[str, tuple[RowState, str]] = {}
+        for n, item in enumerate(items):
+            request = self.requests_for_items(workbench, [item], files=False)[0]
+            request.overwrite = self.settings.overwrite
+            asked_later = self._asked_later(request.project, request.anonymization)
+            request.variables = {**{name: "?" for name in asked_later}, **request.variables}
+            job = (await self.planner.plan([request])).jobs[0]
+            assessment = classify(job, routing_unresolved=workbench.routing_unresolved(item))
+            state, detail = RowState.of_target(assessment.kind), assessment.detail
+            if asked_later and state.queueable:
+                detail += f"; the anonymization script asks for {', '.join(asked_later)} when queued"
+            rivals = [o for o in taken.get((request.project, item.label), []) if o is not item]
+            if rivals and state.queueable:
+                who = rivals[0].session.patient_name or rivals[0].session.patient_id
+                state = RowState.CONFLICT
+                detail = f"session label {item.label} is also the target of {who}'s session"
+            out[item.uid] = (state, detail)
+            if n % 8 == 7:
+                await asyncio.sleep(0)  # hundreds of sessions never freeze the screen
+        return out
+
+    def _asked_later(self, project: str, profile: str) -> list[str]:
+        if profile != "xnat" or not project:
+            return []
+        try:
+            cached = self.planner.cached(project)
+        except KeyError:
+            return []
+        given = self.anonymization(project).variables
+        return [n for n, _ in cached.info.anon_variables if n not in given]
+
+    # ------------------------------------------------------------ engine
+
+    async def start(self) -> list[str]:
+        """Build the engine on this loop and resume this server's unfinished jobs."""
+        unfinished = self.journal.jobs(
+            states=list(_UNFINISHED), server=self.connection.port.server_url
+        )
+        for job in unfinished:
+            self._anon.setdefault(
+                job.project, Anonymization(job.anonymization, job.anon_options)
+            )
+        await self.prepare_anonymization({j.project for j in unfinished})
+        self.engine = self._engine_factory(
+            self.connection.port, self.journal, self.anonymizers.transform_for, self.settings
+        )
+        # Subscribe before start() so the resumed jobs' first events are not missed.
+        self._stream = self.engine.subscribe()
+        resumed = await self.engine.start(resume=True)
+        if resumed:
+            log.info("resuming %d unfinished transfer(s)", len(resumed))
+        return resumed
+
+    def _running(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("the transfer engine is not running")
+        return self.engine
+
+    async def submit(self, plan: Plan) -> dict[str, str]:
+        """Queue the sendable jobs; StudyInstanceUID → job id."""
+        engine = self._running()
+        await self.prepare_anonymization({j.request.project for j in plan.sendable})
+        ids = await engine.submit(plan)
+        self.planner.refresh()
+        return {
+            job.request.session.study_instance_uid: job_id
+            for job, job_id in zip(plan.sendable, ids, strict=False)
+        }
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Progress of the jobs known now, then every event as it comes."""
+        if self.engine is None or self._stream is None:
+            return
+        for progress in self.engine.snapshot():
+            yield ProgressTick((progress,), progress.bytes_sent, progress.bytes_total, 0.0, None)
+        async for event in self._stream:
+            yield event
+
+    async def job_action(self, action: JobAction, job_id: str | None) -> list[str]:
+        engine = self._running()
+        match action:
+            case JobAction.PAUSE:
+                return engine.pause(job_id)
+            case JobAction.PAUSE_ALL:
+                return engine.pause(None)
+            case JobAction.RESUME:
+                return engine.resume(job_id)
+            case JobAction.RESUME_ALL:
+                return engine.resume(None)
+            case JobAction.CANCEL:
+                return engine.cancel(job_id)
+            case JobAction.RETRY:
+                return await engine.retry(job_id)
+
+    def job_report(self, job_id: str) -> str:
+        return job_report(self.journal, job_id)
+
+    async def close(self) -> None:
+        """Close the engine (unfinished jobs stay journalled) and the connection."""
+        if self._stream is not None:
+            self._stream.close()
+        if self.engine is not None:
+            await self.engine.close()
+        await asyncio.to_thread(self.anonymizers.close)
+        if self.connection.close is not None:
+            await self.connection.close()
+
+
+def job_report(journal: Journal, job_id: str) -> str:
+    """Receipt (if written) and the journal's step log of one job, as text."""
+    try:
+        job = journal.job(job_id)
+    except Exception as exc:  # unknown id: say so instead of failing
+        return f"Job {job_id}: {exc}"
+    lines = [
+        f"Job {job.id}: {job.display}  [{job.state}]",
+        f"Server {job.server} as {job.username}; destination {job.destination}",
+    ]
+    if job.message:
+        lines.append(f"Message: {job.message}")
+    if job.result_uri:
+        lines.append(f"Result: {job.result_uri}")
+    lines += ["", "Series:"]
+    for s in journal.series(job_id):
+        number = s.number if s.number is not None else "?"
+        lines.append(
+            f"  {number:>4} {s.description[:30]:<30} {s.file_count:>5} files  {s.state}"
+            + (f"  ({s.message})" if s.message else "")
+        )
+    receipt = Path(job.receipt) if job.receipt else None
+    if receipt is not None and receipt.is_file():
+        lines += ["", f"Receipt {receipt}:", receipt.read_text(encoding="utf-8")]
+    lines += ["", "Log:"]
+    for step in journal.steps(job_id):
+        stamp = time.strftime("%H:%M:%S", time.localtime(step.ts))
+        where = f" [{step.series_uid.rsplit('.', 1)[-1]}]" if step.series_uid else ""
+        lines.append(f"  {stamp} {step.step} {step.phase}{where} {step.detail}".rstrip())
+    return "\n".join(lines)
