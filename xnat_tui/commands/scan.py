@@ -20,6 +20,7 @@ from xnat_tui.units import human_bytes
 
 if TYPE_CHECKING:
     from xnat_tui.dicom.model import Problem, ScanProgress, ScanSummary, Session
+    from xnat_tui.dicom.routing import PatternLike
 
 EXIT_OK = 0
 EXIT_NOTHING = 1
@@ -155,6 +156,18 @@ def to_json(summary: ScanSummary, files: bool = False) -> dict[str, Any]:
     return data
 
 
+def _routing_patterns() -> list[PatternLike]:
+    """The config's routing patterns; a config that cannot be read does not stop a
+    scan (it is said why, and the default patterns are used)."""
+    from xnat_tui import config
+
+    try:
+        return list(config.load().defaults.routing_patterns)
+    except config.ConfigError as exc:
+        print(f"xnat-tui scan: {exc} (scanning with the default routing patterns)", file=sys.stderr)
+        return list(config.Defaults().routing_patterns)
+
+
 def run(args: argparse.Namespace) -> int:
     from xnat_tui.dicom.model import ScanSummary
     from xnat_tui.dicom.scan import scan
@@ -168,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         print("xnat-tui scan: --workers must be at least 1", file=sys.stderr)
         return EXIT_USAGE
 
+    patterns = _routing_patterns()
     show_progress = sys.stderr.isatty() and not args.json
     summary: ScanSummary | None = None
     # A short-lived process building one object per file: the cyclic collector would
@@ -175,7 +189,13 @@ def run(args: argparse.Namespace) -> int:
     # nothing to free. Reference counting still frees everything else.
     gc.disable()
     try:
-        for event in scan(args.paths, workers=args.workers, use_cache=not args.no_cache):
+        events = scan(
+            args.paths,
+            workers=args.workers,
+            use_cache=not args.no_cache,
+            routing_patterns=patterns,
+        )
+        for event in events:
             if isinstance(event, ScanSummary):
                 summary = event
             elif show_progress:

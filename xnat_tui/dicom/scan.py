@@ -62,16 +62,6 @@ def default_workers() -> int:
     return usable_cpus()
 
 
-def configured_routing_patterns() -> list[PatternLike]:
-    """The routing patterns from the user's config (defaults if it cannot be read)."""
-    from xnat_tui import config
-
-    try:
-        return list(config.load().defaults.routing_patterns)
-    except Exception:  # noqa: BLE001 - a broken config must not break scanning
-        return list(config.Defaults().routing_patterns)
-
-
 # Value representations the header reader can turn into text for a routing pattern.
 _TEXT_VRS = set("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UT".split())
 
@@ -161,8 +151,10 @@ class _DirState:
         self.held: list[DirListing] = []
 
 
-# Results that the rescan cache does not keep (read again next time) or that depend
-# on more than the tree (the config file): such a scan keeps no tree memo.
+# Results that the rescan cache does not keep (read again next time), and unusable
+# routing patterns: the memo key holds only the usable ones (two pattern lists that
+# differ in an unusable one share a key), and those problems are reported afresh
+# before the walk anyway. Such a scan keeps no tree memo.
 _NOT_MEMO = {ProblemKind.UNREADABLE, ProblemKind.CONFIG}
 
 
@@ -599,7 +591,7 @@ def scan(
     workers: int | None = None,
     use_cache: bool = True,
     cache_path: Path | None = None,
-    routing_patterns: Sequence[PatternLike] | None = None,
+    routing_patterns: Sequence[PatternLike] = (),
     cancel: threading.Event | None = None,
     batch_interval: float = BATCH_INTERVAL,
     chunk: int = CHUNK,
@@ -607,13 +599,14 @@ def scan(
 ) -> Generator[ScanEvent, None, None]:
     """Scan files and folders; yield ``ScanBatch`` events, then one ``ScanSummary``.
 
-    ``routing_patterns`` defaults to the config's ``Defaults.routing_patterns``;
-    ``workers`` to the CPUs available; the cache lives in ``config.cache_dir()``.
+    ``routing_patterns`` are the caller's (the config's ``Defaults.routing_patterns``
+    for the CLI and the TUI; the scan never reads the config file): none by default.
+    ``workers`` defaults to the CPUs available; the cache lives in ``config.cache_dir()``.
     Setting ``cancel`` (or closing the generator) stops the scan promptly, kills the
     worker processes and ends with a summary marked ``cancelled``.
     """
     roots = [Path(os.path.abspath(os.fspath(p))) for p in paths]
-    patterns = configured_routing_patterns() if routing_patterns is None else list(routing_patterns)
+    patterns = list(routing_patterns)
     bad = invalid_patterns(patterns)
     patterns = [p for p in patterns if not invalid_patterns([p])]
     want, unreadable = wanted_tags(patterns)

@@ -58,10 +58,18 @@ async def connect(request: LoginRequest) -> Connection:
 
 
 async def scan_tree(paths: list[Path]) -> AsyncIterator[ScanBatch | ScanSummary]:
-    """The scanner's stream: each step runs in a thread, the event loop stays free."""
+    """The scanner's stream: each step runs in a thread, the event loop stays free.
+
+    The routing patterns are the config's as it reads now (an edit takes effect at
+    the next scan; the defaults if it cannot be read: the app started with it).
+    """
     from xnat_tui.dicom.scan import scan_async
 
-    async for event in scan_async(paths):
+    try:
+        patterns = list(cfgmod.load().defaults.routing_patterns)
+    except cfgmod.ConfigError:
+        patterns = list(cfgmod.Defaults().routing_patterns)
+    async for event in scan_async(paths, routing_patterns=patterns):
         yield event
 
 

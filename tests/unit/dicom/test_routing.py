@@ -78,17 +78,92 @@ def test_site_pattern_on_a_tag_the_scanner_does_not_read_by_default(
     ]
 
 
-def test_patterns_come_from_the_config_file(
+ABC_CONFIG = (
+    "[defaults]\n"
+    'routing_patterns = [{tag = "StudyDescription", '
+    'regex = "^(?P<project>[A-Z]+)-(?P<subject>\\\\d+)$"}]\n'
+)
+ABC = RoutingProposal("ABC", "042", "", "pattern:StudyDescription")
+
+
+def test_the_scan_command_uses_the_config_files_patterns(
+    tmp_path: Path,
+    dicom_factory: DicomFactory,
+    isolated_dirs: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from xnat_tui.cli import main
+
+    (isolated_dirs / "config.toml").write_text(ABC_CONFIG)
+    dicom_factory(tmp_path / "in", study_description="ABC-042")
+    assert main(["scan", "--json", str(tmp_path / "in")]) == 0
+    (session,) = json.loads(capsys.readouterr().out)["sessions"]
+    assert session["routing"] == ABC.to_json()
+
+
+async def test_the_tuis_scan_uses_the_config_files_patterns(
     tmp_path: Path, dicom_factory: DicomFactory, isolated_dirs: Path
 ) -> None:
-    (isolated_dirs / "config.toml").write_text(
-        "[defaults]\n"
-        'routing_patterns = [{tag = "StudyDescription", '
-        'regex = "^(?P<project>[A-Z]+)-(?P<subject>\\\\d+)$"}]\n'
-    )
+    from xnat_tui.dicom.model import ScanSummary
+    from xnat_tui.ui.launch import scan_tree
+
+    (isolated_dirs / "config.toml").write_text(ABC_CONFIG)
     dicom_factory(tmp_path / "in", study_description="ABC-042")
+    summaries = [e async for e in scan_tree([tmp_path / "in"]) if isinstance(e, ScanSummary)]
+    (session,) = summaries[0].sessions
+    assert session.routing == [ABC]
+
+
+def test_a_scan_uses_the_patterns_passed_in_and_never_reads_the_config(
+    tmp_path: Path,
+    dicom_factory: DicomFactory,
+    isolated_dirs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from xnat_tui import config
+
+    (isolated_dirs / "config.toml").write_text("this is [not toml\n")
+
+    def no_reading(*args: object, **kwargs: object) -> config.Config:
+        raise AssertionError("the scan read the config file")
+
+    monkeypatch.setattr(config, "load", no_reading)
+    dicom_factory(tmp_path / "in", study_description="ABC-042")
+    pattern = Pattern("StudyDescription", r"^(?P<project>[A-Z]+)-(?P<subject>\d+)$")
+    for cache in (False, True):  # a fresh scan, then one the tree memo may answer
+        summary = scan_all(
+            [tmp_path / "in"],
+            use_cache=cache,
+            cache_path=tmp_path / "cache.sqlite3",
+            routing_patterns=[pattern],
+        )
+        assert summary.problems == []
+        (session,) = summary.sessions
+        assert session.routing == [ABC]
+    # No patterns passed, none used: the config's are not looked up behind the caller.
     (session,) = scan_all([tmp_path / "in"], use_cache=False).sessions
-    assert session.routing == [RoutingProposal("ABC", "042", "", "pattern:StudyDescription")]
+    assert session.routing == []
+
+
+def test_the_scan_command_with_a_broken_config_says_so_and_scans_with_the_defaults(
+    tmp_path: Path,
+    dicom_factory: DicomFactory,
+    isolated_dirs: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from xnat_tui.cli import main
+
+    (isolated_dirs / "config.toml").write_text("this is [not toml\n")
+    dicom_factory(tmp_path / "in", study_description="xnat://PILOT/S1/E1")
+    assert main(["scan", "--json", str(tmp_path / "in")]) == 0
+    out, err = capsys.readouterr()
+    assert "config.toml" in err and "default routing patterns" in err
+    (session,) = json.loads(out)["sessions"]
+    assert session["routing"]["project"] == "PILOT"
 
 
 def test_an_unusable_configured_pattern_is_reported_and_skipped(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.dicom import DicomFactory, SmallTree
+from xnat_tui.config import Defaults
 from xnat_tui.dicom.model import ScanBatch, ScanSummary, Session
 from xnat_tui.dicom.scan import ScanThread, scan, scan_all, scan_async
 from xnat_tui.dicom.synthetic import DemoTree, SeriesSpec, write_bulk_tree
@@ -100,7 +101,9 @@ def _children() -> set[int]:
 
 
 def test_demo_tree_sessions_scans_and_routing(demo_tree: DemoTree) -> None:
-    summary = scan_all([demo_tree.root], use_cache=False)
+    summary = scan_all(
+        [demo_tree.root], use_cache=False, routing_patterns=Defaults().routing_patterns
+    )
     assert not summary.cancelled
     by_pid = {s.patient_id: s for s in summary.sessions}
     assert set(by_pid) == {s.patient_id for s in demo_tree.studies}
