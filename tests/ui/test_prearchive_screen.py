@@ -11,7 +11,7 @@ from textual.app import App
 from textual.widgets import Input, Select, Static
 
 from tests.ui.fakes import until
-from xnat_tui.transfer.triage import PrearchiveRow
+from xnat_tui.workflow.prearchive import PrearchiveRow
 from xnat_tui.ui.screens.prearchive import PrearchiveScreen
 from xnat_tui.ui.screens.prearchive_archive import ArchiveDialog
 from xnat_tui.ui.screens.prearchive_delete import DeleteDialog

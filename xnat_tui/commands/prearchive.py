@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
 
 if TYPE_CHECKING:
-    from xnat_tui.transfer.triage import ActionRequest, ActionResult, PrearchiveRow, TriageOps
+    from xnat_tui.workflow.prearchive import ActionRequest, ActionResult, PrearchiveRow, TriageOps
 
 OVERWRITE = ("none", "append", "delete")
 # Columns of the plain listing; --json carries every XNAT column.
@@ -113,7 +113,7 @@ def _usage_problem(args: argparse.Namespace) -> str:
 
 
 async def _list(ops: TriageOps, args: argparse.Namespace) -> int:
-    from xnat_tui.transfer.triage import RowFilter, filter_rows, parse_rows, sort_rows
+    from xnat_tui.workflow.prearchive import RowFilter, filter_rows, parse_rows, sort_rows
 
     rows = parse_rows(await ops.list_prearchive(args.project or None))
     rows = sort_rows(filter_rows(rows, RowFilter(status=args.status or "")), "timestamp")
@@ -135,7 +135,7 @@ async def _list(ops: TriageOps, args: argparse.Namespace) -> int:
 
 async def _rows_for(ops: TriageOps, urls: list[str]) -> tuple[list[PrearchiveRow], set[str]]:
     """The listed row of each URL, and the URLs not listed (no edit access?) given bare rows."""
-    from xnat_tui.transfer.triage import PrearchiveRow, parse_rows
+    from xnat_tui.workflow.prearchive import PrearchiveRow, parse_rows
     from xnat_tui.xnat.errors import NotFound, PermissionDenied
     from xnat_tui.xnat.prearchive_ops import listing_url, project_of
 
@@ -186,8 +186,8 @@ def _confirm(args: argparse.Namespace, question: str, lines: list[str]) -> bool 
 
 
 async def _act(ops: TriageOps, args: argparse.Namespace) -> int:
-    from xnat_tui.transfer import triage
-    from xnat_tui.transfer.triage import Action, ActionRequest, ActionResult
+    from xnat_tui.workflow import prearchive as triage
+    from xnat_tui.workflow.prearchive import Action, ActionRequest, ActionResult
 
     action = Action(args.prearchive_command)
     rows, unlisted = await _rows_for(ops, list(args.urls))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xnat_tui.transfer.triage import (
+from xnat_tui.workflow.prearchive import (
     COLUMNS,
     Action,
     ArchiveTarget,

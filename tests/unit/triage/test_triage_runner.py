@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from xnat_tui.transfer.triage import (
+from xnat_tui.workflow.prearchive import (
     Action,
     ActionRequest,
     ArchiveTarget,

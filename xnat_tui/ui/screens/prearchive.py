@@ -18,8 +18,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Select, Static
 from textual.worker import Worker, WorkerState
 
-from xnat_tui.transfer import triage
-from xnat_tui.transfer.triage import (
+from xnat_tui.workflow import prearchive as triage
+from xnat_tui.workflow.prearchive import (
     Action,
     ActionRequest,
     ActionResult,

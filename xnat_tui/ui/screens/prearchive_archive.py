@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static
 
-from xnat_tui.transfer.triage import (
+from xnat_tui.workflow.prearchive import (
     OVERWRITE_MODES,
     Action,
     ActionRequest,

@@ -12,7 +12,7 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Select, Static
 
-from xnat_tui.transfer.triage import PrearchiveRow
+from xnat_tui.workflow.prearchive import PrearchiveRow
 
 
 class MoveDialog(ModalScreen[str | None]):

@@ -11,7 +11,7 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from xnat_tui.transfer.triage import ActionResult
+from xnat_tui.workflow.prearchive import ActionResult
 
 
 def result_lines(results: Sequence[ActionResult]) -> list[str]:

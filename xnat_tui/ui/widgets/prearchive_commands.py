@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from xnat_tui.transfer.triage import SORT_KEYS, RowFilter
+from xnat_tui.workflow.prearchive import SORT_KEYS, RowFilter
 
 if TYPE_CHECKING:
     from xnat_tui.ui.screens.prearchive import PrearchiveScreen

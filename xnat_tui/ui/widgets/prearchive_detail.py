@@ -7,7 +7,7 @@ from textual.containers import VerticalScroll
 from textual.markup import escape
 from textual.widgets import DataTable, Static
 
-from xnat_tui.transfer.triage import Outcome, PrearchiveRow, SessionDetail, human_size
+from xnat_tui.workflow.prearchive import Outcome, PrearchiveRow, SessionDetail, human_size
 
 _OUTCOME_STYLE = {
     Outcome.NEW: ("$success", "NEW"),

@@ -7,7 +7,7 @@ from collections.abc import Set as AbstractSet
 
 from rich.text import Text
 
-from xnat_tui.transfer.triage import PrearchiveRow
+from xnat_tui.workflow.prearchive import PrearchiveRow
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
 
 # (column key, header, source column in XNAT's row)
