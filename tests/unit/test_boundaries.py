@@ -47,3 +47,45 @@ def test_sandbox_does_not_import_the_client_or_engine() -> None:
 
 def test_package_has_version() -> None:
     assert xnat_tui.__version__
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Every module a package's files import, at the top or inside a function."""
+    import ast
+    from pathlib import Path
+
+    pkg = __import__(package, fromlist=["__path__"])
+    found: dict[str, set[str]] = {}
+    for path in sorted(Path(pkg.__path__[0]).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        found[path.name] = names
+    return found
+
+
+def _offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(
+        f"{module} imports {name}"
+        for module, names in _imports(package).items()
+        for name in names
+        if name in forbidden or name.startswith(tuple(f"{f}." for f in forbidden))
+    )
+
+
+def test_commands_do_not_import_the_cli() -> None:
+    # cli imports the commands; the way back would be an import circle.
+    assert _offenders("xnat_tui.commands", ("xnat_tui.cli",)) == []
+
+
+def test_workflow_imports_neither_textual_nor_ui_nor_commands() -> None:
+    forbidden = ("textual", "xnat_tui.ui", "xnat_tui.commands", "xnat_tui.cli")
+    assert _offenders("xnat_tui.workflow", forbidden) == []
+
+
+def test_ui_does_not_import_the_commands() -> None:
+    assert _offenders("xnat_tui.ui", ("xnat_tui.commands", "xnat_tui.cli")) == []

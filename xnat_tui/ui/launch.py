@@ -80,7 +80,7 @@ def _login_request(
 
     Without --server, --profile or XNAT_HOST the user picks a profile on the login screen.
     """
-    from xnat_tui.commands._connect import resolve_credentials
+    from xnat_tui.workflow.connect import ConnectionFlags, resolve_credentials
     from xnat_tui.xnat.errors import XnatError
 
     explicit = getattr(args, "server", None) or getattr(args, "profile", None)
@@ -92,7 +92,11 @@ def _login_request(
 
     try:
         creds = resolve_credentials(
-            args, cfg, interactive=False, prompt_password=no_prompt, prompt_user=no_prompt
+            ConnectionFlags.from_namespace(args),
+            cfg,
+            interactive=False,
+            prompt_password=no_prompt,
+            prompt_user=no_prompt,
         )
     except (XnatError, EOFError):
         # Something is missing (usually the password): the login screen asks for it.
