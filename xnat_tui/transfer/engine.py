@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from xnat_tui.transfer.journal import (
 )
 from xnat_tui.transfer.packer import FileTransform, SeriesPacker
 from xnat_tui.transfer.plan import Plan, PlannedJob
-from xnat_tui.transfer.retry import RetryPolicy, TokenBucket
+from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy, TokenBucket
 from xnat_tui.transfer.server import (
     CommitOutcome,
     RemoteSession,
@@ -125,6 +124,7 @@ class TransferEngine:
         receipts_dir: Path | None = None,
         progress_interval: float = 0.25,
         lease_ttl: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         self.server = server
         self.journal = journal or Journal()
@@ -136,8 +136,12 @@ class TransferEngine:
         self.progress_interval = progress_interval
         self.lease_ttl = lease_ttl
         self.owner = make_owner()
+        # Every pause, tick, retry delay and bandwidth wait goes through this clock.
+        self.clock: Clock = clock or MonotonicClock()
         self.bucket = (
-            TokenBucket(bandwidth_limit_mbps * 1e6 / 8) if bandwidth_limit_mbps > 0 else None
+            TokenBucket(bandwidth_limit_mbps * 1e6 / 8, clock=self.clock)
+            if bandwidth_limit_mbps > 0
+            else None
         )
         self._hub = EventHub()
         self._runs: dict[str, _Run] = {}
@@ -348,7 +352,8 @@ class TransferEngine:
             if all(s.finished or s is JobState.PAUSED for s in states.values()):
                 return states
             self._changed.clear()
-            await _wait_event(self._changed, 1.0)
+            # A state change sets the event; the timeout is only a safety net, in real time.
+            await _WALL.wait(self._changed, 1.0)
 
     async def close(self) -> None:
         """Stop everything; unfinished jobs stay journalled as they are, to be resumed."""
@@ -481,11 +486,11 @@ class TransferEngine:
         )
 
     async def _tick_loop(self) -> None:
-        last_renew = time.monotonic()
+        last_renew = self.clock.now()
         last_poll = 0.0
         while not self._closed:
-            await asyncio.sleep(self.progress_interval)
-            now = time.monotonic()
+            await self.clock.sleep(self.progress_interval)
+            now = self.clock.now()
             moving = [
                 r
                 for r in self._runs.values()
@@ -533,7 +538,7 @@ class TransferEngine:
     def _next_work(self) -> tuple[_Run, SeriesRecord] | float | None:
         """The next series to send, or the delay until one becomes due."""
         soonest: float | None = None
-        now = time.monotonic()
+        now = self.clock.now()
         for run in self._runs.values():
             if run.paused or not run.job.state.active or run.finalizer is not None:
                 continue
@@ -561,7 +566,7 @@ class TransferEngine:
                 timeout = work
                 break
             self._finalize_ready()
-            await _wait_event(self._wake, timeout if timeout else 1.0)
+            await self.clock.wait(self._wake, timeout if timeout else 1.0)
 
     def _launch(self, run: _Run, s: SeriesRecord) -> None:
         if run.job.state in (JobState.QUEUED,):
@@ -741,7 +746,7 @@ class TransferEngine:
             delay = self.retry_policy.delay(s.attempts)
             self.journal.series_interrupted(job.id, s.uid, text)
             s.state, s.message = SeriesState.PENDING, text
-            run.not_before[s.uid] = time.monotonic() + delay
+            run.not_before[s.uid] = self.clock.now() + delay
             self._series_event(run, s, f"{text}; retrying in {delay:.1f}s")
             self._message(
                 "warning",
@@ -827,7 +832,7 @@ class TransferEngine:
                         f"{job.display}: commit: {text}; retrying in {delay:.1f}s",
                         job.id,
                     )
-                    await asyncio.sleep(delay)
+                    await self.clock.sleep(delay)
                     continue
                 if not is_retriable(exc):
                     # The server answered: the commit did not happen.
@@ -862,7 +867,7 @@ class TransferEngine:
                 if s.location == "prearchive" and _same_uri(s.uri, job.prearchive_uri)
             ]
             if pre and pre[0].status.startswith(_IN_PROGRESS):
-                await asyncio.sleep(1.0)
+                await self.clock.sleep(1.0)
                 continue
             wants_archive = self._auto_archive(job)
             if pre:
@@ -908,7 +913,7 @@ class TransferEngine:
                 raise
             except Exception as exc:
                 if is_retriable(exc) and attempt < self.retry_policy.attempts:
-                    await asyncio.sleep(self.retry_policy.delay(attempt))
+                    await self.clock.sleep(self.retry_policy.delay(attempt))
                     continue
                 self._set_state(
                     run, JobState.FAILED, f"verification could not list the session: {exc}"
@@ -939,12 +944,7 @@ class TransferEngine:
         self._release(run)
 
 
-async def _wait_event(event: asyncio.Event, seconds: float) -> None:
-    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-    # races with the event being set, which would hang close().
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
+_WALL = MonotonicClock()
 
 
 class _Body:

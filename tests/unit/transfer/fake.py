@@ -6,7 +6,6 @@ stored entries (what XNAT's Java reader rejects), so packer bugs fail here too.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import struct
@@ -14,6 +13,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from xnat_tui.transfer.retry import Clock, MonotonicClock
 from xnat_tui.transfer.server import (
     BodyFactory,
     CommitOutcome,
@@ -56,6 +56,9 @@ class FakeServer:
         self.drop_after_commit = 0  # commits that succeed but whose answer is lost
         self.import_delay = 0.0
         self.chunk_delay = 0.0
+        self.chunks = 0  # body chunks received, over all imports
+        # The delays above pass on this clock (share the engine's ManualClock in tests).
+        self.clock: Clock = MonotonicClock()
         self.ts = 0
 
     # ------------------------------------------------------------ port
@@ -89,14 +92,15 @@ class FakeServer:
         fail = self.fail_imports.pop(0) if self.fail_imports else None
         async for chunk in body():
             buf += chunk
+            self.chunks += 1
             if self.chunk_delay:
-                await asyncio.sleep(self.chunk_delay)
+                await self.clock.sleep(self.chunk_delay)
             if fail is not None and len(buf) > 100:
                 raise fail
         if fail is not None:
             raise fail
         if self.import_delay:
-            await asyncio.sleep(self.import_delay)
+            await self.clock.sleep(self.import_delay)
         members = read_zip_strict(bytes(buf))
         info = self.projects[project]
         kept: dict[str, dict[str, bytes]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.unit.transfer.fake import make_fake_dicom
-from xnat_tui.transfer import SourceFile, SourceSeries, SourceSession
+from xnat_tui.transfer import JobRequest, SourceFile, SourceSeries, SourceSession
 
 
 def make_session(
@@ -39,4 +39,23 @@ def make_session(
             "StudyDate": "20240101",
         },
         root=root / study,
+    )
+
+
+def request_for(
+    session: SourceSession,
+    *,
+    project: str = "P",
+    label: str | None = None,
+    **kw: object,
+) -> JobRequest:
+    """A request as the application layer would make it: subject = PatientID and
+    session label ``<subject>_<Modality>_1`` unless given (engine tests need no templates)."""
+    subject = session.attributes["PatientID"]
+    return JobRequest(
+        session=session,
+        project=project,
+        subject=subject,
+        label=label if label is not None else f"{subject}_{session.attributes['Modality']}_1",
+        **kw,  # type: ignore[arg-type]
     )

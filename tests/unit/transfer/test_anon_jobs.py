@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +13,7 @@ import pytest
 
 from tests.unit.transfer import fake
 from tests.unit.transfer.fake import FakeServer
-from tests.unit.transfer.helpers import make_session
+from tests.unit.transfer.helpers import make_session, request_for
 from xnat_tui.dicom.dicomedit import Script
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
 from xnat_tui.transfer import JobState, Journal, RetryPolicy, TransferEngine
@@ -25,13 +25,6 @@ from xnat_tui.xnat.models import AnonScript
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 VISIT_SCRIPT = 'version "6.1"\ndescribe visit "Visit number"\n(0010,4000) := visit\n'
-
-
-@dataclass(frozen=True)
-class TuiOptions:  # shaped like the TUI's BasicOptions
-    retain_dates: bool = False
-    retain_uids: bool = False
-    retain_device: bool = False
 
 
 class SettingsClient:
@@ -49,15 +42,7 @@ class SettingsClient:
 
 
 async def _plan(server: FakeServer, journal: Journal, session: SourceSession, **kw: object):
-    planner = Planner(server, journal)
-    reqs = await planner.build_requests(
-        [session],
-        project="P",
-        subject_template="{PatientID}",
-        session_template="{subject}_{Modality}_{n}",
-        **kw,  # type: ignore[arg-type]
-    )
-    return await planner.plan(reqs)
+    return await Planner(server, journal).plan([request_for(session, **kw)])
 
 
 async def test_unreadable_site_script_refuses_xnat_and_nothing_is_sent(tmp_path: Path) -> None:
@@ -143,7 +128,7 @@ async def test_options_and_variables_are_journalled_and_give_identical_bytes(
         journal,
         session,
         anonymization="basic",
-        anon_options=TuiOptions(retain_dates=True),
+        anon_options=AnonOptions(retain_dates=True),
         variables={"visit": "V1"},
     )
     assert plan.ok, plan.to_dict()
@@ -244,13 +229,7 @@ async def test_burned_in_series_excluded_under_basic_warned_otherwise(tmp_path: 
 
     # A series the user picked explicitly (the TUI's selection) is their decision.
     planner = Planner(server, None)
-    [req] = await planner.build_requests(
-        [session],
-        project="P",
-        subject_template="{PatientID}",
-        session_template="E",
-        anonymization="basic",
-    )
+    req = request_for(session, label="E", anonymization="basic")
     req.series = {s.series_instance_uid for s in session.series}
     [job] = (await planner.plan([req])).jobs
     assert len(job.series) == 2
@@ -282,7 +261,7 @@ async def test_empty_import_answer_is_a_failed_series_not_a_verified_one(
     assert server.commits == 0 and not (tmp_path / "r" / f"{jid}.json").exists()
 
 
-async def test_tui_style_request_carries_options_and_variables_into_the_journal(
+async def test_request_carries_options_and_variables_into_the_journal(
     tmp_path: Path,
 ) -> None:
     from xnat_tui.transfer import JobRequest
@@ -295,7 +274,7 @@ async def test_tui_style_request_carries_options_and_variables_into_the_journal(
         subject="PAT1",
         label="E1",
         anonymization="basic",
-        anon_options=TuiOptions(retain_uids=True),  # type: ignore[arg-type]
+        anon_options=AnonOptions(retain_uids=True),
         variables={"visit": "V2"},
     )
     plan = await Planner(server, journal).plan([request])
@@ -312,6 +291,6 @@ async def test_tui_style_request_carries_options_and_variables_into_the_journal(
         subject="S",
         label="E",
         anonymization="xnat",
-        anon_options=TuiOptions(retain_uids=True),  # type: ignore[arg-type]
+        anon_options=AnonOptions(retain_uids=True),
     )
     assert other.anon_options == AnonOptions()

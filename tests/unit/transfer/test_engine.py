@@ -4,8 +4,9 @@ import asyncio
 import json
 from pathlib import Path
 
+from tests.unit.transfer.clock import ManualClock, settle
 from tests.unit.transfer.fake import Dropped, FakeServer
-from tests.unit.transfer.helpers import make_session
+from tests.unit.transfer.helpers import make_session, request_for
 from xnat_tui.transfer import (
     Destination,
     JobState,
@@ -25,14 +26,7 @@ FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05)
 
 async def plan_one(server: FakeServer, journal: Journal, tmp: Path, **kw: object):
     session = make_session(tmp, **kw)  # type: ignore[arg-type]
-    planner = Planner(server, journal)
-    reqs = await planner.build_requests(
-        [session],
-        project="P",
-        subject_template="{PatientID}",
-        session_template="{subject}_{Modality}_{n}",
-    )
-    plan = await planner.plan(reqs)
+    plan = await Planner(server, journal).plan([request_for(session)])
     assert plan.ok, plan.to_dict()
     return plan
 
@@ -71,13 +65,7 @@ async def test_archive_destination(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     session = make_session(tmp_path)
     planner = Planner(server, journal)
-    reqs = await planner.build_requests(
-        [session],
-        project="P",
-        subject_template="{PatientID}",
-        session_template="S1",
-        destination=Destination.ARCHIVE,
-    )
+    reqs = [request_for(session, label="S1", destination=Destination.ARCHIVE)]
     engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
     await engine.start()
     ids = await engine.submit(await planner.plan(reqs))
@@ -188,29 +176,39 @@ async def test_unknown_commit_outcome_is_looked_up_not_repeated(tmp_path: Path) 
     assert sess.location == "archive"
 
 
-async def test_pause_stops_quickly_and_resume_finishes(tmp_path: Path) -> None:
+async def _until(predicate: object, what: str) -> None:
+    """Wait for a condition the engine reaches without the clock moving (a send starts)."""
+    for _ in range(2000):
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_pause_stops_at_once_and_nothing_moves_until_resume(tmp_path: Path) -> None:
+    clock = ManualClock()
     server = FakeServer()
+    server.clock = clock
     server.chunk_delay = 0.05
     journal = Journal(tmp_path / "j.sqlite3")
     plan = await plan_one(server, journal, tmp_path, size=3_000_000, files_per_series=2)
-    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r", clock=clock)
     await engine.start()
     [jid] = await engine.submit(plan)
-    await asyncio.sleep(0.2)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    await _until(lambda: server.chunks > 0, "a series is mid-stream")
+    t0 = clock.now()
     engine.pause(jid)
-    states = await engine.wait([jid])
+    states = await asyncio.wait_for(engine.wait([jid]), 30)
     assert states[jid] is JobState.PAUSED
-    await asyncio.sleep(0.05)
-    assert loop.time() - t0 < 1.0
+    assert clock.now() == t0  # no time passed: pausing waits for no chunk or tick
+    await settle()
     assert all(s.state in (SeriesState.PENDING, SeriesState.SENT) for s in journal.series(jid))
-    imports = server.imports
-    await asyncio.sleep(0.2)
-    assert server.imports == imports  # nothing moves while paused
+    imports, chunks = server.imports, server.chunks
+    await clock.advance(10.0)  # 40 progress ticks, 20 journal polls
+    assert (server.imports, server.chunks) == (imports, chunks)  # nothing moves while paused
     server.chunk_delay = 0.0
     engine.resume(jid)
-    assert (await engine.wait([jid]))[jid] is JobState.VERIFIED
+    assert (await asyncio.wait_for(engine.wait([jid]), 30))[jid] is JobState.VERIFIED
     await engine.close()
 
 
@@ -296,25 +294,13 @@ async def test_merge_with_append(tmp_path: Path) -> None:
     planner = Planner(server, journal)
     engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
     await engine.start()
-    reqs = await planner.build_requests(
-        [first],
-        project="P",
-        subject_template="{PatientID}",
-        session_template="{subject}_{Modality}_{n}",
-    )
-    ids = await engine.submit(await planner.plan(reqs))
+    ids = await engine.submit(await planner.plan([request_for(first)]))
     assert (await engine.wait(ids))[ids[0]] is JobState.VERIFIED
     more = make_session(tmp_path / "b", series=(("2", "T2"),))
     planner.refresh()
-    reqs = await planner.build_requests(
-        [more],
-        project="P",
-        subject_template="{PatientID}",
-        session_template="{subject}_{Modality}_{n}",
-    )
+    reqs = [request_for(more)]  # the same study and label again
     plan = await planner.plan(reqs)
-    assert not plan.ok and plan.jobs[0].request.label == "PAT1_MR_1"
-    assert plan.jobs[0].verdict.value == "merge"
+    assert not plan.ok and plan.jobs[0].verdict.value == "merge"
     reqs[0].overwrite = Overwrite.APPEND
     plan = await planner.plan(reqs)
     assert plan.ok
@@ -345,21 +331,25 @@ async def test_disk_full_fails_fast_with_a_clear_reason(tmp_path: Path) -> None:
 
 
 async def test_pause_requested_by_another_process_through_the_journal(tmp_path: Path) -> None:
+    clock = ManualClock()
     server = FakeServer()
+    server.clock = clock
     server.chunk_delay = 0.05
     journal = Journal(tmp_path / "j.sqlite3")
     plan = await plan_one(server, journal, tmp_path, size=3_000_000, files_per_series=2)
-    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    engine = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r", clock=clock)
     await engine.start()
     [jid] = await engine.submit(plan)
-    await asyncio.sleep(0.1)
+    await _until(lambda: server.chunks > 0, "a series is mid-stream")
+    await clock.advance(0.5)  # the engine has polled its journal requests once already
     other = Journal(tmp_path / "j.sqlite3")  # e.g. `xnat-tui transfers pause` in a shell
     assert other.holder(jid) == engine.owner
     other.request(jid, "pause")
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    assert (await engine.wait([jid]))[jid] is JobState.PAUSED
-    assert loop.time() - t0 < 1.5
+    t0 = clock.now()
+    while engine.snapshot()[0].state is not JobState.PAUSED:
+        assert clock.now() - t0 < 0.75, "not seen within a journal poll (0.5 s) and a tick"
+        await clock.advance(engine.progress_interval)
+    assert (await asyncio.wait_for(engine.wait([jid]), 30))[jid] is JobState.PAUSED
     assert other.job(jid).state is JobState.PAUSED
     await engine.close()
 
@@ -367,23 +357,32 @@ async def test_pause_requested_by_another_process_through_the_journal(tmp_path: 
 async def test_bandwidth_cap_limits_the_rate() -> None:
     from xnat_tui.transfer.retry import TokenBucket
 
-    bucket = TokenBucket(10e6, burst=1e6)  # 10 MB/s
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    for _ in range(6):
-        await bucket.take(1_000_000)
-    assert loop.time() - t0 >= 0.45
+    clock = ManualClock()
+    bucket = TokenBucket(10e6, burst=1e6, clock=clock)  # 10 MB/s, 1 MB at once
+
+    async def send() -> None:
+        for _ in range(6):
+            await bucket.take(1_000_000)
+
+    task = asyncio.create_task(send())
+    await clock.advance(0.45)
+    assert not task.done()  # 5 MB beyond the burst need 0.5 s at 10 MB/s
+    await clock.advance(0.06)
+    assert task.done()
+    await task
 
 
 async def test_paused_jobs_of_an_earlier_process_are_shown_and_resumable(tmp_path: Path) -> None:
+    clock = ManualClock()
     server = FakeServer()
+    server.clock = clock
     server.chunk_delay = 0.05
     journal = Journal(tmp_path / "j.sqlite3")
     plan = await plan_one(server, journal, tmp_path, size=2_000_000, files_per_series=2)
-    first = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r")
+    first = TransferEngine(server, journal, retry=FAST, receipts_dir=tmp_path / "r", clock=clock)
     await first.start()
     [jid] = await first.submit(plan)
-    await asyncio.sleep(0.05)
+    await _until(lambda: server.chunks > 0, "a series is mid-stream")
     first.pause(jid)
     await first.close()
     server.chunk_delay = 0.0

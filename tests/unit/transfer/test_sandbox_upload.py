@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from tests.unit.transfer.helpers import request_for
 from xnat_tui.dicom.scan import scan_all
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
 from xnat_tui.sandbox.server import SandboxServer
@@ -39,14 +40,9 @@ async def test_upload_to_sandbox_archive_and_verify(sandbox: SandboxServer, tmp_
         port = XnatPort(client)
         journal = Journal(tmp_path / "j.sqlite3")
         planner = Planner(port, journal)
-        reqs = await planner.build_requests(
-            [session],
-            project="PILOT",
-            subject_template="{PatientID}",
-            session_template="{subject}_{Modality}_{n}",
-            destination=Destination.ARCHIVE,
+        plan = await planner.plan(
+            [request_for(session, project="PILOT", destination=Destination.ARCHIVE)]
         )
-        plan = await planner.plan(reqs)
         assert plan.ok, plan.to_dict()
         engine = TransferEngine(
             port, journal, retry=RetryPolicy(base=0.05), receipts_dir=tmp_path / "r"
