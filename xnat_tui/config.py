@@ -78,7 +78,10 @@ class RoutingPattern:
 
 
 @dataclass
-class ProjectSettings:
+class ProjectPreferences:
+    """The user's own choices for one project (``[projects.ID]``); empty means "use the
+    defaults". Not the server's settings of the project (``xnat.models.ProjectSettings``)."""
+
     anonymization: str = ""
     subject_pattern: str = ""
     session_pattern: str = ""
@@ -106,7 +109,7 @@ class Config:
     defaults: Defaults = field(default_factory=Defaults)
     # Binding id -> key(s), e.g. {"upload.queue": "ctrl+u"}.
     keymap: dict[str, str] = field(default_factory=dict)
-    projects: dict[str, ProjectSettings] = field(default_factory=dict)
+    projects: dict[str, ProjectPreferences] = field(default_factory=dict)
     path: Path | None = None
 
     def profile(self, name: str | None = None) -> ServerProfile | None:
@@ -227,7 +230,7 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
         anon = _expect(body.get("anonymization", ""), str, f"{where} anonymization")
         if anon:
             _choice(anon, ANON_PROFILES, f"{where} anonymization")
-        cfg.projects[pid] = ProjectSettings(
+        cfg.projects[pid] = ProjectPreferences(
             anonymization=anon,
             subject_pattern=_expect(body.get("subject_pattern", ""), str, where),
             session_pattern=_expect(body.get("session_pattern", ""), str, where),
