@@ -39,8 +39,8 @@ from xnat_tui.xnat.models import (
     ProjectRef,
     ProjectSettings,
     RemoteFile,
+    RemoteScan,
     Resource,
-    Scan,
     Subject,
     SubjectResult,
     data_uri,
@@ -337,7 +337,7 @@ class XnatClient(XnatTransport):
 
     # ---------------------------------------------------------------- scans and files
 
-    async def scans(self, experiment_uri: str) -> list[Scan]:
+    async def scans(self, experiment_uri: str) -> list[RemoteScan]:
         """Scans of an archived session (``/data/experiments/ID`` or the archive path)."""
         uri = data_uri(experiment_uri)
         ctx = self.context("list scans", not_found=f"session {uri} does not exist or is hidden")

@@ -167,7 +167,9 @@ class Experiment:
 
 
 @dataclass(frozen=True)
-class Scan:
+class RemoteScan:
+    """A scan of a session on the server (not ``dicom.model.Scan``, a local series)."""
+
     id: str
     type: str = ""
     series_description: str = ""

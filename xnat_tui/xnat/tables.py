@@ -15,8 +15,8 @@ from xnat_tui.xnat.models import (
     Project,
     ProjectRef,
     RemoteFile,
+    RemoteScan,
     Resource,
-    Scan,
     Subject,
     parse_int,
 )
@@ -106,8 +106,8 @@ def experiment(row: Row) -> Experiment:
     )
 
 
-def scan(row: Row) -> Scan:
-    return Scan(
+def scan(row: Row) -> RemoteScan:
+    return RemoteScan(
         id=_get(row, "ID"),
         type=_get(row, "type"),
         series_description=_get(row, "series_description"),
