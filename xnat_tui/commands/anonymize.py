@@ -15,12 +15,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, parse_variables
+
 if TYPE_CHECKING:
     from xnat_tui.dicom.dicomedit import Anonymizer, Script, TagChange
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _JUNK = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 # Below this many files a process pool costs more than it saves.
@@ -118,28 +117,22 @@ def register(subparsers: Any) -> None:
 # ---- inputs -----------------------------------------------------------------------
 
 
-def _parse_vars(items: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            raise _Usage(f"--var {item!r}: expected NAME=VALUE")
-        out[name] = value
-    return out
+def _files(paths: Sequence[Path], unreadable: list[str]) -> Iterator[Path]:
+    """The files under ``paths``, walked as the scanner walks them (depth first, names
+    sorted, no symlink loops); folders that cannot be listed are said and noted."""
+    from xnat_tui.dicom.model import Problem
+    from xnat_tui.dicom.walk import walk
 
-
-def _walk(paths: Sequence[Path]) -> Iterator[Path]:
-    for root in paths:
-        if root.is_file():
-            yield root
+    for event in walk(paths):
+        if isinstance(event, Problem):
+            if event.severity != "info":
+                print(f"xnat-tui anonymize: {event.path}: {event.detail}", file=sys.stderr)
+                unreadable.append(event.path)
             continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name in _JUNK or name.startswith("._"):
-                    continue
-                yield Path(dirpath) / name
+        for name, _size, _mtime in event.files:
+            if name in _JUNK or name.startswith("._"):
+                continue
+            yield Path(event.path) / name
 
 
 def _dicom_kind(path: Path) -> str:
@@ -418,7 +411,10 @@ def run(args: argparse.Namespace) -> int:
             raise _Usage("--retain-dates/--retain-uids/--retain-device need --profile basic")
         if args.jobs is not None and args.jobs < 1:
             raise _Usage("--jobs must be at least 1")
-        variables = _parse_vars(args.var)
+        try:
+            variables = parse_variables(args.var)
+        except ValueError as exc:
+            raise _Usage(str(exc)) from None
         if args.project:
             variables.setdefault("project", args.project)
         lookup = None
@@ -440,7 +436,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         _check_variables(scripts, variables)
         files: list[Path] = []
-        for f in _walk(args.paths):
+        unreadable: list[str] = []
+        for f in _files(args.paths, unreadable):
             kind = _dicom_kind(f)
             if kind == "dicom":
                 files.append(f)
@@ -452,8 +449,17 @@ def run(args: argparse.Namespace) -> int:
             print("xnat-tui anonymize: no DICOM files found", file=sys.stderr)
             return EXIT_FAILED
         if args.preview:
-            return _preview(anon, files, variables, args)
-        return _write_copies(anon, files, variables, args)
+            code = _preview(anon, files, variables, args)
+        else:
+            code = _write_copies(anon, files, variables, args)
+        if unreadable:
+            print(
+                f"xnat-tui anonymize: {len(unreadable)} folder(s) could not be read; "
+                "their files were not anonymized",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        return code
     except _Usage as exc:
         print(f"xnat-tui anonymize: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -222,3 +222,57 @@ def test_lookup_table_from_a_file(tmp_path, capsys) -> None:
     assert "DOE^JANE  ->  SUBJ_0001" in capsys.readouterr().out
     assert main(args) == 1  # refused up front: no table for lookup[]
     assert "lookup" in capsys.readouterr().err
+
+
+def test_files_deep_in_nested_folders_are_found(tmp_path, capsys) -> None:
+    src = tmp_path / "src"
+    ds = vector_dataset()
+    ds.SOPInstanceUID = "1.2.3.99.1"
+    write_file(src / "a" / "b" / "c" / "d" / "x.dcm", ds)
+    (src / "a" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    assert main(["anonymize", str(src), "--profile", "basic", "--preview", *VARS]) == 0
+    captured = capsys.readouterr()
+    assert "== " in captured.out
+    assert ".DS_Store" not in captured.err
+
+
+def test_an_unreadable_folder_is_reported_not_skipped_silently(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from xnat_tui.dicom import walk as walk_module
+    from xnat_tui.dicom.model import Problem, ProblemKind
+
+    src = tmp_path / "src"
+    _tree(src)
+    locked = str(src / "study" / "t2")
+    real_walk = walk_module.walk
+
+    def walk(roots, *args, **kwargs):  # the real walk, with t2 refusing to be listed
+        for event in real_walk(roots, *args, **kwargs):
+            if not isinstance(event, Problem) and event.path == locked:
+                yield Problem(locked, ProblemKind.UNREADABLE, "cannot list folder: denied")
+                continue
+            yield event
+
+    monkeypatch.setattr(walk_module, "walk", walk)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "--profile", "basic", "--out", str(out), *VARS]) == 1
+    err = capsys.readouterr().err
+    assert f"{locked}: cannot list folder: denied" in err
+    assert "1 folder(s) could not be read" in err
+    assert sorted(p.name for p in out.rglob("*.dcm")) == ["0.dcm", "1.dcm"]  # t1's
+
+
+@pytest.mark.parametrize("command", ["upload", "anonymize"])
+def test_both_commands_reject_a_bad_var_the_same_way(tmp_path, capsys, command: str) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    extra = ["--project", "P"] if command == "upload" else ["--profile", "basic", "--preview"]
+    for bad, said in (
+        ("oops", "--var 'oops': expected NAME=VALUE"),
+        ("9x=1", "--var '9x=1': expected NAME=VALUE"),
+        ("visit=", "--var visit: a value is required"),
+        ("visit=a\\b", "--var visit: control characters and backslashes are not allowed"),
+    ):
+        assert main([command, str(src), *extra, "--var", bad]) == 2
+        assert said in capsys.readouterr().err
