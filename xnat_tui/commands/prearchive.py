@@ -1,6 +1,6 @@
 """``xnat-tui prearchive``: list and triage prearchive sessions without the TUI.
 
-Same domain code as the triage screen (``xnat_tui.transfer.triage``). Exit codes:
+Same domain code as the triage screen (``xnat_tui.workflow.prearchive``). Exit codes:
 0 everything succeeded, 1 a session failed or the server refused, 2 usage error.
 """
 
