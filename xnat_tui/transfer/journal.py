@@ -567,10 +567,6 @@ class Journal:
             db.execute("UPDATE jobs SET commit_phase = '' WHERE id = ?", (job_id,))
             self._step(db, job_id, "", "commit", "not-done", detail)
 
-    def set_prearchive_uri(self, job_id: str, uri: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE jobs SET prearchive_uri = ? WHERE id = ?", (uri, job_id))
-
     def set_receipt(self, job_id: str, path: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE jobs SET receipt = ? WHERE id = ?", (path, job_id))

@@ -331,8 +331,3 @@ def _one_at_a_time(items: Iterable[bytes]) -> Iterator[bytes]:
         if item is None:
             return
         yield item
-
-
-def zip_size_estimate(files: Sequence[SourceFile]) -> int:
-    """Bytes of a stored zip64 of these files (for progress and Content-Length-less logs)."""
-    return sum(f.size + 30 + 20 + 46 + 28 + 2 * 80 for f in files) + 98

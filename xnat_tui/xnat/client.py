@@ -32,7 +32,6 @@ from xnat_tui.xnat.models import (
     CommitResult,
     Experiment,
     ImportResult,
-    LogEntry,
     PrearchiveEntry,
     PrearchiveScan,
     Project,
@@ -45,7 +44,7 @@ from xnat_tui.xnat.models import (
     SubjectResult,
     data_uri,
 )
-from xnat_tui.xnat.transport import Body, Params, Reply, XnatTransport, gather_or_cancel
+from xnat_tui.xnat.transport import Body, Reply, XnatTransport, gather_or_cancel
 
 OVERWRITE_MODES = ("none", "append", "delete")
 EXPERIMENT_COLUMNS = (
@@ -344,14 +343,6 @@ class XnatClient(XnatTransport):
         payload = await self.get_json(f"{uri}/scans", ctx)
         return [tables.scan(r) for r in tables.rows(payload, "scans")]
 
-    async def scan_resources(self, experiment_uri: str, scan_id: str) -> list[Resource]:
-        uri = data_uri(experiment_uri)
-        ctx = self.context(
-            f"list resources of scan {scan_id}", not_found=f"scan {scan_id} of {uri} not found"
-        )
-        payload = await self.get_json(f"{uri}/scans/{_q(scan_id)}/resources", ctx)
-        return [tables.resource(r) for r in tables.rows(payload, "resources")]
-
     async def scan_files(
         self, experiment_uri: str, scan_id: str, resource: str = "DICOM"
     ) -> list[RemoteFile]:
@@ -609,11 +600,6 @@ class XnatClient(XnatTransport):
         )
         return [tables.remote_file(r) for r in tables.rows(payload, "prearchive files")]
 
-    async def prearchive_logs(self, uri: str) -> list[LogEntry]:
-        target = data_uri(uri)
-        payload = await self.get_json(f"{target}/logs", self._prearc_ctx("read the log of", target))
-        return [tables.log_entry(r) for r in tables.rows(payload, "prearchive logs")]
-
     async def prearchive_last_log(self, uri: str) -> str:
         target = data_uri(uri)
         reply = await self.request(
@@ -726,13 +712,6 @@ class XnatClient(XnatTransport):
         await self.request("GET", f"/data/services/tokens/invalidate/{_q(alias)}", ctx)
 
     # ---------------------------------------------------------------- raw access
-
-    async def get_table(
-        self, path: str, params: Params | None = None, *, action: str = ""
-    ) -> list[Mapping[str, str]]:
-        """Any XNAT JSON table, for callers needing columns this client does not model."""
-        ctx = self.context(action or f"read {path}")
-        return tables.rows(await self.get_json(path, ctx, params), path)
 
 
 def _first_uri(reply: Reply) -> str:

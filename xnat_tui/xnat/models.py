@@ -105,11 +105,6 @@ class ProjectSettings:
     def filters(self) -> tuple[SeriesImportFilter, ...]:
         return tuple(f for f in (self.site_filter, self.project_filter) if f is not None)
 
-    @property
-    def anon_scripts(self) -> tuple[AnonScript, ...]:
-        """Enabled scripts in the order XNAT applies them (site, then project)."""
-        return tuple(s for s in (self.site_anon, self.project_anon) if s and s.enabled)
-
     def series_decision(
         self,
         series_description: str | None,
@@ -247,13 +242,6 @@ class PrearchiveScan:
     series_description: str = ""
     xsi_type: str = ""
     raw: Row = field(default_factory=dict, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    id: str
-    date: str
-    entry: str
 
 
 @dataclass(frozen=True)

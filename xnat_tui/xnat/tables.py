@@ -9,7 +9,6 @@ from typing import Any
 from xnat_tui.xnat.errors import ProtocolError
 from xnat_tui.xnat.models import (
     Experiment,
-    LogEntry,
     PrearchiveEntry,
     PrearchiveScan,
     Project,
@@ -173,7 +172,3 @@ def prearchive_scan(row: Row) -> PrearchiveScan:
         xsi_type=_get(row, "xsiType"),
         raw=row,
     )
-
-
-def log_entry(row: Row) -> LogEntry:
-    return LogEntry(id=_get(row, "id"), date=_get(row, "date"), entry=_get(row, "entry"))

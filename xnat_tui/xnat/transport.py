@@ -78,14 +78,6 @@ class Reply:
         return self.headers.get("Location", "")
 
 
-class _BodyFailure(Exception):
-    """Carries an exception the caller's body stream raised, past aiohttp's wrapping."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(str(original))
-        self.original = original
-
-
 class _GuardedStream:
     """Remembers an exception raised by the caller's stream (a vanished source file).
 
