@@ -172,10 +172,10 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     from xnat_tui.dicom.synthetic import write_bulk_tree
     from xnat_tui.sandbox.server import SandboxThread
     from xnat_tui.ui.app import XnatTuiApp
-    from xnat_tui.ui.launch import connect, scan_tree, tune_runtime
+    from xnat_tui.ui.launch import scan_tree, tune_runtime
     from xnat_tui.ui.screens.main import MainScreen
     from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
-    from xnat_tui.ui.services import LoginRequest, Services
+    from xnat_tui.workflow.login import LoginRequest, login
 
     big, uploads = work / "big", work / "uploads"
     t0 = time.perf_counter()
@@ -209,11 +209,10 @@ async def run(args: argparse.Namespace, work: Path) -> int:
 
         sandbox = SandboxProcess(work / "sandbox", nice=args.server_nice)
     try:
-        services = Services(scan_func=scan_tree, concurrency=4)
         app = XnatTuiApp(
             Config(),
-            services=services,
-            connector=connect,
+            scan=scan_tree,
+            connector=login,
             start_path=work,
             login=LoginRequest(url=sandbox.url, user="alice", password="alice"),
             auto_login=True,
@@ -287,7 +286,8 @@ async def run(args: argparse.Namespace, work: Path) -> int:
             if args.verbose:
                 for line in list(app.log_buffer.lines)[-15:]:
                     print("   log:", line.render())
-            await app.services.stop()
+            if app.uploads is not None:
+                await app.uploads.close()
     finally:
         sandbox.stop()
 

@@ -1,4 +1,4 @@
-"""UI test settings: short debounce so tests do not idle; same code path otherwise."""
+"""UI test settings: no debounce wait, so tests do not idle; same code path otherwise."""
 
 from __future__ import annotations
 
@@ -6,6 +6,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _fast_debounce(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("xnat_tui.ui.screens.main.CHECK_DEBOUNCE", 0.05)
-    monkeypatch.setattr("xnat_tui.ui.screens.bulk.DEBOUNCE", 0.05)
+def _no_debounce(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("xnat_tui.ui.app.CHECK_DEBOUNCE", 0.0)

@@ -6,6 +6,7 @@ screens under test are the real ones.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from xnat_tui.transfer.events import EventHub, JobProgress, JobStateChanged, Pro
 from xnat_tui.transfer.server import ProjectInfo, RemoteSession
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.app import XnatTuiApp
-from xnat_tui.ui.services import Connection, LoginRequest, Services
+from xnat_tui.workflow.login import Connection, LoginRequest
 from xnat_tui.xnat.filters import SeriesImportFilter
 from xnat_tui.xnat.models import ProjectRef
 
@@ -226,7 +227,12 @@ def fake_connector(port: FakePort, *, fail: BaseException | None = None) -> Any:
     async def connect(request: LoginRequest) -> Connection:
         if fail is not None:
             raise fail
-        return Connection(url=request.url, user=request.user or "alice", port=port)  # type: ignore[arg-type]
+        return Connection(
+            url=request.url,
+            user=request.user or "alice",
+            port=port,  # type: ignore[arg-type]
+            projects=port,
+        )
 
     return connect
 
@@ -241,21 +247,20 @@ def make_app(
     auto: bool = True,
     fail: BaseException | None = None,
     theme_dirs: list[Path] | None = None,
+    sleep: ManualSleep | None = None,
 ) -> tuple[XnatTuiApp, FakePort, FakeEngine]:
-    port = port or FakePort()
-    engine = FakeEngine()
-    services = Services(
-        scan_func=scan_func_for(sessions or []),
-        engine_factory=lambda p, j: engine,
-    )
     from xnat_tui.transfer.journal import Journal
 
-    services.journal = Journal(tmp_path / "journal.sqlite3")
+    port = port or FakePort()
+    engine = FakeEngine()
     (tmp_path / "dicom" / "A").mkdir(parents=True, exist_ok=True)
     app = XnatTuiApp(
         config or Config(),
-        services=services,
+        scan=scan_func_for(sessions or []),
+        journal=lambda: Journal(tmp_path / "journal.sqlite3"),
+        engine_factory=lambda port, journal, transform, settings: engine,  # type: ignore[arg-type,return-value]
         connector=fake_connector(port, fail=fail),
+        **({"sleep": sleep} if sleep is not None else {}),
         start_path=tmp_path / "dicom",
         login=login or LoginRequest(url="http://fake.test", user="alice", password="alice"),
         auto_login=auto,
@@ -320,12 +325,45 @@ async def scanned(pilot: Any, count: int) -> Any:
     return screen
 
 
-async def with_project(pilot: Any, screen: Any, project: str) -> None:
+class ManualSleep:
+    """The App's debounce wait, controlled by the test: each wait lasts until released."""
+
+    def __init__(self) -> None:
+        self._events: list[asyncio.Event] = []
+
+    async def __call__(self, seconds: float) -> None:
+        event = asyncio.Event()
+        self._events.append(event)
+        try:
+            await event.wait()
+        finally:
+            self._events.remove(event)
+
+    @property
+    def waiting(self) -> int:
+        """Waits in progress (a superseded check's wait is cancelled, so not counted)."""
+        return len(self._events)
+
+    def release_all(self) -> None:
+        for event in list(self._events):
+            event.set()
+
+
+async def with_project(
+    pilot: Any, screen: Any, project: str, *, release: ManualSleep | None = None
+) -> None:
     screen.choose_project(project)
+
+    def released() -> bool:
+        if release is not None:
+            release.release_all()
+        return True
+
     await until(
         pilot,
         lambda: (
-            pilot.app.workbench.project is not None
+            released()
+            and pilot.app.workbench.project is not None
             and pilot.app.workbench.project.id == project
             and all(i.state not in ("—", "checking") for i in pilot.app.workbench.items.values())
         ),

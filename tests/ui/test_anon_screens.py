@@ -19,9 +19,9 @@ from xnat_tui.dicom.dicomedit import ScriptError
 from xnat_tui.dicom.model import Session
 from xnat_tui.dicom.scan import scan_all
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+from xnat_tui.transfer.types import AnonOptions
 from xnat_tui.ui.anon_service import (
     AnonChoice,
-    BasicOptions,
     PreviewComputer,
     PreviewRequest,
     burned_in_exclusions,
@@ -181,7 +181,7 @@ async def test_switching_series_and_profiles(session: Session) -> None:
         assert "(0008,0020)" in cells(diff)
         await pilot.press("d")
         await settle(pilot)
-        assert screen.options == BasicOptions(retain_dates=True)
+        assert screen.options == AnonOptions(retain_dates=True)
         assert "(0008,0020)" not in cells(diff)
         assert "☑ dates" in text_of(screen, "#anon-bar")
         await pilot.press("u")
@@ -197,7 +197,7 @@ async def test_switching_series_and_profiles(session: Session) -> None:
         # The retain toggles make no sense under none: disabled, options untouched.
         await pilot.press("d")
         await settle(pilot)
-        assert screen.options == BasicOptions(retain_dates=True, retain_uids=True)
+        assert screen.options == AnonOptions(retain_dates=True, retain_uids=True)
 
         # xnat without a connection says so instead of guessing.
         await pilot.press("p")
@@ -217,7 +217,7 @@ async def test_switching_series_and_profiles(session: Session) -> None:
         await settle(pilot)
     (choice,) = app.dismissed
     assert choice == AnonChoice(
-        "basic", BasicOptions(retain_dates=True, retain_uids=True), {}, choice.script_hashes
+        "basic", AnonOptions(retain_dates=True, retain_uids=True), {}, choice.script_hashes
     )
     assert len(choice.script_hashes) == 1
 
@@ -468,11 +468,11 @@ def test_variable_rules() -> None:
 def test_profiles_cycle_and_requests_ignore_irrelevant_settings() -> None:
     assert [next_profile(p) for p in ("none", "xnat", "basic")] == ["xnat", "basic", "none"]
     # Options only matter under basic, server scripts only under xnat: same cache key.
-    a = PreviewRequest.make("none", options=BasicOptions(retain_dates=True))
+    a = PreviewRequest.make("none", options=AnonOptions(retain_dates=True))
     b = PreviewRequest.make("none")
     assert a == b
     with pytest.raises(ValueError):
-        BasicOptions().toggled("retain_everything")
+        AnonOptions().toggled("retain_everything")
 
 
 def test_computer_reads_each_sample_once_and_leaves_files_untouched(session: Session) -> None:

@@ -7,11 +7,11 @@ from tests.ui.fakes import (
     FakeProject,
     make_app,
     make_session,
-    scan_func_for,
     scanned,
     until,
     with_project,
 )
+from xnat_tui.config import Config, ProjectPreferences
 from xnat_tui.transfer.server import ProjectInfo
 from xnat_tui.ui.screens.anon_variables import AnonVariablesScreen
 from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
@@ -23,8 +23,7 @@ async def test_basic_profile_with_retained_dates_is_what_gets_queued(tmp_path, d
 
     study = dicom_factory(tmp_path / "in", patient_id="P042", series=[SeriesSpec("MR", 1, "T1", 2)])
     session = scan_all([study.paths[0].parent.parent], use_cache=False).sessions[0]
-    app, _, engine = make_app(tmp_path)
-    app.services.scan_func = scan_func_for([session])
+    app, _, engine = make_app(tmp_path, sessions=[session])
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 1)
         await with_project(pilot, screen, "PILOT")
@@ -62,10 +61,10 @@ def project_with_variables() -> FakePort:
 
 
 async def test_missing_script_variables_are_asked_before_queueing(tmp_path):
+    config = Config(projects={"STUDY_V": ProjectPreferences(anonymization="xnat")})
     app, _, engine = make_app(
-        tmp_path, sessions=[make_session("P001")], port=project_with_variables()
+        tmp_path, sessions=[make_session("P001")], port=project_with_variables(), config=config
     )
-    app.services.config_anon_for = lambda project: "xnat"
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 1)
         await with_project(pilot, screen, "STUDY_V")
@@ -86,6 +85,7 @@ async def test_missing_script_variables_are_asked_before_queueing(tmp_path):
         await pilot.press("y")
         await until(pilot, lambda: len(engine.submitted) == 1)
         # Asked once: the next upload to this project reuses the value.
-        assert app.services.anon_variables["STUDY_V"] == {"visit": "V1"}
+        assert app.uploads is not None
+        assert app.uploads.anonymization("STUDY_V").variables == {"visit": "V1"}
     request = engine.submitted[0].request
     assert request.anonymization == "xnat" and dict(request.variables) == {"visit": "V1"}

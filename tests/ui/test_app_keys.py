@@ -183,22 +183,21 @@ async def test_bulk_respects_the_projects_restriction(tmp_path):
 
 
 async def test_anonymization_preview_key_sets_the_profile(tmp_path, dicom_factory):
-    from tests.ui.fakes import scan_func_for
     from xnat_tui.dicom.scan import scan_all
     from xnat_tui.dicom.synthetic import SeriesSpec
 
     study = dicom_factory(tmp_path / "in", patient_id="P042", series=[SeriesSpec("MR", 1, "T1", 2)])
     session = scan_all([study.paths[0].parent.parent], use_cache=False).sessions[0]
-    app, _, _ = make_app(tmp_path)
-    app.services.scan_func = scan_func_for([session])
+    app, _, _ = make_app(tmp_path, sessions=[session])
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 1)
         await with_project(pilot, screen, "PILOT")
-        assert app.services.anon_profile_for("PILOT") == "none"
+        assert app.uploads is not None
+        assert app.uploads.anonymization("PILOT").profile == "none"
         await pilot.press("2", "A")
         await until(pilot, lambda: app.screen.__class__.__name__ == "AnonPreviewScreen")
         preview = app.screen
         await until(pilot, lambda: getattr(preview, "current", None) is not None)
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.screen is screen)
-        assert app.services.anon_profile_for("PILOT") in ("basic", "xnat")
+        assert app.uploads.anonymization("PILOT").profile in ("basic", "xnat")

@@ -45,16 +45,16 @@ async def test_successful_login_opens_the_workbench(tmp_path):
     app, port, engine = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await to_main(pilot)
-        assert app.services.connection is not None
-        assert app.services.engine is engine
+        assert app.uploads is not None and app.uploads.engine is engine
         assert "alice @ http://fake.test" in app.sub_title
         # The main screen asked the server for the uploadable projects.
-        await until(pilot, lambda: app.services._projects != [])
-        assert [p for p, _ in app.services._projects] == ["PILOT", "STUDY_A", "STUDY_B"]
+        uploads = app.uploads
+        await until(pilot, lambda: uploads.known_projects != [])
+        assert [p.id for p in uploads.known_projects] == ["PILOT", "STUDY_A", "STUDY_B"]
 
 
 async def test_manual_login_with_typed_password(tmp_path):
-    from xnat_tui.ui.services import LoginRequest
+    from xnat_tui.workflow.login import LoginRequest
 
     app, _, _ = make_app(
         tmp_path, login=LoginRequest(url="http://fake.test", user="alice"), auto=False
@@ -68,13 +68,13 @@ async def test_manual_login_with_typed_password(tmp_path):
 
 
 async def test_offline_mode_disables_uploads(tmp_path):
-    from xnat_tui.ui.services import LoginRequest
+    from xnat_tui.workflow.login import LoginRequest
 
     app, _, _ = make_app(tmp_path, login=LoginRequest(url="", user=""), auto=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("ctrl+o")
         screen = await to_main(pilot)
-        assert app.services.connection is None
+        assert app.uploads is None
         assert screen.check_action("upload", ()) is None
         assert screen.check_action("prearchive", ()) is None
 
@@ -103,8 +103,8 @@ async def test_profiles_fill_the_form(tmp_path):
 
 async def test_real_client_errors_are_told_apart(tmp_path, sandbox):
     """The shipped connector against the sandbox: wrong password vs nothing listening."""
-    from xnat_tui.ui.launch import connect
-    from xnat_tui.ui.services import LoginRequest
+    from xnat_tui.workflow.login import LoginRequest
+    from xnat_tui.workflow.login import login as connect
 
     cases = [
         (LoginRequest(url=sandbox.url, user="alice", password="wrong"), "auth"),
@@ -123,6 +123,7 @@ async def test_real_client_errors_are_told_apart(tmp_path, sandbox):
     app.connector = connect
     async with app.run_test(size=(100, 30)) as pilot:
         await to_main(pilot)
-        assert app.client is not None and app.services.connection.user == "alice"
-        await until(pilot, lambda: "PILOT" in dict(app.services._projects))
-        await app.services.stop()
+        assert app.client is not None and app.uploads is not None
+        assert app.uploads.connection.user == "alice"
+        await until(pilot, lambda: "PILOT" in [p.id for p in app.uploads.known_projects])
+        await app.uploads.close()

@@ -11,12 +11,12 @@ from textual.app import App
 from textual.widgets import Input, Select, Static
 
 from tests.ui.fakes import until
-from xnat_tui.workflow.prearchive import PrearchiveRow
 from xnat_tui.ui.screens.prearchive import PrearchiveScreen
 from xnat_tui.ui.screens.prearchive_archive import ArchiveDialog
 from xnat_tui.ui.screens.prearchive_delete import DeleteDialog
 from xnat_tui.ui.screens.prearchive_results import ResultsDialog
 from xnat_tui.ui.widgets.prearchive_table import PrearchiveTable
+from xnat_tui.workflow.prearchive import PrearchiveRow
 from xnat_tui.xnat.errors import PermissionDenied
 from xnat_tui.xnat.labels import ExistingSession
 from xnat_tui.xnat.prearchive_ops import ScanInfo
@@ -106,10 +106,7 @@ class ScriptedServer:
 
 
 class TriageApp(App[None]):
-    """Stands in for the real App: exposes ``client`` and ``config`` like it does."""
-
-    client: Any = None
-    config: Any = None
+    """Hosts the screen over a scripted server, as the real App hosts it over a client."""
 
     def __init__(self, server: ScriptedServer, interval: float = 0) -> None:
         super().__init__()
@@ -393,16 +390,16 @@ async def test_through_the_real_app_against_the_sandbox(sandbox: Any, tmp_path: 
     from xnat_tui.config import Config
     from xnat_tui.transfer.journal import Journal
     from xnat_tui.ui.app import XnatTuiApp
-    from xnat_tui.ui.launch import connect
-    from xnat_tui.ui.services import LoginRequest, Services
+    from xnat_tui.workflow.login import LoginRequest, login
 
-    services = Services(scan_func=scan_func_for([]), engine_factory=lambda p, j: FakeEngine())
-    services.journal = Journal(tmp_path / "journal.sqlite3")
+    engine = FakeEngine()
     (tmp_path / "dicom").mkdir()
     app = XnatTuiApp(
         Config(),
-        services=services,
-        connector=connect,
+        scan=scan_func_for([]),
+        journal=lambda: Journal(tmp_path / "journal.sqlite3"),
+        engine_factory=lambda port, journal, transform, settings: engine,  # type: ignore[arg-type,return-value]
+        connector=login,
         start_path=tmp_path / "dicom",
         login=LoginRequest(url=sandbox.url, user="alice", password="alice"),
         auto_login=True,
@@ -443,15 +440,16 @@ async def test_through_the_real_app_against_the_sandbox(sandbox: Any, tmp_path: 
 class ClientApp(App[None]):
     """Minimal host with a real client, as the App provides it."""
 
-    config: Any = None
-
     def __init__(self, client: Any, project: str | None = None) -> None:
         super().__init__()
         self.client = client
         self.project = project
 
     def on_mount(self) -> None:
-        self.push_screen(PrearchiveScreen(project=self.project, refresh_interval=0))
+        from xnat_tui.xnat.prearchive_ops import ClientTriageOps
+
+        ops = ClientTriageOps(self.client)
+        self.push_screen(PrearchiveScreen(ops, project=self.project, refresh_interval=0))
 
 
 async def test_collaborator_sees_why_the_prearchive_is_closed_to_him(sandbox: Any) -> None:

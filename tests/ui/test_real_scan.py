@@ -23,7 +23,7 @@ async def test_scans_with_worker_processes_run_back_to_back(tmp_path):
         for name in files:
             os.utime(os.path.join(root, name), (old, old))
     app, _, _ = make_app(tmp_path)
-    app.services.scan_func = scan_tree
+    app.scan = scan_tree
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await to_main(pilot)
         screen.start_scan([tmp_path / "a"])

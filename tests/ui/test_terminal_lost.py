@@ -22,16 +22,18 @@ async def test_the_app_exits_when_its_terminal_is_hung_up(
     master, slave = os.openpty()  # a real terminal to watch
     monkeypatch.setattr(app_module, "TERMINAL_CHECK", 0.05)
     stopped: list[bool] = []
-    real_stop = app.services.stop
-
-    async def stop() -> None:
-        stopped.append(True)
-        await real_stop()
-
-    monkeypatch.setattr(app.services, "stop", stop)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await to_main(pilot)
+            uploads = app.uploads
+            assert uploads is not None
+            real_stop = uploads.close
+
+            async def stop() -> None:
+                stopped.append(True)
+                await real_stop()
+
+            monkeypatch.setattr(uploads, "close", stop)
             app._watch_terminal(slave)
             await pilot.pause(0.3)
             assert app.is_running and not stopped  # still a terminal: nothing happens
@@ -66,16 +68,17 @@ async def test_a_quit_and_a_lost_terminal_shut_down_once(
 
     app, _, _ = make_app(tmp_path)
     calls: list[str] = []
-    real_stop = app.services.stop
-
-    async def slow_stop() -> None:
-        calls.append("stop")
-        await asyncio.sleep(0.2)  # the engine takes a while to close
-        await real_stop()
-
-    monkeypatch.setattr(app.services, "stop", slow_stop)
     async with app.run_test(size=(100, 30)) as pilot:
         await to_main(pilot)
+        assert app.uploads is not None
+        real_stop = app.uploads.close
+
+        async def slow_stop() -> None:
+            calls.append("stop")
+            await asyncio.sleep(0.2)  # the engine takes a while to close
+            await real_stop()
+
+        monkeypatch.setattr(app.uploads, "close", slow_stop)
         await asyncio.gather(app._shutdown_and_exit(), app._shutdown_and_exit())
     assert calls == ["stop"]
 

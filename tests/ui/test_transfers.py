@@ -7,7 +7,7 @@ from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.screens.confirm import ConfirmScreen
 from xnat_tui.ui.screens.receipt import ReceiptScreen
 from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
-from xnat_tui.ui.workbench import RowState
+from xnat_tui.workflow.workbench import RowState
 
 
 async def queue_one(pilot, app, engine):
@@ -122,7 +122,7 @@ async def test_quit_asks_while_transfers_are_active(tmp_path):
 async def test_quit_without_transfers_is_immediate(tmp_path):
     app, _, engine = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.services.engine is not None)
+        await until(pilot, lambda: app.uploads is not None and app.uploads.engine is not None)
         await pilot.press("ctrl+q")
         await until(pilot, lambda: not app.is_running)
     assert ("close", None) in engine.calls

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.ui.fakes import (
     FakeProject,
+    ManualSleep,
     make_app,
     make_session,
     scanned,
@@ -14,7 +15,7 @@ from tests.ui.screen_text import screen_text
 from xnat_tui.transfer.server import ProjectInfo, RemoteSession
 from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
 from xnat_tui.ui.widgets.labels import LabelsPane
-from xnat_tui.ui.workbench import RowState
+from xnat_tui.workflow.workbench import RowState
 
 
 def two_sessions():
@@ -123,8 +124,17 @@ async def test_remote_checks_classify_merge_conflict_and_not_permitted(tmp_path)
         screen = await scanned(pilot, 2)
         await with_project(pilot, screen, "PILOT")
         first, second = app.workbench.items.values()
+        # The study already there keeps its label; {n} skips the label another study holds.
+        assert first.label == "P001_MR_1"
         assert first.state == RowState.MERGE and "merge" in first.detail
-        assert second.state == RowState.CONFLICT and "another StudyInstanceUID" in second.detail
+        assert second.label == "P002_CT_2" and second.state == RowState.NEW
+        # Typing the taken label back is a conflict, said as such.
+        await pilot.press("2", "down")
+        await until(pilot, lambda: screen.sessions.current_uid == second.uid)
+        screen.query_one("#session").focus()
+        await pilot.press("end", "backspace", "1")
+        await until(pilot, lambda: second.state == RowState.CONFLICT)
+        assert "another StudyInstanceUID" in second.detail
         await with_project(pilot, screen, "STUDY_A")
         assert first.state == RowState.NOT_PERMITTED
         assert "does not allow" in first.detail or "subject" in first.detail
@@ -134,31 +144,31 @@ async def test_remote_checks_classify_merge_conflict_and_not_permitted(tmp_path)
 
 async def test_typing_never_waits_for_the_server(tmp_path, monkeypatch):
     """The remote check is debounced: a burst of keys leads to one planner run."""
-    # Long enough that the four key presses land inside it even on a loaded machine.
-    monkeypatch.setattr("xnat_tui.ui.screens.main.CHECK_DEBOUNCE", 2.0)
-    app, port, _ = make_app(tmp_path, sessions=two_sessions())
+    quiet = ManualSleep()  # the debounce wait ends when the test says so, not by the clock
+    app, port, _ = make_app(tmp_path, sessions=two_sessions(), sleep=quiet)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 2)
-        await with_project(pilot, screen, "PILOT")
+        quiet.release_all()
+        await with_project(pilot, screen, "PILOT", release=quiet)
+        uploads = app.uploads
+        assert uploads is not None
         runs = []
-        original = app.services.classify
+        original = uploads.classify
 
-        async def counting(project, items, *args, **kwargs):
+        async def counting(workbench, items):
             runs.append([i.label for i in items])
-            return await original(project, items, *args, **kwargs)
+            return await original(workbench, items)
 
-        app.services.classify = counting
+        monkeypatch.setattr(uploads, "classify", counting)
         screen.query_one("#session").focus()
         await pilot.press("end", *"_abc")
-        await until(
-            pilot,
-            lambda: (
-                len(runs) >= 1
-                and app.workbench.items[screen.sessions.current_uid].state == RowState.NEW
-            ),
-        )
-        await pilot.pause(0.5)
-        assert len(runs) == 1 and runs[0] == ["P001_MR_1_abc"]
+        current = app.workbench.items[screen.sessions.current_uid]
+        # Every key press restarted the wait; nothing was asked of the server meanwhile.
+        assert runs == [] and current.state == RowState.CHECKING
+        await until(pilot, lambda: quiet.waiting == 1)
+        quiet.release_all()
+        await until(pilot, lambda: current.state == RowState.NEW)
+        assert runs == [["P001_MR_1_abc"]]
 
 
 async def test_subject_type_ahead_suggests_existing_subjects(tmp_path):

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from xnat_tui.transfer.engine import TransferEngine
 from xnat_tui.transfer.events import (
     EngineMessage,
     EventStream,
@@ -25,9 +24,10 @@ from xnat_tui.transfer.events import (
     SeriesStateChanged,
 )
 from xnat_tui.transfer.journal import JobRecord, Journal, SeriesRecord
-from xnat_tui.transfer.planner import Plan, PlannedJob
+from xnat_tui.transfer.plan import Plan, PlannedJob
 from xnat_tui.transfer.types import JobState, SeriesState
 from xnat_tui.units import human_bytes, human_rate
+from xnat_tui.workflow.upload import Engine
 
 
 def human_eta(seconds: float | None) -> str:
@@ -212,7 +212,7 @@ class Reporter:
 
 
 async def run_until_done(
-    engine: TransferEngine,
+    engine: Engine,
     ids: list[str],
     reporter: Reporter,
     stream: EventStream,

@@ -1,4 +1,4 @@
-"""``xnat-tui upload PATH... --project P``: scan, plan, send, commit and verify.
+"""``xnat-tui upload PATH... --project P | --routed``: scan, plan, send, commit and verify.
 
 The same engine as the TUI, sharing its journal: an upload interrupted by Ctrl-C, a
 lost SSH connection or ``kill -9`` continues with ``xnat-tui transfers resume``.
@@ -44,7 +44,15 @@ def register(subparsers: Any) -> None:
         epilog="Exit codes: 0 all sessions verified, 1 some refused/failed/interrupted, 2 usage.",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    parser.add_argument("--project", required=True, metavar="P", help="target project ID")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--project", metavar="P", help="target project ID")
+    target.add_argument(
+        "--routed",
+        action="store_true",
+        help="send each session to the project its DICOM routing names (XNAT's "
+        "'Project:' assignment or a site routing pattern); sessions without routing are "
+        "refused, by name",
+    )
     parser.add_argument(
         "--subject", metavar="TEMPLATE", help="subject label template (default from config)"
     )
@@ -118,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _usage_problem(args: argparse.Namespace) -> str:
-    from xnat_tui.transfer.templates import TemplateError, template_fields
+    from xnat_tui.workflow.templates import TemplateError, template_fields
 
     if args.jobs is not None and not 1 <= args.jobs <= 32:
         return "--jobs must be between 1 and 32"
@@ -177,18 +185,17 @@ async def _main(args: argparse.Namespace) -> int:
         summary,
     )
     from xnat_tui.config import ConfigError, load
-    from xnat_tui.transfer import (
-        Compression,
-        Destination,
-        Journal,
-        Overwrite,
-        Planner,
-        TransferEngine,
-    )
-    from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet, missing_variables
+    from xnat_tui.transfer.journal import Journal
     from xnat_tui.transfer.source import from_dicom
-    from xnat_tui.transfer.types import AnonOptions
-    from xnat_tui.transfer.xnat_port import XnatPort
+    from xnat_tui.transfer.types import AnonOptions, Compression, Destination, Overwrite
+    from xnat_tui.workflow.login import connection_for
+    from xnat_tui.workflow.targets import routed_project
+    from xnat_tui.workflow.upload import (
+        Anonymization,
+        UploadSession,
+        UploadSettings,
+        label_rules_for,
+    )
 
     keep_running_on_hangup()
     try:
@@ -197,15 +204,34 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     d = config.defaults
-    project_cfg = config.projects.get(args.project)
-    subject_t = (
-        args.subject or (project_cfg.subject_pattern if project_cfg else "") or (d.subject_pattern)
+    rules = label_rules_for(config, args.project or "", subject=args.subject, session=args.session)
+    settings = UploadSettings(
+        destination=Destination(args.dest or d.destination),
+        overwrite=Overwrite(args.overwrite or d.overwrite),
+        concurrency=args.jobs or d.concurrency,
+        bandwidth_limit_mbps=args.bandwidth
+        if args.bandwidth is not None
+        else d.bandwidth_limit_mbps,
+        compression=Compression.DEFLATE if args.deflate else Compression.STORED,
+        include_burned_in=True if args.include_burned_in else None,
     )
-    session_t = (
-        args.session or (project_cfg.session_pattern if project_cfg else "") or (d.session_pattern)
+    options = AnonOptions(
+        retain_dates=args.retain_dates,
+        retain_uids=args.retain_uids,
+        retain_device=args.retain_device,
     )
-    dest = Destination(args.dest or d.destination)
-    overwrite = Overwrite(args.overwrite or d.overwrite)
+    server_profile = config.profile(getattr(args, "profile", None))
+
+    def anonymization(project: str) -> Anonymization:
+        profile = args.anon or config.anonymization_for(server_profile, project)
+        return Anonymization(profile, options, dict(args.variables))
+
+    if options.key() and args.anon != "basic":
+        print(
+            "error: --retain-dates/--retain-uids/--retain-device need --anon basic",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     quiet = bool(args.json)
 
     sessions = await _scan(list(args.paths), quiet, d.routing_patterns)
@@ -213,58 +239,32 @@ async def _main(args: argparse.Namespace) -> int:
         print("error: no DICOM sessions found under the given paths", file=sys.stderr)
         return EXIT_FAILED
     sources = [from_dicom(s) for s in sessions]
+    projects = {args.project} if args.project else {routed_project(s) for s in sources} - {""}
 
     async with open_client(args, config) as client:
-        port = XnatPort(client)
-        anon_profile = args.anon or config.anonymization_for(
-            config.profile(getattr(args, "profile", None)), args.project
+        uploads = UploadSession(
+            connection_for(client, url=client.server, owned=False),
+            Journal(),
+            settings=settings,
+            anon_default=anonymization,
         )
-        options = AnonOptions(
-            retain_dates=args.retain_dates,
-            retain_uids=args.retain_uids,
-            retain_device=args.retain_device,
-        ).for_profile(anon_profile)
-        if options.key() and anon_profile != "basic":
-            print(
-                "error: --retain-dates/--retain-uids/--retain-device need --anon basic",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        variables: dict[str, str] = args.variables
         # Scripts are fetched and checked before planning: a script that cannot run
         # here refuses the upload (the plan says why), nothing is ever sent.
-        anons = AnonymizerSet()
-        refused = ""
-        try:
-            await anons.prepare(client, args.project, anon_profile, options)
-        except AnonymizationRefused as exc:
-            refused = str(exc)
-        missing = missing_variables(anons.required(args.project, anon_profile, options), variables)
-        if missing:
-            for r in missing:
-                hint = f"   ({r.description})" if r.description else ""
-                print(f"error: --var {r.name}=... is required{hint}", file=sys.stderr)
-            print(
-                f"error: the anonymization script of project {args.project} needs "
-                f"{', '.join(r.name for r in missing)}; nothing was sent",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        journal = Journal()
-        planner = Planner(port, journal)
-        requests = await planner.build_requests(
-            sources,
-            project=args.project,
-            subject_template=subject_t,
-            session_template=session_t,
-            destination=dest,
-            overwrite=overwrite,
-            anonymization=anon_profile,
-            anon_options=options,
-            variables=variables,
-            include_burned_in=True if args.include_burned_in else None,
-        )
-        plan = await planner.plan(requests)
+        refused = await uploads.prepare_anonymization(projects)
+        for project in sorted(projects):
+            missing = uploads.script_variables_missing(project)
+            if missing:
+                for r in missing:
+                    hint = f"   ({r.description})" if r.description else ""
+                    print(f"error: --var {r.name}=... is required{hint}", file=sys.stderr)
+                print(
+                    f"error: the anonymization script of project {project} needs "
+                    f"{', '.join(r.name for r in missing)}; nothing was sent",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+        requests = await uploads.requests_for(sources, rules, project=args.project)
+        plan = await uploads.plan(requests)
         if not quiet:
             for line in plan_lines(plan):
                 print(line, file=sys.stderr)
@@ -285,27 +285,20 @@ async def _main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILED
-        engine = TransferEngine(
-            port,
-            journal,
-            concurrency=args.jobs or d.concurrency,
-            bandwidth_limit_mbps=args.bandwidth
-            if args.bandwidth is not None
-            else d.bandwidth_limit_mbps,
-            compression=Compression.DEFLATE if args.deflate else Compression.STORED,
-            transform_for=anons.transform_for,
-        )
-        stream = engine.subscribe()
-        resumed = await engine.start()
+        resumed = await uploads.start()
         if resumed and not quiet:
             print(f"also resuming unfinished transfer(s): {' '.join(resumed)}", file=sys.stderr)
-        ids = await engine.submit(plan)
+        ids = list((await uploads.submit(plan)).values())
         reporter = Reporter(reporter_mode(quiet))
+        engine = uploads.engine
+        assert engine is not None  # started above
         try:
-            states, interrupted = await run_until_done(engine, ids + resumed, reporter, stream)
+            states, interrupted = await run_until_done(
+                engine, ids + resumed, reporter, uploads.stream
+            )
         finally:
-            await asyncio.to_thread(anons.close)
-        result = summary(journal, ids + resumed)
+            await asyncio.to_thread(uploads.anonymizers.close)
+        result = summary(uploads.journal, ids + resumed)
         result["refused"] = [j.to_dict() for j in plan.jobs if not j.ok]
         result["interrupted"] = interrupted
         result["ok"] = result["ok"] and not result["refused"] and not interrupted

@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -33,12 +32,13 @@ from xnat_tui.dicom.dicomedit import (
 )
 from xnat_tui.dicom.dicomedit.preview import preview_dataset
 from xnat_tui.dicom.model import Scan, Session
+from xnat_tui.transfer.anon import ScriptSource
+from xnat_tui.transfer.types import AnonOptions
 
 __all__ = [
     "PROFILES",
     "PROFILE_SUMMARY",
     "AnonChoice",
-    "BasicOptions",
     "PreviewComputer",
     "PreviewRequest",
     "PreviewResult",
@@ -69,26 +69,6 @@ def next_profile(profile: str, step: int = 1) -> str:
 
 
 @dataclass(frozen=True)
-class BasicOptions:
-    """The Basic Profile's retain options (ignored by the other profiles)."""
-
-    retain_dates: bool = False
-    retain_uids: bool = False
-    retain_device: bool = False
-
-    def toggled(self, name: str) -> BasicOptions:
-        if name not in ("retain_dates", "retain_uids", "retain_device"):
-            raise ValueError(f"unknown Basic Profile option {name!r}")
-        values = {
-            "retain_dates": self.retain_dates,
-            "retain_uids": self.retain_uids,
-            "retain_device": self.retain_device,
-        }
-        values[name] = not values[name]
-        return BasicOptions(**values)
-
-
-@dataclass(frozen=True)
 class ServerScript:
     """One of the server's anon scripts as fetched: ``scope`` is "site" or "project P"."""
 
@@ -110,7 +90,7 @@ class ServerScripts:
     unreadable: tuple[str, ...] = ()
 
 
-async def fetch_server_scripts(client: Any, project: str) -> ServerScripts:
+async def fetch_server_scripts(client: ScriptSource, project: str) -> ServerScripts:
     """The project's site and project scripts (site first), enabled or not, as XNAT has them."""
     settings = await client.project_settings(project)
     return ServerScripts(
@@ -124,7 +104,7 @@ async def fetch_server_scripts(client: Any, project: str) -> ServerScripts:
 
 
 def build_scripts(
-    profile: str, server: Sequence[ServerScript] | None, options: BasicOptions
+    profile: str, server: Sequence[ServerScript] | None, options: AnonOptions
 ) -> list[Script]:
     """The scripts the upload would run on this machine (ScriptError if one is refused)."""
     parsed: list[Script] = []
@@ -140,7 +120,7 @@ def build_scripts(
 
 
 async def needed_variables(
-    client: Any, project: str, profile: str, options: BasicOptions | None = None
+    client: ScriptSource, project: str, profile: str, options: AnonOptions | None = None
 ) -> list[RequiredVariable]:
     """Variables to ask the user for before queueing an upload with ``profile``.
 
@@ -151,7 +131,7 @@ async def needed_variables(
     if profile != "xnat":
         return []
     fetched = await fetch_server_scripts(client, project)
-    scripts = build_scripts(profile, fetched.scripts, options or BasicOptions())
+    scripts = build_scripts(profile, fetched.scripts, options or AnonOptions())
     return [r for r in required_variables(scripts) if not r.hidden]
 
 
@@ -243,7 +223,7 @@ class PreviewRequest:
     """Everything a preview depends on; equal requests give equal results (cache key)."""
 
     profile: str
-    options: BasicOptions = BasicOptions()
+    options: AnonOptions = AnonOptions()
     server: tuple[ServerScript, ...] | None = None
     variables: tuple[tuple[str, str], ...] = ()
 
@@ -252,11 +232,11 @@ class PreviewRequest:
         cls,
         profile: str,
         *,
-        options: BasicOptions | None = None,
+        options: AnonOptions | None = None,
         server: Sequence[ServerScript] | None = None,
         variables: Mapping[str, str] | None = None,
     ) -> PreviewRequest:
-        opts = options if profile == "basic" and options is not None else BasicOptions()
+        opts = options if profile == "basic" and options is not None else AnonOptions()
         return cls(
             profile=profile,
             options=opts,
@@ -296,7 +276,7 @@ class AnonChoice:
     """What the user settled on in the preview: hand it to the upload (profile + variables)."""
 
     profile: str
-    options: BasicOptions
+    options: AnonOptions
     variables: dict[str, str]  # only the script's own; project/subject/session come per job
     script_hashes: tuple[str, ...] = ()
 

@@ -1,16 +1,18 @@
 """The App: wiring only — styles, keys, themes, commands, and the long-lived services.
 
-The transfer engine and its event consumer live here (not on a screen) so uploads
-keep going while the user browses, scans, labels or triages.
+The upload session (planner, engine) and its event consumer live here, not on a
+screen, so uploads keep going while the user browses, scans, labels or triages.
+Screens reach what they need through :attr:`XnatTuiApp` attributes, typed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 from textual import work
 from textual.app import App
@@ -18,18 +20,37 @@ from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
 from xnat_tui.config import Config
+from xnat_tui.dicom.model import ScanBatch, ScanSummary
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.types import Destination, JobState, Overwrite
 from xnat_tui.ui.commands import WorkbenchCommands
 from xnat_tui.ui.logbuffer import LogBuffer
+from xnat_tui.ui.messages import TargetsChecked
 from xnat_tui.ui.screens.confirm import ConfirmScreen
-from xnat_tui.ui.services import Connection, Connector, LoginRequest, Services
 from xnat_tui.ui.themes import load_themes
-from xnat_tui.ui.transfer_model import TransferModel
-from xnat_tui.ui.workbench import Workbench
+from xnat_tui.ui.transfer_model import JobRow, TransferModel
+from xnat_tui.workflow.checks import Sleep, TargetChecks
+from xnat_tui.workflow.login import Connection, Connector, LoginRequest
+from xnat_tui.workflow.targets import LabelRules
+from xnat_tui.workflow.upload import (
+    Anonymization,
+    EngineFactory,
+    JobAction,
+    UploadSession,
+    UploadSettings,
+    transfer_engine,
+)
+from xnat_tui.workflow.workbench import Workbench
+from xnat_tui.xnat.client import XnatClient
 
 log = logging.getLogger("xnat_tui.ui")
 
 # Seconds between checks that the terminal is still there (see _watch_terminal).
 TERMINAL_CHECK = 1.0
+# Remote label checks wait this long after the last keystroke.
+CHECK_DEBOUNCE = 0.35
+
+ScanFunc = Callable[[list[Path]], AsyncIterator[ScanBatch | ScanSummary]]
 
 
 class XnatTuiApp(App[int]):
@@ -56,28 +77,33 @@ class XnatTuiApp(App[int]):
         self,
         config: Config,
         *,
-        services: Services,
+        scan: ScanFunc,
         connector: Connector,
         start_path: Path,
         login: LoginRequest | None = None,
         auto_login: bool = False,
+        journal: Callable[[], Journal] = Journal,
+        engine_factory: EngineFactory = transfer_engine,
+        sleep: Sleep = asyncio.sleep,
         theme_dirs: list[Path] | None = None,
         log_buffer: LogBuffer | None = None,
         sandbox_url: str = "",
     ) -> None:
         super().__init__()
         self.config = config
-        self.services = services
+        self.scan = scan
         self.connector = connector
         self.start_path = start_path
         self.login = login
         self.auto_login = auto_login
         self.sandbox_url = sandbox_url
-        profile = config.profile(login.profile if login and login.profile else None)
-        services.config_anon_for = lambda project: config.anonymization_for(profile, project)
-        self.workbench = Workbench()
-        self.workbench.subject_pattern = config.defaults.subject_pattern
-        self.workbench.session_pattern = config.defaults.session_pattern
+        self._journal = journal
+        self._engine_factory = engine_factory
+        # The upload session of the logged-in server (None offline / before login).
+        self.uploads: UploadSession | None = None
+        d = config.defaults
+        self.workbench = Workbench(LabelRules(d.subject_pattern, d.session_pattern))
+        self.checks = TargetChecks(self.workbench, delay=CHECK_DEBOUNCE, sleep=sleep)
         self.transfers = TransferModel()
         self.log_buffer = log_buffer or LogBuffer()
         self.theme_warnings: list[str] = []
@@ -88,14 +114,30 @@ class XnatTuiApp(App[int]):
     # ------------------------------------------------------------ properties used by other screens
 
     @property
-    def client(self) -> Any:
-        """The logged-in ``XnatClient`` (None before login); the triage screen uses it."""
-        conn = self.services.connection
-        return conn.client if conn is not None else None
+    def client(self) -> XnatClient | None:
+        """The logged-in client (None offline or before login)."""
+        return self.uploads.connection.client if self.uploads is not None else None
 
-    @property
-    def engine(self) -> Any:
-        return self.services.engine
+    def upload_session(self, connection: Connection) -> UploadSession:
+        """The upload session for a new connection, with this config's settings."""
+        d = self.config.defaults
+        profile = self.config.profile(
+            self.login.profile if self.login and self.login.profile else None
+        )
+        return UploadSession(
+            connection,
+            self._journal(),
+            settings=UploadSettings(
+                destination=Destination(d.destination),
+                overwrite=Overwrite(d.overwrite),
+                concurrency=d.concurrency,
+                bandwidth_limit_mbps=d.bandwidth_limit_mbps,
+            ),
+            anon_default=lambda project: Anonymization(
+                self.config.anonymization_for(profile, project)
+            ),
+            engine_factory=self._engine_factory,
+        )
 
     # ------------------------------------------------------------ start-up
 
@@ -163,7 +205,8 @@ class XnatTuiApp(App[int]):
         """Called by the login screen: start the engine and show the workbench."""
         from xnat_tui.ui.screens.main import MainScreen
 
-        resumed = await self.services.start(connection)
+        self.uploads = self.upload_session(connection)
+        resumed = await self.uploads.start()
         log.info("logged in as %s at %s", connection.user, connection.url)
         self._events_worker = self._consume_events()
         await self.switch_screen(MainScreen(self.start_path))
@@ -184,19 +227,21 @@ class XnatTuiApp(App[int]):
 
     @work(group="engine-events", exclusive=True, exit_on_error=False)
     async def _consume_events(self) -> None:
-        async for event in self.services.events():
+        if self.uploads is None:
+            return
+        async for event in self.uploads.events():
             self.transfers.apply(event)
             for row in self.transfers.take_finished():
                 self._announce(row)
 
-    def _announce(self, row: Any) -> None:
-        state = str(row.state)
-        if state == "verified":
+    def _announce(self, row: JobRow) -> None:
+        state = row.state
+        if state is JobState.VERIFIED:
             self.notify(f"{row.label}: uploaded and verified.", title="Transfer done")
             log.info("job %s (%s) verified", row.job_id, row.label)
-            if self.services.planner is not None:
-                self.services.planner.refresh()
-        elif state == "failed":
+            if self.uploads is not None:
+                self.uploads.planner.refresh()
+        elif state is JobState.FAILED:
             self.notify(
                 f"{row.label}: {row.message or 'failed'}",
                 title="Transfer failed",
@@ -204,12 +249,31 @@ class XnatTuiApp(App[int]):
                 timeout=10,
             )
             log.error("job %s (%s) failed: %s", row.job_id, row.label, row.message)
-        elif state == "cancelled":
+        elif state is JobState.CANCELLED:
             self.notify(f"{row.label}: cancelled.", title="Transfer", severity="warning")
             log.warning("job %s (%s) cancelled", row.job_id, row.label)
 
+    # ------------------------------------------------------------ target checks
+
+    def check_targets(self, uids: list[str]) -> None:
+        """Debounced: classify these rows' targets soon (each call restarts the wait)."""
+        if self.uploads is None or self.workbench.project is None:
+            return
+        self.checks.mark(uids)
+        self._run_checks()
+
+    @work(group="remote-check", exclusive=True, exit_on_error=False)
+    async def _run_checks(self) -> None:
+        if self.uploads is None:
+            return
+        checked = await self.checks.run(self.uploads)
+        if checked:
+            self.screen.post_message(TargetsChecked(tuple(i.uid for i in checked)))
+
+    # ------------------------------------------------------------ transfers
+
     def job_action(self, action: str, job_id: str | None) -> None:
-        """pause | resume | pause_all | resume_all | cancel | retry | receipt."""
+        """A JobAction's value, or "receipt"."""
         if action == "receipt":
             from xnat_tui.ui.screens.receipt import ReceiptScreen
 
@@ -222,7 +286,7 @@ class XnatTuiApp(App[int]):
 
             def answered(ok: bool | None) -> None:
                 if ok:
-                    self._run_job_action(action, job_id)
+                    self._run_job_action(JobAction.CANCEL, job_id)
 
             self.push_screen(
                 ConfirmScreen(
@@ -235,12 +299,14 @@ class XnatTuiApp(App[int]):
                 callback=answered,
             )
             return
-        self._run_job_action(action, job_id)
+        self._run_job_action(JobAction(action), job_id)
 
     @work(group="job-action", exit_on_error=False)
-    async def _run_job_action(self, action: str, job_id: str | None) -> None:
+    async def _run_job_action(self, action: JobAction, job_id: str | None) -> None:
         try:
-            await self.services.job_action(action, job_id)
+            if self.uploads is None:
+                raise RuntimeError("not connected: there are no transfers to control")
+            await self.uploads.job_action(action, job_id)
         except Exception as exc:  # an engine refusal is shown, never crashes the UI
             self.notify(str(exc), title="Transfers", severity="error")
             log.error("%s %s: %s", action, job_id or "all", exc)
@@ -290,7 +356,8 @@ class XnatTuiApp(App[int]):
             return
         self._stopping = True
         try:
-            await self.services.stop()
+            if self.uploads is not None:
+                await self.uploads.close()
         except Exception as exc:
             log.error("engine shutdown: %s", exc)
         self.exit(0)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from xnat_tui.transfer.types import JobState
 
 if TYPE_CHECKING:
     from xnat_tui.ui.app import XnatTuiApp
@@ -16,7 +18,7 @@ class WorkbenchCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         from xnat_tui.ui.screens.main import MainScreen
 
-        app: XnatTuiApp = self.app  # type: ignore[assignment]
+        app = cast("XnatTuiApp", self.app)
         screen = self.screen
         out: list[tuple[str, str, Callable[[], object]]] = [
             ("Show keys", "List every key binding", app.action_help),
@@ -73,7 +75,7 @@ class WorkbenchCommands(Provider):
                     screen.action_toggle_transfers,
                 )
             )
-            for label, project_id in self._projects(screen):
+            for label, project_id in self._projects(app):
                 out.append(
                     (
                         f"Use project {label}",
@@ -96,7 +98,7 @@ class WorkbenchCommands(Provider):
                     partial(app.job_action, "resume_all", None),
                 )
             )
-        if any(str(r.state) == "failed" for r in app.transfers.jobs.values()):
+        if any(r.state is JobState.FAILED for r in app.transfers.jobs.values()):
             out.append(
                 (
                     "Retry failed transfers",
@@ -107,13 +109,11 @@ class WorkbenchCommands(Provider):
         return out
 
     @staticmethod
-    def _projects(screen: object) -> list[tuple[str, str]]:
-        app = getattr(screen, "app", None)
-        services = getattr(app, "services", None)
-        projects = getattr(services, "_projects", []) or []
+    def _projects(app: XnatTuiApp) -> list[tuple[str, str]]:
+        projects = app.uploads.known_projects if app.uploads is not None else []
         return [
-            (f"{pid}" + (f" ({name})" if name and name != pid else ""), pid)
-            for pid, name in projects
+            (p.id + (f" ({p.secondary_id})" if p.secondary_id not in ("", p.id) else ""), p.id)
+            for p in projects
         ]
 
     async def discover(self) -> Hits:

@@ -20,41 +20,12 @@ from typing import Any
 
 from xnat_tui import config as cfgmod
 from xnat_tui.dicom.model import ScanBatch, ScanSummary
-from xnat_tui.ui.services import Connection, LoginRequest, Services
+from xnat_tui.workflow.login import LoginRequest, login
 
 log = logging.getLogger("xnat_tui.ui")
 
 SANDBOX_PORT_ENV = "XNAT_TUI_SANDBOX_PORT"
 SANDBOX_DIR_ENV = "XNAT_TUI_SANDBOX_DIR"
-
-
-async def connect(request: LoginRequest) -> Connection:
-    """Log in with the real client and wrap it for the engine."""
-    from xnat_tui.transfer.xnat_port import XnatPort
-    from xnat_tui.xnat.client import XnatClient
-    from xnat_tui.xnat.credentials import Credentials, normalise_server
-
-    creds = Credentials(
-        server=normalise_server(request.url),
-        user=request.user,
-        password=request.password,
-        verify_tls=request.verify_tls,
-        ca_bundle=request.ca_bundle,
-        source="tui",
-    )
-    client = XnatClient(creds)
-    try:
-        await client.login()
-    except BaseException:
-        await client.close()
-        raise
-    return Connection(
-        url=creds.server,
-        user=client.username or request.user,
-        port=XnatPort(client),
-        client=client,
-        close=client.close,
-    )
 
 
 async def scan_tree(paths: list[Path]) -> AsyncIterator[ScanBatch | ScanSummary]:
@@ -185,23 +156,15 @@ def _start_sandbox(base: Path) -> tuple[Any, Path]:
 
 
 def build_app(args: argparse.Namespace, cfg: cfgmod.Config, *, start_path: Path) -> Any:
-    from xnat_tui.transfer.types import Destination, Overwrite
     from xnat_tui.ui.app import XnatTuiApp
 
-    services = Services(
-        scan_func=scan_tree,
-        concurrency=cfg.defaults.concurrency,
-        bandwidth_limit_mbps=cfg.defaults.bandwidth_limit_mbps,
-        destination=Destination(cfg.defaults.destination),
-        overwrite=Overwrite(cfg.defaults.overwrite),
-    )
-    login, auto = _login_request(args, cfg)
+    request, auto = _login_request(args, cfg)
     return XnatTuiApp(
         cfg,
-        services=services,
-        connector=connect,
+        scan=scan_tree,
+        connector=login,
         start_path=start_path,
-        login=login,
+        login=request,
         auto_login=auto,
     )
 

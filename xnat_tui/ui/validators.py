@@ -1,4 +1,4 @@
-"""The pure label rules of ``xnat.labels`` as Textual validators.
+"""The pure label rules of ``workflow.labels`` as Textual validators.
 
 The Input sets its ``-valid``/``-invalid`` classes from these as the user types;
 server-side checks (merge/conflict) run separately in a debounced worker.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.validation import ValidationResult, Validator
 
-from xnat_tui.xnat import labels
+from xnat_tui.workflow import labels
 
 
 class LabelRule(Validator):
@@ -25,7 +25,7 @@ class PatternRule(Validator):
     """A label pattern such as ``{PatientID}_{StudyDate}``: well-formed fields only."""
 
     def validate(self, value: str) -> ValidationResult:
-        from xnat_tui.transfer.templates import TemplateError, template_fields
+        from xnat_tui.workflow.templates import TemplateError, template_fields
 
         if not value.strip():
             return self.failure("The pattern is empty.", value)

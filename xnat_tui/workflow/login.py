@@ -65,8 +65,14 @@ async def login(request: LoginRequest) -> Connection:
     return connection_for(client, url=creds.server, user=request.user)
 
 
-def connection_for(client: XnatClient, *, url: str, user: str = "") -> Connection:
-    """The connection of a client that is logged in (or logs in on first use)."""
+def connection_for(
+    client: XnatClient, *, url: str, user: str = "", owned: bool = True
+) -> Connection:
+    """The connection of a client that is logged in (or logs in on first use).
+
+    ``owned``: closing the connection closes the client (not when a caller's
+    ``async with`` does that).
+    """
     from xnat_tui.transfer.xnat_port import XnatPort
 
     return Connection(
@@ -75,5 +81,5 @@ def connection_for(client: XnatClient, *, url: str, user: str = "") -> Connectio
         port=XnatPort(client),
         projects=client,
         client=client,
-        close=client.close,
+        close=client.close if owned else None,
     )

@@ -16,7 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet
+from xnat_tui.config import Config
+from xnat_tui.dicom.dicomedit import RequiredVariable
+from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet, missing_variables
 from xnat_tui.transfer.engine import TransferEngine, TransformFactory
 from xnat_tui.transfer.events import Event, EventStream, JobProgress, ProgressTick
 from xnat_tui.transfer.journal import Journal
@@ -52,6 +54,8 @@ _UNFINISHED = (
 
 class Engine(Protocol):
     """What the session needs of a transfer engine (``TransferEngine`` in the app)."""
+
+    journal: Journal
 
     def subscribe(self) -> EventStream: ...
     async def start(self, *, resume: bool = True) -> list[str]: ...
@@ -95,6 +99,23 @@ class Anonymization:
     variables: dict[str, str] = field(default_factory=dict)
 
 
+def label_rules_for(
+    config: Config, project: str, *, subject: str | None = None, session: str | None = None
+) -> LabelRules:
+    """The label templates for ``project``: given ones, else the project's, else defaults.
+
+    Templates given for this run (``subject``/``session``) are explicit: they win over
+    routing labels found in the DICOM.
+    """
+    own = config.projects.get(project)
+    d = config.defaults
+    return LabelRules(
+        subject or (own.subject_pattern if own else "") or d.subject_pattern,
+        session or (own.session_pattern if own else "") or d.session_pattern,
+        explicit=bool(subject or session),
+    )
+
+
 # (port, journal, transform factory, settings) -> engine
 EngineFactory = Callable[[ServerPort, Journal, TransformFactory, UploadSettings], Engine]
 
@@ -121,7 +142,7 @@ class UploadSession:
         journal: Journal,
         *,
         settings: UploadSettings | None = None,
-        anon_default: Callable[[str], str] = lambda project: "none",
+        anon_default: Callable[[str], Anonymization] = lambda project: Anonymization(),
         engine_factory: EngineFactory = transfer_engine,
     ) -> None:
         self.connection = connection
@@ -134,15 +155,15 @@ class UploadSession:
         self._engine_factory = engine_factory
         self.engine: Engine | None = None
         self._stream: EventStream | None = None
-        self._project_names: dict[str, str] = {}
+        # The projects the user may upload to, as last listed.
+        self.known_projects: list[ProjectRef] = []
 
     # ------------------------------------------------------------ projects
 
     async def projects(self) -> list[ProjectRef]:
         """The projects the user may upload to."""
-        refs = await self.connection.projects.uploadable_projects()
-        self._project_names = {r.id: r.secondary_id for r in refs}
-        return refs
+        self.known_projects = await self.connection.projects.uploadable_projects()
+        return self.known_projects
 
     async def project(self, project: str, *, refresh: bool = False) -> ProjectSummary:
         """What the label editor shows of ``project`` (cached until ``refresh``)."""
@@ -154,7 +175,7 @@ class UploadSession:
             log.warning("project %s: %s", project, warning)
         return ProjectSummary(
             id=project,
-            name=self._project_names.get(project, ""),
+            name=next((r.secondary_id for r in self.known_projects if r.id == project), ""),
             destination="archive" if info.auto_archive else "prearchive",
             allow_create_subject=info.allow_create_subject,
             allow_bulk_upload=info.allow_bulk_upload,
@@ -190,7 +211,8 @@ class UploadSession:
         """This session's choice for ``project``, else the configured profile."""
         chosen = self._anon.get(project)
         if chosen is None:
-            chosen = Anonymization(profile=self._anon_default(project))
+            chosen = self._anon_default(project)
+            chosen.options = chosen.options.for_profile(chosen.profile)
             self._anon[project] = chosen
         return chosen
 
@@ -216,6 +238,12 @@ class UploadSession:
             return []
         return self.anon_variables_needed(project)
 
+    def script_variables_missing(self, project: str) -> list[RequiredVariable]:
+        """Variables the prepared scripts of ``project`` ask for and no value was given."""
+        anon = self.anonymization(project)
+        required = self.anonymizers.required(project, anon.profile, anon.options)
+        return missing_variables(required, anon.variables)
+
     async def prepare_anonymization(self, projects: Iterable[str]) -> str:
         """Fetch and check the scripts these projects' profiles need; '' or why refused.
 
@@ -229,11 +257,11 @@ class UploadSession:
                 continue
             client = self.connection.client
             try:
-                if client is None and anon.profile == "xnat":
-                    raise AnonymizationRefused("no server client to read the scripts from")
-                await self.anonymizers.prepare(client, project, anon.profile, anon.options)  # type: ignore[arg-type]
+                if client is None:
+                    raise AnonymizationRefused("not connected to a server to read scripts from")
+                await self.anonymizers.prepare(client, project, anon.profile, anon.options)
             except Exception as exc:  # that project's jobs fail with this; others go on
-                log.error("anonymization %s for %s cannot be prepared: %s", anon.profile, project, exc)
+                log.error("anonymization %s for %s: %s", anon.profile, project, exc)
                 refused.append(f"{project}: {exc}")
         return "; ".join(refused)
 
@@ -359,7 +387,8 @@ class UploadSession:
             assessment = classify(job, routing_unresolved=workbench.routing_unresolved(item))
             state, detail = RowState.of_target(assessment.kind), assessment.detail
             if asked_later and state.queueable:
-                detail += f"; the anonymization script asks for {', '.join(asked_later)} when queued"
+                names = ", ".join(asked_later)
+                detail += f"; the anonymization script asks for {names} when queued"
             rivals = [o for o in taken.get((request.project, item.label), []) if o is not item]
             if rivals and state.queueable:
                 who = rivals[0].session.patient_name or rivals[0].session.patient_id
@@ -388,9 +417,7 @@ class UploadSession:
             states=list(_UNFINISHED), server=self.connection.port.server_url
         )
         for job in unfinished:
-            self._anon.setdefault(
-                job.project, Anonymization(job.anonymization, job.anon_options)
-            )
+            self._anon.setdefault(job.project, Anonymization(job.anonymization, job.anon_options))
         await self.prepare_anonymization({j.project for j in unfinished})
         self.engine = self._engine_factory(
             self.connection.port, self.journal, self.anonymizers.transform_for, self.settings
@@ -401,6 +428,13 @@ class UploadSession:
         if resumed:
             log.info("resuming %d unfinished transfer(s)", len(resumed))
         return resumed
+
+    @property
+    def stream(self) -> EventStream:
+        """The engine's event stream (subscribed before the engine started)."""
+        if self._stream is None:
+            raise RuntimeError("the transfer engine is not running")
+        return self._stream
 
     def _running(self) -> Engine:
         if self.engine is None:

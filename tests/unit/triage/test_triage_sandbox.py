@@ -7,7 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from xnat_tui.workflow import prearchive as triage
-from xnat_tui.workflow.prearchive import Action, ActionRequest, ArchiveTarget, Outcome, PrearchiveRow
+from xnat_tui.workflow.prearchive import (
+    Action,
+    ActionRequest,
+    ArchiveTarget,
+    Outcome,
+    PrearchiveRow,
+)
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.credentials import Credentials
 from xnat_tui.xnat.prearchive_ops import ClientTriageOps

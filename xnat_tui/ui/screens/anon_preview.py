@@ -8,7 +8,6 @@ when the user picks a profile (ctrl+s), or None when they just close it.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -21,11 +20,11 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from xnat_tui.dicom.dicomedit import TagChange
 from xnat_tui.dicom.model import Session
+from xnat_tui.transfer.types import AnonOptions
 from xnat_tui.ui.anon_service import (
     PROFILE_SUMMARY,
     PROFILES,
     AnonChoice,
-    BasicOptions,
     PreviewComputer,
     PreviewRequest,
     PreviewResult,
@@ -37,7 +36,9 @@ from xnat_tui.ui.anon_service import (
     series_samples,
 )
 from xnat_tui.ui.screens.anon_variables import AnonVariablesScreen
+from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.widgets.anon_diff import AnonDiffTable, AnonSeriesTable
+from xnat_tui.xnat.client import XnatClient
 
 log = logging.getLogger("xnat_tui.ui")
 
@@ -51,7 +52,7 @@ _OPTION_LABELS = (
 )
 
 
-class AnonPreviewScreen(Screen[AnonChoice | None]):
+class AnonPreviewScreen(AppScreen, Screen[AnonChoice | None]):
     HELP_GROUP = "Anonymization preview"
     # Below 100 columns the series list goes above the diff, so both stay readable.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
@@ -175,7 +176,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         self.subject = subject
         self.session_label = session_label
         self.profile = profile
-        self.options = BasicOptions()
+        self.options = AnonOptions()
         self.variables: dict[str, str] = {}
         self.samples = series_samples(session)
         self.computer = PreviewComputer()
@@ -210,8 +211,8 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         self.refresh_preview()
 
     @property
-    def client(self) -> Any:
-        return getattr(self.app, "client", None)
+    def client(self) -> XnatClient | None:
+        return self.xapp.client
 
     @property
     def base_variables(self) -> dict[str, str]:
@@ -289,7 +290,7 @@ class AnonPreviewScreen(Screen[AnonChoice | None]):
         )
 
     def _fetch_scripts(self) -> None:
-        if self._fetching or not self.project:
+        if self._fetching or not self.project or self.client is None:
             return
         self._fetching = True
         self._set_status(f"Fetching the anonymization scripts of {self.project}…")

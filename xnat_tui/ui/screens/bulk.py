@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
-
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -14,17 +11,14 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.widgets.data_table import CellDoesNotExist
 from textual.worker import Worker
 
+from xnat_tui.ui.messages import TargetsChecked
+from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.validators import LabelRule, PatternRule
 from xnat_tui.ui.widgets.sessions import state_text
-from xnat_tui.ui.workbench import RowState, SessionItem
-
-if TYPE_CHECKING:
-    from xnat_tui.ui.app import XnatTuiApp
-
-DEBOUNCE = 0.35
+from xnat_tui.workflow.workbench import SessionItem
 
 
-class BulkScreen(Screen[str | None]):
+class BulkScreen(AppScreen, Screen[str | None]):
     """Dismisses with "queue" (queue the selected rows), "changed" or None."""
 
     HELP_GROUP = "Bulk"
@@ -50,14 +44,10 @@ class BulkScreen(Screen[str | None]):
         super().__init__()
         self.changed = False
 
-    @property
-    def xapp(self) -> XnatTuiApp:
-        return self.app  # type: ignore[return-value]
-
     def rows(self) -> list[SessionItem]:
         wb = self.xapp.workbench
         chosen = wb.selected() or list(wb.items.values())
-        return [i for i in chosen if i.state not in RowState.TRANSFER]
+        return [i for i in chosen if not i.state.in_transfer]
 
     def compose(self) -> ComposeResult:
         wb = self.xapp.workbench
@@ -211,28 +201,24 @@ class BulkScreen(Screen[str | None]):
             self.notify("Fix the pattern first.", severity="error")
             return
         wb = self.xapp.workbench
-        wb.subject_pattern = sp.value
-        wb.session_pattern = ep.value
-        wb.relabel(self.rows(), use_routing=False)
+        wb.set_patterns(sp.value, ep.value)
+        wb.relabel(self.rows(), explicit=True)
         self.changed = True
         self._fill()
         self._row()
         self._check()
 
-    @work(group="bulk-check", exclusive=True, exit_on_error=False)
-    async def _check(self) -> None:
-        await asyncio.sleep(DEBOUNCE)
-        project = self.xapp.workbench.project
+    def _check(self) -> None:
+        """Ask the App for a (debounced) check of every row; the answer comes as a message."""
         rows = self.rows()
-        if project is None or not rows:
+        if self.xapp.workbench.project is None or not rows:
             self._status()
             return
-        for item in rows:
-            item.state = RowState.CHECKING
-        results = await self.xapp.services.classify(project, rows)
-        for item in rows:
-            if item.uid in results:
-                item.state, item.detail = results[item.uid]
+        self.xapp.check_targets([i.uid for i in rows])
+        self._fill()
+
+    @on(TargetsChecked)
+    def _checked(self) -> None:
         self._fill()
         self._status()
         self.refresh_bindings()
@@ -244,7 +230,7 @@ class BulkScreen(Screen[str | None]):
         if action == "queue":
             project = self.xapp.workbench.project
             rows = self.rows()
-            if project is None or not any(i.state in RowState.QUEUEABLE for i in rows):
+            if project is None or not any(i.state.queueable for i in rows):
                 return None
             if not project.allow_bulk_upload and len(rows) > 1:
                 return None
@@ -254,7 +240,7 @@ class BulkScreen(Screen[str | None]):
         wb = self.xapp.workbench
         rows = self.rows()
         for item in wb.items.values():
-            item.selected = item in rows and item.state in RowState.QUEUEABLE
+            item.selected = item in rows and item.state.queueable
         self.dismiss("queue")
 
     def action_close(self) -> None:

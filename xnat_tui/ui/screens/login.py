@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,10 +13,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from xnat_tui.ui.services import LoginRequest
-
-if TYPE_CHECKING:
-    from xnat_tui.ui.app import XnatTuiApp
+from xnat_tui.ui.screens.base import AppScreen
+from xnat_tui.workflow.login import LoginRequest
 
 log = logging.getLogger("xnat_tui.ui")
 
@@ -43,7 +40,7 @@ def explain(error: BaseException) -> tuple[str, str]:
     return "error", text
 
 
-class LoginScreen(Screen[None]):
+class LoginScreen(AppScreen, Screen[None]):
     HELP_GROUP = "Login"
     BINDINGS = [
         Binding(
@@ -67,10 +64,6 @@ class LoginScreen(Screen[None]):
         self.request = request
         self.auto = auto
         self.last_error_kind = ""
-
-    @property
-    def xapp(self) -> XnatTuiApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         cfg = self.xapp.config

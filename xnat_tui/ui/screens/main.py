@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,28 +18,28 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from xnat_tui.dicom.model import ScanBatch, ScanSummary, Session
+from xnat_tui.ui.messages import TargetsChecked
+from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.widgets.folders import FoldersPane
 from xnat_tui.ui.widgets.labels import LabelsPane
 from xnat_tui.ui.widgets.scans import ScansPane
 from xnat_tui.ui.widgets.sessions import SessionsPane
 from xnat_tui.ui.widgets.transfers import TransfersPane
-from xnat_tui.ui.workbench import RowState, SessionItem
 from xnat_tui.units import human_bytes
+from xnat_tui.workflow.upload import label_rules_for
+from xnat_tui.workflow.workbench import RowState, SessionItem
 
 if TYPE_CHECKING:
-    from xnat_tui.ui.app import XnatTuiApp
+    from xnat_tui.ui.anon_service import AnonChoice
 
 log = logging.getLogger("xnat_tui.ui")
-
-# Remote label checks wait this long after the last keystroke.
-CHECK_DEBOUNCE = 0.35
 # A scan reports five times a second; the Sessions table and the progress line follow
 # at most this often. Each refresh re-lays out the screen (rows added, the status line
 # rewrapped), which is what a key press would wait for.
 SCAN_REFRESH = 0.5
 
 
-class MainScreen(Screen[None]):
+class MainScreen(AppScreen, Screen[None]):
     HELP_GROUP = "Main"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
@@ -90,6 +90,14 @@ class MainScreen(Screen[None]):
             id="main.anon_preview",
         ),
         Binding(
+            "o",
+            "routing",
+            "Routing",
+            tooltip="Sessions routed to another project: follow the routing, or upload to "
+            "the chosen project",
+            id="main.routing",
+        ),
+        Binding(
             "R",
             "refresh_project",
             "Refresh",
@@ -103,11 +111,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.start_path = start_path
         self.scan_worker: Worker[None] | None = None
-        self._pending_checks: set[str] = set()
-
-    @property
-    def xapp(self) -> XnatTuiApp:
-        return self.app  # type: ignore[return-value]
+        self._footer_state: tuple[bool, ...] = ()
 
     def compose(self) -> ComposeResult:
         wb = self.xapp.workbench
@@ -184,7 +188,7 @@ class MainScreen(Screen[None]):
         touched: dict[str, Session] = {}
         shown = time.monotonic()
         try:
-            async for event in self.xapp.services.scan(paths):
+            async for event in self.xapp.scan(paths):
                 if isinstance(event, ScanBatch):
                     touched.update((s.study_instance_uid, s) for s in event.sessions)
                     if time.monotonic() - shown < SCAN_REFRESH:
@@ -234,7 +238,7 @@ class MainScreen(Screen[None]):
         finally:
             self.folders.set_scanning(False)
 
-    def _absorb(self, sessions: list) -> int:  # type: ignore[type-arg]
+    def _absorb(self, sessions: Sequence[Session]) -> int:
         """Put found sessions into the workbench and the table; returns how many are new."""
         wb = self.xapp.workbench
         changed: list[SessionItem] = []
@@ -265,7 +269,7 @@ class MainScreen(Screen[None]):
     def _refresh_footer_if_changed(self) -> None:
         """The footer is rebuilt on refresh_bindings: only ask when something flipped."""
         state = tuple(check() for check in self._availability().values())
-        if state != getattr(self, "_footer_state", None):
+        if state != self._footer_state:
             self._footer_state = state
             self.refresh_bindings()
 
@@ -301,10 +305,11 @@ class MainScreen(Screen[None]):
 
     @work(group="projects", exclusive=True, exit_on_error=False)
     async def load_projects(self) -> None:
-        if self.xapp.services.connection is None:
+        uploads = self.xapp.uploads
+        if uploads is None:
             self.labels.set_projects([], None)
             return
-        projects = await self.xapp.services.projects()
+        projects = [(p.id, p.secondary_id) for p in await uploads.projects()]
         current = self.xapp.workbench.project.id if self.xapp.workbench.project else None
         self.labels.set_projects(projects, current)
         if len(projects) == 1 and current is None:
@@ -320,9 +325,19 @@ class MainScreen(Screen[None]):
 
     @work(group="project", exclusive=True, exit_on_error=False)
     async def _load_project(self, project: str, refresh: bool) -> None:
-        info = await self.xapp.services.project(project, refresh=refresh)
+        uploads = self.xapp.uploads
+        if uploads is None:
+            return
+        info = await uploads.project(project, refresh=refresh)
         wb = self.xapp.workbench
+        await uploads.load_existing(wb, project)
         wb.project = info
+        if not wb.rules.explicit:
+            wb.rules = label_rules_for(self.xapp.config, project)
+        # Labels are proposed against what the project holds, as `xnat-tui upload` does.
+        wb.relabel(list(wb.items.values()), only_unedited=True)
+        self.sessions.refresh_rows(list(wb.items.values()))
+        self.labels.show(wb.get(self.sessions.current_uid))
         self._compute_dropped(list(wb.items.values()))
         self.labels.set_project(info)
         self.scans.show(self.sessions.current_uid)
@@ -337,56 +352,62 @@ class MainScreen(Screen[None]):
 
     def _compute_dropped(self, items: list[SessionItem]) -> None:
         project = self.xapp.workbench.project
-        if project is None:
+        uploads = self.xapp.uploads
+        if project is None or uploads is None:
             return
         for item in items:
             for scan in item.scans():
                 project.dropped.pop(scan.series_instance_uid, None)
-            project.dropped.update(self.xapp.services.dropped_reasons(project, item))
+            project.dropped.update(uploads.dropped_reasons(project, item))
 
     # ------------------------------------------------------------ remote checks
 
     def schedule_check(self, uids: list[str]) -> None:
-        """Debounced: each call restarts the exclusive worker, which waits before asking."""
-        if self.xapp.workbench.project is None:
-            return
-        self._pending_checks.update(uids)
-        for uid in uids:
-            item = self.xapp.workbench.get(uid)
-            if item is not None and item.state not in RowState.TRANSFER:
-                item.state = RowState.CHECKING
-        self._check()
+        """Ask for a (debounced) check of these rows' targets."""
+        self.xapp.check_targets(uids)
+        self.sessions.refresh_rows([i for u in uids if (i := self.xapp.workbench.get(u))])
 
-    @work(group="remote-check", exclusive=True, exit_on_error=False)
-    async def _check(self) -> None:
-        await asyncio.sleep(CHECK_DEBOUNCE)
+    @on(TargetsChecked)
+    def _targets_checked(self, event: TargetsChecked) -> None:
         wb = self.xapp.workbench
-        project = wb.project
-        if project is None:
-            return
-        uids = [u for u in self._pending_checks if u in wb.items]
-        items = [wb.items[u] for u in uids if wb.items[u].state not in RowState.TRANSFER]
-        if not items:
-            self._pending_checks.clear()
-            return
-        results = await self.xapp.services.classify(project, items, list(wb.items.values()))
-        # Only now: a cancelled (superseded) check leaves the pending set for the next one.
-        self._pending_checks.difference_update(uids)
-        for item in items:
-            if item.uid in results and item.state not in RowState.TRANSFER:
-                item.state, item.detail = results[item.uid]
-        self.sessions.refresh_rows(items)
+        self.sessions.refresh_rows([i for u in event.uids if (i := wb.get(u))])
         current = wb.get(self.sessions.current_uid)
         if current is not None:
             self.labels.show_status(current)
         self._refresh_footer_if_changed()
+
+    def action_routing(self) -> None:
+        """Routed sessions: follow the routing, or (pressed again) the chosen project."""
+        wb = self.xapp.workbench
+        items = [i for i in self.upload_candidates() if wb.routed_elsewhere(i)]
+        if not items:
+            self.notify(
+                "No selected session is routed to another project by its DICOM.",
+                severity="information",
+            )
+            return
+        follow = not all(i.follow_routing for i in items)
+        changed = wb.choose_routing(items, follow=follow)
+        where = (
+            ", ".join(sorted({i.routed_project for i in changed}))
+            if follow
+            else (wb.project.id if wb.project else "the chosen project")
+        )
+        self.notify(
+            f"{len(changed)} session(s) now go to {where}"
+            + (" as their DICOM routes them." if follow else ", not where routed."),
+            title="Routing",
+        )
+        log.info("routing: %d session(s) %s", len(changed), "follow" if follow else "kept")
+        self.labels.show(wb.get(self.sessions.current_uid))
+        self.schedule_check([i.uid for i in changed])
 
     # ------------------------------------------------------------ uploading
 
     def upload_candidates(self) -> list[SessionItem]:
         wb = self.xapp.workbench
         chosen = wb.selected() or [i for i in [wb.get(self.sessions.current_uid)] if i]
-        return [i for i in chosen if i.state not in RowState.TRANSFER]
+        return [i for i in chosen if not i.state.in_transfer]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.xapp.report_worker(event)
@@ -398,21 +419,22 @@ class MainScreen(Screen[None]):
         wb = self.xapp.workbench
 
         def connected() -> bool:
-            return self.xapp.services.connection is not None
+            return self.xapp.uploads is not None
 
         def current() -> SessionItem | None:
             return wb.get(self.sessions.current_uid)
 
         def can_edit() -> bool:
             item = current()
-            return item is not None and item.state not in RowState.TRANSFER
+            return item is not None and not item.state.in_transfer
 
         return {
             "upload": lambda: (
                 wb.project is not None
                 and connected()
-                and any(i.state in RowState.QUEUEABLE for i in self.upload_candidates())
+                and any(i.state.queueable for i in self.upload_candidates())
             ),
+            "routing": lambda: any(wb.routed_elsewhere(i) for i in self.upload_candidates()),
             "bulk": lambda: bool(len(wb)),
             "refresh_project": lambda: bool(wb.project),
             "prearchive": connected,
@@ -425,7 +447,7 @@ class MainScreen(Screen[None]):
         return True if available is None or available() else None
 
     def action_upload(self) -> None:
-        items = [i for i in self.upload_candidates() if i.state in RowState.QUEUEABLE]
+        items = [i for i in self.upload_candidates() if i.state.queueable]
         if not items:
             self.notify(
                 "Nothing to upload: choose a project and fix the labels first.", severity="warning"
@@ -437,18 +459,20 @@ class MainScreen(Screen[None]):
     async def _plan_and_confirm(self, items: list[SessionItem]) -> None:
         from xnat_tui.ui.screens.upload_confirm import UploadConfirmScreen
 
-        project = self.xapp.workbench.project
-        assert project is not None
-        services = self.xapp.services
-        plan = await services.plan(project, items)
-        missing = services.missing_anon_variables(project, plan)
+        wb = self.xapp.workbench
+        project = wb.project
+        uploads = self.xapp.uploads
+        if project is None or uploads is None:
+            return
+        plan = await uploads.plan_items(wb, items)
+        missing = uploads.missing_anon_variables(project, plan)
         if missing:
             from xnat_tui.ui.screens.anon_variables import AnonVariablesScreen
 
             values = await self.app.push_screen_wait(
                 AnonVariablesScreen(
                     [n for n, _ in missing],
-                    services.anon_variables.get(project.id, {}),
+                    uploads.anonymization(project.id).variables,
                     descriptions=dict(missing),
                 )
             )
@@ -458,12 +482,12 @@ class MainScreen(Screen[None]):
                     severity="warning",
                 )
                 return
-            services.set_anon_variables(project.id, values)
-            plan = await services.plan(project, items)
+            uploads.set_anon_variables(project.id, values)
+            plan = await uploads.plan_items(wb, items)
         confirmed = await self.app.push_screen_wait(UploadConfirmScreen(plan, project))
         if not confirmed:
             return
-        job_ids = await self.xapp.services.submit(plan)
+        job_ids = await uploads.submit(plan)
         by_uid = {uid: job for uid, job in job_ids.items()}
         for item in items:
             job = by_uid.get(item.uid)
@@ -488,9 +512,9 @@ class MainScreen(Screen[None]):
             row = model.jobs.get(item.job_id)
             if row is None:
                 continue
-            state = _ROW_STATE.get(str(row.state), RowState.UPLOADING)
+            state = RowState.of_job(row.state)
             detail = row.message
-            if state == RowState.VERIFIED:
+            if state is RowState.VERIFIED:
                 detail = f"{row.files_total} files, {human_bytes(row.bytes_total)} verified"
             if (state, detail) != (item.state, item.detail):
                 item.state, item.detail = state, detail
@@ -539,8 +563,8 @@ class MainScreen(Screen[None]):
         if item is None:
             return
         project = self.xapp.workbench.project
-        services = self.xapp.services
-        profile = services.anon_profile_for(project.id) if project else "basic"
+        uploads = self.xapp.uploads
+        profile = uploads.anonymization(project.id).profile if project and uploads else "basic"
         screen = AnonPreviewScreen(
             item.session,
             project.id if project else None,
@@ -549,11 +573,13 @@ class MainScreen(Screen[None]):
             profile=profile if profile != "none" else "basic",
         )
 
-        def chosen(choice: object) -> None:
-            if choice is None or project is None:
+        def chosen(choice: AnonChoice | None) -> None:
+            if choice is None or project is None or uploads is None:
                 return
-            picked = str(getattr(choice, "profile", "none"))
-            services.choose_anonymization(project.id, choice)
+            picked = choice.profile
+            uploads.choose_anonymization(
+                project.id, choice.profile, choice.options, dict(choice.variables)
+            )
             self.notify(
                 f"Uploads to {project.id} will be anonymized with: {picked}.", title="Anonymization"
             )
@@ -567,16 +593,12 @@ class MainScreen(Screen[None]):
         except ImportError:
             self.notify("The prearchive screen is not available in this build.", severity="warning")
             return
-        self.app.push_screen(PrearchiveScreen())
+        from xnat_tui.xnat.prearchive_ops import ClientTriageOps
 
-
-_ROW_STATE = {
-    "queued": RowState.QUEUED,
-    "sending": RowState.UPLOADING,
-    "committing": RowState.UPLOADING,
-    "verifying": RowState.UPLOADING,
-    "paused": RowState.PAUSED,
-    "verified": RowState.VERIFIED,
-    "failed": RowState.FAILED,
-    "cancelled": RowState.CANCELLED,
-}
+        client = self.xapp.client
+        if client is None:
+            self.notify("Log in to a server to triage its prearchive.", severity="warning")
+            return
+        self.app.push_screen(
+            PrearchiveScreen(ClientTriageOps(client), overwrite=self.xapp.config.defaults.overwrite)
+        )

@@ -1,7 +1,7 @@
 """Prearchive triage screen: list, inspect, archive/route/relabel, move, rebuild, delete.
 
 The screen keeps the model (rows by url, selection, filter, sort) and renders it; what an
-action means and how it runs lives in ``xnat_tui.transfer.triage``.
+action means and how it runs lives in ``xnat_tui.workflow.prearchive``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Select, Static
 from textual.worker import Worker, WorkerState
 
+from xnat_tui.ui.screens.prearchive_archive import ArchiveDecision, ArchiveDialog
+from xnat_tui.ui.screens.prearchive_delete import DeleteDialog
+from xnat_tui.ui.screens.prearchive_move import MoveDialog
+from xnat_tui.ui.screens.prearchive_results import ResultsDialog
+from xnat_tui.ui.screens.prearchive_work import lazy
+from xnat_tui.ui.widgets.prearchive_commands import PrearchiveCommands
+from xnat_tui.ui.widgets.prearchive_detail import PrearchiveDetail
+from xnat_tui.ui.widgets.prearchive_table import PrearchiveTable
 from xnat_tui.workflow import prearchive as triage
 from xnat_tui.workflow.prearchive import (
     Action,
@@ -30,14 +38,6 @@ from xnat_tui.workflow.prearchive import (
     SessionDetail,
     TriageOps,
 )
-from xnat_tui.ui.screens.prearchive_archive import ArchiveDecision, ArchiveDialog
-from xnat_tui.ui.screens.prearchive_delete import DeleteDialog
-from xnat_tui.ui.screens.prearchive_move import MoveDialog
-from xnat_tui.ui.screens.prearchive_results import ResultsDialog
-from xnat_tui.ui.screens.prearchive_work import lazy
-from xnat_tui.ui.widgets.prearchive_commands import PrearchiveCommands
-from xnat_tui.ui.widgets.prearchive_detail import PrearchiveDetail
-from xnat_tui.ui.widgets.prearchive_table import PrearchiveTable
 
 STATUSES = ("READY", "CONFLICT", "ERROR", "RECEIVING", "BUILDING", "ARCHIVING", "MOVING")
 SORTS = ("timestamp", "project", "subject", "name", "status", "scan_date")
@@ -159,13 +159,15 @@ class PrearchiveScreen(Screen[None]):
 
     def __init__(
         self,
-        ops: TriageOps | None = None,
+        ops: TriageOps,
         *,
         project: str | None = None,
         refresh_interval: float = 10.0,
+        overwrite: str = "none",
     ) -> None:
         super().__init__()
-        self._ops = ops
+        self.ops = ops
+        self.overwrite = overwrite
         self.scope = project
         self.refresh_interval = refresh_interval
         self.rows: dict[str, PrearchiveRow] = {}
@@ -185,16 +187,6 @@ class PrearchiveScreen(Screen[None]):
         self._choices: dict[str, list[str]] = {}
 
     # --- wiring ----------------------------------------------------------------------
-
-    @property
-    def ops(self) -> TriageOps | None:
-        if self._ops is None:
-            client = getattr(self.app, "client", None)
-            if client is not None:
-                from xnat_tui.xnat.prearchive_ops import ClientTriageOps
-
-                self._ops = ClientTriageOps(client)
-        return self._ops
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="prearchive-bar"):
@@ -536,10 +528,7 @@ class PrearchiveScreen(Screen[None]):
     def _open_archive(
         self, rows: list[PrearchiveRow], skipped: list[tuple[PrearchiveRow, str]], mode: str
     ) -> None:
-        overwrite = "none"
-        config = getattr(self.app, "config", None)
-        if config is not None:
-            overwrite = getattr(getattr(config, "defaults", None), "overwrite", "none")
+        overwrite = self.overwrite
 
         def done(decision: ArchiveDecision | None) -> None:
             if decision is None:

@@ -14,6 +14,8 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static
 
+from xnat_tui.ui.screens.prearchive_work import lazy
+from xnat_tui.ui.validators import LabelRule
 from xnat_tui.workflow.prearchive import (
     OVERWRITE_MODES,
     Action,
@@ -23,8 +25,6 @@ from xnat_tui.workflow.prearchive import (
     Outcome,
     PrearchiveRow,
 )
-from xnat_tui.ui.screens.prearchive_work import lazy
-from xnat_tui.ui.validators import LabelRule
 
 PreviewFn = Callable[
     [Sequence[tuple[PrearchiveRow, ArchiveTarget]]], Awaitable[list[ArchivePreview]]

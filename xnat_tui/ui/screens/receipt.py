@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import TextArea
 
-if TYPE_CHECKING:
-    from xnat_tui.ui.app import XnatTuiApp
+from xnat_tui.ui.screens.base import AppScreen
 
 
-class ReceiptScreen(ModalScreen[None]):
+class ReceiptScreen(AppScreen, ModalScreen[None]):
     HELP_GROUP = "Receipt"
     BINDINGS = [
         Binding("escape,q", "dismiss", "Close", id="receipt.close"),
@@ -34,5 +31,7 @@ class ReceiptScreen(ModalScreen[None]):
         self.query_one(TextArea).focus()
 
     def action_reload(self) -> None:
-        app: XnatTuiApp = self.app  # type: ignore[assignment]
-        self.query_one(TextArea).text = app.services.job_report(self.job_id)
+        uploads = self.xapp.uploads
+        self.query_one(TextArea).text = (
+            uploads.job_report(self.job_id) if uploads is not None else "Not connected."
+        )

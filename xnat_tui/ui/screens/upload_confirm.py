@@ -9,12 +9,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
-from xnat_tui.transfer.planner import Plan, Verdict
-from xnat_tui.ui.workbench import ProjectInfo
+from xnat_tui.transfer.plan import Plan, Verdict
 from xnat_tui.units import human_bytes
+from xnat_tui.workflow.workbench import ProjectSummary
 
 
-def summary(plan: Plan, project: ProjectInfo) -> str:
+def summary(plan: Plan, project: ProjectSummary) -> str:
     send = plan.sendable
     blocked = [j for j in plan.jobs if not j.ok]
     new_subjects = sorted({j.request.subject for j in send if j.new_subject})
@@ -82,7 +82,7 @@ class UploadConfirmScreen(ModalScreen[bool]):
         ),
     ]
 
-    def __init__(self, plan: Plan, project: ProjectInfo) -> None:
+    def __init__(self, plan: Plan, project: ProjectSummary) -> None:
         super().__init__()
         self.plan = plan
         self.project = project

@@ -18,10 +18,10 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
 from xnat_tui.ui.validators import LabelRule
-from xnat_tui.ui.workbench import ProjectInfo, RowState, SessionItem
+from xnat_tui.workflow.workbench import ProjectSummary, RowState, SessionItem
 
 
-def settings_text(project: ProjectInfo | None) -> str:
+def settings_text(project: ProjectSummary | None) -> str:
     """Short lines: they must fit the narrow pane at 80x24 (about 28 columns)."""
     if project is None:
         return "Choose a project to see its upload settings."
@@ -111,7 +111,7 @@ class LabelsPane(VerticalScroll):
             if current and any(pid == current for pid, _ in projects):
                 select.value = current
 
-    def set_project(self, project: ProjectInfo | None) -> None:
+    def set_project(self, project: ProjectSummary | None) -> None:
         select = self.query_one("#project", Select)
         if project is not None and select.value != project.id:
             # Chosen elsewhere (command palette, single project): show it here too.
@@ -130,7 +130,7 @@ class LabelsPane(VerticalScroll):
         self.uid = item.uid if item else None
         subject = self.query_one("#subject", Input)
         session = self.query_one("#session", Input)
-        locked = item is None or item.state in RowState.TRANSFER
+        locked = item is None or item.state.in_transfer
         typing = same and (subject.has_focus or session.has_focus)
         # Never rewrite a field under the user's fingers (the model already has it).
         if not typing:
@@ -171,10 +171,8 @@ class LabelsPane(VerticalScroll):
             text += f"\n⚠ {len(problems)} problem(s): {', '.join(kinds)} (details: ctrl+l)"
         kind = (
             "error"
-            if local
-            or item.state
-            in (RowState.CONFLICT, RowState.INVALID, RowState.NOT_PERMITTED, RowState.FAILED)
-            else ("warning" if item.state == RowState.MERGE else "ok")
+            if local or item.state.blocking or item.state is RowState.FAILED
+            else ("warning" if item.state is RowState.MERGE else "ok")
         )
         # Called after every remote check and scan batch, mostly with the same outcome:
         # an update re-lays out the screen, so only a change is drawn.

@@ -7,8 +7,8 @@ from collections.abc import Set as AbstractSet
 
 from rich.text import Text
 
-from xnat_tui.workflow.prearchive import PrearchiveRow
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
+from xnat_tui.workflow.prearchive import PrearchiveRow
 
 # (column key, header, source column in XNAT's row)
 COLUMNS: tuple[tuple[str, str, str], ...] = (

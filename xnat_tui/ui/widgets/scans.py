@@ -18,8 +18,8 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
-from xnat_tui.ui.workbench import RowState, Workbench
 from xnat_tui.units import human_bytes
+from xnat_tui.workflow.workbench import Workbench
 
 
 class ScansPane(Vertical):
@@ -72,7 +72,7 @@ class ScansPane(Vertical):
             return
         project = self.workbench.project
         dropped = project.dropped if project else {}
-        locked = item.state in RowState.TRANSFER
+        locked = item.state.in_transfer
         for scan in item.scans():
             reason = dropped.get(scan.series_instance_uid, "")
             included = scan.series_instance_uid not in item.excluded and not reason
@@ -106,7 +106,7 @@ class ScansPane(Vertical):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         item = self.workbench.get(self.uid)
         if action in ("toggle_series", "toggle_all"):
-            return None if item is None or item.state in RowState.TRANSFER else True
+            return None if item is None or item.state.in_transfer else True
         return True
 
     def action_toggle_series(self) -> None:

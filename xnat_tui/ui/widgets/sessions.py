@@ -14,8 +14,8 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from xnat_tui.ui.widgets import format as fmt
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
-from xnat_tui.ui.workbench import RowState, SessionItem, Workbench
 from xnat_tui.units import human_bytes
+from xnat_tui.workflow.workbench import RowState, SessionItem, Workbench
 
 # Fixed widths: rows stream in during a scan and the layout must not jump.
 COLUMNS = (
@@ -40,6 +40,7 @@ _STATE_VAR = {
     RowState.CONFLICT: "error",
     RowState.INVALID: "error",
     RowState.NOT_PERMITTED: "error",
+    RowState.ROUTED: "warning",
     RowState.QUEUED: "secondary",
     RowState.UPLOADING: "primary",
     RowState.VERIFIED: "success",
@@ -47,16 +48,21 @@ _STATE_VAR = {
 }
 
 
-def state_text(state: str, palette: dict[str, str]) -> Text:
+def state_text(state: RowState, palette: dict[str, str]) -> Text:
     var = _STATE_VAR.get(state)
     colour = palette.get(var, "") if var else ""
     bold = state in (RowState.CONFLICT, RowState.VERIFIED, RowState.FAILED, RowState.UPLOADING)
     return Text(state, style=f"{'bold ' if bold else ''}{colour}".strip())
 
 
-def row_cells(item: SessionItem, palette: dict[str, str] | None = None) -> dict[str, str | Text]:
+def row_cells(
+    item: SessionItem, palette: dict[str, str] | None = None, *, routed_to: str = ""
+) -> dict[str, str | Text]:
+    """The row's cells; ``routed_to`` names the other project its DICOM routes it to."""
     s = item.session
     target = f"{item.subject}/{item.label}" if item.subject or item.label else "—"
+    if routed_to and item.follow_routing is not False:
+        target = f"{routed_to}/{target}"
     return {
         "sel": fmt.check(item.selected),
         "patient": s.patient_name or s.patient_id or "?",
@@ -122,7 +128,9 @@ class SessionsPane(Vertical):
     def refresh_row(self, item: SessionItem) -> None:
         """Add the row, or update only the cells that changed."""
         table = self.table
-        cells = row_cells(item, self.app.theme_variables)
+        cells = row_cells(
+            item, self.app.theme_variables, routed_to=self.workbench.routed_elsewhere(item)
+        )
         try:
             table.get_row_index(item.uid)
         except RowDoesNotExist:
@@ -152,7 +160,7 @@ class SessionsPane(Vertical):
     def action_toggle_select(self) -> None:
         uid = self.current_uid
         item = self.workbench.get(uid)
-        if item is None or item.state in RowState.TRANSFER:
+        if item is None or item.state.in_transfer:
             return
         self.workbench.toggle(item.uid)
         self.refresh_rows([item])
