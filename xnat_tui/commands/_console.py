@@ -131,10 +131,6 @@ def job_line(job: JobRecord, series: list[SeriesRecord]) -> str:
     )
 
 
-def exit_code(states: Iterable[JobState]) -> int:
-    return 0 if all(s is JobState.VERIFIED for s in states) else 1
-
-
 class Reporter:
     """Consumes the engine's event stream and writes to ``out`` (stderr by default)."""
 

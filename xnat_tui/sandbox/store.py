@@ -19,8 +19,8 @@ API (stable; add, don't rename):
 * ``store.transaction()`` context manager (locks, commits or rolls back; nested use
   joins the outer transaction). ``query_one(sql, *args)``, ``query_all(...)``,
   ``execute(...)``: single locked statements, for tables other sandbox modules add
-  (the prearchive); ``_one``/``_all``/``_exec`` remain as aliases.
-* Users: ``add_user``, ``get_user``, ``check_password``, ``set_role``, ``role_of``,
+  (the prearchive).
+* Users: ``add_user``, ``get_user``, ``check_password``, ``set_role``,
   ``roles_of`` (project → role).
 * Alias tokens: ``issue_token``, ``get_token``, ``tokens_of``, ``invalidate_token``.
 * Projects: ``create_project``, ``get_project``, ``resolve_project`` (ID or alias),
@@ -33,7 +33,7 @@ API (stable; add, don't rename):
   id_or_label)``, ``list_experiments``, ``update_experiment``, ``experiment_dir``,
   ``delete_experiment`` (rows only; the caller removes files), ``delete_subject``.
 * Scans: ``add_scan`` (insert or return existing), ``get_scan``, ``list_scans``.
-* Resources: ``get_or_create_resource``, ``get_resource``, ``list_resources``.
+* Resources: ``get_or_create_resource``, ``find_resource``, ``list_resources``.
 * Files: ``add_file`` (insert or replace a catalog entry), ``list_files``,
   ``get_file``, ``file_path`` (absolute path on disk), ``md5_file``.
 * Config service: ``put_config``, ``get_config``, ``list_configs``.
@@ -232,11 +232,6 @@ class Store:
         with self.lock:
             return self.db.execute(sql, args)
 
-    # The names sibling modules used before the public ones existed.
-    _one = query_one
-    _all = query_all
-    _exec = execute
-
     def _next_id(self, name: str) -> int:
         with self.transaction() as db:
             row = db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
@@ -298,10 +293,6 @@ class Store:
             login,
             role,
         )
-
-    def role_of(self, login: str, project: str) -> str | None:
-        row = self.query_one("SELECT role FROM roles WHERE project=? AND login=?", project, login)
-        return None if row is None else str(row["role"])
 
     def roles_of(self, login: str) -> dict[str, str]:
         rows = self.query_all("SELECT project, role FROM roles WHERE login=?", login)
@@ -679,9 +670,6 @@ class Store:
             )
             assert cur.lastrowid is not None
             return int(cur.lastrowid)
-
-    def get_resource(self, resource_id: int) -> sqlite3.Row | None:
-        return self.query_one("SELECT * FROM resources WHERE id=?", resource_id)
 
     def find_resource(
         self, experiment_id: str, scan_pk: int | None, label_or_id: str

@@ -318,14 +318,9 @@ class Journal:
         self._db.execute("COMMIT")
 
     # ----------------------------------------------------------------- creating
-    def create_job(self, job: NewJob, *, job_id: str | None = None) -> str:
-        return self.create_jobs([job], job_ids=[job_id] if job_id else None)[0]
-
-    def create_jobs(
-        self, jobs: Sequence[NewJob], *, job_ids: Sequence[str] | None = None
-    ) -> list[str]:
+    def create_jobs(self, jobs: Sequence[NewJob]) -> list[str]:
         """Journal a whole batch in one transaction: after a crash it is all there or absent."""
-        ids = list(job_ids) if job_ids else [secrets.token_hex(4) for _ in jobs]
+        ids = [secrets.token_hex(4) for _ in jobs]
         with self._tx() as db:
             for jid, job in zip(ids, jobs, strict=True):
                 self._insert_job(db, jid, job)

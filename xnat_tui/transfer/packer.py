@@ -100,7 +100,6 @@ class SeriesPacker:
         self.manifest: list[ManifestEntry] = []
         self.bytes_done = 0
         self.files_done = 0
-        self.bytes_out = 0
         self.error: BaseException | None = None
         self._depth = queue_depth
         self._stop = threading.Event()
@@ -314,7 +313,6 @@ class SeriesPacker:
                     raise item
                 buffers, src_done, files_done = item
                 for chunk in buffers:
-                    self.bytes_out += len(chunk)
                     yield chunk
                 self.bytes_done = src_done
                 self.files_done = files_done

@@ -186,15 +186,6 @@ def test_server_scripts_skip_disabled_and_empty() -> None:
     assert [s.name for s in scripts] == ["site"]
 
 
-def test_file_transform_hook_for_the_packer(tmp_path) -> None:
-    path = write_file(tmp_path / "a.dcm")
-    anon = Anonymizer([Script.parse(HASHING, "site")], {"project": "P"})
-    hook = pickle.loads(pickle.dumps(anon.file_transform({"subject": "S", "session": "E"})))
-    data = hook(path, path.read_bytes())
-    assert data == anon.anonymize_file(path, {"subject": "S", "session": "E"})
-    assert dcmread(io.BytesIO(data)).PatientName == "S"
-
-
 def test_match_finds_a_group_anywhere_and_null_arguments_fail() -> None:
     ds = run('(0008,1030) := match[(0008,103E), "mpr_(\\\\d)", 1]')
     assert ds.StudyDescription == "1"  # Matcher.find(), not a full match

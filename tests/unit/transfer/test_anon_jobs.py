@@ -177,8 +177,8 @@ async def test_script_variables_are_required_and_applied(tmp_path: Path) -> None
     base = Journal(tmp_path / "j.sqlite3")
     from xnat_tui.transfer.journal import NewJob
 
-    jid = base.create_job(
-        NewJob("http://fake", "alice", "P", "S", "E", "1.2", *_defaults(), series=[])
+    [jid] = base.create_jobs(
+        [NewJob("http://fake", "alice", "P", "S", "E", "1.2", *_defaults(), series=[])]
     )
     job = base.job(jid)
     job.anonymization = "xnat"

@@ -112,10 +112,6 @@ class Anonymizer:
         ds = dcmread(io.BytesIO(data), force=True)
         return self.anonymize_dataset_bytes(ds, variables)
 
-    def file_transform(self, variables: Mapping[str, str] | None = None) -> FileTransform:
-        """The packer's hook ``(path, original bytes) -> bytes`` for one session's variables."""
-        return FileTransform(self, dict(variables or {}))
-
     def anonymize_file(self, path: str | Path, variables: Mapping[str, str] | None = None) -> bytes:
         """Read ``path`` (never modified), anonymize in memory, return the encoded file."""
         ds = dcmread(path, force=True)
