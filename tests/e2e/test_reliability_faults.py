@@ -14,7 +14,6 @@ from xnat_tui.transfer import (
     JobState,
     JobStateChanged,
     Journal,
-    Planner,
     RetryPolicy,
     SeriesState,
     SeriesStateChanged,
@@ -22,6 +21,9 @@ from xnat_tui.transfer import (
 )
 from xnat_tui.transfer.source import from_dicom
 from xnat_tui.transfer.xnat_port import XnatPort
+from xnat_tui.workflow.login import connection_for
+from xnat_tui.workflow.targets import LabelRules
+from xnat_tui.workflow.upload import UploadSession, UploadSettings
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.credentials import Credentials
 
@@ -31,15 +33,13 @@ FAST = RetryPolicy(attempts=8, base=0.02, cap=0.2)
 
 async def _plan(client: XnatClient, journal: Journal, root: Path):  # type: ignore[no-untyped-def]
     sessions = [from_dicom(s) for s in scan_all([root], use_cache=False, workers=1).sessions]
-    planner = Planner(XnatPort(client), journal)
-    reqs = await planner.build_requests(
-        sessions,
-        project="PILOT",
-        subject_template="{PatientID}",
-        session_template="{subject}_{Modality}_{n}",
-        destination=Destination.ARCHIVE,
+    uploads = UploadSession(
+        connection_for(client, url=client.server, owned=False),
+        journal,
+        settings=UploadSettings(destination=Destination.ARCHIVE),
     )
-    plan = await planner.plan(reqs)
+    rules = LabelRules("{PatientID}", "{subject}_{Modality}_{n}")
+    plan = await uploads.plan(await uploads.requests_for(sessions, rules, project="PILOT"))
     assert plan.ok, plan.to_dict()
     return plan
 

@@ -18,7 +18,7 @@ from xnat_tui.ui.screens.prearchive_results import ResultsDialog
 from xnat_tui.ui.widgets.prearchive_table import PrearchiveTable
 from xnat_tui.workflow.prearchive import PrearchiveRow
 from xnat_tui.xnat.errors import PermissionDenied
-from xnat_tui.xnat.labels import ExistingSession
+from xnat_tui.xnat.models import ExistingSession
 from xnat_tui.xnat.prearchive_ops import ScanInfo
 
 TS = "20260101_101010101"

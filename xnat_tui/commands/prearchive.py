@@ -91,7 +91,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def _usage_problem(args: argparse.Namespace) -> str:
-    from xnat_tui.xnat.labels import label_problem
+    from xnat_tui.workflow.labels import label_problem
 
     command = args.prearchive_command
     if command == "archive":

@@ -46,6 +46,7 @@ class ScriptSource(Protocol):
 
     async def project_settings(self, project: str) -> ProjectSettings: ...
 
+
 AnonKey = tuple[str, str, str]
 """(project, profile, options key)."""
 

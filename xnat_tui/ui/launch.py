@@ -16,11 +16,15 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xnat_tui import config as cfgmod
 from xnat_tui.dicom.model import ScanBatch, ScanSummary
 from xnat_tui.workflow.login import LoginRequest, login
+
+if TYPE_CHECKING:
+    from xnat_tui.sandbox.server import SandboxThread
+    from xnat_tui.ui.app import XnatTuiApp
 
 log = logging.getLogger("xnat_tui.ui")
 
@@ -142,7 +146,7 @@ def keys_from_terminal() -> str:
     return ""
 
 
-def _start_sandbox(base: Path) -> tuple[Any, Path]:
+def _start_sandbox(base: Path) -> tuple[SandboxThread, Path]:
     from xnat_tui.dicom.synthetic import write_demo_tree
     from xnat_tui.sandbox.server import SandboxThread
 
@@ -155,7 +159,7 @@ def _start_sandbox(base: Path) -> tuple[Any, Path]:
     return sandbox, demo
 
 
-def build_app(args: argparse.Namespace, cfg: cfgmod.Config, *, start_path: Path) -> Any:
+def build_app(args: argparse.Namespace, cfg: cfgmod.Config, *, start_path: Path) -> XnatTuiApp:
     from xnat_tui.ui.app import XnatTuiApp
 
     request, auto = _login_request(args, cfg)

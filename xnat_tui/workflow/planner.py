@@ -110,7 +110,9 @@ class Planner:
                     f"this study is already in this batch as {seen_uid[key_uid].target}",
                 )
             elif key_label in seen_label and r.label:
-                job.verdict = Verdict.CONFLICT
+                # A job already refused for itself stays "blocked": fix that first.
+                if job.verdict is not Verdict.BLOCKED:
+                    job.verdict = Verdict.CONFLICT
                 job.error(
                     "label-in-batch",
                     f"session label {r.label!r} is used twice in this batch for different studies",

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from xnat_tui.units import human_bytes
-from xnat_tui.xnat.labels import ExistingSession, label_problem
+from xnat_tui.workflow.labels import label_problem
+from xnat_tui.xnat.models import ExistingSession
 from xnat_tui.xnat.prearchive_ops import ScanInfo
 
 UNASSIGNED = "Unassigned"

@@ -360,6 +360,16 @@ class UploadSession:
         uids = [i.uid for i in workbench.items.values()]
         workbench.existing[project] = await self.existing(project, uids)
 
+    async def choose_routing(
+        self, workbench: Workbench, items: Sequence[SessionItem], *, follow: bool
+    ) -> list[SessionItem]:
+        """Follow the routing (or not) for ``items``, proposing labels free where they go."""
+        if follow:
+            for project in sorted({workbench.routed_elsewhere(i) for i in items} - {""}):
+                if project not in workbench.existing:
+                    await self.load_existing(workbench, project)
+        return workbench.choose_routing(items, follow=follow)
+
     async def classify(
         self,
         workbench: Workbench,

@@ -291,15 +291,20 @@ class Workbench:
             base = self.existing.get(project) or ProjectLabels()
             return ProjectLabels(base.labels | others.get(project, set()), base.known)
 
-        rules = LabelRules(self.rules.subject_template, self.rules.session_template, explicit)
+        rules = LabelRules(
+            self.rules.subject_template,
+            self.rules.session_template,
+            explicit or self.rules.explicit,
+        )
         proposals = propose([i.source for i in todo], rules, projects=projects, existing=existing)
         for item, proposal in zip(todo, proposals, strict=True):
             item.subject, item.label = proposal.subject, proposal.label
             item.template_error = proposal.template_error
             item.label_edited = False
 
-    def set_patterns(self, subject: str, session: str) -> None:
-        self.rules = LabelRules(subject, session, self.rules.explicit)
+    def set_patterns(self, subject: str, session: str, *, explicit: bool = True) -> None:
+        """Patterns the user typed: by default they then win over routing labels."""
+        self.rules = LabelRules(subject, session, explicit)
 
     def set_labels(self, uid: str, *, subject: str | None = None, label: str | None = None) -> None:
         item = self.items[uid]

@@ -1,8 +1,9 @@
-"""Async XNAT REST client, label rules and typed errors (no Textual).
+"""Async XNAT REST client and typed errors (no Textual).
 
 ``from xnat_tui.xnat import XnatClient, Credentials`` and ``async with XnatClient(creds) as
 xnat: ...``. Errors are in :mod:`xnat_tui.xnat.errors`, results in :mod:`xnat_tui.xnat.models`,
-pure label rules in :mod:`xnat_tui.xnat.labels`, series filters in :mod:`xnat_tui.xnat.filters`.
+series filters in :mod:`xnat_tui.xnat.filters`. Label rules are the application layer's
+(:mod:`xnat_tui.workflow.labels`).
 """
 
 from typing import TYPE_CHECKING, Any

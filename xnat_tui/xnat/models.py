@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from xnat_tui.xnat.filters import FilterDecision, SeriesImportFilter, evaluate_series
-from xnat_tui.xnat.labels import ExistingSession
 
 Row = Mapping[str, str]
 
@@ -49,6 +48,16 @@ class PrearchiveCode(IntEnum):
             4: "archive (reject duplicates)",
             5: "archive (overwrite duplicates)",
         }[int(self)]
+
+
+@dataclass(frozen=True)
+class ExistingSession:
+    """A session already in a project, as far as label checks need it."""
+
+    label: str
+    study_uid: str
+    subject_label: str = ""
+    project: str = ""
 
 
 @dataclass(frozen=True)

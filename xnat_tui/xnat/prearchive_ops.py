@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xnat_tui.xnat.errors import XnatError
-from xnat_tui.xnat.labels import ExistingSession
+from xnat_tui.xnat.models import ExistingSession
 from xnat_tui.xnat.transport import gather_or_cancel
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from xnat_tui.workflow.prearchive import (
     preview_archive,
     sort_rows,
 )
-from xnat_tui.xnat.labels import ExistingSession
+from xnat_tui.xnat.models import ExistingSession
 
 
 def row(**over: str) -> PrearchiveRow:

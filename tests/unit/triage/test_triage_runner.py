@@ -14,7 +14,7 @@ from xnat_tui.workflow.prearchive import (
     perform_many,
     preview_many,
 )
-from xnat_tui.xnat.labels import ExistingSession
+from xnat_tui.xnat.models import ExistingSession
 
 
 class FakeOps:

@@ -4,22 +4,43 @@ from pathlib import Path
 
 from tests.unit.transfer.fake import FakeServer, FakeSession
 from tests.unit.transfer.helpers import make_session
-from xnat_tui.transfer import JobState, Journal, Overwrite, Planner, Verdict
+from xnat_tui.transfer import JobState, Journal, Overwrite, Verdict
 from xnat_tui.transfer.journal import NewJob
-from xnat_tui.transfer.types import Destination
+from xnat_tui.transfer.types import AnonOptions, Destination
+from xnat_tui.workflow.login import Connection
+from xnat_tui.workflow.targets import LabelRules
+from xnat_tui.workflow.upload import Anonymization, UploadSession, UploadSettings
 from xnat_tui.xnat.filters import SeriesImportFilter
 
 
 async def plan_for(server: FakeServer, sessions, journal=None, **kw):  # type: ignore[no-untyped-def]
-    planner = Planner(server, journal)
-    reqs = await planner.build_requests(
-        sessions,
-        project=kw.pop("project", "P"),
-        subject_template=kw.pop("subject", "{PatientID}"),
-        session_template=kw.pop("session", "{subject}_{Modality}_{n}"),
-        **kw,
+    """Plan as ``xnat-tui upload`` does: templates, then the planner."""
+    project = kw.pop("project", "P")
+    rules = LabelRules(
+        kw.pop("subject", "{PatientID}"), kw.pop("session", "{subject}_{Modality}_{n}")
     )
-    return await planner.plan(reqs)
+    anon = Anonymization(
+        kw.pop("anonymization", "none"),
+        kw.pop("anon_options", None) or AnonOptions(),
+        dict(kw.pop("variables", None) or {}),
+    )
+    settings = UploadSettings(
+        destination=kw.pop("destination", Destination.PROJECT),
+        overwrite=kw.pop("overwrite", Overwrite.NONE),
+        include_burned_in=kw.pop("include_burned_in", None),
+    )
+    assert not kw, f"unknown options {kw}"
+    connection = Connection(server.server_url, "alice", server, projects=server)  # type: ignore[arg-type]
+    uploads = UploadSession(
+        connection,
+        journal or Journal(),  # the isolated test home's; detached below
+        settings=settings,
+        anon_default=lambda p: Anonymization(anon.profile, anon.options, dict(anon.variables)),
+    )
+    if journal is None:
+        uploads.planner.journal = None
+    reqs = await uploads.requests_for(sessions, rules, project=project)
+    return await uploads.plan(reqs)
 
 
 async def test_new_sessions_get_distinct_counter_labels(tmp_path: Path) -> None:
@@ -124,3 +145,22 @@ async def test_journal_knows_queued_and_failed_jobs(tmp_path: Path) -> None:
     journal.set_state(jid, JobState.FAILED, "x")
     plan = await plan_for(server, [s], journal)
     assert f"transfers retry {jid}" in plan.jobs[0].issues[-1].message
+
+
+async def test_a_job_refused_for_itself_stays_blocked_in_a_batch_clash(tmp_path: Path) -> None:
+    """Two sessions given one label, the second into a project that cannot take it."""
+    from xnat_tui.transfer.plan import JobRequest
+    from xnat_tui.workflow.planner import Planner
+
+    server = FakeServer()
+    a = make_session(tmp_path / "a", study="1.1")
+    b = make_session(tmp_path / "b", study="1.2")
+    plan = await Planner(server).plan(
+        [JobRequest(a, "P", "PAT1", "E1"), JobRequest(b, "P", "PAT1", "E1", series=[])]
+    )
+    second = plan.jobs[1]
+    assert second.verdict is Verdict.BLOCKED
+    assert {i.code for i in second.issues if i.severity == "error"} == {
+        "no-series",
+        "label-in-batch",
+    }

@@ -189,16 +189,7 @@ async def tui_path(
     wb.relabel(items, only_unedited=True)
     # The routing key on the rows the DICOM routes elsewhere.
     routed = [i for i in items if wb.routed_elsewhere(i)]
-    # Two steps the TUI does not take today (see the strict xfails in test_workbench):
-    # what the routed projects hold must be loaded before following routing into them,
-    # as `requests_for` does for every target project ...
-    for other in sorted({i.routed_project for i in routed}):
-        await uploads.load_existing(wb, other)
-    wb.choose_routing(routed, follow=follow)
-    # ... and explicit templates must be applied last (bulk mode's "apply patterns"):
-    # relabel ignores Workbench.rules.explicit, so choose_routing brings routing back.
-    if rules.explicit:
-        wb.relabel(items, explicit=True)
+    await uploads.choose_routing(wb, routed, follow=follow)
     states = await uploads.classify(wb, items)
     plan = await uploads.plan_items(wb, items)
     return wb, states, plan

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from xnat_tui.transfer import SourceSession, TemplateError, clean_label, render_label
+from xnat_tui.transfer import SourceSession
+from xnat_tui.workflow.labels import clean_label
+from xnat_tui.workflow.templates import TemplateError, render_label
 
 
 def session(**attrs: str) -> SourceSession:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.unit.workflow.support import (
     FakePort,
     FakeProject,
@@ -181,11 +179,6 @@ def test_without_a_chosen_project_a_routed_session_shows_its_routing() -> None:
     assert wb.target_project(item(wb, plain)) == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Workbench.relabel ignores Workbench.rules.explicit (uses its own explicit=False "
-    "argument), and choose_routing relabels without it: explicit templates lose to routing",
-)
 def test_explicit_templates_beat_routing_labels_in_the_workbench() -> None:
     s = make_session("P001", routing=("STUDY_A", "R1", "E1"))
     rules = LabelRules("{PatientID}", "{subject}_{Modality}_{n}", explicit=True)
@@ -197,11 +190,6 @@ def test_explicit_templates_beat_routing_labels_in_the_workbench() -> None:
     assert (item(wb, s).subject, item(wb, s).label) == ("P001", "P001_MR_1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="following routing relabels against wb.existing, which holds only the chosen "
-    "project (the main screen's _load_project); nothing loads the routed project's labels",
-)
 async def test_following_routing_proposes_a_label_free_in_the_routed_project(
     tmp_path: Path,
 ) -> None:
@@ -223,7 +211,7 @@ async def test_following_routing_proposes_a_label_free_in_the_routed_project(
     wb.project = await uploads.project("PILOT")
     await uploads.load_existing(wb, "PILOT")
     wb.relabel(list(wb.items.values()), only_unedited=True)
-    wb.choose_routing([item(wb, s)], follow=True)
+    await uploads.choose_routing(wb, [item(wb, s)], follow=True)
     state, detail = (await uploads.classify(wb, [item(wb, s)]))[s.study_instance_uid]
     # `xnat-tui upload --routed` proposes P001_MR_2, a new session.
     assert item(wb, s).label == "P001_MR_2"

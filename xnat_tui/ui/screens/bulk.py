@@ -201,8 +201,8 @@ class BulkScreen(AppScreen, Screen[str | None]):
             self.notify("Fix the pattern first.", severity="error")
             return
         wb = self.xapp.workbench
-        wb.set_patterns(sp.value, ep.value)
-        wb.relabel(self.rows(), explicit=True)
+        wb.set_patterns(sp.value, ep.value, explicit=True)
+        wb.relabel(self.rows())
         self.changed = True
         self._fill()
         self._row()

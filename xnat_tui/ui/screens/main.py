@@ -378,16 +378,21 @@ class MainScreen(AppScreen, Screen[None]):
 
     def action_routing(self) -> None:
         """Routed sessions: follow the routing, or (pressed again) the chosen project."""
+        self._choose_routing()
+
+    @work(group="routing", exclusive=True, exit_on_error=False)
+    async def _choose_routing(self) -> None:
         wb = self.xapp.workbench
+        uploads = self.xapp.uploads
         items = [i for i in self.upload_candidates() if wb.routed_elsewhere(i)]
-        if not items:
+        if uploads is None or not items:
             self.notify(
                 "No selected session is routed to another project by its DICOM.",
                 severity="information",
             )
             return
         follow = not all(i.follow_routing for i in items)
-        changed = wb.choose_routing(items, follow=follow)
+        changed = await uploads.choose_routing(wb, items, follow=follow)
         where = (
             ", ".join(sorted({i.routed_project for i in changed}))
             if follow

@@ -205,11 +205,6 @@ class PrearchiveScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = "Prearchive" + (f" — {self.scope}" if self.scope else "")
         self.query_one(PrearchiveTable).focus()
-        if self.ops is None:
-            self._set_status(
-                "Not connected to a server: log in first (no prearchive to show).", True
-            )
-            return
         self.run_worker(lazy(self._load_projects), group="prearchive-projects", exit_on_error=False)
         self.action_refresh()
 
@@ -230,8 +225,6 @@ class PrearchiveScreen(Screen[None]):
 
     async def _poll(self) -> None:
         ops = self.ops
-        if ops is None:
-            return
         try:
             raw = await ops.list_prearchive(self.scope)
         except Exception as exc:  # noqa: BLE001 - shown in the status line, polling goes on
@@ -248,8 +241,6 @@ class PrearchiveScreen(Screen[None]):
 
     async def _load_projects(self) -> None:
         ops = self.ops
-        if ops is None:
-            return
         try:
             self.projects = sorted(await ops.editable_projects())
         except Exception as exc:  # noqa: BLE001 - pickers fall back to the listed projects
@@ -444,7 +435,7 @@ class PrearchiveScreen(Screen[None]):
 
     def _start_detail(self) -> None:
         row = self.highlighted
-        if row is None or self.ops is None:
+        if row is None:
             return
         self.run_worker(
             lazy(self._load_detail, row),
@@ -454,10 +445,7 @@ class PrearchiveScreen(Screen[None]):
         )
 
     async def _load_detail(self, row: PrearchiveRow) -> None:
-        ops = self.ops
-        if ops is None:
-            return
-        detail = await triage.load_detail(ops, row)
+        detail = await triage.load_detail(self.ops, row)
         self.details[row.url] = detail
         current = self.highlighted
         if current is not None and current.url == row.url:
@@ -469,8 +457,6 @@ class PrearchiveScreen(Screen[None]):
         kind = _ACTIONS.get(action)
         if kind is None:
             return True
-        if self.ops is None:
-            return None
         rows = [r for r in self.targets() if r.url not in self.in_flight]
         if not rows:
             return None
@@ -506,7 +492,6 @@ class PrearchiveScreen(Screen[None]):
         self, items: Sequence[tuple[PrearchiveRow, ArchiveTarget]]
     ) -> list[ArchivePreview]:
         ops = self.ops
-        assert ops is not None
         return await triage.preview_many(ops, items)
 
     def action_archive(self) -> None:
@@ -580,7 +565,6 @@ class PrearchiveScreen(Screen[None]):
         self, rows: list[PrearchiveRow], skipped: list[tuple[PrearchiveRow, str]]
     ) -> None:
         ops = self.ops
-        assert ops is not None
         missing = [r for r in rows if not (d := self.details.get(r.url)) or not d.scans]
         # The confirmation names every scan that goes, so fetch what is not cached yet.
         details = {**self.details, **await triage.scans_of(ops, missing)}
@@ -628,7 +612,6 @@ class PrearchiveScreen(Screen[None]):
         self, title: str, requests: list[ActionRequest], skipped: list[ActionResult]
     ) -> list[ActionResult]:
         ops = self.ops
-        assert ops is not None
         done = 0
 
         def progress(result: ActionResult) -> None:
