@@ -678,10 +678,9 @@ class TransferEngine:
         except asyncio.CancelledError:
             for p in packers:
                 p.cancel()
-            if s.state is SeriesState.SENDING:
-                self.journal.series_interrupted(job.id, s.uid, "interrupted; will be re-sent whole")
-                s.state = SeriesState.PENDING
-                self._series_event(run, s, "interrupted")
+            self.journal.series_interrupted(job.id, s.uid, "interrupted; will be re-sent whole")
+            s.state = SeriesState.PENDING
+            self._series_event(run, s, "interrupted")
             raise
         except Exception as exc:
             for p in packers:
@@ -712,16 +711,16 @@ class TransferEngine:
         s.manifest = list(packers[-1].manifest)
         s.uri = uri
         self.journal.series_sent(job.id, s.uid, uri, s.manifest)
-        s.state = SeriesState.SENT if uri else SeriesState.EMPTY
-        if uri and not job.prearchive_uri:
+        s.state = SeriesState.SENT
+        if not job.prearchive_uri:
             job.prearchive_uri = uri
-        elif uri and uri != job.prearchive_uri:
+        elif uri != job.prearchive_uri:
             self._message(
                 "warning",
                 f"series {s.number} went to {uri}, not {job.prearchive_uri}",
                 job.id,
             )
-        self._series_event(run, s, "" if uri else "the server kept nothing (import filter)")
+        self._series_event(run, s)
 
     def _send_failed(self, run: _Run, s: SeriesRecord, exc: BaseException) -> None:
         job = run.job
@@ -787,8 +786,6 @@ class TransferEngine:
                     return
             self._set_state(run, JobState.VERIFYING, "")
             await self._verify_with_retries(run)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # never let one job's bug stop the engine
             self._set_state(run, JobState.FAILED, f"unexpected error: {exc!r}")
             self._release(run)
@@ -821,8 +818,6 @@ class TransferEngine:
                 outcome = await self.server.commit(
                     job.prearchive_uri, auto_archive=self._auto_archive(job)
                 )
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 text = str(exc) or type(exc).__name__
                 if is_retriable(exc) and attempt < self.retry_policy.attempts:
@@ -909,8 +904,6 @@ class TransferEngine:
             try:
                 receipt = await verify(self.server, job, series, remote)
                 break
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 if is_retriable(exc) and attempt < self.retry_policy.attempts:
                     await self.clock.sleep(self.retry_policy.delay(attempt))
