@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,6 @@ from xnat_tui.xnat.errors import (
     NotFound,
     PermissionDenied,
     ProtocolError,
-    XnatError,
 )
 from xnat_tui.xnat.filters import SeriesImportFilter
 from xnat_tui.xnat.models import (
@@ -638,59 +637,9 @@ class XnatClient(XnatTransport):
         reply = await self._prearchive_action(uri, "build", "rebuild")
         return _first_uri(reply) or data_uri(uri)
 
-    async def prearchive_reset_status(self, uri: str) -> str:
-        reply = await self._prearchive_action(uri, "reset-status", "reset the status of")
-        return _first_uri(reply) or data_uri(uri)
-
-    async def prearchive_set_status(self, uri: str, status: str) -> str:
-        reply = await self._prearchive_action(uri, "set-status", "set the status of", status=status)
-        return _first_uri(reply) or data_uri(uri)
-
     async def prearchive_delete(self, uri: str) -> None:
         target = data_uri(uri)
         await self.request("DELETE", target, self._prearc_ctx("delete", target), ok=(200, 204))
-
-    async def prearchive_batch(
-        self,
-        action: str,
-        uris: Iterable[str],
-        *,
-        new_project: str = "",
-        asynchronous: bool = False,
-        override_lock: bool = False,
-    ) -> list[PrearchiveEntry]:
-        """``/data/services/prearchive/{move,delete,rebuild}`` for many sessions at once."""
-        if action not in ("move", "delete", "rebuild"):
-            raise ValueError(f"unknown prearchive batch action {action!r}")
-        srcs = [_src(u) for u in uris]
-        if not srcs:
-            return []
-        if action == "move" and not new_project:
-            raise ValueError("moving needs new_project")
-        params: list[tuple[str, str | bool | None]] = [("src", s) for s in srcs]
-        params += [
-            ("newProject", new_project or None),
-            ("async", asynchronous if action == "move" else None),
-            ("overrideLock", True if override_lock else None),
-            ("format", "json"),
-        ]
-        project = new_project or prearchive_parts(srcs[0])[0]
-        ctx = self.context(
-            f"{action} {len(srcs)} prearchive session(s)",
-            project=project,
-            permission=f"edit access to project {project}",
-            not_found="a prearchive session in the batch no longer exists",
-        )
-        reply = await self.request(
-            "POST", f"/data/services/prearchive/{action}", ctx, params=params
-        )
-        if not reply.text.strip():
-            return []
-        try:
-            found = tables.rows(reply.json(), "prearchive batch")
-        except XnatError:
-            return []
-        return [tables.prearchive_entry(r) for r in found]
 
     # ---------------------------------------------------------------- alias tokens
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
@@ -157,61 +157,3 @@ def _matches(pattern: str, value: str | None) -> bool:
     if value is None:
         return False
     return re.search(pattern, value, re.IGNORECASE) is not None
-
-
-@dataclass(frozen=True)
-class FilterDecision:
-    kept: bool
-    reasons: tuple[str, ...] = field(default=())
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(self.reasons)
-
-
-def normalise_headers(
-    headers: Mapping[str, str | None] | Mapping[int, str | None] | None,
-    series_description: str | None,
-) -> dict[int, str | None]:
-    out: dict[int, str | None] = {}
-    for key, value in (headers or {}).items():
-        tag = parse_tag(key)
-        if tag is not None:
-            out[tag] = value
-    if series_description is not None or SERIES_DESCRIPTION not in out:
-        out[SERIES_DESCRIPTION] = series_description
-    return out
-
-
-def evaluate_series(
-    filters: Iterable[SeriesImportFilter | None],
-    series_description: str | None,
-    headers: Mapping[str, str | None] | Mapping[int, str | None] | None = None,
-) -> FilterDecision:
-    """Does a series pass every (site and project) filter?
-
-    ``headers`` holds other tag values (keyword or ``gggg,eeee`` keys; multi-valued tags
-    joined with ``\\`` as XNAT does) for filters with ``[Tag]`` sections; a missing key means
-    the tag is absent from the file. ``series_description=None`` means absent too.
-    """
-    values = normalise_headers(headers, series_description)
-    reasons: list[str] = []
-    kept = True
-    for flt in filters:
-        if flt is None:
-            continue
-        ok, why = flt.accepts(values)
-        if not ok:
-            kept = False
-            reasons.append(why)
-        elif why and not flt.evaluable:
-            reasons.append(why)
-    return FilterDecision(kept, tuple(reasons))
-
-
-def series_passes(
-    filters: Iterable[SeriesImportFilter | None],
-    series_description: str | None,
-    headers: Mapping[str, str | None] | Mapping[int, str | None] | None = None,
-) -> bool:
-    return evaluate_series(filters, series_description, headers).kept

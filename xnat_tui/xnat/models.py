@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 
-from xnat_tui.xnat.filters import FilterDecision, SeriesImportFilter, evaluate_series
+from xnat_tui.xnat.filters import SeriesImportFilter
 
 Row = Mapping[str, str]
 
@@ -26,28 +25,6 @@ def data_uri(uri: str) -> str:
     if uri.startswith("/data/") or uri.startswith("/REST/"):
         return uri
     return "/data" + (uri if uri.startswith("/") else "/" + uri)
-
-
-class PrearchiveCode(IntEnum):
-    """``GET /data/projects/P/prearchive_code`` (xnat-api.md §7.1)."""
-
-    MANUAL = 0
-    ARCHIVE_SWITCH = 1
-    AUTO_ARCHIVE = 4
-    AUTO_ARCHIVE_OVERWRITE = 5
-
-    @property
-    def auto_archives(self) -> bool:
-        return self >= PrearchiveCode.AUTO_ARCHIVE
-
-    @property
-    def description(self) -> str:
-        return {
-            0: "prearchive (manual archiving)",
-            1: "archive",
-            4: "archive (reject duplicates)",
-            5: "archive (overwrite duplicates)",
-        }[int(self)]
 
 
 @dataclass(frozen=True)
@@ -107,19 +84,8 @@ class ProjectSettings:
     warnings: tuple[str, ...] = ()
 
     @property
-    def auto_archives(self) -> bool:
-        return self.prearchive_code >= PrearchiveCode.AUTO_ARCHIVE
-
-    @property
     def filters(self) -> tuple[SeriesImportFilter, ...]:
         return tuple(f for f in (self.site_filter, self.project_filter) if f is not None)
-
-    def series_decision(
-        self,
-        series_description: str | None,
-        headers: Mapping[str, str | None] | None = None,
-    ) -> FilterDecision:
-        return evaluate_series(self.filters, series_description, headers)
 
 
 @dataclass(frozen=True)

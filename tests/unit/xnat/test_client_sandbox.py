@@ -15,6 +15,8 @@ from tests.fixtures.dicom import DicomFactory, SeriesSpec
 from tests.fixtures.sandbox import SandboxFactory
 from xnat_tui.dicom.synthetic import WrittenStudy
 from xnat_tui.sandbox.server import SandboxServer
+from xnat_tui.transfer.types import SourceSeries
+from xnat_tui.transfer.xnat_port import XnatPort
 from xnat_tui.xnat import (
     AuthenticationError,
     Conflict,
@@ -30,6 +32,12 @@ from xnat_tui.xnat import (
 
 def _client(sandbox: SandboxServer, user: str, password: str | None = None) -> XnatClient:
     return XnatClient(Credentials(sandbox.url, user, user if password is None else password))
+
+
+async def _kept(client: XnatClient, project: str, description: str) -> bool:
+    """Whether the planner expects the project's series import filters to keep a series."""
+    info = await XnatPort(client).project_info(project)
+    return info.drop_reason(SourceSeries("1.2.3", 1, description)) is None
 
 
 def _zip(study: WrittenStudy) -> bytes:
@@ -101,13 +109,13 @@ async def test_not_visible_project_and_missing_permission(sandbox: SandboxServer
 async def test_project_settings_bundle(sandbox: SandboxServer) -> None:
     async with _client(sandbox, "admin") as admin:
         study_a = await admin.project_settings("STUDY_A")
-        assert study_a.prearchive_code == 4 and study_a.auto_archives
+        assert study_a.prearchive_code == 4
         assert not study_a.allow_create_subject and not study_a.allow_bulk_upload
         study_b = await admin.project_settings("STUDY_B")
         assert study_b.prearchive_code == 5
         assert study_b.project_filter is not None
-        assert not study_b.series_decision("3-plane Localizer").kept
-        assert study_b.series_decision("T1_MPRAGE").kept
+        assert not await _kept(admin, "STUDY_B", "3-plane Localizer")
+        assert await _kept(admin, "STUDY_B", "T1_MPRAGE")
         assert study_b.project_anon is not None and study_b.project_anon.enabled
         assert "version" in study_b.project_anon.contents
         details = await admin.project("PILOT")
@@ -236,27 +244,6 @@ async def test_faults_map_to_retriable_or_final_errors(
         assert result.uri
 
 
-async def test_batch_services_and_status_actions(sandbox: SandboxServer) -> None:
-    async with _client(sandbox, "admin") as admin:
-        entries = {e.name: e for e in await admin.prearchive()}
-        ready = entries["PIL_001_MR1"]
-        assert await admin.prearchive_set_status(ready.uri, "ERROR") == ready.uri
-        assert (await admin.prearchive_entry(ready.uri)).status == "ERROR"
-        await admin.prearchive_reset_status(ready.uri)
-        assert (await admin.prearchive_entry(ready.uri)).status == "READY"
-
-        moved = await admin.prearchive_batch(
-            "move", [entries["SB_002_CT1"].uri], new_project="STUDY_A"
-        )
-        assert [m.name for m in moved] == ["SB_002_CT1"]
-        now = {e.name: e for e in await admin.prearchive()}
-        assert now["SB_002_CT1"].project == "STUDY_A"
-
-        await admin.prearchive_batch("delete", [now["SB_002_CT1"].uri, ready.uri])
-        left = {e.name for e in await admin.prearchive()}
-        assert not {"SB_002_CT1", "PIL_001_MR1"} & left
-
-
 async def test_real_session_timeout_mid_batch(
     sandbox_factory: SandboxFactory, dicom_factory: DicomFactory, tmp_path: Path
 ) -> None:
@@ -297,8 +284,7 @@ async def test_filter_evaluator_agrees_with_the_server(
         tmp_path / "loc", patient_id="SB_009", series=[SeriesSpec("CT", 1, "Scout 2-plane", 2)]
     )
     async with _client(sandbox, "admin") as admin:
-        settings = await admin.project_settings("STUDY_B")
-        assert not settings.series_decision("Scout 2-plane").kept
+        assert not await _kept(admin, "STUDY_B", "Scout 2-plane")
         result = await admin.import_zip(
             _zip(localizer), project="STUDY_B", subject="SB_009", session="SB_009_CT1"
         )
