@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.ui.fakes import (
     FakeProject,
     ManualSleep,
+    checks_done,
     make_app,
     make_session,
     scanned,
@@ -302,6 +303,7 @@ async def test_label_status_is_redrawn_only_when_it_changes(tmp_path, monkeypatc
         await with_project(pilot, screen, "PILOT")
         item = app.workbench.items[screen.sessions.current_uid]
         await until(pilot, lambda: item.state == RowState.NEW)
+        await checks_done(pilot)  # no check result may land while we count
         status = screen.query_one("#label-status", Static)
         writes: list[str] = []
         original = Static.update

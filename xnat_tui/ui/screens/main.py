@@ -96,6 +96,7 @@ class MainScreen(AppScreen, Screen[None]):
             tooltip="Sessions routed to another project: follow the routing, or upload to "
             "the chosen project",
             id="main.routing",
+            show=False,
         ),
         Binding(
             "R",

@@ -163,6 +163,8 @@ class LabelsPane(VerticalScroll):
             if local
             else (f"{item.state}: {item.detail}" if item.detail else item.state)
         )
+        if item.state is RowState.ROUTED:
+            text += " — press o to follow the routing, o again to keep the chosen project"
         problems = list(item.session.problems) + [
             p for scan in item.session.scans.values() for p in scan.problems
         ]
