@@ -8,67 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.fake_server import FakePort, FakeProject, make_session  # noqa: F401 - re-exported for the UI tests
 from xnat_tui.config import Config
-from xnat_tui.dicom.model import FileRef, Scan, ScanBatch, ScanProgress, ScanSummary, Session
+from xnat_tui.dicom.model import ScanBatch, ScanProgress, ScanSummary, Session
 from xnat_tui.transfer.events import EventHub, JobProgress, JobStateChanged, ProgressTick
-from xnat_tui.transfer.server import ProjectInfo, RemoteSession
+from xnat_tui.transfer.server import ProjectInfo
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.app import XnatTuiApp
 from xnat_tui.workflow.login import Connection, LoginRequest
 from xnat_tui.xnat.filters import SeriesImportFilter
-from xnat_tui.xnat.models import ProjectRef
-
-_uid = itertools.count(1)
-
-
-def make_session(
-    patient_id: str = "P001",
-    *,
-    modality: str = "MR",
-    series: Iterable[tuple[str, int]] = (("localizer", 2), ("T1", 3)),
-    study_date: str = "20240115",
-    uid: str | None = None,
-    root: Path | None = None,
-) -> Session:
-    study = uid or f"1.2.826.0.1.3680043.9.7777.{next(_uid)}"
-    session = Session(
-        study_instance_uid=study,
-        patient_id=patient_id,
-        patient_name=f"Test^{patient_id}",
-        study_date=study_date,
-        study_description=f"{modality} study",
-        modalities=[modality],
-        modality=modality,
-        root=root or Path("/data") / patient_id,
-        fields={"PatientID": patient_id, "StudyDate": study_date, "Modality": modality},
-    )
-    for number, (description, count) in enumerate(series, start=1):
-        suid = f"{study}.{number}"
-        scan = Scan(
-            series_instance_uid=suid,
-            study_instance_uid=study,
-            series_number=number,
-            series_description=description,
-            modality=modality,
-        )
-        for i in range(count):
-            scan.files.append(
-                FileRef(
-                    path=(root or Path("/data") / patient_id) / f"s{number}" / f"{i}.dcm",
-                    size=1000 + i,
-                    mtime=0.0,
-                    sop_instance_uid=f"{suid}.{i}",
-                    transfer_syntax="1.2.840.10008.1.2.1",
-                    instance_number=i + 1,
-                )
-            )
-        session.scans[suid] = scan
-    return session
 
 
 def scan_func_for(sessions: list[Session]) -> Any:
@@ -81,40 +33,6 @@ def scan_func_for(sessions: list[Session]) -> Any:
         yield ScanSummary(sessions=list(sessions), problems=[], progress=progress, roots=paths)
 
     return scan
-
-
-@dataclass
-class FakeProject:
-    info: ProjectInfo
-    name: str = ""
-    subjects: set[str] = field(default_factory=set)
-    sessions: list[RemoteSession] = field(default_factory=list)
-
-
-class FakePort:
-    """ServerPort + the listing call the UI uses, over in-memory projects."""
-
-    server_url = "http://fake.test"
-    username = "alice"
-
-    def __init__(self, projects: dict[str, FakeProject] | None = None) -> None:
-        self.projects = projects if projects is not None else default_projects()
-        self.calls: list[str] = []
-
-    async def uploadable_projects(self) -> list[ProjectRef]:
-        return [ProjectRef(pid, p.name) for pid, p in self.projects.items()]
-
-    async def project_info(self, project: str) -> ProjectInfo:
-        self.calls.append(f"project_info {project}")
-        return self.projects[project].info
-
-    async def subjects(self, project: str) -> set[str]:
-        self.calls.append(f"subjects {project}")
-        return set(self.projects[project].subjects)
-
-    async def sessions(self, project: str) -> list[RemoteSession]:
-        self.calls.append(f"sessions {project}")
-        return list(self.projects[project].sessions)
 
 
 def default_projects() -> dict[str, FakeProject]:
@@ -251,7 +169,7 @@ def make_app(
 ) -> tuple[XnatTuiApp, FakePort, FakeEngine]:
     from xnat_tui.transfer.journal import Journal
 
-    port = port or FakePort()
+    port = port or FakePort(default_projects())
     engine = FakeEngine()
     (tmp_path / "dicom" / "A").mkdir(parents=True, exist_ok=True)
     app = XnatTuiApp(

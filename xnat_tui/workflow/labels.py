@@ -12,13 +12,8 @@ import re
 import unicodedata
 
 MAX_LABEL_LENGTH = 255
-_VALID = re.compile(r"[A-Za-z0-9_-]+")
 _INVALID_RUN = re.compile(r"[^A-Za-z0-9_-]+")
 _ALLOWED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-def is_valid_label(label: str) -> bool:
-    return bool(label) and len(label) <= MAX_LABEL_LENGTH and _VALID.fullmatch(label) is not None
 
 
 def invalid_characters(label: str) -> list[str]:

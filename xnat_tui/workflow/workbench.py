@@ -111,9 +111,6 @@ class ProjectSummary:
     # The settings the planner applies (import filters, anonymization variables).
     settings: ProjectInfo | None = None
 
-    def has_subject(self, label: str) -> bool:
-        return label in self.subjects
-
 
 @dataclass
 class SessionItem:
@@ -319,9 +316,3 @@ class Workbench:
         if not item.state.in_transfer:
             item.state = RowState.UNCHECKED
             item.detail = ""
-
-    def by_job(self, job_id: str) -> SessionItem | None:
-        for item in self.items.values():
-            if item.job_id == job_id:
-                return item
-        return None

@@ -9,14 +9,12 @@ from xnat_tui.workflow.labels import (
     MAX_LABEL_LENGTH,
     clean_label,
     invalid_characters,
-    is_valid_label,
     label_problem,
 )
 
 
 def test_valid_labels() -> None:
     for label in ("S01", "sub-01_A", "a", "-_-", "X" * MAX_LABEL_LENGTH):
-        assert is_valid_label(label)
         assert label_problem(label) is None
 
 
@@ -42,7 +40,7 @@ def test_empty_and_too_long() -> None:
 
 def test_non_ascii_letters_are_invalid() -> None:
     assert invalid_characters("Müller") == ["ü"]
-    assert not is_valid_label("Müller")
+    assert label_problem("Müller") is not None
 
 
 def test_clean_label_collapses_runs() -> None:
@@ -58,4 +56,4 @@ def test_clean_label_always_yields_label_characters(text: str) -> None:
     cleaned = clean_label(text)
     assert invalid_characters(cleaned) == []
     # Either a valid label, or empty (which the rules then report as such).
-    assert is_valid_label(cleaned) or (cleaned == "" and label_problem(cleaned) is not None)
+    assert label_problem(cleaned) is None or cleaned == ""

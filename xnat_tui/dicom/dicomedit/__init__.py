@@ -6,7 +6,6 @@ Public API (used by the packer, the sandbox, the CLI and the TUI)::
     anon = Anonymizer([site, project], {"project": "P"})
     data = anon.anonymize_file(path, {"subject": "S", "session": "E"})  # bytes, file untouched
     anon.apply(ds, variables)                      # in place, on a pydicom Dataset
-    anon.file_transform(variables)                 # the packer's (path, bytes) -> bytes hook
     required_variables([site, project])            # what to ask the user for
     basic_profile_script(retain_dates=..., retain_uids=..., retain_device=...)
     preview_file(anon, path, variables)            # list[TagChange]
@@ -14,7 +13,7 @@ Public API (used by the packer, the sandbox, the CLI and the TUI)::
 
 from __future__ import annotations
 
-from .anonymizer import Anonymizer, FileTransform, encode
+from .anonymizer import Anonymizer, encode
 from .burned_in import BurnedInVerdict, burned_in_verdict
 from .errors import AnonymizationError, ScriptError
 from .functions import hash_uid, java_format, parse_lookup_table
@@ -35,7 +34,6 @@ __all__ = [
     "Anonymizer",
     "BurnedInVerdict",
     "CodeItem",
-    "FileTransform",
     "RequiredVariable",
     "Script",
     "ScriptError",

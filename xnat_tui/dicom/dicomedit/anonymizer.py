@@ -118,17 +118,6 @@ class Anonymizer:
         return self.anonymize_dataset_bytes(ds, variables)
 
 
-class FileTransform:
-    """Picklable ``(path, data) -> bytes``: anonymizes the bytes already read by the packer."""
-
-    def __init__(self, anonymizer: Anonymizer, variables: dict[str, str]) -> None:
-        self.anonymizer = anonymizer
-        self.variables = variables
-
-    def __call__(self, path: Path, data: bytes) -> bytes:
-        return self.anonymizer.anonymize_bytes(data, self.variables)
-
-
 def encode(ds: Dataset) -> bytes:
     """The dataset as a file, in its original transfer syntax and layout.
 
