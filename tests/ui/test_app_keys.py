@@ -13,6 +13,7 @@ from tests.ui.fakes import (
     until,
     with_project,
 )
+from tests.ui.screen_text import palette_entries
 from xnat_tui.config import Config
 from xnat_tui.ui.commands import WorkbenchCommands
 from xnat_tui.ui.screens.bulk import BulkScreen
@@ -82,11 +83,11 @@ async def test_palette_offers_what_fits_the_state(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await scanned(pilot, 1)
         provider = WorkbenchCommands(screen)
-        names = [name for name, _, _ in provider._commands()]
+        names = list(await palette_entries(provider))
         assert "Upload selected sessions" not in names  # no project yet
         assert "Bulk label sessions" in names and "Use project PILOT (Pilot)" in names
         await with_project(pilot, screen, "PILOT")
-        names = [name for name, _, _ in provider._commands()]
+        names = list(await palette_entries(provider))
         assert "Upload selected sessions" in names
         assert "Pause all transfers" not in names
         await pilot.press("ctrl+p")

@@ -11,6 +11,7 @@ from textual.app import App
 from textual.widgets import Input, Select, Static
 
 from tests.ui.fakes import until
+from tests.ui.screen_text import palette_entries
 from xnat_tui.ui.screens.prearchive import PrearchiveScreen
 from xnat_tui.ui.screens.prearchive_archive import ArchiveDialog
 from xnat_tui.ui.screens.prearchive_delete import DeleteDialog
@@ -477,14 +478,18 @@ async def test_palette_offers_possible_actions_and_filters_that_show_in_the_bar(
     async with app.run_test(size=(180, 50)) as pilot:
         await settle(pilot)
         screen = screen_of(app)
-        commands = {title: cb for title, _, cb in PrearchiveCommands(screen)._commands()}
+        commands = {
+            t: h.command for t, h in (await palette_entries(PrearchiveCommands(screen))).items()
+        }
         assert "Archive / route selected sessions" in commands
         assert "Show only CONFLICT" in commands and "Show only project Unassigned" in commands
         commands["Show only CONFLICT"]()
         await pilot.pause()
         assert [r.label for r in screen.shown_rows] == ["S2"]
         assert screen.query_one("#prearchive-status-filter", Select).value == "CONFLICT"
-        commands = {title: cb for title, _, cb in PrearchiveCommands(screen)._commands()}
+        commands = {
+            t: h.command for t, h in (await palette_entries(PrearchiveCommands(screen))).items()
+        }
         commands["Clear filters"]()
         await pilot.pause()
         assert len(screen.shown_rows) == 4

@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import time
 
+from textual.message import Message
+
 from tests.ui.fakes import make_app, to_main, until
+from tests.ui.screen_text import notifications
 from xnat_tui.dicom.synthetic import write_bulk_tree
 from xnat_tui.ui.launch import scan_tree
 
@@ -24,7 +27,8 @@ async def test_scans_with_worker_processes_run_back_to_back(tmp_path):
             os.utime(os.path.join(root, name), (old, old))
     app, _, _ = make_app(tmp_path)
     app.scan = scan_tree
-    async with app.run_test(size=(120, 40)) as pilot:
+    seen: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         screen = await to_main(pilot)
         screen.start_scan([tmp_path / "a"])
         await until(pilot, lambda: not screen.folders.scanning, 60)
@@ -42,4 +46,4 @@ async def test_scans_with_worker_processes_run_back_to_back(tmp_path):
         assert "Scan done: 440 DICOM files, 2 sessions" in status
         assert "s, tree unchanged)" in status
         assert len(app.workbench) == 3
-        assert not any(n.severity == "error" for n in app._notifications)
+        assert not any(n.severity == "error" for n in notifications(seen))

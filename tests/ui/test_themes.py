@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.message import Message
+
 from tests.ui.fakes import make_app, to_main, until
+from tests.ui.screen_text import notifications
 from xnat_tui.config import Config, Defaults
 from xnat_tui.ui.themes import SHIPPED_THEMES_DIR, load_themes
 
@@ -50,9 +53,10 @@ async def test_broken_theme_and_unknown_choice_warn_but_start(tmp_path):
     (themes / "broken.toml").write_text("primary = [\n")
     cfg = Config(defaults=Defaults(theme="no-such-theme"))
     app, _, _ = make_app(tmp_path, config=cfg, theme_dirs=[themes])
-    async with app.run_test(size=(100, 30)) as pilot:
+    seen: list[Message] = []
+    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
         await to_main(pilot)
-        warnings = [n for n in app._notifications if n.severity == "warning"]
+        warnings = [n for n in notifications(seen) if n.severity == "warning"]
         assert any("broken.toml" in n.message for n in warnings)
         assert any("no-such-theme" in n.message for n in warnings)
         assert app.theme == "textual-dark"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from textual.message import Message
+
 from tests.ui.fakes import make_app, make_session, scanned, to_main, until, with_project
+from tests.ui.screen_text import notifications
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.screens.confirm import ConfirmScreen
 from xnat_tui.ui.screens.receipt import ReceiptScreen
@@ -22,7 +25,8 @@ async def queue_one(pilot, app, engine):
 
 async def test_progress_reaches_the_panel_and_sessions_table(tmp_path):
     app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
-    async with app.run_test(size=(120, 40)) as pilot:
+    seen: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         screen = await queue_one(pilot, app, engine)
         engine.set_state("job1", JobState.SENDING)
         engine.progress("job1", 2500, 10000)
@@ -50,7 +54,7 @@ async def test_progress_reaches_the_panel_and_sessions_table(tmp_path):
         # The last tick said 85%; the finished job counts in full all the same.
         bar = pane.query_one("#transfers-overall")
         await until(pilot, lambda: bar.percentage == 1.0)
-        assert any("uploaded and verified" in n.message for n in app._notifications)
+        assert any("uploaded and verified" in n.message for n in notifications(seen))
 
 
 async def test_job_keys_call_the_engine(tmp_path):
@@ -92,10 +96,11 @@ async def test_job_keys_call_the_engine(tmp_path):
 
 async def test_failure_is_notified_and_logged(tmp_path):
     app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
-    async with app.run_test(size=(120, 40)) as pilot:
+    seen: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         await queue_one(pilot, app, engine)
         engine.set_state("job1", JobState.FAILED, "server said no (HTTP 500)")
-        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications))
+        await until(pilot, lambda: any(n.severity == "error" for n in notifications(seen)))
         assert any("server said no" in line.message for line in app.log_buffer.lines)
         item = next(iter(app.workbench.items.values()))
         await until(pilot, lambda: item.state == RowState.FAILED)
@@ -131,12 +136,13 @@ async def test_quit_without_transfers_is_immediate(tmp_path):
 async def test_unfinished_transfers_resume_on_start(tmp_path):
     app, _, engine = make_app(tmp_path)
     engine.resumable = [("old1", "PILOT/S1/S1_MR_1", 4000, 10000)]
-    async with app.run_test(size=(120, 40)) as pilot:
+    seen: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         screen = await to_main(pilot)
         pane = screen.query_one("#transfers")
         await until(pilot, lambda: pane.table.row_count == 1)
         assert "40%" in str(pane.table.get_cell("old1", "progress"))
-        assert any("Resuming 1 unfinished" in n.message for n in app._notifications)
+        assert any("Resuming 1 unfinished" in n.message for n in notifications(seen))
         # Still unfinished: quitting asks again.
         await pilot.press("ctrl+q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
