@@ -66,7 +66,7 @@ class ServerProfile:
     verify_tls: bool = True
     ca_bundle: str = ""
     # Anonymization applied client-side for this server unless a project overrides it.
-    anonymization: str = "none"
+    anonymization: str = ""  # "" = the [defaults] choice
 
 
 @dataclass
@@ -213,8 +213,8 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
             verify_tls=_expect(body.get("verify_tls", True), bool, f"{where} verify_tls"),
             ca_bundle=_expect(body.get("ca_bundle", ""), str, f"{where} ca_bundle"),
             anonymization=_choice(
-                _expect(body.get("anonymization", "none"), str, where),
-                ANON_PROFILES,
+                _expect(body.get("anonymization", ""), str, where),
+                ("", *ANON_PROFILES),
                 f"{where} anonymization",
             ),
         )
@@ -227,6 +227,9 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
     for pid, body in projects.items():
         where = f"[projects.{pid}]"
         body = _expect(body, dict, where)
+        unknown = set(body) - {"anonymization", "subject_pattern", "session_pattern"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
         anon = _expect(body.get("anonymization", ""), str, f"{where} anonymization")
         if anon:
             _choice(anon, ANON_PROFILES, f"{where} anonymization")

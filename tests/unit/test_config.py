@@ -45,6 +45,7 @@ def test_round_trip(tmp_path: Path) -> None:
         ('default_profile = "nope"\n', "not a defined profile"),
         ('[profiles.a]\nuser = "u"\n', "missing 'url'"),
         ("colour = 1\n", "unknown top-level"),
+        ('[projects.P]\nsession_patern = "{n}"\n', "unknown setting.*session_patern"),
     ],
 )
 def test_bad_config_is_a_clear_error(isolated_dirs: Path, text: str, fragment: str) -> None:
@@ -56,3 +57,21 @@ def test_bad_config_is_a_clear_error(isolated_dirs: Path, text: str, fragment: s
 def test_xdg_paths_follow_environment(isolated_dirs: Path) -> None:
     assert config.state_dir() == isolated_dirs / ".local" / "state" / "xnat-tui"
     assert config.cache_dir() == isolated_dirs / ".cache" / "xnat-tui"
+
+
+def test_defaults_anonymization_applies_under_a_profile_that_names_none(tmp_path: Path) -> None:
+    """A profile without `anonymization` leaves the [defaults] choice in force."""
+    from xnat_tui.config import load
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[defaults]\nanonymization = "basic"\n\n'
+        '[profiles.work]\nurl = "https://xnat.example.org"\n\n'
+        '[profiles.strict]\nurl = "https://xnat.example.org"\nanonymization = "xnat"\n\n'
+        '[projects.OPEN]\nanonymization = "none"\n',
+        encoding="utf-8",
+    )
+    cfg = load(path)
+    assert cfg.anonymization_for(cfg.profiles["work"], "P") == "basic"
+    assert cfg.anonymization_for(cfg.profiles["strict"], "P") == "xnat"
+    assert cfg.anonymization_for(cfg.profiles["work"], "OPEN") == "none"

@@ -189,7 +189,7 @@ async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.transfer.source import from_dicom
     from xnat_tui.transfer.types import AnonOptions, Compression, Destination, Overwrite
     from xnat_tui.workflow.login import connection_for
-    from xnat_tui.workflow.targets import routed_project
+    from xnat_tui.workflow.targets import LabelRules, routed_project
     from xnat_tui.workflow.upload import (
         Anonymization,
         UploadSession,
@@ -204,7 +204,11 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     d = config.defaults
-    rules = label_rules_for(config, args.project or "", subject=args.subject, session=args.session)
+
+    def rules(project: str) -> LabelRules:
+        """The project's templates (for --routed, each target project's own)."""
+        return label_rules_for(config, project, subject=args.subject, session=args.session)
+
     settings = UploadSettings(
         destination=Destination(args.dest or d.destination),
         overwrite=Overwrite(args.overwrite or d.overwrite),

@@ -38,6 +38,7 @@ from xnat_tui.workflow.upload import (
     JobAction,
     UploadSession,
     UploadSettings,
+    label_rules_for,
     transfer_engine,
 )
 from xnat_tui.workflow.workbench import Workbench
@@ -103,6 +104,7 @@ class XnatTuiApp(App[int]):
         self.uploads: UploadSession | None = None
         d = config.defaults
         self.workbench = Workbench(LabelRules(d.subject_pattern, d.session_pattern))
+        self.workbench.project_rules = lambda project: label_rules_for(config, project)
         self.checks = TargetChecks(self.workbench, delay=CHECK_DEBOUNCE, sleep=sleep)
         self.transfers = TransferModel()
         self.log_buffer = log_buffer or LogBuffer()

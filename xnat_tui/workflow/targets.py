@@ -42,6 +42,10 @@ class LabelRules:
     explicit: bool = False
 
 
+# The label rules of a project (templates may be set per project in the config).
+RulesFor = Callable[[str], LabelRules]
+
+
 @dataclass
 class ProjectLabels:
     """What a project already holds, as far as label proposals are concerned."""
@@ -73,7 +77,7 @@ NO_ROUTING = (
 
 def propose(
     sessions: Sequence[SourceSession],
-    rules: LabelRules,
+    rules: LabelRules | RulesFor,
     *,
     projects: Sequence[str],
     existing: Callable[[str], ProjectLabels],
@@ -81,14 +85,16 @@ def propose(
     """Targets for ``sessions`` (``projects[i]`` is session i's target project).
 
     Labels are never handed out twice within one project: each label proposed is added
-    to that project's taken set before the next session's ``{n}`` is chosen.
+    to that project's taken set before the next session's ``{n}`` is chosen. ``rules``
+    are one set for all, or each target project's own.
     """
+    rules_for = rules if callable(rules) else (lambda project: rules)
     taken: dict[str, set[str]] = {}
     out: list[Proposal] = []
     for session, project in zip(sessions, projects, strict=True):
         view = existing(project)
         used = taken.setdefault(project, set(view.labels))
-        proposal = _propose_one(session, project, rules, used, view.known)
+        proposal = _propose_one(session, project, rules_for(project), used, view.known)
         if proposal.label:
             used.add(proposal.label)
         out.append(proposal)

@@ -35,7 +35,14 @@ from xnat_tui.transfer.types import (
 )
 from xnat_tui.workflow.login import Connection
 from xnat_tui.workflow.planner import Planner, ProjectView
-from xnat_tui.workflow.targets import NO_ROUTING, LabelRules, ProjectLabels, classify, propose
+from xnat_tui.workflow.targets import (
+    NO_ROUTING,
+    LabelRules,
+    ProjectLabels,
+    RulesFor,
+    classify,
+    propose,
+)
 from xnat_tui.workflow.targets import routed_project as routing_of
 from xnat_tui.workflow.workbench import ProjectSummary, RowState, SessionItem, Workbench
 from xnat_tui.xnat.models import ProjectRef
@@ -300,7 +307,7 @@ class UploadSession:
     async def requests_for(
         self,
         sessions: Sequence[SourceSession],
-        rules: LabelRules,
+        rules: LabelRules | RulesFor,
         *,
         project: str | None,
     ) -> list[JobRequest]:

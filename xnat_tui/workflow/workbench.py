@@ -15,7 +15,7 @@ from xnat_tui.dicom.model import Scan, Session
 from xnat_tui.transfer.server import ProjectInfo
 from xnat_tui.transfer.source import from_dicom
 from xnat_tui.transfer.types import JobState, SourceSession
-from xnat_tui.workflow.targets import LabelRules, ProjectLabels, TargetKind, propose
+from xnat_tui.workflow.targets import LabelRules, ProjectLabels, RulesFor, TargetKind, propose
 
 
 class RowState(StrEnum):
@@ -170,17 +170,27 @@ class Workbench:
     def __init__(self, rules: LabelRules | None = None) -> None:
         self.items: dict[str, SessionItem] = {}
         self.project: ProjectSummary | None = None
+        # Patterns the user set for this run (bulk mode); else each project's own rules.
         self.rules = rules or LabelRules()
+        self.project_rules: RulesFor | None = None
         # What each project holds (labels taken, studies already there), as loaded.
         self.existing: dict[str, ProjectLabels] = {}
 
+    def rules_for(self, project: str, *, explicit: bool = False) -> LabelRules:
+        """The label rules for sessions going to ``project``."""
+        explicit = explicit or self.rules.explicit
+        base = self.rules
+        if not explicit and self.project_rules is not None:
+            base = self.project_rules(project)
+        return LabelRules(base.subject_template, base.session_template, explicit)
+
     @property
     def subject_pattern(self) -> str:
-        return self.rules.subject_template
+        return self.rules_for(self.project.id if self.project else "").subject_template
 
     @property
     def session_pattern(self) -> str:
-        return self.rules.session_template
+        return self.rules_for(self.project.id if self.project else "").session_template
 
     def __len__(self) -> int:
         return len(self.items)
@@ -288,12 +298,12 @@ class Workbench:
             base = self.existing.get(project) or ProjectLabels()
             return ProjectLabels(base.labels | others.get(project, set()), base.known)
 
-        rules = LabelRules(
-            self.rules.subject_template,
-            self.rules.session_template,
-            explicit or self.rules.explicit,
+        proposals = propose(
+            [i.source for i in todo],
+            lambda project: self.rules_for(project, explicit=explicit),
+            projects=projects,
+            existing=existing,
         )
-        proposals = propose([i.source for i in todo], rules, projects=projects, existing=existing)
         for item, proposal in zip(todo, proposals, strict=True):
             item.subject, item.label = proposal.subject, proposal.label
             item.template_error = proposal.template_error

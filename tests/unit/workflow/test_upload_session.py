@@ -150,3 +150,33 @@ def test_label_rules_given_for_the_run_are_explicit() -> None:
     assert label_rules_for(config, "OTHER") == LabelRules()
     given = label_rules_for(config, "PILOT", session="{StudyDate}")
     assert given == LabelRules("{PatientID}", "{StudyDate}", explicit=True)
+
+
+async def test_each_target_project_labels_with_its_own_templates(tmp_path: Path) -> None:
+    """`[projects.STUDY_A]` templates apply where a session goes, in the TUI and the CLI."""
+    config = Config(projects={"STUDY_A": ProjectPreferences(session_pattern="A_{PatientID}_{n}")})
+    uploads = upload_session(port(), tmp_path / "j")
+    routed = make_session("P001", routing=("STUDY_A", "", ""))
+    plain = make_session("P002")
+
+    def rules(project: str) -> LabelRules:
+        return label_rules_for(config, project)
+
+    # The CLI: --routed sends P001 to STUDY_A; --project PILOT keeps PILOT's defaults.
+    cli = await uploads.requests_for([from_dicom(routed)], rules, project=None)
+    assert (cli[0].project, cli[0].label) == ("STUDY_A", "A_P001_1")
+    cli = await uploads.requests_for([from_dicom(plain)], rules, project="PILOT")
+    assert cli[0].label == "P002_MR_1"
+
+    # The TUI: following the routing relabels with STUDY_A's templates.
+    wb = Workbench()
+    wb.project_rules = rules
+    for session in (routed, plain):
+        wb.upsert(session)
+    wb.project = await uploads.project("PILOT")
+    await uploads.load_existing(wb, "PILOT")
+    wb.relabel(list(wb.items.values()), only_unedited=True)
+    routed_item = wb.items[routed.study_instance_uid]
+    await uploads.choose_routing(wb, [routed_item], follow=True)
+    assert (wb.target_project(routed_item), routed_item.label) == ("STUDY_A", "A_P001_1")
+    assert wb.items[plain.study_instance_uid].label == "P002_MR_1"

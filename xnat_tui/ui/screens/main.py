@@ -26,7 +26,6 @@ from xnat_tui.ui.widgets.scans import ScansPane
 from xnat_tui.ui.widgets.sessions import SessionsPane
 from xnat_tui.ui.widgets.transfers import TransfersPane
 from xnat_tui.units import human_bytes
-from xnat_tui.workflow.upload import label_rules_for
 from xnat_tui.workflow.workbench import RowState, SessionItem
 
 if TYPE_CHECKING:
@@ -333,8 +332,6 @@ class MainScreen(AppScreen, Screen[None]):
         wb = self.xapp.workbench
         await uploads.load_existing(wb, project)
         wb.project = info
-        if not wb.rules.explicit:
-            wb.rules = label_rules_for(self.xapp.config, project)
         # Labels are proposed against what the project holds, as `xnat-tui upload` does.
         wb.relabel(list(wb.items.values()), only_unedited=True)
         self.sessions.refresh_rows(list(wb.items.values()))
