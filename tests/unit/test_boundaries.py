@@ -89,3 +89,19 @@ def test_workflow_imports_neither_textual_nor_ui_nor_commands() -> None:
 
 def test_ui_does_not_import_the_commands() -> None:
     assert _offenders("xnat_tui.ui", ("xnat_tui.commands", "xnat_tui.cli")) == []
+
+
+def test_no_two_classes_share_a_name() -> None:
+    """One name, one concept: a top-level class name is defined once in the package."""
+    import ast
+    from collections import defaultdict
+    from pathlib import Path
+
+    where: dict[str, list[str]] = defaultdict(list)
+    root = Path(xnat_tui.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                where[node.name].append(str(path.relative_to(root)))
+    assert {name: files for name, files in where.items() if len(files) > 1} == {}

@@ -95,7 +95,7 @@ class ArchiveOptions:
 
 
 @dataclass
-class ScanSummary:
+class PrearcScan:
     scan: str
     series_uid: str
     series_description: str
@@ -121,12 +121,12 @@ def session_xsi_type(files: list[PrearcFile]) -> str:
     return SESSION_TYPES.get(session_modality(files), OTHER_SESSION)
 
 
-def scans_of(files: list[PrearcFile]) -> list[ScanSummary]:
-    by_scan: dict[str, ScanSummary] = {}
+def scans_of(files: list[PrearcFile]) -> list[PrearcScan]:
+    by_scan: dict[str, PrearcScan] = {}
     for f in files:
         summary = by_scan.get(f.scan)
         if summary is None:
-            summary = ScanSummary(f.scan, f.series_uid, f.series_description, f.modality, [])
+            summary = PrearcScan(f.scan, f.series_uid, f.series_description, f.modality, [])
             by_scan[f.scan] = summary
         summary.files.append(f)
     return sorted(by_scan.values(), key=lambda s: (0, int(s.scan)) if s.scan.isdigit() else (1, 0))
@@ -264,7 +264,7 @@ def _check_merge(
     existing: sqlite3.Row,
     subject_row: sqlite3.Row | None,
     s: PrearcSession,
-    scans: list[ScanSummary],
+    scans: list[PrearcScan],
     xsi_type: str,
     opts: ArchiveOptions,
     label: str,
@@ -324,7 +324,7 @@ def _archive_scan(
     s: PrearcSession,
     experiment_id: str,
     session_root: os.PathLike[str],
-    scan: ScanSummary,
+    scan: PrearcScan,
     opts: ArchiveOptions,
 ) -> None:
     scan_pk = store.add_scan(

@@ -144,7 +144,7 @@ def _hash(password: str, salt: str) -> str:
 
 
 @dataclass(frozen=True)
-class Token:
+class StoredToken:
     id: int
     alias: str
     secret: str
@@ -159,7 +159,7 @@ class Token:
         return now_ms() > self.expires
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON XNAT's Jackson serialisation of ``AliasToken`` gives (§2.5)."""
+        """The JSON XNAT's Jackson serialisation of its ``AliasToken`` gives (§2.5)."""
         return {
             "alias": self.alias,
             "secret": self.secret,
@@ -300,7 +300,7 @@ class Store:
 
     # ---- alias tokens ------------------------------------------------------------
 
-    def issue_token(self, login: str, *, lifetime_ms: int = TOKEN_LIFETIME_MS) -> Token:
+    def issue_token(self, login: str, *, lifetime_ms: int = TOKEN_LIFETIME_MS) -> StoredToken:
         alias = str(uuid.uuid4())
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
         secret = "".join(secrets.choice(alphabet) for _ in range(64))
@@ -317,11 +317,11 @@ class Store:
         assert token is not None
         return token
 
-    def get_token(self, alias: str) -> Token | None:
+    def get_token(self, alias: str) -> StoredToken | None:
         row = self.query_one("SELECT * FROM tokens WHERE alias=?", alias)
         return None if row is None else _token(row)
 
-    def tokens_of(self, login: str) -> list[Token]:
+    def tokens_of(self, login: str) -> list[StoredToken]:
         rows = self.query_all("SELECT * FROM tokens WHERE login=? AND enabled=1 ORDER BY id", login)
         return [_token(r) for r in rows]
 
@@ -820,8 +820,8 @@ class Store:
         )
 
 
-def _token(row: sqlite3.Row) -> Token:
-    return Token(
+def _token(row: sqlite3.Row) -> StoredToken:
+    return StoredToken(
         id=int(row["id"]),
         alias=str(row["alias"]),
         secret=str(row["secret"]),

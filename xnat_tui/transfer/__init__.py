@@ -1,15 +1,9 @@
-"""Upload engine: journal, plan, packer, scheduler, verifier (no Textual).
+"""Upload engine: journal, plan types, packer, scheduler, verifier (no Textual).
 
-Plans are built by the application layer (``xnat_tui.workflow.planner``). Typical use
-(CLI and TUI alike)::
+Plans are built by the application layer (``xnat_tui.workflow``: its ``UploadSession``
+makes the requests and runs the planner for the TUI and the CLI alike). Given a plan::
 
-    port = XnatPort(client)                      # or any ServerPort
-    planner = Planner(port, journal)             # xnat_tui.workflow.planner
-    requests = await planner.build_requests(sessions, project="P",
-                                            subject_template="{PatientID}",
-                                            session_template="{subject}_{Modality}_{n}")
-    plan = await planner.plan(requests)          # nothing sent yet; show plan.to_dict()
-    engine = TransferEngine(port, journal, concurrency=4)
+    engine = TransferEngine(port, journal, concurrency=4)   # port: any ServerPort
     await engine.start()                         # resumes unfinished jobs of this server
     events = engine.subscribe()                  # JobStateChanged, SeriesStateChanged,
                                                  # ProgressTick, EngineMessage

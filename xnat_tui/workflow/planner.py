@@ -18,7 +18,7 @@ from xnat_tui.workflow.labels import label_problem
 from xnat_tui.workflow.targets import ProjectLabels, routed_project
 
 
-class ProjectView:
+class ProjectSnapshot:
     """One project as the planner sees it: settings, subjects and existing sessions."""
 
     def __init__(self, info: ProjectInfo, subjects: set[str], sessions: list[RemoteSession]):
@@ -37,9 +37,9 @@ class Planner:
     def __init__(self, server: ServerPort, journal: Journal | None = None) -> None:
         self.server = server
         self.journal = journal
-        self._projects: dict[str, ProjectView | BaseException] = {}
+        self._projects: dict[str, ProjectSnapshot | BaseException] = {}
 
-    async def project(self, project: str) -> ProjectView:
+    async def project(self, project: str) -> ProjectSnapshot:
         cached = self._projects.get(project)
         if isinstance(cached, BaseException):
             raise cached
@@ -52,11 +52,11 @@ class Planner:
         except Exception as exc:
             self._projects[project] = exc
             raise
-        view = ProjectView(info, subjects, sessions)
+        view = ProjectSnapshot(info, subjects, sessions)
         self._projects[project] = view
         return view
 
-    def cached(self, project: str) -> ProjectView:
+    def cached(self, project: str) -> ProjectSnapshot:
         """The project as last loaded (KeyError when it was not, or failed to load)."""
         view = self._projects[project]
         if isinstance(view, BaseException):
@@ -68,7 +68,7 @@ class Planner:
         self._projects.clear()
 
     def existing_labels(
-        self, project: str, view: ProjectView | None, study_uids: Iterable[str]
+        self, project: str, view: ProjectSnapshot | None, study_uids: Iterable[str]
     ) -> ProjectLabels:
         """Labels taken in ``project`` and the targets of studies already there.
 
@@ -261,7 +261,7 @@ class Planner:
             )
         return kept
 
-    def _classify(self, job: PlannedJob, view: ProjectView) -> None:
+    def _classify(self, job: PlannedJob, view: ProjectSnapshot) -> None:
         r = job.request
         uid = r.session.study_instance_uid
         same_label = [s for s in view.sessions if s.label == r.label]

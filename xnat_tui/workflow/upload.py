@@ -34,7 +34,7 @@ from xnat_tui.transfer.types import (
     SourceSession,
 )
 from xnat_tui.workflow.login import Connection
-from xnat_tui.workflow.planner import Planner, ProjectView
+from xnat_tui.workflow.planner import Planner, ProjectSnapshot
 from xnat_tui.workflow.targets import (
     NO_ROUTING,
     LabelRules,
@@ -195,7 +195,7 @@ class UploadSession:
     async def existing(self, project: str, study_uids: Iterable[str]) -> ProjectLabels:
         """Labels taken in ``project`` and the targets of these studies already there."""
         try:
-            view: ProjectView | None = await self.planner.project(project)
+            view: ProjectSnapshot | None = await self.planner.project(project)
         except Exception:  # the plan reports the error per job
             view = None
         return self.planner.existing_labels(project, view, study_uids)

@@ -1,7 +1,7 @@
 """Prearchive calls triage needs (xnat-api.md §6), delegated to :class:`XnatClient`.
 
-Implements ``xnat_tui.transfer.triage.TriageOps`` structurally (no import of
-``transfer``: the client layer stays below the engine). Rows come back as XNAT's own
+Implements ``xnat_tui.workflow.prearchive.TriageOps`` structurally (no import of
+``workflow``: the client layer stays below the application layer). Rows come back as XNAT's own
 string columns so ``--json`` output carries them unchanged.
 """
 

@@ -528,8 +528,8 @@ class MainScreen(AppScreen, Screen[None]):
             if current in changed:
                 self.labels.show_status(current)
 
-    @on(TransfersPane.JobAction)
-    def _job_action(self, event: TransfersPane.JobAction) -> None:
+    @on(TransfersPane.ActionRequested)
+    def _job_action(self, event: TransfersPane.ActionRequested) -> None:
         self.xapp.job_action(event.action, event.job_id)
 
     # ------------------------------------------------------------ other screens

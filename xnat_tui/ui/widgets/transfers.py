@@ -89,7 +89,7 @@ class TransfersPane(Vertical):
     ]
 
     @dataclass
-    class JobAction(Message):
+    class ActionRequested(Message):
         action: str  # pause | resume | pause_all | resume_all | cancel | retry | receipt
         job_id: str | None
 
@@ -204,24 +204,24 @@ class TransfersPane(Vertical):
         row = self.current
         if row is not None:
             verb = "resume" if row.state is JobState.PAUSED else "pause"
-            self.post_message(self.JobAction(verb, row.job_id))
+            self.post_message(self.ActionRequested(verb, row.job_id))
 
     def action_pause_all(self) -> None:
         paused = [r for r in self.model.unfinished if r.state is JobState.PAUSED]
         verb = "resume_all" if paused and len(paused) == len(self.model.unfinished) else "pause_all"
-        self.post_message(self.JobAction(verb, None))
+        self.post_message(self.ActionRequested(verb, None))
 
     def action_cancel(self) -> None:
         row = self.current
         if row is not None:
-            self.post_message(self.JobAction("cancel", row.job_id))
+            self.post_message(self.ActionRequested("cancel", row.job_id))
 
     def action_retry(self) -> None:
         row = self.current
         if row is not None:
-            self.post_message(self.JobAction("retry", row.job_id))
+            self.post_message(self.ActionRequested("retry", row.job_id))
 
     def action_receipt(self) -> None:
         row = self.current
         if row is not None:
-            self.post_message(self.JobAction("receipt", row.job_id))
+            self.post_message(self.ActionRequested("receipt", row.job_id))
