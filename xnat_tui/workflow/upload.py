@@ -403,6 +403,8 @@ class UploadSession:
             job = (await self.planner.plan([request])).jobs[0]
             assessment = classify(job, routing_unresolved=workbench.routing_unresolved(item))
             state, detail = RowState.of_target(assessment.kind), assessment.detail
+            if item.follow_routing and workbench.routed_elsewhere(item):
+                detail += f"; goes to project {request.project}, as its DICOM routes it"
             if asked_later and state.queueable:
                 names = ", ".join(asked_later)
                 detail += f"; the anonymization script asks for {names} when queued"

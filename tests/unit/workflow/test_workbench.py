@@ -216,3 +216,4 @@ async def test_following_routing_proposes_a_label_free_in_the_routed_project(
     # `xnat-tui upload --routed` proposes P001_MR_2, a new session.
     assert item(wb, s).label == "P001_MR_2"
     assert state is RowState.NEW, detail
+    assert "goes to project STUDY_A, as its DICOM routes it" in detail
