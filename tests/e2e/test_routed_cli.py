@@ -102,3 +102,12 @@ def test_routed_sends_each_session_where_routed_and_refuses_the_unrouted_one(
     assert text.returncode == 1
     refusal = text.stderr[text.stderr.index(str(tmp_path / "in" / "PLAIN")) :]
     assert "names no project" in refusal.splitlines()[1]
+    refused_line = text.stderr.splitlines()[
+        text.stderr.splitlines().index(
+            next(
+                line for line in text.stderr.splitlines() if str(tmp_path / "in" / "PLAIN") in line
+            )
+        )
+        - 1
+    ]
+    assert refused_line.startswith("NO (no project: not routed)")

@@ -62,8 +62,9 @@ def planned_job_lines(job: PlannedJob) -> list[str]:
     extras.append(f"dest={r.destination}")
     if r.overwrite.value != "none":
         extras.append(f"overwrite={r.overwrite}")
+    target = job.target if r.project else "(no project: not routed)"
     lines = [
-        f"{mark}{job.target}  [{', '.join(extras)}]  "
+        f"{mark}{target}  [{', '.join(extras)}]  "
         f"{len(job.series)} series, {job.files_total} files, {human_bytes(job.bytes_total)}",
         f"     from {src}",
     ]
