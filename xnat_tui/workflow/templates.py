@@ -10,53 +10,73 @@ keyword, empty value, no routing) is an error naming that field, never a silent 
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection
 
+from xnat_tui.dicom.collect import SESSION_FIELDS
 from xnat_tui.transfer.types import SourceSession
 from xnat_tui.workflow.labels import clean_label
 
 _MAX_COUNTER = 10_000
+_COUNTER_SPEC = re.compile(r"0?[1-9]?d")
 
 
 class TemplateError(ValueError):
     """A template cannot be rendered for a session; the message names the field."""
 
 
-class _Routing:
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = values
+# The fields a template may name: the DICOM keywords the scanner copies into each
+# session, the routing proposals, the chosen subject, the study UID and the counter.
+ROUTING_FIELDS = ("routing.project", "routing.subject", "routing.session")
+KNOWN_FIELDS: tuple[str, ...] = (
+    *SESSION_FIELDS,
+    "StudyInstanceUID",
+    "subject",
+    "n",
+    *ROUTING_FIELDS,
+)
+_KNOWN = frozenset(KNOWN_FIELDS)
 
-    def __getattr__(self, name: str) -> str:
-        value = self._values.get(name, "")
-        if not value:
-            raise TemplateError(f"no routing proposal for {name!r} in this session")
-        return clean_label(value)
+# (literal text, field name or None, format spec of {n})
+_Piece = tuple[str, str | None, str]
 
 
-class _Formatter(string.Formatter):
-    def __init__(self, fields: Mapping[str, Any]) -> None:
-        super().__init__()
-        self._fields = fields
+def _parse(template: str) -> list[_Piece]:
+    """The template's pieces; TemplateError for anything but known field names.
 
-    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
-        if isinstance(key, int):
+    No attribute or index access, conversions or nested fields: a template names
+    fields, nothing else (``{routing.__init__}`` or ``{PatientID[0]}`` are refused).
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"malformed template {template!r}: {exc}") from None
+    pieces: list[_Piece] = []
+    for literal, name, spec, conversion in parsed:
+        if name is None:
+            pieces.append((literal, None, ""))
+            continue
+        if name == "" or name.isdigit():
             raise TemplateError("positional fields ({}) are not allowed; name a DICOM keyword")
-        if key not in self._fields:
-            raise TemplateError(f"unknown field {{{key}}}")
-        value = self._fields[key]
-        if value is None or value == "":
-            raise TemplateError(f"{{{key}}} is empty for this session")
-        return value
+        if conversion:
+            raise TemplateError(f"{{{name}!{conversion}}}: conversions are not allowed")
+        if name not in _KNOWN:
+            raise TemplateError(
+                f"unknown field {{{name}}}; known fields: "
+                + ", ".join(f"{{{f}}}" for f in KNOWN_FIELDS)
+            )
+        if spec and (name != "n" or not _COUNTER_SPEC.fullmatch(spec)):
+            raise TemplateError(
+                f"{{{name}:{spec}}}: only the counter takes a format, as in {{n:03d}}"
+            )
+        pieces.append((literal, name, spec or ""))
+    return pieces
 
 
 def template_fields(template: str) -> list[str]:
-    """Top-level field names used by a template (raises TemplateError when malformed)."""
-    try:
-        return [name.split(".")[0] for _, name, _, _ in string.Formatter().parse(template) if name]
-    except ValueError as exc:
-        raise TemplateError(f"malformed template {template!r}: {exc}") from None
+    """The field names a template uses (TemplateError when it names anything else)."""
+    return [name for _, name, _ in _parse(template) if name is not None]
 
 
 def render_label(
@@ -73,22 +93,26 @@ def render_label(
     """
     if not template.strip():
         raise TemplateError("empty template")
-    names = template_fields(template)
-    fields: dict[str, Any] = {k: clean_label(str(v)) for k, v in session.attributes.items()}
-    fields["routing"] = _Routing(session.routing)
-    fields["subject"] = subject
-    fields["StudyInstanceUID"] = session.study_instance_uid
-    formatter = _Formatter(fields)
+    pieces = _parse(template)
+    values: dict[str, str] = {k: clean_label(str(v)) for k, v in session.attributes.items()}
+    values.update({f"routing.{k}": clean_label(v) for k, v in session.routing.items()})
+    values["subject"] = subject
+    values["StudyInstanceUID"] = session.study_instance_uid
+    names = {name for _, name, _ in pieces if name is not None}
 
     def one(n: int) -> str:
-        fields["n"] = n
-        try:
-            text = formatter.format(template)
-        except (KeyError, IndexError, AttributeError, ValueError) as exc:
-            if isinstance(exc, TemplateError):
-                raise
-            raise TemplateError(f"cannot render {template!r}: {exc}") from None
-        label = clean_label(text)
+        out: list[str] = []
+        for literal, name, spec in pieces:
+            out.append(literal)
+            if name == "n":
+                out.append(format(n, spec))
+            elif name is not None:
+                value = values.get(name, "")
+                if not value:
+                    what = "no routing proposal" if name.startswith("routing.") else "empty"
+                    raise TemplateError(f"{{{name}}} is {what} for this session")
+                out.append(value)
+        label = clean_label("".join(out))
         if not label:
             raise TemplateError(f"{template!r} renders to an empty label")
         return label

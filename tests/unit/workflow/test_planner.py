@@ -116,7 +116,7 @@ async def test_unknown_project_and_bad_labels_are_blocked(tmp_path: Path) -> Non
     plan = await plan_for(server, [s], session="{AccessionNumber}")
     assert (
         plan.jobs[0].verdict is Verdict.BLOCKED
-        and "unknown field" in plan.jobs[0].issues[0].message
+        and plan.jobs[0].issues[0].message == "{AccessionNumber} is empty for this session"
     )
 
 

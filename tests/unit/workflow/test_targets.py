@@ -244,7 +244,7 @@ def test_counter_skips_labels_routing_gave_earlier_in_the_batch() -> None:
         ("{PatientID}", "{Nope}_{n}", "{Nope}"),
         ("{Missing}", "{subject}_{n}", "{Missing}"),
         ("{PatientID}", "{AccessionNumber}", "{AccessionNumber}"),
-        ("{routing.subject}", "{subject}_{n}", "'subject'"),
+        ("{routing.subject}", "{subject}_{n}", "{routing.subject}"),
     ],
 )
 def test_a_template_naming_a_missing_field_says_which(

@@ -4,7 +4,7 @@ import pytest
 
 from xnat_tui.transfer import SourceSession
 from xnat_tui.workflow.labels import clean_label
-from xnat_tui.workflow.templates import TemplateError, render_label
+from xnat_tui.workflow.templates import TemplateError, render_label, template_fields
 
 
 def session(**attrs: str) -> SourceSession:
@@ -33,7 +33,7 @@ def test_counter_takes_the_first_free_value() -> None:
 
 def test_routing_fields() -> None:
     assert render_label("{routing.subject}", session()) == "S-9"
-    with pytest.raises(TemplateError, match="routing proposal for 'session'"):
+    with pytest.raises(TemplateError, match=r"\{routing.session\} is no routing proposal"):
         render_label("{routing.session}", session())
 
 
@@ -41,7 +41,13 @@ def test_routing_fields() -> None:
     ("template", "message"),
     [
         ("{Nope}", "unknown field"),
-        ("{AccessionNumber}", "unknown field"),
+        ("{AccessionNumber}", "AccessionNumber. is empty for this session"),
+        ("{routing.__init__.__globals__}", "unknown field"),
+        ("{routing.subject.upper}", "unknown field"),
+        ("{PatientID[0]}", "unknown field"),
+        ("{PatientID!r}", "conversions are not allowed"),
+        ("{PatientID:>40}", "only the counter takes a format"),
+        ("{n:{PatientID}}", "only the counter takes a format"),
         ("{PatientID", "malformed"),
         ("{}", "positional"),
         ("", "empty template"),
@@ -51,6 +57,12 @@ def test_routing_fields() -> None:
 def test_errors_name_the_problem(template: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
         render_label(template, session())
+
+
+def test_unknown_field_names_the_known_ones() -> None:
+    with pytest.raises(TemplateError) as refused:
+        template_fields("{Nope}")
+    assert "{PatientID}" in str(refused.value) and "{routing.subject}" in str(refused.value)
 
 
 def test_empty_value_is_an_error_not_a_blank_label() -> None:
