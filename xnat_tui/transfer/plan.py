@@ -39,6 +39,8 @@ class JobRequest:
     # no routing in the DICOM. The planner refuses such a request with this message.
     label_error: str = ""
     routing_error: str = ""
+    # What cleaning did to the labels' source text, shown with the plan.
+    label_notes: tuple[str, ...] = ()
     # Basic Profile retain options (ignored by the other profiles).
     anon_options: AnonOptions = field(default_factory=AnonOptions)
     # Values for the variables a script asks for (beyond project/subject/session).

@@ -56,12 +56,26 @@ def label_problem(label: str, what: str = "label") -> str | None:
     )
 
 
+# Letters that Unicode does not decompose into an ASCII letter and a mark.
+_LETTERS = str.maketrans(
+    {"ß": "ss", "Æ": "AE", "æ": "ae", "Ø": "O", "ø": "o", "Œ": "OE", "œ": "oe",
+     "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Þ": "Th", "þ": "th", "ı": "i"}
+)  # fmt: skip
+
+
+def transliterate(value: str) -> str:
+    """Latin letters with accents become their ASCII letters (``Ümlaut`` → ``Umlaut``)."""
+    decomposed = unicodedata.normalize("NFKD", value.translate(_LETTERS))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def clean_label(value: str) -> str:
     """Turn any text into label characters, as templates and routing values are applied.
 
-    Surrounding white space is dropped, each run of other characters becomes one ``_``
-    (the Desktop Client's ``/[^A-Z0-9_-]+/gi`` → ``_``), leading and trailing ``_`` go,
-    and the result is cut to 255 characters. All-invalid text gives ``""``, which the
-    rules above then report as an empty label.
+    Accented letters are transliterated (``Müller`` → ``Muller``, never dropped),
+    surrounding white space goes, each run of other characters becomes one ``_`` (the
+    Desktop Client's ``/[^A-Z0-9_-]+/gi`` → ``_``), leading and trailing ``_`` go, and the
+    result is cut to 255 characters. All-invalid text gives ``""``, which the rules above
+    then report as an empty label. The plan shows every label this changed.
     """
-    return _INVALID_RUN.sub("_", value.strip()).strip("_")[:MAX_LABEL_LENGTH]
+    return _INVALID_RUN.sub("_", transliterate(value).strip()).strip("_")[:MAX_LABEL_LENGTH]

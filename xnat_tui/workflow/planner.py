@@ -134,6 +134,10 @@ class Planner:
         if r.label_error:
             job.verdict = Verdict.BLOCKED
             job.error("template", r.label_error)
+        for note in r.label_notes:
+            # Accented letters transliterated deserve a look; separators are routine.
+            severity = "warning" if not note.isascii() else "info"
+            job.issues.append(PlanIssue(severity, "label-cleaned", f"{note} (cleaned)"))
         for what, value in (("subject label", r.subject), ("session label", r.label)):
             problem = label_problem(value, what)
             if problem and not r.label_error:

@@ -20,7 +20,7 @@ from enum import StrEnum
 from xnat_tui.transfer.plan import PlannedJob, Verdict
 from xnat_tui.transfer.types import SourceSession
 from xnat_tui.workflow.labels import clean_label
-from xnat_tui.workflow.templates import TemplateError, render_label
+from xnat_tui.workflow.templates import TemplateError, render
 
 # Issue codes that make a target invalid (the user can fix it by relabelling).
 _INVALID_CODES = frozenset(
@@ -62,6 +62,8 @@ class Proposal:
     label: str
     # Why no usable label could be made (a field the template names is missing).
     template_error: str = ""
+    # What cleaning changed, e.g. "subject label 'Müller^Hans' → Muller_Hans".
+    notes: tuple[str, ...] = ()
 
 
 def routed_project(session: SourceSession) -> str:
@@ -112,16 +114,27 @@ def _propose_one(
     if prior is not None and prior[1]:
         return Proposal(project, prior[0], prior[1])
     routing = {} if rules.explicit else session.routing
-    subject = clean_label(routing.get("subject", ""))
-    label = clean_label(routing.get("session", ""))
+    subject_text = routing.get("subject", "").strip()
+    label_text = routing.get("session", "").strip()
+    subject, label = clean_label(subject_text), clean_label(label_text)
     try:
         if not subject:
-            subject = render_label(rules.subject_template, session)
+            subject, subject_text = render(rules.subject_template, session)
         if not label:
-            label = render_label(rules.session_template, session, subject=subject, taken=taken)
+            label, label_text = render(
+                rules.session_template, session, subject=subject, taken=taken
+            )
     except TemplateError as exc:
         return Proposal(project, subject, label, template_error=str(exc))
-    return Proposal(project, subject, label)
+    notes = tuple(
+        f"{what} {text!r} → {cleaned}"
+        for what, text, cleaned in (
+            ("subject label", subject_text, subject),
+            ("session label", label_text, label),
+        )
+        if text != cleaned
+    )
+    return Proposal(project, subject, label, notes=notes)
 
 
 # ---------------------------------------------------------------- classification

@@ -86,42 +86,59 @@ def render_label(
     subject: str = "",
     taken: Collection[str] = (),
 ) -> str:
-    """Render ``template`` for ``session``; with ``{n}``, pick the first free counter.
+    """:func:`render`'s label."""
+    return render(template, session, subject=subject, taken=taken)[0]
 
-    ``taken`` holds labels already used (on the server or earlier in the same plan);
-    without ``{n}`` the result is returned even if taken (the planner classifies it).
+
+def render(
+    template: str,
+    session: SourceSession,
+    *,
+    subject: str = "",
+    taken: Collection[str] = (),
+) -> tuple[str, str]:
+    """Render ``template`` for ``session``: (label, the text before it was cleaned).
+
+    With ``{n}``, the first free counter is taken. ``taken`` holds labels already used
+    (on the server or earlier in the same plan); without ``{n}`` the result is returned
+    even if taken (the planner classifies it). The uncleaned text lets the plan show
+    what cleaning changed (``Müller^Hans`` → ``Muller_Hans``).
     """
     if not template.strip():
         raise TemplateError("empty template")
     pieces = _parse(template)
-    values: dict[str, str] = {k: clean_label(str(v)) for k, v in session.attributes.items()}
-    values.update({f"routing.{k}": clean_label(v) for k, v in session.routing.items()})
-    values["subject"] = subject
-    values["StudyInstanceUID"] = session.study_instance_uid
+    raw: dict[str, str] = {k: str(v).strip() for k, v in session.attributes.items()}
+    raw.update({f"routing.{k}": v.strip() for k, v in session.routing.items()})
+    raw["subject"] = subject
+    raw["StudyInstanceUID"] = session.study_instance_uid
     names = {name for _, name, _ in pieces if name is not None}
 
-    def one(n: int) -> str:
-        out: list[str] = []
+    def one(n: int) -> tuple[str, str]:
+        cleaned: list[str] = []
+        text: list[str] = []
         for literal, name, spec in pieces:
-            out.append(literal)
+            cleaned.append(literal)
+            text.append(literal)
             if name == "n":
-                out.append(format(n, spec))
+                cleaned.append(format(n, spec))
+                text.append(format(n, spec))
             elif name is not None:
-                value = values.get(name, "")
+                value = clean_label(raw.get(name, ""))
                 if not value:
                     what = "no routing proposal" if name.startswith("routing.") else "empty"
                     raise TemplateError(f"{{{name}}} is {what} for this session")
-                out.append(value)
-        label = clean_label("".join(out))
+                cleaned.append(value)
+                text.append(raw[name])
+        label = clean_label("".join(cleaned))
         if not label:
             raise TemplateError(f"{template!r} renders to an empty label")
-        return label
+        return label, "".join(text)
 
     if "n" not in names:
         return one(1)
     taken_set = set(taken)
     for n in range(1, _MAX_COUNTER):
-        label = one(n)
+        label, text = one(n)
         if label not in taken_set:
-            return label
+            return label, text
     raise TemplateError(f"no free label for {template!r}")

@@ -285,6 +285,7 @@ class UploadSession:
         overwrite: Overwrite | None = None,
         label_error: str = "",
         routing_error: str = "",
+        label_notes: tuple[str, ...] = (),
     ) -> JobRequest:
         """The one place a job request is made: this session's settings applied."""
         anon = self.anonymization(project) if project else Anonymization()
@@ -299,6 +300,7 @@ class UploadSession:
             anonymization=anon.profile,
             label_error=label_error,
             routing_error=routing_error,
+            label_notes=label_notes,
             anon_options=anon.options,
             variables=anon.variables,
             include_burned_in=self.settings.include_burned_in,
@@ -331,7 +333,14 @@ class UploadSession:
                 continue
             p = next(proposals)
             out.append(
-                self.request(session, p.project, p.subject, p.label, label_error=p.template_error)
+                self.request(
+                    session,
+                    p.project,
+                    p.subject,
+                    p.label,
+                    label_error=p.template_error,
+                    label_notes=p.notes,
+                )
             )
         return out
 
@@ -352,6 +361,7 @@ class UploadSession:
                 if item.state is RowState.MERGE and self.settings.overwrite is Overwrite.NONE
                 else None,
                 label_error=item.template_error,
+                label_notes=item.label_notes,
             )
             for item in items
         ]

@@ -121,6 +121,7 @@ class SessionItem:
     label: str = ""
     label_edited: bool = False  # typed by the user: patterns no longer overwrite it
     template_error: str = ""  # why the patterns could not make a label for it
+    label_notes: tuple[str, ...] = ()  # what cleaning changed in the proposed labels
     state: RowState = RowState.UNCHECKED
     detail: str = ""
     job_id: str | None = None
@@ -307,6 +308,7 @@ class Workbench:
         for item, proposal in zip(todo, proposals, strict=True):
             item.subject, item.label = proposal.subject, proposal.label
             item.template_error = proposal.template_error
+            item.label_notes = proposal.notes
             item.label_edited = False
 
     def set_patterns(self, subject: str, session: str, *, explicit: bool = True) -> None:
@@ -323,6 +325,7 @@ class Workbench:
             item.label_edited = True
         if item.label_edited:
             item.template_error = ""
+            item.label_notes = ()
         if not item.state.in_transfer:
             item.state = RowState.UNCHECKED
             item.detail = ""

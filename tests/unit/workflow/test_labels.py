@@ -57,3 +57,12 @@ def test_clean_label_always_yields_label_characters(text: str) -> None:
     assert invalid_characters(cleaned) == []
     # Either a valid label, or empty (which the rules then report as such).
     assert label_problem(cleaned) is None or cleaned == ""
+
+
+def test_accented_letters_are_transliterated_not_dropped() -> None:
+    assert clean_label("Ümlaut") == "Umlaut"
+    assert clean_label("é") == "e"
+    assert clean_label("Øyvind Straße") == "Oyvind_Strasse"
+    assert clean_label("Łódź") == "Lodz"
+    # What has no Latin letter in it still cannot become a label; the rules say so.
+    assert clean_label("李") == ""

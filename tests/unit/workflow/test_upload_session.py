@@ -180,3 +180,30 @@ async def test_each_target_project_labels_with_its_own_templates(tmp_path: Path)
     await uploads.choose_routing(wb, [routed_item], follow=True)
     assert (wb.target_project(routed_item), routed_item.label) == ("STUDY_A", "A_P001_1")
     assert wb.items[plain.study_instance_uid].label == "P002_MR_1"
+
+
+async def test_the_plan_shows_what_cleaning_did_to_a_label(tmp_path: Path) -> None:
+    """`Müller Hans` becomes `Muller_Hans` in the open: a warning in the TUI and the CLI."""
+    uploads = upload_session(port(), tmp_path / "j")
+    session = make_session("Müller Hans")
+    rules = LabelRules("{PatientID}", "{subject}_{Modality}_{n}")
+    cli = (
+        await uploads.plan(
+            await uploads.requests_for([from_dicom(session)], rules, project="PILOT")
+        )
+    ).jobs[0]
+    assert (cli.request.subject, cli.request.label) == ("Muller_Hans", "Muller_Hans_MR_1")
+    cleaned = [i for i in cli.issues if i.code == "label-cleaned"]
+    assert [(i.severity, i.message) for i in cleaned] == [
+        ("warning", "subject label 'Müller Hans' → Muller_Hans (cleaned)")
+    ]
+    wb = Workbench(rules)
+    wb.upsert(session)
+    wb.project = await uploads.project("PILOT")
+    [tui] = (await uploads.plan_items(wb, list(wb.items.values()))).jobs
+    assert [i.message for i in tui.issues if i.code == "label-cleaned"] == [cleaned[0].message]
+    # A label the user typed is theirs: nothing to explain.
+    item = next(iter(wb.items.values()))
+    wb.set_labels(item.uid, label="Muller_Hans_MR_9")
+    [typed] = (await uploads.plan_items(wb, [item])).jobs
+    assert not [i for i in typed.issues if i.code == "label-cleaned"]
