@@ -207,3 +207,26 @@ async def test_the_plan_shows_what_cleaning_did_to_a_label(tmp_path: Path) -> No
     wb.set_labels(item.uid, label="Muller_Hans_MR_9")
     [typed] = (await uploads.plan_items(wb, [item])).jobs
     assert not [i for i in typed.issues if i.code == "label-cleaned"]
+
+
+async def test_a_label_held_in_the_prearchive_is_skipped_by_the_tui_and_the_cli(
+    tmp_path: Path,
+) -> None:
+    """One rule for {n}: a prearchive session's label is taken, in both paths."""
+    from xnat_tui.transfer.server import RemoteSession
+
+    held = RemoteSession("P001_MR_1", "P001", "9.9.9", "prearchive", "/prearchive/x", "READY")
+    fake = FakePort({"PILOT": FakeProject(ProjectInfo("PILOT"), sessions=[held])})
+    uploads = upload_session(fake, tmp_path / "j")
+    session = make_session("P001")
+    rules = LabelRules("{PatientID}", "{subject}_{Modality}_{n}")
+    [cli] = await uploads.requests_for([from_dicom(session)], rules, project="PILOT")
+    wb = Workbench(rules)
+    wb.upsert(session)
+    wb.project = await uploads.project("PILOT")
+    await uploads.load_existing(wb, "PILOT")
+    wb.relabel(list(wb.items.values()), only_unedited=True)
+    item = wb.items[session.study_instance_uid]
+    state, _ = (await uploads.classify(wb, [item]))[item.uid]
+    assert cli.label == item.label == "P001_MR_2"
+    assert state is RowState.NEW
