@@ -17,6 +17,8 @@ API (stable):
   ``totalRecords``). ``records`` are dicts with every shortcut as a string key and,
   when ``uri`` is true, a ``URI`` key.
 * ``parse_bool(value)`` — XNAT's ``isQueryVariableTrue`` (present and not false/0).
+* ``wildcard_match(pattern, text)`` — the filters' ``*``/``%`` matching, in linear time
+  (never a regex built from the query).
 """
 
 from __future__ import annotations
@@ -166,10 +168,32 @@ def to_html(table: Table) -> str:
 # ---- QueryOrganizer listings --------------------------------------------------------
 
 
-def _pattern(value: str) -> re.Pattern[str]:
-    parts = re.split(r"([*%])", value)
-    rx = "".join(".*" if p in ("*", "%") else re.escape(p) for p in parts)
-    return re.compile(rf"\A{rx}\Z", re.DOTALL)
+def wildcard_match(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches ``pattern`` in full, ``*`` and ``%`` standing for any run.
+
+    XNAT's listing filters know no other wildcard. The literal pieces between wildcards
+    are found left to right with ``str.find`` (the leftmost fit is always the right one
+    when every wildcard matches any run), so the time grows with the text and the
+    pattern, never exponentially: a regex such as ``.*.*.*!`` built from a query value
+    backtracks for ever on ``label=***…*!`` and blocked the event loop.
+    """
+    parts = _WILDCARD.split(pattern)
+    if len(parts) == 1:
+        return text == pattern
+    first, *middle, last = parts
+    if len(first) + len(last) > len(text) or not (text.startswith(first) and text.endswith(last)):
+        return False
+    pos, end = len(first), len(text) - len(last)
+    for piece in middle:
+        if piece:
+            found = text.find(piece, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(piece)
+    return True
+
+
+_WILDCARD = re.compile(r"[*%]")
 
 
 _DATE = r"(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}|\d{8})"
@@ -202,7 +226,7 @@ def _matches(actual: str, wanted: str, *, is_date: bool) -> bool:
             if value and (not low or value >= low) and (not high or value <= high):
                 return True
             continue
-        if _pattern(alternative).match(actual):
+        if wildcard_match(alternative, actual):
             return True
     return False
 
