@@ -7,13 +7,19 @@ vendor blocks, sequences with a length) are skipped by seeking, never read. It
 stops at Pixel Data, whose offset and length reveal truncated files. Anything
 unusual (big endian, deflated, odd encodings, tags out of order) goes to pydicom.
 
+Both paths are bounded, so a hostile or damaged file costs well under a second
+instead of a parse of the whole file: zero bytes where an element header belongs
+(a sparse or zero-filled file) end the header at once, and at most ``MAX_HEADER``
+bytes are read element by element (values skipped by seeking do not count). A file
+whose header stops being readable after its identifying tags is still placed, with
+what was read.
+
 This module must stay importable without pydicom: workers only import it when a
 file actually needs the fallback, which keeps process start-up cheap.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +31,8 @@ TS_KEY = "_ts"  # transfer syntax UID ("" for a bare dataset read as implicit VR
 PART10_KEY = "_part10"  # "1" with preamble+meta, "0" for a bare dataset
 META_SOP_CLASS_KEY = "_meta_sop_class"
 PIXEL_KEY = "_pixel"  # "offset:length" of Pixel Data, length -1 when encapsulated
-VIA_KEY = "_via"  # "fast" or "pydicom"
+VIA_KEY = "_via"  # "fast", "pydicom", or PARTIAL (header read up to MAX_HEADER only)
+PARTIAL = "partial"  # Pixel Data not reached within MAX_HEADER: its place is unknown
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -78,6 +85,14 @@ REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 PIXEL_DATA = 0x7FE00010
 FIRST_READ = 8192
+# Bytes read element by element before the header is given up (values skipped by a
+# seek, such as big private blocks, do not count). Real headers need a few KiB, the
+# largest (functional groups of enhanced multi-frame images, RT structure sets,
+# references to thousands of images) some MiB, with their identifying tags near the
+# start. The bound caps a crafted file of tiny elements at about 5 s in the fast
+# path; zero-filled files stop at their first zero element header.
+MAX_HEADER = 64 << 20
+_ZERO_HEADER = bytes(8)  # tag (0000,0000), length 0: never an element of a stored file
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
@@ -137,6 +152,36 @@ class _Truncated(Exception):
     pass
 
 
+class _Zeros(Exception):
+    """Zero bytes where an element header should start (zero-filled or sparse file)."""
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+        self.pos = pos
+
+
+class _TooLong(Exception):
+    """``MAX_HEADER`` bytes read without reaching Pixel Data."""
+
+
+def _zeros_detail(pos: int) -> str:
+    return (
+        f"not a valid DICOM dataset: zero bytes instead of DICOM header elements from "
+        f"byte {pos:,} on (a zero-filled or sparse file?)"
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
+def _too_long_detail(missing: list[str], limit: int = 0) -> str:
+    return (
+        f"no {', '.join(missing)} in the first {_size(limit or MAX_HEADER)} of DICOM header "
+        f"elements: not read further (damaged, or not a DICOM file we can read)"
+    )
+
+
 class _Reader:
     """Random access to a file through one small window, refilled by seeking."""
 
@@ -155,6 +200,8 @@ class _Reader:
             return self.data[off : off + n]
         if pos + n > self.size:
             raise _Truncated
+        if self.bytes_read >= MAX_HEADER:
+            raise _TooLong  # checked per refill (8 KiB), never per element
         self.f.seek(pos)
         self.data = self.f.read(max(n, FIRST_READ))
         self.start = pos
@@ -173,6 +220,8 @@ def _skip_sequence(r: _Reader, pos: int, explicit: bool, depth: int) -> int:
         group, elem = _TAG.unpack_from(hdr)
         tag = group << 16 | elem
         length = _U32.unpack_from(hdr, 4)[0]
+        if hdr == _ZERO_HEADER:
+            raise _Zeros(pos)
         pos += 8
         if tag == _SEQ_END:
             return pos
@@ -189,6 +238,8 @@ def _skip_item(r: _Reader, pos: int, explicit: bool, depth: int) -> int:
         tag, vr, length, vpos = _element_header(r, pos, explicit)
         if tag == _ITEM_END:
             return vpos
+        if tag == 0 and length == 0:
+            raise _Zeros(pos)  # implicit VR: else the walk would crawl through them all
         if length == _UNDEFINED:
             pos = _skip_sequence(r, vpos, explicit and vr != b"UN", depth + 1)
         else:
@@ -207,6 +258,8 @@ def _element_header(r: _Reader, pos: int, explicit: bool) -> tuple[int, bytes, i
     if vr in _LONG_VRS:
         return tag, vr, _U32.unpack_from(r.get(pos + 8, 4))[0], pos + 12
     if vr not in _VALID_VRS:
+        if hdr == _ZERO_HEADER:
+            raise _Zeros(pos)
         raise NeedFallback  # not the encoding we assumed (or garbage: pydicom decides)
     return tag, vr, _U16.unpack_from(hdr, 6)[0], pos + 8
 
@@ -236,6 +289,8 @@ def _parse_dataset(
                     vpos = pos + 12
                 elif vr in _VALID_VRS:
                     vpos = pos + 8
+                elif data[off : off + 8] == _ZERO_HEADER:
+                    raise _Zeros(pos)
                 else:
                     raise NeedFallback
             else:
@@ -248,6 +303,8 @@ def _parse_dataset(
                 raise _Truncated
             tag, vr, length, vpos = _element_header(r, pos, explicit)
         if tag <= last_tag:
+            if tag == 0 and length == 0:
+                raise _Zeros(pos - 8 if last_tag == 0 else pos)
             raise NeedFallback  # out of order: pydicom copes, we must not guess
         last_tag = tag
         if tag >= 0x7FE00000 and tag != 0xFFFCFFFC:
@@ -350,6 +407,7 @@ def fast_header(
     first = f.read(FIRST_READ)
     r = _Reader(f, size, first)
     values: dict[str, str] = {}
+    raw: dict[int, bytes] = {}
     try:
         if len(first) >= 132 and first[128:132] == b"DICM":
             values[PART10_KEY] = "1"
@@ -357,6 +415,8 @@ def fast_header(
             if len(first) >= 138 and (
                 first[132:134] != b"\x02\x00" or first[136:138] not in _VALID_VRS
             ):
+                if first[132:140] == _ZERO_HEADER:
+                    raise _Zeros(132)
                 raise NeedFallback  # no regular meta header: garbage, or an odd writer
         elif first[:4] == b"DICM":
             raise HeaderError(
@@ -397,15 +457,37 @@ def fast_header(
         if values.get(META_SOP_CLASS_KEY) == DICOMDIR_SOP_CLASS:
             return values, r.bytes_read
 
-        raw: dict[int, bytes] = {}
-        pixel = _parse_dataset(r, pos, explicit, want, raw)
+        via = "fast"
+        try:
+            pixel = _parse_dataset(r, pos, explicit, want, raw)
+        except _Zeros:
+            # The header ends in zeros: what came before still places the file (an
+            # image then reads as cut short); with nothing usable, it is reported.
+            if not _has_required(raw, want):
+                raise
+            pixel = None
+        except _TooLong:
+            if not _has_required(raw, want):
+                raise
+            pixel, via = None, PARTIAL
         values.update(_values(raw, want))
         if pixel is not None:
             values[PIXEL_KEY] = f"{pixel[0]}:{pixel[1]}"
     except _Truncated:
         raise HeaderError(ProblemKind.TRUNCATED, "file ends inside the DICOM header") from None
-    values[VIA_KEY] = "fast"
+    except _Zeros as exc:
+        raise HeaderError(ProblemKind.CORRUPT, _zeros_detail(exc.pos)) from None
+    except _TooLong:
+        found = _values(raw, want)
+        missing = [k for k in REQUIRED if not found.get(k)]
+        raise HeaderError(ProblemKind.CORRUPT, _too_long_detail(missing)) from None
+    values[VIA_KEY] = via
     return values, r.bytes_read
+
+
+def _has_required(raw: Mapping[int, bytes], want: Mapping[int, tuple[str, str]]) -> bool:
+    found = {want[tag][0] for tag, data in raw.items() if data.strip(b"\0 ")}
+    return all(k in found for k in REQUIRED)
 
 
 def _pydicom_str(value: Any) -> str:
@@ -418,15 +500,70 @@ def _pydicom_str(value: Any) -> str:
     return str(value).strip("\0 ") if not isinstance(value, str) else value.rstrip("\0 ")
 
 
+class _Bounded:
+    """The file as pydicom sees it in ``pydicom_header``: reads are counted, and past
+    ``limit`` bytes, or at a run of all-zero element headers, reading stops with an
+    exception (pydicom would otherwise parse a 2 GB zero-filled file 8 bytes at a
+    time, for about 20 minutes). Seeks are free: values pydicom defers cost nothing."""
+
+    __slots__ = ("f", "name", "limit", "count", "tripped", "_zero_run", "_zero_at")
+
+    def __init__(self, f: Any, name: str, limit: int) -> None:
+        self.f = f
+        self.name = name
+        self.limit = limit
+        self.count = 0
+        # What stopped the read: pydicom turns some exceptions into its own (an
+        # OSError for an item header it cannot read), so the caller looks here.
+        self.tripped: _Zeros | _TooLong | None = None
+        self._zero_run = 0
+        self._zero_at = 0
+
+    def read(self, n: int | None = -1) -> bytes:
+        room = self.limit - self.count + 1
+        pos = self.f.tell()
+        data: bytes = self.f.read(room if n is None or n < 0 or n > room else n)
+        self.count += len(data)
+        if self.count > self.limit:
+            self.tripped = _TooLong()
+            raise self.tripped
+        if n == 8 and data == _ZERO_HEADER:
+            if self._zero_run == 0:
+                self._zero_at = pos
+            self._zero_run += 1
+            if self._zero_run >= 16:  # never in a real file: element headers are not zero
+                self.tripped = _Zeros(self._zero_at)
+                raise self.tripped
+        else:
+            self._zero_run = 0
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self.f.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.f.tell())
+
+
+def _hard_limit() -> int:
+    return MAX_HEADER + MAX_HEADER // 4
+
+
 def pydicom_header(
     path: str, want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS, *, force: bool = False
 ) -> tuple[dict[str, str], int]:
-    """The slow, tolerant path: pydicom reads the header (meta + dataset, no pixels)."""
+    """The slow, tolerant path: pydicom reads the header (meta + dataset, no pixels).
+
+    Bounded like the fast path: it stops at Pixel Data, or after ``MAX_HEADER`` bytes
+    read (keeping what was read when that places the file), and at most a quarter
+    more inside a sequence; values over 1 MiB are skipped by seeking, never read.
+    """
     import logging
     import warnings
 
-    from pydicom import dcmread
+    from pydicom.dataelem import RawDataElement
     from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import read_partial
 
     # pydicom logs what it tolerates; those are our findings to report, not log lines
     # on the user's terminal (or inside the TUI). Silence it for this call only.
@@ -434,10 +571,27 @@ def pydicom_header(
     saved_level = logger.level
     logger.setLevel(logging.CRITICAL + 1)
     values: dict[str, str] = {VIA_KEY: "pydicom"}
+    bounded: _Bounded | None = None
+    stopped = False
+    zeros_at = -1
+
+    def stop_when(tag: int, _vr: str | None, length: int) -> bool:
+        nonlocal stopped, zeros_at
+        if tag in (PIXEL_DATA, 0x7FE00008, 0x7FE00009):
+            return True
+        if tag == 0 and length == 0 and bounded is not None:
+            zeros_at = bounded.tell() - 8  # the dataset ends in zeros (see fast_header)
+            return True
+        if bounded is not None and bounded.count > MAX_HEADER:
+            stopped = True
+            return True
+        return False
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open(path, "rb") as f:
             warnings.simplefilter("ignore")
-            ds = dcmread(path, stop_before_pixels=True, force=force)
+            bounded = _Bounded(f, path, _hard_limit())
+            ds = read_partial(bounded, stop_when, defer_size=_MAX_VALUE, force=force)  # type: ignore[arg-type]
             meta = getattr(ds, "file_meta", None)
             if meta is not None:
                 ts = meta.get("TransferSyntaxUID")
@@ -450,21 +604,41 @@ def pydicom_header(
                 values[TS_KEY] = IMPLICIT_LE if ds.is_implicit_VR else EXPLICIT_LE
             values[PART10_KEY] = "1" if getattr(ds, "preamble", None) is not None else "0"
             for tag, (keyword, _vr) in want.items():
-                elem = ds.get(tag)
-                if elem is None or elem.value is None:
+                if tag not in ds:
+                    continue
+                raw_elem = ds.get_item(tag)
+                if isinstance(raw_elem, RawDataElement) and raw_elem.value is None:
+                    continue  # deferred: over 1 MiB, no value we read is that long
+                elem = ds[tag]
+                if elem.value is None:
                     continue
                 text = _pydicom_str(elem.value)
                 if text != "":
                     values[keyword] = text
-    except InvalidDicomError as exc:
-        raise HeaderError(ProblemKind.NOT_DICOM, f"pydicom: {exc}") from None
-    except OSError as exc:
-        raise HeaderError(ProblemKind.CORRUPT, f"read error: {exc}") from None
+            missing = [k for k in REQUIRED if not values.get(k)]
+            if zeros_at >= 0 and missing:
+                raise HeaderError(ProblemKind.CORRUPT, _zeros_detail(zeros_at))
+            if stopped:
+                if missing:
+                    raise HeaderError(ProblemKind.CORRUPT, _too_long_detail(missing))
+                values[VIA_KEY] = PARTIAL
+    except HeaderError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
+        tripped = bounded.tripped if bounded is not None else None
+        if isinstance(tripped, _Zeros):
+            raise HeaderError(ProblemKind.CORRUPT, _zeros_detail(tripped.pos)) from None
+        if isinstance(tripped, _TooLong):
+            detail = _too_long_detail(list(REQUIRED), _hard_limit())
+            raise HeaderError(ProblemKind.CORRUPT, detail) from None
+        if isinstance(exc, InvalidDicomError):
+            raise HeaderError(ProblemKind.NOT_DICOM, f"pydicom: {exc}") from None
+        if isinstance(exc, OSError):
+            raise HeaderError(ProblemKind.CORRUPT, f"read error: {exc}") from None
         raise HeaderError(ProblemKind.CORRUPT, f"{type(exc).__name__}: {exc}") from None
     finally:
         logger.setLevel(saved_level)
-    return values, os.path.getsize(path)
+    return values, bounded.count if bounded is not None else 0
 
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
