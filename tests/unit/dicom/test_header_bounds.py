@@ -4,15 +4,16 @@ placed (issue 14, item 3)."""
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
 from xnat_tui.dicom import header
 from xnat_tui.dicom.model import ProblemKind
@@ -37,10 +38,10 @@ def _sparse(path: Path, head: bytes, size: int = 2 * GIB) -> Path:
 
 def _meta(transfer_syntax: str) -> bytes:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    meta.MediaStorageSOPInstanceUID = "1.2.3.4"
-    meta.TransferSyntaxUID = transfer_syntax
-    buf = io.BytesIO()
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.2")
+    meta.MediaStorageSOPInstanceUID = UID("1.2.3.4")
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    buf = DicomBytesIO()
     write_file_meta_info(buf, meta)
     return bytes(128) + b"DICM" + buf.getvalue()
 
