@@ -124,6 +124,26 @@ async def test_quit_asks_while_transfers_are_active(tmp_path):
     assert app.return_code == 0
 
 
+async def test_quit_does_not_count_verified_jobs(tmp_path):
+    """Issue 14: the quit dialog counted a verified job as unfinished when a progress
+    tick sampled before the end (the first-render snapshot, a coalesced tick) came last."""
+    app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await queue_one(pilot, app, engine)
+        engine.set_state("job1", JobState.SENDING)
+        engine.progress("job1", 2500, 10000)
+        engine.set_state("job1", JobState.VERIFIED)
+        await until(pilot, lambda: app.transfers.jobs["job1"].state is JobState.VERIFIED)
+        engine.progress("job1", 9000, 10000, state=JobState.VERIFYING)  # stale
+        await until(pilot, lambda: app.transfers.overall.bytes_sent == 9000)  # tick applied
+        assert app.transfers.jobs["job1"].state is JobState.VERIFIED
+        assert app.transfers.unfinished == []
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: not app.is_running or isinstance(app.screen, ConfirmScreen))
+        assert not isinstance(app.screen, ConfirmScreen)
+    assert ("close", None) in engine.calls
+
+
 async def test_quit_without_transfers_is_immediate(tmp_path):
     app, _, engine = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:

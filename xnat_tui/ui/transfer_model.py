@@ -91,6 +91,12 @@ class TransferModel:
     def apply(self, event: Event) -> None:
         if isinstance(event, ProgressTick):
             for progress in event.jobs:
+                row = self.jobs.get(progress.job_id)
+                if row is not None and row.state.finished and not progress.state.finished:
+                    # A tick sampled before the job ended (the first-render snapshot, a
+                    # coalesced tick): a finished job only moves again through a state
+                    # change (retry), never back to "sending" through a stale count.
+                    continue
                 self.upsert(progress)
             self.overall = Overall(event.bytes_sent, event.bytes_total, event.rate, event.eta)
         elif isinstance(event, JobStateChanged):
@@ -135,4 +141,9 @@ class TransferModel:
 
     @property
     def unfinished(self) -> list[JobRow]:
+        """Jobs that stop if the app quits now: not verified, failed or cancelled.
+
+        What the quit dialog counts; a verified job is done, whatever its last
+        progress tick said.
+        """
         return [r for r in self.jobs.values() if not r.state.finished]
