@@ -170,6 +170,9 @@ def test_disk_full_is_a_clear_error_and_the_job_can_be_retried(
     )
     assert up.returncode == 1
     assert "out of disk space" in up.stderr and "transfers retry" in up.stderr
+    # The hint is given once: not per series, again as an error, and again in the summary.
+    assert up.stderr.count("free space") == 1, up.stderr
+    assert up.stderr.count("transfers retry") == 1, up.stderr
     [job] = jobs_for("DSK")
     assert job.state is JobState.FAILED
     set_faults(url, "")

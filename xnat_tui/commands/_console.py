@@ -26,6 +26,7 @@ from xnat_tui.transfer.events import (
 from xnat_tui.transfer.journal import JobRecord, Journal, SeriesRecord
 from xnat_tui.transfer.plan import Plan, PlannedJob
 from xnat_tui.transfer.types import JobState, SeriesState
+from xnat_tui.transfer.verifier import verified_how
 from xnat_tui.units import human_bytes, human_rate
 from xnat_tui.workflow.upload import Engine
 
@@ -102,6 +103,8 @@ def job_dict(job: JobRecord, series: list[SeriesRecord]) -> dict[str, Any]:
         "result_uri": job.result_uri,
         "archived": job.archived,
         "receipt": job.receipt or None,
+        "verified_by": job.verified_by or None,
+        "next": next_step(job),
         "created": job.created,
         "updated": job.updated,
         "files": sum(s.file_count for s in series),
@@ -122,14 +125,31 @@ def job_dict(job: JobRecord, series: list[SeriesRecord]) -> dict[str, Any]:
     }
 
 
+def next_step(job: JobRecord) -> str | None:
+    """The command that takes a job further, when it needs the user (a failed one)."""
+    if job.state is JobState.FAILED:
+        return f"xnat-tui transfers retry {job.id}"
+    return None
+
+
+def state_text(job: JobRecord) -> str:
+    """The job's state as users read it: 'verified by size', never a bare 'verified'
+    when only sizes (or counts) could be compared."""
+    if job.state is JobState.VERIFIED and job.verified_by:
+        return verified_how(job.verified_by)
+    return job.state.value
+
+
 def job_line(job: JobRecord, series: list[SeriesRecord]) -> str:
     done = sum(1 for s in series if s.state in (SeriesState.SENT, SeriesState.EMPTY))
     size = human_bytes(sum(s.bytes for s in series))
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.updated))
-    return (
-        f"{job.id}  {job.state.value:<10} {job.display:<40} "
+    line = (
+        f"{job.id}  {state_text(job):<16} {job.display:<40} "
         f"{done}/{len(series)} series  {size:>9}  {when}"
     )
+    step = next_step(job)
+    return f"{line}  next: {step}" if step else line
 
 
 class Reporter:
@@ -141,6 +161,9 @@ class Reporter:
         self.plain_every = plain_every
         self._last_plain = time.monotonic()
         self._line_len = 0
+        # job id -> the message its final state was printed with (the summary at the
+        # end then does not print the same reason and hint a second time).
+        self.reported: dict[str, str] = {}
 
     def detach(self) -> None:
         """The terminal went away (SSH dropped): stop writing, keep uploading."""
@@ -192,6 +215,8 @@ class Reporter:
         elif isinstance(event, JobStateChanged):
             msg = f": {event.message}" if event.message else ""
             self._print(f"{event.job_id} {event.label} {event.state.value}{msg}")
+            if event.state.finished and self.mode != "quiet":
+                self.reported[event.job_id] = event.message
         elif isinstance(event, SeriesStateChanged):
             if event.state is SeriesState.SENT or (
                 event.state is SeriesState.FAILED and event.message
@@ -274,6 +299,18 @@ def summary(journal: Journal, ids: Iterable[str]) -> dict[str, Any]:
         "verified": sum(1 for j in jobs if j["state"] == JobState.VERIFIED.value),
         "failed": sum(1 for j in jobs if j["state"] == JobState.FAILED.value),
     }
+
+
+def summary_line(job: dict[str, Any], reporter: Reporter | None = None) -> str:
+    """One job of the final summary: its state and, unless it was just printed, why."""
+    target = f"{job['project']}/{job['subject']}/{job['session']}"
+    line = f"{job['id']}  {job['state']:<9} {target}"
+    message = job["message"]
+    if job["state"] == JobState.VERIFIED.value or not message:
+        return line
+    if reporter is not None and reporter.reported.get(job["id"]) == message:
+        return line + "  (reason above)"
+    return f"{line}  {message}"
 
 
 def reporter_mode(json_output: bool, stream: TextIO | None = None) -> str:

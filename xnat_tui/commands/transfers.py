@@ -4,7 +4,10 @@ The journal is shared with the TUI and with other ``xnat-tui upload`` processes.
 ``pause``/``cancel`` of a job another process is running are passed to that process
 through the journal (it stops within a second). ``resume`` and ``retry`` need a
 connection: the job's server and user are used unless flags say otherwise.
-Exit codes: 0 done (every resumed job verified), 1 something failed, 2 usage error.
+Failed jobs stay in ``list`` (with the ``retry`` to run) until retried or cancelled,
+and ``resume`` names them (it does not retry them: that is the user's decision).
+Exit codes: 0 done (every resumed job verified), 1 something failed (or failed jobs
+wait for a retry), 2 usage error.
 """
 
 from __future__ import annotations
@@ -85,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _list(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.commands._console import job_dict, job_line
+    from xnat_tui.transfer.types import JobState
 
     jobs = journal.jobs()
     if not args.all:
-        jobs = [j for j in jobs if not j.state.finished]
+        # Failed jobs stay in view until retried or cancelled: they wait for the user.
+        jobs = [j for j in jobs if _needs_attention(j)]
     jobs.sort(key=lambda j: (j.state.finished, j.created))
     if args.json:
         print(json.dumps([job_dict(j, journal.series(j.id)) for j in jobs], indent=2))
@@ -98,7 +103,32 @@ def _list(journal: Journal, args: argparse.Namespace) -> int:
         return EXIT_OK
     for j in jobs:
         print(job_line(j, journal.series(j.id)))
+    failed = [j for j in jobs if j.state is JobState.FAILED]
+    if failed:
+        print(_failed_hint(failed))
     return EXIT_OK
+
+
+def _needs_attention(job: JobRecord) -> bool:
+    """Unfinished, or failed (a failed job is finished for the engine, not for the user)."""
+    from xnat_tui.transfer.types import JobState
+
+    return not job.state.finished or job.state is JobState.FAILED
+
+
+def _failed_hint(failed: list[JobRecord]) -> str:
+    """'N failed: run xnat-tui transfers retry ID' (all of them: no ID)."""
+    if len(failed) == 1:
+        jid = failed[0].id
+        return (
+            f"1 failed: run xnat-tui transfers retry {jid} "
+            f"('xnat-tui transfers show {jid}' says why)"
+        )
+    ids = ", ".join(j.id for j in failed[:5]) + (", ..." if len(failed) > 5 else "")
+    return (
+        f"{len(failed)} failed ({ids}): run xnat-tui transfers retry ID, or "
+        "xnat-tui transfers retry for all of them ('xnat-tui transfers show ID' says why)"
+    )
 
 
 def _show(journal: Journal, args: argparse.Namespace) -> int:
@@ -208,7 +238,9 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         reporter_mode,
         run_until_done,
         summary,
+        summary_line,
     )
+    from xnat_tui.commands._values import config_bandwidth
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
     from xnat_tui.transfer.anon import AnonymizerSet
@@ -223,14 +255,35 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         wanted = {"failed"}
     jobs = _targets(journal, args.id, wanted)
     if args.id and jobs and jobs[0].state.value not in wanted:
-        print(f"job {jobs[0].id} is {jobs[0].state.value}; nothing to {action}", file=sys.stderr)
-        return EXIT_OK if jobs[0].state is JobState.VERIFIED else EXIT_FAILED
+        job = jobs[0]
+        hint = (
+            f": run xnat-tui transfers retry {job.id}"
+            if action == "resume" and job.state is JobState.FAILED
+            else ""
+        )
+        print(f"job {job.id} is {job.state.value}; nothing to {action}{hint}", file=sys.stderr)
+        return EXIT_OK if job.state is JobState.VERIFIED else EXIT_FAILED
+    # A failed job is not resumed (it needs a retry, the user's decision): say so, or
+    # 'nothing to resume' would hide it.
+    failed = journal.jobs(states=[JobState.FAILED]) if action == "resume" and not args.id else []
+    if failed and jobs and not args.json:
+        print(_failed_hint(failed), file=sys.stderr)
     if not jobs:
         if args.json:
-            print(json.dumps({"ok": True, "jobs": []}))
+            print(
+                json.dumps(
+                    {
+                        "ok": not failed,
+                        "jobs": [],
+                        "failed": [j.id for j in failed],
+                        "next": [f"xnat-tui transfers retry {j.id}" for j in failed],
+                    }
+                )
+            )
         else:
-            print(f"nothing to {action}", file=sys.stderr)
-        return EXIT_OK
+            hint = f"; {_failed_hint(failed)}" if failed else ""
+            print(f"nothing to {action}{hint}", file=sys.stderr)
+        return EXIT_FAILED if failed else EXIT_OK
     servers = {(j.server, j.username) for j in jobs}
     if len(servers) > 1 and not getattr(args, "server", None):
         print(
@@ -244,6 +297,9 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         if not getattr(args, "user", None):
             args.user = user
     config = load()
+    if problem := config_bandwidth(config.defaults.bandwidth_limit_mbps):
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     async with open_client(args, config) as client:
         port = XnatPort(client)
         jobs = [j for j in jobs if j.server == port.server_url]
@@ -295,7 +351,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
             await engine.close()
             if not quiet:
                 print(f"nothing to {action}", file=sys.stderr)
-            return EXIT_OK if not busy else EXIT_FAILED
+            return EXIT_OK if not busy and not failed else EXIT_FAILED
         if not quiet:
             print(f"{action}: {' '.join(ids)}", file=sys.stderr)
         reporter = Reporter(reporter_mode(quiet))
@@ -309,12 +365,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
             print(json.dumps(result, indent=2))
         else:
             for j in result["jobs"]:
-                extra = f"  {j['message']}" if j["state"] != "verified" and j["message"] else ""
-                print(
-                    f"{j['id']}  {j['state']:<9} {j['project']}/{j['subject']}/{j['session']}"
-                    f"{extra}",
-                    file=sys.stderr,
-                )
+                print(summary_line(j, reporter), file=sys.stderr)
         if interrupted:
             return 130
         return EXIT_OK if all(s is JobState.VERIFIED for s in states.values()) else EXIT_FAILED

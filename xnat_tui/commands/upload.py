@@ -24,8 +24,10 @@ from xnat_tui.commands._args import (
     add_connection_arguments,
     parse_variables,
 )
+from xnat_tui.commands._values import bandwidth, config_bandwidth
 
 if TYPE_CHECKING:
+    from xnat_tui.commands._console import Reporter
     from xnat_tui.dicom.routing import PatternLike
 
 
@@ -98,7 +100,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--jobs", type=int, metavar="N", help="series sent at once (default 4)")
     parser.add_argument(
-        "--bandwidth", type=float, metavar="MBPS", help="cap the upload rate (megabit/s)"
+        "--bandwidth",
+        type=bandwidth,
+        metavar="MBPS",
+        help="cap the upload rate, in megabit/s (0: unlimited, else at least 0.1)",
     )
     parser.add_argument(
         "--deflate",
@@ -204,6 +209,9 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     d = config.defaults
+    if args.bandwidth is None and (problem := config_bandwidth(d.bandwidth_limit_mbps)):
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
 
     def rules(project: str) -> LabelRules:
         """The project's templates (for --routed, each target project's own)."""
@@ -309,7 +317,7 @@ async def _main(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
         else:
-            _print_summary(result)
+            _print_summary(result, reporter)
         if interrupted:
             print(
                 "interrupted: the journal is consistent; continue with 'xnat-tui transfers resume'",
@@ -319,13 +327,11 @@ async def _main(args: argparse.Namespace) -> int:
         return EXIT_OK if result["ok"] else EXIT_FAILED
 
 
-def _print_summary(result: dict[str, Any]) -> None:
+def _print_summary(result: dict[str, Any], reporter: Reporter) -> None:
+    from xnat_tui.commands._console import summary_line
+
     for job in result["jobs"]:
-        target = f"{job['project']}/{job['subject']}/{job['session']}"
-        line = f"{job['id']}  {job['state']:<9} {target}"
-        if job["state"] != "verified" and job["message"]:
-            line += f"  {job['message']}"
-        print(line, file=sys.stderr)
+        print(summary_line(job, reporter), file=sys.stderr)
     refused = len(result["refused"])
     print(
         f"{result['verified']} verified, {result['failed']} failed"

@@ -40,7 +40,13 @@ from xnat_tui.transfer.journal import (
 )
 from xnat_tui.transfer.packer import FileTransform, SeriesPacker
 from xnat_tui.transfer.plan import Plan, PlannedJob
-from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy, TokenBucket
+from xnat_tui.transfer.retry import (
+    Clock,
+    MonotonicClock,
+    RetryPolicy,
+    TokenBucket,
+    check_bandwidth,
+)
 from xnat_tui.transfer.server import (
     CommitOutcome,
     RemoteSession,
@@ -55,7 +61,13 @@ from xnat_tui.transfer.types import (
     JobState,
     SeriesState,
 )
-from xnat_tui.transfer.verifier import Receipt, default_receipts_dir, verify, write_receipt
+from xnat_tui.transfer.verifier import (
+    Receipt,
+    default_receipts_dir,
+    tighten_receipts,
+    verify,
+    write_receipt,
+)
 
 TransformFactory = Callable[[JobRecord], FileTransform | None]
 """Per job: the anonymization transform to apply in the packer (None: send as is)."""
@@ -133,16 +145,15 @@ class TransferEngine:
         self.compression = compression
         self.transform_for = transform_for
         self.receipts_dir = receipts_dir or default_receipts_dir()
+        tighten_receipts(self.receipts_dir)
         self.progress_interval = progress_interval
         self.lease_ttl = lease_ttl
         self.owner = make_owner()
         # Every pause, tick, retry delay and bandwidth wait goes through this clock.
         self.clock: Clock = clock or MonotonicClock()
-        self.bucket = (
-            TokenBucket(bandwidth_limit_mbps * 1e6 / 8, clock=self.clock)
-            if bandwidth_limit_mbps > 0
-            else None
-        )
+        # A cap that cannot be meant (NaN, negative, 1e-300) is refused, not obeyed.
+        bandwidth = check_bandwidth(bandwidth_limit_mbps)
+        self.bucket = TokenBucket(bandwidth * 1e6 / 8, clock=self.clock) if bandwidth > 0 else None
         self._hub = EventHub()
         self._runs: dict[str, _Run] = {}
         self._wake = asyncio.Event()
@@ -615,12 +626,27 @@ class TransferEngine:
             return
         failed = [s for s in run.series.values() if s.state is SeriesState.FAILED]
         if failed:
+            # Series that failed for the same reason (a full disk fails them all) are
+            # named together, so the reason reads once.
+            by_reason: dict[str, list[str]] = {}
+            for s in failed:
+                name = str(s.number) if s.number is not None else s.uid
+                by_reason.setdefault(s.message, []).append(name)
             detail = "; ".join(
-                f"series {s.number if s.number is not None else s.uid}: {s.message}" for s in failed
+                f"series {', '.join(names)}: {reason}" for reason, names in by_reason.items()
             )
-            hint = f"Fix the cause, then 'xnat-tui transfers retry {run.job.id}'"
+            retry = f"'xnat-tui transfers retry {run.job.id}'"
+            if any(_disk_full(s.message) for s in failed):
+                hint = f"An administrator must free space on the server; then {retry}"
+            else:
+                hint = f"Fix the cause, then {retry}"
             if any("vanished" in s.message for s in failed):
                 hint += " (add --skip-missing to send the session without the missing files)"
+            if any("changed since it was scanned" in s.message for s in failed):
+                hint = (
+                    "A file changed since the scan: scan again and upload anew (a retry "
+                    "checks the files against the old scan and refuses them again)"
+                )
             self._set_state(
                 run,
                 JobState.FAILED,
@@ -732,14 +758,14 @@ class TransferEngine:
             self._message("error", f"{job.display}: {text}", job.id)
             return
         if _disk_full(text):
+            # The fact only: what to do about it is said once, in the job's message
+            # (_after_series), not once per series and again per channel.
             reason = (
-                f"the server is out of disk space ({text}); nothing more can be stored until "
-                f"an administrator frees space. Then: 'xnat-tui transfers retry {job.id}'"
+                text if "out of disk space" in text else f"the server is out of disk space ({text})"
             )
             self.journal.series_interrupted(job.id, s.uid, reason, failed=True)
             s.state, s.message = SeriesState.FAILED, reason
             self._series_event(run, s, reason)
-            self._message("error", f"{job.display}: {reason}", job.id)
             return
         if is_retriable(exc) and s.attempts < self.retry_policy.attempts:
             delay = self.retry_policy.delay(s.attempts)
@@ -924,12 +950,14 @@ class TransferEngine:
                 hook = self.transform_for(job)
                 receipt.anonymization["scripts_sha256"] = list(getattr(hook, "script_hashes", []))
         path = await asyncio.to_thread(write_receipt, receipt, self.receipts_dir)
-        self.journal.set_receipt(job.id, str(path))
-        job.receipt = str(path)
+        self.journal.set_receipt(job.id, str(path), receipt.verified_by)
+        job.receipt, job.verified_by = str(path), receipt.verified_by
         run.receipt = receipt
         where = "archive" if job.archived else "prearchive"
         if receipt.verified:
-            self._set_state(run, JobState.VERIFIED, f"verified in the {where}: {remote.uri}")
+            # "verified by size" where the server lists no digests (the prearchive):
+            # never a bare "verified" that a reader would take for a content check.
+            self._set_state(run, JobState.VERIFIED, f"{receipt.how} in the {where}: {remote.uri}")
         else:
             bad = [c for c in receipt.scans if not c.passed]
             detail = "; ".join(f"scan {c.scan_id}: {c.detail}" for c in bad)
@@ -960,7 +988,15 @@ class _CommitRefused(Exception):
 def _disk_full(text: str) -> bool:
     # Retrying minutes later rarely helps; failing fast with a clear reason does.
     low = text.lower()
-    return "no space left on device" in low or "disk full" in low or "insufficient storage" in low
+    return any(
+        marker in low
+        for marker in (
+            "no space left on device",
+            "disk full",
+            "insufficient storage",
+            "out of disk space",
+        )
+    )
 
 
 def _same_uri(a: str, b: str) -> bool:

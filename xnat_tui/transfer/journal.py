@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xnat_tui.private import FILE_MODE, private_dir, private_file
 from xnat_tui.transfer.types import (
     AnonOptions,
     Compression,
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS jobs(
     owner TEXT NOT NULL DEFAULT '',
     lease_until REAL NOT NULL DEFAULT 0,
     receipt TEXT NOT NULL DEFAULT '',
-    anon_params TEXT NOT NULL DEFAULT ''
+    anon_params TEXT NOT NULL DEFAULT '',
+    verified_by TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_target ON jobs(server, project, study_uid);
 CREATE TABLE IF NOT EXISTS series(
@@ -181,6 +183,8 @@ class JobRecord:
     # a resumed or retried job anonymizes to identical bytes.
     anon_options: AnonOptions = AnonOptions()
     anon_variables: dict[str, str] = field(default_factory=dict)
+    # How the receipt verified the job: md5 | size | count ('' before verification).
+    verified_by: str = ""
 
     @property
     def display(self) -> str:
@@ -245,6 +249,17 @@ def on_network_fs(path: Path) -> bool:
     return kind in _NETWORK_FS
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it (never briefly 0644)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite reports what is wrong with the path, in its words
+    os.close(fd)
+
+
 def make_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -282,7 +297,12 @@ class Journal:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # It holds labels, paths and study UIDs: readable by its user only. The state
+        # folder is ours to tighten; a folder the user chose for --journal is created
+        # private when missing but otherwise left as it is.
+        if path is None or not self.path.parent.exists():
+            private_dir(self.path.parent)
+        _create_private(self.path)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         # WAL needs shared memory between the processes, which network file systems (a
@@ -298,11 +318,19 @@ class Journal:
                 if stmt.strip():
                     self._db.execute(stmt)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
-            if "anon_params" not in columns:  # a journal written by an older version
-                self._db.execute("ALTER TABLE jobs ADD COLUMN anon_params TEXT NOT NULL DEFAULT ''")
+            # Columns a journal written by an older version lacks.
+            for column in ("anon_params", "verified_by"):
+                if column not in columns:
+                    self._db.execute(
+                        f"ALTER TABLE jobs ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+                    )
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),)
             )
+        # SQLite gives its -wal/-shm/-journal files the database's mode, but ones left by
+        # an older version (0644) are tightened here along with the database itself.
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            private_file(self.path.with_name(self.path.name + suffix))
 
     def close(self) -> None:
         self._db.close()
@@ -397,10 +425,23 @@ class Journal:
         return _job(row)
 
     def resolve(self, prefix: str) -> JobRecord:
-        """A job by id or unique id prefix (what users type)."""
-        rows = self._db.execute(
-            "SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",)
-        ).fetchall()
+        """A job by id or unique id prefix (what users type).
+
+        Matched literally: the id itself, else the ids that begin with exactly these
+        characters. No character is a wildcard (``%`` and ``_`` were, through LIKE), and
+        an empty prefix names no job rather than all of them.
+        """
+        exact = self._db.execute("SELECT * FROM jobs WHERE id = ?", (prefix,)).fetchone()
+        if exact is not None:
+            return _job(exact)
+        rows = (
+            self._db.execute(
+                "SELECT * FROM jobs WHERE substr(id, 1, ?) = ? ORDER BY created",
+                (len(prefix), prefix),
+            ).fetchall()
+            if prefix
+            else []
+        )
         if not rows:
             raise JournalError(f"no transfer job {prefix!r}")
         if len(rows) > 1:
@@ -562,9 +603,13 @@ class Journal:
             db.execute("UPDATE jobs SET commit_phase = '' WHERE id = ?", (job_id,))
             self._step(db, job_id, "", "commit", "not-done", detail)
 
-    def set_receipt(self, job_id: str, path: str) -> None:
+    def set_receipt(self, job_id: str, path: str, verified_by: str = "") -> None:
+        """The receipt's path and how it verified (md5 | size | count)."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET receipt = ? WHERE id = ?", (path, job_id))
+            db.execute(
+                "UPDATE jobs SET receipt = ?, verified_by = ? WHERE id = ?",
+                (path, verified_by, job_id),
+            )
 
     def reset_for_retry(self, job_id: str) -> None:
         """Failed series go back to pending; the job is queued again."""
@@ -703,6 +748,7 @@ def _job(row: sqlite3.Row) -> JobRecord:
         owner=d["owner"],
         lease_until=d["lease_until"],
         receipt=d["receipt"],
+        verified_by=d.get("verified_by") or "",
         **_read_anon_params(d.get("anon_params") or ""),
     )
 

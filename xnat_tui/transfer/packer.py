@@ -66,6 +66,19 @@ def entry_names(series_uid: str, files: Sequence[SourceFile]) -> list[str]:
     return names
 
 
+# Scanners store mtime_ns / 1e9; os.stat's float st_mtime may differ in the last bit.
+_MTIME_SLACK = 1e-6
+
+
+def _mtime_moved(f: SourceFile, st: os.stat_result) -> bool:
+    """The file's mtime differs from the scan's (0.0: the scan did not record one)."""
+    return bool(f.mtime) and abs(st.st_mtime_ns / 1e9 - f.mtime) > _MTIME_SLACK
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text).strip("._")
 
@@ -110,7 +123,12 @@ class SeriesPacker:
         self._stop.set()
 
     # ------------------------------------------------------------ thread side
-    def _read(self, f: SourceFile) -> bytes:
+    def _restat(self, f: SourceFile) -> None:
+        """Right before a file is sent: is it still what the scan saw (size and mtime)?
+
+        A file rewritten in place with the same size would otherwise pass every later
+        check (the server verifies what it was sent, not what was scanned).
+        """
         try:
             st = os.stat(f.path)
         except FileNotFoundError:
@@ -119,20 +137,32 @@ class SeriesPacker:
             raise SourceChanged(str(f.path), "is no longer readable (permission denied)") from None
         except OSError as exc:
             raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror}") from None
-        if self.check_unchanged and st.st_size != f.size:
+        if not self.check_unchanged:
+            return
+        if st.st_size != f.size:
             raise SourceChanged(
                 str(f.path), f"changed since it was scanned ({f.size} → {st.st_size} bytes)"
             )
+        if _mtime_moved(f, st):
+            raise SourceChanged(
+                str(f.path),
+                "changed since it was scanned (same size, modified "
+                f"{_when(st.st_mtime_ns / 1e9)}; scanned as of {_when(f.mtime)})",
+            )
+
+    def _read(self, f: SourceFile) -> bytes:
+        self._restat(f)
         try:
             with open(f.path, "rb") as fh:
                 data = fh.read()
+                after = os.fstat(fh.fileno())
         except FileNotFoundError:
             raise SourceChanged(str(f.path), "vanished while being read") from None
         except PermissionError:
             raise SourceChanged(str(f.path), "is no longer readable (permission denied)") from None
         except OSError as exc:
             raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror}") from None
-        if self.check_unchanged and len(data) != f.size:
+        if self.check_unchanged and (len(data) != f.size or _mtime_moved(f, after)):
             raise SourceChanged(str(f.path), "changed while being read")
         return data
 
@@ -176,6 +206,7 @@ class SeriesPacker:
             if self._stop.is_set():
                 raise _Stop
             if f.size > LARGE_FILE and self.transform is None:
+                self._restat(f)
                 crc, digest = self._checksum_pass(f)
                 self.manifest.append(ManifestEntry(name, str(f.path), f.size, crc, digest))
                 method = self._method(f.size, crc)
@@ -202,6 +233,7 @@ class SeriesPacker:
             if self._stop.is_set():
                 raise _Stop
             if f.size > LARGE_FILE and self.transform is None:
+                self._restat(f)
                 crc, digest = self._checksum_pass(f)
                 self.manifest.append(ManifestEntry(name, str(f.path), f.size, crc, digest))
                 yield writer.local_header(name, f.size, crc)

@@ -8,6 +8,7 @@ meaningful) are compared and the receipt says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xnat_tui.private import FILE_MODE, private_dir, private_file
 from xnat_tui.transfer.journal import JobRecord, SeriesRecord
 from xnat_tui.transfer.server import RemoteFile, RemoteSession, ServerPort
 from xnat_tui.transfer.types import SeriesState
@@ -53,9 +55,31 @@ class Receipt:
     note: str = ""
     # Profile and SHA-256 of each script applied on this machine before sending.
     anonymization: dict[str, Any] = field(default_factory=dict)
+    # How the weakest scan was checked: md5 (contents), size (the server gave no
+    # digests, as the prearchive does) or count (the server rewrote the files).
+    verified_by: str = "md5"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def how(self) -> str:
+        """'verified by MD5' / 'verified by size' / 'verified by file count'."""
+        return verified_how(self.verified_by)
+
+
+_STRENGTH = {"md5": 0, "size": 1, "count": 2}
+_HOW = {"md5": "by MD5", "size": "by size", "count": "by file count"}
+
+
+def verified_how(method: str) -> str:
+    """How a verification was done, as users read it ('verified by size')."""
+    return f"verified {_HOW.get(method, 'by ' + method)}" if method else "verified"
+
+
+def weakest(methods: list[str]) -> str:
+    """The least thorough of the scans' methods (what the whole session can claim)."""
+    return max(methods, key=lambda m: _STRENGTH.get(m, 3), default="md5")
 
 
 def _scan_id(series: SeriesRecord) -> str:
@@ -91,7 +115,12 @@ def _compare(
         return "size", True, "server gave no MD5 digests; sizes compared"
     ok = len(remote) >= len(sent) if not exact else len(remote) == len(sent)
     detail = "" if ok else f"server has {len(remote)} file(s), {len(sent)} sent"
-    return "count", ok, detail or "file contents rewritten by the server; counts compared"
+    reason = (
+        "the server gave neither digests nor sizes"
+        if use_digest
+        else "file contents rewritten by the server"
+    )
+    return "count", ok, detail or f"{reason}; counts compared"
 
 
 async def verify(
@@ -151,9 +180,15 @@ async def verify(
             )
         )
         receipt.verified = receipt.verified and ok
+    receipt.verified_by = weakest([c.method for c in receipt.scans])
     if not job.verify_digests:
         receipt.note = (
             "the project rewrites files on the server (anon script): digests not compared"
+        )
+    elif receipt.verified_by == "size":
+        receipt.note = (
+            "verified by size: the server gave no MD5 digests (the prearchive lists none), "
+            "so file sizes were compared, not contents"
         )
     return receipt
 
@@ -171,13 +206,32 @@ def _find_by_content(
 
 
 def write_receipt(receipt: Receipt, directory: Path) -> Path:
-    """Atomically write ``<job>.json`` so a crash never leaves half a receipt."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Atomically write ``<job>.json`` (0600) so a crash never leaves half a receipt."""
+    private_dir(directory)
     target = directory / f"{receipt.job_id}.json"
     tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(receipt.to_dict(), indent=2), encoding="utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover of a crash may be 0644: never write through it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(receipt.to_dict(), indent=2))
     os.replace(tmp, target)
     return target
+
+
+def tighten_receipts(directory: Path) -> None:
+    """Receipts name patients' sessions: make the folder 0700 and each receipt 0600.
+
+    Receipts written before they were private are tightened when an engine opens the
+    folder; the folder itself is only created when the first receipt is written.
+    """
+    if not directory.is_dir():
+        return
+    private_dir(directory)
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                private_file(Path(entry.path))
 
 
 def default_receipts_dir() -> Path:
