@@ -251,6 +251,27 @@ def _cannot_list(path: str, exc: OSError) -> Problem:
     return _problem(path, ProblemKind.UNREADABLE, f"cannot list folder: {exc.strerror}")
 
 
+def _searchable(path: str) -> bool:
+    """False when the folder's names can be read but nothing inside can be reached
+    (r without x, e.g. mode 644): asked only once an entry's stat was refused."""
+    try:
+        os.stat(os.path.join(path, "."))
+    except PermissionError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _cannot_enter(path: str, entries: int) -> Problem:
+    return _problem(
+        path,
+        ProblemKind.UNREADABLE,
+        f"cannot enter folder: permission denied (its names can be listed but not "
+        f"reached: read without search permission); its {entries} entries are not scanned",
+    )
+
+
 def _plain(
     path: str, files: list[tuple[str, int, int]], already: set[str]
 ) -> Generator[DirListing, None, None]:
@@ -296,6 +317,7 @@ def _list(
     """
     prefix = os.path.join(path, "")
     listing = DirListing(path)
+    count = len(entries)
     if len(entries) <= PART:
         # Common case in bulk: plain files (one link) answered by two list
         # comprehensions; the rest (folders, links, hard links) go the long way.
@@ -318,15 +340,34 @@ def _list(
             done = {f[0] for f in plain}
             entries = [e for e in entries if e.name not in done]
     append = listing.files.append
+    checked = False  # whether the folder was found enterable after a refused stat
     for entry in entries:
         # Fast path for the common case, a plain regular file (type known from
         # the listing, so no extra syscall before the stat we need anyway).
-        if entry.is_file(follow_symlinks=False):
+        try:
+            is_file = entry.is_file(follow_symlinks=False)
+        except OSError:
+            is_file = False  # type unknown and lstat refused: the general code says why
+        if is_file:
             try:
                 est = entry.stat(follow_symlinks=False)
-            except OSError:
+            except FileNotFoundError:
                 record.spoil()
                 continue  # vanished between listing and stat
+            except OSError as exc:
+                record.spoil()
+                if isinstance(exc, PermissionError) and not checked:
+                    checked = True
+                    if not _searchable(path):
+                        # Nothing of it can be read: one problem for the folder (no
+                        # listing, no subfolders), as when it cannot be listed at all.
+                        subdirs.clear()
+                        yield _cannot_enter(path, count)
+                        return
+                yield _problem(
+                    prefix + entry.name, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}"
+                )
+                continue
             if est.st_nlink > 1:
                 record.spoil()
                 if not file_once(est, False):
@@ -361,6 +402,13 @@ def _list(
                 yield _problem(full, ProblemKind.UNREADABLE, "broken symbolic link", "warning")
             continue  # vanished between listing and stat
         except OSError as exc:
+            record.spoil()
+            if isinstance(exc, PermissionError) and not checked:
+                checked = True
+                if not _searchable(path):
+                    subdirs.clear()
+                    yield _cannot_enter(path, count)
+                    return
             yield _problem(full, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}")
             continue
         record.spoil()  # neither a plain file nor a folder

@@ -206,7 +206,97 @@ def test_unreadable_folders(shared_tmp: Path, monkeypatch: pytest.MonkeyPatch) -
     problems = {(e.path, e.detail) for e in events if not isinstance(e, DirListing)}
     assert (str(shared_tmp / "locked"), "cannot list folder: permission denied") in problems
     assert (str(shared_tmp / "search_only"), "cannot list folder: permission denied") in problems
+    assert (str(shared_tmp / "list_only"), _CANNOT_ENTER.format(2)) in problems
     assert sorted(_listings(events)[str(shared_tmp / "fine")]) == ["a.dcm", "b.dcm"]
+
+
+_CANNOT_ENTER = (
+    "cannot enter folder: permission denied (its names can be listed but not reached: "
+    "read without search permission); its {} entries are not scanned"
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "detail"),
+    [
+        # r without x: the names, but no file reachable
+        pytest.param(0o644, _CANNOT_ENTER.format(4), id="644"),
+        pytest.param(0o444, _CANNOT_ENTER.format(4), id="444"),
+        pytest.param(0o311, "cannot list folder: permission denied", id="311"),  # x, no r
+        pytest.param(0o000, "cannot list folder: permission denied", id="000"),
+    ],
+)
+@pytest.mark.parametrize("pure", [True, False], ids=["pure", "c"])
+def test_every_folder_the_walk_cannot_list_or_enter_is_a_problem(
+    shared_tmp: Path, monkeypatch: pytest.MonkeyPatch, mode: int, detail: str, pure: bool
+) -> None:
+    """Issue 14 item 4: a mode 644 folder lost its files with no problem at all."""
+    if not pure and _fastlist is None:
+        pytest.skip("_fastlist extension not compiled")
+    closed = shared_tmp / "closed"
+    for name in ("a.dcm", "b.dcm", "sub/c.dcm", "sub2/d.dcm"):
+        _write(closed / name)
+    _write(shared_tmp / "open" / "e.dcm")
+    closed.chmod(mode)
+    with _unprivileged():
+        # "Others" bits apply to nobody: r lets it list the names, x reach the files.
+        enforced = _readable(closed) == bool(mode & 0o004) and _stat_refused(closed / "a.dcm") == (
+            not mode & 0o001
+        )
+        if not enforced:
+            pytest.skip("permission bits are not enforced here")
+        events = _events(monkeypatch, [shared_tmp], pure)
+    problems = [(e.path, e.kind, e.detail) for e in events if not isinstance(e, DirListing)]
+    assert problems == [(str(closed), "unreadable", detail)]
+    listed = _listings(events)
+    assert str(closed) not in listed and listed[str(shared_tmp / "open")] == ["e.dcm"]
+
+
+def _stat_refused(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("pure", [True, False], ids=["pure", "c"])
+def test_a_refused_listing_is_a_problem_even_as_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool
+) -> None:
+    """Without real permission bits (root): the listing calls raise PermissionError."""
+    if not pure and _fastlist is None:
+        pytest.skip("_fastlist extension not compiled")
+    _write(tmp_path / "closed" / "a.dcm")
+    _write(tmp_path / "open" / "b.dcm")
+    closed = str(tmp_path / "closed")
+    real_scandir, real_c = os.scandir, walk_mod._c_list_dir
+
+    closed_ino = os.stat(closed).st_ino
+
+    def scandir(target: Any) -> Any:
+        # The walk lists through a descriptor where it can, else by path.
+        hit = (
+            os.fstat(target).st_ino == closed_ino
+            if isinstance(target, int)
+            else os.fspath(target) == closed
+        )
+        if hit:
+            raise PermissionError(13, "Permission denied", closed)
+        return real_scandir(target)
+
+    def c_list(path: str) -> Any:
+        if path == closed:
+            raise PermissionError(13, "Permission denied", closed)
+        assert real_c is not None
+        return real_c(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(walk_mod, "_c_list_dir", c_list)
+    events = _events(monkeypatch, [tmp_path], pure)
+    problems = [(e.path, e.detail) for e in events if not isinstance(e, DirListing)]
+    assert problems == [(closed, "cannot list folder: permission denied")]
+    assert _listings(events)[str(tmp_path / "open")] == ["b.dcm"]
 
 
 # ---- list_dir itself --------------------------------------------------------------
