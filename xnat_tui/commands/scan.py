@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
         epilog="Exit codes: 0 scanned (even with problems), 1 no usable DICOM found, "
         "2 usage error (e.g. a path that does not exist).",
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    # Text, not Path: Path("") is Path("."), and run() must refuse an empty argument.
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
         "--files",
@@ -172,6 +173,14 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.dicom.model import ScanSummary
     from xnat_tui.dicom.scan import scan
 
+    if any(p == "" for p in args.paths):
+        # An unset shell variable (scan "$DIR") must not scan the current folder.
+        print(
+            "xnat-tui scan: an empty PATH is not a folder (to scan the current folder, give '.')",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    args.paths = [Path(p) for p in args.paths]
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
         for p in missing:

@@ -84,6 +84,22 @@ def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize("args", [[""], ["--json", ""], ["somewhere", ""]])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+) -> None:
+    """Issue 14 item 11: ``scan ''`` (say ``scan "$UNSET"``) scanned the current folder."""
+    (tmp_path / "somewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["scan", *args]) == 2
+    captured = capsys.readouterr()
+    assert "xnat-tui scan: an empty PATH is not a folder" in captured.err
+    assert "'.'" in captured.err and captured.out == ""
+
+
 def test_cli_in_a_subprocess(dicom_tree: SmallTree) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "xnat_tui", "scan", "--json", str(dicom_tree.root)],
