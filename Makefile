@@ -1,16 +1,20 @@
 # make demo — set up and open the TUI against the built-in sandbox server
 # make test — set up and run ruff, mypy and the whole test suite
+# make lock — rewrite constraints.txt with the newest versions pyproject.toml allows
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The exact versions installed for tests and CI (pyproject.toml holds ranges).
+CONSTRAINTS := constraints.txt
+LOCK_VENV := build/lock-venv
 
-.PHONY: demo test lint typecheck pytest tmux bench clean
+.PHONY: demo test lint typecheck pytest tmux bench clean lock
 
-$(STAMP): pyproject.toml xnat_tui/dicom/_fastlist.c
+$(STAMP): pyproject.toml $(CONSTRAINTS) xnat_tui/dicom/_fastlist.c
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,6 +39,19 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+# A scratch venv gets the newest versions the ranges allow; its `pip freeze` (under the
+# header comments kept from the old file) becomes the new lock. Run `make test` after it.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LOCK_VENV)/bin/python -m pip install --quiet '.[test]'
+	{ grep '^#' $(CONSTRAINTS); \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude xnat-tui | grep -v '^wheel=='; \
+	} > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
