@@ -1,7 +1,7 @@
 """The sandbox web application: middlewares and every route module.
 
-``make_app(store, *, faults=None, session_timeout=900, autobuild_interval=300)``
-returns an ``aiohttp.web.Application`` whose typed keys (``keys.STORE``,
+``make_app(store, *, faults=None, session_timeout=900, autobuild_interval=300,
+import_limits=None)`` returns an ``aiohttp.web.Application`` whose typed keys (``keys.STORE``,
 ``keys.FAULTS``, ``keys.SESSIONS``, ``keys.SETTINGS``, ``writer.WRITER``) route modules
 read. Middleware
 order, outermost first: errors (no traceback ever leaks) → faults → auth. Route
@@ -27,6 +27,7 @@ from xnat_tui.sandbox import faults as faults_mod
 from xnat_tui.sandbox.errors import error_middleware
 from xnat_tui.sandbox.faults import FaultInjector, faults_middleware
 from xnat_tui.sandbox.keys import FAULTS, SESSIONS, SETTINGS, STORE, Settings
+from xnat_tui.sandbox.limits import ImportLimits
 from xnat_tui.sandbox.store import Store
 
 # Large uploads stream through request.content; this only bounds request.post() forms.
@@ -39,6 +40,7 @@ def make_app(
     faults: FaultInjector | str | None = None,
     session_timeout: float = 900.0,
     autobuild_interval: float = 300.0,
+    import_limits: ImportLimits | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, faults_middleware, auth.auth_middleware],
@@ -53,6 +55,7 @@ def make_app(
         data_dir=store.data_dir,
         session_timeout=session_timeout,
         autobuild_interval=autobuild_interval,
+        import_limits=import_limits or ImportLimits(),
     )
     writer.setup(app)
     site.setup(app)

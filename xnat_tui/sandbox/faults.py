@@ -14,6 +14,9 @@ route): items separated by ``,`` or ``;``, each ``name`` or ``name=value``::
                           without a rate: drop every HTTP session now (one-shot);
                           with a rate: each cookie-authenticated request finds its
                           session expired with that probability (→ 401)
+    slow-import=DURATION  the import service waits DURATION after each chunk (at most
+                          1 MiB) it unpacks, so an upload is "being inflated" for as
+                          long as a test needs (stopping mid-import)
     only=PREFIX           apply the faults only to paths starting with PREFIX
                           (repeatable; e.g. only=/data/services/import)
     seed=N                seed of the random generator (default 0)
@@ -70,6 +73,7 @@ class FaultConfig:
     disk_full: float = 0.0
     expire_rate: float = 0.0
     expire_now: bool = False
+    slow_import: float = 0.0
     only: list[str] = field(default_factory=list)
     seed: int = 0
 
@@ -119,6 +123,8 @@ def parse_spec(spec: str | None) -> FaultConfig:
                 config.expire_rate = _rate(value, item)
             else:
                 config.expire_now = True
+        elif name == "slow-import":
+            config.slow_import = _duration(value, item)
         elif name == "only":
             if not value.startswith("/"):
                 raise FaultSpecError(f"only needs a path prefix starting with '/': {item!r}")
@@ -180,6 +186,13 @@ class FaultInjector:
         if path.startswith("/sandbox/"):
             return False
         return not self.config.only or any(path.startswith(p) for p in self.config.only)
+
+    def import_pause(self, path: str) -> float:
+        """``slow-import``: seconds to wait per unpacked chunk of an upload to ``path``."""
+        if not self.config.slow_import or not self.applies_to(path):
+            return 0.0
+        self.stats["slow-import"] += 1
+        return self.config.slow_import
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.random.random() < rate

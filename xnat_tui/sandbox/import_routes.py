@@ -6,6 +6,12 @@ chunks (never held in memory), then read entry by entry in a worker thread
 thread (``importer.commit``, then build/archive when asked; see ``writer``).
 Parameters, handler selection, error statuses and messages
 follow XNAT's ``Importer`` and ``DicomZipImporter``.
+
+Unlike XNAT, reading is bounded by the server's ``ImportLimits`` (``limits``: entry,
+request and ratio sizes, nesting depth), and a running import stops within one chunk
+when its request is cancelled or the server shuts down (``ImportGuards.stop_all`` on
+``on_shutdown``), answering ``503``. ``remove_leftovers(data_dir)`` (run at start-up)
+deletes the ``tmp/upload-*`` and ``tmp/import-*`` a killed server left behind.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ from xnat_tui.sandbox.importer import (
     extract_single,
     staging_dir,
 )
-from xnat_tui.sandbox.keys import STORE
+from xnat_tui.sandbox.keys import FAULTS, IMPORTS, SETTINGS, STORE
+from xnat_tui.sandbox.limits import ImportCancelled, ImportGuards
 from xnat_tui.sandbox.permissions import User, can_read, request_user
 from xnat_tui.sandbox.prearchive_store import UNASSIGNED, PrearchiveStore, prearchive_of
 from xnat_tui.sandbox.routing import add_route
@@ -377,11 +384,26 @@ async def _dicom_import(
     staging = staging_dir(store.data_dir)
     assert up.path is not None
     fn = extract_single if handler == "gradual-DICOM" else extract
+    guards = request.app[IMPORTS]
+    guard = guards.open(
+        request.app[SETTINGS].import_limits,
+        upload_size=up.path.stat().st_size,
+        pause=request.app[FAULTS].import_pause(request.path),
+    )
     try:
-        extraction: Extraction = await asyncio.to_thread(fn, up.path, up.name, ctx, opts, staging)
-    except BaseException:
+        extraction: Extraction = await asyncio.to_thread(
+            fn, up.path, up.name, ctx, opts, staging, guard
+        )
+    except BaseException as exc:
+        # The worker stops at its next chunk and removes what it staged itself.
+        guard.cancel()
         await asyncio.to_thread(shutil.rmtree, staging, True)
+        if isinstance(exc, ImportCancelled):
+            message = "The server is shutting down; the upload was not imported."
+            raise xnat_error(503, message) from None
         raise
+    finally:
+        guards.close(guard)
     # The writer job removes the staging folder itself: were this request cancelled
     # meanwhile, removing it here would pull staged files from under the running job.
     uris = await request.app[WRITER].run(
@@ -465,12 +487,50 @@ def _build_and_archive(
     return archived if auto else uris
 
 
+_LEFTOVER = re.compile(r"\A(upload|import)-[0-9a-f]{32}\Z")
+
+
+def remove_leftovers(data_dir: Path) -> int:
+    """Delete the upload bodies and staging folders of imports a kill cut off.
+
+    Only names this module creates (``upload-<uuid hex>``, ``import-<uuid hex>``) directly
+    under ``<data_dir>/tmp`` are touched. Returns how many were removed."""
+    tmp_root = data_dir / "tmp"
+    try:
+        entries = list(tmp_root.iterdir())
+    except OSError:
+        return 0
+    removed = 0
+    for path in entries:
+        if not _LEFTOVER.match(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += not path.exists()
+    if removed:
+        log.info("removed %d leftover temporary upload(s) under %s", removed, tmp_root)
+    return removed
+
+
+async def _remove_leftovers(app: web.Application) -> None:
+    await asyncio.to_thread(remove_leftovers, app[STORE].data_dir)
+
+
+async def _stop_imports(app: web.Application) -> None:
+    app[IMPORTS].stop_all()
+
+
 async def method_not_allowed(request: web.Request) -> web.StreamResponse:
     raise xnat_error(405, "Method Not Allowed")
 
 
 def setup(app: web.Application) -> None:
     """Attach the import service routes to the sandbox application."""
+    app[IMPORTS] = ImportGuards()
+    app.on_startup.append(_remove_leftovers)
+    app.on_shutdown.append(_stop_imports)
     for template in ("/services/import", "/services/import/{name:.+}"):
         add_route(app, "POST", template, handle_import)
         add_route(app, "GET", template, method_not_allowed)

@@ -13,6 +13,11 @@ Errors carry XNAT's messages: per-entry problems (``unable to read DICOM object 
 ``object X contains no SOP Class UID``) may be skipped with ``Ignore-Unparsable``; a
 broken archive structure (``unable to read data from file``) may not. Instances read
 before an error stay imported, as in XNAT.
+
+Phase 1 runs under an ``ImportGuard`` (``limits``): uploads that inflate past the
+server's ``ImportLimits`` or nest archives too deep fail with ``413``/``400`` naming the
+limit (never ignorable), and a cancelled guard stops the reading within one chunk
+(``ImportCancelled``, after removing the staging folder).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tarfile
 import uuid
 import zlib
@@ -32,6 +38,12 @@ from pydicom.errors import InvalidDicomError
 
 from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer
 from xnat_tui.sandbox.filters import SeriesFilter
+from xnat_tui.sandbox.limits import (
+    GunzipStream,
+    ImportCancelled,
+    ImportGuard,
+    LimitExceeded,
+)
 from xnat_tui.sandbox.prearchive_store import (
     CODE_NAMES,
     PrearcFile,
@@ -289,10 +301,17 @@ def _dicom_time(value: str | None) -> str:
 class Extractor:
     """Reads one upload into staged instances (runs in a worker thread)."""
 
-    def __init__(self, ctx: ImportContext, opts: ImportOptions, staging: Path) -> None:
+    def __init__(
+        self,
+        ctx: ImportContext,
+        opts: ImportOptions,
+        staging: Path,
+        guard: ImportGuard | None = None,
+    ) -> None:
         self.ctx = ctx
         self.opts = opts
         self.staging = staging
+        self.guard = guard or ImportGuard()
         self.result = Extraction()
         self._n = 0
 
@@ -304,13 +323,18 @@ class Extractor:
             return self.result
         try:
             with upload.open("rb") as fh:
-                self._archive(fh, fmt)
+                self._archive(fh, fmt, 1)
         except ImportError_ as exc:
             self.result.failure = exc
+        except LimitExceeded as exc:
+            self.result.failure = ImportError_(exc.status, exc.message, ignorable=False)
         except (ZipFormatError, tarfile.TarError, EOFError, OSError, ValueError) as exc:
             self.result.failure = ImportError_(
                 400, f"unable to read data from file: {exc}", ignorable=False
             )
+        except ImportCancelled:
+            self._abandon()
+            raise
         return self.result
 
     def run_single(self, upload: Path, name: str) -> Extraction:
@@ -321,31 +345,47 @@ class Extractor:
                 self._entry(name, fh)
         except ImportError_ as exc:
             self.result.failure = exc
+        except LimitExceeded as exc:
+            self.result.failure = ImportError_(exc.status, exc.message, ignorable=False)
+        except ImportCancelled:
+            self._abandon()
+            raise
         return self.result
 
-    def _archive(self, stream: Readable, fmt: str) -> None:
+    def _abandon(self) -> None:
+        """Stopped: nothing of this upload is kept (its request is gone)."""
+        self.result.instances.clear()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _archive(self, stream: Readable, fmt: str, depth: int) -> None:
+        self.guard.nested(depth)
+        self.guard.check()
         if fmt == "zip":
-            reader = ZipStreamReader(stream)
+            reader = ZipStreamReader(stream, self.guard.zip_progress)
             while (entry := reader.next_entry()) is not None:
+                self.guard.check()
                 if entry.is_dir:
                     continue
-                self._guarded(entry.name, EntryStream(reader))
+                self._guarded(entry.name, EntryStream(reader), depth)
             return
-        mode = "r|gz" if fmt == "tgz" else "r|"
-        with tarfile.open(fileobj=stream, mode=mode) as tar:  # type: ignore[call-overload]
+        if fmt == "tgz":
+            # Inflated here, under the guard, rather than inside tarfile ("r|gz").
+            stream = GunzipStream(stream, self.guard)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
+                self.guard.check()
                 if not member.isfile():
                     continue
                 fh = tar.extractfile(member)
                 if fh is not None:
-                    self._guarded(member.name, fh)
+                    self._guarded(member.name, fh, depth)
 
-    def _guarded(self, name: str, stream: Readable) -> None:
+    def _guarded(self, name: str, stream: Readable, depth: int) -> None:
         try:
             nested = archive_format(name)
             if nested is not None:
                 try:
-                    self._archive(stream, nested)
+                    self._archive(stream, nested, depth + 1)
                 except (ZipFormatError, tarfile.TarError, EOFError, OSError, ValueError) as exc:
                     raise client_error(f"unable to read data from file: {exc}") from exc
                 return
@@ -361,11 +401,13 @@ class Extractor:
         path = self.staging / f"{self._n:06d}.dcm"
         digest = hashlib.md5()
         size = 0
+        guard = self.guard
         try:
             with path.open("wb") as out:
                 while chunk := stream.read(_COPY):
                     digest.update(chunk)
                     size += len(chunk)
+                    guard.staged(name, size)
                     out.write(chunk)
         except (ZipFormatError, EOFError, tarfile.TarError, zlib.error) as exc:
             path.unlink(missing_ok=True)
@@ -373,6 +415,9 @@ class Extractor:
         except OSError as exc:
             path.unlink(missing_ok=True)
             raise ImportError_(507, f"unable to store DICOM object {name}: {exc}") from exc
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return path, size, digest.hexdigest()
 
     def _entry(self, name: str, stream: Readable) -> None:
@@ -477,15 +522,25 @@ class Extractor:
 
 
 def extract(
-    upload: Path, name: str, ctx: ImportContext, opts: ImportOptions, staging: Path
+    upload: Path,
+    name: str,
+    ctx: ImportContext,
+    opts: ImportOptions,
+    staging: Path,
+    guard: ImportGuard | None = None,
 ) -> Extraction:
-    return Extractor(ctx, opts, staging).run(upload, name)
+    return Extractor(ctx, opts, staging, guard).run(upload, name)
 
 
 def extract_single(
-    upload: Path, name: str, ctx: ImportContext, opts: ImportOptions, staging: Path
+    upload: Path,
+    name: str,
+    ctx: ImportContext,
+    opts: ImportOptions,
+    staging: Path,
+    guard: ImportGuard | None = None,
 ) -> Extraction:
-    return Extractor(ctx, opts, staging).run_single(upload, name)
+    return Extractor(ctx, opts, staging, guard).run_single(upload, name)
 
 
 # ---- phase 2 ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 ``app[STORE]`` (Store), ``app[FAULTS]`` (FaultInjector), ``app[SESSIONS]``
 (SessionManager), ``app[SETTINGS]`` (Settings: data_dir, session_timeout,
-autobuild_interval). Route modules read them from ``request.app``.
+autobuild_interval, import_limits), ``app[IMPORTS]`` (ImportGuards: the running
+imports, stopped at shutdown). Route modules read them from ``request.app``.
 
 Per request: ``request[USER]`` (``permissions.User`` or None — prefer
 ``permissions.request_user(request)``, which raises 401 when absent),
@@ -12,12 +13,13 @@ handler that ended the session, so no cookie is re-issued).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from xnat_tui.sandbox.limits import ImportGuards, ImportLimits
 from xnat_tui.sandbox.store import Store
 
 if TYPE_CHECKING:
@@ -33,10 +35,12 @@ class Settings:
     autobuild_interval: float = 300.0
     site_id: str = "XNAT"
     version: str = "1.8.10"
+    import_limits: ImportLimits = field(default_factory=ImportLimits)
 
 
 STORE = web.AppKey("store", Store)
 SETTINGS = web.AppKey("settings", Settings)
+IMPORTS = web.AppKey("imports", ImportGuards)
 FAULTS: web.AppKey[FaultInjector] = web.AppKey("faults")
 SESSIONS: web.AppKey[SessionManager] = web.AppKey("sessions")
 

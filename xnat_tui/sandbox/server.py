@@ -1,11 +1,13 @@
 """Start and stop the sandbox (the team's "Sandbox contract").
 
 * ``await start_sandbox(data_dir, *, host="127.0.0.1", port=0, demo=False,
-  faults=None, session_timeout=900, autobuild_interval=300) -> SandboxServer`` —
-  serves on the running event loop. ``SandboxServer``: ``url``
+  faults=None, session_timeout=900, autobuild_interval=300, import_limits=None)
+  -> SandboxServer`` — serves on the running event loop (after removing the temporary
+  files of uploads a kill cut off). ``SandboxServer``: ``url``
   (``http://127.0.0.1:PORT``), ``host``, ``port``, ``data_dir``, ``faults``
-  (``FaultInjector``: ``configure(spec)``/``clear()`` at run time), ``store``,
-  ``app``, ``await close()``; also an async context manager.
+  (``FaultInjector``: ``configure(spec)``/``clear()`` at run time), ``import_limits``
+  (``limits.ImportLimits``, replaceable at run time), ``store``, ``app``,
+  ``await close()`` (stops running imports at once); also an async context manager.
 * ``SandboxThread(data_dir, demo=True, ...)`` — the same server on its own event
   loop in a daemon thread, for sync code (xnatpy, the TUI's ``--sandbox``):
   ``with SandboxThread(d) as sb: sb.url``; or ``start()`` / ``stop()``;
@@ -28,6 +30,8 @@ from aiohttp import web
 from xnat_tui.sandbox import demo as demo_seed
 from xnat_tui.sandbox.app import make_app
 from xnat_tui.sandbox.faults import FaultInjector
+from xnat_tui.sandbox.keys import SETTINGS
+from xnat_tui.sandbox.limits import ImportLimits
 from xnat_tui.sandbox.store import Store
 
 T = TypeVar("T")
@@ -63,6 +67,14 @@ class SandboxServer:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
+    @property
+    def import_limits(self) -> ImportLimits:
+        return self.app[SETTINGS].import_limits
+
+    @import_limits.setter
+    def import_limits(self, limits: ImportLimits) -> None:
+        self.app[SETTINGS].import_limits = limits
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -91,6 +103,7 @@ async def start_sandbox(
     faults: str | None = None,
     session_timeout: float = 900,
     autobuild_interval: float = 300,
+    import_limits: ImportLimits | None = None,
 ) -> SandboxServer:
     data_dir = Path(data_dir)
     injector = FaultInjector(faults)  # parse first: a bad spec fails before anything starts
@@ -104,6 +117,7 @@ async def start_sandbox(
             faults=injector,
             session_timeout=session_timeout,
             autobuild_interval=autobuild_interval,
+            import_limits=import_limits,
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()

@@ -9,13 +9,17 @@ sizes do not match. The checks, their order and their messages follow JDK 17's
 ``ZipInputStream`` (``readLOC``, ``read``, ``readEnd``).
 
 The reader works on any object with ``read(n)``, including an entry of another zip
-(nested archives), and never holds more than one read buffer in memory.
+(nested archives), and never holds more than one read buffer in memory. An optional
+``progress(entry, compressed, size, delta)`` callback sees every chunk an entry yields,
+also while an entry is skipped; it may raise to stop the reading (size limits, see
+``limits``).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,11 +101,15 @@ def _zip64_sizes(extra: bytes, entry: ZipEntry) -> None:
         off += sz
 
 
+Progress = Callable[[ZipEntry, int, int, int], None]
+
+
 class ZipStreamReader:
     """Iterate a zip stream entry by entry: ``next_entry()`` then ``read()`` until b""."""
 
-    def __init__(self, raw: Readable) -> None:
+    def __init__(self, raw: Readable, progress: Progress | None = None) -> None:
         self._in = _Pushback(raw)
+        self._progress = progress
         self._entry: ZipEntry | None = None
         self._eof = True
         self._crc = 0
@@ -188,6 +196,9 @@ class ZipStreamReader:
             raise ZipFormatError("unexpected EOF")
         self._crc = zlib.crc32(data, self._crc)
         self._remaining -= len(data)
+        if self._progress is not None:
+            done = entry.size - self._remaining
+            self._progress(entry, done, done, len(data))
         if self._remaining == 0 and entry.crc != self._crc:
             raise ZipFormatError(
                 f"invalid entry CRC (expected 0x{entry.crc:x} but got 0x{self._crc:x})"
@@ -221,6 +232,8 @@ class ZipStreamReader:
             if leftover:
                 self._in.unread(leftover)
             self._pending = out
+            if self._progress is not None:
+                self._progress(entry, self._inf_read, self._inf_written, len(out))
 
     def _read_end(self, entry: ZipEntry, inf: zlib._Decompress) -> None:
         if entry.flag & 8:
