@@ -8,7 +8,8 @@ API (stable):
   ``setStatus(code, "message")`` (xnat-api.md §1.5). Clients match on substrings of
   the message, so keep messages exactly as XNAT words them.
 * ``error_middleware`` — converts anything unhandled into a short 500 page, so no
-  Python traceback ever reaches a client.
+  Python traceback ever reaches a client. A client that goes away mid-request (its
+  connection is gone) is one log line, not a traceback: nobody is left to answer.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def xnat_error(
     return XnatHTTPError(status, message, headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -85,7 +91,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         # aiohttp's own errors (404 no route, 405 method) get the same Tomcat look.
         raise xnat_error(exc.status, exc.reason or _phrase(exc.status)) from None
-    except (ConnectionResetError, TimeoutError):
+    except ConnectionError as exc:
+        if not _client_gone(request):
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            raise xnat_error(500, "The server encountered an internal error.") from None
+        log.info(
+            "client %s went away during %s %s (%s)",
+            request.remote,
+            request.method,
+            request.path,
+            exc or type(exc).__name__,
+        )
+        # Nothing can be sent; aiohttp drops this response quietly on the closed transport.
+        return web.Response(status=499, reason="Client Closed Request")
+    except TimeoutError:
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
