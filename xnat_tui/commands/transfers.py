@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
@@ -51,6 +52,14 @@ def register(subparsers: Any) -> None:
         if name in ("cancel", "retry", "resume"):
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.add_argument("--json", action="store_true", help="JSON output on stdout")
+        p.add_argument(
+            "--journal",
+            action="append",
+            type=Path,
+            metavar="PATH",
+            help="the journal to read (default: the state folder's); 'list' takes several, "
+            "e.g. the per-shard journals of a job array",
+        )
         if name == "retry":
             p.add_argument(
                 "--skip-missing",
@@ -67,7 +76,21 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
     from xnat_tui.transfer.journal import Journal, JournalError
 
-    journal = Journal()
+    paths: list[Path] = args.journal or []
+    if len(paths) > 1 and args.transfers_command != "list":
+        print(
+            f"error: 'transfers {args.transfers_command}' works on one journal; "
+            "give --journal once",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        print(f"error: {missing[0]}: no such journal", file=sys.stderr)
+        return EXIT_USAGE
+    if len(paths) > 1:
+        return _list_journals(paths, args)
+    journal = Journal(paths[0] if paths else None)
     try:
         command = args.transfers_command
         if command == "list":
@@ -106,6 +129,37 @@ def _list(journal: Journal, args: argparse.Namespace) -> int:
     failed = [j for j in jobs if j.state is JobState.FAILED]
     if failed:
         print(_failed_hint(failed))
+    return EXIT_OK
+
+
+def _list_journals(paths: list[Path], args: argparse.Namespace) -> int:
+    """``list`` over several journals (a job array's shards): one section each."""
+    from xnat_tui.commands._console import job_dict, job_line
+    from xnat_tui.transfer.journal import Journal
+    from xnat_tui.transfer.types import JobState
+
+    out: list[dict[str, Any]] = []
+    failed: list[JobRecord] = []
+    for path in paths:
+        journal = Journal(path)
+        try:
+            jobs = journal.jobs()
+            if not args.all:
+                jobs = [j for j in jobs if _needs_attention(j)]
+            jobs.sort(key=lambda j: (j.state.finished, j.created))
+            failed += [j for j in jobs if j.state is JobState.FAILED]
+            if args.json:
+                out += [{**job_dict(j, journal.series(j.id)), "journal": str(path)} for j in jobs]
+            else:
+                print(f"{path}: {len(jobs)} job(s)")
+                for j in jobs:
+                    print("  " + job_line(j, journal.series(j.id)))
+        finally:
+            journal.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    elif failed:
+        print(_failed_hint(failed) + " (add --journal PATH of its node)")
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ from xnat_tui.commands._args import (
     parse_variables,
 )
 from xnat_tui.commands._values import bandwidth, config_bandwidth
+from xnat_tui.workflow.shards import Shard
 
 if TYPE_CHECKING:
     from xnat_tui.commands._console import Reporter
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
         ),
         epilog="Exit codes: 0 all sessions verified, 1 some refused/failed/interrupted, 2 usage.",
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parser.add_argument("paths", nargs="+", type=path_argument, metavar="PATH")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--project", metavar="P", help="target project ID")
     target.add_argument(
@@ -110,6 +111,20 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="compress entries (zip deflate level 1): helps on links slower than ~500 Mbit/s",
     )
+    parser.add_argument(
+        "--shard",
+        type=shard_argument,
+        metavar="I/N",
+        help="only the sessions whose StudyInstanceUID hashes to shard I of N (0 <= I < N): "
+        "N nodes of a job array upload one tree, no session twice",
+    )
+    parser.add_argument(
+        "--journal",
+        type=path_argument,
+        metavar="PATH",
+        help="the transfer journal to use (default: the state folder's; with --shard, "
+        "journal-shard-I-of-N.sqlite3 there, so each node of a job array has its own)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -150,6 +165,31 @@ def _usage_problem(args: argparse.Namespace) -> str:
             except TemplateError as exc:
                 return f"--{flag}: {exc}"
     return ""
+
+
+def path_argument(text: str) -> Path:
+    """A PATH argument: an empty one is refused (``Path("")`` would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a folder (use . for this one)")
+    return Path(text)
+
+
+def shard_argument(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--shard {text!r}: ")) from None
+
+
+def journal_path(args: argparse.Namespace) -> Path | None:
+    """``--journal``, else (with ``--shard``) one journal per shard, else the default."""
+    from xnat_tui.config import state_dir
+
+    if args.journal is not None:
+        return Path(args.journal)
+    if args.shard is not None:
+        return state_dir() / f"journal-shard-{args.shard.index}-of-{args.shard.count}.sqlite3"
+    return None
 
 
 async def _scan(
@@ -250,13 +290,22 @@ async def _main(args: argparse.Namespace) -> int:
     if not sessions:
         print("error: no DICOM sessions found under the given paths", file=sys.stderr)
         return EXIT_FAILED
+    if args.shard is not None:
+        found = len(sessions)
+        sessions = args.shard.select(sessions, lambda s: s.study_instance_uid)
+        if not quiet:
+            print(f"shard {args.shard}: {len(sessions)} of {found} session(s)", file=sys.stderr)
+        if not sessions:
+            if args.json:
+                print(json.dumps({"shard": str(args.shard), "ok": True, "jobs": []}))
+            return EXIT_OK
     sources = [from_dicom(s) for s in sessions]
     projects = {args.project} if args.project else {routed_project(s) for s in sources} - {""}
 
     async with open_client(args, config) as client:
         uploads = UploadSession(
             connection_for(client, url=client.server, owned=False),
-            Journal(),
+            Journal(journal_path(args)),
             settings=settings,
             anon_default=anonymization,
         )
