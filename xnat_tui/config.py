@@ -65,6 +65,9 @@ class ServerProfile:
     user: str = ""
     verify_tls: bool = True
     ca_bundle: str = ""
+    # Plain http:// to a host that is not loopback (the password would cross the network
+    # unencrypted): refused unless the profile says so.
+    allow_http: bool = False
     # Anonymization applied client-side for this server unless a project overrides it.
     anonymization: str = ""  # "" = the [defaults] choice
 
@@ -203,7 +206,14 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
             )
         if "url" not in body:
             raise ConfigError(f"{where}: missing 'url'")
-        unknown = set(body) - {"url", "user", "verify_tls", "ca_bundle", "anonymization"}
+        unknown = set(body) - {
+            "url",
+            "user",
+            "verify_tls",
+            "ca_bundle",
+            "allow_http",
+            "anonymization",
+        }
         if unknown:
             raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
         cfg.profiles[name] = ServerProfile(
@@ -212,6 +222,7 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
             user=_expect(body.get("user", ""), str, f"{where} user"),
             verify_tls=_expect(body.get("verify_tls", True), bool, f"{where} verify_tls"),
             ca_bundle=_expect(body.get("ca_bundle", ""), str, f"{where} ca_bundle"),
+            allow_http=_expect(body.get("allow_http", False), bool, f"{where} allow_http"),
             anonymization=_choice(
                 _expect(body.get("anonymization", ""), str, where),
                 ("", *ANON_PROFILES),
@@ -264,7 +275,11 @@ def to_toml(cfg: Config) -> str:
     if cfg.default_profile:
         body["default_profile"] = cfg.default_profile
     body["profiles"] = {
-        name: {k: v for k, v in asdict(p).items() if k != "name" and v != ""}
+        name: {
+            k: v
+            for k, v in asdict(p).items()
+            if k != "name" and v != "" and not (k == "allow_http" and v is False)
+        }
         for name, p in cfg.profiles.items()
     }
     body["defaults"] = asdict(cfg.defaults)

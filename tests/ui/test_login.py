@@ -127,3 +127,72 @@ async def test_real_client_errors_are_told_apart(tmp_path, sandbox):
         assert app.uploads.connection.user == "alice"
         await until(pilot, lambda: "PILOT" in [p.id for p in app.uploads.known_projects])
         await app.uploads.close()
+
+
+async def test_plain_http_to_another_host_is_refused_inline_and_can_be_allowed(
+    tmp_path, monkeypatch
+):
+    """The shipped connector refuses http://xnat.invalid before sending anything; the
+    form then shows why, focuses 'Allow plain HTTP', and a login with it ticked asks
+    for plain HTTP explicitly."""
+    import aiohttp
+    from textual.widgets import Checkbox
+
+    from xnat_tui.workflow.login import LoginRequest
+    from xnat_tui.workflow.login import login as connect
+
+    sent = []
+    original = aiohttp.ClientSession._request
+
+    async def record(self, method, url, **kw):
+        sent.append(url)
+        return await original(self, method, url, **kw)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", record)
+    app, _, _ = make_app(
+        tmp_path, login=LoginRequest(url="http://xnat.invalid", user="alice", password="alice")
+    )
+    app.connector = connect
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.last_error_kind != "", 20)
+        assert screen.last_error_kind == "http"
+        status = str(screen.query_one("#login-status").render())
+        assert "Plain HTTP refused" in status and "--allow-http" in status
+        box = screen.query_one("#allow-http", Checkbox)
+        assert box.display and app.focused is box and box.value is False
+        assert sent == []
+        seen = []
+
+        async def recorder(request):
+            seen.append(request)
+            raise ConnectionFailed("stopped by the test")
+
+        app.connector = recorder
+        await pilot.press("space", "ctrl+s")
+        await until(pilot, lambda: seen != [])
+        assert seen[0].allow_http is True
+        assert isinstance(app.screen, LoginScreen)
+
+
+async def test_the_allow_http_box_shows_only_for_http_to_another_host(tmp_path):
+    from textual.widgets import Checkbox
+
+    cfg = Config(
+        profiles={"lab": ServerProfile("lab", "http://xnat.lab.test", user="c", allow_http=True)}
+    )
+    app, _, _ = make_app(tmp_path, config=cfg, auto=False)
+    app.login = None
+    async with app.run_test(size=(110, 30)) as pilot:
+        screen = app.screen
+        box = screen.query_one("#allow-http", Checkbox)
+        await until(pilot, lambda: screen.query_one("#url").value == "http://xnat.lab.test")
+        assert box.display and box.value is True  # the profile allows it
+        url = screen.query_one("#url")
+        url.value = "https://xnat.lab.test"
+        await until(pilot, lambda: not box.display)
+        url.value = "http://127.0.0.1:8080"
+        await pilot.pause()
+        assert not box.display
+        url.value = "http://xnat.other.test"
+        await until(pilot, lambda: box.display)

@@ -75,3 +75,19 @@ def test_defaults_anonymization_applies_under_a_profile_that_names_none(tmp_path
     assert cfg.anonymization_for(cfg.profiles["work"], "P") == "basic"
     assert cfg.anonymization_for(cfg.profiles["strict"], "P") == "xnat"
     assert cfg.anonymization_for(cfg.profiles["work"], "OPEN") == "none"
+
+
+def test_profile_allow_http(isolated_dirs: Path, tmp_path: Path) -> None:
+    (isolated_dirs / "config.toml").write_text(
+        '[profiles.lab]\nurl = "http://xnat.lab.invalid"\nallow_http = true\n'
+        '[profiles.web]\nurl = "https://xnat.invalid"\n'
+    )
+    cfg = config.load()
+    assert cfg.profiles["lab"].allow_http is True
+    assert cfg.profiles["web"].allow_http is False
+    again = config.load(config.save(cfg, tmp_path / "c.toml"))
+    assert again.profiles["lab"].allow_http is True
+    assert "allow_http" not in config.to_toml(config.Config(profiles={"w": cfg.profiles["web"]}))
+    (isolated_dirs / "config.toml").write_text('[profiles.a]\nurl = "x"\nallow_http = "yes"\n')
+    with pytest.raises(config.ConfigError, match="allow_http: expected bool"):
+        config.load()

@@ -20,6 +20,8 @@ CONNECTION_DEFAULTS: dict[str, object] = {
     "profile": None,
     "password_stdin": False,
     "insecure": False,
+    "ca_bundle": None,
+    "allow_http": False,
 }
 
 
@@ -53,6 +55,20 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=hide,
         help="do not verify the server's TLS certificate",
+    )
+    group.add_argument(
+        "--ca-bundle",
+        metavar="PATH",
+        default=hide,
+        help="PEM file (or folder) of a private certificate authority to trust, added to "
+        "the system's (or the profile's ca_bundle)",
+    )
+    group.add_argument(
+        "--allow-http",
+        action="store_true",
+        default=hide,
+        help="allow plain http:// to a host other than this machine (the password then "
+        "crosses the network unencrypted; or the profile's allow_http = true)",
     )
     for action in parser._actions:
         if action.dest in CONNECTION_DEFAULTS:

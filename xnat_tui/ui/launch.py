@@ -56,6 +56,7 @@ def _login_request(
     Without --server, --profile or XNAT_HOST the user picks a profile on the login screen.
     """
     from xnat_tui.workflow.connect import ConnectionFlags, resolve_credentials
+    from xnat_tui.xnat.credentials import server_user
     from xnat_tui.xnat.errors import XnatError
 
     explicit = getattr(args, "server", None) or getattr(args, "profile", None)
@@ -78,14 +79,23 @@ def _login_request(
         profile = cfg.profiles.get(getattr(args, "profile", None) or "")
         url = getattr(args, "server", None) or (profile.url if profile else "")
         url = url or os.environ.get("XNAT_HOST", "")
-        user = getattr(args, "user", None) or (profile.user if profile else "")
+        user = (
+            getattr(args, "user", None)
+            or server_user(url)
+            or (profile.user if profile else "")
+            or os.environ.get("XNAT_USER", "")
+        )
         return (
             LoginRequest(
                 url=url,
-                user=user or os.environ.get("XNAT_USER", ""),
-                verify_tls=not getattr(args, "insecure", False),
-                ca_bundle=profile.ca_bundle if profile else "",
+                user=user,
+                verify_tls=not getattr(args, "insecure", False)
+                and (profile.verify_tls if profile else True),
+                ca_bundle=getattr(args, "ca_bundle", None)
+                or (profile.ca_bundle if profile else ""),
                 profile=profile.name if profile else "",
+                allow_http=bool(getattr(args, "allow_http", False))
+                or (profile.allow_http if profile else False),
             ),
             False,
         )
@@ -97,6 +107,7 @@ def _login_request(
             verify_tls=creds.verify_tls,
             ca_bundle=creds.ca_bundle,
             profile=getattr(args, "profile", None) or "",
+            allow_http=creds.allow_http,
         ),
         True,
     )
@@ -174,11 +185,25 @@ def build_app(args: argparse.Namespace, cfg: cfgmod.Config, *, start_path: Path)
 
 
 def run_tui(args: argparse.Namespace) -> int:
+    from xnat_tui.xnat.errors import UsageError
+
     try:
         cfg = cfgmod.load()
     except cfgmod.ConfigError as exc:
         sys.stderr.write(f"xnat-tui: {exc}\n")
         return 2
+    if getattr(args, "server", None) and not getattr(args, "sandbox", False):
+        # A URL that can never work (not a URL, a password in it) stops here, with exit
+        # code 2 as in the commands, rather than in a pre-filled login form.
+        from xnat_tui.xnat.credentials import normalise_server
+
+        try:
+            normalise_server(args.server)
+        except UsageError as exc:
+            sys.stderr.write(f"xnat-tui: {exc.message}\n")
+            if exc.hint:
+                sys.stderr.write(f"hint: {exc.hint}\n")
+            return 2
     if getattr(args, "profile", None) and args.profile not in cfg.profiles:
         sys.stderr.write(f"xnat-tui: no profile named {args.profile!r} in {cfg.path}\n")
         return 2

@@ -8,8 +8,13 @@ Precedence, most explicit first:
   > a prompt on a terminal;
 * password: ``--password-stdin`` > ``XNAT_PASS`` (when ``XNAT_USER`` is unset or names the
   same user) > ``~/.netrc`` (when its login is that user) > a hidden prompt on a terminal;
-* TLS: verified unless ``--insecure`` or the profile says ``verify_tls = false``; the
-  profile's ``ca_bundle`` (or a command's ``--ca-bundle``) adds a private CA.
+* TLS: verified unless ``--insecure`` or the profile says ``verify_tls = false``;
+  ``--ca-bundle PATH`` (or the profile's ``ca_bundle``) adds a private CA.
+* plain ``http://``: only to loopback (127.0.0.0/8, ::1, ``localhost``) unless
+  ``--allow-http`` or the profile says ``allow_http = true`` (checked before any prompt;
+  the transport checks again before anything is sent).
+* a user name in the URL (``https://alice@host``) is the user unless ``--user`` names
+  another (then a usage error); a password in the URL is always refused.
 
 An alias token is used like a password: the alias as user, the secret as password.
 The password is never written anywhere.
@@ -40,6 +45,7 @@ class ConnectionFlags:
     password_stdin: bool = False
     insecure: bool = False
     ca_bundle: str = ""
+    allow_http: bool = False
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> ConnectionFlags:
@@ -51,6 +57,7 @@ class ConnectionFlags:
             password_stdin=bool(getattr(args, "password_stdin", False)),
             insecure=bool(getattr(args, "insecure", False)),
             ca_bundle=str(getattr(args, "ca_bundle", None) or ""),
+            allow_http=bool(getattr(args, "allow_http", False)),
         )
 
 
@@ -106,7 +113,12 @@ def resolve_credentials(
 
     Raises :class:`~xnat_tui.xnat.errors.UsageError` saying what is missing and how to give it.
     """
-    from xnat_tui.xnat.credentials import netrc_credentials, normalise_server
+    from xnat_tui.xnat.credentials import (
+        netrc_credentials,
+        normalise_server,
+        refuse_cleartext,
+        user_from_url,
+    )
 
     env = os.environ if environ is None else environ
     stream = sys.stdin if stdin is None else stdin
@@ -136,8 +148,11 @@ def resolve_credentials(
         )
     server = normalise_server(raw_server)
     host = urlsplit(server).hostname or ""
+    allow_http = flags.allow_http or (profile.allow_http if profile else False)
+    # Before a password is asked for or read: it could not be used.
+    refuse_cleartext(server, allow_http=allow_http, user=flags.user)
 
-    user = flags.user or (profile.user if profile else "") or ""
+    user = user_from_url(raw_server, flags.user) or (profile.user if profile else "") or ""
     env_user = env.get("XNAT_USER", "")
     if not user and env_user:
         user = env_user
@@ -192,6 +207,7 @@ def resolve_credentials(
         password=password,
         verify_tls=verify,
         ca_bundle=ca_bundle,
+        allow_http=allow_http,
         source=source,
     )
 

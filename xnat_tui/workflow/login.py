@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from xnat_tui.transfer.server import ServerPort
 from xnat_tui.xnat.client import XnatClient
@@ -23,6 +24,9 @@ class LoginRequest:
     verify_tls: bool = True
     ca_bundle: str = ""
     profile: str = ""
+    # Plain http:// to a host that is not loopback (the profile's allow_http, --allow-http
+    # or the login form's checkbox); refused otherwise.
+    allow_http: bool = False
 
 
 @dataclass
@@ -46,14 +50,17 @@ Connector = Callable[[LoginRequest], Awaitable[Connection]]
 
 async def login(request: LoginRequest) -> Connection:
     """Log in with the real client and wrap it for the engine."""
-    from xnat_tui.xnat.credentials import Credentials, normalise_server
+    from xnat_tui.xnat.credentials import Credentials, normalise_server, user_from_url
 
+    server = normalise_server(request.url)
+    user = user_from_url(request.url, request.user)
     creds = Credentials(
-        server=normalise_server(request.url),
-        user=request.user,
+        server=server,
+        user=user,
         password=request.password,
         verify_tls=request.verify_tls,
         ca_bundle=request.ca_bundle,
+        allow_http=request.allow_http,
         source="tui",
     )
     client = XnatClient(creds)
@@ -62,7 +69,22 @@ async def login(request: LoginRequest) -> Connection:
     except BaseException:
         await client.close()
         raise
-    return connection_for(client, url=creds.server, user=request.user)
+    return connection_for(client, url=creds.server, user=user)
+
+
+def needs_http_consent(url: str) -> bool:
+    """True when ``url`` is plain http:// to a host that is not loopback: logging in
+    there needs ``allow_http`` (the login form shows its checkbox then)."""
+    from xnat_tui.xnat.credentials import is_loopback_address
+
+    text = url.strip()
+    if not text.lower().startswith("http://"):
+        return False
+    try:
+        host = urlsplit(text).hostname or ""
+    except ValueError:
+        return False
+    return bool(host) and not is_loopback_address(host)
 
 
 def connection_for(

@@ -123,14 +123,18 @@ class ConnectionFailed(XnatError):
 class TLSError(ConnectionFailed):
     default_retriable = False
     default_hint = (
-        "If the server uses a private certificate authority, set `ca_bundle = "
-        '"/path/to/ca.pem"` in the server profile (or pass --ca-bundle where a command '
-        "offers it); --insecure skips verification entirely (not recommended)."
+        "If the server uses a private certificate authority, pass --ca-bundle PATH (its "
+        'PEM file) or set `ca_bundle = "/path/to/ca.pem"` in the server profile; '
+        "--insecure skips verification entirely (not recommended)."
     )
 
 
 class UsageError(XnatError):
     """Missing or contradictory connection settings; exit code 2 in the CLI."""
+
+
+class CleartextRefused(UsageError):
+    """A password would go over plain http:// to a host that is not loopback."""
 
 
 class ProtocolError(XnatError):

@@ -31,7 +31,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from xnat_tui import __version__
-from xnat_tui.xnat.credentials import Credentials, proxy_for, ssl_context
+from xnat_tui.xnat.credentials import Credentials, proxy_for, refuse_cleartext, ssl_context
 from xnat_tui.xnat.errors import (
     AuthenticationError,
     ConnectionFailed,
@@ -174,6 +174,8 @@ class XnatTransport:
         self._retry_delay = retry_delay
         self._limit = connection_limit
         self._renew_margin = renew_margin
+        # Before anything can be sent: no password over plain HTTP beyond this machine.
+        refuse_cleartext(self.server, allow_http=credentials.allow_http, user=self.user)
         self._ssl = ssl_context(credentials.verify_tls, credentials.ca_bundle)
         self._proxy = proxy_for(self.server)
         self._proxy_headers: dict[str, str] = {}
@@ -372,6 +374,9 @@ class XnatTransport:
     ) -> Reply:
         """One HTTP exchange; network failures become typed errors, statuses are returned."""
         url = self.url(path)
+        if url.startswith("http://"):
+            # Also for absolute URLs a server handed back (they need not be self.server).
+            refuse_cleartext(url, allow_http=self.credentials.allow_http, user=self.user)
         kwargs: dict[str, Any] = {
             "params": params or None,
             "headers": dict(headers or {}),

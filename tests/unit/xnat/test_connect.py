@@ -154,12 +154,24 @@ def test_prompts_only_on_a_terminal(isolated_dirs: Path) -> None:
 def test_broken_netrc_is_reported(isolated_dirs: Path) -> None:
     _netrc(isolated_dirs, "machine x.org login alice password pw\n")
     (isolated_dirs / ".netrc").chmod(0o644)
-    with pytest.raises(UsageError, match="too permissive"):
+    with pytest.raises(UsageError, match="too permissive") as info:
         netrc_credentials("x.org")
+    # The permission check has no line number: it said "(line None)".
+    assert "None" not in info.value.message
+    assert info.value.message.startswith(str(isolated_dirs / ".netrc"))
+    assert f"chmod 600 {isolated_dirs / '.netrc'}" in info.value.hint
+
+
+def test_a_netrc_syntax_error_names_its_line(isolated_dirs: Path) -> None:
+    _netrc(isolated_dirs, "machine x.org login alice password pw\nbogus token\n")
+    with pytest.raises(UsageError, match=r"bad follower token 'bogus' \(line 2\)") as info:
+        netrc_credentials("x.org")
+    assert "--password-stdin" in info.value.hint
 
 
 def test_normalise_server() -> None:
-    assert normalise_server("https://u:p@xnat.org/xnat/data/") == "https://xnat.org/xnat"
+    assert normalise_server("https://xnat.org/xnat/data/") == "https://xnat.org/xnat"
+    assert normalise_server("https://u@xnat.org/xnat/data/") == "https://xnat.org/xnat"
     with pytest.raises(UsageError):
         normalise_server("ftp://xnat.org")
 

@@ -208,6 +208,7 @@ async def test_tls_verified_by_default_with_ca_bundle_or_insecure(
             async with XnatClient(Credentials(url, "alice", "alice")):
                 pass
         assert "ca_bundle" in info.value.hint and "--insecure" in info.value.hint
+        assert "--ca-bundle PATH" in info.value.hint
         assert not info.value.retriable
         async with XnatClient(Credentials(url, "alice", "alice", ca_bundle=str(cert))) as xnat:
             assert xnat.username == "alice"
@@ -224,8 +225,10 @@ async def test_http_proxy_from_environment_is_used(
     port = url.rsplit(":", 1)[1]
     monkeypatch.setenv("HTTP_PROXY", f"http://proxyuser:proxypw@127.0.0.1:{port}")
     monkeypatch.setenv("NO_PROXY", "")
-    # xnat.invalid does not resolve: only the proxy can answer for it.
-    async with XnatClient(Credentials("http://xnat.invalid", "alice", "alice")) as xnat:
+    # xnat.invalid does not resolve: only the proxy can answer for it. Plain HTTP to a
+    # host that is not loopback is refused unless allowed.
+    creds = Credentials("http://xnat.invalid", "alice", "alice", allow_http=True)
+    async with XnatClient(creds) as xnat:
         await xnat.get_json("/data/projects", CTX)
     assert state.counter["GET /data/projects"] == 1
     assert state.proxy_auth.startswith("Basic ")

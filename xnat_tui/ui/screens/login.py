@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Opti
 from textual.widgets.option_list import Option
 
 from xnat_tui.ui.screens.base import AppScreen
-from xnat_tui.workflow.login import LoginRequest
+from xnat_tui.workflow.login import LoginRequest, needs_http_consent
 
 log = logging.getLogger("xnat_tui.ui")
 
@@ -33,6 +33,8 @@ def explain(error: BaseException) -> tuple[str, str]:
         return "auth", f"Wrong user name or password: {text}"
     if isinstance(error, xe.ConnectionFailed):
         return "unreachable", f"Server unreachable: {text}"
+    if isinstance(error, xe.CleartextRefused):
+        return "http", f"Plain HTTP refused: {text}"
     if isinstance(error, xe.UsageError):
         return "usage", text
     if isinstance(error, OSError):
@@ -91,6 +93,14 @@ class LoginScreen(AppScreen, Screen[None]):
                 yield Checkbox(
                     "Verify TLS certificate", value=req.verify_tls if req else True, id="verify"
                 )
+                # Shown only for http:// to another machine (needs_http_consent).
+                allow = Checkbox(
+                    "Allow plain HTTP (the password crosses the network unencrypted)",
+                    value=req.allow_http if req else False,
+                    id="allow-http",
+                )
+                allow.display = needs_http_consent(req.url) if req else False
+                yield allow
                 with Horizontal(classes="buttons"):
                     yield Button("Connect", id="connect", variant="primary")
                     yield Button("Work offline", id="offline")
@@ -124,12 +134,14 @@ class LoginScreen(AppScreen, Screen[None]):
         self.query_one("#url", Input).value = profile.url
         self.query_one("#user", Input).value = profile.user or os.environ.get("XNAT_USER", "")
         self.query_one("#verify", Checkbox).value = profile.verify_tls
+        self.query_one("#allow-http", Checkbox).value = profile.allow_http
         self.request = LoginRequest(
             url=profile.url,
             user=profile.user,
             verify_tls=profile.verify_tls,
             ca_bundle=profile.ca_bundle,
             profile=profile.name,
+            allow_http=profile.allow_http,
         )
 
     @on(OptionList.OptionSelected, "#profiles")
@@ -137,6 +149,10 @@ class LoginScreen(AppScreen, Screen[None]):
         if event.option.id:
             self._fill_profile(event.option.id)
             self._focus_first_empty()
+
+    @on(Input.Changed, "#url")
+    def _url_changed(self, event: Input.Changed) -> None:
+        self.query_one("#allow-http", Checkbox).display = needs_http_consent(event.value)
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -159,6 +175,7 @@ class LoginScreen(AppScreen, Screen[None]):
             verify_tls=self.query_one("#verify", Checkbox).value,
             ca_bundle=base.ca_bundle if base else "",
             profile=base.profile if base else "",
+            allow_http=self.query_one("#allow-http", Checkbox).value,
         )
 
     def show_status(self, text: str, kind: str) -> None:
@@ -184,7 +201,9 @@ class LoginScreen(AppScreen, Screen[None]):
             self.last_error_kind = kind
             log.warning("login to %s failed (%s): %s", request.url, kind, exc)
             self.show_status(text, "error")
-            target = "#password" if kind == "auth" else "#url"
+            target = {"auth": "#password", "http": "#allow-http"}.get(kind, "#url")
+            if kind == "http":
+                self.query_one(target).display = True
             self.query_one(target).focus()
             return
         self.last_error_kind = ""
