@@ -6,6 +6,7 @@ the environment or an alias token at run time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -49,13 +50,28 @@ def config_path() -> Path:
 
 
 def state_dir() -> Path:
-    """Journal, receipts and logs: things that must survive a restart."""
-    return _xdg("XDG_STATE_HOME", ".local/state") / APP_NAME
+    """Journal, receipts and logs: things that must survive a restart.
+
+    Created 0700 (and tightened with what it holds if an older version left it open to
+    others): the journal and receipts name patients, labels and paths.
+    """
+    return _private(_xdg("XDG_STATE_HOME", ".local/state") / APP_NAME)
 
 
 def cache_dir() -> Path:
-    """Rescan cache and server listings: safe to delete at any time."""
-    return _xdg("XDG_CACHE_HOME", ".cache") / APP_NAME
+    """Rescan cache and server listings: safe to delete at any time. Private as
+    :func:`state_dir` is: the scan cache holds DICOM headers."""
+    return _private(_xdg("XDG_CACHE_HOME", ".cache") / APP_NAME)
+
+
+def _private(path: Path) -> Path:
+    from xnat_tui.private import private_tree
+
+    try:
+        private_tree(path)
+    except OSError:
+        pass  # a read-only home: whoever writes there says so, with the path
+    return path
 
 
 @dataclass
@@ -293,11 +309,20 @@ def to_toml(cfg: Config) -> str:
 
 
 def save(cfg: Config, path: Path | None = None) -> Path:
-    """Write atomically so a crash never leaves half a config behind."""
+    """Write atomically so a crash never leaves half a config behind.
+
+    The file is 0600 (it names servers, users and projects); a folder created for it
+    is 0700, an existing one is left as it is (it may be the user's own).
+    """
+    from xnat_tui.private import open_private
+
     target = path or cfg.path or config_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(to_toml(cfg), encoding="utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover keeps its mode: start afresh
+    with os.fdopen(open_private(tmp), "w", encoding="utf-8") as fh:
+        fh.write(to_toml(cfg))
     os.replace(tmp, target)
     cfg.path = target
     return target

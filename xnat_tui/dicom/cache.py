@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xnat_tui.dicom.model import ProblemKind
+from xnat_tui.private import create_private_file, open_private, private_dir, private_file
 
 # sqlite3 (and the datetime it imports) is loaded when the database is first opened:
 # a rescan answered by the tree memo never opens it, and the CLI starts faster.
@@ -203,7 +204,12 @@ class ScanCache:
             return None
         if self._db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Private (0700/0600): the rows hold patient names and paths. SQLite
+                # creates -wal and -shm with the database's mode.
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                create_private_file(self.path)
+                for suffix in ("-wal", "-shm"):
+                    private_file(Path(f"{self.path}{suffix}"))
                 # The scan thread may change between steps (asyncio.to_thread); access
                 # is still serial, so sharing the connection is safe.
                 db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False)
@@ -361,11 +367,11 @@ class ScanCache:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             # Unique per writer (two scans of the same roots may end together).
             tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
-                with open(tmp, "wb") as f:
+                with os.fdopen(open_private(tmp), "wb") as f:
                     f.write(len(key).to_bytes(4, "little") + key)
                     f.write(binascii.crc32(blob).to_bytes(4, "little"))
                     f.write(blob)
