@@ -5,7 +5,6 @@ placed (issue 14, item 3)."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -59,14 +58,11 @@ def test_a_2_gib_sparse_file_is_reported_in_well_under_a_second(
     tmp_path: Path, head: bytes
 ) -> None:
     path = _sparse(tmp_path / "sparse.dcm", head)
-    start = time.perf_counter()
     _p, _s, _m, kind, detail, values, nread = _examine(path)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"{elapsed:.2f} s: the header read is not bounded"
     assert kind == ProblemKind.CORRUPT, detail
     assert "zero bytes instead of DICOM header elements" in detail
     assert values is None
-    assert nread < 1 << 20
+    assert nread < 1 << 20  # bounded by bytes read, not by a clock: the old read took 2 GiB
 
 
 def _image(patient: str = "BIG") -> Dataset:
@@ -148,9 +144,8 @@ def test_an_image_whose_tail_is_zero_filled_reads_as_cut_short(tmp_path: Path) -
     data = write_dataset(_image(), tmp_path / "full.dcm").read_bytes()
     cut = data.index(b"\xe0\x7f\x10\x00")  # Pixel Data element
     path = _sparse(tmp_path / "zeroed.dcm", data[:cut], 256 << 20)
-    start = time.perf_counter()
-    _p, _s, _m, kind, detail, values, _n = _examine(path)
-    assert time.perf_counter() - start < 1.0
+    _p, _s, _m, kind, detail, values, nread = _examine(path)
+    assert nread < 1 << 20  # of the 256 MiB file
     assert kind == ProblemKind.TRUNCATED, detail
     assert values is not None and values["PatientID"] == "BIG"
 

@@ -111,7 +111,7 @@ async def test_close_during_an_import_returns_at_once(sandbox_factory: SandboxFa
     # What asyncio.run does on the way out (and where SIGTERM used to hang): join the
     # worker threads. The import's worker must be gone, not just its request.
     await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), 5)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 5  # the worker ran on ~30 s before
     results = await asyncio.gather(task, return_exceptions=True)
     assert results[0] == 503 or isinstance(results[0], aiohttp.ClientError), results
     assert sorted((sandbox.data_dir / "tmp").iterdir()) == []
