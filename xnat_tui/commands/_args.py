@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Collection, Sequence
+from pathlib import Path
+
+from xnat_tui.workflow.shards import Shard
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,15 +28,21 @@ CONNECTION_DEFAULTS: dict[str, object] = {
 }
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+def add_connection_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    profile_flag: str = "--profile",
+    title: str = "connection",
+) -> None:
     """Flags every command that talks to a server shares, with suppressed defaults.
 
     argparse copies a subcommand's defaults over the values the top-level parser
     already holds, so ``xnat-tui --server URL prearchive list`` would lose URL; a
     suppressed default keeps it. The real defaults (``CONNECTION_DEFAULTS``) are set
-    once on the top-level parser.
+    once on the top-level parser. ``profile_flag`` renames ``--profile`` where a
+    command uses that word for something else (``anonymize --profile basic``).
     """
-    group = parser.add_argument_group("connection")
+    group = parser.add_argument_group(title)
     hide = argparse.SUPPRESS
     group.add_argument(
         "--server", metavar="URL", default=hide, help="XNAT base URL (or env XNAT_HOST)"
@@ -42,7 +51,11 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         "--user", metavar="USER", default=hide, help="user name or alias token (or XNAT_USER)"
     )
     group.add_argument(
-        "--profile", metavar="NAME", default=hide, help="server profile from the config file"
+        profile_flag,
+        dest="profile",
+        metavar="NAME",
+        default=hide,
+        help="server profile from the config file",
     )
     group.add_argument(
         "--password-stdin",
@@ -73,6 +86,22 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if action.dest in CONNECTION_DEFAULTS:
             action.default = hide
+
+
+def path_argument(text: str) -> Path:
+    """A PATH argument: an empty one is refused (``Path("")`` would be this folder, and
+    ``xnat-tui upload "$DIR"`` with DIR unset must not upload the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a folder (use . for this one)")
+    return Path(text)
+
+
+def shard_argument(text: str) -> Shard:
+    """``--shard I/N``."""
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--shard {text!r}: ")) from None
 
 
 def option_values() -> set[str]:

@@ -15,7 +15,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, parse_variables
+from xnat_tui.commands._args import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_connection_arguments,
+    parse_variables,
+)
 
 if TYPE_CHECKING:
     from xnat_tui.dicom.dicomedit import Anonymizer, Script, TagChange
@@ -98,19 +104,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--jobs", type=int, metavar="N", help="worker processes for --out (default: CPUs)"
     )
-    conn = parser.add_argument_group("connection (for --project)")
-    # SUPPRESS keeps values given before the subcommand (xnat-tui --server URL anonymize).
-    conn.add_argument("--server", metavar="URL", default=argparse.SUPPRESS)
-    conn.add_argument("--user", metavar="USER", default=argparse.SUPPRESS)
-    conn.add_argument(
-        "--server-profile",
-        dest="profile",
-        metavar="NAME",
-        default=argparse.SUPPRESS,
-        help="server profile from the config file",
+    # --profile is the anonymization profile here: the server profile is --server-profile.
+    add_connection_arguments(
+        parser, profile_flag="--server-profile", title="connection (for --project)"
     )
-    conn.add_argument("--password-stdin", action="store_true", default=argparse.SUPPRESS)
-    conn.add_argument("--insecure", action="store_true", default=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import os
 import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xnat_tui.commands._args import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    path_argument,
+    shard_argument,
+)
 from xnat_tui.units import human_bytes
 
 if TYPE_CHECKING:
     from xnat_tui.dicom.model import Problem, ScanProgress, ScanSummary, Session
     from xnat_tui.dicom.routing import PatternLike
 
-EXIT_OK = 0
-EXIT_NOTHING = 1
-EXIT_USAGE = 2
 PROBLEMS_PER_KIND = 10
 
 
@@ -41,8 +45,9 @@ def register(subparsers: Any) -> None:
         epilog="Exit codes: 0 scanned (even with problems), 1 no usable DICOM found, "
         "2 usage error (e.g. a path that does not exist).",
     )
-    # Text, not Path: Path("") is Path("."), and run() must refuse an empty argument.
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    parser.add_argument(
+        "paths", nargs="+", type=path_argument, metavar="PATH", help="files or folders"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
         "--files",
@@ -54,6 +59,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--workers", type=int, metavar="N", help="header-reading processes (default: CPUs)"
+    )
+    parser.add_argument(
+        "--shard",
+        type=shard_argument,
+        metavar="I/N",
+        help="only the sessions whose StudyInstanceUID hashes to shard I of N (0 <= I < N), "
+        "as 'upload --shard' takes them",
     )
     parser.add_argument(
         "--all-problems",
@@ -173,14 +185,6 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.dicom.model import ScanSummary
     from xnat_tui.dicom.scan import scan
 
-    if any(p == "" for p in args.paths):
-        # An unset shell variable (scan "$DIR") must not scan the current folder.
-        print(
-            "xnat-tui scan: an empty PATH is not a folder (to scan the current folder, give '.')",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    args.paths = [Path(p) for p in args.paths]
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
         for p in missing:
@@ -214,6 +218,11 @@ def run(args: argparse.Namespace) -> int:
     if show_progress:
         print("\r" + " " * 78 + "\r", end="", file=sys.stderr, flush=True)
     assert summary is not None
+    if args.shard is not None:
+        # File problems belong to no session: every shard reports them.
+        summary = dataclasses.replace(
+            summary, sessions=args.shard.select(summary.sessions, lambda s: s.study_instance_uid)
+        )
 
     try:
         if args.json:
@@ -240,5 +249,5 @@ def run(args: argparse.Namespace) -> int:
     if summary.progress.files_dicom == 0:
         if not args.json:
             print("xnat-tui scan: no usable DICOM file found", file=sys.stderr)
-        return EXIT_NOTHING
+        return EXIT_FAILED  # no usable DICOM found
     return EXIT_OK

@@ -23,9 +23,10 @@ from xnat_tui.commands._args import (
     UPLOAD_VARIABLES,
     add_connection_arguments,
     parse_variables,
+    path_argument,
+    shard_argument,
 )
 from xnat_tui.commands._values import bandwidth, config_bandwidth
-from xnat_tui.workflow.shards import Shard
 
 if TYPE_CHECKING:
     from xnat_tui.commands._console import Reporter
@@ -165,20 +166,6 @@ def _usage_problem(args: argparse.Namespace) -> str:
             except TemplateError as exc:
                 return f"--{flag}: {exc}"
     return ""
-
-
-def path_argument(text: str) -> Path:
-    """A PATH argument: an empty one is refused (``Path("")`` would mean the current folder)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path is not a folder (use . for this one)")
-    return Path(text)
-
-
-def shard_argument(text: str) -> Shard:
-    try:
-        return Shard.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--shard {text!r}: ")) from None
 
 
 def journal_path(args: argparse.Namespace) -> Path | None:

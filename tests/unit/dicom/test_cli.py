@@ -94,10 +94,12 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(
     """Issue 14 item 11: ``scan ''`` (say ``scan "$UNSET"``) scanned the current folder."""
     (tmp_path / "somewhere").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert main(["scan", *args]) == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["scan", *args])
+    assert refused.value.code == 2
     captured = capsys.readouterr()
-    assert "xnat-tui scan: an empty PATH is not a folder" in captured.err
-    assert "'.'" in captured.err and captured.out == ""
+    assert "an empty path is not a folder (use . for this one)" in captured.err
+    assert captured.out == ""
 
 
 def test_cli_in_a_subprocess(dicom_tree: SmallTree) -> None:
@@ -158,3 +160,21 @@ def test_a_rescan_of_an_unchanged_tree_says_so(
     assert main(["scan", str(tree)]) == 0
     out = capsys.readouterr().out
     assert "tree unchanged" not in out and "from cache" in out
+
+
+def test_scan_shards_split_the_sessions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scan --shard I/N` lists what `upload --shard I/N` would send: together, all."""
+    import json
+
+    from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+
+    for n in range(6):
+        write_study(tmp_path / f"s{n}", patient_id=f"P{n}", series=[SeriesSpec("MR", 1, "T1", 1)])
+    assert main(["scan", str(tmp_path), "--json"]) == 0
+    every = {s["study_instance_uid"] for s in json.loads(capsys.readouterr().out)["sessions"]}
+    assert len(every) == 6
+    seen: list[str] = []
+    for index in range(3):
+        assert main(["scan", str(tmp_path), "--json", "--shard", f"{index}/3"]) == 0
+        seen += [s["study_instance_uid"] for s in json.loads(capsys.readouterr().out)["sessions"]]
+    assert sorted(seen) == sorted(every)
