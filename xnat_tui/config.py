@@ -7,6 +7,7 @@ the environment or an alias token at run time.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,24 @@ def _xdg(env: str, fallback: str) -> Path:
     if value and os.path.isabs(value):
         return Path(value)
     return Path.home() / fallback
+
+
+# The bandwidth cap, in megabit/s: 0 means unlimited; anything else lies in this range.
+# Below 0.1 Mbit/s (12.5 kB/s) a DICOM series takes hours; a value like 1e-300 would
+# make the upload wait forever, and a negative or NaN one is a typo, never a wish.
+MIN_BANDWIDTH_MBPS = 0.1
+MAX_BANDWIDTH_MBPS = 1_000_000.0
+BANDWIDTH_RANGE = f"0 (unlimited) or {MIN_BANDWIDTH_MBPS:g} to {MAX_BANDWIDTH_MBPS:,.0f} Mbit/s"
+
+
+def check_bandwidth(mbps: float) -> float:
+    """``mbps`` if it is a usable cap (see :data:`BANDWIDTH_RANGE`); ValueError otherwise."""
+    value = float(mbps)
+    if value == 0:
+        return 0.0
+    if not math.isfinite(value) or not MIN_BANDWIDTH_MBPS <= value <= MAX_BANDWIDTH_MBPS:
+        raise ValueError(f"bandwidth {mbps!r} is out of range: give {BANDWIDTH_RANGE}")
+    return value
 
 
 def config_path() -> Path:
@@ -188,9 +207,13 @@ def _parse_defaults(raw: dict[str, Any]) -> Defaults:
         if key in raw:
             setattr(d, key, _expect(raw[key], str, f"{where} {key}"))
     if "bandwidth_limit_mbps" in raw:
-        d.bandwidth_limit_mbps = float(
-            _expect(raw["bandwidth_limit_mbps"], (int, float), f"{where} bandwidth_limit_mbps")
-        )
+        value = _expect(raw["bandwidth_limit_mbps"], (int, float), f"{where} bandwidth_limit_mbps")
+        try:
+            d.bandwidth_limit_mbps = check_bandwidth(value)
+        except ValueError:
+            raise ConfigError(
+                f"{where} bandwidth_limit_mbps: {value!r} is out of range: give {BANDWIDTH_RANGE}"
+            ) from None
     if "routing_patterns" in raw:
         patterns = _expect(raw["routing_patterns"], list, f"{where} routing_patterns")
         d.routing_patterns = []

@@ -40,6 +40,8 @@ def test_round_trip(tmp_path: Path) -> None:
     [
         ('[profiles.a]\nurl="https://x"\npassword="s"\n', "passwords are never read"),
         ("[defaults]\nconcurrency = 0\n", "between 1 and 32"),
+        ("[defaults]\nbandwidth_limit_mbps = -1\n", "bandwidth_limit_mbps: -1 is out of range"),
+        ("[defaults]\nbandwidth_limit_mbps = nan\n", "bandwidth_limit_mbps: nan is out of range"),
         ('[defaults]\ndestination = "moon"\n', "not one of"),
         ("[defaults\n", "config.toml"),
         ('default_profile = "nope"\n', "not a defined profile"),

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+from xnat_tui.config import BANDWIDTH_RANGE, check_bandwidth
 from xnat_tui.workflow.shards import Shard
 
 EXIT_OK = 0
@@ -102,6 +103,22 @@ def shard_argument(text: str) -> Shard:
         return Shard.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--shard {text!r}: ")) from None
+
+
+def bandwidth_argument(text: str) -> float:
+    """``--bandwidth MBPS``: 0 (unlimited) or a finite rate within the engine's range."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number: give {BANDWIDTH_RANGE}"
+        ) from None
+    try:
+        return check_bandwidth(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range: give {BANDWIDTH_RANGE}"
+        ) from None
 
 
 def option_values() -> set[str]:

@@ -294,7 +294,6 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         summary,
         summary_line,
     )
-    from xnat_tui.commands._values import config_bandwidth
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
     from xnat_tui.transfer.anon import AnonymizerSet
@@ -351,9 +350,6 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         if not getattr(args, "user", None):
             args.user = user
     config = load()
-    if problem := config_bandwidth(config.defaults.bandwidth_limit_mbps):
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
     async with open_client(args, config) as client:
         port = XnatPort(client)
         jobs = [j for j in jobs if j.server == port.server_url]

@@ -22,11 +22,11 @@ from xnat_tui.commands._args import (
     EXIT_USAGE,
     UPLOAD_VARIABLES,
     add_connection_arguments,
+    bandwidth_argument,
     parse_variables,
     path_argument,
     shard_argument,
 )
-from xnat_tui.commands._values import bandwidth, config_bandwidth
 
 if TYPE_CHECKING:
     from xnat_tui.commands._console import Reporter
@@ -103,7 +103,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--jobs", type=int, metavar="N", help="series sent at once (default 4)")
     parser.add_argument(
         "--bandwidth",
-        type=bandwidth,
+        type=bandwidth_argument,
         metavar="MBPS",
         help="cap the upload rate, in megabit/s (0: unlimited, else at least 0.1)",
     )
@@ -236,9 +236,6 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     d = config.defaults
-    if args.bandwidth is None and (problem := config_bandwidth(d.bandwidth_limit_mbps)):
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
 
     def rules(project: str) -> LabelRules:
         """The project's templates (for --routed, each target project's own)."""

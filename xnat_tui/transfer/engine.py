@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xnat_tui.config import check_bandwidth
 from xnat_tui.transfer.events import (
     EngineMessage,
     Event,
@@ -45,7 +46,6 @@ from xnat_tui.transfer.retry import (
     MonotonicClock,
     RetryPolicy,
     TokenBucket,
-    check_bandwidth,
 )
 from xnat_tui.transfer.server import (
     CommitOutcome,

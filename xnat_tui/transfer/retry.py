@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -53,24 +52,6 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         raw = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
         return float(max(0.0, raw * (1 + random.uniform(-self.jitter, self.jitter))))
-
-
-# The bandwidth cap, in megabit/s: 0 means unlimited; anything else lies in this range.
-# Below 0.1 Mbit/s (12.5 kB/s) a DICOM series takes hours; a value like 1e-300 would
-# make the upload wait forever, and a negative or NaN one is a typo, never a wish.
-MIN_BANDWIDTH_MBPS = 0.1
-MAX_BANDWIDTH_MBPS = 1_000_000.0
-BANDWIDTH_RANGE = f"0 (unlimited) or {MIN_BANDWIDTH_MBPS:g} to {MAX_BANDWIDTH_MBPS:,.0f} Mbit/s"
-
-
-def check_bandwidth(mbps: float) -> float:
-    """``mbps`` if it is a usable cap (see :data:`BANDWIDTH_RANGE`); ValueError otherwise."""
-    value = float(mbps)
-    if value == 0:
-        return 0.0
-    if not math.isfinite(value) or not MIN_BANDWIDTH_MBPS <= value <= MAX_BANDWIDTH_MBPS:
-        raise ValueError(f"bandwidth {mbps!r} is out of range: give {BANDWIDTH_RANGE}")
-    return value
 
 
 class TokenBucket:

@@ -15,6 +15,7 @@ import pytest
 from tests.unit.transfer.clock import ManualClock
 from tests.unit.transfer.fake import FakeServer
 from tests.unit.transfer.helpers import make_session, request_for
+from xnat_tui.config import check_bandwidth
 from xnat_tui.transfer import (
     EngineMessage,
     JobState,
@@ -29,7 +30,6 @@ from xnat_tui.transfer import (
     TransferError,
 )
 from xnat_tui.transfer import packer as packer_module
-from xnat_tui.transfer.retry import check_bandwidth
 from xnat_tui.transfer.server import RemoteFile, RemoteSession
 from xnat_tui.transfer.verifier import tighten_receipts
 from xnat_tui.workflow.planner import Planner

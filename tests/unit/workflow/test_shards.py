@@ -8,9 +8,7 @@ from hypothesis import strategies as st
 
 from xnat_tui.workflow.shards import Shard, shard_of
 
-UIDS = st.lists(
-    st.from_regex(r"1\.2\.[0-9]{1,6}(\.[0-9]{1,8}){1,6}", fullmatch=True), max_size=60
-)
+UIDS = st.lists(st.from_regex(r"1\.2\.[0-9]{1,6}(\.[0-9]{1,8}){1,6}", fullmatch=True), max_size=60)
 
 
 @settings(max_examples=50, deadline=None)
