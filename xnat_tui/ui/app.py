@@ -239,7 +239,9 @@ class XnatTuiApp(App[int]):
     def _announce(self, row: JobRow) -> None:
         state = row.state
         if state is JobState.VERIFIED:
-            self.notify(f"{row.label}: uploaded and verified.", title="Transfer done")
+            # The engine says how: "verified by MD5 in the archive", "verified by size ...".
+            how = row.message.split(":", 1)[0] if row.message.startswith("verified") else ""
+            self.notify(f"{row.label}: uploaded, {how or 'verified'}.", title="Transfer done")
             log.info("job %s (%s) verified", row.job_id, row.label)
             if self.uploads is not None:
                 self.uploads.planner.refresh()
