@@ -20,6 +20,7 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,50 +299,68 @@ def _fq(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _bash(levels: list[Level], version: str) -> str:
-    cases = []
+@dataclass(frozen=True)
+class _Syntax:
+    """How a shell's script writes the case of one level."""
+
+    quote: Callable[[str], str]
+    head: str  # the case's first line: {} is the level's path, quoted
+    setting: str  # a line a variable: {} its name, {} its value
+    end: str = ""  # after the case's last line
+
+
+_SH = _Syntax(_sq, "{})", "_xt_{}={}", " ;;")  # bash and zsh
+_FISH_CASE = _Syntax(_fq, "case {}", "set -g __xt_{} {}")
+
+
+def _fill(
+    template: str,
+    version: str,
+    levels: list[Level],
+    syntax: _Syntax,
+    values: Callable[[Level], dict[str, str]],
+) -> str:
+    """``template`` with its version and its cases, one a level: the shell's own ``values``
+    of the level, then what every shell sets (the value kinds, the positional's kind)."""
+    q = syntax.quote
+    blocks = []
     for lv in levels:
-        cases.append(
-            f"        {_sq(lv.path)})\n"
-            f"            _xt_cmds={_sq(' '.join(lv.commands))}\n"
-            f"            _xt_opts={_sq(' '.join(lv.options))}\n"
-            f"            _xt_vals={_sq(_vals(lv))}\n"
-            f"            _xt_pos={_sq(lv.positional)} ;;"
-        )
-    return _BASH.replace("@VERSION@", version).replace("@CASES@", "\n".join(cases))
+        settings = {**values(lv), "vals": q(_vals(lv)), "pos": q(lv.positional)}
+        lines = [f"        {syntax.head.format(q(lv.path))}"]
+        lines += [f"            {syntax.setting.format(k, v)}" for k, v in settings.items()]
+        blocks.append("\n".join(lines) + syntax.end)
+    return template.replace("@VERSION@", version).replace("@CASES@", "\n".join(blocks))
+
+
+def _bash(levels: list[Level], version: str) -> str:
+    def values(lv: Level) -> dict[str, str]:
+        return {"cmds": _sq(" ".join(lv.commands)), "opts": _sq(" ".join(lv.options))}
+
+    return _fill(_BASH, version, levels, _SH, values)
 
 
 def _zsh(levels: list[Level], version: str) -> str:
-    cases = []
-    for lv in levels:
+    def values(lv: Level) -> dict[str, str]:
         cmds = " ".join(_sq(f"{name}:{text}") for name, text in lv.commands.items())
         opts = " ".join(_sq(f"{opt}:{text}") for opt, (_, text) in lv.options.items())
-        cases.append(
-            f"        {_sq(lv.path)})\n"
-            f"            _xt_names={_sq(' ' + ' '.join(lv.commands) + ' ')}\n"
-            f"            _xt_cmds=({cmds})\n"
-            f"            _xt_opts=({opts})\n"
-            f"            _xt_vals={_sq(_vals(lv))}\n"
-            f"            _xt_pos={_sq(lv.positional)} ;;"
-        )
-    return _ZSH.replace("@VERSION@", version).replace("@CASES@", "\n".join(cases))
+        return {
+            "names": _sq(" " + " ".join(lv.commands) + " "),
+            "cmds": f"({cmds})",
+            "opts": f"({opts})",
+        }
+
+    return _fill(_ZSH, version, levels, _SH, values)
 
 
 def _fish(levels: list[Level], version: str) -> str:
-    cases = []
-    for lv in levels:
-        names = " ".join(lv.commands)
-        cmds = " ".join(f"{name}\\t{_fq(text)}" for name, text in lv.commands.items())
-        opts = " ".join(f"{opt}\\t{_fq(text)}" for opt, (_, text) in lv.options.items())
-        cases.append(
-            f"        case {_fq(lv.path)}\n"
-            f"            set -g __xt_names {names}\n"
-            f"            set -g __xt_cmds {cmds}\n"
-            f"            set -g __xt_opts {opts}\n"
-            f"            set -g __xt_vals {_fq(_vals(lv))}\n"
-            f"            set -g __xt_pos {_fq(lv.positional)}"
-        )
-    return _FISH.replace("@VERSION@", version).replace("@CASES@", "\n".join(cases))
+    def values(lv: Level) -> dict[str, str]:
+        return {
+            "names": " ".join(lv.commands),
+            "cmds": " ".join(f"{name}\\t{_fq(text)}" for name, text in lv.commands.items()),
+            "opts": " ".join(f"{opt}\\t{_fq(text)}" for opt, (_, text) in lv.options.items()),
+        }
+
+    return _fill(_FISH, version, levels, _FISH_CASE, values)
 
 
 _BASH = r"""# bash completion for xnat-tui @VERSION@ (written by `xnat-tui completion bash`;

@@ -272,6 +272,20 @@ def _cannot_enter(path: str, entries: int) -> Problem:
     )
 
 
+def _stat_refused(
+    exc: OSError, folder: str, path: str, entries: int, checked: bool
+) -> Generator[Problem, None, bool]:
+    """The problem of an entry (``path``) whose stat was refused. True when it is the
+    folder's instead: at its first refusal by permission (``checked`` false) the folder is
+    asked whether anything in it can be reached, and if not, nothing of it can be read —
+    one problem for the folder (no listing, no subfolders), as when it cannot be listed."""
+    if isinstance(exc, PermissionError) and not checked and not _searchable(folder):
+        yield _cannot_enter(folder, entries)
+        return True
+    yield _problem(path, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}")
+    return False
+
+
 def _plain(
     path: str, files: list[tuple[str, int, int]], already: set[str]
 ) -> Generator[DirListing, None, None]:
@@ -356,17 +370,10 @@ def _list(
                 continue  # vanished between listing and stat
             except OSError as exc:
                 record.spoil()
-                if isinstance(exc, PermissionError) and not checked:
-                    checked = True
-                    if not _searchable(path):
-                        # Nothing of it can be read: one problem for the folder (no
-                        # listing, no subfolders), as when it cannot be listed at all.
-                        subdirs.clear()
-                        yield _cannot_enter(path, count)
-                        return
-                yield _problem(
-                    prefix + entry.name, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}"
-                )
+                if (yield from _stat_refused(exc, path, prefix + entry.name, count, checked)):
+                    subdirs.clear()
+                    return
+                checked = checked or isinstance(exc, PermissionError)
                 continue
             if est.st_nlink > 1:
                 record.spoil()
@@ -403,13 +410,10 @@ def _list(
             continue  # vanished between listing and stat
         except OSError as exc:
             record.spoil()
-            if isinstance(exc, PermissionError) and not checked:
-                checked = True
-                if not _searchable(path):
-                    subdirs.clear()
-                    yield _cannot_enter(path, count)
-                    return
-            yield _problem(full, ProblemKind.UNREADABLE, f"cannot stat: {exc.strerror}")
+            if (yield from _stat_refused(exc, path, full, count, checked)):
+                subdirs.clear()
+                return
+            checked = checked or isinstance(exc, PermissionError)
             continue
         record.spoil()  # neither a plain file nor a folder
         if not S_ISREG(est.st_mode):

@@ -1,10 +1,16 @@
-"""A small HTTP helper for sandbox route tests (explicit credentials, no cookie jar)."""
+"""Helpers for sandbox tests: a small HTTP client for route tests (explicit credentials,
+no cookie jar), and ``xnat-tui sandbox serve`` in a process of its own."""
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -87,3 +93,31 @@ class Api:
 
     async def delete(self, path: str, **kw: Any) -> Reply:
         return await self.request("DELETE", path, **kw)
+
+
+@contextmanager
+def serve_process(data_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``xnat-tui sandbox serve --port 0 --demo --data-dir DATA_DIR ARGS…`` in a process of
+    its own: (the process, its URL as its first line of output names it).
+
+    Its output (stdout and stderr) stays piped; a process still running on the way out is
+    killed.
+    """
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "xnat_tui", "sandbox", "serve",
+            "--port", "0", "--demo", "--data-dir", str(data_dir), *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("XNAT-compatible sandbox (not XNAT) serving http://127.0.0.1:")
+        yield proc, first.rsplit(" ", 1)[1].strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

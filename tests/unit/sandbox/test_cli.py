@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.unit.sandbox.helpers import serve_process
 from xnat_tui.cli import main
 
 
@@ -41,38 +40,11 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
 
 
 def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xnat_tui",
-            "sandbox",
-            "serve",
-            "--port",
-            "0",
-            "--demo",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--session-timeout",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("XNAT-compatible sandbox (not XNAT) serving http://127.0.0.1:")
-        url = first.rsplit(" ", 1)[1].strip()
+    with serve_process(tmp_path / "data", "--session-timeout", "60") as (proc, url):
         r = requests.get(url + "/data/auth", auth=("admin", "admin"), timeout=10)
         assert r.status_code == 200
         assert r.text == "User 'admin' is logged in"
         assert (r.cookies.get("SESSION_EXPIRATION_TIME") or "").endswith(',60000"')
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert (tmp_path / "data" / "sandbox.db").is_file()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import aiohttp
 import requests
 
 from tests.fixtures.sandbox import SandboxFactory
-from tests.unit.sandbox.helpers import basic
+from tests.unit.sandbox.helpers import basic, serve_process
 from tests.unit.sandbox_import.helpers import zipfile_bytes
 
 # 8 MiB of zeros, deflated: read in 256 KiB chunks, 32 chunks x 1 s at slow-import=1s.
@@ -35,25 +34,6 @@ def _wait_for_staging(data_dir: Path, proc: subprocess.Popen[str] | None = None)
 
 def test_sigterm_during_an_import_stops_the_server_within_seconds(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xnat_tui",
-            "sandbox",
-            "serve",
-            "--port",
-            "0",
-            "--demo",
-            "--data-dir",
-            str(data),
-            "--faults",
-            "slow-import=1s,only=/data/services/import",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     outcome: dict[str, Any] = {}
 
     def upload(url: str) -> None:
@@ -69,11 +49,8 @@ def test_sigterm_during_an_import_stops_the_server_within_seconds(tmp_path: Path
         except requests.RequestException as exc:
             outcome["error"] = exc
 
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("XNAT-compatible sandbox (not XNAT) serving http://127.0.0.1:")
-        url = first.rsplit(" ", 1)[1].strip()
+    faults = "slow-import=1s,only=/data/services/import"
+    with serve_process(data, "--faults", faults) as (proc, url):
         client = threading.Thread(target=upload, args=(url,), daemon=True)
         client.start()
         _wait_for_staging(data, proc)
@@ -84,10 +61,6 @@ def test_sigterm_during_an_import_stops_the_server_within_seconds(tmp_path: Path
         assert time.monotonic() - start < 5
         client.join(10)
         assert outcome.get("status") in (None, 503), outcome
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert sorted((data / "tmp").iterdir()) == []
 
 

@@ -1,12 +1,13 @@
-"""Small builders for import tests: tiny DICOM objects and zips in every flavour."""
+"""Small builders for import tests: tiny DICOM objects, zips in every flavour, tars."""
 
 from __future__ import annotations
 
 import io
+import tarfile
 import zipfile
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydicom.dataset import Dataset
 from stream_zip import NO_COMPRESSION_64, ZIP_32, ZIP_64, stream_zip
@@ -79,6 +80,17 @@ def zipfile_bytes(entries: Iterable[tuple[str, bytes]], *, deflate: bool = False
     return buf.getvalue()
 
 
+def tar_bytes(entries: list[tuple[str, bytes]], mode: Literal["w", "w:gz"] = "w") -> bytes:
+    """A tar of the entries; ``mode="w:gz"`` gzips it."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def streamed_stored_with_descriptor(entries: Iterable[tuple[str, bytes]]) -> bytes:
     """zipfile writing STORED entries to a non-seekable sink: data descriptors."""
 
@@ -111,5 +123,6 @@ __all__ = [
     "series_files",
     "stream_zip_bytes",
     "streamed_stored_with_descriptor",
+    "tar_bytes",
     "zipfile_bytes",
 ]

@@ -20,6 +20,7 @@ from tests.unit.sandbox_import.helpers import (
     series_files,
     stream_zip_bytes,
     streamed_stored_with_descriptor,
+    tar_bytes,
     zipfile_bytes,
 )
 from xnat_tui.sandbox.prearchive_store import prearchive_of
@@ -439,19 +440,6 @@ async def test_src_parameter(client: Client) -> None:
     assert status == 404 and "Unknown src file." in text
     status, text, _ = await client.request("POST", "/data/services/import", data={"src": "/x"})
     assert status == 400 and "src uri is invalid." in text
-
-
-def tar_bytes(entries: list[tuple[str, bytes]], mode: str = "w") -> bytes:
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 async def test_tar_and_tgz_archives(client: Client, sandbox: SandboxServer) -> None:

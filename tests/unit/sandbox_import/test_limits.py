@@ -9,12 +9,11 @@ import io
 import tarfile
 import time
 from pathlib import Path
-from typing import Literal
 
 import pytest
 
 from tests.unit.sandbox_import.conftest import Client
-from tests.unit.sandbox_import.helpers import series_files, zipfile_bytes
+from tests.unit.sandbox_import.helpers import series_files, tar_bytes, zipfile_bytes
 from xnat_tui.sandbox.importer import Extractor, ImportContext, ImportOptions
 from xnat_tui.sandbox.limits import (
     GunzipStream,
@@ -25,16 +24,6 @@ from xnat_tui.sandbox.limits import (
     human,
 )
 from xnat_tui.sandbox.server import SandboxServer
-
-
-def tar_bytes(entries: list[tuple[str, bytes]], mode: Literal["w", "w:gz"] = "w") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def nested_zip(depth: int) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,29 +18,14 @@ from xnat_tui.config import Config, ServerProfile
 from xnat_tui.xnat.errors import TLSError
 
 
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def _args(**flags: object) -> argparse.Namespace:
     return argparse.Namespace(**{**CONNECTION_DEFAULTS, **flags})
 
 
 async def test_ca_bundle_flag_makes_a_private_ca_trusted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     runner = web.AppRunner(make_app()[0])
