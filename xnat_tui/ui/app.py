@@ -17,10 +17,12 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from xnat_tui.config import Config
 from xnat_tui.dicom.model import ScanBatch, ScanSummary
+from xnat_tui.text import safe
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.types import Destination, JobState, Overwrite
 from xnat_tui.ui.commands import WorkbenchCommands
@@ -198,6 +200,26 @@ class XnatTuiApp(App[int]):
             log.warning("%s", warning)
             self.notify(warning, title="Theme", severity="warning", timeout=8)
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast of the app: its text is data (a label, a server's message), so
+        it is made safe and never parsed as markup, whoever calls (``Widget.notify``
+        comes here too)."""
+        super().notify(
+            safe(message, lines=True),
+            title=safe(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
     def on_unmount(self) -> None:
         logging.getLogger("xnat_tui").removeHandler(self.log_buffer)
 
@@ -212,7 +234,7 @@ class XnatTuiApp(App[int]):
         log.info("logged in as %s at %s", connection.user, connection.url)
         self._events_worker = self._consume_events()
         await self.switch_screen(MainScreen(self.start_path))
-        self.sub_title = f"{connection.user} @ {connection.url}"
+        self.sub_title = safe(f"{connection.user} @ {connection.url}")
         if resumed:
             self.notify(
                 f"Resuming {len(resumed)} unfinished transfer(s) from an earlier run.",

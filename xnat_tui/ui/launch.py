@@ -237,7 +237,9 @@ def run_tui(args: argparse.Namespace) -> int:
             return 2
         tune_runtime()
         result = app.run()
-        return int(result or 0)
+        # A crash (an unhandled exception: Textual prints the traceback) exits with
+        # Textual's non-zero return code, never 0.
+        return app.return_code or int(result or 0)
     finally:
         if sandbox is not None:
             sandbox.stop()

@@ -13,7 +13,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -38,6 +38,7 @@ from xnat_tui.ui.anon_service import (
 from xnat_tui.ui.screens.anon_variables import AnonVariablesScreen
 from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.widgets.anon_diff import AnonDiffTable, AnonSeriesTable
+from xnat_tui.ui.widgets.format import assemble, plain
 from xnat_tui.xnat.client import XnatClient
 
 log = logging.getLogger("xnat_tui.ui")
@@ -346,28 +347,32 @@ class AnonPreviewScreen(AppScreen, Screen[AnonChoice | None]):
     # ------------------------------------------------------------ rendering
 
     def _render_bar(self) -> None:
-        parts = []
+        parts: list[str | tuple[str, str]] = ["Profile"]
         for name in PROFILES:
-            parts.append(f"[reverse $accent] {name} [/]" if name == self.profile else f" {name} ")
-        line = "Profile " + " ".join(parts) + "  [dim](p to switch)[/]"
+            parts += [
+                " ",
+                (f" {name} ", "reverse $accent") if name == self.profile else f" {name} ",
+            ]
+        parts += ["  ", ("(p to switch)", "dim")]
         if self.profile == "basic":
             boxes = [
                 f"{'☑' if getattr(self.options, attr) else '☐'} {label}"
                 for attr, label in _OPTION_LABELS
             ]
-            line += "   retain: " + "  ".join(boxes) + " [dim](d u e)[/]"
-        summary = escape(PROFILE_SUMMARY[self.profile])
+            parts += ["   retain: " + "  ".join(boxes) + " ", ("(d u e)", "dim")]
+        summary = PROFILE_SUMMARY[self.profile]
+        # The target names come from DICOM and the user: plain text, never markup.
         names = (self.project or "(no project)", self.subject or "?", self.session_label or "?")
-        target = escape(" / ".join(names))
-        self.query_one("#anon-bar", Static).update(f"{line}\n[dim]{summary} · target {target}[/]")
+        parts += ["\n", (f"{summary} · target {' / '.join(names)}", "dim")]
+        self.query_one("#anon-bar", Static).update(assemble(*parts))
 
     def _set_status(self, text: str, level: str = "") -> None:
         status = self.query_one("#anon-status", Static)
-        status.update(escape(text))
+        status.update(plain(text, lines=True))
         status.set_class(level == "error", "-error")
         status.set_class(level == "warning", "-warning")
 
-    def _set_info(self, text: str, level: str = "") -> None:
+    def _set_info(self, text: Content, level: str = "") -> None:
         info = self.query_one("#anon-info", Static)
         info.update(text)
         info.set_class(level == "error", "-error")
@@ -386,7 +391,9 @@ class AnonPreviewScreen(AppScreen, Screen[AnonChoice | None]):
         if result.error:
             self._show_changes([])
             self._set_info(
-                escape(f"The script cannot be run here, so nothing would be sent: {result.error}"),
+                assemble(
+                    f"The script cannot be run here, so nothing would be sent: {result.error}"
+                ),
                 "error",
             )
             self._set_status(
@@ -425,13 +432,13 @@ class AnonPreviewScreen(AppScreen, Screen[AnonChoice | None]):
             text += f" · variables: {given}"
         return (text, "")
 
-    def _sample_text(self) -> str:
+    def _sample_text(self) -> Content:
         uid = self.series_table.current_uid
         sample = next((s for s in self.samples if s.series_uid == uid), None)
         if sample is None:
-            return ""
+            return Content("")
         n = sample.file_count
-        text = escape(
+        text = assemble(
             f"Series {sample.label} {sample.description} · {n} file{'s' if n != 1 else ''}"
             f" · sample {sample.path.name if sample.path else '—'}"
         )
@@ -442,10 +449,14 @@ class AnonPreviewScreen(AppScreen, Screen[AnonChoice | None]):
                 if verdict.action == "exclude"
                 else "no header script cleans pixels"
             )
-            text += "\n[$text-warning]⚠ " + escape(
-                f"may have identifying text in its pixels ({'; '.join(verdict.reasons)}): {what}"
+            text += assemble(
+                "\n",
+                (
+                    f"⚠ may have identifying text in its pixels ({'; '.join(verdict.reasons)}): "
+                    f"{what}",
+                    "$text-warning",
+                ),
             )
-            text += "[/]"
         return text
 
     def _show_series(self) -> None:
@@ -459,14 +470,14 @@ class AnonPreviewScreen(AppScreen, Screen[AnonChoice | None]):
             return
         self._show_changes(item.changes)
         if item.error:
-            self._set_info(info + "\n" + escape(f"This file would fail: {item.error}"), "error")
+            self._set_info(info + assemble(f"\nThis file would fail: {item.error}"), "error")
             return
         counts = item.counts()
         if item.changes:
             tally = " · ".join(f"{n} {kind}" for kind, n in counts.items() if n)
         else:
             tally = "no tag changes"
-        self._set_info(f"{info}\n{escape(tally)}")
+        self._set_info(info + assemble(f"\n{tally}"))
 
     def _show_changes(self, changes: list[TagChange]) -> None:
         self.diff_table.show_changes(changes)
@@ -480,7 +491,7 @@ class AnonPreviewScreen(AppScreen, Screen[AnonChoice | None]):
             before = "(absent)" if change.before is None else change.before or '""'
             after = "(removed)" if change.after is None else change.after or '""'
             text = f"{change.tag} {change.keyword}: {before} → {after}"
-        self.query_one("#anon-row", Static).update(escape(text))
+        self.query_one("#anon-row", Static).update(plain(text))
 
     @on(DataTable.RowHighlighted, "#anon-diff")
     def _change_highlighted(self) -> None:

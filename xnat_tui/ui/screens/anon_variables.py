@@ -13,12 +13,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Static
 
 from xnat_tui.ui.anon_service import variable_problem
+from xnat_tui.ui.widgets.format import plain
 
 
 class VariableValue(Validator):
@@ -72,7 +72,7 @@ class AnonVariablesScreen(ModalScreen[dict[str, str] | None]):
                 for i, name in enumerate(self.names):
                     described = self.descriptions.get(name, "")
                     text = f"{name} — {described}" if described else name
-                    yield Label(escape(text), classes="anon-var-label")
+                    yield Label(plain(text), classes="anon-var-label")
                     yield Input(
                         self.initial.get(name, ""),
                         placeholder=name,
@@ -93,9 +93,7 @@ class AnonVariablesScreen(ModalScreen[dict[str, str] | None]):
 
     def _show_problem(self, index: int, value: str) -> str | None:
         problem = variable_problem(value)
-        self.query_one(f"#anon-var-error-{index}", Static).update(
-            escape(problem) if problem else ""
-        )
+        self.query_one(f"#anon-var-error-{index}", Static).update(plain(problem or "", lines=True))
         return problem
 
     @on(Input.Changed)

@@ -14,8 +14,15 @@ from textual.worker import Worker
 from xnat_tui.ui.messages import TargetsChecked
 from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.validators import LabelRule, PatternRule
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.ui.widgets.sessions import state_text
 from xnat_tui.workflow.workbench import SessionItem
+
+# Widest cells (terminal cells) of the auto-sized columns: one long DICOM value must
+# not push the others off screen.
+_NAME_CELLS = 32
+_LABEL_CELLS = 64
+_DETAIL_CELLS = 80
 
 
 class BulkScreen(AppScreen, Screen[str | None]):
@@ -116,22 +123,23 @@ class BulkScreen(AppScreen, Screen[str | None]):
         keys = [row.value for row in table.rows]
         if keys == [item.uid for item in rows]:
             for item in rows:
-                table.update_cell(item.uid, "subject", item.subject)
-                table.update_cell(item.uid, "session", item.label)
+                table.update_cell(item.uid, "subject", plain(item.subject, limit=_LABEL_CELLS))
+                table.update_cell(item.uid, "session", plain(item.label, limit=_LABEL_CELLS))
                 table.update_cell(item.uid, "state", state_text(item.state, palette))
-                table.update_cell(item.uid, "detail", item.detail)
+                table.update_cell(item.uid, "detail", plain(item.detail, limit=_DETAIL_CELLS))
             return
         cursor = table.cursor_row
         table.clear()
         for item in rows:
             s = item.session
+            # DICOM values and labels are data: plain text, cut to a sane width.
             table.add_row(
-                s.patient_name or s.patient_id,
-                s.study_date,
-                item.subject,
-                item.label,
+                plain(s.patient_name or s.patient_id, limit=_NAME_CELLS),
+                plain(s.study_date, limit=_NAME_CELLS),
+                plain(item.subject, limit=_LABEL_CELLS),
+                plain(item.label, limit=_LABEL_CELLS),
                 state_text(item.state, palette),
-                item.detail,
+                plain(item.detail, limit=_DETAIL_CELLS),
                 key=item.uid,
             )
         if table.row_count:
@@ -155,7 +163,7 @@ class BulkScreen(AppScreen, Screen[str | None]):
             )
             kind = "warning"
         status = self.query_one("#bulk-status", Static)
-        status.update(text)
+        status.update(plain(text, lines=True))
         status.set_classes(f"status -{kind}")
 
     def _current(self) -> SessionItem | None:
@@ -189,8 +197,8 @@ class BulkScreen(AppScreen, Screen[str | None]):
         )
         self.changed = True
         table = self.query_one("#bulk-table", DataTable)
-        table.update_cell(item.uid, "subject", item.subject)
-        table.update_cell(item.uid, "session", item.label)
+        table.update_cell(item.uid, "subject", plain(item.subject, limit=_LABEL_CELLS))
+        table.update_cell(item.uid, "session", plain(item.label, limit=_LABEL_CELLS))
         self._check()
 
     def action_apply(self) -> None:

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from xnat_tui.ui.widgets.format import plain
+
 
 class ConfirmScreen(ModalScreen[bool]):
     HELP_GROUP = "Confirm"
@@ -17,6 +19,8 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, body: str, yes: str = "Yes", no: str = "No") -> None:
+        """``title`` and ``body`` are shown as plain text: they often name a label or a
+        server's entry, which is data, never markup."""
         super().__init__()
         self.title_text = title
         self.body = body
@@ -25,8 +29,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="confirm-dialog") as box:
-            box.border_title = self.title_text
-            yield Static(self.body, id="confirm-body")
+            box.border_title = plain(self.title_text)
+            yield Static(plain(self.body, lines=True), id="confirm-body")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes} (y)", id="yes", variant="primary")
                 yield Button(f"{self.no} (n)", id="no")

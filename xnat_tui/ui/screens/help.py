@@ -11,6 +11,8 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Static
 
+from xnat_tui.ui.widgets.format import plain
+
 
 @dataclass(frozen=True)
 class KeyRow:
@@ -85,5 +87,8 @@ class HelpScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         table.add_columns("Where", "Keys", "What it does", "Id")
         for row in self.rows:
-            table.add_row(row.where, row.keys, row.description, row.binding_id)
+            # Keys come from the user's keymap ("[" is a key): plain text.
+            table.add_row(
+                *(plain(v) for v in (row.where, row.keys, row.description, row.binding_id))
+            )
         table.focus()

@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog
 
+from xnat_tui.ui.widgets.format import plain
+
 if TYPE_CHECKING:
     from xnat_tui.ui.logbuffer import LogBuffer
 
@@ -41,7 +43,8 @@ class LogScreen(Screen[None]):
     def _drain(self) -> None:
         log = self.query_one(RichLog)
         for line in self.buffer.since(self._seen):
-            log.write(line.render())
+            # Log messages quote file names, DICOM values and server replies: data.
+            log.write(plain(line.render(), lines=True))
         self._seen = self.buffer.count
 
     def action_clear(self) -> None:

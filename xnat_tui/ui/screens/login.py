@@ -14,6 +14,7 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Opti
 from textual.widgets.option_list import Option
 
 from xnat_tui.ui.screens.base import AppScreen
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.workflow.login import LoginRequest, needs_http_consent
 
 log = logging.getLogger("xnat_tui.ui")
@@ -73,7 +74,7 @@ class LoginScreen(AppScreen, Screen[None]):
         yield Header()
         with Horizontal(id="login-body"):
             profiles = OptionList(
-                *[Option(f"{p.name}  {p.url}", id=p.name) for p in cfg.profiles.values()],
+                *[Option(plain(f"{p.name}  {p.url}"), id=p.name) for p in cfg.profiles.values()],
                 id="profiles",
             )
             profiles.border_title = "Profiles"
@@ -180,7 +181,8 @@ class LoginScreen(AppScreen, Screen[None]):
 
     def show_status(self, text: str, kind: str) -> None:
         status = self.query_one("#login-status", Static)
-        status.update(text)
+        # A server's error message or a URL: plain text, never markup.
+        status.update(plain(text, lines=True))
         status.set_classes(f"status -{kind}")
 
     def action_connect(self) -> None:

@@ -14,13 +14,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from xnat_tui.dicom.model import ScanBatch, ScanSummary, Session
 from xnat_tui.ui.messages import TargetsChecked
 from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.widgets.folders import FoldersPane
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.ui.widgets.labels import LabelsPane
 from xnat_tui.ui.widgets.scans import ScansPane
 from xnat_tui.ui.widgets.sessions import SessionsPane
@@ -320,7 +321,7 @@ class MainScreen(AppScreen, Screen[None]):
         self.choose_project(event.project)
 
     def choose_project(self, project: str, *, refresh: bool = False) -> None:
-        self.labels.query_one("#project-settings").update(f"Loading {project}…")  # type: ignore[attr-defined]
+        self.labels.query_one("#project-settings", Static).update(plain(f"Loading {project}…"))
         self._load_project(project, refresh)
 
     @work(group="project", exclusive=True, exit_on_error=False)

@@ -12,7 +12,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.markup import escape
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Select, Static
@@ -23,6 +22,7 @@ from xnat_tui.ui.screens.prearchive_delete import DeleteDialog
 from xnat_tui.ui.screens.prearchive_move import MoveDialog
 from xnat_tui.ui.screens.prearchive_results import ResultsDialog
 from xnat_tui.ui.screens.prearchive_work import lazy
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.ui.widgets.prearchive_commands import PrearchiveCommands
 from xnat_tui.ui.widgets.prearchive_detail import PrearchiveDetail
 from xnat_tui.ui.widgets.prearchive_table import PrearchiveTable
@@ -290,7 +290,7 @@ class PrearchiveScreen(Screen[None]):
 
     def _set_status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#prearchive-status", Static)
-        status.update(escape(text))
+        status.update(plain(text, lines=True))
         status.set_class(error, "-error")
 
     def _update_project_filter(self) -> None:
@@ -307,7 +307,8 @@ class PrearchiveScreen(Screen[None]):
         select = self.query_one(selector, Select)
         current = select.value
         with self.prevent(Select.Changed):
-            select.set_options([(n, n) for n in names])
+            # Project ids and statuses from the server: plain text, never markup.
+            select.set_options([(plain(n, limit=48), n) for n in names])
             if isinstance(current, str) and current in names:
                 select.value = current
 

@@ -9,13 +9,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static
 
+from xnat_tui.text import safe
 from xnat_tui.ui.screens.prearchive_work import lazy
 from xnat_tui.ui.validators import LabelRule
+from xnat_tui.ui.widgets.format import assemble, plain
 from xnat_tui.workflow.prearchive import (
     OVERWRITE_MODES,
     Action,
@@ -126,7 +128,8 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
             with Horizontal(classes="field-row"):
                 yield Label("Project")
                 yield Select(
-                    options,
+                    # Project ids from the server: plain text, never markup.
+                    [(plain(label, limit=48), v) for label, v in options],
                     prompt="choose a project",
                     value=value,
                     id="archive-project",
@@ -163,7 +166,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
                     compact=True,
                 )
             yield Static("", id="archive-problems")
-            yield Static("[$text-muted]Checking the target…[/]", id="archive-preview")
+            yield Static(assemble(("Checking the target…", "$text-muted")), id="archive-preview")
             with Horizontal(id="archive-buttons"):
                 yield Button("Archive (ctrl+s)", id="archive-ok", variant="primary")
                 yield Button("Cancel (esc)", id="archive-cancel")
@@ -217,8 +220,8 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
         return out
 
     def _show_problems(self) -> None:
-        text = "\n".join(escape(p) for p in self.problems())
-        self.query_one("#archive-problems", Static).update(text)
+        text = "\n".join(safe(p) for p in self.problems())
+        self.query_one("#archive-problems", Static).update(plain(text, lines=True))
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -263,9 +266,10 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
             if pv is None:
                 continue
             style, word = _WORD[pv.outcome]
-            prefix = "" if self.single else f"{escape(row.project)}/{escape(row.label)}: "
-            lines.append(f"{prefix}[{style} b]{word}[/] {escape(pv.reason)}")
-        self.query_one("#archive-preview", Static).update("\n".join(lines))
+            prefix = "" if self.single else f"{row.project}/{row.label}: "
+            # Names and the server's reason as plain text, on one line each.
+            lines.append(assemble(prefix, (word, f"{style} b"), f" {pv.reason}", lines=False))
+        self.query_one("#archive-preview", Static).update(Content("\n").join(lines))
         allowed = sum(1 for r in self.rows if self._allowed(r))
         button = self.query_one("#archive-ok", Button)
         button.disabled = allowed == 0 or bool(self.problems())

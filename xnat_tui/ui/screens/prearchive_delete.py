@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from xnat_tui.ui.widgets.format import plain
 
 
 class DeleteDialog(ModalScreen[bool]):
@@ -44,7 +46,8 @@ class DeleteDialog(ModalScreen[bool]):
                 "This cannot be undone:"
             )
             with VerticalScroll(id="delete-list"):
-                yield Static("\n".join(f"• {escape(line)}" for line in self.lines))
+                # Labels and scan descriptions from the server: plain text.
+                yield Static(Text("\n").join(plain(f"• {line}") for line in self.lines))
             with Horizontal(id="delete-buttons"):
                 yield Button(f"Delete {n} (y)", id="delete-yes", variant="error")
                 yield Button("Keep (n)", id="delete-no")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Select, Static
 
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.workflow.prearchive import PrearchiveRow
 
 
@@ -45,13 +46,13 @@ class MoveDialog(ModalScreen[str | None]):
         with Vertical(id="move-box") as box:
             box.border_title = f"Move {n} session{'s' if n != 1 else ''} to another project"
             yield Static(
-                "\n".join(
-                    escape(f"{r.project}/{r.timestamp}/{r.label}  ({r.status})") for r in self.rows
+                Text("\n").join(
+                    plain(f"{r.project}/{r.timestamp}/{r.label}  ({r.status})") for r in self.rows
                 ),
                 id="move-list",
             )
             yield Select(
-                [(p, p) for p in self.projects],
+                [(plain(p, limit=48), p) for p in self.projects],
                 prompt="destination project",
                 id="move-project",
                 compact=True,

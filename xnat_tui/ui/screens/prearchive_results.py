@@ -7,19 +7,21 @@ from collections.abc import Sequence
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from xnat_tui.ui.widgets.format import assemble, plain
 from xnat_tui.workflow.prearchive import ActionResult
 
 
-def result_lines(results: Sequence[ActionResult]) -> list[str]:
+def result_lines(results: Sequence[ActionResult]) -> list[Content]:
+    """One line per session: the mark, then the server's names and message as plain text."""
     lines = []
     for r in results:
-        mark = "[$success]✓[/]" if r.ok else "[$error]✗[/]"
+        mark = ("✓", "$success") if r.ok else ("✗", "$error")
         name = f"{r.request.row.project}/{r.request.row.label}"
-        lines.append(f"{mark} {escape(name)}: {escape(r.message)}")
+        lines.append(assemble(mark, f" {name}: {r.message}"))
     return lines
 
 
@@ -47,9 +49,9 @@ class ResultsDialog(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         ok = sum(1 for r in self.results if r.ok)
         with Vertical(id="results-box") as box:
-            box.border_title = f"{self.title_text}: {ok} of {len(self.results)} succeeded"
+            box.border_title = plain(f"{self.title_text}: {ok} of {len(self.results)} succeeded")
             with VerticalScroll(id="results-list"):
-                yield Static("\n".join(result_lines(self.results)), id="results-text")
+                yield Static(Content("\n").join(result_lines(self.results)), id="results-text")
             yield Static("[$text-muted]enter/esc to close[/]")
 
     def action_close(self) -> None:

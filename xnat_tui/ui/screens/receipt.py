@@ -7,7 +7,9 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import TextArea
 
+from xnat_tui.text import safe
 from xnat_tui.ui.screens.base import AppScreen
+from xnat_tui.ui.widgets.format import plain
 
 
 class ReceiptScreen(AppScreen, ModalScreen[None]):
@@ -23,7 +25,7 @@ class ReceiptScreen(AppScreen, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         area = TextArea("", read_only=True, id="receipt-text", classes="dialog")
-        area.border_title = f"Job {self.job_id}"
+        area.border_title = plain(f"Job {self.job_id}")
         yield area
 
     def on_mount(self) -> None:
@@ -32,6 +34,8 @@ class ReceiptScreen(AppScreen, ModalScreen[None]):
 
     def action_reload(self) -> None:
         uploads = self.xapp.uploads
-        self.query_one(TextArea).text = (
-            uploads.job_report(self.job_id) if uploads is not None else "Not connected."
+        # The report quotes labels, file names and the server's messages: made safe.
+        self.query_one(TextArea).text = safe(
+            uploads.job_report(self.job_id) if uploads is not None else "Not connected.",
+            lines=True,
         )

@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
 from xnat_tui.transfer.plan import Plan, Verdict
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.units import human_bytes
 from xnat_tui.workflow.workbench import ProjectSummary
 
@@ -90,7 +91,8 @@ class UploadConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="upload-confirm") as box:
             box.border_title = "Queue upload?"
-            yield Static(summary(self.plan, self.project), id="plan-summary")
+            # Labels, subjects and script variables are data: plain text.
+            yield Static(plain(summary(self.plan, self.project), lines=True), id="plan-summary")
             yield DataTable(id="plan-table", cursor_type="row")
             with Horizontal(classes="buttons"):
                 yield Button(
@@ -111,12 +113,12 @@ class UploadConfirmScreen(ModalScreen[bool]):
                 "new subject" if job.new_subject else ""
             )
             table.add_row(
-                job.target,
+                plain(job.target, limit=96),
                 Text(str(job.verdict) if job.ok else f"{job.verdict} ✗", style=colour),
                 f"{len(job.series)}" + (f" (-{len(job.dropped)})" if job.dropped else ""),
                 str(job.files_total),
                 human_bytes(job.bytes_total),
-                notes,
+                plain(notes, limit=120),
             )
         self.query_one("#yes" if self.plan.sendable else "#no", Button).focus()
 

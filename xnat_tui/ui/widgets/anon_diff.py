@@ -15,15 +15,12 @@ from textual.widgets import DataTable
 
 from xnat_tui.dicom.dicomedit import TagChange
 from xnat_tui.ui.anon_service import SeriesPreview, SeriesSample
+from xnat_tui.ui.widgets.format import plain
 
 _MARK = {"removed": "removed", "changed": "changed", "added": "added"}
 _KIND_WIDTH = 7
 _TAG_WIDTH = 11
 _MIN_VALUE = 8
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 class AnonDiffTable(DataTable[Text]):
@@ -84,14 +81,15 @@ class AnonDiffTable(DataTable[Text]):
         keyword_width, value_width = self._widths
         for c in self.changes:
             style = styles[c.kind]
-            before = _clip(c.before or "", value_width)
-            after = _clip(c.after or "", value_width)
+            # DICOM values: plain text, cut to the column in terminal cells.
+            before = plain(c.before or "", style, limit=value_width)
+            after = plain(c.after or "", style, limit=value_width)
             self.add_row(
                 Text(_MARK[c.kind], style=style),
-                Text(c.tag),
-                Text(_clip(c.keyword or "—", keyword_width)),
-                Text(before, style=style if before else ""),
-                Text(after, style=style if after else ""),
+                plain(c.tag),
+                plain(c.keyword or "—", limit=keyword_width),
+                before,
+                after,
                 key=c.tag,
             )
 
@@ -123,11 +121,11 @@ class AnonSeriesTable(DataTable[Text]):
         self.add_column("Description", key="description")
         for s in self.samples:
             self.add_row(
-                Text(s.label),
+                plain(s.label),
                 Text("…"),
                 Text(str(s.file_count), justify="right"),
-                Text(s.modality),
-                Text(s.description or "—"),
+                plain(s.modality),
+                plain(s.description or "—", limit=64),
                 key=s.series_uid,
             )
 

@@ -15,6 +15,8 @@ from textual.widgets import DirectoryTree, ProgressBar, Static
 from textual.widgets._directory_tree import DirEntry
 from textual.widgets._tree import TreeNode
 
+from xnat_tui.ui.widgets.format import plain
+
 
 class FolderTree(DirectoryTree):
     """Directories only: files are counted by the scan worker, never stat'ed here."""
@@ -22,6 +24,11 @@ class FolderTree(DirectoryTree):
     def __init__(self, path: Path, **kwargs: object) -> None:
         super().__init__(path, **kwargs)  # type: ignore[arg-type]
         self.marked: set[Path] = set()
+
+    def process_label(self, label: str | Text) -> Text:
+        """Folder names are data (``[b]x``, ``T1 [/MPRAGE]``, an ESC, bytes that are not
+        UTF-8): shown as they are, never parsed as markup."""
+        return plain(label) if isinstance(label, str) else label
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         # Runs in DirectoryTree's loader thread, so the is_dir() calls stay off the loop.
@@ -132,7 +139,7 @@ class FoldersPane(Vertical):
         self.refresh_bindings()
 
     def show_progress(self, text: str, fraction: float | None) -> None:
-        self.query_one("#scan-status", Static).update(text)
+        self.query_one("#scan-status", Static).update(plain(text, lines=True))
         bar = self.query_one(ProgressBar)
         if fraction is None:
             bar.update(total=None)

@@ -1,10 +1,16 @@
 """Small text formatters shared by the panes.
 
 Byte counts use ``xnat_tui.units.human_bytes`` (decimal units), the same as the command line.
+External text is shown through ``plain`` (``xnat_tui.text.safe`` in a Rich ``Text``).
 """
 
 from __future__ import annotations
 
+from rich.style import Style
+from rich.text import Text
+from textual.content import Content
+
+from xnat_tui.text import safe
 from xnat_tui.units import human_rate
 
 
@@ -32,3 +38,22 @@ def date(dicom_date: str) -> str:
 
 def check(on: bool) -> str:
     return "☑" if on else "☐"
+
+
+def plain(
+    value: object, style: str | Style = "", *, lines: bool = False, limit: int | None = None
+) -> Text:
+    """External text (DICOM values, file names, server labels and messages) as a Rich
+    ``Text``: made safe by ``xnat_tui.text.safe`` and never parsed as markup."""
+    return Text(safe(value, lines=lines, limit=limit), style=style, end="")
+
+
+def assemble(*parts: object | tuple[object, str], lines: bool = True) -> Content:
+    """Words and external values side by side, each part plain text (through
+    ``xnat_tui.text.safe``) with an optional style — ``(value, "$error b")``; theme
+    variables work — and nothing parsed as markup."""
+    pieces: list[tuple[str, str]] = []
+    for part in parts:
+        value, style = part if isinstance(part, tuple) else (part, "")
+        pieces.append((safe(value, lines=lines), style))
+    return Content.assemble(*pieces)

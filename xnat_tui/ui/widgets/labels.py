@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,15 +19,18 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
 from xnat_tui.ui.validators import LabelRule
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.workflow.workbench import ProjectSummary, RowState, SessionItem
 
 
-def settings_text(project: ProjectSummary | None) -> str:
-    """Short lines: they must fit the narrow pane at 80x24 (about 28 columns)."""
+def settings_text(project: ProjectSummary | None) -> Text:
+    """Short lines: they must fit the narrow pane at 80x24 (about 28 columns).
+
+    Plain text: the filter comes from the server (a regex such as ``[Ll]ocalizer``)."""
     if project is None:
-        return "Choose a project to see its upload settings."
+        return plain("Choose a project to see its upload settings.")
     yes_no = {True: "yes", False: "no"}
-    return "\n".join(
+    text = "\n".join(
         [
             f"→ {project.destination} · bulk {yes_no[project.allow_bulk_upload]}",
             f"new subjects {yes_no[project.allow_create_subject]} · {len(project.subjects)} exist",
@@ -34,6 +38,7 @@ def settings_text(project: ProjectSummary | None) -> str:
             f"filter: {project.filter_summary}",
         ]
     )
+    return plain(text, lines=True)
 
 
 class LabelsPane(VerticalScroll):
@@ -103,8 +108,10 @@ class LabelsPane(VerticalScroll):
 
     def set_projects(self, projects: list[tuple[str, str]], current: str | None) -> None:
         select = self.query_one("#project", Select)
+        # Project ids and names come from the server: plain text, never markup.
         options = [
-            (f"{pid} — {name}" if name and name != pid else pid, pid) for pid, name in projects
+            (plain(f"{pid} — {name}" if name and name != pid else pid), pid)
+            for pid, name in projects
         ]
         with select.prevent(Select.Changed):
             select.set_options(options)
@@ -180,7 +187,7 @@ class LabelsPane(VerticalScroll):
         # an update re-lays out the screen, so only a change is drawn.
         if (text, kind) != self._status_shown:
             self._status_shown = (text, kind)
-            status.update(text)
+            status.update(plain(text, lines=True))
             status.set_classes(f"status -{kind}")
 
     # ------------------------------------------------------------ events

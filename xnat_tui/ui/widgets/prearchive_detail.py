@@ -1,12 +1,17 @@
-"""Detail of the highlighted prearchive entry: scans, last log message, archive preview."""
+"""Detail of the highlighted prearchive entry: scans, last log message, archive preview.
+
+Everything here but the words around it comes from the server: shown as plain text
+(``format.plain`` / ``format.assemble``), never parsed as markup.
+"""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.markup import escape
+from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from xnat_tui.ui.widgets.format import assemble, plain
 from xnat_tui.workflow.prearchive import Outcome, PrearchiveRow, SessionDetail, human_size
 
 _OUTCOME_STYLE = {
@@ -18,35 +23,34 @@ _OUTCOME_STYLE = {
 }
 
 
-def header_text(row: PrearchiveRow) -> str:
-    lines = [
-        f"[b]{escape(row.project)} / {escape(row.subject or '-')} / {escape(row.label)}[/b]"
-        f"  [{escape(row.status)}]",
-        f"StudyInstanceUID {escape(row.study_uid or '-')}",
-        f"uploaded {escape(row.get('uploaded') or '-')}   scan {escape(row.get('scan_date'))} "
-        f"{escape(row.get('scan_time'))}   {escape(row.get('autoarchive'))}",
-        f"url {escape(row.url)}",
-    ]
-    return "\n".join(lines)
+def header_text(row: PrearchiveRow) -> Content:
+    return assemble(
+        (f"{row.project} / {row.subject or '-'} / {row.label}", "b"),
+        f"  [{row.status}]\n",
+        f"StudyInstanceUID {row.study_uid or '-'}\n",
+        f"uploaded {row.get('uploaded') or '-'}   scan {row.get('scan_date')} "
+        f"{row.get('scan_time')}   {row.get('autoarchive')}\n",
+        f"url {row.url}",
+    )
 
 
-def preview_text(detail: SessionDetail) -> str:
+def preview_text(detail: SessionDetail) -> Content:
     if detail.preview_error:
-        return f"[$error]Archive preview unavailable:[/] {escape(detail.preview_error)}"
+        return assemble(("Archive preview unavailable:", "$error"), f" {detail.preview_error}")
     if detail.preview is None:
-        return ""
+        return Content("")
     style, word = _OUTCOME_STYLE[detail.preview.outcome]
-    return f"Archive now → [{style} b]{word}[/]: {escape(detail.preview.reason)}"
+    return assemble("Archive now → ", (word, f"{style} b"), f": {detail.preview.reason}")
 
 
-def log_text(detail: SessionDetail) -> str:
+def log_text(detail: SessionDetail) -> Content:
     if detail.log_error:
-        return f"[$text-muted]Log unavailable: {escape(detail.log_error)}[/]"
+        return assemble((f"Log unavailable: {detail.log_error}", "$text-muted"))
     text = detail.log.strip()
     if not text:
-        return "[$text-muted]No log entries.[/]"
+        return assemble(("No log entries.", "$text-muted"))
     style = "$error" if detail.row.status in ("ERROR", "CONFLICT") else "$text"
-    return f"Last log: [{style}]{escape(text)}[/]"
+    return assemble("Last log: ", (text, style))
 
 
 class PrearchiveDetail(VerticalScroll):
@@ -59,20 +63,20 @@ class PrearchiveDetail(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("No entry highlighted.", id="detail-header")
         yield Static("", id="detail-preview")
-        scans: DataTable[str] = DataTable(id="detail-scans", cursor_type="none")
+        scans: DataTable[object] = DataTable(id="detail-scans", cursor_type="none")
         scans.add_columns("Scan", "Description", "Files", "Size")
         yield scans
         yield Static("", id="detail-log")
 
     def clear_detail(self, message: str = "No entry highlighted.") -> None:
-        self.query_one("#detail-header", Static).update(message)
+        self.query_one("#detail-header", Static).update(plain(message, lines=True))
         self.query_one("#detail-preview", Static).update("")
         self.query_one("#detail-log", Static).update("")
         self.query_one("#detail-scans", DataTable).clear()
 
     def show_loading(self, row: PrearchiveRow) -> None:
         self.query_one("#detail-header", Static).update(header_text(row))
-        self.query_one("#detail-preview", Static).update("[$text-muted]Loading…[/]")
+        self.query_one("#detail-preview", Static).update(assemble(("Loading…", "$text-muted")))
 
     def show_detail(self, detail: SessionDetail) -> None:
         self.query_one("#detail-header", Static).update(header_text(detail.row))
@@ -81,13 +85,18 @@ class PrearchiveDetail(VerticalScroll):
         table.clear()
         for scan in detail.scans:
             files = "?" if scan.files is None else str(scan.files)
-            table.add_row(scan.id, scan.description, files, human_size(scan.size))
+            table.add_row(
+                plain(scan.id), plain(scan.description, limit=60), files, human_size(scan.size)
+            )
         log = log_text(detail)
         if detail.scans_error:
-            log = f"[$error]Scans unavailable: {escape(detail.scans_error)}[/]\n{log}"
+            log = assemble((f"Scans unavailable: {detail.scans_error}", "$error"), "\n") + log
         elif detail.scans:
             log = (
-                f"{len(detail.scans)} scans, {detail.total_files} files, "
-                f"{human_size(detail.total_size)}\n{log}"
+                assemble(
+                    f"{len(detail.scans)} scans, {detail.total_files} files, "
+                    f"{human_size(detail.total_size)}\n"
+                )
+                + log
             )
         self.query_one("#detail-log", Static).update(log)

@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 from rich.text import Text
 
 from xnat_tui.ui.widgets.cached_table import CachedDataTable
+from xnat_tui.ui.widgets.format import plain
 from xnat_tui.workflow.prearchive import PrearchiveRow
 
 # (column key, header, source column in XNAT's row)
@@ -25,6 +26,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("SOURCE", "Source", "SOURCE"),
 )
 
+CELL_LIMIT = 48
+
 CHECKED = "☑"
 UNCHECKED = "☐"
 WORKING = "⋯"
@@ -39,19 +42,21 @@ _STATUS_STYLE = {
 
 
 def _cell(row: PrearchiveRow, key: str, source: str, selected: bool, busy: bool) -> str | Text:
+    """A cell as shown: the server's values as plain text (never markup), each at most
+    ``CELL_LIMIT`` cells wide so one long value cannot push the others off screen."""
     if key == "sel":
         return WORKING if busy else CHECKED if selected else UNCHECKED
     if key == "project":
-        return row.project
+        return plain(row.project, limit=CELL_LIMIT)
     value = row.get(source)
     if key == "status":
-        return Text(value, style=_STATUS_STYLE.get(value, "italic"))
+        return plain(value, _STATUS_STYLE.get(value, "italic"), limit=CELL_LIMIT)
     if key == "tag" and len(value) > 28:
         # Full UID is in the detail pane; the tail is what differs between studies.
-        return "…" + value[-27:]
+        return plain("…" + value[-27:])
     if key in ("uploaded", "scan_date"):
-        return value.removesuffix(".0")
-    return value
+        return plain(value.removesuffix(".0"), limit=CELL_LIMIT)
+    return plain(value, limit=CELL_LIMIT)
 
 
 def _same(a: str | Text, b: str | Text) -> bool:

@@ -87,7 +87,7 @@ class ScansPane(Vertical):
                 human_bytes(scan.size),
                 f"filtered: {reason}" if reason else problems,
             ]
-            table.add_row(*(Text(c, style=style) for c in cells), key=scan.series_instance_uid)
+            table.add_row(*(fmt.plain(c, style) for c in cells), key=scan.series_instance_uid)
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
         chosen = len(item.included_scans(dropped))

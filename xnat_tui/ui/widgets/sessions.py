@@ -63,18 +63,19 @@ def row_cells(
     target = f"{item.subject}/{item.label}" if item.subject or item.label else "—"
     if routed_to and item.follow_routing is not False:
         target = f"{routed_to}/{target}"
+    # Everything from DICOM or the user's labels is external text: plain, never markup.
     return {
         "sel": fmt.check(item.selected),
-        "patient": s.patient_name or s.patient_id or "?",
-        "date": fmt.date(s.study_date),
-        "mod": "/".join(s.modalities) or s.modality,
-        "target": target,
+        "patient": fmt.plain(s.patient_name or s.patient_id or "?"),
+        "date": fmt.plain(fmt.date(s.study_date)),
+        "mod": fmt.plain("/".join(s.modalities) or s.modality),
+        "target": fmt.plain(target),
         "state": state_text(item.state, palette or {}),
         "scans": str(len(s.scans)),
         "files": str(s.file_count),
         "size": human_bytes(s.size),
         "problems": str(item.problem_count) if item.problem_count else "",
-        "desc": s.study_description,
+        "desc": fmt.plain(s.study_description),
     }
 
 

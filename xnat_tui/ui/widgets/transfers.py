@@ -45,14 +45,14 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 def job_cells(row: JobRow, palette: dict[str, str]) -> dict[str, str | Text]:
     colour = palette.get(_STATE_VAR.get(row.state, ""), "")
     return {
-        "label": row.label,
+        "label": fmt.plain(row.label),
         "state": Text(str(row.state), style=colour),
         "progress": bar(row.fraction),
         "bytes": f"{human_bytes(row.bytes_sent)}/{human_bytes(row.bytes_total)}",
         "files": f"{row.files_sent}/{row.files_total}",
         "rate": fmt.rate(row.rate) if row.state is JobState.SENDING else "—",
         "eta": fmt.eta(row.eta) if row.state is JobState.SENDING else "—",
-        "message": row.message,
+        "message": fmt.plain(row.message),  # the server's words: data
     }
 
 
