@@ -33,9 +33,12 @@ META_SOP_CLASS_KEY = "_meta_sop_class"
 PIXEL_KEY = "_pixel"  # "offset:length" of Pixel Data, length -1 when encapsulated
 VIA_KEY = "_via"  # "fast", "pydicom", or PARTIAL (header read up to MAX_HEADER only)
 PARTIAL = "partial"  # Pixel Data not reached within MAX_HEADER: its place is unknown
+ZEROS_KEY = "_zeros"  # offset where zero bytes replace the rest of the header
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
 # (tag) -> (keyword, VR). Everything the scanner, the checks and the routing need,
@@ -84,6 +87,8 @@ DEFAULT_TAGS: dict[int, tuple[str, str]] = {
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 PIXEL_DATA = 0x7FE00010
+# Float, Double Float and (integer) Pixel Data: an image has at most one of them.
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, PIXEL_DATA})
 FIRST_READ = 8192
 # Bytes read element by element before the header is given up (values skipped by a
 # seek, such as big private blocks, do not count). Real headers need a few KiB, the
@@ -168,6 +173,13 @@ def _zeros_detail(pos: int) -> str:
     return (
         f"not a valid DICOM dataset: zero bytes instead of DICOM header elements from "
         f"byte {pos:,} on (a zero-filled or sparse file?)"
+    )
+
+
+def zeros_tail_detail(pos: int) -> str:
+    return (
+        f"zero bytes instead of DICOM elements from byte {pos:,} on: the rest of the file "
+        f"was never written (cut short)"
     )
 
 
@@ -308,9 +320,11 @@ def _parse_dataset(
             raise NeedFallback  # out of order: pydicom copes, we must not guess
         last_tag = tag
         if tag >= 0x7FE00000 and tag != 0xFFFCFFFC:
-            if tag == PIXEL_DATA:
+            if tag in _PIXEL_TAGS:
                 return vpos, (-1 if length == _UNDEFINED else length)
-            return None  # float pixel data or later groups: nothing we need
+            if tag > PIXEL_DATA:
+                return None  # later groups: nothing we need, and no pixels
+            # (7FE0,0000) group length, extended offset table: skipped like any other
         if length == _UNDEFINED:
             pos = _skip_sequence(r, vpos, explicit and vr != b"UN", 0)
             continue
@@ -338,8 +352,14 @@ def _decode_text(data: bytes, charset: str) -> str:
     codec = _SIMPLE_CHARSETS.get(terms[0]) if len(terms) == 1 else None
     if codec is not None:
         return data.decode(codec, errors="replace")
+    return _decode_iso2022(data, charset)
+
+
+def _decode_iso2022(data: bytes, charset: str) -> str:
+    """pydicom's decoder: code extensions, escape sequences, per-delimiter resets."""
     from pydicom import charset as dicom_charset
 
+    terms = [t.strip() for t in charset.split("\\")]
     delims: set[int] = dicom_charset.TEXT_VR_DELIMS  # type: ignore[attr-defined]
     return dicom_charset.decode_bytes(data, dicom_charset.convert_encodings(terms), delims)
 
@@ -352,6 +372,9 @@ def _values(raw: Mapping[int, bytes], want: Mapping[int, tuple[str, str]]) -> di
     charset = ""
     if 0x00080005 in raw:
         charset = raw[0x00080005].decode("ascii", errors="replace").strip("\0 ")
+    # ISO 2022 code extensions switch character sets with ESC sequences inside
+    # 7-bit text (JIS X 0208, KS X 1001...): ASCII-looking bytes still need decoding.
+    escapes = "2022" in charset
     out: dict[str, str] = {}
     for tag, data in raw.items():
         keyword, vr = want[tag]
@@ -363,8 +386,16 @@ def _values(raw: Mapping[int, bytes], want: Mapping[int, tuple[str, str]]) -> di
             text = data.decode("ascii")
         except UnicodeDecodeError:
             text = _decode_text(data, charset)
+        else:
+            if escapes and "\x1b" in text:
+                text = _decode_iso2022(data, charset)
         if vr == "UI":
             value = text.rstrip("\0 ").strip()
+        elif vr == "PN":
+            value = text.rstrip("\0 ")
+            if "=" in value:
+                # pydicom drops empty trailing component groups ("Yamada^Tarou==")
+                value = "\\".join(v.rstrip("=") for v in value.split("\\"))
         elif vr in _SINGLE_VALUED:
             value = text.rstrip("\0 ")
         elif "\\" in text:
@@ -460,12 +491,13 @@ def fast_header(
         via = "fast"
         try:
             pixel = _parse_dataset(r, pos, explicit, want, raw)
-        except _Zeros:
-            # The header ends in zeros: what came before still places the file (an
-            # image then reads as cut short); with nothing usable, it is reported.
+        except _Zeros as exc:
+            # The header ends in zeros: what came before still places the file, which
+            # is reported as cut short; with nothing usable, it is reported as corrupt.
             if not _has_required(raw, want):
                 raise
             pixel = None
+            values[ZEROS_KEY] = str(exc.pos)
         except _TooLong:
             if not _has_required(raw, want):
                 raise
@@ -574,10 +606,13 @@ def pydicom_header(
     bounded: _Bounded | None = None
     stopped = False
     zeros_at = -1
+    pixel = ""
 
     def stop_when(tag: int, _vr: str | None, length: int) -> bool:
-        nonlocal stopped, zeros_at
-        if tag in (PIXEL_DATA, 0x7FE00008, 0x7FE00009):
+        nonlocal stopped, zeros_at, pixel
+        if tag in _PIXEL_TAGS:
+            if bounded is not None:  # called with the file just past the element header
+                pixel = f"{bounded.tell()}:{-1 if length == _UNDEFINED else length}"
             return True
         if tag == 0 and length == 0 and bounded is not None:
             zeros_at = bounded.tell() - 8  # the dataset ends in zeros (see fast_header)
@@ -597,11 +632,20 @@ def pydicom_header(
                 ts = meta.get("TransferSyntaxUID")
                 if ts:
                     values[TS_KEY] = str(ts)
-                sop_class = meta.get("MediaStorageSOPClassUID")
-                if sop_class:
-                    values[META_SOP_CLASS_KEY] = str(sop_class)
+                if len(meta):  # a file meta group was read: the key says so, even empty
+                    values[META_SOP_CLASS_KEY] = str(meta.get("MediaStorageSOPClassUID") or "")
             if TS_KEY not in values:
-                values[TS_KEY] = IMPLICIT_LE if ds.is_implicit_VR else EXPLICIT_LE
+                # No transfer syntax in the file: the encoding pydicom found (big
+                # endian is always explicit VR).
+                implicit, little = getattr(ds, "original_encoding", (None, None))
+                if implicit is None:
+                    implicit, little = ds.is_implicit_VR, ds.is_little_endian
+                values[TS_KEY] = (
+                    (IMPLICIT_LE if implicit else EXPLICIT_LE) if little else EXPLICIT_BE
+                )
+            # A deflated dataset is read from an inflated copy: no offsets in the file.
+            if pixel and values[TS_KEY] != _DEFLATED:
+                values[PIXEL_KEY] = pixel
             values[PART10_KEY] = "1" if getattr(ds, "preamble", None) is not None else "0"
             for tag, (keyword, _vr) in want.items():
                 if tag not in ds:
@@ -616,8 +660,10 @@ def pydicom_header(
                 if text != "":
                     values[keyword] = text
             missing = [k for k in REQUIRED if not values.get(k)]
-            if zeros_at >= 0 and missing:
-                raise HeaderError(ProblemKind.CORRUPT, _zeros_detail(zeros_at))
+            if zeros_at >= 0:
+                if missing:
+                    raise HeaderError(ProblemKind.CORRUPT, _zeros_detail(zeros_at))
+                values[ZEROS_KEY] = str(zeros_at)
             if stopped:
                 if missing:
                     raise HeaderError(ProblemKind.CORRUPT, _too_long_detail(missing))
@@ -668,3 +714,58 @@ def describe_non_dicom(head: bytes, size: int) -> str:
     if size < 132:
         return f"not DICOM: only {size} bytes, too short for a DICOM header"
     return "not DICOM: no 'DICM' marker at byte 128"
+
+
+_SEQ_END_HEADER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_SEQ_END_TAG = _SEQ_END_HEADER[:4]
+
+
+def fragments_problem(f: Any, offset: int, size: int) -> str | None:
+    """Why encapsulated Pixel Data whose first item starts at ``offset`` is cut short,
+    or None when its fragments end with their sequence delimiter inside the file.
+
+    Usually one read: the delimiter is the last 8 bytes of the file. When something
+    follows the pixels (padding, a signature) the item headers are walked. Should
+    they not be items at all, the delimiter's bytes are searched for after the
+    pixels, as pydicom's full read does.
+    """
+    if size >= offset + 8:
+        f.seek(size - 8)
+        if f.read(8) == _SEQ_END_HEADER:
+            return None
+    pos = offset
+    while pos + 8 <= size:
+        f.seek(pos)
+        hdr = f.read(8)
+        if len(hdr) < 8:
+            break
+        group, elem, length = _IMPLICIT.unpack(hdr)
+        tag = group << 16 | elem
+        if tag == _SEQ_END:
+            return None
+        if tag != _ITEM or length == _UNDEFINED:
+            return None if _find(f, _SEQ_END_TAG, offset, size) else _CUT_FRAGMENTS
+        pos += 8 + length
+    return _CUT_FRAGMENTS
+
+
+_CUT_FRAGMENTS = (
+    "compressed Pixel Data stops inside its fragments (no sequence delimiter): "
+    "the file was cut short"
+)
+
+
+def _find(f: Any, needle: bytes, start: int, end: int) -> bool:
+    chunk = 1 << 20
+    pos = start
+    tail = b""
+    while pos < end:
+        f.seek(pos)
+        data = f.read(min(chunk, end - pos))
+        if not data:
+            return False
+        if needle in tail + data:
+            return True
+        tail = data[-(len(needle) - 1) :]
+        pos += len(data)
+    return False

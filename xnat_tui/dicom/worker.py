@@ -19,10 +19,13 @@ from xnat_tui.dicom.header import (
     REQUIRED,
     TS_KEY,
     VIA_KEY,
+    ZEROS_KEY,
     HeaderError,
     NeedFallback,
     fast_header,
+    fragments_problem,
     pydicom_header,
+    zeros_tail_detail,
 )
 from xnat_tui.dicom.model import ProblemKind
 
@@ -65,11 +68,8 @@ def _pixel_problem(values: Mapping[str, str], size: int) -> tuple[str, str] | No
     pixel = values.get(PIXEL_KEY)
     rows, cols, bits = values.get("Rows"), values.get("Columns"), values.get("BitsAllocated")
     if pixel is None:
-        if rows and cols and bits and values.get(VIA_KEY) == "fast":
-            return (
-                ProblemKind.TRUNCATED,
-                "has image attributes (Rows, Columns) but no Pixel Data: the file was cut short",
-            )
+        # No pixels at all: non-image objects, CR/CSA objects with Rows and Columns
+        # but no Pixel Data. pydicom reads them fully, and so do we.
         return None
     offset_s, length_s = pixel.split(":")
     offset, length = int(offset_s), int(length_s)
@@ -142,6 +142,11 @@ def examine(
                 # Tags stored out of order or in an odd place: pydicom reads everything.
                 values, more = pydicom_header(path, want, force=values.get("_part10") == "0")
                 nread += more
+            where = values.get(PIXEL_KEY)
+            if where is not None and where.endswith(":-1") and not _missing(values):
+                cut = fragments_problem(f, int(where.split(":")[0]), size)
+                if cut is not None:
+                    return (path, size, mtime_ns, ProblemKind.TRUNCATED, cut, values, nread)
     except HeaderError as exc:
         return (path, size, mtime_ns, exc.kind, exc.detail, None, nread)
     except FileNotFoundError:
@@ -156,12 +161,19 @@ def examine(
 
     missing = _missing(values)
     if missing:
-        known = [k for k in ("SOPClassUID", "Modality", "PatientID", *REQUIRED) if values.get(k)]
-        if not known:
-            detail = "no DICOM attributes could be read (damaged, or garbage after 'DICM')"
+        lacks = "missing " + ", ".join(missing) + " (cannot be placed in a session)"
+        # A file meta header (its SOP class element, even empty) or any attribute of
+        # ours means the file was read: a stub or test object lacking the UIDs.
+        read = META_SOP_CLASS_KEY in values or any(k[0] != "_" for k in values)
+        if not read:
+            garbage = "no DICOM attributes could be read (damaged, or garbage after 'DICM')"
+            detail = f"{garbage}: {lacks}"
             return (path, size, mtime_ns, ProblemKind.CORRUPT, detail, None, nread)
-        detail = "missing " + ", ".join(missing) + " (cannot be placed in a session)"
-        return (path, size, mtime_ns, ProblemKind.INCOMPLETE, detail, values, nread)
+        return (path, size, mtime_ns, ProblemKind.INCOMPLETE, lacks, values, nread)
+    zeros = values.get(ZEROS_KEY)
+    if zeros is not None:
+        detail = zeros_tail_detail(int(zeros))
+        return (path, size, mtime_ns, ProblemKind.TRUNCATED, detail, values, nread)
     pixel = _pixel_problem(values, size)
     if pixel is not None:
         return (path, size, mtime_ns, pixel[0], pixel[1], values, nread)
