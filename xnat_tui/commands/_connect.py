@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TextIO
 
 from xnat_tui.config import Config, state_dir
+from xnat_tui.text import safe
 from xnat_tui.workflow import connect
 
 if TYPE_CHECKING:
@@ -88,9 +89,9 @@ def report_error(exc: BaseException, *, stream: TextIO | None = None) -> int:
             pass
         return EXIT_FAILED
     if isinstance(exc, XnatError):
-        print(f"error: {exc.message}", file=out)
+        print(f"error: {safe(exc.message, lines=True)}", file=out)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=out)
+            print(f"hint: {safe(exc.hint, lines=True)}", file=out)
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
-    print(f"error: {exc}", file=out)
+    print(f"error: {safe(exc, lines=True)}", file=out)
     return EXIT_FAILED

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from xnat_tui.text import pad, safe
 from xnat_tui.transfer.events import (
     EngineMessage,
     EventStream,
@@ -55,15 +56,16 @@ def plan_lines(plan: Plan) -> list[str]:
 def planned_job_lines(job: PlannedJob) -> list[str]:
     r = job.request
     mark = "ok " if job.ok else "NO "
-    src = str(r.session.root) if r.session.root else r.session.study_instance_uid
+    # Labels, paths, descriptions and server messages are external text: text.safe.
+    src = safe(r.session.root if r.session.root else r.session.study_instance_uid)
     extras = []
     if job.new_subject:
         extras.append("new subject")
     extras.append(str(job.verdict))
-    extras.append(f"dest={r.destination}")
+    extras.append(f"dest={safe(r.destination)}")
     if r.overwrite.value != "none":
         extras.append(f"overwrite={r.overwrite}")
-    target = job.target if r.project else "(no project: not routed)"
+    target = safe(job.target) if r.project else "(no project: not routed)"
     lines = [
         f"{mark}{target}  [{', '.join(extras)}]  "
         f"{len(job.series)} series, {job.files_total} files, {human_bytes(job.bytes_total)}",
@@ -71,15 +73,22 @@ def planned_job_lines(job: PlannedJob) -> list[str]:
     ]
     for d in job.dropped:
         num = d.series.series_number if d.series.series_number is not None else "?"
-        lines.append(f"     dropped series {num} {d.series.description!r}: {d.reason}")
+        lines.append(f"     dropped series {num} {_quoted(d.series.description)}: {safe(d.reason)}")
     for d in job.excluded:
         num = d.series.series_number if d.series.series_number is not None else "?"
-        lines.append(f"     excluded series {num} {d.series.description!r}: {d.reason}")
+        lines.append(
+            f"     excluded series {num} {_quoted(d.series.description)}: {safe(d.reason)}"
+        )
     for issue in job.issues:
         if issue.code in ("filtered", "burned-in-excluded"):
             continue
-        lines.append(f"     {issue.severity}: {issue.message}")
+        lines.append(f"     {issue.severity}: {safe(issue.message)}")
     return lines
+
+
+def _quoted(description: str) -> str:
+    """A series description in quotes (an empty one stays visible), made safe."""
+    return f"'{safe(description)}'"
 
 
 def job_dict(job: JobRecord, series: list[SeriesRecord]) -> dict[str, Any]:
@@ -145,7 +154,7 @@ def job_line(job: JobRecord, series: list[SeriesRecord]) -> str:
     size = human_bytes(sum(s.bytes for s in series))
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.updated))
     line = (
-        f"{job.id}  {state_text(job):<16} {job.display:<40} "
+        f"{job.id}  {state_text(job):<16} {pad(safe(job.display), 40)} "
         f"{done}/{len(series)} series  {size:>9}  {when}"
     )
     step = next_step(job)
@@ -213,8 +222,8 @@ class Reporter:
         if isinstance(event, ProgressTick):
             self._status(event)
         elif isinstance(event, JobStateChanged):
-            msg = f": {event.message}" if event.message else ""
-            self._print(f"{event.job_id} {event.label} {event.state.value}{msg}")
+            msg = f": {safe(event.message)}" if event.message else ""
+            self._print(f"{event.job_id} {safe(event.label)} {event.state.value}{msg}")
             if event.state.finished and self.mode != "quiet":
                 self.reported[event.job_id] = event.message
         elif isinstance(event, SeriesStateChanged):
@@ -222,10 +231,10 @@ class Reporter:
                 event.state is SeriesState.FAILED and event.message
             ):
                 num = event.series_number if event.series_number is not None else "?"
-                extra = f": {event.message}" if event.message else ""
+                extra = f": {safe(event.message)}" if event.message else ""
                 self._print(f"{event.job_id}   series {num} {event.state.value}{extra}")
         elif isinstance(event, EngineMessage):
-            self._print(f"{event.level}: {event.text}")
+            self._print(f"{event.level}: {safe(event.text, lines=True)}")
 
     async def consume(self, stream: EventStream) -> None:
         async for event in stream:
@@ -303,14 +312,14 @@ def summary(journal: Journal, ids: Iterable[str]) -> dict[str, Any]:
 
 def summary_line(job: dict[str, Any], reporter: Reporter | None = None) -> str:
     """One job of the final summary: its state and, unless it was just printed, why."""
-    target = f"{job['project']}/{job['subject']}/{job['session']}"
+    target = safe(f"{job['project']}/{job['subject']}/{job['session']}")
     line = f"{job['id']}  {job['state']:<9} {target}"
     message = job["message"]
     if job["state"] == JobState.VERIFIED.value or not message:
         return line
     if reporter is not None and reporter.reported.get(job["id"]) == message:
         return line + "  (reason above)"
-    return f"{line}  {message}"
+    return f"{line}  {safe(message)}"
 
 
 def reporter_mode(json_output: bool, stream: TextIO | None = None) -> str:

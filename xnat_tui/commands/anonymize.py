@@ -22,6 +22,7 @@ from xnat_tui.commands._args import (
     add_connection_arguments,
     parse_variables,
 )
+from xnat_tui.text import cells, pad, safe, safe_streams
 
 if TYPE_CHECKING:
     from xnat_tui.dicom.dicomedit import Anonymizer, Script, TagChange
@@ -123,7 +124,9 @@ def _files(paths: Sequence[Path], unreadable: list[str]) -> Iterator[Path]:
     for event in walk(paths):
         if isinstance(event, Problem):
             if event.severity != "info":
-                print(f"xnat-tui anonymize: {event.path}: {event.detail}", file=sys.stderr)
+                print(
+                    f"xnat-tui anonymize: {safe(event.path)}: {safe(event.detail)}", file=sys.stderr
+                )
                 unreadable.append(event.path)
             continue
         for name, _size, _mtime in event.files:
@@ -247,16 +250,17 @@ def _series_key(path: Path) -> tuple[str, str]:
 def _render(changes: Sequence[TagChange]) -> str:
     if not changes:
         return "  (no changes)"
-    width = min(max(len(c.keyword) for c in changes), 36)
+    # DICOM values before and after: made safe (text.safe), never printed raw.
+    width = min(max(cells(safe(c.keyword)) for c in changes), 36)
     rows = []
     for c in changes:
-        kw = c.keyword[:width].ljust(width)
+        kw = pad(safe(c.keyword), width)
         if c.kind == "changed":
-            value = f"{c.before}  ->  {c.after}"
+            value = f"{safe(c.before)}  ->  {safe(c.after)}"
         elif c.kind == "removed":
-            value = f"{c.before}"
+            value = f"{safe(c.before)}"
         else:
-            value = f"{c.after}"
+            value = f"{safe(c.after)}"
         rows.append(f"  {c.kind:<8} {c.tag:<13} {kw}  {value}")
     return "\n".join(rows)
 
@@ -284,7 +288,7 @@ def _preview(
             changes = preview_file(anon, path, variables)
         except AnonymizationError as exc:
             failed += 1
-            print(f"xnat-tui anonymize: {path}: {exc}", file=sys.stderr)
+            print(f"xnat-tui anonymize: {safe(path)}: {safe(exc)}", file=sys.stderr)
             report.append({"path": str(path), "error": str(exc)})
             continue
         if args.json:
@@ -298,7 +302,7 @@ def _preview(
             )
         else:
             what = f"series {label}, " if label else ""
-            print(f"== {path}  ({what}{count} file{'s' if count != 1 else ''})")
+            print(f"== {safe(path)}  ({what}{count} file{'s' if count != 1 else ''})")
             print(_render(changes))
     if args.json:
         json.dump(report, sys.stdout, ensure_ascii=False, indent=1)
@@ -378,7 +382,7 @@ def _write_copies(
         path = Path(path_text)
         if data is None:
             failed += 1
-            print(f"xnat-tui anonymize: {path}: {error}", file=sys.stderr)
+            print(f"xnat-tui anonymize: {safe(path)}: {safe(error)}", file=sys.stderr)
             continue
         dest = out_dir / path.resolve().relative_to(root)
         if dest.resolve() in sources:  # pragma: no cover - excluded by the check above
@@ -399,6 +403,7 @@ def _write_copies(
 def run(args: argparse.Namespace) -> int:
     from xnat_tui.dicom.dicomedit import Anonymizer, ScriptError, parse_lookup_table
 
+    safe_streams()
     try:
         missing = [p for p in args.paths if not os.path.lexists(p)]
         if missing:
@@ -439,9 +444,12 @@ def run(args: argparse.Namespace) -> int:
             if kind == "dicom":
                 files.append(f)
             elif kind == "dicomdir":
-                print(f"xnat-tui anonymize: {f}: DICOMDIR skipped (it lists PHI)", file=sys.stderr)
+                print(
+                    f"xnat-tui anonymize: {safe(f)}: DICOMDIR skipped (it lists PHI)",
+                    file=sys.stderr,
+                )
             else:
-                print(f"xnat-tui anonymize: {f}: not DICOM, skipped", file=sys.stderr)
+                print(f"xnat-tui anonymize: {safe(f)}: not DICOM, skipped", file=sys.stderr)
         if not files:
             print("xnat-tui anonymize: no DICOM files found", file=sys.stderr)
             return EXIT_FAILED
@@ -458,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         return code
     except _Usage as exc:
-        print(f"xnat-tui anonymize: {exc}", file=sys.stderr)
+        print(f"xnat-tui anonymize: {safe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
         from xnat_tui.xnat.errors import XnatError

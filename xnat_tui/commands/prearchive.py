@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
+from xnat_tui.text import cells, pad, safe, safe_streams
 
 if TYPE_CHECKING:
     from xnat_tui.workflow.prearchive import ActionRequest, ActionResult, PrearchiveRow, TriageOps
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
 
+    safe_streams()
     try:
         import asyncio  # here, not at the top: every CLI start imports this module
 
@@ -123,13 +125,14 @@ async def _list(ops: TriageOps, args: argparse.Namespace) -> int:
     if not rows:
         print("No prearchive sessions" + (f" in {args.project}" if args.project else "") + ".")
         return EXIT_OK
+    # The server's values, made safe; columns padded in terminal cells.
     table = [list(LIST_COLUMNS)] + [
-        [r.project if c == "project" else r.get(c) for c in LIST_COLUMNS] for r in rows
+        [safe(r.project if c == "project" else r.get(c)) for c in LIST_COLUMNS] for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(LIST_COLUMNS) - 1)]
+    widths = [max(cells(row[i]) for row in table) for i in range(len(LIST_COLUMNS) - 1)]
     for row in table:
-        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]))
+        padded = [pad(cell, w) for cell, w in zip(row, widths, strict=False)]
+        print("  ".join([*padded, row[-1]]))
     return EXIT_OK
 
 
@@ -180,7 +183,7 @@ def _confirm(args: argparse.Namespace, question: str, lines: list[str]) -> bool 
         return True
     if not sys.stdin.isatty():
         return None
-    print("\n".join(lines))
+    print("\n".join(safe(line) for line in lines))
     answer = input(f"{question} [y/N] ").strip().lower()
     return answer in ("y", "yes")
 
@@ -249,9 +252,9 @@ def _report(results: list[ActionResult], as_json: bool) -> None:
         return
     for r in results:
         if r.ok:
-            print(f"ok      {r.url}  {r.message}")
+            print(f"ok      {safe(r.url)}  {safe(r.message)}")
         else:
-            print(f"FAILED  {r.url}  {r.message}", file=sys.stderr)
+            print(f"FAILED  {safe(r.url)}  {safe(r.message)}", file=sys.stderr)
     failed = sum(1 for r in results if not r.ok)
     if failed:
         print(f"{failed} of {len(results)} failed", file=sys.stderr)

@@ -7,7 +7,6 @@ Exit codes: 0 the scan ran (problems are reported, not fatal); 1 nothing readabl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import json
@@ -23,6 +22,7 @@ from xnat_tui.commands._args import (
     path_argument,
     shard_argument,
 )
+from xnat_tui.text import pad, safe, safe_streams
 from xnat_tui.units import human_bytes
 
 if TYPE_CHECKING:
@@ -88,31 +88,33 @@ def _progress_line(p: ScanProgress) -> str:
 
 
 def _session_text(s: Session, out: list[str]) -> None:
+    # Every DICOM value and path goes through text.safe: shown, never obeyed, and the
+    # columns are padded in terminal cells.
+    description = f"  {safe(s.study_description)}" if s.study_description else ""
     out.append("")
     out.append(
-        f"{s.patient_id or '(no PatientID)'}  {s.patient_name}  {_date(s.study_date)}  "
-        f"{'/'.join(s.modalities) or '?'}  {s.study_description!r}"
-        + (f"  accession {s.accession_number}" if s.accession_number else "")
+        f"{safe(s.patient_id) or '(no PatientID)'}  {safe(s.patient_name)}  "
+        f"{safe(_date(s.study_date))}  {safe('/'.join(s.modalities)) or '?'}{description}"
+        + (f"  accession {safe(s.accession_number)}" if s.accession_number else "")
         + f"  ({s.file_count} files, {human_bytes(s.size)})"
     )
-    out.append(f"  study  {s.study_instance_uid}")
-    out.append(f"  root   {s.root}")
+    out.append(f"  study  {safe(s.study_instance_uid)}")
+    out.append(f"  root   {safe(s.root)}")
     for r in s.routing:
         out.append(
-            f"  routing  project={r.project or '-'} subject={r.subject or '-'} "
-            f"session={r.session or '-'}  (from {r.source})"
+            f"  routing  project={safe(r.project) or '-'} subject={safe(r.subject) or '-'} "
+            f"session={safe(r.session) or '-'}  (from {safe(r.source)})"
         )
     out.append(f"  {'#':>5}  {'Series description':<32} {'Mod':<4} {'Files':>6} {'Size':>10}")
     for sc in s.sorted_scans():
-        desc = (
-            sc.series_description
-            if len(sc.series_description) <= 32
-            else sc.series_description[:31] + "…"
-        )
+        desc = pad(safe(sc.series_description), 32)
         size = human_bytes(sc.size)
-        out.append(f"  {sc.label:>5}  {desc:<32} {sc.modality:<4} {sc.file_count:>6} {size:>10}")
+        out.append(
+            f"  {pad(safe(sc.label), 5, right=True)}  {desc} {pad(safe(sc.modality), 4)} "
+            f"{sc.file_count:>6} {size:>10}"
+        )
     for p in s.problems + [p for sc in s.sorted_scans() for p in sc.problems]:
-        out.append(f"  ! {p.severity:<7} {p.kind}: {p.detail}")
+        out.append(f"  ! {p.severity:<7} {p.kind}: {safe(p.detail)}")
 
 
 def _problems_text(problems: list[Problem], all_problems: bool, out: list[str]) -> None:
@@ -128,7 +130,7 @@ def _problems_text(problems: list[Problem], all_problems: bool, out: list[str]) 
         out.append(f"  {kind} ({len(items)}):")
         shown = items if all_problems else items[:PROBLEMS_PER_KIND]
         for p in shown:
-            out.append(f"    {p.path}: {p.detail}")
+            out.append(f"    {safe(p.path)}: {safe(p.detail)}")
         if len(shown) < len(items):
             out.append(f"    ... and {len(items) - len(shown)} more (--all-problems or --json)")
 
@@ -177,7 +179,10 @@ def _routing_patterns() -> list[PatternLike]:
     try:
         return list(config.load().defaults.routing_patterns)
     except config.ConfigError as exc:
-        print(f"xnat-tui scan: {exc} (scanning with the default routing patterns)", file=sys.stderr)
+        print(
+            f"xnat-tui scan: {safe(exc)} (scanning with the default routing patterns)",
+            file=sys.stderr,
+        )
         return list(config.Defaults().routing_patterns)
 
 
@@ -185,10 +190,11 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.dicom.model import ScanSummary
     from xnat_tui.dicom.scan import scan
 
+    safe_streams()
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
         for p in missing:
-            print(f"xnat-tui scan: {p}: no such file or directory", file=sys.stderr)
+            print(f"xnat-tui scan: {safe(p)}: no such file or directory", file=sys.stderr)
         return EXIT_USAGE
     if args.workers is not None and args.workers < 1:
         print("xnat-tui scan: --workers must be at least 1", file=sys.stderr)
@@ -236,9 +242,8 @@ def run(args: argparse.Namespace) -> int:
                 text = json.dumps(data, ensure_ascii=True)
             sys.stdout.write(text + "\n")
         else:
-            # Like ls: file names that are not valid UTF-8 are printed as their bytes.
-            with contextlib.suppress(AttributeError, ValueError):
-                sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+            # Values are made safe (text.safe: bytes that are not UTF-8 as \xNN); what
+            # the terminal's encoding cannot write is replaced (safe_streams).
             print(render_text(summary, all_problems=args.all_problems))
         sys.stdout.flush()
     except BrokenPipeError:

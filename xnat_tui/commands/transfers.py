@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
+from xnat_tui.text import safe, safe_streams
 
 if TYPE_CHECKING:
     from xnat_tui.transfer.journal import JobRecord, Journal
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
     from xnat_tui.transfer.journal import Journal, JournalError
 
+    safe_streams()
     paths: list[Path] = args.journal or []
     if len(paths) > 1 and args.transfers_command != "list":
         print(
@@ -208,9 +210,9 @@ def _show(journal: Journal, args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"job        {job.id}  ({job.state.value}{', running in ' + holder if holder else ''})")
-    print(f"target     {job.server} {job.display}  as {job.username}")
-    print(f"study      {job.study_uid}")
-    print(f"source     {job.source_root}")
+    print(f"target     {safe(job.server)} {safe(job.display)}  as {safe(job.username)}")
+    print(f"study      {safe(job.study_uid)}")
+    print(f"source     {safe(job.source_root)}")
     anon = job.anonymization
     opts = job.anon_options.for_profile(anon).key()
     if opts:
@@ -219,13 +221,13 @@ def _show(journal: Journal, args: argparse.Namespace) -> int:
         anon += " vars " + " ".join(f"{k}={v}" for k, v in sorted(job.anon_variables.items()))
     print(f"options    dest={job.destination} overwrite={job.overwrite} anon={anon}")
     if job.prearchive_uri:
-        print(f"prearchive {job.prearchive_uri}")
+        print(f"prearchive {safe(job.prearchive_uri)}")
     if job.result_uri:
-        print(f"result     {job.result_uri} ({'archived' if job.archived else 'prearchive'})")
+        print(f"result     {safe(job.result_uri)} ({'archived' if job.archived else 'prearchive'})")
     if job.message:
-        print(f"message    {job.message}")
+        print(f"message    {safe(job.message)}")
     if job.receipt:
-        print(f"receipt    {job.receipt}")
+        print(f"receipt    {safe(job.receipt)}")
     for s in series:
         num = s.number if s.number is not None else "?"
         msg = f"  {s.message}" if s.message else ""
@@ -359,7 +361,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
                 await anons.prepare_job(client, j)
             except Exception as exc:  # AnonymizationRefused, or the scripts could not be fetched
                 # The job's series then fail before sending (transform_for refuses too).
-                print(f"error: {j.id}: {exc}", file=sys.stderr)
+                print(f"error: {j.id}: {safe(exc)}", file=sys.stderr)
         engine = TransferEngine(
             port,
             journal,
@@ -384,7 +386,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
                 for j in jobs:
                     for path in journal.drop_missing_files(j.id):
                         if not quiet:
-                            print(f"{j.id}: skipping vanished file {path}", file=sys.stderr)
+                            print(f"{j.id}: skipping vanished file {safe(path)}", file=sys.stderr)
             await engine.start(resume=False)
             ids = await engine.retry(args.id and jobs[0].id)
         busy = [j.id for j in jobs if j.id not in ids and journal.holder(j.id)]

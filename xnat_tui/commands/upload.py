@@ -27,6 +27,7 @@ from xnat_tui.commands._args import (
     path_argument,
     shard_argument,
 )
+from xnat_tui.text import safe, safe_streams
 
 if TYPE_CHECKING:
     from xnat_tui.commands._console import Reporter
@@ -136,9 +137,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
 
+    safe_streams()
     problem = _usage_problem(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {safe(problem)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return asyncio.run(_main(args))
@@ -233,7 +235,7 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         config = load()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     d = config.defaults
 
@@ -318,7 +320,7 @@ async def _main(args: argparse.Namespace) -> int:
                 print(json.dumps({"dry_run": True, "plan": plan.to_dict()}, indent=2))
             return EXIT_OK if plan.ok else EXIT_FAILED
         if refused:
-            print(f"error: {refused}", file=sys.stderr)
+            print(f"error: {safe(refused)}", file=sys.stderr)
         if not plan.sendable or refused:
             if args.json:
                 print(json.dumps({"plan": plan.to_dict(), "ok": False, "jobs": []}, indent=2))

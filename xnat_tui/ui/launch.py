@@ -239,7 +239,8 @@ def run_tui(args: argparse.Namespace) -> int:
         result = app.run()
         # A crash (an unhandled exception: Textual prints the traceback) exits with
         # Textual's non-zero return code, never 0.
-        return app.return_code or int(result or 0)
+        crashed: int | None = getattr(app, "return_code", None)
+        return crashed or int(result or 0)
     finally:
         if sandbox is not None:
             sandbox.stop()
