@@ -742,7 +742,7 @@ def fragments_problem(f: Any, offset: int, size: int) -> str | None:
         group, elem, length = _IMPLICIT.unpack(hdr)
         tag = group << 16 | elem
         if tag == _SEQ_END:
-            return None
+            return trailing_problem(f, pos + 8, size, EXPLICIT_LE)
         if tag != _ITEM or length == _UNDEFINED:
             return None if _find(f, _SEQ_END_TAG, offset, size) else _CUT_FRAGMENTS
         pos += 8 + length
@@ -769,3 +769,52 @@ def _find(f: Any, needle: bytes, start: int, end: int) -> bool:
         tail = data[-(len(needle) - 1) :]
         pos += len(data)
     return False
+
+
+_MAX_TRAILING = 64
+_BIG_EXPLICIT = struct.Struct(">HH2sH")
+
+
+def trailing_problem(f: Any, pos: int, size: int, ts: str) -> str | None:
+    """Why the elements after the pixels (trailing padding, private blocks) are cut
+    short, or None. Rarely anything is there; a few element headers at most are read.
+    When unsure (sequences, a deflated dataset, many elements) it says nothing."""
+    if pos >= size or ts == _DEFLATED:
+        return None
+    explicit = ts != IMPLICIT_LE
+    big = ts == EXPLICIT_BE
+    for _ in range(_MAX_TRAILING):
+        if pos >= size:
+            return None
+        f.seek(pos)
+        hdr = f.read(12)
+        if len(hdr) < 8:
+            return _CUT_TRAILING
+        if explicit:
+            group, elem, vr, length = (_BIG_EXPLICIT if big else _EXPLICIT).unpack_from(hdr)
+            if group == 0xFFFE:
+                return None  # an item or delimiter out here: pydicom decides, not us
+            if vr in _LONG_VRS:
+                if len(hdr) < 12:
+                    return _CUT_TRAILING
+                length = struct.unpack_from(">I" if big else "<I", hdr, 8)[0]
+                vpos = pos + 12
+            elif vr in _VALID_VRS:
+                vpos = pos + 8
+            else:
+                return None
+        else:
+            length = _U32.unpack_from(hdr, 4)[0]
+            vpos = pos + 8
+        if length == _UNDEFINED:
+            return None
+        pos = vpos + length
+        if pos > size:
+            return _CUT_TRAILING
+    return None
+
+
+_CUT_TRAILING = (
+    "an element after Pixel Data (trailing padding, a private block) stops before its "
+    "declared end: the file was cut short"
+)

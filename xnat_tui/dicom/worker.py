@@ -25,6 +25,7 @@ from xnat_tui.dicom.header import (
     fast_header,
     fragments_problem,
     pydicom_header,
+    trailing_problem,
     zeros_tail_detail,
 )
 from xnat_tui.dicom.model import ProblemKind
@@ -143,8 +144,14 @@ def examine(
                 values, more = pydicom_header(path, want, force=values.get("_part10") == "0")
                 nread += more
             where = values.get(PIXEL_KEY)
-            if where is not None and where.endswith(":-1") and not _missing(values):
-                cut = fragments_problem(f, int(where.split(":")[0]), size)
+            if where is not None and not _missing(values):
+                start, length = (int(n) for n in where.split(":"))
+                if length < 0:
+                    cut = fragments_problem(f, start, size)
+                elif start + length < size:  # something follows the pixels
+                    cut = trailing_problem(f, start + length, size, values.get(TS_KEY, ""))
+                else:
+                    cut = None
                 if cut is not None:
                     return (path, size, mtime_ns, ProblemKind.TRUNCATED, cut, values, nread)
     except HeaderError as exc:

@@ -284,3 +284,20 @@ def test_stubs_without_uids_name_the_missing_uids() -> None:
     assert kind == ProblemKind.INCOMPLETE
     assert "StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID" in detail
     assert "no DICOM attributes could be read" not in detail
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_jp2klossless.dcm", "MR_small.dcm"])
+def test_an_element_after_the_pixels_cut_short_is_seen(tmp_path: Path, name: str) -> None:
+    """These files end with (FFFC,FFFC) Data Set Trailing Padding after the pixels."""
+    data = (WHEEL / name).read_bytes()
+    padding = data.rindex(b"\xfc\xff\xfc\xff")
+    assert padding > _pixel_offset(data)
+    assert _examine(WHEEL / name)[0] == ""
+    for cut in (padding + 6, padding + 14, len(data) - 1):
+        path = tmp_path / f"{cut}.dcm"
+        path.write_bytes(data[:cut])
+        kind, detail, _values = _examine(path)
+        assert kind == ProblemKind.TRUNCATED, (cut, detail)
+    path = tmp_path / "no_padding.dcm"
+    path.write_bytes(data[:padding])  # cut at an element boundary: complete
+    assert _examine(path)[0] == ""
