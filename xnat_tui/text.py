@@ -51,7 +51,9 @@ def _visible(ch: str) -> str:
     return ""
 
 
-def safe(value: object, *, lines: bool = False, limit: int | None = None) -> str:
+def safe(
+    value: object, *, lines: bool = False, limit: int | None = None, same_length: bool = False
+) -> str:
     """``value`` as text that is safe to print and to wrap in a Rich ``Text``.
 
     ``lines``: keep line breaks (``\\n``; ``\\r\\n`` and ``\\r`` become ``\\n``) and
@@ -60,6 +62,8 @@ def safe(value: object, *, lines: bool = False, limit: int | None = None) -> str
     cells and labels. ``limit``: at most this many terminal cells, cut with "…"
     (a column that would otherwise grow with a 200-character description).
     ``None`` is "", bytes are decoded as UTF-8 (undecodable bytes shown as ``\\xNN``).
+    ``same_length``: one visible character for each (C0 controls as their pictures, the
+    rest as "�"), for an editable field whose cursor counts characters.
     """
     if value is None:
         return ""
@@ -73,7 +77,13 @@ def safe(value: object, *, lines: bool = False, limit: int | None = None) -> str
             text = text.expandtabs(4)
     if not text.isascii() or not text.isprintable():
         keep = "\n" if lines else ""
-        text = "".join(ch if ch in keep else _visible(ch) or ch for ch in text)
+        if same_length:
+            text = "".join(
+                ch if ch in keep or not _visible(ch) else _visible(ch)[:1].replace("\\", "\ufffd")
+                for ch in text
+            )
+        else:
+            text = "".join(ch if ch in keep else _visible(ch) or ch for ch in text)
     if limit is not None:
         text = fit(text, limit)
     return text

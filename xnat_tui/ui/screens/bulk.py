@@ -14,7 +14,7 @@ from textual.worker import Worker
 from xnat_tui.ui.messages import TargetsChecked
 from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.validators import LabelRule, PatternRule
-from xnat_tui.ui.widgets.format import plain
+from xnat_tui.ui.widgets.format import VisibleControls, plain
 from xnat_tui.ui.widgets.sessions import state_text
 from xnat_tui.workflow.workbench import SessionItem
 
@@ -66,6 +66,7 @@ class BulkScreen(AppScreen, Screen[str | None]):
                     yield Label("Subject pattern")
                     yield Input(
                         wb.subject_pattern,
+                        highlighter=VisibleControls(),
                         id="subject-pattern",
                         compact=True,
                         validators=[PatternRule()],
@@ -74,6 +75,7 @@ class BulkScreen(AppScreen, Screen[str | None]):
                     yield Label("Session pattern")
                     yield Input(
                         wb.session_pattern,
+                        highlighter=VisibleControls(),
                         id="session-pattern",
                         compact=True,
                         validators=[PatternRule()],
@@ -86,12 +88,14 @@ class BulkScreen(AppScreen, Screen[str | None]):
                 row.border_title = "Highlighted row"
                 yield Input(
                     placeholder="subject",
+                    highlighter=VisibleControls(),
                     id="row-subject",
                     compact=True,
                     validators=[LabelRule("subject label")],
                 )
                 yield Input(
                     placeholder="session",
+                    highlighter=VisibleControls(),
                     id="row-session",
                     compact=True,
                     validators=[LabelRule("session label")],

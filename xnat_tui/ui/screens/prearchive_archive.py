@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from xnat_tui.text import safe
 from xnat_tui.ui.screens.prearchive_work import lazy
 from xnat_tui.ui.validators import LabelRule
-from xnat_tui.ui.widgets.format import assemble, plain
+from xnat_tui.ui.widgets.format import VisibleControls, assemble, plain
 from xnat_tui.workflow.prearchive import (
     OVERWRITE_MODES,
     Action,
@@ -140,6 +140,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
                     yield Label("Subject")
                     yield Input(
                         first.subject,
+                        highlighter=VisibleControls(),
                         id="archive-subject",
                         validators=[LabelRule("subject label")],
                         compact=True,
@@ -148,6 +149,7 @@ class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
                     yield Label("Session")
                     yield Input(
                         first.label,
+                        highlighter=VisibleControls(),
                         id="archive-label",
                         validators=[LabelRule("session label")],
                         compact=True,

@@ -6,6 +6,7 @@ External text is shown through ``plain`` (``xnat_tui.text.safe`` in a Rich ``Tex
 
 from __future__ import annotations
 
+from rich.highlighter import Highlighter
 from rich.style import Style
 from rich.text import Text
 from textual.content import Content
@@ -57,3 +58,14 @@ def assemble(*parts: object | tuple[object, str], lines: bool = True) -> Content
         value, style = part if isinstance(part, tuple) else (part, "")
         pieces.append((safe(value, lines=lines), style))
     return Content.assemble(*pieces)
+
+
+class VisibleControls(Highlighter):
+    """For an ``Input`` holding external text (a label from DICOM or the server): its
+    control characters are drawn as symbols, one for one, so the cursor stays right;
+    the value itself is unchanged (the validators report what is wrong with it)."""
+
+    def highlight(self, text: Text) -> None:
+        shown = safe(text.plain, same_length=True)
+        if shown != text.plain:
+            text.plain = shown

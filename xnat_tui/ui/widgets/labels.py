@@ -19,7 +19,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
 from xnat_tui.ui.validators import LabelRule
-from xnat_tui.ui.widgets.format import plain
+from xnat_tui.ui.widgets.format import VisibleControls, plain
 from xnat_tui.workflow.workbench import ProjectSummary, RowState, SessionItem
 
 
@@ -88,6 +88,7 @@ class LabelsPane(VerticalScroll):
         yield Label("Subject")
         yield Input(
             placeholder="subject label",
+            highlighter=VisibleControls(),
             id="subject",
             compact=True,
             suggester=self._suggester,
@@ -97,6 +98,7 @@ class LabelsPane(VerticalScroll):
         yield Label("Session")
         yield Input(
             placeholder="session label",
+            highlighter=VisibleControls(),
             id="session",
             compact=True,
             validators=[LabelRule("session label")],
