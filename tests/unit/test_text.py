@@ -166,3 +166,23 @@ def test_upload_plan_lines_contain_no_escape() -> None:
     assert "PILOT/S␛[1m/L[/x]" in text
     assert "s\\xff" in text
     assert "the server said ␛[31mno␀" in text
+
+
+def test_a_tui_that_dies_of_an_exception_exits_non_zero(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Textual prints the traceback and sets return_code 1; run() itself returns None."""
+    import argparse
+    from types import SimpleNamespace
+
+    from xnat_tui.ui import launch
+
+    crashed = SimpleNamespace(run=lambda: None, return_code=1)
+    monkeypatch.setenv("XNAT_TUI_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setattr(launch, "build_app", lambda args, cfg, start_path: crashed)
+    monkeypatch.setattr(launch, "keys_from_terminal", lambda: "")
+    monkeypatch.setattr(launch, "tune_runtime", lambda: None)
+    args = argparse.Namespace(path=tmp_path, sandbox=False, server=None, profile=None)
+    assert launch.run_tui(args) == 1
+    crashed.return_code = 0
+    assert launch.run_tui(args) == 0
