@@ -250,6 +250,10 @@ def _skip_item(r: _Reader, pos: int, explicit: bool, depth: int) -> int:
         tag, vr, length, vpos = _element_header(r, pos, explicit)
         if tag == _ITEM_END:
             return vpos
+        if tag >> 16 == 0xFFFE:
+            # An item or sequence delimiter where an element should be: the item's own
+            # delimiter is missing. Never valid; pydicom decides (it refuses such files).
+            raise NeedFallback
         if tag == 0 and length == 0:
             raise _Zeros(pos)  # implicit VR: else the walk would crawl through them all
         if length == _UNDEFINED:
@@ -473,7 +477,11 @@ def fast_header(
                 raise _Truncated
             pos = vpos + length
         if values[PART10_KEY] == "1" and pos >= r.size:
-            raise HeaderError(ProblemKind.TRUNCATED, "file ends inside the DICOM meta header")
+            raise HeaderError(
+                ProblemKind.TRUNCATED,
+                "file ends inside the DICOM meta header: missing StudyInstanceUID, "
+                "SeriesInstanceUID, SOPInstanceUID (cannot be placed in a session)",
+            )
         if 0x00020002 in meta:
             values[META_SOP_CLASS_KEY] = meta[0x00020002].decode("ascii", "replace").strip("\0 ")
         if 0x00020010 in meta:
@@ -659,6 +667,9 @@ def pydicom_header(
                 text = _pydicom_str(elem.value)
                 if text != "":
                     values[keyword] = text
+            stray = _stray_delimiter(ds)
+            if stray:
+                raise HeaderError(ProblemKind.CORRUPT, stray)
             missing = [k for k in REQUIRED if not values.get(k)]
             if zeros_at >= 0:
                 if missing:
@@ -685,6 +696,31 @@ def pydicom_header(
     finally:
         logger.setLevel(saved_level)
     return values, bounded.count if bounded is not None else 0
+
+
+def _stray_delimiter(ds: Any, depth: int = 0) -> str:
+    """Why the items of ``ds``'s sequences are malformed ('' when they are not).
+
+    pydicom reads a sequence item whose delimiter is missing by swallowing what follows
+    (the next item, the sequence's end) as elements of the item; it refuses the file
+    only when those are converted, which a header read never does. An item or delimiter
+    tag among an item's elements is that case: the file cannot be read fully.
+    """
+    from pydicom.sequence import Sequence
+
+    for elem in ds.elements():
+        tag = int(elem.tag)
+        if depth and tag >> 16 == 0xFFFE:
+            return (
+                f"a sequence item lacks its delimiter: ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
+                "appears among its elements (the file cannot be read as DICOM)"
+            )
+        if isinstance(elem.value, Sequence):
+            for item in elem.value:
+                found = _stray_delimiter(item, depth + 1)
+                if found:
+                    return found
+    return ""
 
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (

@@ -10,9 +10,8 @@ The rule, per generated file (``dicom_transforms.disagreement``):
   names every missing UID;
 - pydicom cannot read it fully: the scanner never places it as an intact instance.
 
-The scanner is driven through ``scan_all`` on a folder holding only that file. Cases
-where the scanner disagrees today are kept as strict xfails whose reason states the
-disagreement; fixing the scanner turns them into XPASS failures, so drop the mark then.
+The scanner is driven through ``scan_all`` on a folder holding only that file. Every
+case agrees; a disagreement found later is a bug to fix, not a case to mark.
 """
 
 from __future__ import annotations
@@ -246,15 +245,6 @@ def test_truncation_at_every_element_boundary_and_inside_elements(
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a Part 10 file cut inside or right after its File Meta group reads in pydicom "
-        "as an empty dataset (no error): the scanner says 'truncated: file ends inside "
-        "the DICOM meta header' instead of naming the missing StudyInstanceUID, "
-        "SeriesInstanceUID, SOPInstanceUID"
-    ),
-)
 @pytest.mark.parametrize("cut", ["after-DICM", "inside-meta", "after-meta"])
 def test_cut_in_the_file_meta_names_the_missing_uids(tmp_path: Path, cut: str) -> None:
     data, uid = _source("ct", "explicit")
@@ -271,14 +261,6 @@ def _after_pixel_data(case: str) -> tuple[bytes, str]:
     return T.encode_part10(ds, T.EXPLICIT_LE), T.EXPLICIT_LE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "file cut inside the value of an element after Pixel Data ((FFFC,FFFC) trailing "
-        "padding, a private (7FE1,xx10) OB): pydicom reads a value shorter than its "
-        "declared length, the scanner places the file as an intact instance"
-    ),
-)
 @pytest.mark.parametrize("where", ["middle", "last-byte"])
 @pytest.mark.parametrize("case", ["CT_small-padding", "ct-private-after-pixels"])
 def test_cut_inside_an_element_after_pixel_data(tmp_path: Path, case: str, where: str) -> None:
@@ -332,45 +314,10 @@ def _without(data: bytes, uid: str, which: int) -> bytes:
     return T.remove(data, cut)
 
 
-# Removing the Item Delimitation Item of an undefined-length item that another item
-# follows: pydicom then reads the next Item tag (FFFE,E000) as an element of the item
-# and raises NotImplementedError ("Unknown Value Representation 'NONE' in tag
-# (FFFE,E000)"). The scanner's fast path takes that Item tag for the start of a
-# nested undefined-length sequence, skips it, and places the file as intact. These
-# (base, encoding, delimiter offset) are the cases where it does; with the same cut
-# elsewhere (innermost items, the first item of (0019,xx10)) the scanner already
-# reports the file.
-ITEM_END_BEFORE_ITEM = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "item delimiter removed from an undefined-length item followed by another item: "
-        "pydicom raises NotImplementedError (Unknown VR 'NONE' in tag (FFFE,E000)), "
-        "the scanner places the file as an intact instance"
-    ),
-)
-PLACED_THOUGH_PYDICOM_FAILS = {
-    ("mr-private", "explicit", 1064),
-    ("mr-private", "explicit", 1796),
-    ("mr-private", "explicit", 5840),
-    ("mr-private", "explicit", 6164),
-    ("mr-private", "explicit", 6572),
-    ("mr-private", "implicit", 1034),
-    ("mr-private", "implicit", 1726),
-    ("mr-private", "implicit", 5722),
-    ("mr-private", "implicit", 6030),
-    ("mr-private", "implicit", 6414),
-    ("sr", "explicit", 996),
-    ("sr", "explicit", 1146),
-    ("sr", "implicit", 978),
-    ("sr", "implicit", 1120),
-}
-
-
 def _delimiter_params() -> list[Any]:
     params: list[Any] = []
     for base, ts, which, name in DELIMITER_CASES:
-        marks = [ITEM_END_BEFORE_ITEM] if (base, ts, which) in PLACED_THOUGH_PYDICOM_FAILS else []
-        params.append(pytest.param(base, ts, which, id=f"{base}-{ts}-{name}", marks=marks))
+        params.append(pytest.param(base, ts, which, id=f"{base}-{ts}-{name}"))
     return params
 
 
