@@ -139,6 +139,11 @@ def start_folder(value: str | None) -> tuple[Path | None, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from xnat_tui.text import safe, safe_streams
+
+    # Every command's output (and argparse's errors) survive an ASCII or odd locale:
+    # what the terminal cannot show is written as \xNN, never a UnicodeEncodeError.
+    safe_streams()
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(argv)
@@ -150,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 names = command_names()
                 if start is None and os.sep not in args.path and args.path not in names:
                     problem += f" (or a mistyped command: {', '.join(names)})"
-                print(f"xnat-tui: {problem}", file=sys.stderr)
+                print(f"xnat-tui: {safe(problem)}", file=sys.stderr)  # it holds the PATH
                 return EXIT_USAGE
             args.path = start
             from xnat_tui.ui.launch import run_tui

@@ -22,7 +22,7 @@ from xnat_tui.commands._args import (
     add_connection_arguments,
     parse_variables,
 )
-from xnat_tui.text import cells, pad, safe, safe_streams
+from xnat_tui.text import cells, pad, safe
 
 if TYPE_CHECKING:
     from xnat_tui.dicom.dicomedit import Anonymizer, Script, TagChange
@@ -403,7 +403,6 @@ def _write_copies(
 def run(args: argparse.Namespace) -> int:
     from xnat_tui.dicom.dicomedit import Anonymizer, ScriptError, parse_lookup_table
 
-    safe_streams()
     try:
         missing = [p for p in args.paths if not os.path.lexists(p)]
         if missing:

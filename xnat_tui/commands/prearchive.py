@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
-from xnat_tui.text import cells, pad, safe, safe_streams
+from xnat_tui.text import cells, pad, safe
 
 if TYPE_CHECKING:
     from xnat_tui.workflow.prearchive import ActionRequest, ActionResult, PrearchiveRow, TriageOps
@@ -68,7 +68,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
 
-    safe_streams()
     try:
         import asyncio  # here, not at the top: every CLI start imports this module
 

@@ -22,7 +22,7 @@ from xnat_tui.commands._args import (
     path_argument,
     shard_argument,
 )
-from xnat_tui.text import pad, safe, safe_streams
+from xnat_tui.text import pad, safe
 from xnat_tui.units import human_bytes
 
 if TYPE_CHECKING:
@@ -190,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.dicom.model import ScanSummary
     from xnat_tui.dicom.scan import scan
 
-    safe_streams()
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
         for p in missing:

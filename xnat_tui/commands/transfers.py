@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connection_arguments
-from xnat_tui.text import safe, safe_streams
+from xnat_tui.text import safe
 
 if TYPE_CHECKING:
     from xnat_tui.transfer.journal import JobRecord, Journal
@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
     from xnat_tui.transfer.journal import Journal, JournalError
 
-    safe_streams()
     paths: list[Path] = args.journal or []
     if len(paths) > 1 and args.transfers_command != "list":
         print(

@@ -27,7 +27,7 @@ from xnat_tui.commands._args import (
     path_argument,
     shard_argument,
 )
-from xnat_tui.text import safe, safe_streams
+from xnat_tui.text import safe
 
 if TYPE_CHECKING:
     from xnat_tui.commands._console import Reporter
@@ -137,7 +137,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import report_error
 
-    safe_streams()
     problem = _usage_problem(args)
     if problem:
         print(f"error: {safe(problem)}", file=sys.stderr)
