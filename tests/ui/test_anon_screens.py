@@ -507,3 +507,28 @@ def test_burned_in_series_are_excluded_under_basic_only(session: Session) -> Non
     assert list(excluded) == [dose] and "burned-in" in excluded[dose]
     assert burned_in_exclusions(session, "xnat") == {}
     assert list(burned_in_warnings(session, "none")) == [dose]
+
+
+async def test_hostile_dicom_text_is_shown_as_data_in_the_preview(tmp_path: Path) -> None:
+    """A PatientName with an OSC title sequence and markup, a description with `[/x]`:
+    the preview shows them visibly, as written, and nothing is parsed or crashes."""
+    from tests.ui.screen_text import screen_text
+
+    hostile_name = "Evil\x1b]0;pwned\x07^[/b]Jane"
+    write_study(
+        tmp_path / "in",
+        patient_id="MRN666",
+        patient_name=hostile_name,
+        study_description="MR [b]Brain[/b]",
+        series=[SeriesSpec("MR", 1, "T1 [/MPRAGE]", 1)],
+    )
+    (hostile,) = scan_all([tmp_path / "in"], use_cache=False, workers=1).sessions
+    screen = AnonPreviewScreen(hostile, "PILOT", "SUBJ01", "SUBJ01_MR1", profile="basic")
+    app = AnonTestApp(screen)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        shown = screen_text(app)
+        assert "\x1b" not in shown and "\x07" not in shown
+        assert "Evil␛]0;pwned␇^[/b]Jane" in shown  # the before value, visibly
+        assert "T1 [/MPRAGE]" in shown  # the series list, never read as markup
+        assert app.is_running
