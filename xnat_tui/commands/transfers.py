@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        print(f"error: {missing[0]}: no such journal", file=sys.stderr)
+        print(f"error: {safe(str(missing[0]))}: no such journal", file=sys.stderr)
         return EXIT_USAGE
     if len(paths) > 1:
         return _list_journals(paths, args)
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             return _control(journal, args)
         return asyncio.run(_run_engine(journal, args))
     except JournalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # typed XNAT errors get their hint printed
         return report_error(exc)
@@ -152,7 +152,7 @@ def _list_journals(paths: list[Path], args: argparse.Namespace) -> int:
             if args.json:
                 out += [{**job_dict(j, journal.series(j.id)), "journal": str(path)} for j in jobs]
             else:
-                print(f"{path}: {len(jobs)} job(s)")
+                print(f"{safe(str(path))}: {len(jobs)} job(s)")
                 for j in jobs:
                     print("  " + job_line(j, journal.series(j.id)))
         finally:

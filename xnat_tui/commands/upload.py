@@ -301,11 +301,12 @@ async def _main(args: argparse.Namespace) -> int:
             missing = uploads.script_variables_missing(project)
             if missing:
                 for r in missing:
-                    hint = f"   ({r.description})" if r.description else ""
-                    print(f"error: --var {r.name}=... is required{hint}", file=sys.stderr)
+                    # Names and descriptions come from the server's script: data.
+                    hint = f"   ({safe(r.description)})" if r.description else ""
+                    print(f"error: --var {safe(r.name)}=... is required{hint}", file=sys.stderr)
                 print(
-                    f"error: the anonymization script of project {project} needs "
-                    f"{', '.join(r.name for r in missing)}; nothing was sent",
+                    f"error: the anonymization script of project {safe(project)} needs "
+                    f"{safe(', '.join(r.name for r in missing))}; nothing was sent",
                     file=sys.stderr,
                 )
                 return EXIT_USAGE

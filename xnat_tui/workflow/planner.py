@@ -78,11 +78,13 @@ class Planner:
         """
         known: dict[str, tuple[str, str]] = {}
         if self.journal is not None:
-            for uid in study_uids:
-                for job in self.journal.same_target(self.server.server_url, project, uid):
-                    if job.label:
-                        known.setdefault(uid, (job.subject, job.label))
-                        break
+            # One query for the whole workbench (this runs on the TUI's event loop), in
+            # creation order as same_target gives them: the first journalled target wins.
+            wanted = set(study_uids)
+            live = [st for st in JobState if st is not JobState.CANCELLED]
+            for job in self.journal.jobs(states=live, server=self.server.server_url):
+                if job.project == project and job.study_uid in wanted and job.label:
+                    known.setdefault(job.study_uid, (job.subject, job.label))
         labels: set[str] = set()
         if view is not None:
             labels = view.labels()

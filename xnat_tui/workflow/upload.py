@@ -231,11 +231,15 @@ class UploadSession:
     def set_anon_variables(self, project: str, values: dict[str, str]) -> None:
         self.anonymization(project).variables.update(values)
 
-    def anon_variables_needed(self, project: ProjectSummary) -> list[tuple[str, str]]:
-        """(name, description) of script variables still without a value."""
-        info = project.settings
-        anon = self.anonymization(project.id)
-        if info is None or anon.profile != "xnat":
+    def anon_variables_needed(self, project: str) -> list[tuple[str, str]]:
+        """(name, description) of the project's script variables still without a value
+        (none unless its uploads run the ``xnat`` profile and the project is loaded)."""
+        anon = self.anonymization(project)
+        if anon.profile != "xnat" or not project:
+            return []
+        try:
+            info = self.planner.cached(project).info
+        except KeyError:
             return []
         return [(n, d) for n, d in info.anon_variables if n not in anon.variables]
 
@@ -243,7 +247,7 @@ class UploadSession:
         """(name, description) of variables the plan's jobs were refused for lacking."""
         if not any(i.code == "anon-variables" for j in plan.jobs for i in j.issues):
             return []
-        return self.anon_variables_needed(project)
+        return self.anon_variables_needed(project.id)
 
     def script_variables_missing(self, project: str) -> list[RequiredVariable]:
         """Variables the prepared scripts of ``project`` ask for and no value was given."""
@@ -408,7 +412,7 @@ class UploadSession:
         for n, item in enumerate(items):
             request = self.requests_for_items(workbench, [item], files=False)[0]
             request.overwrite = self.settings.overwrite
-            asked_later = self._asked_later(request.project, request.anonymization)
+            asked_later = [n for n, _ in self.anon_variables_needed(request.project)]
             request.variables = {**{name: "?" for name in asked_later}, **request.variables}
             job = (await self.planner.plan([request])).jobs[0]
             assessment = classify(job, routing_unresolved=workbench.routing_unresolved(item))
@@ -427,16 +431,6 @@ class UploadSession:
             if n % 8 == 7:
                 await asyncio.sleep(0)  # hundreds of sessions never freeze the screen
         return out
-
-    def _asked_later(self, project: str, profile: str) -> list[str]:
-        if profile != "xnat" or not project:
-            return []
-        try:
-            cached = self.planner.cached(project)
-        except KeyError:
-            return []
-        given = self.anonymization(project).variables
-        return [n for n, _ in cached.info.anon_variables if n not in given]
 
     # ------------------------------------------------------------ engine
 

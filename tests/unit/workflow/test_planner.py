@@ -164,3 +164,29 @@ async def test_a_job_refused_for_itself_stays_blocked_in_a_batch_clash(tmp_path:
         "no-series",
         "label-in-batch",
     }
+
+
+async def test_a_journalled_study_keeps_its_label_but_a_cancelled_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """A re-run proposes the label the journal holds for the study (so it is refused as
+    already queued, never sent again under the next {n}); a cancelled job is forgotten."""
+    server = FakeServer()
+    journal = Journal(tmp_path / "j.sqlite3")
+    s = make_session(tmp_path, study="1.1")
+
+    def job(label: str) -> NewJob:
+        return NewJob(
+            server.server_url, "alice", "P", "EARLIER", label, "1.1",
+            Destination.PROJECT, Overwrite.NONE, s.series,
+        )  # fmt: skip
+
+    [cancelled] = journal.create_jobs([job("OLD_CANCELLED")])
+    journal.set_state(cancelled, JobState.CANCELLED, "x")
+    [kept] = journal.create_jobs([job("CUSTOM_7")])
+    plan = await plan_for(server, [s], journal)
+    request = plan.jobs[0].request
+    assert (request.subject, request.label) == ("EARLIER", "CUSTOM_7")
+    journal.set_state(kept, JobState.CANCELLED, "x")
+    plan = await plan_for(server, [s], journal)
+    assert plan.jobs[0].request.label == "PAT1_MR_1"

@@ -68,12 +68,12 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, password: str = "alic
         ("localhost", True),
         ("LocalHost", True),
         ("xnat.example.org", False),
-        ("10.0.0.1", False),
+        ("128.0.0.1", False),  # just past 127/8
         ("0.0.0.0", False),
         ("localhost.example.org", False),
         ("foo.localhost", False),
         ("127.0.0.1.nip.io", False),
-        ("::ffff:10.0.0.1", False),
+        ("::ffff:128.0.0.1", False),
     ],
 )
 def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
