@@ -230,3 +230,25 @@ async def test_a_label_held_in_the_prearchive_is_skipped_by_the_tui_and_the_cli(
     state, _ = (await uploads.classify(wb, [item]))[item.uid]
     assert cli.label == item.label == "P001_MR_2"
     assert state is RowState.NEW
+
+
+async def test_the_confirmation_names_every_project_a_batch_goes_to(tmp_path: Path) -> None:
+    """A session following its routing to STUDY_A: the summary must not say 'Project
+    PILOT' alone (seen in a tmux run before this was fixed)."""
+    from xnat_tui.ui.screens.upload_confirm import summary
+
+    uploads = upload_session(port(), tmp_path / "j")
+    routed = make_session("P001", routing=("STUDY_A", "", ""))
+    plain = make_session("P002")
+    rules = LabelRules("{PatientID}", "{subject}_{Modality}_{n}")
+    wb = Workbench(rules)
+    for s in (routed, plain):
+        wb.upsert(s)
+    wb.project = await uploads.project("PILOT")
+    await uploads.load_existing(wb, "PILOT")
+    await uploads.choose_routing(wb, [wb.items[routed.study_instance_uid]], follow=True)
+    both = await uploads.plan_items(wb, list(wb.items.values()))
+    text = summary(both, wb.project)
+    assert text.splitlines()[0].startswith("Projects PILOT, STUDY_A (STUDY_A as routed)")
+    only = await uploads.plan_items(wb, [wb.items[plain.study_instance_uid]])
+    assert summary(only, wb.project).startswith("Project PILOT → prearchive")

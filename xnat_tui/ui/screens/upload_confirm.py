@@ -24,13 +24,25 @@ def summary(plan: Plan, project: ProjectSummary) -> str:
     excluded = sum(len(j.request.session.series) - len(j.series) - len(j.dropped) for j in send)
     destinations = sorted({str(j.request.destination) for j in send}) or ["project"]
     overwrites = sorted({str(j.request.overwrite) for j in send}) or ["none"]
-    where = (
-        f"{project.destination} (the project's setting)"
-        if destinations == ["project"]
-        else ", ".join(destinations) + f" (your setting; the project says {project.destination})"
-    )
+    projects = sorted({j.request.project for j in send}) or [project.id]
+    if projects == [project.id]:
+        head = f"Project {project.id} → " + (
+            f"{project.destination} (the project's setting)"
+            if destinations == ["project"]
+            else ", ".join(destinations)
+            + f" (your setting; the project says {project.destination})"
+        )
+    else:
+        # Sessions that follow their DICOM routing go to other projects, each with its
+        # own prearchive setting: never name only the chosen one.
+        others = [p for p in projects if p != project.id]
+        head = f"Projects {', '.join(projects)} ({', '.join(others)} as routed) → " + (
+            "each project's own setting"
+            if destinations == ["project"]
+            else ", ".join(destinations) + " (your setting)"
+        )
     lines = [
-        f"Project {project.id} → {where}; overwrite: {', '.join(overwrites)}",
+        f"{head}; overwrite: {', '.join(overwrites)}",
         f"{len(send)} session(s), {sum(j.files_total for j in send)} files, "
         f"{human_bytes(sum(j.bytes_total for j in send))}",
         f"New subjects: {', '.join(new_subjects) if new_subjects else 'none'}",
