@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) xnat_tui/dicom/_fastlist.c
 demo: $(STAMP)
 	$(BIN)/xnat-tui --sandbox
 
+# Debian packages the end-to-end tests drive: tmux runs the real TUI, dcmtk
+# (storescu, storescp, dcmdump) is the third-party DICOM peer of the sender and receiver.
 tmux:
-	@command -v tmux >/dev/null 2>&1 || { \
-	  echo "installing tmux (Debian package) for the end-to-end test"; \
+	@missing=""; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
+	command -v storescp >/dev/null 2>&1 || missing="$$missing dcmtk"; \
+	[ -z "$$missing" ] || { \
+	  echo "installing$$missing (Debian packages) for the end-to-end tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
