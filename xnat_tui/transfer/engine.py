@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from xnat_tui.transfer.journal import (
     SeriesRecord,
     make_owner,
 )
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.packer import FileTransform, SeriesPacker
 from xnat_tui.transfer.plan import Plan, PlannedJob
 from xnat_tui.transfer.retry import (
@@ -137,8 +138,12 @@ class TransferEngine:
         progress_interval: float = 0.25,
         lease_ttl: float = 30.0,
         clock: Clock | None = None,
+        kinds: Collection[JobKind] = (JobKind.UPLOAD,),
     ) -> None:
         self.server = server
+        # The journal also holds downloads, DICOM sends and copies, which other engines
+        # run: this one adopts, resumes and retries only the kinds it was given.
+        self.kinds = tuple(kinds)
         self.journal = journal or Journal()
         self.concurrency = max(1, concurrency)
         self.retry_policy = retry or RetryPolicy()
@@ -184,13 +189,17 @@ class TransferEngine:
             server=self.server.server_url,
             # Another user's jobs are theirs to resume, with their credentials.
             username=self.server.username,
+            kinds=self.kinds,
         ):
             if job.id not in self._runs and self._adopt(job.id):
                 resumed.append(job.id)
         # Paused jobs are held too (still paused), so they show in snapshot() and a
         # resume from this process or a request from another one reaches them.
         for job in self.journal.jobs(
-            states=[JobState.PAUSED], server=self.server.server_url, username=self.server.username
+            states=[JobState.PAUSED],
+            server=self.server.server_url,
+            username=self.server.username,
+            kinds=self.kinds,
         ):
             if job.id not in self._runs:
                 self._adopt(job.id, force=True)
@@ -261,6 +270,7 @@ class TransferEngine:
                     states=[JobState.PAUSED],
                     server=self.server.server_url,
                     username=self.server.username,
+                    kinds=self.kinds,
                 )
             ]
             candidates += [jid for jid, r in self._runs.items() if r.paused]
@@ -316,6 +326,7 @@ class TransferEngine:
                     states=[JobState.FAILED],
                     server=self.server.server_url,
                     username=self.server.username,
+                    kinds=self.kinds,
                 )
             ]
         else:
@@ -420,7 +431,9 @@ class TransferEngine:
         if not self.journal.acquire(jid, self.owner, self.lease_ttl):
             return False
         job = self.journal.job(jid)
-        if not (job.state.active or force or job.state is JobState.PAUSED):
+        if job.kind not in self.kinds or not (
+            job.state.active or force or job.state is JobState.PAUSED
+        ):
             self.journal.release(jid, self.owner)
             return False
         records = self.journal.series(jid)
@@ -456,6 +469,7 @@ class TransferEngine:
                 msg,
                 bytes_total=run.bytes_total,
                 files_total=run.files_total,
+                kind=run.job.kind,
             )
         )
         self._changed.set()
@@ -484,6 +498,7 @@ class TransferEngine:
         return JobProgress(
             job_id=run.job.id,
             label=run.job.display,
+            kind=run.job.kind,
             state=run.job.state,
             bytes_sent=b,
             bytes_total=run.bytes_total,

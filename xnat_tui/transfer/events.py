@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import JobState, SeriesState
 
 
@@ -24,6 +25,7 @@ class JobStateChanged:
     # The job's size: a small job can finish before any ProgressTick names it.
     bytes_total: int = 0
     files_total: int = 0
+    kind: JobKind = JobKind.UPLOAD
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class JobProgress:
     rate: float = 0.0
     eta: float | None = None
     message: str = ""
+    # Which way the bytes go; every workflow's engine emits these same events.
+    kind: JobKind = JobKind.UPLOAD
 
     @property
     def fraction(self) -> float:

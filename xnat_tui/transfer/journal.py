@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from xnat_tui.private import FILE_MODE, private_dir, private_file
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import (
     AnonOptions,
     Compression,
@@ -67,7 +68,9 @@ CREATE TABLE IF NOT EXISTS jobs(
     lease_until REAL NOT NULL DEFAULT 0,
     receipt TEXT NOT NULL DEFAULT '',
     anon_params TEXT NOT NULL DEFAULT '',
-    verified_by TEXT NOT NULL DEFAULT ''
+    verified_by TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'upload',
+    params TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_target ON jobs(server, project, study_uid);
 CREATE TABLE IF NOT EXISTS series(
@@ -94,6 +97,8 @@ CREATE TABLE IF NOT EXISTS files(
     size INTEGER NOT NULL,
     mtime REAL NOT NULL,
     sop TEXT NOT NULL DEFAULT '',
+    done INTEGER NOT NULL DEFAULT 0,
+    digest TEXT NOT NULL DEFAULT '',
     PRIMARY KEY(job_id, series_uid, idx)
 );
 CREATE TABLE IF NOT EXISTS steps(
@@ -185,6 +190,10 @@ class JobRecord:
     anon_variables: dict[str, str] = field(default_factory=dict)
     # How the receipt verified the job: md5 | size | count ('' before verification).
     verified_by: str = ""
+    kind: JobKind = JobKind.UPLOAD
+    # Workflow-specific settings (a DICOM destination, a download folder, a copy's
+    # source), JSON in the journal.
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def display(self) -> str:
@@ -223,6 +232,8 @@ class NewJob:
     source_root: str = ""
     anon_options: AnonOptions = AnonOptions()
     anon_variables: dict[str, str] = field(default_factory=dict)
+    kind: JobKind = JobKind.UPLOAD
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class JournalError(Exception):
@@ -319,11 +330,23 @@ class Journal:
                     self._db.execute(stmt)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
             # Columns a journal written by an older version lacks.
-            for column in ("anon_params", "verified_by"):
+            for column, default in (
+                ("anon_params", ""),
+                ("verified_by", ""),
+                ("kind", str(JobKind.UPLOAD)),
+                ("params", ""),
+            ):
                 if column not in columns:
                     self._db.execute(
-                        f"ALTER TABLE jobs ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+                        f"ALTER TABLE jobs ADD COLUMN {column} TEXT NOT NULL DEFAULT '{default}'"
                     )
+            file_columns = {r[1] for r in self._db.execute("PRAGMA table_info(files)")}
+            for column, decl in (
+                ("done", "INTEGER NOT NULL DEFAULT 0"),
+                ("digest", "TEXT NOT NULL DEFAULT ''"),
+            ):
+                if column not in file_columns:
+                    self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {decl}")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),)
             )
@@ -359,8 +382,8 @@ class Journal:
         db.execute(
             "INSERT INTO jobs(id, created, updated, server, username, project, subject,"
             " label, study_uid, destination, overwrite, anonymization, compression,"
-            " verify_digests, new_subject, verdict, source_root, state, anon_params)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " verify_digests, new_subject, verdict, source_root, state, anon_params, kind,"
+            " params) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 jid,
                 now,
@@ -381,6 +404,8 @@ class Journal:
                 job.source_root,
                 str(JobState.QUEUED),
                 _anon_params(job.anonymization, job.anon_options, job.anon_variables),
+                str(job.kind),
+                json.dumps(job.params, sort_keys=True) if job.params else "",
             ),
         )
         for pos, s in enumerate(job.series):
@@ -454,9 +479,14 @@ class Journal:
         states: Iterable[JobState] | None = None,
         server: str | None = None,
         username: str | None = None,
+        kinds: Iterable[JobKind] | None = None,
     ) -> list[JobRecord]:
         sql = "SELECT * FROM jobs WHERE 1=1"
         args: list[Any] = []
+        if kinds is not None:
+            kd = [str(k) for k in kinds]
+            sql += f" AND kind IN ({','.join('?' * len(kd))})"
+            args += kd
         if states is not None:
             st = [str(s) for s in states]
             sql += f" AND state IN ({','.join('?' * len(st))})"
@@ -491,13 +521,45 @@ class Journal:
         return [StepRecord(**dict(r)) for r in rows]
 
     def same_target(self, server: str, project: str, study_uid: str) -> list[JobRecord]:
-        """Jobs (any state but cancelled) that send this study to this project."""
+        """Jobs (any state but cancelled) that send this study to this project.
+
+        Downloads name their source project but create nothing there: not counted.
+        """
         rows = self._db.execute(
             "SELECT * FROM jobs WHERE server = ? AND project = ? AND study_uid = ?"
-            " AND state != ? ORDER BY created",
-            (server, project, study_uid, str(JobState.CANCELLED)),
+            " AND state != ? AND kind != ? ORDER BY created",
+            (server, project, study_uid, str(JobState.CANCELLED), str(JobKind.DOWNLOAD)),
         ).fetchall()
         return [_job(r) for r in rows]
+
+    # ------------------------------------------------------------ per-file progress
+    # Workflows that acknowledge file by file (a C-STORE instance, a downloaded and
+    # verified file, a copied file) record it here, so a resume redoes only the rest.
+    def files_done(
+        self, job_id: str, done: Iterable[tuple[str, int]], digests: Sequence[str] = ()
+    ) -> None:
+        """Mark (series_uid, idx) files done; ``digests`` (same order) records their MD5."""
+        items = list(done)
+        marks = [d for d in digests] + [""] * (len(items) - len(digests))
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE files SET done = 1, digest = CASE WHEN ? = '' THEN digest ELSE ? END"
+                " WHERE job_id = ? AND series_uid = ? AND idx = ?",
+                ((m, m, job_id, uid, idx) for (uid, idx), m in zip(items, marks, strict=True)),
+            )
+            db.execute("UPDATE jobs SET updated = ? WHERE id = ?", (time.time(), job_id))
+
+    def done_files(self, job_id: str) -> dict[tuple[str, int], str]:
+        """The files marked done, with the digest recorded for each ('' if none)."""
+        rows = self._db.execute(
+            "SELECT series_uid, idx, digest FROM files WHERE job_id = ? AND done = 1", (job_id,)
+        ).fetchall()
+        return {(r["series_uid"], r["idx"]): r["digest"] for r in rows}
+
+    def files_reset(self, job_id: str) -> None:
+        """Forget per-file progress (a retry from scratch)."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET done = 0, digest = '' WHERE job_id = ?", (job_id,))
 
     # ----------------------------------------------------------------- writing
     def _step(
@@ -749,6 +811,8 @@ def _job(row: sqlite3.Row) -> JobRecord:
         lease_until=d["lease_until"],
         receipt=d["receipt"],
         verified_by=d.get("verified_by") or "",
+        kind=JobKind(d.get("kind") or JobKind.UPLOAD),
+        params=json.loads(d["params"]) if d.get("params") else {},
         **_read_anon_params(d.get("anon_params") or ""),
     )
 

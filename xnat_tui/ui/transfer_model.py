@@ -18,6 +18,7 @@ from xnat_tui.transfer.events import (
     ProgressTick,
     SeriesStateChanged,
 )
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import JobState
 
 
@@ -35,6 +36,7 @@ class JobRow:
     rate: float = 0.0
     eta: float | None = None
     message: str = ""
+    kind: JobKind = JobKind.UPLOAD
     updated: float = field(default_factory=time.monotonic)
 
     @property
@@ -78,6 +80,7 @@ class TransferModel:
             rate=progress.rate,
             eta=progress.eta,
             message=progress.message or (row.message if row else ""),
+            kind=progress.kind,
             updated=time.monotonic(),
         )
         if row is None:
@@ -102,7 +105,9 @@ class TransferModel:
         elif isinstance(event, JobStateChanged):
             row = self.jobs.get(event.job_id)
             if row is None:
-                row = JobRow(job_id=event.job_id, label=event.label, state=event.state)
+                row = JobRow(
+                    job_id=event.job_id, label=event.label, state=event.state, kind=event.kind
+                )
                 self.jobs[row.job_id] = row
             row.state = event.state
             if event.message:

@@ -83,7 +83,12 @@ class Planner:
             wanted = set(study_uids)
             live = [st for st in JobState if st is not JobState.CANCELLED]
             for job in self.journal.jobs(states=live, server=self.server.server_url):
-                if job.project == project and job.study_uid in wanted and job.label:
+                if (
+                    job.kind.creates_sessions
+                    and job.project == project
+                    and job.study_uid in wanted
+                    and job.label
+                ):
                     known.setdefault(job.study_uid, (job.subject, job.label))
         labels: set[str] = set()
         if view is not None:

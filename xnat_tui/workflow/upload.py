@@ -22,6 +22,7 @@ from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet, missing_
 from xnat_tui.transfer.engine import TransferEngine, TransformFactory
 from xnat_tui.transfer.events import Event, EventStream, JobProgress, ProgressTick
 from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.plan import JobRequest, Plan
 from xnat_tui.transfer.server import ServerPort
 from xnat_tui.transfer.source import from_dicom
@@ -437,7 +438,9 @@ class UploadSession:
     async def start(self) -> list[str]:
         """Build the engine on this loop and resume this server's unfinished jobs."""
         unfinished = self.journal.jobs(
-            states=list(_UNFINISHED), server=self.connection.port.server_url
+            states=list(_UNFINISHED),
+            server=self.connection.port.server_url,
+            kinds=[JobKind.UPLOAD],
         )
         for job in unfinished:
             self._anon.setdefault(job.project, Anonymization(job.anonymization, job.anon_options))

@@ -45,6 +45,7 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 def job_cells(row: JobRow, palette: dict[str, str]) -> dict[str, str | Text]:
     colour = palette.get(_STATE_VAR.get(row.state, ""), "")
     return {
+        "kind": row.kind.arrow,
         "label": fmt.plain(row.label),
         "state": Text(str(row.state), style=colour),
         "progress": bar(row.fraction),
@@ -103,6 +104,7 @@ class TransfersPane(Vertical):
         yield ProgressBar(id="transfers-overall", show_eta=False)
         table: DataTable[str | Text] = CachedDataTable(id="transfers-table", cursor_type="row")
         for key, label, width in (
+            ("kind", "Kind", 10),
             ("label", "Session", 32),
             ("state", "State", 10),
             ("progress", "Progress", BAR_WIDTH + 5),
