@@ -37,6 +37,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from xnat_tui.dicom.dicomedit import AnonymizationError, Anonymizer
+from xnat_tui.dicom.routing import Identifiers, RuleSet, identify
 from xnat_tui.sandbox.filters import SeriesFilter
 from xnat_tui.sandbox.limits import (
     GunzipStream,
@@ -57,7 +58,6 @@ from xnat_tui.sandbox.zipread import EntryStream, Readable, ZipFormatError, ZipS
 _COPY = 1 << 20
 _LABEL_BAD = re.compile(r"[^\w-]", re.ASCII)
 _FILE_BAD = re.compile(r"[^\w.\-]", re.ASCII)
-_ROUTING_TAGS = (0x00104000, 0x00324000, 0x001021B0)  # PatientComments, StudyComments, AddlHx
 
 
 class ImportError_(Exception):
@@ -89,6 +89,9 @@ class ImportContext:
     aliases: dict[str, str] = field(default_factory=dict)  # alias → id (readable only)
     site_filter: SeriesFilter | None = None
     site_anon: Anonymizer | None = None  # the enabled site-wide anon script
+    # Custom routing rules (§8.2: site dicom/*Rules or a DICOM receiver's expressions),
+    # tried before the fixed extractors.
+    rules: RuleSet = field(default_factory=RuleSet)
 
     def lookup(self, id_or_alias: str | None) -> ProjectView | None:
         if not id_or_alias:
@@ -203,59 +206,9 @@ def to_label_chars(value: str) -> str:
     return _LABEL_BAD.sub("_", value)
 
 
-def assignment(value: str | None, key: str) -> str | None:
-    """``ContainedAssignmentExtractor``: ``Key: value`` inside a free-text tag."""
-    if not value:
-        return None
-    pattern = re.compile(
-        r"(?:\A|(?:.*[\s,;]))" + key + r"\s*:\s*([\w\-]*)(?:(?:[\s,;].*\Z)|\Z)",
-        re.IGNORECASE | re.ASCII,
-    )
-    m = pattern.match(value)
-    if m is None or not m.group(1):
-        return None
-    return m.group(1)
-
-
-def route_project(ds: Dataset, ctx: ImportContext) -> ProjectView | None:
-    """§8.1 project chain; each candidate must be a readable project ID or alias."""
-    candidates: list[str | None] = [assignment(text(ds, t), "Project") for t in _ROUTING_TAGS]
-    candidates += [text(ds, 0x00081030), text(ds, 0x00080050)]
-    for cand in candidates:
-        view = ctx.lookup(cand)
-        if view is not None:
-            return view
-    return None
-
-
-def _from_tags(ds: Dataset, key: str) -> str | None:
-    for t in _ROUTING_TAGS:
-        value = assignment(text(ds, t), key)
-        if value:
-            return value
-    return None
-
-
-def subject_label(ds: Dataset) -> str:
-    value = _from_tags(ds, "Subject") or text(ds, 0x00100010) or ""
-    return to_label_chars(value) if value else ""
-
-
-def session_label(ds: Dataset) -> str:
-    value = _from_tags(ds, "Session") or text(ds, 0x00100020) or ""
-    return to_label_chars(value) if value else ""
-
-
-def dicom_auto_archive(ds: Dataset) -> bool | None:
-    value = _from_tags(ds, "AA")
-    if value is None:
-        return None
-    lower = value.lower()
-    if lower in ("t", "true"):
-        return True
-    if lower in ("f", "false"):
-        return False
-    return None
+def identifiers(ds: Dataset, ctx: ImportContext) -> Identifiers:
+    """§8.1/§8.2 through the one routing parser (``dicom.routing.identify``)."""
+    return identify(lambda tag: text(ds, tag), ctx.rules, lambda c: ctx.lookup(c) is not None)
 
 
 def scan_subdir(series_number: str, series_uid: str) -> str:
@@ -441,7 +394,8 @@ class Extractor:
         except Exception as exc:
             raise client_error(f"unable to read DICOM object {name}") from exc
         opts, ctx = self.opts, self.ctx
-        view = ctx.lookup(opts.project) or route_project(ds, ctx)
+        ids = identifiers(ds, ctx)
+        view = ctx.lookup(opts.project) or ctx.lookup(ids.project)
         values: dict[int, str | None] = {}
         filters = [f for f in (ctx.site_filter, view.filter if view else None) if f is not None]
         for flt in filters:
@@ -456,8 +410,8 @@ class Extractor:
             raise client_error(f"object {name} contains no SOP Class UID")
         if not sop_instance:
             raise client_error(f"object {name} contains no SOP Instance UID")
-        label = opts.label if opts.label is not None else (session_label(ds) or "dicom_upload")
-        subject = opts.subject if opts.subject is not None else subject_label(ds)
+        label = opts.label if opts.label is not None else (ids.session or "dicom_upload")
+        subject = opts.subject if opts.subject is not None else ids.subject
         series_number = text(ds, 0x00200011) or ""
         series_uid = text(ds, 0x0020000E) or ""
         scan = scan_subdir(series_number, series_uid)
@@ -467,7 +421,7 @@ class Extractor:
         study_uid = text(ds, 0x0020000D) or ""
         scan_date = _dicom_date(text(ds, 0x00080020))
         scan_time = _dicom_time(text(ds, 0x00080030))
-        dicom_aa = dicom_auto_archive(ds)
+        dicom_aa = ids.auto_archive
         if ctx.site_anon is not None and not opts.prevent_anon:
             # XNAT files the instance under its received identity, then applies the site
             # script to the stored file; the file record reflects what is on disk.
