@@ -17,9 +17,11 @@ from xnat_tui.sandbox import (
     archive_routes,
     auth,
     config_routes,
+    download_routes,
     import_routes,
     prearchive_routes,
     scan_routes,
+    share_routes,
     site,
     writer,
 )
@@ -61,7 +63,9 @@ def make_app(
     site.setup(app)
     auth.setup(app)
     archive_routes.setup(app)
+    share_routes.setup(app)
     scan_routes.setup(app)
+    download_routes.setup(app)
     config_routes.setup(app)
     import_routes.setup(app)
     prearchive_routes.setup(app)

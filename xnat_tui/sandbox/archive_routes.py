@@ -26,6 +26,16 @@ from xnat_tui.sandbox.permissions import (
     request_user,
 )
 from xnat_tui.sandbox.routing import add_route
+from xnat_tui.sandbox.share_routes import (
+    experiment_share_label,
+    experiments_shared_into,
+    shared_experiment,
+    shared_subject,
+    subject_share_label,
+    subjects_shared_into,
+    unshare_experiment,
+    unshare_subject,
+)
 from xnat_tui.sandbox.store import Store, StoreError
 from xnat_tui.sandbox.tables import Table, parse_bool, query_table, render_table
 from xnat_tui.sandbox.writer import WRITER
@@ -482,6 +492,12 @@ async def list_project_subjects(request: web.Request) -> web.Response:
     key = request.match_info["project"]
     project = readable_project(store, user, key, message=f"Unable to identify project {key}")
     records = [subject_record(r) for r in store.list_subjects(project["id"])]
+    for shared in subjects_shared_into(store, project["id"]):
+        # Seen in a sharing project under its share label (or accession ID), §B.1.
+        record = subject_record(shared)
+        record["label"] = subject_share_label(store, shared["id"], project["id"]) or ""
+        record["project"] = project["id"]
+        records.append(record)
     table = query_table(
         request, records, pk="ID", defaults=SUBJECT_DEFAULTS, shortcuts=SUBJECT_SHORTCUTS
     )
@@ -522,7 +538,7 @@ def subject_item(row: sqlite3.Row) -> Item:
 
 
 def _subject_or_404(store: Store, project: str, subject: str) -> sqlite3.Row:
-    row = store.find_subject(project, subject)
+    row = store.find_subject(project, subject) or shared_subject(store, project, subject)
     if row is None:
         raise xnat_error(
             404,
@@ -664,12 +680,22 @@ async def list_project_experiments(request: web.Request) -> web.Response:
     subject_id: str | None = None
     if "subject" in request.match_info:
         label = request.match_info["subject"]
-        row = store.find_subject(project["id"], label)
+        row = store.find_subject(project["id"], label) or shared_subject(
+            store, project["id"], label
+        )
         if row is None:
             raise xnat_error(404, f"Unable to identify subject {label}")
         subject_id = row["id"]
     rows = store.list_experiments(project["id"], subject_id)
     records = [experiment_record(store, r) for r in rows]
+    for shared in experiments_shared_into(store, project["id"]):
+        if subject_id is not None and shared["subject_id"] != subject_id:
+            continue
+        # Seen in a sharing project under its share label (or accession ID), §B.1.
+        record = experiment_record(store, shared)
+        record["label"] = experiment_share_label(store, shared["id"], project["id"]) or ""
+        record["project"] = project["id"]
+        records.append(record)
     return render_table(request, _experiment_table(request, records, EXPT_DEFAULTS))
 
 
@@ -741,16 +767,40 @@ def experiment_or_404(request: web.Request) -> sqlite3.Row:
         project = readable_project(store, user, request.match_info["project"])
         if "subject" in request.match_info:
             subject = _subject_or_404(store, project["id"], request.match_info["subject"])
-            row = store.find_experiment(project["id"], expt)
+            row = store.find_experiment(project["id"], expt) or shared_experiment(
+                store, project["id"], expt
+            )
             if row is None or row["subject_id"] != subject["id"]:
                 raise xnat_error(404, message)
             return row
-        row = store.find_experiment(project["id"], expt)
+        row = store.find_experiment(project["id"], expt) or shared_experiment(
+            store, project["id"], expt
+        )
+        if row is None:
+            raise xnat_error(404, message)
+        return row  # readable: the project in the path is (its own or shared into it)
     else:
         row = store.get_experiment(expt)
-    if row is None or not can_read(user, row["project"]):
+    if row is None or not (can_read(user, row["project"]) or _readable_share(store, user, row)):
         raise xnat_error(404, message)
     return row
+
+
+def _readable_share(store: Store, user: User, row: sqlite3.Row) -> bool:
+    """A member of a project the experiment is shared into may read it there."""
+    shares = store.query_all(
+        "SELECT project FROM experiment_shares WHERE experiment_id=?", row["id"]
+    )
+    return any(can_read(user, str(s["project"])) for s in shares)
+
+
+def _via_project(request: web.Request, store: Store, primary: str) -> str:
+    """The project a DELETE names (path), else the primary one (§B.4)."""
+    key = request.match_info.get("project")
+    if key is None:
+        return primary
+    row = store.resolve_project(key)
+    return str(row["id"]) if row is not None else primary
 
 
 async def get_experiment(request: web.Request) -> web.Response:
@@ -846,12 +896,15 @@ async def delete_experiment(request: web.Request) -> web.Response:
     user = request_user(request)
     store = _store(request)
     row = experiment_or_404(request)
+    via = _via_project(request, store, row["project"])
+    if via != row["project"]:
+        # Through a sharing project: only the share goes; removeFiles is ignored (§B.4).
+        if not can_delete(user, via):
+            raise xnat_error(403, f"User cannot delete experiments for project {via}")
+        unshare_experiment(store, row["id"], via)
+        return web.Response(status=200)
     if not can_delete(user, row["project"]):
-        raise xnat_error(
-            403,
-            "Specified user account has insufficient delete privileges for experiments "
-            "in this project.",
-        )
+        raise xnat_error(403, "User account doesn't have permission to delete this experiment.")
     remove_files = parse_bool(request.query.get("removeFiles"))
     # On the writer thread: an archive merging into this session runs there too.
     await request.app[WRITER].run(_delete_experiment, store, row, remove_files)
@@ -869,12 +922,14 @@ async def delete_subject(request: web.Request) -> web.Response:
     store = _store(request)
     project = readable_project(store, user, request.match_info["project"])
     row = _subject_or_404(store, project["id"], request.match_info["subject"])
+    if row["project"] != project["id"]:
+        # Shared into this project: only the share goes (§B.4).
+        if not can_delete(user, project["id"]):
+            raise xnat_error(403, f"User cannot delete subjects for project {project['id']}")
+        unshare_subject(store, row["id"], project["id"])
+        return web.Response(status=200)
     if not can_delete(user, project["id"]):
-        raise xnat_error(
-            403,
-            "Specified user account has insufficient delete privileges for subjects in "
-            "this project.",
-        )
+        raise xnat_error(403, "User account doesn't have permission to delete this subject.")
     remove_files = parse_bool(request.query.get("removeFiles"))
 
     def delete() -> None:

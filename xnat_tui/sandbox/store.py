@@ -37,6 +37,8 @@ API (stable; add, don't rename):
 * Files: ``add_file`` (insert or replace a catalog entry), ``list_files``,
   ``get_file``, ``file_path`` (absolute path on disk), ``md5_file``.
 * Config service: ``put_config``, ``get_config``, ``list_configs``.
+* Shares (``experiment_shares``, ``subject_shares``: item, project, label) are read
+  and written by ``share_routes``; deleting an item deletes its shares.
 
 Time stamps are XNAT-rendered strings (``2023-09-27 17:31:21.352``); accession IDs
 are ``XNAT_S00001`` / ``XNAT_E00001``. Every method is a short SQLite call, cheap
@@ -126,6 +128,12 @@ CREATE TABLE IF NOT EXISTS configs (
     create_date TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
     unversioned INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS configs_key ON configs (tool, path, project, version);
+CREATE TABLE IF NOT EXISTS experiment_shares (
+    experiment_id TEXT NOT NULL, project TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (experiment_id, project));
+CREATE TABLE IF NOT EXISTS subject_shares (
+    subject_id TEXT NOT NULL, project TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (subject_id, project));
 """
 
 
@@ -563,8 +571,10 @@ class Store:
         return self.archive_root / _path_part(project) / "arc001" / _path_part(label)
 
     def delete_subject(self, subject_id: str) -> None:
-        """Remove a subject row (its experiments must be deleted first)."""
-        self.execute("DELETE FROM subjects WHERE id=?", subject_id)
+        """Remove a subject row (its experiments must be deleted first) and its shares."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM subjects WHERE id=?", (subject_id,))
+            db.execute("DELETE FROM subject_shares WHERE subject_id=?", (subject_id,))
 
     def delete_experiment(self, experiment_id: str) -> None:
         with self.transaction() as db:
@@ -579,6 +589,8 @@ class Store:
             db.execute("DELETE FROM resources WHERE experiment_id=?", (experiment_id,))
             db.execute("DELETE FROM scans WHERE experiment_id=?", (experiment_id,))
             db.execute("DELETE FROM experiments WHERE id=?", (experiment_id,))
+            # Its shares go with it (XNAT deletes the share rows with the item).
+            db.execute("DELETE FROM experiment_shares WHERE experiment_id=?", (experiment_id,))
 
     # ---- scans -------------------------------------------------------------------
 
