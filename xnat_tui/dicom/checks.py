@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from xnat_tui.dicom.archives import open_path
 from xnat_tui.dicom.model import FileRef, Problem, ProblemKind, Scan, Session
 
 # Modalities and SOP classes that commonly carry text burned into the pixels.
@@ -51,7 +52,7 @@ def _ranges(numbers: list[int], limit: int = 8) -> str:
 
 def _same_bytes(a: str, b: str) -> bool:
     """Byte for byte; raises OSError when either cannot be read."""
-    with open(a, "rb") as fa, open(b, "rb") as fb:
+    with open_path(a) as fa, open_path(b) as fb:
         while True:
             ca, cb = fa.read(1 << 20), fb.read(1 << 20)
             if ca != cb:

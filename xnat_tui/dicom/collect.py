@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from xnat_tui.dicom.archives import SEP, common
 from xnat_tui.dicom.checks import check_scan, check_session, compare_duplicates
 from xnat_tui.dicom.header import PART10_KEY, TS_KEY
 from xnat_tui.dicom.model import (
@@ -234,8 +235,10 @@ class Collector:
             )
             if prefix and (not path.startswith(prefix) or os.sep in path[len(prefix) :]):
                 where = path.rpartition(os.sep)[0]
+                if SEP in path[len(where) :]:
+                    where = path.rpartition(SEP)[0]  # at the top of an archive
                 folders.add(where)
-                prefix = where + os.sep
+                prefix = path[: len(where) + 1]
             first = sops.get(sop)
             if first is not None and not isinstance(first, FileRef):
                 first = self._resolve(sop)
@@ -416,6 +419,8 @@ def _common(a: str, b: str) -> str:
     # (~40 us a call, once per cached folder on a rescan).
     if b == a or b.startswith(a + os.sep):
         return a
+    if SEP in a or SEP in b:
+        return common(a, b)  # inside archives: '!' separates levels too
     try:
         return os.path.commonpath([a, b])
     except ValueError:  # different drives on Windows

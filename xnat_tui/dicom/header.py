@@ -20,6 +20,7 @@ file actually needs the fallback, which keeps process start-up cheap.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -589,8 +590,21 @@ def _hard_limit() -> int:
     return MAX_HEADER + MAX_HEADER // 4
 
 
+def _opened(path: str, fileobj: Any) -> Any:
+    """The file to read: ``fileobj`` (an archive member, left open, from its start) or
+    ``path`` opened here."""
+    if fileobj is None:
+        return open(path, "rb")  # noqa: SIM115 - used as a context manager
+    fileobj.seek(0)
+    return contextlib.nullcontext(fileobj)
+
+
 def pydicom_header(
-    path: str, want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS, *, force: bool = False
+    path: str,
+    want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS,
+    *,
+    force: bool = False,
+    fileobj: Any = None,
 ) -> tuple[dict[str, str], int]:
     """The slow, tolerant path: pydicom reads the header (meta + dataset, no pixels).
 
@@ -631,7 +645,7 @@ def pydicom_header(
         return False
 
     try:
-        with warnings.catch_warnings(), open(path, "rb") as f:
+        with warnings.catch_warnings(), _opened(path, fileobj) as f:
             warnings.simplefilter("ignore")
             bounded = _Bounded(f, path, _hard_limit())
             ds = read_partial(bounded, stop_when, defer_size=_MAX_VALUE, force=force)  # type: ignore[arg-type]

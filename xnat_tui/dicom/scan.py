@@ -18,11 +18,20 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xnat_tui.dicom import memo
+from xnat_tui.dicom import archives, memo
+from xnat_tui.dicom.archives import archive_kind
 from xnat_tui.dicom.cache import DirRecords, ScanCache, default_path, signature
 from xnat_tui.dicom.header import DEFAULT_TAGS
 from xnat_tui.dicom.model import (
@@ -37,8 +46,17 @@ from xnat_tui.dicom.model import (
     Session,
 )
 from xnat_tui.dicom.routing import PatternLike, invalid_patterns, routing_keywords
-from xnat_tui.dicom.walk import DirListing, walk
-from xnat_tui.dicom.worker import Chunk, Item, Row, examine_chunk, init_worker
+from xnat_tui.dicom.walk import SKIP_DIRS, DirListing, walk
+from xnat_tui.dicom.worker import (
+    Chunk,
+    Item,
+    Record,
+    Row,
+    compact,
+    examine,
+    examine_chunk,
+    init_worker,
+)
 
 # multiprocessing, concurrent.futures (which imports logging), the process pool and
 # asyncio are imported where they are used: a rescan answered from the cache never
@@ -382,6 +400,86 @@ class _Scanner:
             state.remaining -= 1
             self._settle(folder, state)
 
+    # ------------------------------------------------------------ archives
+    def expand(
+        self, walker: Iterable[Problem | DirListing], archive_roots: Sequence[tuple[str, str]]
+    ) -> Generator[Problem | DirListing | list[Item], None, None]:
+        """The walk, with every archive it lists read in place (archives.py): members
+        reached by random access come out as items for the workers; members of
+        compressed archives are examined here while the pass goes by."""
+        for outer, prefix in archive_roots:
+            try:
+                st = os.stat(outer)
+            except OSError as exc:
+                self.problem(
+                    Problem(
+                        outer, ProblemKind.UNREADABLE, f"cannot access: {exc.strerror}", "error"
+                    )
+                )
+                continue
+            yield from self.archive(outer, st.st_mtime_ns, prefix)
+        for event in walker:
+            if not isinstance(event, DirListing):
+                yield event
+                continue
+            found = [f for f in event.files if archive_kind(f[0]) is not None]
+            if found:
+                if self.record is not None:
+                    self.record.spoil()
+                event.files = [f for f in event.files if archive_kind(f[0]) is None]
+            yield event
+            for name, _size, mtime_ns in found:
+                yield from self.archive(os.path.join(event.path, name), mtime_ns, "")
+
+    def archive(self, path: str, mtime_ns: int, prefix: str) -> Iterator[list[Item]]:
+        items: list[Item] = []
+        held: list[Record] = []
+        skipped: set[str] = set()
+        start = archives.join(path, prefix) if prefix else ""
+        for entry in archives.walk_archive(path):
+            if self.cancel.is_set():
+                return
+            if isinstance(entry, Problem):
+                if _under(entry.path, start) or _under(start, entry.path):
+                    self.problem(entry)
+                continue
+            if not _under(entry.path, start):
+                continue
+            junk = _junk_folder(entry.path)
+            if junk is not None:
+                if junk[0] not in skipped:
+                    skipped.add(junk[0])
+                    self.problem(Problem(junk[0], ProblemKind.JUNK, junk[1], "info"))
+                continue
+            self.files_seen += 1
+            if entry.stream is None:
+                items.append((entry.path, entry.size, mtime_ns))
+                if len(items) >= self.chunk:
+                    yield items
+                    items = []
+                continue
+            try:
+                source = archives.hold(entry.stream, entry.size)
+            except Exception as exc:  # noqa: BLE001 - a damaged stream: the archive says why
+                self.problem(
+                    Problem(
+                        entry.path,
+                        ProblemKind.CORRUPT,
+                        f"cannot be read from its archive: {exc or type(exc).__name__}",
+                        "error",
+                    )
+                )
+                continue
+            held.append(examine(entry.path, entry.size, mtime_ns, self.want, source))
+            if len(held) >= 16:
+                self.add(*compact(held), cached=False)
+                held = []
+                yield []
+        if held:
+            self.add(*compact(held), cached=False)
+        if items:
+            yield items
+
     def yield_gil(self) -> None:
         """Release the GIL briefly if we have held it for a while.
 
@@ -463,7 +561,12 @@ class _Scanner:
             return
         from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
 
-        walker = walk(self.paths, self.cancel, self.record, self.prelisted)
+        disk_roots, archive_roots = _split_roots(self.paths)
+        if archive_roots and self.record is not None:
+            self.record.spoil()
+        walker = self.expand(
+            walk(disk_roots, self.cancel, self.record, self.prelisted), archive_roots
+        )
         if self.cache is not None:
             self.cache.prefetch([str(p) for p in self.paths])
         pending: deque[Item] = deque()
@@ -483,7 +586,10 @@ class _Scanner:
                     if isinstance(event, Problem):
                         self.problem(event)
                         continue
-                    misses = self.listing(event)
+                    if isinstance(event, list):
+                        misses = event  # archive members, read by random access
+                    else:
+                        misses = self.listing(event)
                     if misses and pending_since is None:
                         pending_since = time.monotonic()
                     pending.extend(misses)
@@ -630,6 +736,45 @@ def scan(
     finally:
         if cache is not None:
             cache.close()
+
+
+def _split_roots(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Roots on disk, and roots inside an archive as (archive file, member prefix)."""
+    disk: list[Path] = []
+    inside: list[tuple[str, str]] = []
+    for p in paths:
+        text = str(p)
+        if archives.SEP in text and not os.path.exists(text):
+            parts = archives.split(text.rstrip("/"))
+            if parts is not None:
+                inside.append((parts[0], archives.SEP.join(parts[1]).rstrip("/")))
+                continue
+            if text.endswith(archives.SEP) and archive_kind(text[:-1]) is not None:
+                inside.append((text[:-1], ""))
+                continue
+        disk.append(p)
+    return disk, inside
+
+
+def _under(path: str, start: str) -> bool:
+    """``path`` is ``start`` or inside it (a folder or an archive inside the archive)."""
+    return (
+        not start
+        or path == start
+        or path.startswith(start + "/")
+        or path.startswith(start + archives.SEP)
+    )
+
+
+def _junk_folder(path: str) -> tuple[str, str] | None:
+    """A member under a folder operating systems leave behind (``__MACOSX/``): the
+    folder's path and why it is skipped."""
+    head, _sep, member = path.rpartition(archives.SEP)
+    parts = member.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part in SKIP_DIRS:
+            return archives.join(head, "/".join(parts[: i + 1])), f"{SKIP_DIRS[part]}: skipped"
+    return None
 
 
 def _config_location() -> str:

@@ -7,9 +7,15 @@ processes and can be stored as-is in the rescan cache.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import tarfile
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from xnat_tui.dicom import archives
+from xnat_tui.dicom.archives import SEP
 from xnat_tui.dicom.header import (
     DEFAULT_TAGS,
     DICOMDIR_SOP_CLASS,
@@ -104,10 +110,33 @@ def _pixel_problem(values: Mapping[str, str], size: int) -> tuple[str, str] | No
     return None
 
 
+def _open(path: str, source: Any) -> Any:
+    """The file to read: an archive member held by the caller (``source``, left open),
+    a member reached by random access, or a file on disk (unbuffered: we read one block
+    and seek; a BufferedReader only adds copying)."""
+    if source is not None:
+        source.seek(0)
+        return contextlib.nullcontext(source)
+    if SEP in path and archives.is_member(path):
+        try:
+            f = archives.open_random(path)
+        except (KeyError, archives.ArchiveError, zipfile.BadZipFile, tarfile.TarError) as exc:
+            raise OSError(0, f"cannot be read from its archive ({exc})") from None
+        if f is None:
+            raise OSError(0, "inside a compressed archive: only read during a pass over it")
+        return f
+    return open(path, "rb", buffering=0)  # noqa: SIM115 - used as a context manager
+
+
 def examine(
-    path: str, size: int, mtime_ns: int, want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS
+    path: str,
+    size: int,
+    mtime_ns: int,
+    want: Mapping[int, tuple[str, str]] = DEFAULT_TAGS,
+    source: Any = None,
 ) -> Record:
-    """Classify one file; never raises."""
+    """Classify one file; never raises. ``source``: the bytes of an archive member
+    read during a pass over its archive (a seekable file object)."""
     name = os.path.basename(path)
     junk = junk_reason(name)
     if junk is not None:
@@ -116,19 +145,19 @@ def examine(
         return (path, size, mtime_ns, ProblemKind.EMPTY, "empty file (0 bytes)", None, 0)
     nread = 0
     try:
-        # Unbuffered: we read one block and seek; a BufferedReader only adds copying.
-        with open(path, "rb", buffering=0) as f:
+        with _open(path, source) as f:
+            held = None if f.__class__ is io.FileIO else f
             try:
                 values, nread = fast_header(f, size, want)
             except NeedFallback:
                 f.seek(0)
                 head = f.read(132)
                 bare = head[128:132] != b"DICM"
-                values, nread = pydicom_header(path, want, force=bare)
+                values, nread = pydicom_header(path, want, force=bare, fileobj=held)
             except HeaderError:
                 raise
             except Exception:  # noqa: BLE001 - a fast-path bug must not lose the file
-                values, nread = pydicom_header(path, want)
+                values, nread = pydicom_header(path, want, fileobj=held)
             if values.get(META_SOP_CLASS_KEY) == DICOMDIR_SOP_CLASS:
                 return (
                     path,
@@ -141,7 +170,8 @@ def examine(
                 )
             if _missing(values) and values.get(VIA_KEY) == "fast":
                 # Tags stored out of order or in an odd place: pydicom reads everything.
-                values, more = pydicom_header(path, want, force=values.get("_part10") == "0")
+                force = values.get("_part10") == "0"
+                values, more = pydicom_header(path, want, force=force, fileobj=held)
                 nread += more
             where = values.get(PIXEL_KEY)
             if where is not None and not _missing(values):
