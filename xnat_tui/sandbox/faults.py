@@ -17,6 +17,10 @@ route): items separated by ``,`` or ``;``, each ``name`` or ``name=value``::
     slow-import=DURATION  the import service waits DURATION after each chunk (at most
                           1 MiB) it unpacks, so an upload is "being inflated" for as
                           long as a test needs (stopping mid-import)
+    cut[=RATE]            file and zip downloads send about half of their body, then
+                          drop the connection (default rate 1)
+    ranges                honour Range on single-file GETs (206 + Content-Range);
+                          XNAT ignores Range, so does the sandbox without this switch
     only=PREFIX           apply the faults only to paths starting with PREFIX
                           (repeatable; e.g. only=/data/services/import)
     seed=N                seed of the random generator (default 0)
@@ -74,6 +78,8 @@ class FaultConfig:
     expire_rate: float = 0.0
     expire_now: bool = False
     slow_import: float = 0.0
+    cut: float = 0.0
+    ranges: bool = False
     only: list[str] = field(default_factory=list)
     seed: int = 0
 
@@ -125,6 +131,10 @@ def parse_spec(spec: str | None) -> FaultConfig:
                 config.expire_now = True
         elif name == "slow-import":
             config.slow_import = _duration(value, item)
+        elif name == "cut":
+            config.cut = _rate(value, item) if sep else 1.0
+        elif name == "ranges":
+            config.ranges = True
         elif name == "only":
             if not value.startswith("/"):
                 raise FaultSpecError(f"only needs a path prefix starting with '/': {item!r}")

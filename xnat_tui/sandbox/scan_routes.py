@@ -12,6 +12,13 @@ import sqlite3
 from aiohttp import web
 
 from xnat_tui.sandbox.archive_routes import experiment_or_404
+from xnat_tui.sandbox.download_routes import (
+    ZipMember,
+    file_response,
+    select_scans,
+    zip_entry_name,
+    zip_response,
+)
 from xnat_tui.sandbox.errors import xnat_error
 from xnat_tui.sandbox.items import Item, item_response
 from xnat_tui.sandbox.keys import STORE
@@ -191,14 +198,62 @@ def _resource(request: web.Request) -> tuple[sqlite3.Row, str, sqlite3.Row]:
     return experiment, base, res
 
 
-async def list_files(request: web.Request) -> web.Response:
-    _, base, res = _resource(request)
+def _listed(
+    request: web.Request,
+) -> tuple[sqlite3.Row, list[tuple[sqlite3.Row | None, str, sqlite3.Row]]]:
+    """The resources a ``.../files`` route names: (scan or None, parent URI, resource).
+
+    ``{scan}`` may be an ID, a type, a comma list, ``ALL``; ``{resource}`` a comma list
+    of labels or IDs, or absent (every resource of the scans) (xnat-api-2.md §A.1).
+    """
+    experiment = experiment_or_404(request)
     store = _store(request)
+    base = _base_uri(request, experiment)
+    wanted = request.match_info.get("resource")
+    labels = wanted.split(",") if wanted else None
+    owners: list[tuple[sqlite3.Row | None, str]] = []
+    if "scan" in request.match_info:
+        selector = request.match_info["scan"]
+        scans = select_scans(store, experiment["id"], selector)
+        if not scans and "," not in selector and selector not in ("ALL", "*", "NULL"):
+            raise xnat_error(404, f"Unable to find the specified scan: {selector}")
+        owners = [(s, f"{base}/scans/{s['scan_id']}") for s in scans]
+    else:
+        owners = [(None, base)]
+    found: list[tuple[sqlite3.Row | None, str, sqlite3.Row]] = []
+    for scan, parent in owners:
+        pk = None if scan is None else int(scan["pk"])
+        if labels is None:
+            found += [(scan, parent, r) for r in store.list_resources(experiment["id"], pk)]
+            continue
+        for label in labels:
+            res = store.find_resource(experiment["id"], pk, label)
+            if res is not None:
+                found.append((scan, parent, res))
+    if labels is not None and not found and len(owners) == 1 and len(labels) == 1:
+        raise xnat_error(404, f"Unable to find the specified resource: {labels[0]}")
+    return experiment, found
+
+
+async def list_files(request: web.Request) -> web.StreamResponse:
+    experiment, found = _listed(request)
+    store = _store(request)
+    if request.query.get("format", "").lower() == "zip":
+        structure = request.query.get("structure", "default")
+        entries = [
+            ZipMember(
+                zip_entry_name(structure, experiment["label"], scan, res["label"], f["name"]),
+                store.file_path(f),
+            )
+            for scan, _, res in found
+            for f in store.list_files(res["id"])
+        ]
+        return zip_response(request, entries, f"{experiment['label']}.zip")
     records = [
         {
             "Name": f["name"].rsplit("/", 1)[-1],
             "Size": str(f["size"]),
-            "URI": f"{base}/resources/{res['id']}/files/{f['name']}",
+            "URI": f"{parent}/resources/{res['id']}/files/{f['name']}",
             "collection": res["label"],
             "file_tags": "",
             "file_format": f["file_format"],
@@ -206,6 +261,7 @@ async def list_files(request: web.Request) -> web.Response:
             "cat_ID": str(res["id"]),
             "digest": f["digest"],
         }
+        for _, parent, res in found
         for f in store.list_files(res["id"])
     ]
     # FileList: a Columns entry for URI, title "Files", never totalRecords (§3.7).
@@ -228,9 +284,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     path = store.file_path(row)
     if not path.is_file():
         raise xnat_error(404, f"Unable to find the specified file: {name}")
-    content_type = "application/dicom" if row["file_format"] == "DICOM" else None
-    headers = {"Content-Type": content_type} if content_type else None
-    return web.FileResponse(path, headers=headers)
+    # Content-Length, Last-Modified, Range ignored unless the 'ranges' switch is on.
+    return file_response(request, path, name)
 
 
 def setup(app: web.Application) -> None:
@@ -241,6 +296,7 @@ def setup(app: web.Application) -> None:
         add_route(
             app, "GET", base + "/scans/{scan}/resources/{resource}/files", list_files, archive=True
         )
+        add_route(app, "GET", base + "/scans/{scan}/files", list_files, archive=True)
         add_route(
             app,
             "GET",

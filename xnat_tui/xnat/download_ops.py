@@ -1,0 +1,414 @@
+"""Reading a server's archive for download and copy (xnat-api-2.md §A), typed.
+
+* The listings a browser needs (projects, subjects, sessions, scans with file counts
+  and sizes) come from :class:`~xnat_tui.xnat.client.XnatClient`; the file listing with
+  MD5 ``digest`` is :func:`session_files` (one ``.../scans/{S}/files`` call per
+  session) or :func:`resource_files` (one scan resource, what a catalog entry names).
+* :func:`open_file` streams one file (``GET .../files/{path}``), asking for
+  ``Range: bytes=N-`` when resuming; the reply says whether the server honoured it
+  (206 with a matching ``Content-Range``) or restarted (200: XNAT ignores Range).
+* :class:`Verifier` checks a body as it streams: an HTML or error page is never taken
+  for data (content type, ``<!DOCTYPE``/``<html``, zip and DICOM magic), the size must
+  match the listing, and the MD5 must match ``digest`` where XNAT has one.
+* :func:`fetch_verified` does both for one file into memory (small files, a copy's
+  source); :func:`parse_catalog` reads the "Catalog XML" of XNAT's Download Images page.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+from xml.etree import ElementTree as ET
+
+import aiohttp
+
+from xnat_tui.xnat import tables
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.errors import (
+    ConnectionFailed,
+    ProtocolError,
+    SessionExpired,
+    XnatError,
+    error_for_status,
+    extract_server_message,
+)
+from xnat_tui.xnat.models import RemoteFile, data_uri
+
+CHUNK = 1 << 20
+_FILE_URI = re.compile(r"/scans/([^/]+)/resources/([^/]+)/files/(.+)$")
+_SESSION_FILE_URI = re.compile(r"/experiments/[^/]+/resources/([^/]+)/files/(.+)$")
+
+
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """One file of a session as the file listing gives it.
+
+    ``relpath`` is the path inside the resource (subfolders kept; from ``URI``, not
+    ``Name``); ``digest`` XNAT's MD5 hex ('' when the catalog has none).
+    """
+
+    scan_id: str  # '' for a session-level resource
+    resource: str  # the resource's label (the listing's ``collection``)
+    relpath: str
+    uri: str
+    size: int | None
+    digest: str = ""
+
+    @classmethod
+    def from_remote(cls, f: RemoteFile, *, scan_id: str = "", resource: str = "") -> ListedFile:
+        path = f.uri.split("?", 1)[0]
+        match = _FILE_URI.search(path)
+        relpath = f.name
+        if match:
+            scan_id = scan_id or unquote(match.group(1))
+            relpath = unquote(match.group(3))
+        else:
+            session_match = _SESSION_FILE_URI.search(path)
+            if session_match:
+                relpath = unquote(session_match.group(2))
+        return cls(
+            scan_id=scan_id,
+            resource=f.collection or resource,
+            relpath=relpath,
+            uri=data_uri(f.uri),
+            size=f.size,
+            digest=f.digest.strip().lower(),
+        )
+
+
+async def session_files(
+    client: XnatClient, session_id: str, *, scans: str = "ALL", resource: str = "DICOM"
+) -> list[ListedFile]:
+    """Every file of the session's scans in ``resource`` (a label, comma list, or ALL)."""
+    ctx = client.context(
+        f"list the files of session {session_id}",
+        not_found=f"session {session_id} does not exist or is not visible to you",
+    )
+    path = f"/data/experiments/{_q(session_id)}/scans/{_q(scans)}"
+    if resource.upper() not in ("ALL", "*", ""):
+        path += f"/resources/{quote(resource, safe=',')}"
+    reply = await client.request(
+        "GET", path + "/files", ctx, params={"format": "json"}, ok=(200, 404)
+    )
+    if reply.status == 404:
+        return []  # no scan has this resource: nothing to download, not an error
+    return [
+        ListedFile.from_remote(tables.remote_file(r))
+        for r in tables.rows(reply.json(), "the file listing")
+    ]
+
+
+async def resource_files(
+    client: XnatClient, session_id: str, scan_id: str, resource: str
+) -> list[ListedFile]:
+    """The files of one scan resource (what a catalog entry names)."""
+    ctx = client.context(
+        f"list the files of scan {scan_id} of {session_id}",
+        not_found=f"scan {scan_id} of session {session_id} has no {resource} resource",
+    )
+    payload = await client.get_json(
+        f"/data/experiments/{_q(session_id)}/scans/{_q(scan_id)}/resources/{_q(resource)}/files",
+        ctx,
+    )
+    return [
+        ListedFile.from_remote(tables.remote_file(r), scan_id=scan_id, resource=resource)
+        for r in tables.rows(payload, "the file listing")
+    ]
+
+
+# ---------------------------------------------------------------- one file
+
+
+@dataclass
+class FileReply:
+    """An open download. ``start`` is where the body begins in the file: the offset
+    asked for when the server answered 206, else 0 (a restart)."""
+
+    status: int
+    start: int
+    length: int | None  # Content-Length of this body, if given
+    total: int | None  # whole file size (from Content-Range or Content-Length)
+    content_type: str
+    last_modified: float | None
+    response: aiohttp.ClientResponse
+
+    async def chunks(self, size: int = CHUNK) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.content.iter_chunked(size):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ConnectionFailed(
+                f"the connection dropped in the middle of the file: {exc or type(exc).__name__}"
+            ) from exc
+
+
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*")
+
+
+@asynccontextmanager
+async def open_file(
+    client: XnatClient, uri: str, *, offset: int = 0, what: str = ""
+) -> AsyncIterator[FileReply]:
+    """Stream one file; re-logs in once if the session expired (401)."""
+    ctx = client.context(f"download {what or uri}")
+    if not client.logged_in:
+        await client.login()
+    url = client.url(data_uri(uri))
+    for attempt in (0, 1):
+        generation = client._generation
+        headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
+        if client._basic_always:
+            headers["Authorization"] = client._basic()
+        try:
+            response = await client._http().get(
+                url, headers=headers, allow_redirects=False, proxy=client._proxy
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ConnectionFailed(
+                f"Cannot {ctx.action}: {exc or type(exc).__name__}", url=url
+            ) from exc
+        try:
+            if response.status == 401:
+                text = await response.text(errors="replace")
+                if attempt == 1:
+                    raise SessionExpired(
+                        f"Cannot {ctx.action}: the server refuses the renewed session",
+                        status=401,
+                        server_message=extract_server_message(text),
+                        url=url,
+                    )
+                await client._relogin(generation)
+                continue
+            if response.status not in (200, 206):
+                text = await response.text(errors="replace")
+                message = extract_server_message(text, response.headers.get("Content-Type", ""))
+                raise error_for_status(response.status, message, ctx, method="GET", url=url)
+            client._last_ok = time.monotonic()
+            yield _reply(response, offset)
+            return
+        finally:
+            response.release()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _reply(response: aiohttp.ClientResponse, offset: int) -> FileReply:
+    length_text = response.headers.get("Content-Length")
+    length = int(length_text) if length_text and length_text.isdigit() else None
+    start, total = 0, length
+    if response.status == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != offset:
+            # A 206 for another span than asked: not trusted (§A.4).
+            raise ProtocolError(
+                "the server answered a resumed download with the wrong part of the file",
+                retriable=True,
+            )
+        start = offset
+        total = int(match.group(3)) if match.group(3) != "*" else None
+    modified = response.headers.get("Last-Modified")
+    stamp: float | None = None
+    if modified:
+        try:
+            stamp = email.utils.parsedate_to_datetime(modified).timestamp()
+        except (TypeError, ValueError):
+            stamp = None
+    return FileReply(
+        status=response.status,
+        start=start,
+        length=length,
+        total=total,
+        content_type=response.headers.get("Content-Type", ""),
+        last_modified=stamp,
+        response=response,
+    )
+
+
+# ---------------------------------------------------------------- verification
+
+
+class IntegrityError(XnatError):
+    """The bytes are not the file: an error page, the wrong size, or the wrong MD5.
+
+    Retriable: a proxy's error page or a corrupted transfer may not happen again.
+    """
+
+    default_retriable = True
+    default_hint = "The file is downloaded again; nothing wrong was kept."
+
+
+_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml")
+
+
+def _error_page(head: bytes, content_type: str, name: str) -> str | None:
+    """Why ``head`` (the first bytes) is an error page rather than ``name``'s data."""
+    low_name = name.lower()
+    markup_file = low_name.endswith((".html", ".htm", ".xml", ".xhtml", ".svg"))
+    if markup_file:
+        return None
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml"):
+        return f"the server sent an HTML page ({ctype}) instead of {name}"
+    if head.lstrip()[:9].lower().startswith(_HTML_STARTS):
+        return f"the server sent an HTML/XML page instead of {name}"
+    return None
+
+
+def _bad_magic(head: bytes, name: str, size: int) -> str | None:
+    low = name.lower()
+    if low.endswith(".zip") and size >= 4 and not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return f"{name} is not a zip (no zip signature)"
+    if low.endswith(".dcm") and size >= 132 and head[128:132] != b"DICM":
+        return f"{name} is not a DICOM Part 10 file (no DICM marker)"
+    return None
+
+
+class Verifier:
+    """Feed a body's chunks in order; :meth:`finish` says whether they are the file.
+
+    ``prefix`` is the part already on disk (a resume): its bytes feed the MD5 too.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        size: int | None,
+        digest: str = "",
+        content_type: str = "",
+    ) -> None:
+        self.name = name
+        self.expected_size = size
+        self.digest = digest.lower()
+        self.content_type = content_type
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.count = 0
+        self._head = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self._head) < 132:
+            self._head += chunk[: 132 - len(self._head)]
+            if self.count == 0 or len(self._head) >= 16:
+                why = _error_page(self._head, self.content_type, self.name)
+                if why is not None:
+                    raise IntegrityError(why)
+        self.md5.update(chunk)
+        self.count += len(chunk)
+        if self.expected_size is not None and self.count > self.expected_size:
+            raise IntegrityError(
+                f"{self.name}: the server sent more than the {self.expected_size} bytes listed"
+            )
+
+    def finish(self) -> str:
+        """The MD5 hex of the whole file; raises IntegrityError when it is not the file."""
+        if self.expected_size is not None and self.count != self.expected_size:
+            raise IntegrityError(
+                f"{self.name}: {self.count} bytes received, {self.expected_size} listed"
+            )
+        got = self.md5.hexdigest()
+        if self.digest:
+            if got != self.digest:
+                raise IntegrityError(
+                    f"{self.name}: MD5 {got} does not match the server's digest {self.digest}"
+                )
+        else:
+            # No digest to trust: at least the bytes must look like what the name says.
+            why = _bad_magic(self._head, self.name, self.count)
+            if why is not None:
+                raise IntegrityError(why)
+        return got
+
+    @property
+    def how(self) -> str:
+        return "md5" if self.digest else "size"
+
+
+async def fetch_verified(client: XnatClient, f: ListedFile) -> bytes:
+    """The whole file in memory, verified (size, MD5 or magic); for small files."""
+    async with open_file(client, f.uri, what=f.relpath) as reply:
+        check = Verifier(
+            f.relpath.rsplit("/", 1)[-1],
+            size=f.size,
+            digest=f.digest,
+            content_type=reply.content_type,
+        )
+        parts: list[bytes] = []
+        async for chunk in reply.chunks():
+            check.feed(chunk)
+            parts.append(chunk)
+        check.finish()
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------- the catalog XML
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One scan resource of a download catalog (§A.5)."""
+
+    session_id: str
+    session_description: str
+    scan_id: str
+    resource: str
+    name: str  # the folder the catalog puts the resource's files in
+    uri: str  # /data/experiments/{E}/scans/{S}/resources/{R}/files
+
+
+_CATALOG_URI = re.compile(
+    r"^/(?:archive|data|REST)/experiments/([^/]+)/scans/([^/]+)/resources/([^/]+)/files/?$"
+)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def parse_catalog(text: str | bytes) -> list[CatalogEntry]:
+    """Entries of a ``cat:Catalog`` ("Download Images → Catalog XML"); clear errors."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ProtocolError(f"the catalog is not valid XML ({exc})") from None
+    if _local(root.tag) != "catalog":
+        raise ProtocolError(f"not a download catalog (root element <{_local(root.tag)}>)")
+    found: list[CatalogEntry] = []
+
+    def walk(node: Any, session: tuple[str, str]) -> None:
+        for child in node:
+            kind = _local(child.tag)
+            if kind == "entryset":
+                here = session
+                if not session[0]:
+                    here = (child.get("ID", ""), child.get("description", ""))
+                walk(child, here)
+            elif kind in ("sets", "entries"):
+                walk(child, session)
+            elif kind == "entry":
+                uri = child.get("URI", "")
+                match = _CATALOG_URI.match(uri.split("?", 1)[0])
+                if not match:
+                    raise ProtocolError(f"catalog entry {uri!r} is not a scan resource")
+                found.append(
+                    CatalogEntry(
+                        session_id=unquote(match.group(1)),
+                        session_description=session[1],
+                        scan_id=unquote(match.group(2)),
+                        resource=unquote(match.group(3)),
+                        name=child.get("name", ""),
+                        uri="/data" + uri[uri.index("/experiments/") :].split("?", 1)[0],
+                    )
+                )
+
+    walk(root, ("", ""))
+    return found
