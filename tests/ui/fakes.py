@@ -88,10 +88,18 @@ class FakeEngine:
         return [jid for jid, _, _, _ in self.resumable]
 
     def snapshot(self) -> list[JobProgress]:
+        # Every job the engine holds, as the real one reports them.
+        sizes = {jid: (sent, total) for jid, _, sent, total in self.resumable}
         return [
-            JobProgress(jid, label, self.states[jid], sent, total, 0, 3, 0, 1)
-            for jid, label, sent, total in self.resumable
+            JobProgress(jid, self.labels[jid], state, *sizes.get(jid, (0, 0)), 0, 3, 0, 1)
+            for jid, state in self.states.items()
         ]
+
+    def adopt(self, job_id: str) -> bool:
+        return job_id in self.states
+
+    async def wait(self, job_ids: Any = None) -> dict[str, JobState]:
+        return {j: self.states[j] for j in (job_ids or self.states)}
 
     def set_state(self, job_id: str, state: JobState, message: str = "") -> None:
         previous = self.states.get(job_id)

@@ -23,7 +23,9 @@ from textual.worker import Worker, WorkerState
 from xnat_tui.config import Config
 from xnat_tui.dicom.model import ScanBatch, ScanSummary
 from xnat_tui.text import safe
+from xnat_tui.transfer.events import EventStream, ProgressTick
 from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import Destination, JobState, Overwrite
 from xnat_tui.ui.commands import WorkbenchCommands
 from xnat_tui.ui.logbuffer import LogBuffer
@@ -32,12 +34,12 @@ from xnat_tui.ui.screens.confirm import ConfirmScreen
 from xnat_tui.ui.themes import load_themes
 from xnat_tui.ui.transfer_model import JobRow, TransferModel
 from xnat_tui.workflow.checks import Sleep, TargetChecks
+from xnat_tui.workflow.jobs import JobAction, JobRouter
 from xnat_tui.workflow.login import Connection, Connector, LoginRequest
 from xnat_tui.workflow.targets import LabelRules
 from xnat_tui.workflow.upload import (
     Anonymization,
     EngineFactory,
-    JobAction,
     UploadSession,
     UploadSettings,
     label_rules_for,
@@ -47,6 +49,15 @@ from xnat_tui.workflow.workbench import Workbench
 from xnat_tui.xnat.client import XnatClient
 
 log = logging.getLogger("xnat_tui.ui")
+
+# What a verified job did, in the "Transfer done" notification.
+_DONE_VERB = {
+    JobKind.UPLOAD: "uploaded",
+    JobKind.SEND: "sent over DICOM",
+    JobKind.DOWNLOAD: "downloaded",
+    JobKind.COPY: "copied",
+    JobKind.MOVE: "moved",
+}
 
 # Seconds between checks that the terminal is still there (see _watch_terminal).
 TERMINAL_CHECK = 1.0
@@ -104,6 +115,9 @@ class XnatTuiApp(App[int]):
         self._engine_factory = engine_factory
         # The upload session of the logged-in server (None offline / before login).
         self.uploads: UploadSession | None = None
+        # Every workflow's engine behind one event stream and one set of job actions
+        # (None offline / before login); ``jobs.ensure(kind, ...)`` starts one on first use.
+        self.jobs: JobRouter | None = None
         d = config.defaults
         self.workbench = Workbench(LabelRules(d.subject_pattern, d.session_pattern))
         self.workbench.project_rules = lambda project: label_rules_for(config, project)
@@ -230,9 +244,14 @@ class XnatTuiApp(App[int]):
         from xnat_tui.ui.screens.main import MainScreen
 
         self.uploads = self.upload_session(connection)
+        self.jobs = JobRouter(self.uploads.journal)
+        events = self.jobs.subscribe()
         resumed = await self.uploads.start()
+        assert self.uploads.engine is not None
+        self.jobs.attach([JobKind.UPLOAD], self.uploads.engine, self.uploads.stream)
+        resumed += await self._resume_other_kinds(connection)
         log.info("logged in as %s at %s", connection.user, connection.url)
-        self._events_worker = self._consume_events()
+        self._events_worker = self._consume_events(events)
         await self.switch_screen(MainScreen(self.start_path))
         self.sub_title = safe(f"{connection.user} @ {connection.url}")
         if resumed:
@@ -249,11 +268,34 @@ class XnatTuiApp(App[int]):
         await self.switch_screen(MainScreen(self.start_path))
         self.sub_title = "offline"
 
+    async def _resume_other_kinds(self, connection: Connection) -> list[str]:
+        """Start the engines of other workflows (DICOM sends, downloads, copies) whose
+        jobs this server has unfinished in the journal; they resume them."""
+        assert self.jobs is not None
+        unfinished = self.jobs.journal.jobs(
+            states=[s for s in JobState if not s.finished], server=connection.port.server_url
+        )
+        resumed: list[str] = []
+        for kind in dict.fromkeys(j.kind for j in unfinished if j.kind is not JobKind.UPLOAD):
+            try:
+                engine = await self.jobs.ensure(kind, connection, self.config)
+            except Exception as exc:  # one workflow failing to start must not block login
+                log.error("cannot resume %s jobs: %s", kind, exc)
+                self.notify(
+                    f"Cannot resume {kind} jobs: {exc}", title="Transfers", severity="error"
+                )
+                continue
+            resumed += [p.job_id for p in engine.snapshot()]
+        return resumed
+
     @work(group="engine-events", exclusive=True, exit_on_error=False)
-    async def _consume_events(self) -> None:
-        if self.uploads is None:
+    async def _consume_events(self, events: EventStream) -> None:
+        if self.jobs is None:
             return
-        async for event in self.uploads.events():
+        for progress in self.jobs.snapshot():
+            tick = ProgressTick((progress,), progress.bytes_sent, progress.bytes_total, 0.0, None)
+            self.transfers.apply(tick)
+        async for event in events:
             self.transfers.apply(event)
             for row in self.transfers.take_finished():
                 self._announce(row)
@@ -263,7 +305,8 @@ class XnatTuiApp(App[int]):
         if state is JobState.VERIFIED:
             # The engine says how: "verified by MD5 in the archive", "verified by size ...".
             how = row.message.split(":", 1)[0] if row.message.startswith("verified") else ""
-            self.notify(f"{row.label}: uploaded, {how or 'verified'}.", title="Transfer done")
+            done = _DONE_VERB.get(row.kind, "done")
+            self.notify(f"{row.label}: {done}, {how or 'verified'}.", title="Transfer done")
             log.info("job %s (%s) verified", row.job_id, row.label)
             if self.uploads is not None:
                 self.uploads.planner.refresh()
@@ -330,9 +373,9 @@ class XnatTuiApp(App[int]):
     @work(group="job-action", exit_on_error=False)
     async def _run_job_action(self, action: JobAction, job_id: str | None) -> None:
         try:
-            if self.uploads is None:
+            if self.jobs is None:
                 raise RuntimeError("not connected: there are no transfers to control")
-            await self.uploads.job_action(action, job_id)
+            await self.jobs.act(action, job_id)
         except Exception as exc:  # an engine refusal is shown, never crashes the UI
             self.notify(str(exc), title="Transfers", severity="error")
             log.error("%s %s: %s", action, job_id or "all", exc)
@@ -382,6 +425,8 @@ class XnatTuiApp(App[int]):
             return
         self._stopping = True
         try:
+            if self.jobs is not None:
+                await self.jobs.close()  # every workflow's engine, the upload one too
             if self.uploads is not None:
                 await self.uploads.close()
         except Exception as exc:

@@ -8,11 +8,14 @@ engine adopts only jobs of its own kinds (the journal is shared).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
 from typing import Protocol
 
 from xnat_tui.config import Config
-from xnat_tui.transfer.events import EventStream, JobProgress
+from xnat_tui.transfer.events import EventHub, EventStream, JobProgress, ProgressTick
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import JobState
@@ -34,6 +37,15 @@ class JobEngine(Protocol):
     async def retry(self, job_id: str | None = None) -> list[str]: ...
     async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]: ...
     async def close(self) -> None: ...
+
+
+class JobAction(StrEnum):
+    PAUSE = "pause"
+    PAUSE_ALL = "pause_all"
+    RESUME = "resume"
+    RESUME_ALL = "resume_all"
+    CANCEL = "cancel"
+    RETRY = "retry"
 
 
 # Builds the engine that runs journalled jobs of some kinds for one logged-in server.
@@ -66,3 +78,162 @@ def _load_workflows() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != f"xnat_tui.workflow.{name}":
                 raise
+
+
+class JobRouter:
+    """Several engines as one: the Transfers panel and ``transfers resume`` see a
+    single event stream and send each job's action to the engine of its kind.
+
+    It is itself a :class:`JobEngine`, so the CLI's progress reporter runs over it
+    unchanged. Progress ticks are merged: each engine ticks its own jobs, and the
+    overall figures are the sum of every engine's latest tick.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._engines: dict[JobKind, JobEngine] = {}
+        self._hub = EventHub()
+        self._forwarders: list[asyncio.Task[None]] = []
+        self._ticks: dict[int, ProgressTick] = {}
+
+    # ------------------------------------------------------------ engines
+    def attach(
+        self, kinds: Iterable[JobKind], engine: JobEngine, stream: EventStream | None = None
+    ) -> None:
+        """Route these kinds to ``engine`` and forward its events. ``stream`` is a
+        subscription taken before the engine started (so no early event is lost);
+        without it the router subscribes now."""
+        first = all(e is not engine for e in self._engines.values())
+        for kind in kinds:
+            self._engines[kind] = engine
+        if first:
+            stream = stream or engine.subscribe()
+            self._forwarders.append(
+                asyncio.create_task(self._forward(id(engine), stream), name="job-router")
+            )
+
+    def engine(self, kind: JobKind) -> JobEngine | None:
+        return self._engines.get(kind)
+
+    async def ensure(self, kind: JobKind, connection: Connection, config: Config) -> JobEngine:
+        """The engine for ``kind``, built, started (resuming its kind's unfinished jobs)
+        and attached on first use."""
+        engine = self._engines.get(kind)
+        if engine is None:
+            engine = await builder_for(kind)(connection, self.journal, config)
+            await engine.start(resume=True)
+            self.attach([kind], engine)
+        return engine
+
+    @property
+    def engines(self) -> list[JobEngine]:
+        unique: list[JobEngine] = []
+        for engine in self._engines.values():
+            if all(e is not engine for e in unique):
+                unique.append(engine)
+        return unique
+
+    async def _forward(self, key: int, stream: EventStream) -> None:
+        async for event in stream:
+            if isinstance(event, ProgressTick):
+                self._ticks[key] = event
+                ticks = list(self._ticks.values())
+                etas = [t.eta for t in ticks if t.eta is not None]
+                event = ProgressTick(
+                    event.jobs,
+                    sum(t.bytes_sent for t in ticks),
+                    sum(t.bytes_total for t in ticks),
+                    sum(t.rate for t in ticks),
+                    max(etas) if etas else None,
+                )
+            self._hub.publish(event)
+
+    def _for_job(self, job_id: str) -> JobEngine:
+        # The engine holding the job first (actions are rare; snapshots are cheap),
+        # else by the kind the journal gives it (a job no engine has adopted yet).
+        for engine in self.engines:
+            if any(p.job_id == job_id for p in engine.snapshot()):
+                return engine
+        kind = self.journal.job(job_id).kind
+        engine = self._engines.get(kind)
+        if engine is None:
+            raise LookupError(f"job {job_id} is a {kind} job, and no {kind} engine is running")
+        return engine
+
+    # ------------------------------------------------------------ JobEngine
+    def subscribe(self) -> EventStream:
+        return self._hub.subscribe()
+
+    async def start(self, *, resume: bool = True) -> list[str]:
+        ids: list[str] = []
+        for engine in self.engines:
+            ids += await engine.start(resume=resume)
+        return ids
+
+    def snapshot(self) -> list[JobProgress]:
+        return [p for engine in self.engines for p in engine.snapshot()]
+
+    def adopt(self, job_id: str) -> bool:
+        return self._for_job(job_id).adopt(job_id)
+
+    def pause(self, job_id: str | None = None) -> list[str]:
+        if job_id is not None:
+            return self._for_job(job_id).pause(job_id)
+        return [i for engine in self.engines for i in engine.pause(None)]
+
+    def resume(self, job_id: str | None = None) -> list[str]:
+        if job_id is not None:
+            return self._for_job(job_id).resume(job_id)
+        return [i for engine in self.engines for i in engine.resume(None)]
+
+    def cancel(self, job_id: str | None = None) -> list[str]:
+        if job_id is not None:
+            return self._for_job(job_id).cancel(job_id)
+        return [i for engine in self.engines for i in engine.cancel(None)]
+
+    async def retry(self, job_id: str | None = None) -> list[str]:
+        if job_id is not None:
+            return await self._for_job(job_id).retry(job_id)
+        return [i for engine in self.engines for i in await engine.retry(None)]
+
+    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]:
+        if job_ids is None:
+            states: dict[str, JobState] = {}
+            for engine in self.engines:
+                states |= await engine.wait(None)
+            return states
+        by_engine: dict[int, tuple[JobEngine, list[str]]] = {}
+        for jid in job_ids:
+            engine = self._for_job(jid)
+            by_engine.setdefault(id(engine), (engine, []))[1].append(jid)
+        results = await asyncio.gather(*(e.wait(ids) for e, ids in by_engine.values()))
+        merged: dict[str, JobState] = {}
+        for result in results:
+            merged |= result
+        return merged
+
+    async def act(self, action: JobAction, job_id: str | None) -> list[str]:
+        """A Transfers-panel action on one job (by its kind's engine) or on all."""
+        match action:
+            case JobAction.PAUSE:
+                return self.pause(job_id)
+            case JobAction.PAUSE_ALL:
+                return self.pause(None)
+            case JobAction.RESUME:
+                return self.resume(job_id)
+            case JobAction.RESUME_ALL:
+                return self.resume(None)
+            case JobAction.CANCEL:
+                return self.cancel(job_id)
+            case JobAction.RETRY:
+                return await self.retry(job_id)
+
+    async def close(self) -> None:
+        for engine in self.engines:
+            await engine.close()
+        for task in self._forwarders:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._forwarders.clear()
+        self._hub.close()

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +19,7 @@ from xnat_tui.config import Config
 from xnat_tui.dicom.dicomedit import RequiredVariable
 from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet, missing_variables
 from xnat_tui.transfer.engine import TransferEngine, TransformFactory
-from xnat_tui.transfer.events import Event, EventStream, JobProgress, ProgressTick
+from xnat_tui.transfer.events import EventStream
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.plan import JobRequest, Plan
@@ -34,6 +33,7 @@ from xnat_tui.transfer.types import (
     Overwrite,
     SourceSession,
 )
+from xnat_tui.workflow.jobs import JobEngine
 from xnat_tui.workflow.login import Connection
 from xnat_tui.workflow.planner import Planner, ProjectSnapshot
 from xnat_tui.workflow.targets import (
@@ -60,30 +60,10 @@ _UNFINISHED = (
 )
 
 
-class Engine(Protocol):
-    """What the session needs of a transfer engine (``TransferEngine`` in the app)."""
+class Engine(JobEngine, Protocol):
+    """The upload engine (``TransferEngine`` in the app): a job engine that takes plans."""
 
-    journal: Journal
-
-    def subscribe(self) -> EventStream: ...
-    async def start(self, *, resume: bool = True) -> list[str]: ...
-    def snapshot(self) -> list[JobProgress]: ...
     async def submit(self, plan: Plan) -> list[str]: ...
-    def pause(self, job_id: str | None = None) -> list[str]: ...
-    def resume(self, job_id: str | None = None) -> list[str]: ...
-    def cancel(self, job_id: str | None = None) -> list[str]: ...
-    async def retry(self, job_id: str | None = None) -> list[str]: ...
-    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]: ...
-    async def close(self) -> None: ...
-
-
-class JobAction(StrEnum):
-    PAUSE = "pause"
-    PAUSE_ALL = "pause_all"
-    RESUME = "resume"
-    RESUME_ALL = "resume_all"
-    CANCEL = "cancel"
-    RETRY = "retry"
 
 
 @dataclass(frozen=True)
@@ -477,31 +457,6 @@ class UploadSession:
             job.request.session.study_instance_uid: job_id
             for job, job_id in zip(plan.sendable, ids, strict=False)
         }
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Progress of the jobs known now, then every event as it comes."""
-        if self.engine is None or self._stream is None:
-            return
-        for progress in self.engine.snapshot():
-            yield ProgressTick((progress,), progress.bytes_sent, progress.bytes_total, 0.0, None)
-        async for event in self._stream:
-            yield event
-
-    async def job_action(self, action: JobAction, job_id: str | None) -> list[str]:
-        engine = self._running()
-        match action:
-            case JobAction.PAUSE:
-                return engine.pause(job_id)
-            case JobAction.PAUSE_ALL:
-                return engine.pause(None)
-            case JobAction.RESUME:
-                return engine.resume(job_id)
-            case JobAction.RESUME_ALL:
-                return engine.resume(None)
-            case JobAction.CANCEL:
-                return engine.cancel(job_id)
-            case JobAction.RETRY:
-                return await engine.retry(job_id)
 
     def job_report(self, job_id: str) -> str:
         return job_report(self.journal, job_id)
