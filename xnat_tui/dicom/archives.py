@@ -33,7 +33,7 @@ import tarfile
 import threading
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -937,10 +937,18 @@ def _where(index: _Index, name: str) -> tuple[int, int] | None:
     return index.window.start + hit[0], hit[1]
 
 
-def open_window(outer: str, offset: int, size: int) -> IO[bytes]:
+class _Member(io.BufferedReader):
+    """A member's bytes; ``crc`` is the CRC-32 its archive records (-1: none)."""
+
+    crc = -1
+
+
+def open_window(outer: str, offset: int, size: int, crc: int = -1) -> IO[bytes]:
     """Bytes stored as-is in ``outer`` at ``offset``: a seekable file of its own."""
     fh = open(outer, "rb", buffering=0)  # noqa: SIM115 - returned open
-    return cast(IO[bytes], io.BufferedReader(_OwnedWindow(fh, offset, size), 64 << 10))
+    member = _Member(_OwnedWindow(fh, offset, size), 64 << 10)
+    member.crc = crc
+    return cast(IO[bytes], member)
 
 
 class _OwnedWindow(_Window):
@@ -971,11 +979,14 @@ def open_random(path: str) -> IO[bytes] | None:
     where = _where(index, names[-1])
     if where is None:
         assert index.zf is not None
-        return index.zf.open(index.infos[names[-1]])
-    return open_window(outer, where[0], where[1])
+        return index.zf.open(index.infos[names[-1]])  # checks its CRC at the end
+    info = index.infos.get(names[-1])
+    return open_window(outer, where[0], where[1], info.CRC if info is not None else -1)
 
 
-def read_members(paths: Iterable[str], limits: Limits = LIMITS) -> Iterator[tuple[str, IO[bytes]]]:
+def read_members(
+    paths: Iterable[str], limits: Limits = LIMITS
+) -> Generator[tuple[str, IO[bytes], int], None, None]:
     """The members named (all in one outermost archive), in one sequential pass, in
     archive order; stops after the last one wanted. Paths not found are not yielded."""
     wanted = set(paths)
@@ -983,17 +994,22 @@ def read_members(paths: Iterable[str], limits: Limits = LIMITS) -> Iterator[tupl
         return
     outer = outermost(next(iter(wanted)))
     for event in walk_archive(outer, limits):
-        if isinstance(event, Problem) or event.path not in wanted:
+        if isinstance(event, Problem):
+            hit = [w for w in wanted if w == event.path or w.startswith(event.path + SEP)]
+            if hit and event.severity == "error":
+                raise ArchiveError(f"{event.path}: {event.detail}")
+            continue
+        if event.path not in wanted:
             continue
         wanted.discard(event.path)
         if event.stream is not None:
-            yield event.path, event.stream
+            yield event.path, event.stream, event.crc
         else:
             f = open_random(event.path)
             if f is None:  # pragma: no cover - a walk gives streams for these
                 continue
             with f:
-                yield event.path, f
+                yield event.path, f, event.crc
         if not wanted:
             return
 
@@ -1007,7 +1023,7 @@ def open_path(path: str) -> IO[bytes]:
         raise OSError(f"{path}: cannot be read from its archive: {exc}") from exc
     if f is not None:
         return f
-    for _name, stream in read_members([path]):
+    for _name, stream, _crc in read_members([path]):
         return io.BytesIO(_read_all(stream))
     raise OSError(f"{path}: not found in its archive")
 

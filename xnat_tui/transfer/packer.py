@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import stat
 import threading
 import zlib
@@ -25,6 +24,7 @@ from stream_zip import NO_COMPRESSION_64, ZIP_32, stream_zip
 
 from xnat_tui.priority import lower_this_thread
 from xnat_tui.transfer.journal import ManifestEntry
+from xnat_tui.transfer.opener import Opened, SourceKind, open_in_order
 from xnat_tui.transfer.server import SourceChanged
 from xnat_tui.transfer.types import Compression, SourceFile
 from xnat_tui.transfer.zip64 import Zip64Writer, stored_size
@@ -66,17 +66,11 @@ def entry_names(series_uid: str, files: Sequence[SourceFile]) -> list[str]:
     return names
 
 
-# Scanners store mtime_ns / 1e9; os.stat's float st_mtime may differ in the last bit.
-_MTIME_SLACK = 1e-6
-
-
-def _mtime_moved(f: SourceFile, st: os.stat_result) -> bool:
-    """The file's mtime differs from the scan's (0.0: the scan did not record one)."""
-    return bool(f.mtime) and abs(st.st_mtime_ns / 1e9 - f.mtime) > _MTIME_SLACK
-
-
-def _when(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+def _damaged(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "crc" in text.lower():
+        return f"fails its CRC check in its archive (damaged): {text}"
+    return f"cannot be read from its archive (damaged?): {text}"
 
 
 def _safe(text: str) -> str:
@@ -123,73 +117,70 @@ class SeriesPacker:
         self._stop.set()
 
     # ------------------------------------------------------------ thread side
-    def _restat(self, f: SourceFile) -> None:
-        """Right before a file is sent: is it still what the scan saw (size and mtime)?
+    # Every byte comes through the source kinds of ``opener`` (disk, archive members,
+    # whatever is registered): files are opened in the order their kind reads fastest
+    # (one pass per compressed archive), and entry names do not depend on that order.
+    def _sources(self) -> Iterator[tuple[str, SourceFile, SourceKind, Opened]]:
+        for i, f, kind, fh in open_in_order(self.files):
+            if self._stop.is_set():
+                fh.close()
+                raise _Stop
+            yield self.names[i], f, kind, fh
 
-        A file rewritten in place with the same size would otherwise pass every later
-        check (the server verifies what it was sent, not what was scanned).
-        """
+    def _read(self, f: SourceFile, kind: SourceKind, fh: Opened) -> bytes:
         try:
-            st = os.stat(f.path)
-        except FileNotFoundError:
-            raise SourceChanged(str(f.path), "vanished since it was scanned") from None
-        except PermissionError:
-            raise SourceChanged(str(f.path), "is no longer readable (permission denied)") from None
+            parts: list[bytes] = []
+            while block := fh.read(CHUNK):
+                if self._stop.is_set():
+                    raise _Stop
+                parts.append(block)
         except OSError as exc:
-            raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror}") from None
-        if not self.check_unchanged:
-            return
-        if st.st_size != f.size:
-            raise SourceChanged(
-                str(f.path), f"changed since it was scanned ({f.size} → {st.st_size} bytes)"
-            )
-        if _mtime_moved(f, st):
-            raise SourceChanged(
-                str(f.path),
-                "changed since it was scanned (same size, modified "
-                f"{_when(st.st_mtime_ns / 1e9)}; scanned as of {_when(f.mtime)})",
-            )
-
-    def _read(self, f: SourceFile) -> bytes:
-        self._restat(f)
-        try:
-            with open(f.path, "rb") as fh:
-                data = fh.read()
-                after = os.fstat(fh.fileno())
-        except FileNotFoundError:
-            raise SourceChanged(str(f.path), "vanished while being read") from None
-        except PermissionError:
-            raise SourceChanged(str(f.path), "is no longer readable (permission denied)") from None
-        except OSError as exc:
-            raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror}") from None
-        if self.check_unchanged and (len(data) != f.size or _mtime_moved(f, after)):
-            raise SourceChanged(str(f.path), "changed while being read")
+            raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror or exc}") from None
+        except SourceChanged:
+            raise
+        except _Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged archive member (CRC, zlib)
+            raise SourceChanged(str(f.path), _damaged(exc)) from None
+        data = b"".join(parts)
+        kind.finished(f, fh, len(data), zlib.crc32(data), self.check_unchanged)
         return data
 
-    def _checksum_pass(self, f: SourceFile) -> tuple[int, str]:
+    def _checksum_pass(self, f: SourceFile, kind: SourceKind, fh: Opened) -> tuple[int, str]:
         crc = 0
+        size = 0
         md5 = hashlib.md5(usedforsecurity=False)
         try:
-            with open(f.path, "rb") as fh:
-                while block := fh.read(CHUNK):
-                    if self._stop.is_set():
-                        raise _Stop
-                    crc = zlib.crc32(block, crc)
-                    md5.update(block)
-        except OSError as exc:
-            raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror}") from None
+            for block in self._blocks(f, fh, close=False):
+                crc = zlib.crc32(block, crc)
+                size += len(block)
+                md5.update(block)
+            kind.finished(f, fh, size, crc, self.check_unchanged)
+        finally:
+            fh.close()
         return crc, md5.hexdigest()
 
-    def _stream_file(self, f: SourceFile) -> Iterator[bytes]:
+    def _blocks(self, f: SourceFile, fh: Opened, close: bool = True) -> Iterator[bytes]:
         try:
-            with open(f.path, "rb") as fh:
-                while block := fh.read(CHUNK):
-                    if self._stop.is_set():
-                        raise _Stop
-                    self._consumed_src += len(block)
-                    yield block
+            while block := fh.read(CHUNK):
+                if self._stop.is_set():
+                    raise _Stop
+                yield block
+        except (_Stop, SourceChanged):
+            raise
         except OSError as exc:
-            raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror}") from None
+            raise SourceChanged(str(f.path), f"cannot be read: {exc.strerror or exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged archive member (CRC, zlib)
+            raise SourceChanged(str(f.path), _damaged(exc)) from None
+        finally:
+            if close:
+                fh.close()
+
+    def _stream_file(self, f: SourceFile, kind: SourceKind) -> Iterator[bytes]:
+        """A large file's second read (the first gave its checksums)."""
+        for block in self._blocks(f, kind.open(f)):
+            self._consumed_src += len(block)
+            yield block
 
     def _slices(self, data: bytes) -> Iterator[bytes | memoryview]:
         view = memoryview(data)
@@ -201,24 +192,28 @@ class SeriesPacker:
             yield part
             self._consumed_src += len(part)
 
+    def _large(self, f: SourceFile) -> bool:
+        return f.size > LARGE_FILE and self.transform is None
+
     def _members(self) -> Iterator[tuple[str, datetime, int, Any, Any]]:
-        for f, name in zip(self.files, self.names, strict=True):
-            if self._stop.is_set():
-                raise _Stop
-            if f.size > LARGE_FILE and self.transform is None:
-                self._restat(f)
-                crc, digest = self._checksum_pass(f)
+        for name, f, kind, fh in self._sources():
+            kind.check(f, self.check_unchanged)
+            if self._large(f):
+                crc, digest = self._checksum_pass(f, kind, fh)
                 self.manifest.append(ManifestEntry(name, str(f.path), f.size, crc, digest))
                 method = self._method(f.size, crc)
-                yield name, _STAMP, _MODE, method, self._stream_file(f)
+                yield name, _STAMP, _MODE, method, self._stream_file(f, kind)
             else:
-                data, crc = self._small(f, name)
+                data, crc = self._small(f, name, kind, fh)
                 yield name, _STAMP, _MODE, self._method(len(data), crc), self._slices(data)
             self._consumed_files += 1
 
-    def _small(self, f: SourceFile, name: str) -> tuple[bytes, int]:
+    def _small(self, f: SourceFile, name: str, kind: SourceKind, fh: Opened) -> tuple[bytes, int]:
         """A file read whole (transformed if anonymizing), checksummed and listed."""
-        data = self._read(f)
+        try:
+            data = self._read(f, kind, fh)
+        finally:
+            fh.close()
         if self.transform is not None:
             data = self.transform(f.path, data)
         crc = zlib.crc32(data)
@@ -229,16 +224,14 @@ class SeriesPacker:
     def _stored(self) -> Iterator[bytes]:
         """Stored zip64 members: headers and each file's data as read, never copied."""
         writer = Zip64Writer(_STAMP, _MODE)
-        for f, name in zip(self.files, self.names, strict=True):
-            if self._stop.is_set():
-                raise _Stop
-            if f.size > LARGE_FILE and self.transform is None:
-                self._restat(f)
-                crc, digest = self._checksum_pass(f)
+        for name, f, kind, fh in self._sources():
+            kind.check(f, self.check_unchanged)
+            if self._large(f):
+                crc, digest = self._checksum_pass(f, kind, fh)
                 self.manifest.append(ManifestEntry(name, str(f.path), f.size, crc, digest))
                 yield writer.local_header(name, f.size, crc)
                 sent, check = 0, 0
-                for block in self._stream_file(f):
+                for block in self._stream_file(f, kind):
                     sent += len(block)
                     if sent > f.size:
                         raise SourceChanged(str(f.path), "changed while being read")
@@ -248,7 +241,7 @@ class SeriesPacker:
                     # The zip is cut before its end records: the server rejects it.
                     raise SourceChanged(str(f.path), "changed while being read")
             else:
-                data, crc = self._small(f, name)
+                data, crc = self._small(f, name, kind, fh)
                 yield writer.local_header(name, len(data), crc)
                 yield data
                 self._consumed_src += len(data)

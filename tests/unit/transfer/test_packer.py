@@ -5,6 +5,7 @@ import io
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,14 +104,14 @@ async def test_concurrent_packers_share_the_packing_lock_without_blocking(
     guard = threading.Lock()
     real_read = SeriesPacker._read
 
-    def counted_read(self: SeriesPacker, f: SourceFile) -> bytes:
+    def counted_read(self: SeriesPacker, *args: Any) -> bytes:
         nonlocal reading, peak
         with guard:
             reading += 1
             peak = max(peak, reading)
         try:
             time.sleep(0.002)  # long enough for another packer to try
-            return real_read(self, f)
+            return real_read(self, *args)
         finally:
             with guard:
                 reading -= 1
