@@ -29,7 +29,7 @@ from xnat_tui.transfer.plan import Plan, PlannedJob
 from xnat_tui.transfer.types import JobState, SeriesState
 from xnat_tui.transfer.verifier import verified_how
 from xnat_tui.units import human_bytes, human_rate
-from xnat_tui.workflow.upload import Engine
+from xnat_tui.workflow.jobs import JobEngine
 
 
 def human_eta(seconds: float | None) -> str:
@@ -94,6 +94,7 @@ def _quoted(description: str) -> str:
 def job_dict(job: JobRecord, series: list[SeriesRecord]) -> dict[str, Any]:
     return {
         "id": job.id,
+        "kind": str(job.kind),
         "state": str(job.state),
         "server": job.server,
         "user": job.username,
@@ -154,7 +155,7 @@ def job_line(job: JobRecord, series: list[SeriesRecord]) -> str:
     size = human_bytes(sum(s.bytes for s in series))
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.updated))
     line = (
-        f"{job.id}  {state_text(job):<16} {pad(safe(job.display), 40)} "
+        f"{job.id}  {job.kind.arrow:<10} {state_text(job):<16} {pad(safe(job.display), 40)} "
         f"{done}/{len(series)} series  {size:>9}  {when}"
     )
     step = next_step(job)
@@ -243,7 +244,7 @@ class Reporter:
 
 
 async def run_until_done(
-    engine: Engine,
+    engine: JobEngine,
     ids: list[str],
     reporter: Reporter,
     stream: EventStream,

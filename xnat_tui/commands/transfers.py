@@ -1,4 +1,7 @@
-"""``xnat-tui transfers list|show|resume|pause|cancel|retry [ID]``: the upload journal.
+"""``xnat-tui transfers list|show|resume|pause|cancel|retry [ID]``: the transfer journal.
+
+Every workflow's jobs are here: uploads, DICOM sends, downloads, copies and moves;
+``resume`` and ``retry`` run each job with the engine of its kind.
 
 The journal is shared with the TUI and with other ``xnat-tui upload`` processes.
 ``pause``/``cancel`` of a job another process is running are passed to that process
@@ -30,8 +33,9 @@ if TYPE_CHECKING:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "transfers",
-        help="list, inspect, resume, pause, cancel or retry uploads (the journal)",
-        description="Manage upload jobs recorded in the transfer journal.",
+        help="list, inspect, resume, pause, cancel or retry transfers (the journal)",
+        description="Manage the jobs recorded in the transfer journal: uploads, DICOM "
+        "sends, downloads, copies and moves.",
         epilog="Exit codes: 0 ok, 1 a job failed or was not found, 2 usage error.",
     )
     sub = parser.add_subparsers(dest="transfers_command", metavar="ACTION", required=True)
@@ -298,8 +302,11 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
     from xnat_tui.transfer.anon import AnonymizerSet
+    from xnat_tui.transfer.kinds import JobKind
     from xnat_tui.transfer.types import JobState
     from xnat_tui.transfer.xnat_port import XnatPort
+    from xnat_tui.workflow.jobs import JobRouter, builder_for
+    from xnat_tui.workflow.login import connection_for
 
     keep_running_on_hangup()
     action = args.transfers_command
@@ -356,19 +363,28 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         jobs = [j for j in jobs if j.server == port.server_url]
         anons = AnonymizerSet()
         for j in jobs:
+            if j.kind is not JobKind.UPLOAD:
+                continue
             try:
                 await anons.prepare_job(client, j)
             except Exception as exc:  # AnonymizationRefused, or the scripts could not be fetched
                 # The job's series then fail before sending (transform_for refuses too).
                 print(f"error: {j.id}: {safe(exc)}", file=sys.stderr)
-        engine = TransferEngine(
+        uploads = TransferEngine(
             port,
             journal,
             concurrency=args.jobs or config.defaults.concurrency,
             bandwidth_limit_mbps=config.defaults.bandwidth_limit_mbps,
             transform_for=anons.transform_for,
         )
+        # Every kind's engine behind one router: the reporter and the waits see one engine.
+        engine = JobRouter(journal)
         stream = engine.subscribe()
+        engine.attach([JobKind.UPLOAD], uploads)
+        connection = connection_for(client, url=port.server_url, owned=False)
+        for kind in dict.fromkeys(j.kind for j in jobs if j.kind is not JobKind.UPLOAD):
+            # Started without resuming: the code below adopts the jobs it was asked for.
+            engine.attach([kind], await builder_for(kind)(connection, journal, config))
         quiet = bool(args.json)
         if action == "resume":
             ids = await engine.start(resume=args.id is None)

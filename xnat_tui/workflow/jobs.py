@@ -155,10 +155,10 @@ class JobRouter:
             if any(p.job_id == job_id for p in engine.snapshot()):
                 return engine
         kind = self.journal.job(job_id).kind
-        engine = self._engines.get(kind)
-        if engine is None:
+        runner = self._engines.get(kind)
+        if runner is None:
             raise LookupError(f"job {job_id} is a {kind} job, and no {kind} engine is running")
-        return engine
+        return runner
 
     # ------------------------------------------------------------ JobEngine
     def subscribe(self) -> EventStream:
