@@ -64,6 +64,13 @@ class WorkbenchCommands(Provider):
                         screen.action_refresh_project,
                     )
                 )
+            out.append(
+                (
+                    "Browse server",
+                    "Projects, subjects, sessions and scans on the server; select and download",
+                    screen.action_browse,
+                )
+            )
             if enabled("prearchive"):
                 out.append(
                     ("Prearchive triage", "Open the prearchive screen", screen.action_prearchive)

@@ -99,6 +99,13 @@ class MainScreen(AppScreen, Screen[None]):
             show=False,
         ),
         Binding(
+            "B",
+            "browse",
+            "Browse server",
+            tooltip="Browse the server's projects, subjects, sessions and scans; download",
+            id="main.browse",
+        ),
+        Binding(
             "R",
             "refresh_project",
             "Refresh",
@@ -590,6 +597,14 @@ class MainScreen(AppScreen, Screen[None]):
             log.info("anonymization for %s set to %s for this session", project.id, picked)
 
         self.app.push_screen(screen, callback=chosen)
+
+    def action_browse(self) -> None:
+        from xnat_tui.ui.screens.browser import BrowserScreen
+
+        if self.xapp.client is None:
+            self.notify("Log in to a server to browse it.", severity="warning")
+            return
+        self.app.push_screen(BrowserScreen())
 
     def action_prearchive(self) -> None:
         try:

@@ -1,0 +1,161 @@
+"""Pilot tests of the server browser over a scripted source (lazy tree, filter, select,
+actions from the one actions list)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import App
+
+from tests.ui.fakes import until
+from tests.ui.screen_text import palette_entries, screen_text
+from xnat_tui.ui.browser_actions import ACTIONS, BrowserAction
+from xnat_tui.ui.screens.browser import BrowserCommands, BrowserScreen
+from xnat_tui.workflow.browse import (
+    ProjectNode,
+    ScanNode,
+    Selection,
+    SessionNode,
+    SubjectNode,
+)
+
+
+class Source:
+    """Two projects; records each load so laziness can be asserted."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def projects(self) -> list[ProjectNode]:
+        self.calls.append("projects")
+        return [ProjectNode("PILOT", "Pilot study"), ProjectNode("STUDY_A", "Study A")]
+
+    async def subjects(self, project: str) -> list[SubjectNode]:
+        self.calls.append(f"subjects {project}")
+        if project != "PILOT":
+            return []
+        return [SubjectNode("PILOT", "S1", "SUBJ_01"), SubjectNode("PILOT", "S2", "SUBJ_02")]
+
+    async def sessions(self, project: str) -> list[SessionNode]:
+        self.calls.append(f"sessions {project}")
+        if project != "PILOT":
+            return []
+        return [
+            SessionNode("PILOT", "E1", "SUBJ_01_MR1", "S1", "SUBJ_01", "2024-01-02", "MR"),
+            SessionNode("PILOT", "E2", "SUBJ_01_MR2", "S1", "SUBJ_01", "2024-02-03", "MR"),
+            SessionNode("PILOT", "E3", "SUBJ_02_CT1", "S2", "SUBJ_02", "2024-03-04", "CT"),
+        ]
+
+    async def scans(self, session: SessionNode) -> list[ScanNode]:
+        self.calls.append(f"scans {session.id}")
+        return [
+            ScanNode(session.id, "1", "localizer", files=3, size=3000),
+            ScanNode(session.id, "2", "T1w", files=176, size=92_000_000),
+        ]
+
+
+class BrowserApp(App[None]):
+    def __init__(self, source: Source, actions: list[BrowserAction]) -> None:
+        super().__init__()
+        self.source = source
+        self.actions_list = actions
+
+    def on_mount(self) -> None:
+        self.push_screen(BrowserScreen(self.source, self.actions_list))
+
+
+def browser(app: App[None]) -> BrowserScreen:
+    screen = app.screen
+    assert isinstance(screen, BrowserScreen)
+    return screen
+
+
+def keys_of(screen: BrowserScreen) -> list[str]:
+    table = screen.table
+    return [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
+
+
+async def goto(pilot: Any, key: str) -> None:
+    screen = browser(pilot.app)
+    screen.table.move_cursor(row=keys_of(screen).index(key))
+    await pilot.pause()
+
+
+async def test_tree_loads_lazily_and_selects_sessions_and_scans() -> None:
+    source = Source()
+    picked: list[Selection] = []
+
+    async def record(app: Any, selection: Selection) -> None:
+        picked.append(selection)
+
+    app = BrowserApp(source, [BrowserAction("d", "Download…", "test", record, "browser.dl")])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        assert source.calls == ["projects"]  # nothing else until a project opens
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        assert "sessions PILOT" in source.calls and "subjects STUDY_A" not in source.calls
+        assert "2 subj, 3 sess" in screen_text(app)
+        await goto(pilot, "s:PILOT:S1")
+        await pilot.press("right")
+        await until(pilot, lambda: "e:E1" in keys_of(screen))
+        # Space on a subject selects all its sessions.
+        await pilot.press("space")
+        assert {s.id for s in screen.model.selection().sessions} == {"E1", "E2"}  # type: ignore[union-attr]
+        # Open a session: its scans load; unselecting one scan leaves the other.
+        await goto(pilot, "e:E2")
+        await pilot.press("enter")
+        await until(pilot, lambda: "c:E2:2" in keys_of(screen))
+        assert "scans E2" in source.calls and "scans E1" not in source.calls
+        assert "176 files" in screen_text(app) and "92.0 MB" in screen_text(app)
+        await goto(pilot, "c:E2:1")
+        await pilot.press("space")
+        selection = screen.model.selection()  # type: ignore[union-attr]
+        by_id = {s.id: s for s in selection.sessions}
+        assert by_id["E1"].scans == () and by_id["E2"].scans == ("2",)
+        assert by_id["E2"].scan_types == ("T1w",) and by_id["E2"].subject_label == "SUBJ_01"
+        assert selection.project == "PILOT" and selection.subjects == ("SUBJ_01",)
+        await pilot.press("d")
+        await until(pilot, lambda: bool(picked))
+        assert picked[0] == selection
+
+
+async def test_filter_is_type_ahead_and_keeps_ancestors() -> None:
+    source = Source()
+    app = BrowserApp(source, [])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        await pilot.press("slash")
+        await pilot.press(*"ct1")
+        # The CT session is found although its subject is closed; its ancestors show.
+        assert keys_of(screen) == ["p:PILOT", "s:PILOT:S2", "e:E3"]
+        assert screen.current_key() == "e:E3"
+        await pilot.press("enter")  # back to the list
+        assert screen.table.has_focus
+        await pilot.press("space")
+        assert [s.label for s in screen.model.selection().sessions] == ["SUBJ_02_CT1"]  # type: ignore[union-attr]
+
+
+async def test_nothing_selected_runs_no_action_and_the_palette_lists_them() -> None:
+    ran: list[Selection] = []
+
+    async def record(app: Any, selection: Selection) -> None:
+        ran.append(selection)
+
+    app = BrowserApp(Source(), [BrowserAction("d", "Download…", "get", record, "browser.dl")])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("d")
+        await pilot.pause()
+        assert ran == []
+        entries = await palette_entries(BrowserCommands(screen))
+        assert list(entries) == ["Download…"]
+
+
+def test_download_is_the_first_action() -> None:
+    assert ACTIONS[0].label == "Download…" and ACTIONS[0].key == "d"

@@ -1,0 +1,49 @@
+"""What can be done with the server browser's selection: one list, one entry each.
+
+The browser (``ui/screens/browser.py``) knows nothing of downloads or copies: it
+binds each entry's key, lists it in the footer and the command palette, and calls
+``run(app, selection)`` with the typed :class:`~xnat_tui.workflow.browse.Selection`.
+A workflow adds its entry here (issue 18 adds "Copy to project…" / "Move to
+project…"); "Download…" comes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from xnat_tui.workflow.browse import Selection
+
+if TYPE_CHECKING:
+    from xnat_tui.ui.app import XnatTuiApp
+
+ActionRun = Callable[["XnatTuiApp", Selection], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BrowserAction:
+    key: str  # a Textual key name, e.g. "d"
+    label: str  # footer and palette text
+    description: str  # tooltip and palette help
+    run: ActionRun
+    id: str  # the binding id users remap in config ("browser.download")
+
+
+async def _download(app: XnatTuiApp, selection: Selection) -> None:
+    # Imported when used: the dialog and the download workflow are not needed to browse.
+    from xnat_tui.ui.widgets.browser_download import start_download
+
+    await start_download(app, selection)
+
+
+ACTIONS: list[BrowserAction] = [
+    BrowserAction(
+        "d",
+        "Download…",
+        "Download the selected sessions/scans to a local folder (parallel, resumable, "
+        "verified by MD5)",
+        _download,
+        "browser.download",
+    ),
+]

@@ -1,0 +1,320 @@
+"""The server browser: projects → subjects → sessions → scans, loaded as they open.
+
+Keys: Enter/→ open, ← close, Space select (a subject selects its sessions, a session
+its scans), / filter (type-ahead: the cursor jumps to the first match while typing),
+Esc back. What can be done with the selection comes from ``ui/browser_actions.py``
+(Download… first); this screen only hands the typed ``Selection`` over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from xnat_tui.ui.browser_actions import ACTIONS, BrowserAction
+from xnat_tui.ui.screens.base import AppScreen
+from xnat_tui.ui.widgets.format import assemble, plain
+from xnat_tui.workflow.browse import BrowseModel, BrowseSource, ClientBrowseSource, Kind, Row
+
+COLUMNS = ("", "Name", "Count", "Size", "Date", "Modality")
+
+
+class BrowserCommands(Provider):
+    """The browser's actions in the command palette (only with something selected)."""
+
+    def _entries(self) -> list[tuple[str, str, BrowserAction]]:
+        screen = self.screen
+        if not isinstance(screen, BrowserScreen):
+            return []
+        return [(a.label, a.description, a) for a in screen.actions]
+
+    async def discover(self) -> Hits:
+        screen = self.screen
+        for label, help_text, action in self._entries():
+            assert isinstance(screen, BrowserScreen)
+            yield DiscoveryHit(label, lambda a=action: screen.apply_action(a), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        screen = self.screen
+        for label, help_text, action in self._entries():
+            score = matcher.match(label)
+            if score > 0:
+                assert isinstance(screen, BrowserScreen)
+                yield Hit(
+                    score,
+                    matcher.highlight(label),
+                    lambda a=action: screen.apply_action(a),
+                    help=help_text,
+                )
+
+
+class BrowserScreen(AppScreen, Screen[None]):
+    HELP_GROUP = "Browser"
+    COMMANDS = {BrowserCommands}
+    DEFAULT_CSS = """
+    BrowserScreen { layout: vertical; }
+    BrowserScreen #browser-filter { height: 3; }
+    BrowserScreen #browser-table { height: 1fr; }
+    BrowserScreen #browser-status { height: 1; padding: 0 1; color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("escape", "close", "Back", tooltip="Back to the workbench", id="browser.close"),
+        Binding(
+            "right",
+            "expand",
+            "Open",
+            show=False,
+            tooltip="Open the highlighted row",
+            id="browser.expand",
+        ),
+        Binding(
+            "left",
+            "collapse",
+            "Close",
+            show=False,
+            tooltip="Close the highlighted row",
+            id="browser.collapse",
+        ),
+        Binding(
+            "space",
+            "toggle_select",
+            "Select",
+            tooltip="Select or unselect the highlighted subject, session or scan",
+            id="browser.select",
+        ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            tooltip="Filter by name (type-ahead)",
+            id="browser.filter",
+        ),
+        Binding(
+            "x",
+            "clear_selection",
+            "Clear",
+            tooltip="Unselect everything",
+            id="browser.clear",
+            show=False,
+        ),
+    ]
+
+    def __init__(
+        self,
+        source: BrowseSource | None = None,
+        actions: Sequence[BrowserAction] | None = None,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self.actions = list(ACTIONS if actions is None else actions)
+        self.model: BrowseModel | None = None
+        # Each action's key, bound on this instance (the list is open to other workflows).
+        for i, action in enumerate(self.actions):
+            self._bindings.bind(action.key, f"run_action_at({i})", action.label)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(
+            placeholder="filter (type-ahead) — Enter to return to the list", id="browser-filter"
+        )
+        table: DataTable[object] = DataTable(id="browser-table", cursor_type="row")
+        yield table
+        yield Static("", id="browser-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        source = self._source
+        if source is None:
+            client = self.xapp.client
+            if client is None:
+                self.status("Log in to a server to browse it.")
+                return
+            source = ClientBrowseSource(client)
+        self.model = BrowseModel(source)
+        table = self.table
+        for label in COLUMNS:
+            table.add_column(label, key=label or "mark")
+        table.focus()
+        self._load_projects()
+
+    # ------------------------------------------------------------ rendering
+    @property
+    def table(self) -> DataTable[object]:
+        return self.query_one("#browser-table", DataTable)
+
+    def status(self, text: str) -> None:
+        self.query_one("#browser-status", Static).update(plain(text))
+
+    def current_key(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return str(key) if key is not None else None
+
+    def refresh_rows(self, keep: str | None = None) -> None:
+        """Redraw from the model, keeping the cursor on ``keep`` (or where it was)."""
+        if self.model is None:
+            return
+        keep = keep or self.current_key()
+        table = self.table
+        rows = self.model.rows()
+        with self.app.batch_update():
+            table.clear()
+            for row in rows:
+                table.add_row(*self._cells(row), key=row.key)
+        if keep is not None:
+            for i, row in enumerate(rows):
+                if row.key == keep:
+                    table.move_cursor(row=i)
+                    break
+        self._show_selection()
+
+    @staticmethod
+    def _cells(row: Row) -> list[object]:
+        arrow = ""
+        if row.kind is not Kind.SCAN:
+            arrow = "⏳ " if row.loading else ("▾ " if row.expanded else "▸ ")
+        name = Text("  " * row.depth + arrow, end="")
+        name.append_text(plain(row.name))
+        return [row.mark, name, plain(row.count), row.size, plain(row.date), plain(row.modality)]
+
+    def _show_selection(self) -> None:
+        if self.model is None:
+            return
+        selection = self.model.selection()
+        keys = " / ".join(f"{a.key}: {a.label}" for a in self.actions)
+        self.query_one("#browser-status", Static).update(
+            assemble(selection.describe(), ("  " + keys if not selection.empty else "", "dim"))
+        )
+
+    # ------------------------------------------------------------ loading
+    @work(group="browse-load", exit_on_error=False)
+    async def _load_projects(self) -> None:
+        assert self.model is not None
+        self.status("loading projects…")
+        try:
+            await self.model.load_projects()
+        except Exception as exc:
+            self.status(f"cannot list projects: {exc}")
+            return
+        self.refresh_rows()
+
+    @work(group="browse-load", exit_on_error=False)
+    async def _load(self, key: str) -> None:
+        assert self.model is not None
+        self.refresh_rows(key)
+        try:
+            await self.model.load(key)
+        except Exception as exc:
+            self.notify(f"cannot load {key.split(':')[-1]}: {exc}", severity="error")
+        self.refresh_rows(key)
+
+    # ------------------------------------------------------------ actions
+    def _open(self, key: str) -> None:
+        assert self.model is not None
+        if self.model.toggle_expand(key) and self.model.needs_load(key):
+            self._load(key)
+        else:
+            self.refresh_rows(key)
+
+    @on(DataTable.RowSelected, "#browser-table")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self._open(str(event.row_key.value))
+
+    def action_expand(self) -> None:
+        key = self.current_key()
+        if key is not None and self.model is not None and key not in self.model.expanded:
+            self._open(key)
+
+    def action_collapse(self) -> None:
+        key = self.current_key()
+        if key is None or self.model is None:
+            return
+        if key in self.model.expanded:
+            self._open(key)
+            return
+        # On a child: go to its parent row.
+        rows = self.model.rows()
+        index = next((i for i, r in enumerate(rows) if r.key == key), None)
+        if index is None:
+            return
+        depth = rows[index].depth
+        for i in range(index - 1, -1, -1):
+            if rows[i].depth < depth:
+                self.table.move_cursor(row=i)
+                return
+
+    def action_toggle_select(self) -> None:
+        key = self.current_key()
+        if key is None or self.model is None:
+            return
+        note = self.model.toggle(key)
+        if note:
+            self.notify(note)
+        self.refresh_rows(key)
+        table = self.table
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)
+
+    def action_clear_selection(self) -> None:
+        if self.model is not None:
+            self.model.clear_selection()
+            self.refresh_rows()
+
+    def action_filter(self) -> None:
+        self.query_one("#browser-filter", Input).focus()
+
+    @on(Input.Changed, "#browser-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self.model is None:
+            return
+        self.model.filter_text = event.value
+        self.refresh_rows()
+        if event.value:
+            found = self.model.jump(event.value)
+            if found is None:
+                rows = self.model.rows()
+                found = next((i for i, r in enumerate(rows) if r.kind is not Kind.PROJECT), 0)
+            if self.table.row_count:
+                self.table.move_cursor(row=found)
+
+    @on(Input.Submitted, "#browser-filter")
+    def _filter_done(self) -> None:
+        self.table.focus()
+
+    def action_close(self) -> None:
+        if self.query_one("#browser-filter", Input).has_focus:
+            self.table.focus()
+            return
+        self.dismiss(None)
+
+    def action_run_action_at(self, index: int) -> None:
+        if 0 <= index < len(self.actions):
+            self.apply_action(self.actions[index])
+
+    def apply_action(self, action: BrowserAction) -> None:
+        if self.model is None:
+            return
+        selection = self.model.selection()
+        if selection.empty:
+            self.notify("Select sessions or scans first (Space).", severity="warning")
+            return
+        self._run(action)
+
+    @work(group="browser-action", exclusive=True, exit_on_error=False)
+    async def _run(self, action: BrowserAction) -> None:
+        assert self.model is not None
+        try:
+            await action.run(self.xapp, self.model.selection())
+        except Exception as exc:  # a failing action is shown, never crashes the browser
+            self.notify(f"{action.label.rstrip('…')}: {exc}", severity="error")

@@ -1,0 +1,491 @@
+"""The server browser's model: projects → subjects → sessions → scans, Textual-free.
+
+Each level is loaded when first opened (:class:`BrowseSource`), the filter narrows the
+visible rows to those matching (and their ancestors), and the user's picks form a
+:class:`Selection` — a typed value that says nothing about what will be done with it.
+Download (issue 17) and copy/move between projects (issue 18) both start from one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from xnat_tui.units import human_bytes
+from xnat_tui.xnat import download_ops
+from xnat_tui.xnat.client import XnatClient
+
+# ---------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True)
+class ProjectNode:
+    id: str
+    name: str = ""
+    secondary_id: str = ""
+
+
+@dataclass(frozen=True)
+class SubjectNode:
+    project: str
+    id: str
+    label: str
+    sessions: int = 0
+
+
+@dataclass(frozen=True)
+class SessionNode:
+    project: str
+    id: str
+    label: str
+    subject_id: str = ""
+    subject_label: str = ""
+    date: str = ""
+    modality: str = ""
+    xsi_type: str = ""
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class ScanNode:
+    session_id: str
+    id: str
+    type: str = ""
+    description: str = ""
+    files: int | None = None
+    size: int | None = None
+
+
+class BrowseSource(Protocol):
+    """What the browser reads from a server (a fake in tests)."""
+
+    async def projects(self) -> list[ProjectNode]: ...
+    async def subjects(self, project: str) -> list[SubjectNode]: ...
+    async def sessions(self, project: str) -> list[SessionNode]: ...
+    async def scans(self, session: SessionNode) -> list[ScanNode]: ...
+
+
+# ---------------------------------------------------------------- the selection
+
+
+@dataclass(frozen=True)
+class SelectedSession:
+    """One session picked in the browser; ``scans`` empty means all of its scans."""
+
+    project: str
+    id: str
+    label: str
+    subject_id: str = ""
+    subject_label: str = ""
+    scans: tuple[str, ...] = ()
+    scan_types: tuple[str, ...] = ()  # the picked scans' types, for display and filters
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user picked: sessions of one project (and maybe some of their scans)."""
+
+    project: str
+    sessions: tuple[SelectedSession, ...] = ()
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.subject_label for s in self.sessions if s.subject_label))
+
+    @property
+    def empty(self) -> bool:
+        return not self.sessions
+
+    def describe(self) -> str:
+        if not self.sessions:
+            return "nothing selected"
+        partial = sum(1 for s in self.sessions if s.scans)
+        text = (
+            f"{len(self.sessions)} session(s) of {len(self.subjects)} subject(s) in {self.project}"
+        )
+        return text + (f" ({partial} with some scans only)" if partial else "")
+
+
+# ---------------------------------------------------------------- the model
+
+
+class Kind(StrEnum):
+    PROJECT = "project"
+    SUBJECT = "subject"
+    SESSION = "session"
+    SCAN = "scan"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One visible line of the tree."""
+
+    key: str  # stable: "p:P", "s:P:SUBJ_ID", "e:SESSION_ID", "c:SESSION_ID:SCAN"
+    kind: Kind
+    depth: int
+    name: str
+    count: str
+    size: str
+    date: str
+    modality: str
+    mark: str  # ☑ / ☐ / ◐ (some scans) / '' (projects)
+    expanded: bool
+    loading: bool = False
+
+
+@dataclass
+class BrowseModel:
+    """Lazy tree state, filter and selection; the screen renders :meth:`rows`."""
+
+    source: BrowseSource
+    projects: list[ProjectNode] = field(default_factory=list)
+    subjects: dict[str, list[SubjectNode]] = field(default_factory=dict)
+    sessions: dict[str, list[SessionNode]] = field(default_factory=dict)
+    scans: dict[str, list[ScanNode]] = field(default_factory=dict)
+    expanded: set[str] = field(default_factory=set)
+    loading: set[str] = field(default_factory=set)
+    filter_text: str = ""
+    picked: dict[str, set[str]] = field(default_factory=dict)  # session id → scan ids ('' all)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ loading
+    async def load_projects(self) -> None:
+        self.projects = sorted(await self.source.projects(), key=lambda p: p.id.lower())
+
+    async def load(self, key: str) -> None:
+        """Load what opening ``key`` shows (once); errors are kept per key."""
+        kind, _, rest = key.partition(":")
+        self.loading.add(key)
+        try:
+            if kind == "p" and rest not in self.sessions:
+                subjects, sessions = await asyncio.gather(
+                    self.source.subjects(rest), self.source.sessions(rest)
+                )
+                counts: dict[str, int] = {}
+                for e in sessions:
+                    counts[e.subject_id] = counts.get(e.subject_id, 0) + 1
+                self.subjects[rest] = sorted(
+                    (SubjectNode(s.project, s.id, s.label, counts.get(s.id, 0)) for s in subjects),
+                    key=lambda s: s.label.lower(),
+                )
+                self.sessions[rest] = sorted(sessions, key=lambda e: (e.date, e.label))
+            elif kind == "e" and rest not in self.scans:
+                session = self.session(rest)
+                if session is not None:
+                    self.scans[rest] = await self.source.scans(session)
+            self.errors.pop(key, None)
+        except Exception as exc:
+            self.errors[key] = str(exc) or type(exc).__name__
+            raise
+        finally:
+            self.loading.discard(key)
+
+    def needs_load(self, key: str) -> bool:
+        kind, _, rest = key.partition(":")
+        return (kind == "p" and rest not in self.sessions) or (
+            kind == "e" and rest not in self.scans
+        )
+
+    # ------------------------------------------------------------ lookups
+    def session(self, session_id: str) -> SessionNode | None:
+        for found in self.sessions.values():
+            for e in found:
+                if e.id == session_id:
+                    return e
+        return None
+
+    def _sessions_of(self, project: str, subject_id: str) -> list[SessionNode]:
+        return [e for e in self.sessions.get(project, []) if e.subject_id == subject_id]
+
+    # ------------------------------------------------------------ tree
+    def toggle_expand(self, key: str) -> bool:
+        """Open or close ``key``; True when it is open now (and may need loading)."""
+        if key.startswith("c:"):
+            return False
+        if key in self.expanded:
+            self.expanded.discard(key)
+            return False
+        self.expanded.add(key)
+        return True
+
+    def _matches(self, *texts: str) -> bool:
+        needle = self.filter_text.strip().lower()
+        return not needle or any(needle in t.lower() for t in texts if t)
+
+    def rows(self) -> list[Row]:
+        """The visible rows, depth-first, filtered (a match keeps its ancestors)."""
+        out: list[Row] = []
+        for p in self.projects:
+            key = f"p:{p.id}"
+            children = self._subject_rows(p) if key in self.expanded else []
+            if not (self._matches(p.id, p.name, p.secondary_id) or children):
+                continue
+            subjects = self.subjects.get(p.id)
+            count = (
+                f"{len(subjects)} subj, {len(self.sessions.get(p.id, []))} sess"
+                if subjects is not None
+                else ""
+            )
+            name = p.id + (f"  {p.name}" if p.name and p.name != p.id else "")
+            out.append(
+                Row(
+                    key,
+                    Kind.PROJECT,
+                    0,
+                    name,
+                    count,
+                    "",
+                    "",
+                    "",
+                    "",
+                    key in self.expanded,
+                    key in self.loading,
+                )
+            )
+            out += children
+        return out
+
+    def _subject_rows(self, p: ProjectNode) -> list[Row]:
+        out: list[Row] = []
+        project_hit = self._matches(p.id, p.name, p.secondary_id) and bool(self.filter_text)
+        for s in self.subjects.get(p.id, []):
+            key = f"s:{p.id}:{s.id}"
+            children = self._session_rows(p.id, s, project_hit) if key in self.expanded else []
+            hit = project_hit or self._matches(s.label)
+            if not hit and not children:
+                # A filter matching a session label must find it even when closed.
+                children = self._session_rows(p.id, s, False) if self.filter_text else []
+                if not children:
+                    continue
+            sessions = self._sessions_of(p.id, s.id)
+            out.append(
+                Row(
+                    key,
+                    Kind.SUBJECT,
+                    1,
+                    s.label,
+                    f"{s.sessions} sess",
+                    "",
+                    "",
+                    "",
+                    self._mark_many(sessions),
+                    key in self.expanded or bool(children and not hit),
+                )
+            )
+            if key in self.expanded or (children and not hit):
+                out += children
+        return out
+
+    def _session_rows(self, project: str, s: SubjectNode, inherited: bool) -> list[Row]:
+        out: list[Row] = []
+        for e in self._sessions_of(project, s.id):
+            key = f"e:{e.id}"
+            hit = inherited or self._matches(e.label, e.modality, e.date, e.id)
+            scans = self.scans.get(e.id)
+            scan_rows: list[Row] = []
+            if key in self.expanded and scans is not None:
+                scan_rows = [
+                    self._scan_row(e, c)
+                    for c in scans
+                    if hit or self._matches(c.id, c.type, c.description)
+                ]
+            if not hit and not scan_rows:
+                continue
+            count = f"{len(scans)} scans" if scans is not None else ""
+            size = sum(c.size or 0 for c in scans) if scans else 0
+            out.append(
+                Row(
+                    key,
+                    Kind.SESSION,
+                    2,
+                    e.label,
+                    count,
+                    human_bytes(size) if size else "",
+                    e.date,
+                    e.modality,
+                    self._mark(e.id),
+                    key in self.expanded,
+                    key in self.loading,
+                )
+            )
+            out += scan_rows
+        return out
+
+    def _scan_row(self, e: SessionNode, c: ScanNode) -> Row:
+        picked = self.picked.get(e.id)
+        on = picked is not None and ("" in picked or c.id in picked)
+        name = f"{c.id}  {c.type or c.description}"
+        return Row(
+            f"c:{e.id}:{c.id}",
+            Kind.SCAN,
+            3,
+            name,
+            f"{c.files} files" if c.files is not None else "",
+            human_bytes(c.size) if c.size else "",
+            "",
+            "",
+            "☑" if on else "☐",
+            False,
+        )
+
+    def _mark(self, session_id: str) -> str:
+        picked = self.picked.get(session_id)
+        if not picked:
+            return "☐"
+        return "☑" if "" in picked else "◐"
+
+    def _mark_many(self, sessions: Iterable[SessionNode]) -> str:
+        marks = {self._mark(e.id) for e in sessions}
+        if not marks or marks == {"☐"}:
+            return "☐"
+        return "☑" if marks == {"☑"} else "◐"
+
+    # ------------------------------------------------------------ type-ahead
+    def jump(self, prefix: str, start: int = 0) -> int | None:
+        """Index of the next visible row (from ``start``, wrapping) whose name starts
+        with ``prefix`` (case-insensitive), else the first whose name contains it."""
+        rows = self.rows()
+        low = prefix.lower()
+        order = [(start + offset) % len(rows) for offset in range(len(rows))]
+        for i in order:
+            if rows[i].name.lower().startswith(low):
+                return i
+        for i in order:
+            if low in rows[i].name.lower():
+                return i
+        return None
+
+    # ------------------------------------------------------------ selection
+    def project_of(self, key: str) -> str:
+        kind, _, rest = key.partition(":")
+        if kind in ("p", "s"):
+            return rest.split(":", 1)[0]
+        session = self.session(rest.split(":", 1)[0])
+        return session.project if session else ""
+
+    def toggle(self, key: str) -> str:
+        """Select or unselect what ``key`` names; returns a note ('' if none).
+
+        A subject toggles all its sessions, a session all its scans, a scan itself.
+        The selection stays within one project: picking elsewhere starts anew.
+        """
+        project = self.project_of(key)
+        note = ""
+        current = self.selection().project
+        if current and project and project != current:
+            self.picked.clear()
+            note = f"selection moved to project {project}"
+        kind, _, rest = key.partition(":")
+        if kind == "p":
+            return "open the project and select subjects, sessions or scans"
+        if kind == "s":
+            sessions = self._sessions_of(project, rest.split(":", 1)[1])
+            all_on = all("" in self.picked.get(e.id, set()) for e in sessions)
+            for e in sessions:
+                if all_on:
+                    self.picked.pop(e.id, None)
+                else:
+                    self.picked[e.id] = {""}
+        elif kind == "e":
+            if self.picked.get(rest) == {""}:
+                self.picked.pop(rest, None)
+            else:
+                self.picked[rest] = {""}
+        elif kind == "c":
+            session_id, _, scan_id = rest.partition(":")
+            picked = self.picked.get(session_id, set())
+            all_ids = {c.id for c in self.scans.get(session_id, [])}
+            if "" in picked:
+                picked = set(all_ids)
+            picked ^= {scan_id}
+            if not picked:
+                self.picked.pop(session_id, None)
+            else:
+                self.picked[session_id] = {""} if picked == all_ids else picked
+        return note
+
+    def clear_selection(self) -> None:
+        self.picked.clear()
+
+    def selection(self) -> Selection:
+        chosen: list[SelectedSession] = []
+        project = ""
+        for session_id, picked in self.picked.items():
+            e = self.session(session_id)
+            if e is None:
+                continue
+            project = project or e.project
+            scans: tuple[str, ...] = ()
+            types: tuple[str, ...] = ()
+            if "" not in picked:
+                known = {c.id: c for c in self.scans.get(session_id, [])}
+                scans = tuple(sorted(picked, key=_natural))
+                types = tuple(dict.fromkeys(known[c].type for c in scans if c in known))
+            chosen.append(
+                SelectedSession(
+                    e.project, e.id, e.label, e.subject_id, e.subject_label, scans, types
+                )
+            )
+        chosen.sort(key=lambda s: (s.subject_label, s.label))
+        return Selection(project, tuple(chosen))
+
+
+def _natural(text: str) -> tuple[int, int | str]:
+    return (0, int(text)) if text.isdigit() else (1, text)
+
+
+# ---------------------------------------------------------------- the real server
+
+
+class ClientBrowseSource:
+    """:class:`BrowseSource` over a logged-in client."""
+
+    def __init__(self, client: XnatClient) -> None:
+        self.client = client
+
+    async def projects(self) -> list[ProjectNode]:
+        return [ProjectNode(p.id, p.name, p.secondary_id) for p in await self.client.projects()]
+
+    async def subjects(self, project: str) -> list[SubjectNode]:
+        return [SubjectNode(project, s.id, s.label) for s in await self.client.subjects(project)]
+
+    async def sessions(self, project: str) -> list[SessionNode]:
+        return [
+            SessionNode(
+                project=e.project or project,
+                id=e.id,
+                label=e.label,
+                subject_id=e.subject_id,
+                subject_label=e.subject_label,
+                date=e.date,
+                modality=e.modality,
+                xsi_type=e.xsi_type,
+                uid=e.study_uid,
+            )
+            for e in await self.client.experiments(project)
+        ]
+
+    async def scans(self, session: SessionNode) -> list[ScanNode]:
+        scans, files = await asyncio.gather(
+            self.client.scans(f"/data/experiments/{session.id}"),
+            download_ops.session_files(self.client, session.id, resource="ALL"),
+        )
+        counts: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for f in files:
+            counts[f.scan_id] = counts.get(f.scan_id, 0) + 1
+            sizes[f.scan_id] = sizes.get(f.scan_id, 0) + (f.size or 0)
+        return [
+            ScanNode(
+                session.id,
+                s.id,
+                s.type,
+                s.series_description,
+                counts.get(s.id, 0),
+                sizes.get(s.id, 0),
+            )
+            for s in scans
+        ]
