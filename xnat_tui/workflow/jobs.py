@@ -4,6 +4,14 @@
 Each workflow module registers a factory for its kinds with :func:`register`; the app
 and ``transfers resume/retry`` look the engine up by the journalled job's kind. An
 engine adopts only jobs of its own kinds (the journal is shared).
+
+In the TUI the App holds one :class:`JobRouter` (``app.jobs``) that feeds the
+Transfers panel and routes its pause/cancel/retry keys. A screen that starts work of
+another kind gets that kind's engine from it and submits there::
+
+    engine = await app.jobs.ensure(JobKind.DOWNLOAD, app.uploads.connection, app.config)
+
+``xnat-tui transfers resume/retry`` builds a router the same way.
 """
 
 from __future__ import annotations
