@@ -25,6 +25,7 @@ inside an archive, each is a ``Problem`` naming the archive and the member.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import stat
@@ -553,7 +554,10 @@ def _ratio_problem(size: int, compressed: int, limits: Limits) -> str | None:
 def _corrupt_detail(kind: str, exc: BaseException) -> str:
     what = FORMAT_NAMES.get(kind, "archive")
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, EOFError) or "unexpected end" in text.lower() or "truncated" in text.lower():
+    lower = text.lower()
+    if isinstance(exc, EOFError) or any(
+        m in lower for m in ("unexpected end", "truncated", "empty file", "end of")
+    ):
         return f"{what} archive is truncated (cut short): the rest is not read ({text})"
     if "crc" in text.lower():
         return f"{what} archive fails its CRC check (damaged): {text}"
@@ -881,6 +885,16 @@ class _Index:
 _CACHE_LOCK = threading.Lock()
 _INDEXES: dict[tuple[str, int, int, tuple[str, ...]], _Index] = {}
 _MAX_OPEN = 8
+
+
+def close_indexes() -> None:
+    """Close the archives kept open for random access (at exit, and in tests)."""
+    with _CACHE_LOCK:
+        while _INDEXES:
+            _INDEXES.popitem()[1].close()
+
+
+atexit.register(close_indexes)
 
 
 def _index(outer: str, chain: tuple[str, ...], kind: str) -> _Index | None:
