@@ -141,6 +141,31 @@ class Defaults:
 
 
 @dataclass
+class DicomProfile:
+    """A DICOM receiver to send to (``[dicom.NAME]``): no credentials, only addresses."""
+
+    name: str
+    ae: str
+    host: str
+    port: int = 8104
+    calling_ae: str = "XNAT_TUI"
+    # How the project/subject/session reach XNAT in the copies sent: XNAT's own
+    # "Project: P Subject: S Session: E" form (in routing_tag), the site template in
+    # StudyDescription, or none (files sent as they are).
+    routing: str = "xnat"
+    routing_tag: str = "PatientComments"
+    site_template: str = "xnat://{project}/{subject}/{session}"
+    # The receiver's idle time before a session counts as complete (XNAT: 5 minutes);
+    # the sender looks the session up through REST only after it.
+    idle_seconds: float = 300.0
+    verify: bool = True
+
+
+DICOM_ROUTING = ("xnat", "site", "none")
+_DICOM_KEYS = {f for f in DicomProfile.__dataclass_fields__ if f != "name"}
+
+
+@dataclass
 class Config:
     default_profile: str = ""
     profiles: dict[str, ServerProfile] = field(default_factory=dict)
@@ -149,6 +174,7 @@ class Config:
     keymap: dict[str, str] = field(default_factory=dict)
     projects: dict[str, ProjectPreferences] = field(default_factory=dict)
     path: Path | None = None
+    dicom: dict[str, DicomProfile] = field(default_factory=dict)
 
     def profile(self, name: str | None = None) -> ServerProfile | None:
         key = name or self.default_profile
@@ -231,7 +257,7 @@ def _parse_defaults(raw: dict[str, Any]) -> Defaults:
 def _parse(raw: dict[str, Any], path: Path | None) -> Config:
     cfg = Config(path=path)
     for key in raw:
-        if key not in ("default_profile", "profiles", "defaults", "keymap", "projects"):
+        if key not in ("default_profile", "profiles", "defaults", "keymap", "projects", "dicom"):
             raise ConfigError(f"unknown top-level setting {key!r}")
     cfg.default_profile = _expect(raw.get("default_profile", ""), str, "default_profile")
     profiles = _expect(raw.get("profiles", {}), dict, "[profiles]")
@@ -288,7 +314,44 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
             subject_pattern=_expect(body.get("subject_pattern", ""), str, where),
             session_pattern=_expect(body.get("session_pattern", ""), str, where),
         )
+    cfg.dicom = _parse_dicom(_expect(raw.get("dicom", {}), dict, "[dicom]"))
     return cfg
+
+
+def _parse_dicom(raw: dict[str, Any]) -> dict[str, DicomProfile]:
+    out: dict[str, DicomProfile] = {}
+    for name, body in raw.items():
+        where = f"[dicom.{name}]"
+        body = _expect(body, dict, where)
+        unknown = set(body) - _DICOM_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        for key in ("ae", "host"):
+            if key not in body:
+                raise ConfigError(f"{where}: missing {key!r}")
+        port = _expect(body.get("port", 8104), int, f"{where} port")
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{where} port: must be 1..65535")
+        idle = float(_expect(body.get("idle_seconds", 300.0), (int, float), f"{where} idle"))
+        if not math.isfinite(idle) or idle < 0:
+            raise ConfigError(f"{where} idle_seconds: a number of seconds >= 0")
+        out[name] = DicomProfile(
+            name=name,
+            ae=_expect(body["ae"], str, f"{where} ae"),
+            host=_expect(body["host"], str, f"{where} host"),
+            port=port,
+            calling_ae=_expect(body.get("calling_ae", "XNAT_TUI"), str, f"{where} calling_ae"),
+            routing=_choice(
+                _expect(body.get("routing", "xnat"), str, where), DICOM_ROUTING, f"{where} routing"
+            ),
+            routing_tag=_expect(body.get("routing_tag", "PatientComments"), str, where),
+            site_template=_expect(
+                body.get("site_template", DicomProfile.site_template), str, where
+            ),
+            idle_seconds=idle,
+            verify=_expect(body.get("verify", True), bool, f"{where} verify"),
+        )
+    return out
 
 
 def load(path: Path | None = None) -> Config:
@@ -324,6 +387,11 @@ def to_toml(cfg: Config) -> str:
     body["defaults"] = asdict(cfg.defaults)
     if cfg.keymap:
         body["keymap"] = dict(cfg.keymap)
+    if cfg.dicom:
+        body["dicom"] = {
+            name: {k: v for k, v in asdict(d).items() if k != "name"}
+            for name, d in cfg.dicom.items()
+        }
     if cfg.projects:
         body["projects"] = {
             pid: {k: v for k, v in asdict(s).items() if v} for pid, s in cfg.projects.items()

@@ -1,0 +1,646 @@
+"""The DICOM send engine: journalled C-STORE jobs (kind ``send``) with per-instance
+acknowledgement, retries with backoff, pause/cancel/resume, and a look-up afterwards.
+
+It speaks the same protocol and events as the upload engine (``workflow.jobs.JobEngine``)
+and shares its journal. Each instance the receiver stores (0x0000 or a warning) is
+journalled as done before that association sends its next one, so a resume after
+``kill -9`` or a dropped connection sends only what was never acknowledged; the only
+instances that can go twice are those whose answer arrived in the instant before the
+kill, at most one per association.
+
+A job's ``params`` hold the destination (``ae``, ``host``, ``port``, ``calling_ae``), the
+routing written into each copy (``routing``: keyword -> value, empty for none) and the
+number of associations. The engine knows nothing of XNAT's REST API: the optional
+``verifier`` looks the session up after the receiver's idle time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from xnat_tui.transfer.cstore import (
+    DicomDestination,
+    DicomSendError,
+    FileInfo,
+    Link,
+    StoreResult,
+    contexts_for,
+    in_memory,
+    is_stored,
+    open_link,
+    read_info,
+    sent_syntax,
+    unsendable,
+)
+from xnat_tui.transfer.events import (
+    EngineMessage,
+    Event,
+    EventHub,
+    EventStream,
+    JobProgress,
+    JobStateChanged,
+    ProgressTick,
+)
+from xnat_tui.transfer.journal import JobRecord, Journal, make_owner
+from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.packer import FileTransform
+from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy
+from xnat_tui.transfer.types import JobState
+
+Key = tuple[str, int]  # (series_uid, index in the series): the journal's file key
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What the look-up found; ``ok`` False fails the job with ``message``."""
+
+    ok: bool
+    message: str
+    # Prearchive entries to route by hand (Unassigned, or a split study).
+    triage: tuple[str, ...] = ()
+
+
+# The look-up after the idle time: (job, instances sent per series) -> what was found.
+Verifier = Callable[[JobRecord, dict[str, int]], Awaitable[Verification]]
+TransformFor = Callable[[JobRecord], FileTransform | None]
+
+
+@dataclass
+class _Item:
+    key: Key
+    path: Path
+    size: int
+    info: FileInfo | None = None
+    attempts: int = 0
+
+
+@dataclass
+class _Run:
+    job: JobRecord
+    total_files: int
+    total_bytes: int
+    series_files: dict[str, int]
+    done: set[Key] = field(default_factory=set)
+    sent_bytes: int = 0
+    failed: dict[Key, str] = field(default_factory=dict)
+    warnings: int = 0
+    paused: bool = False
+    task: asyncio.Task[None] | None = None
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    triage: tuple[str, ...] = ()
+
+    @property
+    def remaining(self) -> int:
+        return self.total_files - len(self.done) - len(self.failed)
+
+    def counts(self) -> str:
+        return f"{len(self.done)} sent, {len(self.failed)} failed, {self.remaining} remaining"
+
+
+class SendEngine:
+    """Runs ``send`` jobs of one journal (one job at a time, N associations each)."""
+
+    kinds: tuple[JobKind, ...] = (JobKind.SEND,)
+
+    def __init__(
+        self,
+        journal: Journal | None = None,
+        *,
+        verifier: Verifier | None = None,
+        idle_time: float = 300.0,
+        transform_for: TransformFor | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        progress_interval: float = 0.25,
+        lease_ttl: float = 30.0,
+        timeout: float = 30.0,
+        opener: Callable[..., Link] = open_link,
+    ) -> None:
+        self.journal = journal or Journal()
+        self.verifier = verifier
+        self.idle_time = idle_time
+        self.transform_for = transform_for
+        self.retry_policy = retry or RetryPolicy()
+        self.clock: Clock = clock or MonotonicClock()
+        self.progress_interval = progress_interval
+        self.lease_ttl = lease_ttl
+        self.timeout = timeout
+        self.opener = opener
+        self.owner = make_owner()
+        self._hub = EventHub()
+        self._runs: dict[str, _Run] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._changed = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ================================================================= protocol
+    def subscribe(self) -> EventStream:
+        return self._hub.subscribe()
+
+    async def start(self, *, resume: bool = True) -> list[str]:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work_loop(), name="dicom-send")
+            self._ticker = asyncio.create_task(self._tick_loop(), name="dicom-send-ticker")
+        if not resume:
+            return []
+        resumed = [
+            j.id
+            for j in self.journal.jobs(
+                states=[JobState.QUEUED, JobState.SENDING, JobState.VERIFYING],
+                kinds=self.kinds,
+            )
+            if j.id not in self._runs and self._adopt(j.id)
+        ]
+        if resumed:
+            self._message("info", f"resuming {len(resumed)} unfinished DICOM send(s)")
+        return resumed
+
+    def adopt(self, job_id: str) -> bool:
+        return job_id in self._runs or self._adopt(job_id)
+
+    def snapshot(self) -> list[JobProgress]:
+        return [self._progress(r) for r in self._runs.values()]
+
+    def pause(self, job_id: str | None = None) -> list[str]:
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None or run.job.state.finished:
+                continue
+            run.paused = True
+            if run.task is not None:
+                run.task.cancel()
+            self._set_state(run, JobState.PAUSED, f"paused: {run.counts()}")
+        return ids
+
+    def resume(self, job_id: str | None = None) -> list[str]:
+        ids: list[str] = []
+        candidates = [job_id] if job_id else [j for j, r in self._runs.items() if r.paused]
+        if job_id is None:
+            candidates += [
+                j.id for j in self.journal.jobs(states=[JobState.PAUSED], kinds=self.kinds)
+            ]
+        for jid in dict.fromkeys(candidates):
+            run = self._runs.get(jid)
+            if run is None:
+                if self.journal.job(jid).state is not JobState.PAUSED:
+                    continue
+                if not self._adopt(jid, force=True):
+                    continue
+                run = self._runs[jid]
+            if not run.paused and run.job.state is not JobState.PAUSED:
+                continue
+            run.paused = False
+            self._set_state(run, JobState.QUEUED, "resumed")
+            self._queue.put_nowait(jid)
+            ids.append(jid)
+        return ids
+
+    def cancel(self, job_id: str | None = None) -> list[str]:
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None:
+                job = self.journal.job(jid)
+                if not job.state.finished:
+                    self.journal.set_state(jid, JobState.CANCELLED, "cancelled by the user")
+                continue
+            if run.job.state.finished:
+                continue
+            if run.task is not None:
+                run.task.cancel()
+            self._set_state(
+                run,
+                JobState.CANCELLED,
+                f"cancelled by the user ({len(run.done)} instance(s) already stored stay "
+                "with the receiver)",
+            )
+            self._release(run)
+        return ids
+
+    async def retry(self, job_id: str | None = None) -> list[str]:
+        if job_id is None:
+            ids = [j.id for j in self.journal.jobs(states=[JobState.FAILED], kinds=self.kinds)]
+        else:
+            ids = [job_id]
+        done: list[str] = []
+        for jid in ids:
+            if self.journal.job(jid).state is not JobState.FAILED:
+                continue
+            self._runs.pop(jid, None)
+            # Acknowledged instances stay done: only failed and unsent ones go again.
+            self.journal.set_state(jid, JobState.QUEUED, "retrying")
+            if self._adopt(jid):
+                done.append(jid)
+        await self.start(resume=False)
+        return done
+
+    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]:
+        ids = list(job_ids) if job_ids is not None else list(self._runs)
+        while True:
+            states = {jid: self._state_of(jid) for jid in ids}
+            if all(s.finished or s is JobState.PAUSED for s in states.values()):
+                return states
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._changed.wait()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [t for t in (self._worker, self._ticker) if t is not None]
+        tasks += [r.task for r in self._runs.values() if r.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for run in self._runs.values():
+            self._release(run)
+        self._hub.close()
+
+    # ============================================================ submit (workflow)
+    def queue(self, job_ids: Iterable[str]) -> list[str]:
+        """Adopt freshly journalled jobs and queue them."""
+        return [jid for jid in job_ids if self._adopt(jid)]
+
+    def failures(self, job_id: str) -> dict[Key, str]:
+        run = self._runs.get(job_id)
+        return dict(run.failed) if run else {}
+
+    def triage(self, job_id: str) -> tuple[str, ...]:
+        run = self._runs.get(job_id)
+        return run.triage if run else ()
+
+    # ============================================================== internals
+    def _targets(self, job_id: str | None) -> list[str]:
+        if job_id is not None:
+            return [job_id]
+        return [jid for jid, r in self._runs.items() if not r.job.state.finished]
+
+    def _state_of(self, jid: str) -> JobState:
+        run = self._runs.get(jid)
+        return run.job.state if run else self.journal.job(jid).state
+
+    def _adopt(self, jid: str, *, force: bool = False) -> bool:
+        if not self.journal.acquire(jid, self.owner, self.lease_ttl):
+            return False
+        job = self.journal.job(jid)
+        if job.kind not in self.kinds or not (job.state.active or force):
+            self.journal.release(jid, self.owner)
+            return False
+        series = self.journal.series(jid)
+        done = set(self.journal.done_files(jid))
+        sizes = {
+            (s.uid, i): f.size for s in series for i, f in enumerate(self.journal.files(jid, s.uid))
+        }
+        run = _Run(
+            job=job,
+            total_files=len(sizes),
+            total_bytes=sum(sizes.values()),
+            series_files={s.uid: s.file_count for s in series},
+            done=done,
+            sent_bytes=sum(sizes.get(k, 0) for k in done),
+            paused=job.state is JobState.PAUSED,
+        )
+        self._runs[jid] = run
+        if not run.paused:
+            self._queue.put_nowait(jid)
+        return True
+
+    def _release(self, run: _Run) -> None:
+        with contextlib.suppress(Exception):
+            self.journal.release(run.job.id, self.owner)
+
+    def _publish(self, event: Event) -> None:
+        self._hub.publish(event)
+
+    def _message(self, level: str, text: str, job_id: str = "") -> None:
+        self._publish(EngineMessage(level, text, job_id))
+
+    def _set_state(self, run: _Run, state: JobState, message: str = "") -> None:
+        previous = run.job.state
+        self.journal.set_state(run.job.id, state, message)
+        run.job.state = state
+        run.job.message = message
+        self._publish(
+            JobStateChanged(
+                run.job.id,
+                run.job.display,
+                state,
+                previous,
+                message,
+                bytes_total=run.total_bytes,
+                files_total=run.total_files,
+                kind=JobKind.SEND,
+            )
+        )
+        self._changed.set()
+
+    def _progress(self, run: _Run) -> JobProgress:
+        rate = 0.0
+        if len(run.samples) >= 2:
+            (t0, b0), (t1, b1) = run.samples[0], run.samples[-1]
+            rate = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        left = run.total_bytes - run.sent_bytes
+        series_done = sum(
+            1 for uid, n in run.series_files.items() if sum(1 for k in run.done if k[0] == uid) >= n
+        )
+        return JobProgress(
+            job_id=run.job.id,
+            label=run.job.display,
+            state=run.job.state,
+            bytes_sent=run.sent_bytes,
+            bytes_total=run.total_bytes,
+            files_sent=len(run.done),
+            files_total=run.total_files,
+            series_done=series_done,
+            series_total=len(run.series_files),
+            rate=rate,
+            eta=left / rate if rate > 0 else None,
+            message=run.counts() if run.job.state is JobState.SENDING else run.job.message,
+            kind=JobKind.SEND,
+        )
+
+    async def _tick_loop(self) -> None:
+        last_renew = self.clock.now()
+        while not self._closed:
+            await self.clock.sleep(self.progress_interval)
+            now = self.clock.now()
+            moving = [r for r in self._runs.values() if r.job.state is JobState.SENDING]
+            for run in moving:
+                run.samples.append((now, run.sent_bytes))
+                while run.samples and now - run.samples[0][0] > 5.0:
+                    run.samples.popleft()
+            if moving:
+                jobs = tuple(self._progress(r) for r in moving)
+                sent = sum(j.bytes_sent for j in jobs)
+                total = sum(j.bytes_total for j in jobs)
+                rate = sum(j.rate for j in jobs)
+                self._publish(
+                    ProgressTick(jobs, sent, total, rate, (total - sent) / rate if rate else None)
+                )
+            if now - last_renew >= self.lease_ttl / 3:
+                last_renew = now
+                with contextlib.suppress(Exception):
+                    self.journal.renew(self.owner, self.lease_ttl)
+
+    async def _work_loop(self) -> None:
+        while True:
+            jid = await self._queue.get()
+            run = self._runs.get(jid)
+            if run is None or run.paused or run.job.state.finished:
+                continue
+            run.task = asyncio.create_task(self._run_job(run), name=f"dicom-send-{jid}")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(run.task)
+            if run.task.done() and not run.task.cancelled() and run.task.exception():
+                exc = run.task.exception()
+                self._set_state(run, JobState.FAILED, f"internal error: {exc}")
+                self._release(run)
+            run.task = None
+
+    # ------------------------------------------------------------------ a job
+    async def _run_job(self, run: _Run) -> None:
+        job = run.job
+        self._set_state(run, JobState.SENDING, "preparing")
+        try:
+            destination = DicomDestination.from_params(job.params)
+        except (KeyError, ValueError) as exc:
+            self._set_state(run, JobState.FAILED, f"bad destination in the journal: {exc}")
+            self._release(run)
+            return
+        items = [
+            _Item((s.uid, i), f.path, f.size)
+            for s in self.journal.series(job.id)
+            for i, f in enumerate(self.journal.files(job.id, s.uid))
+            if (s.uid, i) not in run.done
+        ]
+        run.failed.clear()
+        try:
+            infos = await asyncio.to_thread(_read_infos, items)
+        except (OSError, DicomSendError) as exc:
+            self._set_state(run, JobState.FAILED, f"cannot read a file to send: {exc}")
+            self._release(run)
+            return
+        refused = unsendable((it.path, info) for it, info in zip(items, infos, strict=True))
+        if refused:
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            self._set_state(run, JobState.FAILED, f"nothing sent: {refused[0]}{more}")
+            self._release(run)
+            return
+        for it, info in zip(items, infos, strict=True):
+            it.info = info
+        transform = self.transform_for(job) if self.transform_for else None
+        routing: dict[str, str] = dict(job.params.get("routing") or {})
+        if items:
+            ok = await self._send_items(run, destination, items, transform, routing)
+            if not ok:
+                return
+        if run.failed:
+            first_key, why = next(iter(run.failed.items()))
+            self._set_state(
+                run,
+                JobState.FAILED,
+                f"{run.counts()}; first failure: instance {first_key[1] + 1} of series "
+                f"{first_key[0]}: {why}",
+            )
+            self._release(run)
+            return
+        await self._verify(run)
+
+    async def _send_items(
+        self,
+        run: _Run,
+        destination: DicomDestination,
+        items: list[_Item],
+        transform: FileTransform | None,
+        routing: dict[str, str],
+    ) -> bool:
+        contexts = contexts_for(it.info for it in items if it.info is not None)
+        n = max(1, min(int(run.job.params.get("associations") or 1), 32, len(items)))
+        pending: deque[_Item] = deque(items)
+        state = {"in_flight": 0}
+        wake = asyncio.Event()
+        errors: list[str] = []
+
+        alive = {"workers": n}
+
+        async def worker() -> None:
+            link: Link | None = None
+            try:
+                while pending or state["in_flight"]:
+                    if link is None or not link.alive:
+                        # Opened before an instance is taken: a refused association
+                        # leaves the queue to the associations that work.
+                        link = await asyncio.to_thread(
+                            self.opener, destination, contexts, timeout=self.timeout
+                        )
+                    if not pending:
+                        wake.clear()
+                        await wake.wait()
+                        continue
+                    item = pending.popleft()
+                    state["in_flight"] += 1
+                    try:
+                        store = asyncio.ensure_future(self._store(link, item, transform, routing))
+                        try:
+                            result = await asyncio.shield(store)
+                        except asyncio.CancelledError:
+                            # Already on the wire: its acknowledgement must reach the
+                            # journal, or a resume would send the instance twice.
+                            with contextlib.suppress(Exception):
+                                self._ack(run, item, await store)
+                            raise
+                        if not self._ack(run, item, result):
+                            await self._retry_or_fail(run, item, result, pending)
+                    finally:
+                        state["in_flight"] -= 1
+                        wake.set()
+            except DicomSendError as exc:
+                errors.append(str(exc))
+                alive["workers"] -= 1
+                if alive["workers"] > 0:
+                    self._message("warning", f"one association fewer: {exc}", run.job.id)
+                wake.set()
+            finally:
+                if link is not None:
+                    await asyncio.to_thread(link.release)
+
+        self._set_state(run, JobState.SENDING, f"sending to {destination}: {run.counts()}")
+        workers = [asyncio.create_task(worker()) for _ in range(n)]
+        try:
+            await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        if errors and (pending or run.remaining):
+            self._set_state(run, JobState.FAILED, f"{errors[0]} ({run.counts()})")
+            self._release(run)
+            return False
+        return True
+
+    async def _store(
+        self,
+        link: Link,
+        item: _Item,
+        transform: FileTransform | None,
+        routing: dict[str, str],
+    ) -> StoreResult:
+        info = item.info
+        assert info is not None
+        ts = sent_syntax(info.transfer_syntax)
+
+        def build() -> StoreResult:
+            payload: Path | Dataset
+            if transform is None and not routing and info.streamable and ts == info.transfer_syntax:
+                payload = item.path  # byte for byte from disk
+            else:
+                data = transform(item.path, item.path.read_bytes()) if transform else None
+                payload = in_memory(item.path, data, routing)
+            return link.store(payload, info.sop_class, ts)
+
+        try:
+            return await asyncio.to_thread(build)
+        except OSError as exc:
+            return StoreResult(-1, f"cannot read {item.path}: {exc.strerror or exc}")
+        except Exception as exc:  # anonymization or a header pydicom cannot encode
+            return StoreResult(-1, f"cannot prepare the copy to send: {exc}")
+
+    def _ack(self, run: _Run, item: _Item, result: StoreResult) -> bool:
+        """Journal a stored instance (before this association sends another one)."""
+        if result.status is None or result.status < 0 or not is_stored(result.status):
+            return False
+        self.journal.files_done(run.job.id, [item.key])
+        run.done.add(item.key)
+        run.sent_bytes += item.size
+        if result.status != 0:
+            run.warnings += 1
+            self._message("warning", f"{item.path.name}: {result.message}", run.job.id)
+        return True
+
+    async def _retry_or_fail(
+        self, run: _Run, item: _Item, result: StoreResult, pending: deque[_Item]
+    ) -> None:
+        item.attempts += 1
+        if result.status == -1 or item.attempts >= self.retry_policy.attempts:
+            run.failed[item.key] = result.message
+            self._message("error", f"{item.path.name}: {result.message} (gave up)", run.job.id)
+            return
+        delay = self.retry_policy.delay(item.attempts)
+        self._message(
+            "warning",
+            f"{item.path.name}: {result.message}; retry {item.attempts} in {delay:.1f} s",
+            run.job.id,
+        )
+        await self.clock.sleep(delay)
+        pending.append(item)
+
+    async def _verify(self, run: _Run) -> None:
+        job = run.job
+        stored = f"all {len(run.done)} instance(s) stored" + (
+            f" ({run.warnings} with a warning)" if run.warnings else ""
+        )
+        if self.verifier is None or not job.params.get("verify", True):
+            self._set_state(run, JobState.VERIFIED, f"{stored}; not looked up (no XNAT connection)")
+            self.journal.set_receipt(job.id, "", "count")
+            self._release(run)
+            return
+        self._set_state(
+            run,
+            JobState.VERIFYING,
+            f"{stored}; looking the session up after the receiver's idle time "
+            f"({self.idle_time:g} s)",
+        )
+        await self.clock.sleep(self.idle_time)
+        per_series: dict[str, int] = {}
+        for uid, _idx in run.done:
+            per_series[uid] = per_series.get(uid, 0) + 1
+        try:
+            found = await self.verifier(job, per_series)
+        except Exception as exc:
+            self._set_state(run, JobState.FAILED, f"{stored}; the look-up failed: {exc}")
+            self._release(run)
+            return
+        run.triage = found.triage
+        state = JobState.VERIFIED if found.ok else JobState.FAILED
+        self._set_state(run, state, f"{stored}; {found.message}")
+        if found.ok:
+            self.journal.set_receipt(job.id, "", "count")
+        self._release(run)
+
+
+def _read_infos(items: list[_Item]) -> list[FileInfo]:
+    return [read_info(it.path) for it in items]
+
+
+def default_params(
+    destination: DicomDestination,
+    *,
+    routing: dict[str, str],
+    associations: int,
+    verify: bool,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a send job journals in ``params``."""
+    return {
+        **destination.to_params(),
+        "routing": dict(routing),
+        "associations": associations,
+        "verify": verify,
+        "journalled": time.time(),
+        **(extra or {}),
+    }
