@@ -158,15 +158,21 @@ class Extraction:
 # ---- archive format ------------------------------------------------------------------
 
 
+_FORMATS = (
+    ("zip", re.compile(r"\.z(ip|ar)$")),
+    ("tar", re.compile(r"\.[tx]ar$")),
+    ("tgz", re.compile(r"\.t(ar\.)?gz$")),
+    ("gz", re.compile(r"\.gz$")),
+)
+
+
 def archive_format(name: str) -> str | None:
-    """``Format.getFormat``: by file name only."""
-    lower = name.lower()
-    if lower.endswith((".zip", ".zar")):
-        return "zip"
-    if lower.endswith((".tar", ".xar")):
-        return "tar"
-    if lower.endswith((".tgz", ".tar.gz")):
-        return "tgz"
+    """``Format.getFormat``: by file name only, and case-sensitive as XNAT's regexes are
+    (``X.ZIP`` and ``.tar.bz2`` are UNKNOWN; a lone ``.gz`` is GZ, which DICOM-zip
+    refuses)."""
+    for fmt, pattern in _FORMATS:
+        if pattern.search(name):
+            return fmt
     return None
 
 
@@ -271,8 +277,9 @@ class Extractor:
     def run(self, upload: Path, name: str) -> Extraction:
         self.staging.mkdir(parents=True, exist_ok=True)
         fmt = archive_format(name)
-        if fmt is None:
-            self.result.failure = ImportError_(400, "Unsupported format UNKNOWN", ignorable=False)
+        if fmt is None or fmt == "gz":
+            label = "GZ" if fmt == "gz" else "UNKNOWN"
+            self.result.failure = ImportError_(400, f"Unsupported format {label}", ignorable=False)
             return self.result
         try:
             with upload.open("rb") as fh:
@@ -336,6 +343,10 @@ class Extractor:
     def _guarded(self, name: str, stream: Readable, depth: int) -> None:
         try:
             nested = archive_format(name)
+            if nested == "gz":
+                # A single gzip inside: "Unsupported format GZ", skipped only when
+                # Ignore-Unparsable is on (xnat-api-2.md §C.3).
+                raise client_error("Unsupported format GZ")
             if nested is not None:
                 try:
                     self._archive(stream, nested, depth + 1)
