@@ -232,6 +232,8 @@ class TransferEngine:
                     source_root=str(r.session.root or ""),
                     anon_options=r.anon_options.for_profile(r.anonymization),
                     anon_variables=dict(r.variables),
+                    kind=r.kind,
+                    params=dict(r.params),
                 )
             )
         ids = self.journal.create_jobs(new_jobs)

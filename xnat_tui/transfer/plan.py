@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.server import RemoteSession
 from xnat_tui.transfer.types import AnonOptions, Destination, Overwrite, SourceSeries, SourceSession
 
@@ -48,6 +49,10 @@ class JobRequest:
     # Series that may carry burned-in text: under ``basic`` they are left out unless
     # this is True, or (None) unless they are named in ``series`` (the user's own pick).
     include_burned_in: bool | None = None
+    # What the job is (a copy between projects is planned like an upload) and its
+    # workflow settings, journalled with it (JobRecord.kind/.params).
+    kind: JobKind = JobKind.UPLOAD
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.anon_options = self.anon_options.for_profile(self.anonymization)
