@@ -50,6 +50,28 @@ def register(subparsers: Any) -> None:
         metavar="S",
         help="idle seconds before a receiving prearchive session is built (default 300)",
     )
+    serve.add_argument(
+        "--dicom-port",
+        type=int,
+        metavar="N",
+        help="also run a DICOM C-STORE receiver on port N (0 = any free port; with --demo "
+        "the default is 8104, or any free port when --port is 0)",
+    )
+    serve.add_argument("--dicom-ae", default="XNAT", metavar="AE", help="its AE title (XNAT)")
+    serve.add_argument(
+        "--dicom-idle",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="idle time before received sessions are built (default 5; XNAT's is 300)",
+    )
+    serve.add_argument(
+        "--dicom-allow",
+        action="append",
+        default=[],
+        metavar="AE",
+        help="accept only these calling AE titles (repeatable; default: any)",
+    )
     serve.set_defaults(func=run_serve)
     demo = sub.add_parser("demo-data", help="write a synthetic local DICOM tree for demos")
     demo.add_argument("dir", type=Path, help="destination folder (created if missing)")
@@ -78,6 +100,14 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.session_timeout <= 0 or args.autobuild_interval <= 0:
         print("xnat-tui sandbox: timeouts must be positive", file=sys.stderr)
         return 2
+    if args.dicom_port is None and args.demo:
+        args.dicom_port = 0 if args.port == 0 else 8104
+    if args.dicom_port is not None and not 0 <= args.dicom_port <= 65535:
+        print("xnat-tui sandbox: --dicom-port must be 0..65535", file=sys.stderr)
+        return 2
+    if not args.dicom_idle > 0:
+        print("xnat-tui sandbox: --dicom-idle must be positive", file=sys.stderr)
+        return 2
     data_dir: Path = args.data_dir or state_dir() / "sandbox"
     try:
         return asyncio.run(_serve(args, data_dir))
@@ -102,6 +132,10 @@ async def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             faults=args.faults,
             session_timeout=args.session_timeout,
             autobuild_interval=args.autobuild_interval,
+            dicom_port=args.dicom_port,
+            dicom_ae=args.dicom_ae,
+            dicom_idle=args.dicom_idle,
+            dicom_allowed=tuple(args.dicom_allow),
         )
     except OSError as exc:
         print(f"xnat-tui sandbox: cannot start: {exc}", file=sys.stderr)
@@ -112,6 +146,12 @@ async def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         print("demo users: admin/admin, alice/alice, bob/bob, carol/carol", flush=True)
     if args.faults:
         print(f"faults: {args.faults}", flush=True)
+    if server.dicom is not None:
+        print(
+            f"DICOM receiver: AE {server.dicom.ae_title} on {args.host}:{server.dicom.port} "
+            f"(sessions built after {args.dicom_idle:g} s idle)",
+            flush=True,
+        )
     print("press Ctrl-C to stop", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ import json
 import logging
 from pathlib import Path
 
+from xnat_tui.dicom.routing import DEFAULT_SITE_TEMPLATE, RuleSet, template_pattern
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
 from xnat_tui.sandbox.store import Store
 
@@ -62,6 +63,11 @@ MODALITY_TYPES = {
     "CT": ("xnat:ctSessionData", "xnat:ctScanData"),
     "PT": ("xnat:petSessionData", "xnat:petScanData"),
 }
+
+
+# The demo site's DICOM receiver routes by the site convention xnat://P/S/E in Study
+# Description (custom routing rules, xnat-api.md §8.2), before XNAT's fixed extractors.
+DICOM_RULES = RuleSet.from_pattern(template_pattern(DEFAULT_SITE_TEMPLATE))
 
 
 def seed(store: Store) -> bool:

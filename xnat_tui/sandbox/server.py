@@ -8,6 +8,11 @@
   (``FaultInjector``: ``configure(spec)``/``clear()`` at run time), ``import_limits``
   (``limits.ImportLimits``, replaceable at run time), ``store``, ``app``,
   ``await close()`` (stops running imports at once); also an async context manager.
+  With ``dicom_port`` (0: any free port) a DICOM C-STORE receiver runs too
+  (``sandbox.dicom_receiver``): ``dicom`` is the ``DicomReceiver`` (``.port``,
+  ``.ae_title``); ``dicom_idle`` is then the idle time after which received sessions are
+  built (XNAT's one ``sessionXmlRebuilderInterval``), ``dicom_rules`` its custom routing
+  rules, ``dicom_allowed`` the calling AE allow-list.
 * ``SandboxThread(data_dir, demo=True, ...)`` — the same server on its own event
   loop in a daemon thread, for sync code (xnatpy, the TUI's ``--sandbox``):
   ``with SandboxThread(d) as sb: sb.url``; or ``start()`` / ``stop()``;
@@ -27,8 +32,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from xnat_tui.dicom.routing import RuleSet
 from xnat_tui.sandbox import demo as demo_seed
 from xnat_tui.sandbox.app import make_app
+from xnat_tui.sandbox.dicom_receiver import DicomReceiver
 from xnat_tui.sandbox.faults import FaultInjector
 from xnat_tui.sandbox.keys import SETTINGS
 from xnat_tui.sandbox.limits import ImportLimits
@@ -57,6 +64,7 @@ class SandboxServer:
         self.data_dir = data_dir
         self._runner = runner
         self._closed = False
+        self.dicom: DicomReceiver | None = None
 
     @property
     def url(self) -> str:
@@ -79,6 +87,8 @@ class SandboxServer:
         if self._closed:
             return
         self._closed = True
+        if self.dicom is not None:
+            await asyncio.to_thread(self.dicom.stop)
         await self._runner.cleanup()
         self.store.close()
 
@@ -104,8 +114,17 @@ async def start_sandbox(
     session_timeout: float = 900,
     autobuild_interval: float = 300,
     import_limits: ImportLimits | None = None,
+    dicom_port: int | None = None,
+    dicom_ae: str = "XNAT",
+    dicom_idle: float = 5.0,
+    dicom_rules: RuleSet | None = None,
+    dicom_allowed: tuple[str, ...] = (),
 ) -> SandboxServer:
     data_dir = Path(data_dir)
+    if dicom_port is not None:
+        autobuild_interval = dicom_idle
+        if demo and dicom_rules is None:
+            dicom_rules = demo_seed.DICOM_RULES
     injector = FaultInjector(faults)  # parse first: a bad spec fails before anything starts
     store = Store(data_dir)
     try:
@@ -131,7 +150,7 @@ async def start_sandbox(
     sockets = getattr(server, "sockets", None) or []
     if sockets:
         bound = int(sockets[0].getsockname()[1])
-    return SandboxServer(
+    server_ = SandboxServer(
         app=app,
         runner=runner,
         store=store,
@@ -140,6 +159,22 @@ async def start_sandbox(
         port=bound,
         data_dir=data_dir,
     )
+    if dicom_port is not None:
+        receiver = DicomReceiver(
+            app,
+            asyncio.get_running_loop(),
+            ae_title=dicom_ae,
+            host=host,
+            port=dicom_port,
+            rules=dicom_rules,
+            allowed_calling=dicom_allowed,
+        )
+        try:
+            server_.dicom = await asyncio.to_thread(receiver.start)
+        except BaseException:
+            await server_.close()
+            raise
+    return server_
 
 
 class SandboxThread:

@@ -75,7 +75,7 @@ TransformFor = Callable[[JobRecord], FileTransform | None]
 
 
 @dataclass
-class _Item:
+class _Instance:
     key: Key
     path: Path
     size: int
@@ -84,7 +84,7 @@ class _Item:
 
 
 @dataclass
-class _Run:
+class _SendRun:
     job: JobRecord
     total_files: int
     total_bytes: int
@@ -137,7 +137,7 @@ class SendEngine:
         self.opener = opener
         self.owner = make_owner()
         self._hub = EventHub()
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, _SendRun] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._changed = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -305,7 +305,7 @@ class SendEngine:
         sizes = {
             (s.uid, i): f.size for s in series for i, f in enumerate(self.journal.files(jid, s.uid))
         }
-        run = _Run(
+        run = _SendRun(
             job=job,
             total_files=len(sizes),
             total_bytes=sum(sizes.values()),
@@ -319,7 +319,7 @@ class SendEngine:
             self._queue.put_nowait(jid)
         return True
 
-    def _release(self, run: _Run) -> None:
+    def _release(self, run: _SendRun) -> None:
         with contextlib.suppress(Exception):
             self.journal.release(run.job.id, self.owner)
 
@@ -329,7 +329,7 @@ class SendEngine:
     def _message(self, level: str, text: str, job_id: str = "") -> None:
         self._publish(EngineMessage(level, text, job_id))
 
-    def _set_state(self, run: _Run, state: JobState, message: str = "") -> None:
+    def _set_state(self, run: _SendRun, state: JobState, message: str = "") -> None:
         previous = run.job.state
         self.journal.set_state(run.job.id, state, message)
         run.job.state = state
@@ -348,7 +348,7 @@ class SendEngine:
         )
         self._changed.set()
 
-    def _progress(self, run: _Run) -> JobProgress:
+    def _progress(self, run: _SendRun) -> JobProgress:
         rate = 0.0
         if len(run.samples) >= 2:
             (t0, b0), (t1, b1) = run.samples[0], run.samples[-1]
@@ -412,7 +412,7 @@ class SendEngine:
             run.task = None
 
     # ------------------------------------------------------------------ a job
-    async def _run_job(self, run: _Run) -> None:
+    async def _run_job(self, run: _SendRun) -> None:
         job = run.job
         self._set_state(run, JobState.SENDING, "preparing")
         try:
@@ -422,7 +422,7 @@ class SendEngine:
             self._release(run)
             return
         items = [
-            _Item((s.uid, i), f.path, f.size)
+            _Instance((s.uid, i), f.path, f.size)
             for s in self.journal.series(job.id)
             for i, f in enumerate(self.journal.files(job.id, s.uid))
             if (s.uid, i) not in run.done
@@ -462,15 +462,15 @@ class SendEngine:
 
     async def _send_items(
         self,
-        run: _Run,
+        run: _SendRun,
         destination: DicomDestination,
-        items: list[_Item],
+        items: list[_Instance],
         transform: FileTransform | None,
         routing: dict[str, str],
     ) -> bool:
         contexts = contexts_for(it.info for it in items if it.info is not None)
         n = max(1, min(int(run.job.params.get("associations") or 1), 32, len(items)))
-        pending: deque[_Item] = deque(items)
+        pending: deque[_Instance] = deque(items)
         state = {"in_flight": 0}
         wake = asyncio.Event()
         errors: list[str] = []
@@ -536,7 +536,7 @@ class SendEngine:
     async def _store(
         self,
         link: Link,
-        item: _Item,
+        item: _Instance,
         transform: FileTransform | None,
         routing: dict[str, str],
     ) -> StoreResult:
@@ -560,7 +560,7 @@ class SendEngine:
         except Exception as exc:  # anonymization or a header pydicom cannot encode
             return StoreResult(-1, f"cannot prepare the copy to send: {exc}")
 
-    def _ack(self, run: _Run, item: _Item, result: StoreResult) -> bool:
+    def _ack(self, run: _SendRun, item: _Instance, result: StoreResult) -> bool:
         """Journal a stored instance (before this association sends another one)."""
         if result.status is None or result.status < 0 or not is_stored(result.status):
             return False
@@ -573,7 +573,7 @@ class SendEngine:
         return True
 
     async def _retry_or_fail(
-        self, run: _Run, item: _Item, result: StoreResult, pending: deque[_Item]
+        self, run: _SendRun, item: _Instance, result: StoreResult, pending: deque[_Instance]
     ) -> None:
         item.attempts += 1
         if result.status == -1 or item.attempts >= self.retry_policy.attempts:
@@ -589,7 +589,7 @@ class SendEngine:
         await self.clock.sleep(delay)
         pending.append(item)
 
-    async def _verify(self, run: _Run) -> None:
+    async def _verify(self, run: _SendRun) -> None:
         job = run.job
         stored = f"all {len(run.done)} instance(s) stored" + (
             f" ({run.warnings} with a warning)" if run.warnings else ""
@@ -623,7 +623,7 @@ class SendEngine:
         self._release(run)
 
 
-def _read_infos(items: list[_Item]) -> list[FileInfo]:
+def _read_infos(items: list[_Instance]) -> list[FileInfo]:
     return [read_info(it.path) for it in items]
 
 
