@@ -61,6 +61,8 @@ log = logging.getLogger("xnat_tui.workflow")
 
 SUBJECT_TEMPLATE = "{routing.subject}"
 SESSION_TEMPLATE = "{routing.session}"
+# Reads of one source file before its scan is given back to the engine's retry policy.
+FETCH_ATTEMPTS = 4
 
 
 class CopyError(Exception):
@@ -428,7 +430,16 @@ def source_reader(client: XnatClient, *, via_disk: Path | None = None) -> Source
             size=wanted.size,
             digest=wanted.digest,
         )
-        data = await download_ops.fetch_verified(client, listed)
+        # One file is retried on its own (a dropped read, a damaged body): the engine
+        # would otherwise resend the whole scan for one bad file.
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                data = await download_ops.fetch_verified(client, listed)
+                break
+            except Exception as exc:
+                if attempt == FETCH_ATTEMPTS or not getattr(exc, "retriable", False):
+                    raise
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
         if via_disk is not None:
             await asyncio.to_thread(_keep, via_disk, wanted.uri, data)
         return data
@@ -506,8 +517,20 @@ async def change_primary(
 
 
 async def _build(connection: Connection, journal: Journal, config: Config) -> JobEngine:
-    d = config.defaults
-    return build_engine(connection, journal, CopySettings(concurrency=d.concurrency))
+    """For ``transfers resume/retry`` and the Transfers panel: anonymizers of the
+    unfinished copy jobs prepared first (each job journals its own profile)."""
+    anons = AnonymizerSet()
+    if connection.client is not None:
+        for job in journal.jobs(
+            server=connection.port.server_url, kinds=[JobKind.COPY, JobKind.MOVE]
+        ):
+            if not job.state.finished and job.anonymization not in ("", "none"):
+                try:
+                    await anons.prepare_job(connection.client, job)
+                except Exception as exc:  # that job fails with the reason; others go on
+                    log.error("anonymization for copy job %s: %s", job.id, exc)
+    settings = CopySettings(concurrency=config.defaults.concurrency)
+    return build_engine(connection, journal, settings, anons)
 
 
 register([JobKind.COPY, JobKind.MOVE], _build)

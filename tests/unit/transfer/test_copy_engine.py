@@ -1,0 +1,139 @@
+"""The copy engine against the sandbox: faults, a failed verification, a crash and resume,
+and routing strings rewritten for the destination."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pydicom
+
+from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+from xnat_tui.sandbox.server import SandboxServer
+from xnat_tui.transfer.copy_engine import CopyEngine
+from xnat_tui.transfer.copy_routing import RoutingRewrite
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.retry import RetryPolicy
+from xnat_tui.transfer.types import Destination, JobState, SeriesState
+from xnat_tui.workflow import copy as copying
+from xnat_tui.workflow.login import connection_for
+from xnat_tui.xnat import Credentials, XnatClient
+from xnat_tui.xnat.models import RemoteFile
+
+
+async def _plan(
+    client: XnatClient, journal: Journal, *, move: bool
+) -> tuple[copying.CopySession, list[copying.Source], object]:
+    session = copying.CopySession(
+        connection_for(client, url=client.server, owned=False),
+        journal,
+        settings=copying.CopySettings(destination=Destination.ARCHIVE),
+    )
+    sources = await session.sources("PILOT", sessions=["PIL_900_MR1"])
+    targets = session.targets(sources, subject_template="SA_001")
+    plan = await session.plan(session.requests(sources, targets, "STUDY_A", move=move))
+    return session, sources, plan
+
+
+def _engine(client: XnatClient, journal: Journal, reader: object | None = None) -> CopyEngine:
+    return CopyEngine(
+        connection_for(client, url=client.server, owned=False).port,
+        journal,
+        reader or copying.source_reader(client),  # type: ignore[arg-type]
+        retry=RetryPolicy(attempts=6, base=0.0, cap=0.0, jitter=0.0),
+    )
+
+
+async def test_failed_verification_never_deletes_the_source(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        _, _, plan = await _plan(client, journal, move=True)
+        reader = copying.source_reader(client)
+        real = reader.list_dest
+
+        async def one_file_short(uri: str) -> dict[str, list[RemoteFile]]:
+            # The destination loses a file after the upload's own check (a fault).
+            listed = await real(uri)
+            first = sorted(listed)[-1]
+            listed[first] = listed[first][1:]
+            return listed
+
+        reader.list_dest = one_file_short  # type: ignore[method-assign]
+        engine = _engine(client, journal, reader)
+        await engine.start()
+        [job_id] = await engine.submit(plan)  # type: ignore[arg-type]
+        states = await engine.wait([job_id])
+        await engine.close()
+        assert states[job_id] is JobState.FAILED
+        message = journal.job(job_id).message
+        assert "copied" in message and "the source was NOT deleted" in message
+        assert await client.find_experiment("PILOT", "PIL_900_MR1") is not None
+        assert not [s for s in journal.steps(job_id) if s.step == "delete-source"]
+
+
+async def test_cut_downloads_are_retried_and_the_copy_verified(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    sandbox.faults.configure("cut=0.2")  # a fifth of the file reads drop mid-body
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        _, sources, plan = await _plan(client, journal, move=False)
+        engine = _engine(client, journal)
+        await engine.start()
+        [job_id] = await engine.submit(plan)  # type: ignore[arg-type]
+        states = await engine.wait([job_id])
+        await engine.close()
+        assert states[job_id] is JobState.VERIFIED, journal.job(job_id).message
+        assert "match the source by md5" in journal.job(job_id).message
+
+
+async def test_crash_mid_copy_resumes_without_resending_acknowledged_scans(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        _, _, plan = await _plan(client, journal, move=True)
+        first = _engine(client, journal)
+        first.concurrency = 1
+        await first.start()
+        [job_id] = await first.submit(plan)  # type: ignore[arg-type]
+        # The journal is what a killed process leaves behind: watch it, not the engine.
+        while not any(s.state is SeriesState.SENT for s in journal.series(job_id)):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        # The process dies: tasks stop where they are, nothing more is journalled.
+        await first.close()
+        sent_before = {s.uid: s.attempts for s in journal.series(job_id)}
+        assert journal.job(job_id).state.active
+        second = _engine(client, journal)
+        resumed = await second.start(resume=True)
+        assert resumed == [job_id]
+        states = await second.wait([job_id])
+        await second.close()
+        assert states[job_id] is JobState.VERIFIED, journal.job(job_id).message
+        after = {s.uid: s.attempts for s in journal.series(job_id)}
+        acknowledged = [u for u, n in sent_before.items() if n and after[u] == n]
+        assert acknowledged  # the scan acknowledged before the crash was not sent again
+        assert await client.find_experiment("PILOT", "PIL_900_MR1") is None  # moved
+        assert await client.find_experiment("STUDY_A", "PIL_900_MR1") is not None
+
+
+def test_routing_strings_are_rewritten_for_the_destination(tmp_path: Path) -> None:
+    study = write_study(
+        tmp_path,
+        patient_id="P1",
+        series=[SeriesSpec("MR", 1, "T1", 1)],
+        study_description="xnat://PILOT/PIL_900/PIL_900_MR1",
+        extra={"PatientComments": "Project: PILOT Subject: PIL_900 Session: PIL_900_MR1"},
+    )
+    data = study.series[0].paths[0].read_bytes()
+    out = RoutingRewrite("STUDY_A", "SA_001", "SA_001_MR1")(data)
+    ds = pydicom.dcmread(io.BytesIO(out))
+    assert ds.StudyDescription == "xnat://STUDY_A/SA_001/SA_001_MR1"
+    assert ds.PatientComments == "Project: STUDY_A Subject: SA_001 Session: SA_001_MR1"
+    assert ds.PixelData == pydicom.dcmread(io.BytesIO(data)).PixelData
+    plain = write_study(tmp_path / "b", patient_id="P2", series=[SeriesSpec("MR", 1, "T1", 1)])
+    raw = plain.series[0].paths[0].read_bytes()
+    assert RoutingRewrite("STUDY_A", "S", "E")(raw) is raw  # untouched, byte for byte
