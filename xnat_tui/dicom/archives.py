@@ -1052,3 +1052,42 @@ def _read_all(stream: IO[bytes]) -> bytes:
 def mtime_ns_of(path: str) -> int:
     """The mtime (ns) of the file on disk that holds ``path``."""
     return os.stat(outermost(path)).st_mtime_ns
+
+
+# ----------------------------------------------------------------- browsing
+_LISTINGS: dict[tuple[str, int, int], list[str]] = {}
+
+
+def _members_of(outer: str) -> list[str]:
+    st = os.stat(outer)
+    key = (outer, st.st_size, st.st_mtime_ns)
+    with _CACHE_LOCK:
+        hit = _LISTINGS.get(key)
+    if hit is not None:
+        return hit
+    paths = [e.path for e in walk_archive(outer) if isinstance(e, Entry)]
+    with _CACHE_LOCK:
+        if len(_LISTINGS) >= _MAX_OPEN:
+            _LISTINGS.pop(next(iter(_LISTINGS)))
+        _LISTINGS[key] = paths
+    return paths
+
+
+def is_archive_level(path: str) -> bool:
+    """``path`` names an archive (on disk or nested), not a folder inside one."""
+    return archive_kind(path.rsplit("/", 1)[-1].rsplit(SEP, 1)[-1]) is not None
+
+
+def children(path: str) -> list[str]:
+    """The folders and archives directly inside an archive, or inside a folder or an
+    archive in an archive (for a folder tree to expand). Reads the archive's listing
+    (a whole pass for a compressed tar), cached while the file is unchanged."""
+    prefix = path + (SEP if is_archive_level(path) else "/")
+    out: dict[str, None] = {}
+    for member in _members_of(outermost(path)):
+        if not member.startswith(prefix):
+            continue
+        parts = _parts(member[len(prefix) :])
+        if len(parts) > 1:
+            out[prefix + parts[0][:-1]] = None
+    return list(out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +14,9 @@ from textual.message import Message
 from textual.widgets import DirectoryTree, ProgressBar, Static
 from textual.widgets._directory_tree import DirEntry
 from textual.widgets._tree import TreeNode
+from textual.worker import Worker
 
+from xnat_tui.dicom.archives import SEP, archive_kind, children, is_member
 from xnat_tui.ui.widgets.format import plain
 
 
@@ -30,15 +32,46 @@ class FolderTree(DirectoryTree):
         UTF-8): shown as they are, never parsed as markup."""
         return plain(label) if isinstance(label, str) else label
 
+    def _safe_is_dir(self, path: Path) -> bool:
+        """Archives open like folders (expanding one lists what it holds)."""
+        if archive_kind(path.name) is not None or is_member(str(path)):
+            return True
+        return bool(super()._safe_is_dir(path))
+
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         # Runs in DirectoryTree's loader thread, so the is_dir() calls stay off the loop.
-        return [p for p in paths if not p.name.startswith(".") and self._safe_is_dir(p)]
+        # Archives (.zip, .tgz, ... any case) are folders here: they expand and are marked
+        # and scanned like folders; their content is listed without extracting anything.
+        return [
+            p
+            for p in paths
+            if not p.name.startswith(".")
+            and self._safe_is_dir(p)
+        ]
+
+    def _directory_content(self, location: Path, worker: Worker[object]) -> Iterator[Path]:
+        text = str(location)
+        if is_member(text) or (archive_kind(location.name) is not None and location.is_file()):
+            try:
+                found = children(text)
+            except Exception:  # noqa: BLE001 - a damaged archive: nothing to expand
+                return
+            for child in found:
+                if worker.is_cancelled:
+                    return
+                yield Path(child)
+            return
+        yield from super()._directory_content(location, worker)
 
     def _populate_node(self, node: TreeNode[DirEntry], content: Iterable[Path]) -> None:
-        # Everything left after filter_paths is a directory: don't stat again on the loop.
+        # Everything left after filter_paths is a directory or an archive: don't stat
+        # again on the loop.
         node.remove_children()
         for path in content:
-            node.add(path.name, data=DirEntry(path), allow_expand=True)
+            label = path.name.rsplit(SEP, 1)[-1]
+            if archive_kind(label) is not None:
+                label = f"{label} (archive)"
+            node.add(label, data=DirEntry(path), allow_expand=True)
         node.expand()
 
     def render_label(self, node: TreeNode[DirEntry], base_style, style):  # type: ignore[no-untyped-def]
