@@ -24,6 +24,7 @@ from xnat_tui.commands._args import (
     add_connection_arguments,
     path_argument,
 )
+from xnat_tui.commands.upload import _confirm  # the one y/N prompt of the commands
 from xnat_tui.text import safe
 
 
@@ -297,12 +298,3 @@ async def _native(
             print(safe(line), file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
 
-
-def _confirm(text: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    try:
-        answer = input(f"{text} [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
