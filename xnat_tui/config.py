@@ -161,6 +161,38 @@ class DicomProfile:
     verify: bool = True
 
 
+DOWNLOAD_LAYOUTS = ("xnat", "session", "flat")
+
+
+@dataclass
+class DownloadSettings:
+    """``[download]``: how ``xnat-tui download`` and the browser's Download… save files."""
+
+    jobs: int = 8  # files fetched at once
+    layout: str = "xnat"  # xnat | session | flat
+    out_dir: str = ""  # default folder ('' = ./xnat-downloads)
+    resource: str = "DICOM"  # resource label(s) to fetch (comma list, or ALL)
+
+
+def _parse_download(raw: dict[str, Any]) -> DownloadSettings:
+    unknown = set(raw) - set(DownloadSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"[download]: unknown setting {sorted(unknown)[0]!r}")
+    jobs = _expect(raw.get("jobs", 8), int, "[download] jobs")
+    if isinstance(jobs, bool) or not 1 <= jobs <= 64:
+        raise ConfigError("[download] jobs: give a number of files from 1 to 64")
+    return DownloadSettings(
+        jobs=jobs,
+        layout=_choice(
+            _expect(raw.get("layout", "xnat"), str, "[download] layout"),
+            DOWNLOAD_LAYOUTS,
+            "[download] layout",
+        ),
+        out_dir=_expect(raw.get("out_dir", ""), str, "[download] out_dir"),
+        resource=_expect(raw.get("resource", "DICOM"), str, "[download] resource") or "DICOM",
+    )
+
+
 DICOM_ROUTING = ("xnat", "site", "none")
 _DICOM_KEYS = {f for f in DicomProfile.__dataclass_fields__ if f != "name"}
 
@@ -175,6 +207,7 @@ class Config:
     projects: dict[str, ProjectPreferences] = field(default_factory=dict)
     path: Path | None = None
     dicom: dict[str, DicomProfile] = field(default_factory=dict)
+    download: DownloadSettings = field(default_factory=DownloadSettings)
 
     def profile(self, name: str | None = None) -> ServerProfile | None:
         key = name or self.default_profile
@@ -257,7 +290,15 @@ def _parse_defaults(raw: dict[str, Any]) -> Defaults:
 def _parse(raw: dict[str, Any], path: Path | None) -> Config:
     cfg = Config(path=path)
     for key in raw:
-        if key not in ("default_profile", "profiles", "defaults", "keymap", "projects", "dicom"):
+        if key not in (
+            "default_profile",
+            "profiles",
+            "defaults",
+            "keymap",
+            "projects",
+            "dicom",
+            "download",
+        ):
             raise ConfigError(f"unknown top-level setting {key!r}")
     cfg.default_profile = _expect(raw.get("default_profile", ""), str, "default_profile")
     profiles = _expect(raw.get("profiles", {}), dict, "[profiles]")
@@ -315,6 +356,7 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
             session_pattern=_expect(body.get("session_pattern", ""), str, where),
         )
     cfg.dicom = _parse_dicom(_expect(raw.get("dicom", {}), dict, "[dicom]"))
+    cfg.download = _parse_download(_expect(raw.get("download", {}), dict, "[download]"))
     return cfg
 
 
@@ -392,6 +434,8 @@ def to_toml(cfg: Config) -> str:
             name: {k: v for k, v in asdict(d).items() if k != "name"}
             for name, d in cfg.dicom.items()
         }
+    if cfg.download != DownloadSettings():
+        body["download"] = asdict(cfg.download)
     if cfg.projects:
         body["projects"] = {
             pid: {k: v for k, v in asdict(s).items() if v} for pid, s in cfg.projects.items()

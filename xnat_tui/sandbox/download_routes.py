@@ -120,8 +120,27 @@ def _should_cut(request: web.Request) -> bool:
     return True
 
 
+LOGIN_PAGE = (
+    "<!DOCTYPE html><html><head><title>XNAT Login</title></head>"
+    "<body><form action='/login'>Please log in.</form></body></html>"
+)
+
+
+def _html_instead(request: web.Request) -> web.Response | None:
+    """The ``html`` fault: a 200 login page where the data should be (issue E.3)."""
+    faults = request.app[FAULTS]
+    rate = faults.config.html
+    if not rate or not faults.applies_to(request.path) or not faults.roll(rate):
+        return None
+    faults.stats["html"] += 1
+    return web.Response(text=LOGIN_PAGE, content_type="text/html")
+
+
 def file_response(request: web.Request, path: Path, name: str) -> web.StreamResponse:
     """One archived file, as ``SecureResource.representFile`` answers (§A.3)."""
+    page = _html_instead(request)
+    if page is not None:
+        return page
     stat = path.stat()
     size = stat.st_size
     base = name.rsplit("/", 1)[-1]
@@ -205,6 +224,9 @@ def zip_response(
         if request.query.get("accept-not-found", "").lower() == "true":
             return web.Response(status=204)
         raise xnat_error(404, "")
+    page = _html_instead(request)
+    if page is not None:
+        return page
     deflate = request.query.get("compression", "0") not in ("", "0")
     headers = {
         "Content-Type": "application/zip",

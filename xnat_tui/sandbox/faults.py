@@ -19,6 +19,8 @@ route): items separated by ``,`` or ``;``, each ``name`` or ``name=value``::
                           long as a test needs (stopping mid-import)
     cut[=RATE]            file and zip downloads send about half of their body, then
                           drop the connection (default rate 1)
+    html[=RATE]           file and zip downloads answer 200 with an HTML login page
+                          instead of the data (a proxy or SSO page; default rate 1)
     ranges                honour Range on single-file GETs (206 + Content-Range);
                           XNAT ignores Range, so does the sandbox without this switch
     only=PREFIX           apply the faults only to paths starting with PREFIX
@@ -79,6 +81,7 @@ class FaultConfig:
     expire_now: bool = False
     slow_import: float = 0.0
     cut: float = 0.0
+    html: float = 0.0
     ranges: bool = False
     only: list[str] = field(default_factory=list)
     seed: int = 0
@@ -133,6 +136,8 @@ def parse_spec(spec: str | None) -> FaultConfig:
             config.slow_import = _duration(value, item)
         elif name == "cut":
             config.cut = _rate(value, item) if sep else 1.0
+        elif name == "html":
+            config.html = _rate(value, item) if sep else 1.0
         elif name == "ranges":
             config.ranges = True
         elif name == "only":

@@ -182,8 +182,11 @@ async def open_file(
             if response.status == 401:
                 text = await response.text(errors="replace")
                 if attempt == 1:
+                    # The login itself worked (a wrong password fails in _relogin):
+                    # the new session was lost again, which a later try may survive.
                     raise SessionExpired(
                         f"Cannot {ctx.action}: the server refuses the renewed session",
+                        retriable=True,
                         status=401,
                         server_message=extract_server_message(text),
                         url=url,

@@ -1,0 +1,263 @@
+"""The download engine against the sandbox: verified per-file downloads, resume, faults."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest_asyncio
+
+from xnat_tui.sandbox.server import SandboxServer
+from xnat_tui.transfer.download import PART, DownloadEngine, LocalFileSystem
+from xnat_tui.transfer.events import JobProgress, JobStateChanged
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.retry import RetryPolicy
+from xnat_tui.transfer.types import JobState
+from xnat_tui.workflow import download as dl
+from xnat_tui.workflow.jobs import builder_for
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.credentials import Credentials
+
+FAST = RetryPolicy(attempts=4, base=0.0, cap=0.0, jitter=0.0)
+
+
+@pytest_asyncio.fixture
+async def client(sandbox: SandboxServer) -> AsyncIterator[XnatClient]:
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as c:
+        yield c
+
+
+def server_files(sandbox: SandboxServer, label: str) -> dict[str, bytes]:
+    """scan id/name → bytes, straight from the sandbox's store."""
+    store = sandbox.store
+    row = next(r for r in store.list_experiments() if r["label"] == label)
+    out: dict[str, bytes] = {}
+    for scan in store.list_scans(row["id"]):
+        for res in store.list_resources(row["id"], int(scan["pk"])):
+            for f in store.list_files(int(res["id"])):
+                out[f"{scan['scan_id']}/{f['name']}"] = store.file_path(f).read_bytes()
+    return out
+
+
+def local_files(out: Path) -> dict[str, bytes]:
+    """The same keys from an xnat-layout download folder."""
+    found: dict[str, bytes] = {}
+    for p in out.rglob("*"):
+        if p.is_file():
+            scan = p.relative_to(out).parts[2].split("-", 1)[0]
+            found[f"{scan}/{p.name}"] = p.read_bytes()
+    return found
+
+
+def engine(client: XnatClient, journal: Journal, **kw: object) -> DownloadEngine:
+    return DownloadEngine(
+        client,
+        journal,
+        server_url=client.server,
+        username="alice",
+        retry=FAST,
+        progress_interval=0.01,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def run_plan(eng: DownloadEngine, plan: dl.DownloadPlan) -> dict[str, JobState]:
+    await eng.start(resume=False)
+    ids = await eng.submit(plan.downloads)
+    return await eng.wait(ids)
+
+
+async def test_a_session_arrives_byte_for_byte_verified_by_md5(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    assert plan.files == 7
+    eng = engine(client, journal)
+    events: list[object] = []
+    stream = eng.subscribe()
+    states = await run_plan(eng, plan)
+    stream.close()
+    events = [e async for e in stream]
+    await eng.close()
+    assert list(states.values()) == [JobState.VERIFIED]
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+    assert not list(out.rglob(f"*{PART}"))
+    job = journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
+    assert "7 file(s) verified (7 by MD5)" in job.message
+    assert len(journal.done_files(job.id)) == 7
+    assert all(len(d) == 32 for d in journal.done_files(job.id).values())
+    changes = [e for e in events if isinstance(e, JobStateChanged)]
+    assert changes and all(e.kind is JobKind.DOWNLOAD for e in changes)
+    # The first path is XNAT's own zip layout.
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm"))[0]
+    assert first.startswith("PIL_900_MR1/scans/1-localizer/resources/DICOM/files/")
+
+
+async def test_a_rerun_skips_verified_files_and_replaces_a_damaged_one(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, scan_types=["T1_MPRAGE_sag"])
+    assert plan.files == 4
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    damaged = sorted(out.rglob("*.dcm"))[0]
+    damaged.write_bytes(b"\0" * damaged.stat().st_size)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.dcm") if p != damaged}
+    eng = engine(client, Journal(tmp_path / "j2.sqlite3"))
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.dcm") if p != damaged} == before
+    assert local_files(out) == {
+        k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k.startswith("2/")
+    }
+
+
+async def test_dropped_connections_and_5xx_are_retried_and_ranges_resume(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    sandbox.faults.configure("cut=0.4,error=503:0.2,ranges,only=/data/experiments,seed=3")
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    assert sandbox.faults.stats["cut"] > 0 and sandbox.faults.stats["error-503"] > 0
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+async def test_every_body_cut_fails_cleanly_with_parts_only(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="STUDY_A", out=out)
+    sandbox.faults.configure("cut")
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.FAILED]
+    job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
+    assert "5 of 5 file(s) failed" in job.message and "gave up after 4 tries" in job.message
+    assert not [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(PART)]
+    # The Range switch lets the retry continue the .part files where they stopped.
+    sandbox.faults.configure("ranges")
+    eng = engine(client, Journal(eng.journal.path))
+    await eng.start(resume=False)
+    assert await eng.retry(job.id) == [job.id]
+    assert (await eng.wait([job.id]))[job.id] is JobState.VERIFIED
+    await eng.close()
+    assert not list(out.rglob(f"*{PART}"))
+
+
+async def test_an_expired_session_is_renewed_mid_download(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out)
+    sandbox.faults.configure("expire-sessions=0.3,seed=1")
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    assert sandbox.faults.stats["expire-sessions"] > 0 and client.relogins > 0
+
+
+class FullDisk(LocalFileSystem):
+    """Room for ``budget`` bytes, then ENOSPC, like a disk that fills up."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+
+    def open_part(self, path: Path, *, append: bool) -> BinaryIO:
+        handle = super().open_part(path, append=append)
+        fs = self
+
+        class Limited:
+            def write(self, data: bytes) -> int:
+                if len(data) > fs.budget:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                fs.budget -= len(data)
+                return handle.write(data)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(handle, name)
+
+        return Limited()  # type: ignore[return-value]
+
+
+async def test_a_full_disk_stops_the_job_with_a_clear_message(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    one = plan.downloads[0].files[0].size or 0
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=FullDisk(one * 2), concurrency=1)
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.FAILED]
+    job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
+    assert "the local disk is full" in job.message and "transfers retry" in job.message
+    complete = [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(PART)]
+    assert len(complete) == 2  # what fitted is whole and verified; nothing else looks done
+    for p in complete:
+        assert hashlib.md5(p.read_bytes()).hexdigest() in set(
+            eng.journal.done_files(job.id).values()
+        )
+    # Space freed: a retry fetches only the rest.
+    eng = engine(client, Journal(eng.journal.path))
+    await eng.start(resume=False)
+    await eng.retry(job.id)
+    assert (await eng.wait([job.id]))[job.id] is JobState.VERIFIED
+    await eng.close()
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+async def test_html_instead_of_a_file_is_never_saved(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="STUDY_A", out=out)
+    # A proxy or SSO page answering 200 where every file should be.
+    sandbox.faults.configure("html")
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.FAILED]
+    job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
+    assert "sent an HTML page" in job.message
+    assert not [p for p in out.rglob("*") if p.is_file()]  # not even a .part
+    # A file gone from the server (404) fails that file by name, not the whole run.
+    sandbox.faults.configure("error=404:1,only=/data/experiments/")
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    await eng.start(resume=False)
+    await eng.retry(job.id)
+    assert (await eng.wait([job.id]))[job.id] is JobState.FAILED
+    await eng.close()
+    assert "no longer on the server" in eng.journal.job(job.id).message
+
+
+async def test_pause_resume_cancel_and_the_registered_builder(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out)
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    await eng.start(resume=False)
+    sandbox.faults.configure("latency=50ms")
+    ids = await eng.submit(plan.downloads)
+    assert eng.pause(ids[0]) == ids
+    assert (await eng.wait(ids))[ids[0]] is JobState.PAUSED
+    snapshot = {p.job_id: p for p in eng.snapshot()}
+    assert isinstance(snapshot[ids[0]], JobProgress)
+    assert snapshot[ids[0]].kind is JobKind.DOWNLOAD
+    sandbox.faults.clear()
+    assert eng.resume(ids[0]) == ids
+    assert (await eng.wait(ids))[ids[0]] is JobState.VERIFIED
+    await eng.close()
+    assert builder_for(JobKind.DOWNLOAD) is dl.build

@@ -1,0 +1,824 @@
+"""The download engine: server files → local disk, file by file, verified, resumable.
+
+One job per session. Each file of the session's listing is fetched on its own (up to
+``concurrency`` files at once across every job), written to ``NAME.part``, checked
+(size, MD5 against the listing's ``digest``, never an HTML/error page), fsynced and
+renamed to ``NAME`` — so a file under its final name is always complete and verified.
+Each finished file is journalled at once (``Journal.files_done`` with its MD5); a
+resume after ``kill -9`` skips those and continues a ``.part`` with ``Range`` when the
+server honours it (206), else starts that file again.
+
+Life cycle: QUEUED → SENDING (downloading) → VERIFYING (count and sizes on disk) →
+VERIFIED | FAILED; PAUSED and CANCELLED come from the user. Events are the upload
+engine's (``JobStateChanged``, ``JobProgress`` with ``kind=download``, ``ProgressTick``,
+``EngineMessage``), so the Transfers panel and the CLI reporter show both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from xnat_tui.transfer.events import (
+    EngineMessage,
+    EventHub,
+    EventStream,
+    JobProgress,
+    JobStateChanged,
+    ProgressTick,
+)
+from xnat_tui.transfer.journal import Journal, NewJob, make_owner
+from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy
+from xnat_tui.transfer.server import is_retriable
+from xnat_tui.transfer.types import (
+    Destination,
+    JobState,
+    Overwrite,
+    SourceFile,
+    SourceSeries,
+)
+from xnat_tui.xnat import download_ops
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.errors import AuthenticationError, NotFound
+
+PART = ".part"
+_TABLE = """
+CREATE TABLE IF NOT EXISTS download_files(
+    job_id TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    uri TEXT NOT NULL,
+    expected_md5 TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY(job_id, series_uid, idx)
+)
+"""
+
+
+# ---------------------------------------------------------------- the local disk
+
+
+class FileSystem(Protocol):
+    """Where downloaded bytes go; a test injects one that fills up (ENOSPC)."""
+
+    def open_part(self, path: Path, *, append: bool) -> BinaryIO: ...
+    def finish(self, handle: BinaryIO, part: Path, final: Path) -> None: ...
+    def size(self, path: Path) -> int | None: ...
+    def remove(self, path: Path) -> None: ...
+    def md5(self, path: Path) -> str: ...
+
+
+class LocalFileSystem:
+    def open_part(self, path: Path, *, append: bool) -> BinaryIO:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab" if append else "wb")  # noqa: SIM115 - closed by finish()
+
+    def finish(self, handle: BinaryIO, part: Path, final: Path) -> None:
+        """fsync the data, then rename: the final name only ever holds a whole file."""
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        os.replace(part, final)
+        with contextlib.suppress(OSError):
+            fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the rename itself survives a power cut
+            finally:
+                os.close(fd)
+
+    def size(self, path: Path) -> int | None:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def remove(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def md5(self, path: Path) -> str:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- plans and runs
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file to fetch: where from (``uri``), where to (``local``), what to expect."""
+
+    scan_id: str
+    resource: str
+    uri: str
+    local: Path
+    size: int | None
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedScan:
+    scan_id: str
+    resource: str
+    type: str = ""
+    files: tuple[PlannedFile, ...] = ()
+
+    @property
+    def uid(self) -> str:
+        return f"{self.scan_id}/{self.resource}"
+
+
+@dataclass(frozen=True)
+class PlannedDownload:
+    """One session's download, as journalled before the first byte."""
+
+    project: str
+    subject: str
+    session_id: str
+    label: str
+    out: Path
+    scans: tuple[PlannedScan, ...]
+    uid: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[PlannedFile]:
+        return [f for s in self.scans for f in s.files]
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+
+@dataclass
+class _DownloadFile:
+    uid: str
+    idx: int
+    uri: str
+    local: Path
+    size: int | None
+    digest: str
+    done: bool = False
+    attempts: int = 0
+    not_before: float = 0.0
+    failed: str = ""
+    how: str = ""  # md5 | size, once done
+
+
+@dataclass
+class _DownloadRun:
+    job_id: str
+    label: str
+    out: Path
+    state: JobState
+    message: str
+    files: list[_DownloadFile]
+    paused: bool = False
+    tasks: dict[tuple[str, int], asyncio.Task[None]] = field(default_factory=dict)
+    moving: dict[tuple[str, int], int] = field(default_factory=dict)
+    fatal: str = ""
+    finalizing: bool = False
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+    def progress(self) -> tuple[int, int]:
+        done = [f for f in self.files if f.done]
+        return sum(f.size or 0 for f in done) + sum(self.moving.values()), len(done)
+
+    def scans_done(self) -> tuple[int, int]:
+        by_scan: dict[str, bool] = {}
+        for f in self.files:
+            by_scan[f.uid] = by_scan.get(f.uid, True) and f.done
+        return sum(by_scan.values()), len(by_scan)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class DownloadEngine:
+    """Runs download jobs for one server connection (see the module docstring)."""
+
+    kinds = (JobKind.DOWNLOAD,)
+
+    def __init__(
+        self,
+        client: XnatClient,
+        journal: Journal,
+        *,
+        server_url: str,
+        username: str,
+        concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        fs: FileSystem | None = None,
+        progress_interval: float = 0.25,
+        lease_ttl: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.server_url = server_url
+        self.username = username
+        self.concurrency = max(1, concurrency)
+        self.retry_policy = retry or RetryPolicy()
+        self.clock: Clock = clock or MonotonicClock()
+        self.fs: FileSystem = fs or LocalFileSystem()
+        self.progress_interval = progress_interval
+        self.lease_ttl = lease_ttl
+        self.owner = make_owner()
+        self._hub = EventHub()
+        self._runs: dict[str, _DownloadRun] = {}
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._in_flight = 0
+        with self.journal._tx() as db:  # our own table beside the shared ones
+            db.execute(_TABLE)
+
+    # ================================================================= public
+    def subscribe(self) -> EventStream:
+        return self._hub.subscribe()
+
+    async def start(self, *, resume: bool = True) -> list[str]:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._dispatch_loop(), name="download-dispatch"),
+                asyncio.create_task(self._tick_loop(), name="download-ticker"),
+            ]
+        if not resume:
+            return []
+        resumed: list[str] = []
+        for job in self.journal.jobs(
+            states=[s for s in JobState if not s.finished],
+            server=self.server_url,
+            username=self.username,
+            kinds=self.kinds,
+        ):
+            if job.id not in self._runs and self._adopt(job.id):
+                if job.state is not JobState.PAUSED:
+                    resumed.append(job.id)
+        if resumed:
+            self._message("info", f"resuming {len(resumed)} unfinished download(s)")
+        return resumed
+
+    async def submit(self, plans: Sequence[PlannedDownload]) -> list[str]:
+        """Journal every session's file list (before anything is fetched) and queue it."""
+        jobs = [self._new_job(p) for p in plans]
+        ids = self.journal.create_jobs(jobs)
+        with self.journal._tx() as db:
+            for job_id, plan in zip(ids, plans, strict=True):
+                db.executemany(
+                    "INSERT OR REPLACE INTO download_files(job_id, series_uid, idx, uri,"
+                    " expected_md5) VALUES(?,?,?,?,?)",
+                    (
+                        (job_id, scan.uid, i, f.uri, f.digest)
+                        for scan in plan.scans
+                        for i, f in enumerate(scan.files)
+                    ),
+                )
+        for job_id in ids:
+            if self._adopt(job_id):
+                run = self._runs[job_id]
+                self._emit(run, JobState.QUEUED, None, "queued")
+        await self.start(resume=False)
+        self._wake.set()
+        return ids
+
+    def _new_job(self, plan: PlannedDownload) -> NewJob:
+        series = [
+            SourceSeries(
+                series_instance_uid=scan.uid,
+                series_number=int(scan.scan_id) if scan.scan_id.isdigit() else None,
+                description=scan.type,
+                files=[SourceFile(f.local, f.size or 0, 0.0, f.uri) for f in scan.files],
+            )
+            for scan in plan.scans
+        ]
+        params = {"out": str(plan.out), "session_id": plan.session_id, **plan.params}
+        return NewJob(
+            server=self.server_url,
+            username=self.username,
+            project=plan.project,
+            subject=plan.subject,
+            label=plan.label,
+            study_uid=plan.uid or plan.session_id,
+            destination=Destination.PROJECT,
+            overwrite=Overwrite.NONE,
+            series=series,
+            kind=JobKind.DOWNLOAD,
+            params=params,
+        )
+
+    def adopt(self, job_id: str) -> bool:
+        if job_id in self._runs:
+            return True
+        ok = self._adopt(job_id)
+        self._wake.set()
+        return ok
+
+    def snapshot(self) -> list[JobProgress]:
+        return [self._progress(r) for r in self._runs.values()]
+
+    def pause(self, job_id: str | None = None) -> list[str]:
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None:
+                self._remote(jid, "pause")
+                continue
+            if run.state.finished:
+                continue
+            run.paused = True
+            for task in list(run.tasks.values()):
+                task.cancel()
+            self._set_state(run, JobState.PAUSED, "paused")
+        return ids
+
+    def resume(self, job_id: str | None = None) -> list[str]:
+        if job_id is None:
+            candidates = [r.job_id for r in self._runs.values() if r.paused] + [
+                j.id
+                for j in self.journal.jobs(
+                    states=[JobState.PAUSED],
+                    server=self.server_url,
+                    username=self.username,
+                    kinds=self.kinds,
+                )
+            ]
+        else:
+            candidates = [job_id]
+        ids: list[str] = []
+        for jid in dict.fromkeys(candidates):
+            run = self._runs.get(jid)
+            if run is None:
+                if self.journal.holder(jid):
+                    self.journal.request(jid, "resume")
+                    ids.append(jid)
+                    continue
+                if not self._adopt(jid):
+                    continue
+                run = self._runs[jid]
+            if run.state is not JobState.PAUSED:
+                continue
+            run.paused = False
+            self._set_state(run, JobState.QUEUED, "resumed")
+            ids.append(jid)
+        self._wake.set()
+        return ids
+
+    def cancel(self, job_id: str | None = None) -> list[str]:
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None:
+                self._remote(jid, "cancel")
+                continue
+            if run.state.finished:
+                continue
+            for task in list(run.tasks.values()):
+                task.cancel()
+            done = sum(1 for f in run.files if f.done)
+            self._set_state(
+                run,
+                JobState.CANCELLED,
+                f"cancelled by the user; {done} of {len(run.files)} file(s) complete in "
+                f"{run.out} (unfinished ones are *.part)",
+            )
+            self._release(run)
+        return ids
+
+    async def retry(self, job_id: str | None = None) -> list[str]:
+        if job_id is None:
+            ids = [
+                j.id
+                for j in self.journal.jobs(
+                    states=[JobState.FAILED, JobState.CANCELLED],
+                    server=self.server_url,
+                    username=self.username,
+                    kinds=self.kinds,
+                )
+            ]
+        else:
+            ids = [job_id]
+        done: list[str] = []
+        for jid in ids:
+            job = self.journal.job(jid)
+            if job.state not in (JobState.FAILED, JobState.CANCELLED):
+                continue
+            if self.journal.holder(jid) not in (None, self.owner):
+                continue
+            self._runs.pop(jid, None)
+            self.journal.reset_for_retry(jid)
+            if self._adopt(jid):
+                done.append(jid)
+                self._emit(self._runs[jid], JobState.QUEUED, job.state, "retrying")
+        await self.start(resume=False)
+        self._wake.set()
+        return done
+
+    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]:
+        ids = list(job_ids) if job_ids is not None else list(self._runs)
+        while True:
+            states = {jid: self._state_of(jid) for jid in ids}
+            if all(s.finished or s is JobState.PAUSED for s in states.values()):
+                return states
+            self._changed.clear()
+            await _WALL.wait(self._changed, 1.0)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [t for r in self._runs.values() for t in r.tasks.values()] + self._tasks
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for run in self._runs.values():
+            self._release(run)
+        self._hub.close()
+
+    # ============================================================== internals
+    def _targets(self, job_id: str | None) -> list[str]:
+        if job_id is not None:
+            return [job_id]
+        return [jid for jid, r in self._runs.items() if not r.state.finished]
+
+    def _state_of(self, jid: str) -> JobState:
+        run = self._runs.get(jid)
+        return run.state if run else self.journal.job(jid).state
+
+    def _remote(self, jid: str, action: str) -> None:
+        job = self.journal.job(jid)
+        if job.state.finished:
+            return
+        if self.journal.holder(jid):
+            self.journal.request(jid, action)
+        elif action == "pause":
+            self.journal.set_state(jid, JobState.PAUSED, "paused")
+        elif action == "cancel":
+            self.journal.set_state(jid, JobState.CANCELLED, "cancelled by the user")
+
+    def _adopt(self, jid: str) -> bool:
+        if not self.journal.acquire(jid, self.owner, self.lease_ttl):
+            return False
+        job = self.journal.job(jid)
+        if job.kind is not JobKind.DOWNLOAD or job.state.finished:
+            self.journal.release(jid, self.owner)
+            return False
+        done = self.journal.done_files(jid)
+        expected = {
+            (r[0], int(r[1])): (str(r[2]), str(r[3]))
+            for r in self.journal._db.execute(
+                "SELECT series_uid, idx, uri, expected_md5 FROM download_files WHERE job_id = ?",
+                (jid,),
+            )
+        }
+        files: list[_DownloadFile] = []
+        for s in self.journal.series(jid):
+            for idx, f in enumerate(self.journal.files(jid, s.uid)):
+                uri, digest = expected.get((s.uid, idx), (f.sop_instance_uid, ""))
+                key = (s.uid, idx)
+                files.append(
+                    _DownloadFile(
+                        s.uid,
+                        idx,
+                        uri,
+                        Path(f.path),
+                        f.size,
+                        digest,
+                        done=key in done,
+                        how=("md5" if digest else "size") if key in done else "",
+                    )
+                )
+        run = _DownloadRun(
+            job_id=jid,
+            label=job.display,
+            out=Path(str(job.params.get("out", "."))),
+            state=job.state,
+            message=job.message,
+            files=files,
+        )
+        run.paused = job.state is JobState.PAUSED
+        self._runs[jid] = run
+        self._wake.set()
+        return True
+
+    def _release(self, run: _DownloadRun) -> None:
+        with contextlib.suppress(Exception):
+            self.journal.release(run.job_id, self.owner)
+
+    # ---------------------------------------------------------------- events
+    def _message(self, level: str, text: str, job_id: str = "") -> None:
+        self._hub.publish(EngineMessage(level, text, job_id))
+
+    def _emit(
+        self, run: _DownloadRun, state: JobState, previous: JobState | None, message: str
+    ) -> None:
+        self._hub.publish(
+            JobStateChanged(
+                run.job_id,
+                run.label,
+                state,
+                previous,
+                message,
+                bytes_total=run.bytes_total,
+                files_total=len(run.files),
+                kind=JobKind.DOWNLOAD,
+            )
+        )
+        self._changed.set()
+
+    def _set_state(self, run: _DownloadRun, state: JobState, message: str = "") -> None:
+        previous = run.state
+        if previous is state and message == run.message:
+            return
+        self.journal.set_state(run.job_id, state, message)
+        run.state, run.message = state, message
+        self._emit(run, state, previous, message)
+
+    def _progress(self, run: _DownloadRun) -> JobProgress:
+        sent, files = run.progress()
+        rate = 0.0
+        if len(run.samples) >= 2:
+            (t0, b0), (t1, b1) = run.samples[0], run.samples[-1]
+            if t1 > t0:
+                rate = max(0.0, (b1 - b0) / (t1 - t0))
+        total = run.bytes_total
+        scans_done, scans = run.scans_done()
+        return JobProgress(
+            job_id=run.job_id,
+            label=run.label,
+            state=run.state,
+            bytes_sent=sent,
+            bytes_total=total,
+            files_sent=files,
+            files_total=len(run.files),
+            series_done=scans_done,
+            series_total=scans,
+            rate=rate,
+            eta=(total - sent) / rate if rate > 0 and run.state is JobState.SENDING else None,
+            message=run.message,
+            kind=JobKind.DOWNLOAD,
+        )
+
+    async def _tick_loop(self) -> None:
+        last_renew = last_poll = self.clock.now()
+        while not self._closed:
+            await self.clock.sleep(self.progress_interval)
+            now = self.clock.now()
+            moving = [r for r in self._runs.values() if r.state is JobState.SENDING]
+            for run in moving:
+                run.samples.append((now, run.progress()[0]))
+                while run.samples and now - run.samples[0][0] > 5.0:
+                    run.samples.popleft()
+            if moving:
+                jobs = tuple(self._progress(r) for r in self._runs.values() if not r.state.finished)
+                sent = sum(j.bytes_sent for j in jobs)
+                total = sum(j.bytes_total for j in jobs)
+                rate = sum(j.rate for j in jobs)
+                self._hub.publish(
+                    ProgressTick(jobs, sent, total, rate, (total - sent) / rate if rate else None)
+                )
+            if now - last_poll >= 0.5:
+                last_poll = now
+                try:
+                    for jid, action in self.journal.take_requests(self.owner):
+                        if jid in self._runs:
+                            {"pause": self.pause, "cancel": self.cancel, "resume": self.resume}[
+                                action
+                            ](jid)
+                except Exception as exc:  # journal busy: next tick
+                    self._message("warning", f"journal: {exc}")
+            if now - last_renew >= self.lease_ttl / 3:
+                last_renew = now
+                with contextlib.suppress(Exception):
+                    self.journal.renew(self.owner, self.lease_ttl)
+
+    # ------------------------------------------------------------- scheduling
+    def _next(self) -> tuple[_DownloadRun, _DownloadFile] | float | None:
+        soonest: float | None = None
+        now = self.clock.now()
+        for run in self._runs.values():
+            if run.paused or not run.state.active or run.fatal or run.finalizing:
+                continue
+            for f in run.files:
+                if f.done or f.failed or (f.uid, f.idx) in run.tasks:
+                    continue
+                if f.not_before > now:
+                    wait = f.not_before - now
+                    soonest = wait if soonest is None else min(soonest, wait)
+                    continue
+                return run, f
+        return soonest
+
+    async def _dispatch_loop(self) -> None:
+        while not self._closed:
+            self._wake.clear()
+            timeout: float | None = None
+            while self._in_flight < self.concurrency:
+                work = self._next()
+                if isinstance(work, tuple):
+                    self._launch(*work)
+                    continue
+                timeout = work
+                break
+            for run in list(self._runs.values()):
+                self._maybe_finish(run)
+            await self.clock.wait(self._wake, timeout if timeout else 1.0)
+
+    def _launch(self, run: _DownloadRun, f: _DownloadFile) -> None:
+        if run.state is JobState.QUEUED:
+            self._set_state(run, JobState.SENDING, "")
+        self._in_flight += 1
+        key = (f.uid, f.idx)
+        task = asyncio.create_task(self._fetch(run, f), name=f"download-{run.job_id}-{f.idx}")
+        run.tasks[key] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._in_flight -= 1
+            run.tasks.pop(key, None)
+            run.moving.pop(key, None)
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    def _maybe_finish(self, run: _DownloadRun) -> None:
+        if run.state.finished or run.paused or run.tasks or run.finalizing:
+            return
+        if run.fatal:
+            self._set_state(run, JobState.FAILED, run.fatal)
+            self._release(run)
+            return
+        if not run.state.active:
+            return
+        if any(not f.done and not f.failed for f in run.files):
+            return
+        failed = [f for f in run.files if f.failed]
+        if failed:
+            reasons: dict[str, int] = {}
+            for f in failed:
+                reasons[f.failed] = reasons.get(f.failed, 0) + 1
+            detail = "; ".join(f"{n} file(s): {why}" for why, n in reasons.items())
+            self._set_state(
+                run,
+                JobState.FAILED,
+                f"{len(failed)} of {len(run.files)} file(s) failed ({detail}). Nothing "
+                f"incomplete carries a final name; 'xnat-tui transfers retry {run.job_id}' "
+                "fetches only the rest",
+            )
+            self._release(run)
+            return
+        run.finalizing = True
+        self._verify(run)
+
+    def _verify(self, run: _DownloadRun) -> None:
+        """Count and size of every file on disk, after the last one is in."""
+        self._set_state(run, JobState.VERIFYING, "")
+        try:
+            problems = []
+            for f in run.files:
+                size = self.fs.size(f.local)
+                if size is None:
+                    problems.append(f"{f.local} is missing")
+                elif f.size is not None and size != f.size:
+                    problems.append(f"{f.local} has {size} bytes, {f.size} listed")
+            if problems:
+                self._set_state(
+                    run,
+                    JobState.FAILED,
+                    f"verification failed: {'; '.join(problems[:5])}"
+                    + (f" and {len(problems) - 5} more" if len(problems) > 5 else ""),
+                )
+                for f in run.files:
+                    if str(f.local) in " ".join(problems):
+                        f.done = False
+                self.journal.files_reset(run.job_id)
+            else:
+                by_md5 = sum(1 for f in run.files if f.how == "md5")
+                by_size = len(run.files) - by_md5
+                how = f"{by_md5} by MD5" + (f", {by_size} by size only" if by_size else "")
+                self._set_state(
+                    run,
+                    JobState.VERIFIED,
+                    f"{len(run.files)} file(s) verified ({how}) in {run.out}",
+                )
+        finally:
+            run.finalizing = False
+            self._release(run)
+
+    # ----------------------------------------------------------------- one file
+    async def _fetch(self, run: _DownloadRun, f: _DownloadFile) -> None:
+        f.attempts += 1
+        try:
+            how, md5 = await self._fetch_once(run, f)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._file_failed(run, f, exc)
+            return
+        f.done, f.how = True, how
+        self.journal.files_done(run.job_id, [(f.uid, f.idx)], [md5])
+
+    async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
+        final, part = f.local, f.local.with_name(f.local.name + PART)
+        name = final.name
+        # A rerun into the same folder: a file already there and verified is kept.
+        have = self.fs.size(final)
+        if have is not None and (f.size is None or have == f.size):
+            if f.digest:
+                md5 = await asyncio.to_thread(self.fs.md5, final)
+                if md5 == f.digest:
+                    return "md5", md5
+            else:
+                return "size", ""
+        offset = self.fs.size(part) or 0
+        if f.size is not None and offset >= f.size:
+            self.fs.remove(part)
+            offset = 0
+        check = download_ops.Verifier(name, size=f.size, digest=f.digest)
+        async with download_ops.open_file(self.client, f.uri, offset=offset, what=name) as reply:
+            check.content_type = reply.content_type
+            if reply.start and offset:
+                await asyncio.to_thread(_feed_file, check, part)
+            handle = self.fs.open_part(part, append=bool(reply.start))
+            key = (f.uid, f.idx)
+            try:
+                run.moving[key] = reply.start
+                async for chunk in reply.chunks():
+                    check.feed(chunk)
+                    handle.write(chunk)
+                    run.moving[key] += len(chunk)
+                md5 = check.finish()
+            except download_ops.IntegrityError:
+                with contextlib.suppress(OSError):
+                    handle.close()
+                self.fs.remove(part)  # wrong bytes are never resumed from
+                raise
+            except BaseException:
+                with contextlib.suppress(OSError):  # a full disk fails the close too
+                    handle.close()  # a cut body stays .part, resumable with Range
+                raise
+            await asyncio.to_thread(self.fs.finish, handle, part, final)
+        return check.how, md5
+
+    def _file_failed(self, run: _DownloadRun, f: _DownloadFile, exc: BaseException) -> None:
+        text = str(exc) or type(exc).__name__
+        if _disk_full(exc):
+            run.fatal = (
+                f"the local disk is full writing {run.out} ({text}); complete files are "
+                f"kept and the rest stay *.part. Free space, then 'xnat-tui transfers retry "
+                f"{run.job_id}'"
+            )
+            for task in list(run.tasks.values()):
+                task.cancel()
+            self._wake.set()
+            return
+        if isinstance(exc, OSError):
+            run.fatal = f"cannot write {f.local}: {text}"
+            self._wake.set()
+            return
+        if isinstance(exc, AuthenticationError) and not is_retriable(exc):
+            run.fatal = f"the session expired and logging in again failed: {text}"
+            for task in list(run.tasks.values()):
+                task.cancel()
+            self._wake.set()
+            return
+        if isinstance(exc, NotFound):
+            f.failed = f"no longer on the server ({text})"
+            return
+        if is_retriable(exc) and f.attempts < self.retry_policy.attempts:
+            delay = self.retry_policy.delay(f.attempts)
+            f.not_before = self.clock.now() + delay
+            self._message(
+                "warning",
+                f"{run.label} {f.local.name}: {text}; retry {f.attempts}/"
+                f"{self.retry_policy.attempts - 1} in {delay:.1f}s",
+                run.job_id,
+            )
+            return
+        f.failed = text if not is_retriable(exc) else f"{text} (gave up after {f.attempts} tries)"
+        self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
+
+
+def _feed_file(check: download_ops.Verifier, path: Path) -> None:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            check.feed(chunk)
+
+
+_WALL = MonotonicClock()
