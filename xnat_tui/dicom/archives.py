@@ -1091,3 +1091,16 @@ def children(path: str) -> list[str]:
         if len(parts) > 1:
             out[prefix + parts[0][:-1]] = None
     return list(out)
+
+
+def archive_of(path: str) -> str:
+    """``{archive}``: the file name, without its extension, of the innermost archive
+    holding ``path`` ('' for a path on disk)."""
+    parts = split(path)
+    if parts is None:
+        return archive_stem(path) if archive_kind(path.rsplit("/", 1)[-1]) else ""
+    levels = [parts[0], *parts[1]]
+    for level in reversed(levels[:-1] if not is_archive_level(path) else levels):
+        if archive_kind(level.rsplit("/", 1)[-1]) is not None:
+            return archive_stem(level)
+    return ""

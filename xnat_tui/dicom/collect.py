@@ -9,6 +9,7 @@ smallest path, and everything is sorted at the end.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from xnat_tui.dicom.model import (
     PendingFiles,
     Problem,
     ProblemKind,
+    RoutingProposal,
     Scan,
     Session,
     Severity,
@@ -405,6 +407,9 @@ class Collector:
             root = self._roots.get(uid)
             session.root = Path(root) if root is not None else None
             session.routing = propose(session.fields, self.routing_patterns)
+            layout = xnat_layout_label(session)
+            if layout is not None:
+                session.routing.append(layout)
             duplicates = [p for p in session.problems if p.kind.startswith("duplicate-")]
             duplicates.sort(key=lambda p: (p.kind, p.path))  # independent of walk order
             session.problems = duplicates + check_session(session)
@@ -412,6 +417,20 @@ class Collector:
         out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_time, s.study_instance_uid))
         self.problems.sort(key=lambda p: (p.path, p.kind))
         return out
+
+
+_XNAT_SESSION = re.compile(r"(?:^|[/!])([^/!]+)/scans/[^/!]+/resources/DICOM/files/", re.I)
+
+
+def xnat_layout_label(session: Session) -> RoutingProposal | None:
+    """XNAT's own session layout ({session}/scans/{scan}/resources/DICOM/files/...):
+    the session label is proposed from the session folder's name."""
+    for scan in session.scans.values():
+        first = scan.first_path()
+        m = _XNAT_SESSION.search(first) if first else None
+        if m is not None:
+            return RoutingProposal("", "", m.group(1), "XNAT layout (folder name)")
+    return None
 
 
 def _common(a: str, b: str) -> str:

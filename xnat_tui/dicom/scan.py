@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -223,6 +224,7 @@ class _Scanner:
         # Folders still being listed or examined, for the cache.
         self.dirs: dict[str, _DirState] = {}
         self._yielded = time.perf_counter()
+        self.skipped_resources: set[str] = set()
 
     @property
     def collector(self) -> Collector:
@@ -422,6 +424,13 @@ class _Scanner:
             if not isinstance(event, DirListing):
                 yield event
                 continue
+            resource = xnat_resource(event.path + "/")
+            if resource is not None and event.files:
+                self.files_seen += len(event.files)
+                self.skip_resource(*resource)
+                event.files = []
+                if self.record is not None:
+                    self.record.spoil()
             found = [f for f in event.files if archive_kind(f[0]) is not None]
             if found:
                 if self.record is not None:
@@ -430,6 +439,14 @@ class _Scanner:
             yield event
             for name, _size, mtime_ns in found:
                 yield from self.archive(os.path.join(event.path, name), mtime_ns, "")
+
+    def skip_resource(self, folder: str, name: str) -> None:
+        """Files of a non-DICOM resource of XNAT's session layout: one problem each."""
+        if folder in self.skipped_resources:
+            return
+        self.skipped_resources.add(folder)
+        detail = f"XNAT {name} resource (not DICOM): skipped, not uploaded"
+        self.problem(Problem(folder, ProblemKind.JUNK, detail, "info"))
 
     def archive(self, path: str, mtime_ns: int, prefix: str) -> Iterator[list[Item]]:
         items: list[Item] = []
@@ -444,6 +461,11 @@ class _Scanner:
                     self.problem(entry)
                 continue
             if not _under(entry.path, start):
+                continue
+            resource = xnat_resource(entry.path)
+            if resource is not None:
+                self.files_seen += 1
+                self.skip_resource(*resource)
                 continue
             junk = _junk_folder(entry.path)
             if junk is not None:
@@ -754,6 +776,22 @@ def _split_roots(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[str, str
                 continue
         disk.append(p)
     return disk, inside
+
+
+# XNAT's session layout, as its own download writes it (xnat-api-2.md §C.4):
+# {session}/scans/{scan}/resources/{RESOURCE}/files/...
+_XNAT_RESOURCE = re.compile(r"^(.*?/scans/[^/!]+/resources/([^/!]+))/files/")
+
+
+def xnat_resource(path: str) -> tuple[str, str] | None:
+    """(resource folder, name) of a file in a non-DICOM resource (NIFTI, SNAPSHOTS,
+    ECAT...) of XNAT's layout; None for anything else (DICOM resources included)."""
+    if "/resources/" not in path:
+        return None
+    m = _XNAT_RESOURCE.match(path)
+    if m is None or m.group(2).upper() == "DICOM":
+        return None
+    return m.group(1), m.group(2)
 
 
 def _under(path: str, start: str) -> bool:

@@ -2,7 +2,8 @@
 
 Fields are DICOM keywords of the session (values cleaned to label characters), the
 routing proposals (``routing.project|subject|session``), ``{subject}`` (the subject
-label already chosen), ``{StudyInstanceUID}`` and ``{n}``, a counter that takes the
+label already chosen), ``{StudyInstanceUID}``, ``{archive}`` (the file name, without
+extension, of the innermost archive the session came from) and ``{n}``, a counter that takes the
 smallest value >= 1 making the label unused in the project and in the batch (Desktop
 Client style auto labels). A field the template names but the session lacks (unknown
 keyword, empty value, no routing) is an error naming that field, never a silent "".
@@ -14,6 +15,7 @@ import re
 import string
 from collections.abc import Collection
 
+from xnat_tui.dicom.archives import archive_of
 from xnat_tui.dicom.collect import SESSION_FIELDS
 from xnat_tui.transfer.types import SourceSession
 from xnat_tui.workflow.labels import clean_label
@@ -34,6 +36,7 @@ KNOWN_FIELDS: tuple[str, ...] = (
     "StudyInstanceUID",
     "subject",
     "n",
+    "archive",
     *ROUTING_FIELDS,
 )
 _KNOWN = frozenset(KNOWN_FIELDS)
@@ -111,6 +114,8 @@ def render(
     raw.update({f"routing.{k}": v.strip() for k, v in session.routing.items()})
     raw["subject"] = subject
     raw["StudyInstanceUID"] = session.study_instance_uid
+    # {archive}: the innermost archive the session came from, without its extension.
+    raw["archive"] = archive_of(str(session.root)) if session.root is not None else ""
     names = {name for _, name, _ in pieces if name is not None}
 
     def one(n: int) -> tuple[str, str]:
