@@ -323,6 +323,18 @@ def summary_line(job: dict[str, Any], reporter: Reporter | None = None) -> str:
     return f"{line}  {safe(message)}"
 
 
+def confirm(text: str) -> bool:
+    """The commands' y/N prompt: yes only for an explicit 'y'/'yes' typed on a terminal
+    (no terminal, end of input or anything else is no)."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input(f"{text} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 def reporter_mode(json_output: bool, stream: TextIO | None = None) -> str:
     if json_output:
         return "quiet"

@@ -24,7 +24,6 @@ from xnat_tui.commands._args import (
     add_connection_arguments,
     path_argument,
 )
-from xnat_tui.commands.upload import _confirm  # the one y/N prompt of the commands
 from xnat_tui.text import safe
 
 
@@ -141,6 +140,7 @@ async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import open_client
     from xnat_tui.commands._console import (
         Reporter,
+        confirm,
         keep_running_on_hangup,
         plan_lines,
         reporter_mode,
@@ -224,7 +224,7 @@ async def _main(args: argparse.Namespace) -> int:
                 print(json.dumps({"plan": plan.to_dict(), "ok": False, "jobs": []}, indent=2))
             print("error: nothing to copy", file=sys.stderr)
             return EXIT_FAILED
-        if not args.yes and not _confirm(f"Copy {len(plan.sendable)} session(s)?"):
+        if not args.yes and not confirm(f"Copy {len(plan.sendable)} session(s)?"):
             print("not confirmed: nothing copied (use --yes)", file=sys.stderr)
             return EXIT_FAILED
         resumed = await session.start()
@@ -264,6 +264,7 @@ async def _main(args: argparse.Namespace) -> int:
 async def _native(
     args: argparse.Namespace, client: Any, sources: Any, targets: Any, say: Any
 ) -> int:
+    from xnat_tui.commands._console import confirm
     from xnat_tui.workflow import copy as copying
 
     bad = [t for t in targets if isinstance(t, str)]
@@ -279,7 +280,7 @@ async def _native(
         if args.json:
             print(json.dumps({"dry_run": True, "sessions": len(experiments)}))
         return EXIT_OK
-    if not args.yes and not _confirm(f"{what} {len(experiments)} session(s)?"):
+    if not args.yes and not confirm(f"{what} {len(experiments)} session(s)?"):
         print("not confirmed: nothing changed (use --yes)", file=sys.stderr)
         return EXIT_FAILED
     try:

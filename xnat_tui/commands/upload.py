@@ -197,20 +197,11 @@ async def _scan(
     return list(summary.sessions)
 
 
-def _confirm(text: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    try:
-        answer = input(f"{text} [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
-
-
 async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import open_client
     from xnat_tui.commands._console import (
         Reporter,
+        confirm,
         keep_running_on_hangup,
         plan_lines,
         reporter_mode,
@@ -326,7 +317,7 @@ async def _main(args: argparse.Namespace) -> int:
                 print(json.dumps({"plan": plan.to_dict(), "ok": False, "jobs": []}, indent=2))
             print("error: nothing to send", file=sys.stderr)
             return EXIT_FAILED
-        if not args.yes and not _confirm(f"Upload {len(plan.sendable)} session(s)?"):
+        if not args.yes and not confirm(f"Upload {len(plan.sendable)} session(s)?"):
             print(
                 "not confirmed: nothing sent (use --yes to upload without asking)",
                 file=sys.stderr,
