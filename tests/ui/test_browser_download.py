@@ -1,0 +1,98 @@
+"""Pilot: browse the sandbox, select a session and some scans, Download…, and the files
+arrive verified while the Transfers model shows the jobs as downloads."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.widgets import Input
+
+from tests.ui.fakes import until
+from xnat_tui.config import Config
+from xnat_tui.sandbox.server import SandboxServer
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.types import JobState
+from xnat_tui.ui.screens.browser import BrowserScreen
+from xnat_tui.ui.transfer_model import TransferModel
+from xnat_tui.ui.widgets.browser_download import DownloadDialog
+from xnat_tui.workflow.browse import ClientBrowseSource
+from xnat_tui.workflow.jobs import JobRouter
+from xnat_tui.workflow.login import connection_for
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.credentials import Credentials
+
+
+class Uploads:
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+
+class DownloadApp(App[None]):
+    """What start_download needs of the real App: client, uploads.connection, jobs, config."""
+
+    def __init__(self, client: XnatClient, journal: Journal) -> None:
+        super().__init__()
+        self.client = client
+        self.uploads = Uploads(connection_for(client, url=client.server, owned=False))
+        self.jobs = JobRouter(journal)
+        self.config = Config()
+        self.transfers = TransferModel()
+
+    async def on_mount(self) -> None:
+        self._events = self.jobs.subscribe()
+        self._pump = asyncio.create_task(self._consume())
+        await self.push_screen(BrowserScreen(ClientBrowseSource(self.client)))
+
+    async def _consume(self) -> None:
+        async for event in self._events:
+            self.transfers.apply(event)
+
+
+def keys_of(screen: BrowserScreen) -> list[str]:
+    t = screen.table
+    return [str(t.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(t.row_count)]
+
+
+async def goto(pilot: Any, screen: BrowserScreen, key: str) -> None:
+    await until(pilot, lambda: key in keys_of(screen))
+    screen.table.move_cursor(row=keys_of(screen).index(key))
+    await pilot.pause()
+
+
+async def test_select_and_download_from_the_browser(sandbox: SandboxServer, tmp_path: Path) -> None:
+    out = tmp_path / "downloads"
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        app = DownloadApp(client, Journal(tmp_path / "journal.sqlite3"))
+        async with app.run_test(size=(150, 45)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, BrowserScreen)
+            await goto(pilot, screen, "p:PILOT")
+            await pilot.press("enter")
+            await goto(pilot, screen, next(k for k in keys_of(screen) if k.startswith("s:PILOT")))
+            await pilot.press("enter")
+            session_key = next(k for k in keys_of(screen) if k.startswith("e:"))
+            await goto(pilot, screen, session_key)
+            await pilot.press("enter")
+            scan_key = f"c:{session_key[2:]}:2"
+            await goto(pilot, screen, scan_key)
+            await pilot.press("space")  # only scan 2
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DownloadDialog))
+            app.screen.query_one("#download-out", Input).value = str(out)
+            await pilot.press("ctrl+s")
+            await until(
+                pilot,
+                lambda: any(r.state is JobState.VERIFIED for r in app.transfers.jobs.values()),
+            )
+            rows = list(app.transfers.jobs.values())
+            assert [r.kind for r in rows] == [JobKind.DOWNLOAD]
+            await app.jobs.close()
+        files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+        assert len(files) == 4
+        assert all(
+            f.startswith("PIL_900_MR1/scans/2-T1_MPRAGE_sag/resources/DICOM/files/") for f in files
+        )
