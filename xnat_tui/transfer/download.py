@@ -277,7 +277,24 @@ class DownloadEngine:
         return resumed
 
     async def submit(self, plans: Sequence[PlannedDownload]) -> list[str]:
-        """Journal every session's file list (before anything is fetched) and queue it."""
+        """Journal every session's file list (before anything is fetched) and queue it.
+
+        A session already downloading into the same folder (an unfinished job this
+        engine resumed) is not queued twice: that job's id is returned for it.
+        """
+        running = {
+            (str(self.journal.job(r.job_id).params.get("session_id", "")), str(r.out)): r.job_id
+            for r in self._runs.values()
+            if not r.state.finished
+        }
+        known = {i: running.get((p.session_id, str(p.out))) for i, p in enumerate(plans)}
+        fresh = [p for i, p in enumerate(plans) if known[i] is None]
+        made = iter(await self._create(fresh))
+        return [known[i] or next(made) for i in range(len(plans))]
+
+    async def _create(self, plans: Sequence[PlannedDownload]) -> list[str]:
+        if not plans:
+            return []
         jobs = [self._new_job(p) for p in plans]
         ids = self.journal.create_jobs(jobs)
         with self.journal._tx() as db:

@@ -1,0 +1,184 @@
+"""``xnat-tui download`` as a real process against the sandbox: byte-for-byte results,
+the catalog XML, kill -9 then resume, and ``transfers resume`` for downloads."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_reliability_cli import set_faults, wait_for
+from tests.unit.transfer.e2e_support import cli, spawn
+from xnat_tui.sandbox.server import SandboxThread
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.types import JobState
+
+pytestmark = pytest.mark.e2e
+
+
+def server_bytes(thread: SandboxThread, label: str) -> dict[str, bytes]:
+    def read() -> dict[str, bytes]:
+        store = thread.server.store  # type: ignore[union-attr]
+        row = next(r for r in store.list_experiments() if r["label"] == label)
+        out: dict[str, bytes] = {}
+        for scan in store.list_scans(row["id"]):
+            for res in store.list_resources(row["id"], int(scan["pk"])):
+                for f in store.list_files(int(res["id"])):
+                    out[f"{scan['scan_id']}/{f['name']}"] = store.file_path(f).read_bytes()
+        return out
+
+    return thread.call(read)
+
+
+def xnat_layout_bytes(out: Path, label: str) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for p in (out / label / "scans").rglob("*"):
+        if p.is_file():
+            found[f"{p.relative_to(out / label / 'scans').parts[0].split('-')[0]}/{p.name}"] = (
+                p.read_bytes()
+            )
+    return found
+
+
+def base_args(url: str, journal: Path) -> list[str]:
+    return ["--server", url, "--user", "alice", "--journal", str(journal), "--yes"]
+
+
+def test_download_a_project_byte_for_byte_then_a_rerun_fetches_nothing(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    url, out, journal = sandbox_thread.url, tmp_path / "out", tmp_path / "j.sqlite3"
+    done = cli(
+        "download", "--project", "PILOT", "--out", str(out), "--json", *base_args(url, journal)
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] and result["verified"] == 1
+    assert xnat_layout_bytes(out, "PIL_900_MR1") == server_bytes(sandbox_thread, "PIL_900_MR1")
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = cli("download", "--project", "PILOT", "--out", str(out), *base_args(url, journal))
+    assert again.returncode == 0, again.stderr
+    assert "7 file(s) verified (7 by MD5)" in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+
+
+def test_unknown_session_is_a_usage_error_and_nothing_is_written(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    bad = cli(
+        "download",
+        "--project",
+        "PILOT",
+        "--session",
+        "NOPE",
+        "--out",
+        str(out),
+        *base_args(sandbox_thread.url, tmp_path / "j.sqlite3"),
+    )
+    assert bad.returncode == 2
+    assert "no session NOPE in project PILOT" in bad.stderr
+    assert not out.exists()
+
+
+def test_catalog_xml_downloads_what_it_names(sandbox_thread: SandboxThread, tmp_path: Path) -> None:
+    url = sandbox_thread.url
+    auth = "Basic " + __import__("base64").b64encode(b"alice:alice").decode()
+    sessions = json.loads(
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{url}/data/projects/PILOT/experiments?format=json",
+                headers={"Authorization": auth},
+            ),
+            timeout=10,
+        ).read()
+    )["ResultSet"]["Result"]
+    sid = sessions[0]["ID"]
+    body = {
+        "projectIds": ["PILOT"],
+        "sessions": [f"PILOT:PIL_900:PIL_900_MR1:{sid}"],
+        "scan_types": ["localizer"],
+        "scan_formats": ["DICOM"],
+        "options": ["simplified"],
+    }
+    request = urllib.request.Request(
+        f"{url}/xapi/archive/downloadwithsize",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": auth, "Content-Type": "application/json"},
+        method="POST",
+    )
+    made = json.loads(urllib.request.urlopen(request, timeout=10).read())
+    xml = urllib.request.urlopen(
+        urllib.request.Request(
+            f"{url}/xapi/archive/download/{made['id']}/xml", headers={"Authorization": auth}
+        ),
+        timeout=10,
+    ).read()
+    catalog = tmp_path / "catalog.xml"
+    catalog.write_bytes(xml)
+    out = tmp_path / "out"
+    done = cli(
+        "download",
+        "--catalog",
+        str(catalog),
+        "--out",
+        str(out),
+        *base_args(url, tmp_path / "j.sqlite3"),
+    )
+    assert done.returncode == 0, done.stderr
+    got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    expected = {
+        f"PIL_900_MR1/1/DICOM/{k.split('/', 1)[1]}": v
+        for k, v in server_bytes(sandbox_thread, "PIL_900_MR1").items()
+        if k.startswith("1/")
+    }
+    assert got == expected
+
+
+def test_kill_9_mid_download_then_resume_finishes_verified(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    url, out, journal = sandbox_thread.url, tmp_path / "out", tmp_path / "j.sqlite3"
+    # Slow file GETs and one at a time, so the kill lands between files.
+    set_faults(url, "latency=150ms,only=/data/experiments/")
+    proc = spawn(
+        "download", "--project", "PILOT", "--out", str(out), "--jobs", "1", *base_args(url, journal)
+    )
+    try:
+        wait_for(lambda: len([p for p in out.rglob("*.dcm")]) >= 2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    set_faults(url, "")
+    j = Journal(journal)
+    [job] = j.jobs(kinds=[JobKind.DOWNLOAD])
+    assert job.state is JobState.SENDING
+    before = len(j.done_files(job.id))
+    j.close()
+    assert 2 <= before < 7
+    # Nothing under a final name is incomplete.
+    expected = server_bytes(sandbox_thread, "PIL_900_MR1")
+    partial = xnat_layout_bytes(out, "PIL_900_MR1")
+    assert all(expected[k] == v for k, v in partial.items() if not k.endswith(".part"))
+    resumed = cli(
+        "transfers",
+        "resume",
+        "--json",
+        "--yes",
+        "--journal",
+        str(journal),
+        "--server",
+        url,
+        "--user",
+        "alice",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    j = Journal(journal)
+    assert j.job(job.id).state is JobState.VERIFIED
+    j.close()
+    assert xnat_layout_bytes(out, "PIL_900_MR1") == expected
+    assert not list(out.rglob("*.part"))
