@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xnat_tui.transfer.anon import AnonymizerSet
 from xnat_tui.transfer.copy_routing import RoutingRewrite
 from xnat_tui.transfer.engine import TransferEngine, TransformFactory, _Run
 from xnat_tui.transfer.journal import JobRecord, Journal
@@ -86,12 +87,16 @@ class CopyEngine(TransferEngine):
         source: SourceReader,
         *,
         anon_for: TransformFactory | None = None,
+        anonymizers: AnonymizerSet | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("kinds", COPY_KINDS)
         super().__init__(server, journal, transform_for=self._transform, **kwargs)
         self.source = source
-        self._anon_for = anon_for
+        # The prepared anonymizers (scripts per destination project): a caller adding a
+        # job with a new destination or profile prepares it here first. Closed with us.
+        self.anonymizers = anonymizers
+        self._anon_for = anon_for or (anonymizers.transform_for if anonymizers else None)
         self._digests: dict[str, str] = {}
         self._remote: RemoteFiles = install()
         self._bound = False
@@ -104,9 +109,15 @@ class CopyEngine(TransferEngine):
             self._bound = True
         return await super().start(resume=resume)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def close(self) -> None:
         await super().close()
         self._remote.unbind(self.source.fetch)
+        if self.anonymizers is not None:
+            await asyncio.to_thread(self.anonymizers.close)
 
     # ---- where bytes come from ----------------------------------------------------
     def _adopt(self, jid: str, *, force: bool = False) -> bool:

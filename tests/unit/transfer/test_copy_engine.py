@@ -137,3 +137,30 @@ def test_routing_strings_are_rewritten_for_the_destination(tmp_path: Path) -> No
     plain = write_study(tmp_path / "b", patient_id="P2", series=[SeriesSpec("MR", 1, "T1", 1)])
     raw = plain.series[0].paths[0].read_bytes()
     assert RoutingRewrite("STUDY_A", "S", "E")(raw) is raw  # untouched, byte for byte
+
+
+async def test_copy_and_move_jobs_share_one_engine_in_the_router(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # The Transfers panel and 'transfers resume' ask for each kind's engine; a copy and a
+    # move must land on one engine (the remote source is bound once per process).
+    from xnat_tui.config import Config
+    from xnat_tui.transfer.kinds import JobKind
+    from xnat_tui.workflow.jobs import JobRouter
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        connection = connection_for(client, url=client.server, owned=False)
+        router = JobRouter(journal)
+        try:
+            copy = await router.ensure(JobKind.COPY, connection, Config())
+            move = await router.ensure(JobKind.MOVE, connection, Config())
+            assert copy is move and isinstance(copy, CopyEngine)
+            assert router.engines == [copy]
+        finally:
+            await router.close()
+        assert copy.closed
+        # Closed engines are not handed out again.
+        again = await copying._build(connection, journal, Config())
+        assert again is not copy
+        await again.close()
