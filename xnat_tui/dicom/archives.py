@@ -293,7 +293,7 @@ class _Counting:
         return data
 
 
-class ArchiveError(Exception):
+class ArchiveDamaged(Exception):
     """The archive (or one level of it) cannot be read any further."""
 
 
@@ -341,7 +341,7 @@ class _Walk:
                 yield from self._tar_random(f, where, depth, base)
             else:
                 yield from self._tar_stream(f, kind, where, depth)
-        except ArchiveError as exc:
+        except ArchiveDamaged as exc:
             yield _problem(where, ProblemKind.CORRUPT, str(exc))
         except (
             zipfile.BadZipFile,
@@ -360,7 +360,9 @@ class _Walk:
     def _count(self, where: str, size: int) -> str | None:
         self.members += 1
         if self.members > self.limits.max_members:
-            raise ArchiveError(f"more than {self.limits.max_members} members: the rest is not read")
+            raise ArchiveDamaged(
+                f"more than {self.limits.max_members} members: the rest is not read"
+            )
         if size > self.limits.max_member:
             return (
                 f"declares {size} bytes, over the {self.limits.max_member >> 20} MiB limit for "
@@ -368,7 +370,7 @@ class _Walk:
             )
         self.inflated += size
         if self.inflated > self.limits.max_total:
-            raise ArchiveError(
+            raise ArchiveDamaged(
                 f"inflates past {self.limits.max_total >> 30} GiB (a zip bomb?): "
                 "the rest is not read"
             )
@@ -379,7 +381,7 @@ class _Walk:
         try:
             zf = zipfile.ZipFile(f)
         except zipfile.BadZipFile as exc:
-            raise ArchiveError(f"not a readable zip archive ({exc})") from None
+            raise ArchiveDamaged(f"not a readable zip archive ({exc})") from None
         seen: set[str] = set()
         for info in zf.infolist():
             name = clean_name(info.filename)
@@ -512,7 +514,7 @@ class _Walk:
             if too_big is None and counted is not None and self.inflated > self.limits.ratio_floor:
                 too_big = _ratio_problem(self.inflated, max(counted.count, 1), self.limits)
                 if too_big is not None:
-                    raise ArchiveError(f"{too_big.split(':')[0]}: the rest is not read")
+                    raise ArchiveDamaged(f"{too_big.split(':')[0]}: the rest is not read")
             if too_big is not None:
                 yield _problem(mpath, ProblemKind.CORRUPT, too_big)
                 continue
@@ -572,7 +574,7 @@ def _zip_data_offset(f: Any, info: zipfile.ZipInfo) -> int:
     f.seek(info.header_offset)
     raw = f.read(30)
     if len(raw) < 30 or raw[:4] != b"PK\x03\x04":
-        raise ArchiveError(f"member {info.filename!r}: its local header is missing (damaged zip)")
+        raise ArchiveDamaged(f"member {info.filename!r}: its local header is missing (damaged zip)")
     fields = _LOCAL.unpack(raw)
     return int(info.header_offset + 30 + fields[9] + fields[10])
 
@@ -647,7 +649,7 @@ def _hold(stream: IO[bytes], limit: int) -> _Held:
     while block := stream.read(_CHUNK):
         total += len(block)
         if total > min(limit, HOLD):
-            raise ArchiveError("a member of unknown size is too big to read in place")
+            raise ArchiveDamaged("a member of unknown size is too big to read in place")
         parts.append(block)
     return _Held(b"".join(parts))
 
@@ -703,7 +705,7 @@ class _ZipStream:
             if sig != b"PK\x03\x04":
                 if sig in _SIGNATURES:
                     return  # the central directory: every entry has been read
-                raise ArchiveError("zip archive is damaged: no local header where one must be")
+                raise ArchiveDamaged("zip archive is damaged: no local header where one must be")
             raw = self._read(26)
             if len(raw) < 26:
                 raise EOFError("zip archive is truncated inside a local header")
@@ -721,7 +723,7 @@ class _ZipStream:
                         self._skip(csize)
                         yield name, -1, crc, None
                         continue
-                    raise ArchiveError(
+                    raise ArchiveDamaged(
                         f"encrypted member {name!r} hides its size: the rest is not read"
                     )
                 self._skip(csize)
@@ -729,7 +731,7 @@ class _ZipStream:
                 continue
             if method == 0:
                 if described:
-                    raise ArchiveError(
+                    raise ArchiveDamaged(
                         f"stored member {name!r} with a data descriptor cannot be read in order"
                     )
                 member = _StoredMember(self, size)
@@ -746,7 +748,7 @@ class _ZipStream:
                     if self._peek(4) not in _SIGNATURES:
                         self._read(8)
             else:
-                raise ArchiveError(
+                raise ArchiveDamaged(
                     f"member {name!r} uses compression method {method}, not read here"
                 )
 
@@ -822,7 +824,7 @@ class _DeflatedMember(io.RawIOBase):
             out = self._d.decompress(data, _CHUNK)
             self.produced += len(out)
             if self.produced > self._limits.max_member:
-                raise ArchiveError("a member inflates past the size limit (a zip bomb?)")
+                raise ArchiveDamaged("a member inflates past the size limit (a zip bomb?)")
             self._out += out
             if self._d.eof:
                 self._done = True
@@ -941,7 +943,7 @@ def _where(index: _Index, name: str) -> tuple[int, int] | None:
         if info is None:
             raise KeyError(name)
         if info.flag_bits & 1:
-            raise ArchiveError("encrypted member: cannot be read")
+            raise ArchiveDamaged("encrypted member: cannot be read")
         if info.compress_type != zipfile.ZIP_STORED:
             return None
         return index.window.start + _zip_data_offset(index.window, info), info.file_size
@@ -976,7 +978,7 @@ def open_random(path: str) -> IO[bytes] | None:
     """A member by path without a sequential pass (a seekable file object), or None when
     only a pass can reach it (inside a compressed tar or a compressed member).
 
-    Raises OSError (the outermost file), ArchiveError/zipfile.BadZipFile/TarError
+    Raises OSError (the outermost file), ArchiveDamaged/zipfile.BadZipFile/TarError
     (damaged) or KeyError (no such member).
     """
     parts = split(path)
@@ -1011,7 +1013,7 @@ def read_members(
         if isinstance(event, Problem):
             hit = [w for w in wanted if w == event.path or w.startswith(event.path + SEP)]
             if hit and event.severity == "error":
-                raise ArchiveError(f"{event.path}: {event.detail}")
+                raise ArchiveDamaged(f"{event.path}: {event.detail}")
             continue
         if event.path not in wanted:
             continue
@@ -1033,7 +1035,7 @@ def open_path(path: str) -> IO[bytes]:
     reads: duplicate comparison, previews). Raises OSError when it cannot be read."""
     try:
         f = open_random(path)
-    except (KeyError, ArchiveError, zipfile.BadZipFile, tarfile.TarError) as exc:
+    except (KeyError, ArchiveDamaged, zipfile.BadZipFile, tarfile.TarError) as exc:
         raise OSError(f"{path}: cannot be read from its archive: {exc}") from exc
     if f is not None:
         return f

@@ -132,7 +132,7 @@ class LocalFiles:
 
 _ARCHIVE_ERRORS = (
     KeyError,
-    archives.ArchiveError,
+    archives.ArchiveDamaged,
     zipfile.BadZipFile,
     tarfile.TarError,
     EOFError,

@@ -32,11 +32,12 @@ class FolderTree(DirectoryTree):
         UTF-8): shown as they are, never parsed as markup."""
         return plain(label) if isinstance(label, str) else label
 
-    def _safe_is_dir(self, path: Path) -> bool:
+    @staticmethod
+    def _safe_is_dir(path: Path) -> bool:
         """Archives open like folders (expanding one lists what it holds)."""
         if archive_kind(path.name) is not None or is_member(str(path)):
             return True
-        return bool(super()._safe_is_dir(path))
+        return DirectoryTree._safe_is_dir(path)
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         # Runs in DirectoryTree's loader thread, so the is_dir() calls stay off the loop.
