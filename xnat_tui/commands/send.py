@@ -165,8 +165,14 @@ async def _maybe_client(args: argparse.Namespace, config: Config) -> AsyncIterat
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from xnat_tui.commands._console import Reporter, reporter_mode, run_until_done, summary
-    from xnat_tui.commands.upload import _confirm, _scan
+    from xnat_tui.commands._console import (
+        Reporter,
+        confirm,
+        reporter_mode,
+        run_until_done,
+        summary,
+    )
+    from xnat_tui.commands.upload import _scan
     from xnat_tui.config import ConfigError, load
     from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet
     from xnat_tui.transfer.journal import Journal
@@ -215,7 +221,7 @@ async def _main(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     count = sum(it.files for it in sendable)
     question = f"Send {len(sendable)} session(s), {count} instance(s) to {settings.destination}?"
-    if not args.yes and not _confirm(safe(question)):
+    if not args.yes and not confirm(safe(question)):
         print("not confirmed: nothing sent (use --yes to send without asking)", file=sys.stderr)
         return EXIT_FAILED
     journal = Journal(args.journal)
