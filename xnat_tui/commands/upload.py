@@ -127,6 +127,13 @@ def register(subparsers: Any) -> None:
         help="the transfer journal to use (default: the state folder's; with --shard, "
         "journal-shard-I-of-N.sqlite3 there, so each node of a job array has its own)",
     )
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="send each archive PATH (.zip, .tar, .tar.gz/.tgz, one whole session each) as "
+        "it is to XNAT's import service, as the Compressed Uploader does (DICOM-zip, "
+        "Ignore-Unparsable); archives XNAT would not read are refused with the reason",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -209,6 +216,7 @@ async def _main(args: argparse.Namespace) -> int:
         summary,
     )
     from xnat_tui.config import ConfigError, load
+    from xnat_tui.transfer import as_is
     from xnat_tui.transfer.journal import Journal
     from xnat_tui.transfer.source import from_dicom
     from xnat_tui.transfer.types import AnonOptions, Compression, Destination, Overwrite
@@ -261,6 +269,18 @@ async def _main(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     quiet = bool(args.json)
+    if args.as_is:
+        if args.anon == "basic":
+            print(
+                "error: --as-is sends the archive unchanged: it cannot be anonymized here "
+                "(--anon basic); upload it without --as-is (streamed, anonymized)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        # Names XNAT would refuse are refused before anything is read.
+        problems = as_is.name_problems([str(p) for p in args.paths])
+        if problems:
+            return _refuse_as_is(problems)
 
     sessions = await _scan(list(args.paths), quiet, d.routing_patterns)
     if not sessions:
@@ -276,6 +296,13 @@ async def _main(args: argparse.Namespace) -> int:
                 print(json.dumps({"shard": str(args.shard), "ok": True, "jobs": []}))
             return EXIT_OK
     sources = [from_dicom(s) for s in sessions]
+    archive_of: dict[int, str] = {}
+    if args.as_is:
+        pairs, problems = as_is.pair_sessions([str(p) for p in args.paths], sources)
+        if problems:
+            return _refuse_as_is(problems)
+        sources = list(pairs.values())
+        archive_of = {id(s): a for a, s in pairs.items()}
     projects = {args.project} if args.project else {routed_project(s) for s in sources} - {""}
 
     async with open_client(args, config) as client:
@@ -302,6 +329,12 @@ async def _main(args: argparse.Namespace) -> int:
                 )
                 return EXIT_USAGE
         requests = await uploads.requests_for(sources, rules, project=args.project)
+        for req in requests:
+            if id(req.session) in archive_of:
+                req.params = {**req.params, as_is.PARAM: archive_of[id(req.session)]}
+                # The server runs its own scripts on what it imports (prevent_anon is not
+                # sent); nothing is anonymized here.
+                req.anonymization = "none"
         plan = await uploads.plan(requests)
         if not quiet:
             for line in plan_lines(plan):
@@ -351,6 +384,13 @@ async def _main(args: argparse.Namespace) -> int:
             )
             return 130
         return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def _refuse_as_is(problems: list[str]) -> int:
+    for problem in problems:
+        print(f"error: {safe(problem)}", file=sys.stderr)
+    print("error: --as-is refused; nothing was sent", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _print_summary(result: dict[str, Any], reporter: Reporter) -> None:

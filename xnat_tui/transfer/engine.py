@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xnat_tui.config import check_bandwidth
+from xnat_tui.transfer import as_is
 from xnat_tui.transfer.events import (
     EngineMessage,
     Event,
@@ -86,7 +87,7 @@ class _Run:
     order: list[str]
     paused: bool = False
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    packers: dict[str, SeriesPacker] = field(default_factory=dict)
+    packers: dict[str, SeriesPacker | as_is.ArchiveBody] = field(default_factory=dict)
     not_before: dict[str, float] = field(default_factory=dict)
     finalizer: asyncio.Task[None] | None = None
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
@@ -570,6 +571,8 @@ class TransferEngine:
         for run in self._runs.values():
             if run.paused or not run.job.state.active or run.finalizer is not None:
                 continue
+            if run.tasks and as_is.path_of(run.job.params):
+                continue  # one body carries every series of an as-is job
             for uid in run.order:
                 s = run.series[uid]
                 if s.state is not SeriesState.PENDING or uid in run.tasks:
@@ -600,9 +603,8 @@ class TransferEngine:
         if run.job.state in (JobState.QUEUED,):
             self._set_state(run, JobState.SENDING, "")
         self._in_flight += 1
-        task = asyncio.create_task(
-            self._send_series(run, s), name=f"send-{run.job.id}-{s.uid[-8:]}"
-        )
+        send = self._send_archive if as_is.path_of(run.job.params) else self._send_series
+        task = asyncio.create_task(send(run, s), name=f"send-{run.job.id}-{s.uid[-8:]}")
         run.tasks[s.uid] = task
 
         def done(_: asyncio.Task[None], run: _Run = run, uid: str = s.uid) -> None:
@@ -672,11 +674,8 @@ class TransferEngine:
             self._release(run)
 
     # ----------------------------------------------------------------- sending
-    async def _body(self, packer: SeriesPacker) -> AsyncIterator[bytes]:
-        async for chunk in packer.body():
-            if self.bucket is not None:
-                await self.bucket.take(len(chunk))
-            yield chunk
+    def _body(self, packer: SeriesPacker) -> AsyncIterator[bytes]:
+        return self._throttled(packer.body())
 
     async def _send_series(self, run: _Run, s: SeriesRecord) -> None:
         job = run.job
@@ -764,6 +763,83 @@ class TransferEngine:
                 job.id,
             )
         self._series_event(run, s)
+
+    async def _send_archive(self, run: _Run, lead: SeriesRecord) -> None:
+        """An as-is job: the archive file itself is one import for all its series (what
+        is pending of them); they are sent, retried and journalled together."""
+        job = run.job
+        path = as_is.path_of(job.params)
+        pending = [run.series[u] for u in run.order if run.series[u].state is SeriesState.PENDING]
+        for s in pending:
+            s.attempts = self.journal.series_started(job.id, s.uid)
+            s.state = SeriesState.SENDING
+            self._series_event(run, s, f"attempt {s.attempts} (the archive as it is)")
+
+        def follow_lead() -> None:
+            for s in pending:
+                if s is lead:
+                    continue
+                failed = lead.state is SeriesState.FAILED
+                self.journal.series_interrupted(job.id, s.uid, lead.message, failed=failed)
+                s.state, s.message = lead.state, lead.message
+                if lead.uid in run.not_before:
+                    run.not_before[s.uid] = run.not_before[lead.uid]
+                self._series_event(run, s, lead.message)
+
+        try:
+            files = {s.uid: self.journal.files(job.id, s.uid) for s in pending}
+            manifests = await asyncio.to_thread(as_is.member_manifests, files)
+            body = as_is.ArchiveBody(
+                path, sum(s.bytes for s in pending), sum(s.file_count for s in pending)
+            )
+            run.packers[lead.uid] = body
+
+            def chunks() -> AsyncIterator[bytes]:
+                return self._throttled(body.chunks())
+
+            factory = _Body(chunks, body.content_length, body.content_type)
+            uri = await self.server.import_series(
+                factory,
+                project=job.project,
+                subject=job.subject,
+                session=job.label,
+                overwrite=str(job.overwrite),
+                extra={"Ignore-Unparsable": "true"},
+            )
+        except asyncio.CancelledError:
+            for s in pending:
+                self.journal.series_interrupted(job.id, s.uid, "interrupted; will be re-sent whole")
+                s.state = SeriesState.PENDING
+                self._series_event(run, s, "interrupted")
+            raise
+        except Exception as exc:
+            self._send_failed(run, lead, exc)
+            follow_lead()
+            return
+        if not uri:
+            reason = (
+                "the server answered but imported none of the archive's DICOM files; "
+                "nothing of it is on the server"
+            )
+            for s in pending:
+                self.journal.series_interrupted(job.id, s.uid, reason, failed=True)
+                s.state, s.message = SeriesState.FAILED, reason
+                self._series_event(run, s, reason)
+            self._message("error", f"{job.display}: {reason}", job.id)
+            return
+        for s in pending:
+            s.manifest, s.uri = manifests[s.uid], uri
+            self.journal.series_sent(job.id, s.uid, uri, s.manifest)
+            s.state = SeriesState.SENT
+            self._series_event(run, s)
+        if not job.prearchive_uri:
+            job.prearchive_uri = uri
+
+    async def _throttled(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            if self.bucket is not None:
+                await self.bucket.take(len(chunk))
+            yield chunk
 
     def _send_failed(self, run: _Run, s: SeriesRecord, exc: BaseException) -> None:
         job = run.job
@@ -989,10 +1065,15 @@ class _Body:
     """The zip body factory, with its exact length when known (read by the port)."""
 
     def __init__(
-        self, make: Callable[[], AsyncIterator[bytes]], content_length: int | None
+        self,
+        make: Callable[[], AsyncIterator[bytes]],
+        content_length: int | None,
+        content_type: str | None = None,
     ) -> None:
         self.make = make
         self.content_length = content_length
+        # None: a zip (the packer's); an as-is archive names its own format.
+        self.content_type = content_type
 
     def __call__(self) -> AsyncIterator[bytes]:
         return self.make()

@@ -114,6 +114,8 @@ class XnatPort:
             overwrite=overwrite,
             prevent_anon=prevent_anon,
             content_length=getattr(body, "content_length", None),
+            # An as-is archive's body names its format (tar, tar.gz); else a zip.
+            content_type=getattr(body, "content_type", None) or "application/zip",
             extra=params,
         )
         return result.uri

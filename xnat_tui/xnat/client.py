@@ -406,6 +406,7 @@ class XnatClient(XnatTransport):
         content_length: int | None = None,
         extra: Mapping[str, str] | None = None,
         http_timeout: aiohttp.ClientTimeout | None = None,
+        content_type: str = "application/zip",
     ) -> ImportResult:
         """``POST /data/services/import`` with one zip streamed as the body (§5).
 
@@ -414,6 +415,10 @@ class XnatClient(XnatTransport):
         an aiohttp payload. With a one-shot stream an expired session raises
         :class:`SessionRenewed` (retriable) after renewing it. An exception raised by the
         stream itself (a vanished source file) propagates unchanged.
+
+        ``content_type`` names the body's format: XNAT derives the upload's name from it
+        (``application/x-tar`` → ``.tar``, ``application/x-gtar`` → ``.tar.gz``; not
+        ``application/x-gzip``, which becomes an unknown ``.gzip``), xnat-api-2.md §C.3.
         """
         if overwrite not in OVERWRITE_MODES:
             raise ValueError(f"overwrite must be one of {OVERWRITE_MODES}, not {overwrite!r}")
@@ -440,7 +445,7 @@ class XnatClient(XnatTransport):
             ("triggerPipelines", trigger_pipelines),
         ]
         params.extend((extra or {}).items())
-        headers = {"Content-Type": "application/zip"}
+        headers = {"Content-Type": content_type}
         if content_length is not None:
             headers["Content-Length"] = str(content_length)
         ctx = self.context(
