@@ -330,6 +330,14 @@ async def _main(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
         requests = await uploads.requests_for(sources, rules, project=args.project)
         for req in requests:
+            if id(req.session) in archive_of and req.anonymization == "basic":
+                return _refuse_as_is(
+                    [
+                        f"project {req.project} is anonymized with the Basic Profile here "
+                        "(config); --as-is sends the archive unchanged: upload it without "
+                        "--as-is (streamed, anonymized)"
+                    ]
+                )
             if id(req.session) in archive_of:
                 req.params = {**req.params, as_is.PARAM: archive_of[id(req.session)]}
                 # The server runs its own scripts on what it imports (prevent_anon is not
