@@ -303,6 +303,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.transfer import TransferEngine
     from xnat_tui.transfer.anon import AnonymizerSet
     from xnat_tui.transfer.kinds import JobKind
+    from xnat_tui.transfer.opener import exists
     from xnat_tui.transfer.types import JobState
     from xnat_tui.transfer.xnat_port import XnatPort
     from xnat_tui.workflow.jobs import JobRouter, builder_for
@@ -399,7 +400,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         else:
             if args.skip_missing:
                 for j in jobs:
-                    for path in journal.drop_missing_files(j.id):
+                    for path in journal.drop_missing_files(j.id, exists):
                         if not quiet:
                             print(f"{j.id}: skipping vanished file {safe(path)}", file=sys.stderr)
             await engine.start(resume=False)

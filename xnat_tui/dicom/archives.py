@@ -1075,6 +1075,15 @@ def _members_of(outer: str) -> list[str]:
     return paths
 
 
+def has_member(path: str) -> bool:
+    """``archive!member`` is a regular member of its (unchanged or changed) archive, at
+    any depth. Reads the archive's listing (cached while the file is unchanged)."""
+    try:
+        return path in set(_members_of(outermost(path)))
+    except (OSError, ArchiveDamaged, zipfile.BadZipFile, tarfile.TarError, EOFError):
+        return False
+
+
 def is_archive_level(path: str) -> bool:
     """``path`` names an archive (on disk or nested), not a folder inside one."""
     return archive_kind(path.rsplit("/", 1)[-1].rsplit(SEP, 1)[-1]) is not None

@@ -16,7 +16,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -691,11 +691,14 @@ class Journal:
             )
             self._step(db, job_id, "", "retry", "end", "")
 
-    def drop_missing_files(self, job_id: str) -> list[str]:
+    def drop_missing_files(
+        self, job_id: str, exists: Callable[[str], bool] = os.path.exists
+    ) -> list[str]:
         """Forget files that no longer exist in series not yet acknowledged.
 
         For ``transfers retry --skip-missing``: the user accepts sending the session
-        without them. Returns the paths dropped (each is logged as a step).
+        without them. Returns the paths dropped (each is logged as a step). ``exists``
+        decides (``transfer.opener.exists`` knows archive members; the journal does not).
         """
         dropped: list[str] = []
         with self._tx() as db:
@@ -708,7 +711,7 @@ class Journal:
                     "SELECT idx, path FROM files WHERE job_id = ? AND series_uid = ?",
                     (job_id, uid),
                 ).fetchall()
-                gone = [r for r in rows if not os.path.exists(r["path"])]
+                gone = [r for r in rows if not exists(r["path"])]
                 for r in gone:
                     db.execute(
                         "DELETE FROM files WHERE job_id = ? AND series_uid = ? AND idx = ?",

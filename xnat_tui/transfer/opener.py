@@ -17,6 +17,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Protocol
 
 from xnat_tui.dicom import archives
@@ -254,6 +255,22 @@ def kind_of(f: SourceFile) -> SourceKind:
         if kind.handles(f):
             return kind
     raise LookupError(f"no source kind reads {f.path}")  # LocalFiles reads anything
+
+
+def exists(path: str) -> bool:
+    """The source file can still be read where the scan found it: on disk, inside its
+    archive (at any depth) or with whatever registered kind reads it. The one place
+    that decides that a journalled file went missing (``transfers retry
+    --skip-missing``)."""
+    f = SourceFile(Path(path), 0)
+    kind = kind_of(f)
+    try:
+        kind.check(f, False)
+    except SourceChanged:
+        return False
+    if isinstance(kind, ArchiveMembers):
+        return archives.has_member(path)
+    return True
 
 
 def open_in_order(
