@@ -193,6 +193,34 @@ def _parse_download(raw: dict[str, Any]) -> DownloadSettings:
     )
 
 
+@dataclass
+class CopyDefaults:
+    """``[copy]``: defaults of ``xnat-tui copy``/``move`` and the browser's Copy/Move…"""
+
+    destination: str = ""  # project | prearchive | archive; "" = [defaults] destination
+    anonymization: str = "none"  # none | xnat | basic (not [defaults]: a copy keeps data)
+    subject_pattern: str = "{routing.subject}"  # the source's labels are kept
+    session_pattern: str = "{routing.session}"
+
+
+def _parse_copy(raw: dict[str, Any]) -> CopyDefaults:
+    unknown = set(raw) - set(CopyDefaults.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"[copy]: unknown setting {sorted(unknown)[0]!r}")
+    where = _expect(raw.get("destination", ""), str, "[copy] destination")
+    anon = _expect(raw.get("anonymization", "none"), str, "[copy] anonymization")
+    return CopyDefaults(
+        destination=_choice(where, DESTINATIONS, "[copy] destination") if where else "",
+        anonymization=_choice(anon, ANON_PROFILES, "[copy] anonymization"),
+        subject_pattern=_expect(
+            raw.get("subject_pattern", "{routing.subject}"), str, "[copy] subject_pattern"
+        ),
+        session_pattern=_expect(
+            raw.get("session_pattern", "{routing.session}"), str, "[copy] session_pattern"
+        ),
+    )
+
+
 DICOM_ROUTING = ("xnat", "site", "none")
 _DICOM_KEYS = {f for f in DicomProfile.__dataclass_fields__ if f != "name"}
 
@@ -208,6 +236,7 @@ class Config:
     path: Path | None = None
     dicom: dict[str, DicomProfile] = field(default_factory=dict)
     download: DownloadSettings = field(default_factory=DownloadSettings)
+    copy: CopyDefaults = field(default_factory=CopyDefaults)
 
     def profile(self, name: str | None = None) -> ServerProfile | None:
         key = name or self.default_profile
@@ -298,6 +327,7 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
             "projects",
             "dicom",
             "download",
+            "copy",
         ):
             raise ConfigError(f"unknown top-level setting {key!r}")
     cfg.default_profile = _expect(raw.get("default_profile", ""), str, "default_profile")
@@ -357,6 +387,7 @@ def _parse(raw: dict[str, Any], path: Path | None) -> Config:
         )
     cfg.dicom = _parse_dicom(_expect(raw.get("dicom", {}), dict, "[dicom]"))
     cfg.download = _parse_download(_expect(raw.get("download", {}), dict, "[download]"))
+    cfg.copy = _parse_copy(_expect(raw.get("copy", {}), dict, "[copy]"))
     return cfg
 
 
@@ -436,6 +467,8 @@ def to_toml(cfg: Config) -> str:
         }
     if cfg.download != DownloadSettings():
         body["download"] = asdict(cfg.download)
+    if cfg.copy != CopyDefaults():
+        body["copy"] = asdict(cfg.copy)
     if cfg.projects:
         body["projects"] = {
             pid: {k: v for k, v in asdict(s).items() if v} for pid, s in cfg.projects.items()

@@ -64,8 +64,17 @@ def add_parser(subparsers: Any, *, move: bool) -> None:
         metavar="FILE.csv",
         help="labels from a CSV with columns source, subject, session",
     )
-    parser.add_argument("--dest", dest="where", choices=("prearchive", "archive"))
-    parser.add_argument("--anon", choices=("none", "xnat", "basic"), default="none")
+    parser.add_argument(
+        "--dest",
+        dest="where",
+        choices=("prearchive", "archive"),
+        help="where the copies go (default: [copy] destination, else [defaults] destination)",
+    )
+    parser.add_argument(
+        "--anon",
+        choices=("none", "xnat", "basic"),
+        help="anonymize the copies here (default: [copy] anonymization, else none)",
+    )
     native = parser.add_mutually_exclusive_group()
     if not move:
         native.add_argument(
@@ -161,10 +170,11 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"error: {safe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     quiet = bool(args.json)
-    settings = copying.CopySettings(
-        destination=Destination(args.where) if args.where else Destination.PROJECT,
+    settings = copying.settings_for(
+        config,
+        destination=Destination(args.where) if args.where else None,
         anonymization=args.anon,
-        concurrency=args.jobs or config.defaults.concurrency,
+        concurrency=args.jobs,
         via_disk=Path(args.via_disk) if args.via_disk else None,
     )
 
@@ -201,8 +211,8 @@ async def _main(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         targets = session.targets(
             sources,
-            subject_template=args.subject_label or copying.SUBJECT_TEMPLATE,
-            session_template=args.session_label or copying.SESSION_TEMPLATE,
+            subject_template=args.subject_label or config.copy.subject_pattern,
+            session_template=args.session_label or config.copy.session_pattern,
             mapping=mapping,
         )
         if args.share or args.change_primary:

@@ -37,6 +37,18 @@ async def _download(app: XnatTuiApp, selection: Selection) -> None:
     await start_download(app, selection)
 
 
+async def _copy(app: XnatTuiApp, selection: Selection) -> None:
+    from xnat_tui.ui.screens.copy import start_copy
+
+    await start_copy(app, selection, move=False)
+
+
+async def _move(app: XnatTuiApp, selection: Selection) -> None:
+    from xnat_tui.ui.screens.copy import start_copy
+
+    await start_copy(app, selection, move=True)
+
+
 ACTIONS: list[BrowserAction] = [
     BrowserAction(
         "d",
@@ -45,5 +57,21 @@ ACTIONS: list[BrowserAction] = [
         "verified by MD5)",
         _download,
         "browser.download",
+    ),
+    BrowserAction(
+        "c",
+        "Copy to project…",
+        "Copy the selected sessions/scans into another project (streamed server to "
+        "server, labels checked in the destination, verified against the source)",
+        _copy,
+        "browser.copy",
+    ),
+    BrowserAction(
+        "m",
+        "Move to project…",
+        "Move the selected sessions into another project: copy, verify against the "
+        "source, then delete the source (asks for the source project ID)",
+        _move,
+        "browser.move",
     ),
 ]

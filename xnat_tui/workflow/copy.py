@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xnat_tui.config import Config
@@ -39,7 +39,7 @@ from xnat_tui.transfer.anon import AnonymizerSet
 from xnat_tui.transfer.copy_engine import CopyEngine, SourceFileInfo, SourceReader
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
-from xnat_tui.transfer.plan import JobRequest, Plan
+from xnat_tui.transfer.plan import JobRequest, Plan, PlannedJob
 from xnat_tui.transfer.remote_source import Wanted, remote_path
 from xnat_tui.transfer.types import (
     AnonOptions,
@@ -49,9 +49,11 @@ from xnat_tui.transfer.types import (
     SourceSeries,
     SourceSession,
 )
+from xnat_tui.workflow.browse import Selection
 from xnat_tui.workflow.jobs import JobEngine, register
 from xnat_tui.workflow.login import Connection
 from xnat_tui.workflow.planner import Planner
+from xnat_tui.workflow.targets import Assessment, TargetKind, classify
 from xnat_tui.workflow.templates import TemplateError, render
 from xnat_tui.xnat import download_ops, share_ops
 from xnat_tui.xnat.client import XnatClient
@@ -79,6 +81,24 @@ class CopySettings:
     via_disk: Path | None = None
 
 
+def settings_for(
+    config: Config,
+    *,
+    destination: Destination | None = None,
+    anonymization: str | None = None,
+    concurrency: int | None = None,
+    via_disk: Path | None = None,
+) -> CopySettings:
+    """The settings of one copy: what was given, else ``[copy]``, else ``[defaults]``."""
+    where = config.copy.destination or config.defaults.destination
+    return CopySettings(
+        destination=destination or Destination(where),
+        anonymization=anonymization or config.copy.anonymization,
+        concurrency=concurrency or config.defaults.concurrency,
+        via_disk=via_disk,
+    )
+
+
 @dataclass
 class Source:
     """One source session with everything a copy needs to know about it."""
@@ -101,6 +121,36 @@ class Source:
 class Target:
     subject: str
     label: str
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """One session of a copy as the destination would take it (the TUI's label table)."""
+
+    source: Source
+    target: Target | str  # the labels, or why none could be made
+    assessment: Assessment  # new / merge / conflict / invalid / not permitted
+    job: PlannedJob
+
+    @property
+    def queueable(self) -> bool:
+        return self.assessment.kind.queueable
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Every session checked in the destination: what would be queued, and why not."""
+
+    plan: Plan
+    rows: list[RowCheck]
+    refusal: str  # the permission refusal ('' when allowed), applying to every row
+
+    @property
+    def queueable(self) -> list[RowCheck]:
+        return [r for r in self.rows if r.queueable]
+
+    def sendable_plan(self) -> Plan:
+        return Plan([r.job for r in self.queueable])
 
 
 # ---- selection and listing ------------------------------------------------------------
@@ -186,6 +236,19 @@ async def describe(client: XnatClient, experiment: Experiment) -> Source:
     return Source(experiment, session, digests, scan_of)
 
 
+def only_scans(source: Source, scans: Iterable[str]) -> Source:
+    """``source`` with only the scans named (IDs); the rest is left out of the copy."""
+    keep = set(scans)
+    uids = {uid for uid, scan in source.scans.items() if scan in keep}
+    series = [s for s in source.session.series if s.series_instance_uid in uids]
+    return Source(
+        source.experiment,
+        replace(source.session, series=series),
+        source.digests,
+        {uid: scan for uid, scan in source.scans.items() if uid in uids},
+    )
+
+
 def _natural(text: str) -> tuple[int, int | str]:
     return (0, int(text)) if text.isdigit() else (1, text)
 
@@ -237,6 +300,7 @@ class CopySession:
         self.planner = Planner(connection.port, journal)
         self.anonymizers = AnonymizerSet()
         self.engine: CopyEngine | None = None
+        self._permissions: share_ops.Permissions | None = None
 
     async def sources(
         self,
@@ -251,11 +315,37 @@ class CopySession:
         )
         return list(await asyncio.gather(*(describe(self.client, e) for e in picked)))
 
+    async def selected(self, selection: Selection) -> list[Source]:
+        """The browser's selection as sources; a session picked with only some of its
+        scans keeps only those (a move refuses such a pick: it deletes whole sessions)."""
+        found = {e.id: e for e in await self.client.experiments(selection.project)}
+        missing = [s.label for s in selection.sessions if s.id not in found]
+        if missing:
+            raise CopyError(f"no longer in {selection.project}: {', '.join(missing)}")
+        picked = [found[s.id] for s in selection.sessions]
+        sources = list(await asyncio.gather(*(describe(self.client, e) for e in picked)))
+        for i, sel in enumerate(selection.sessions):
+            if sel.scans:
+                sources[i] = only_scans(sources[i], sel.scans)
+        return sources
+
+    async def permissions(self) -> share_ops.Permissions:
+        """What the user may read, create and delete where (asked once per session)."""
+        if self._permissions is None:
+            self._permissions = await share_ops.permissions(self.client)
+        return self._permissions
+
+    async def destinations(self, source: str) -> list[str]:
+        """Projects a copy from ``source`` could go to: those the user may read, except
+        ``source`` (ones without create rights are offered, and refused with the reason)."""
+        perms = await self.permissions()
+        return sorted((perms.read | perms.create) - {source})
+
     async def check_permissions(
         self, source: str, dest: str, *, move: bool, create_subjects: bool = True
     ) -> str:
         """Why the copy or move may not go ahead ('' when it may), before anything moves."""
-        perms = await share_ops.permissions(self.client)
+        perms = await self.permissions()
         return perms.refusal(source, dest, move=move, create_subjects=create_subjects)
 
     def targets(
@@ -265,11 +355,18 @@ class CopySession:
         subject_template: str = SUBJECT_TEMPLATE,
         session_template: str = SESSION_TEMPLATE,
         mapping: dict[str, Target] | None = None,
+        overrides: Mapping[str, Target] | None = None,
     ) -> list[Target | str]:
-        """Each source's destination labels, or why none could be made."""
+        """Each source's destination labels, or why none could be made. ``overrides``
+        (source session ID → labels) are the ones the user typed (the TUI's table)."""
         out: list[Target | str] = []
         taken: set[str] = set()
         for s in sources:
+            typed = (overrides or {}).get(s.experiment.id)
+            if typed is not None:
+                taken.add(typed.label)
+                out.append(typed)
+                continue
             if mapping is not None:
                 target = mapping.get(s.label) or mapping.get(s.experiment.id)
                 out.append(target or f"session {s.label} is not in the map")
@@ -328,6 +425,22 @@ class CopySession:
     async def plan(self, requests: Iterable[JobRequest]) -> Plan:
         return await self.planner.plan(requests)
 
+    async def check(
+        self, sources: Sequence[Source], targets: Sequence[Target | str], dest: str, *, move: bool
+    ) -> Checked:
+        """Each session classified in ``dest`` as an upload's target is (one planner, one
+        classifier); a permission refusal makes every row 'not permitted' with its reason."""
+        source = sources[0].experiment.project if sources else ""
+        refusal = await self.check_permissions(source, dest, move=move) if sources else ""
+        plan = await self.plan(self.requests(sources, targets, dest, move=move))
+        rows: list[RowCheck] = []
+        for s, t, job in zip(sources, targets, plan.jobs, strict=True):
+            assessment = classify(job)
+            if refusal:
+                assessment = Assessment(TargetKind.NOT_PERMITTED, refusal)
+            rows.append(RowCheck(s, t, assessment, job))
+        return Checked(plan, rows, refusal)
+
     async def differences(self, source: str, dest: str) -> list[str]:
         """What the destination does differently from the source project (one line each)."""
         src = await self.client.project_settings(source)
@@ -373,14 +486,15 @@ class CopySession:
         self.engine = build_engine(self.connection, self.journal, self.settings, self.anonymizers)
         return await self.engine.start(resume=True)
 
-    async def _prepare_anonymization(self, projects: Iterable[str]) -> str:
+    async def _prepare_anonymization(
+        self, projects: Iterable[str], anonymizers: AnonymizerSet | None = None
+    ) -> str:
         refused: list[str] = []
         profile = self.settings.anonymization
+        anons = anonymizers or self.anonymizers
         for project in sorted(set(projects)):
             try:
-                await self.anonymizers.prepare(
-                    self.client, project, profile, self.settings.anon_options
-                )
+                await anons.prepare(self.client, project, profile, self.settings.anon_options)
             except Exception as exc:
                 refused.append(f"{project}: {exc}")
         return "; ".join(refused)
@@ -388,10 +502,18 @@ class CopySession:
     async def submit(self, plan: Plan) -> list[str]:
         if self.engine is None:
             raise RuntimeError("the copy engine is not running")
-        refused = await self._prepare_anonymization({j.request.project for j in plan.sendable})
+        return await self.queue(self.engine, plan)
+
+    async def queue(self, engine: CopyEngine, plan: Plan) -> list[str]:
+        """Journal and queue the plan's sendable jobs on ``engine`` (the Transfers panel's
+        copy engine in the TUI), their anonymization prepared there first."""
+        projects = {j.request.project for j in plan.sendable}
+        if engine.anonymizers is None:
+            engine.anonymizers = self.anonymizers  # not expected: build_engine sets one
+        refused = await self._prepare_anonymization(projects, engine.anonymizers)
         if refused:
-            raise CopyError(f"anonymization refused: {refused}")
-        return await self.engine.submit(plan)
+            raise CopyError(f"anonymization refused: {refused}; nothing was copied")
+        return await engine.submit(plan)
 
     async def close(self) -> None:
         if self.engine is not None:
