@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from xnat_tui.dicom.dicomedit import (
@@ -30,7 +29,7 @@ from xnat_tui.dicom.dicomedit import (
     scripts_for_profile,
     server_scripts,
 )
-from xnat_tui.dicom.dicomedit.preview import preview_dataset
+from xnat_tui.dicom.dicomedit.preview import preview_dataset, read_header
 from xnat_tui.dicom.model import Scan, Session
 from xnat_tui.transfer.anon import ScriptSource
 from xnat_tui.transfer.types import AnonOptions
@@ -294,7 +293,7 @@ class PreviewComputer:
     def header(self, path: Path) -> Dataset:
         ds = self._headers.get(path)
         if ds is None:
-            ds = dcmread(path, force=True, stop_before_pixels=True)
+            ds = read_header(path)
             if "SOPInstanceUID" not in ds:
                 # force=True reads anything; a file changed since the scan is not a preview.
                 raise ValueError("no longer a DICOM instance (changed since the scan?)")

@@ -14,6 +14,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from xnat_tui.dicom import archives
+
 from .anonymizer import Anonymizer
 
 ChangeKind = Literal["changed", "added", "removed"]
@@ -125,9 +127,18 @@ def preview_dataset(
     return _meta_changes(ds, after) + diff_datasets(ds, after)
 
 
+def read_header(path: str | Path) -> Dataset:
+    """The header of a file on disk or inside an archive (``a.zip!member``, any depth),
+    read in place like every other source file (never extracted)."""
+    with archives.open_path(str(path)) as f:
+        ds = dcmread(f, force=True, stop_before_pixels=True)
+    # Pixel data is never read here: the closed stream is not kept (nor deep-copied).
+    ds.buffer = None
+    return ds
+
+
 def preview_file(
     anonymizer: Anonymizer, path: str | Path, variables: Mapping[str, str] | None = None
 ) -> list[TagChange]:
     """Before/after diff of the file's header (pixel data is never shown or changed here)."""
-    ds = dcmread(path, force=True, stop_before_pixels=True)
-    return preview_dataset(anonymizer, ds, variables)
+    return preview_dataset(anonymizer, read_header(path), variables)
