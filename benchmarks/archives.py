@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tarfile
@@ -32,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from upload import ROOT, generate, run_measured, start_sandbox  # noqa: E402 - a sibling
+from sandbox_process import bench_env  # noqa: E402 - a sibling
+from upload import generate, run_measured, start_sandbox  # noqa: E402 - a sibling
 
 BASELINE = r"""
 import io, sys, tarfile, warnings, zipfile
@@ -66,23 +66,6 @@ else:
                 one(io.BytesIO(t.extractfile(m).read()))  # pydicom needs to seek
 print(n, bad, len(series))
 """
-
-
-def _env(work: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HOME=str(work / "home"),
-        XDG_STATE_HOME=str(work / "state"),
-        XDG_CACHE_HOME=str(work / "cache"),
-        XDG_CONFIG_HOME=str(work / "config"),
-        XNAT_TUI_CONFIG=str(work / "config.toml"),
-        NO_PROXY="127.0.0.1,localhost",
-        XNAT_PASS="admin",
-        PYTHONPATH=str(ROOT),
-    )
-    for k in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-        env.pop(k, None)
-    return env
 
 
 def _listing(folder: Path) -> set[str]:
@@ -212,7 +195,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-archives-", dir=args.workdir))
     try:
-        env = _env(work)
+        env = bench_env(work)
         scan_part(work, env, args.files)
         if not args.skip_upload:
             upload_part(work, env, args.size_mb, args.file_kb, args.jobs)

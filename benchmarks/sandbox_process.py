@@ -11,6 +11,28 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_env(work: Path, password: str = "admin") -> dict[str, str]:
+    """The environment a benchmark runs xnat-tui (and the sandbox) in: every state,
+    cache and config folder under ``work`` (nothing of the user's is read or written),
+    the password in XNAT_PASS, loopback traffic never sent through a proxy."""
+    env = dict(os.environ)
+    env.update(
+        HOME=str(work / "home"),
+        XDG_STATE_HOME=str(work / "state"),
+        XDG_CACHE_HOME=str(work / "cache"),
+        XDG_CONFIG_HOME=str(work / "config"),
+        XNAT_TUI_CONFIG=str(work / "config.toml"),
+        NO_PROXY="127.0.0.1,localhost",
+        XNAT_PASS=password,
+        PYTHONPATH=str(ROOT),
+    )
+    for k in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        env.pop(k, None)
+    return env
+
 
 def free_port() -> int:
     with socket.socket() as s:
