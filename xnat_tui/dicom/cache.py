@@ -227,6 +227,11 @@ class ScanCache:
                 return None
         return self._db
 
+    def keeps(self, kind: str, mtime_ns: int) -> bool:
+        """A record of this kind for a file of this mtime would be stored (not transient,
+        not modified too recently to be trusted)."""
+        return kind not in _TRANSIENT and mtime_ns < self._racy_before
+
     def prefetch(self, roots: list[str]) -> None:
         """Read the rows of every folder under ``roots`` with one query per root."""
         import sqlite3

@@ -139,6 +139,18 @@ class _Pool:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+class _ArchState:
+    """An archive on its way into the cache (one row for all its members)."""
+
+    __slots__ = ("key", "records", "remaining", "walked")
+
+    def __init__(self, key: str, records: DirRecords) -> None:
+        self.key = key
+        self.records = records
+        self.remaining = 0  # members handed out or examined, not noted yet
+        self.walked = False
+
+
 class _DirState:
     """A folder on its way into the cache: what the cache knew, what we learn."""
 
@@ -216,6 +228,7 @@ class _Scanner:
         self.t0 = time.monotonic()
         self.files_seen = self.files_parsed = self.files_dicom = 0
         self.files_cached = self.bytes_read = self.n_problems = 0
+        self.walk_problems = 0  # problems of the walk itself (not of a file's header)
         self.walk_done = False
         self.new_files: list[FileRef] = []
         self.new_chunks: list[PendingFiles] = []  # cached files, built on demand
@@ -223,6 +236,9 @@ class _Scanner:
         self.touched: dict[str, Session] = {}
         # Folders still being listed or examined, for the cache.
         self.dirs: dict[str, _DirState] = {}
+        # Archives being read, for the cache: (their key, records, members not yet
+        # examined, walk finished); None once something makes one uncacheable.
+        self.arch: dict[str, _ArchState | None] = {}
         self._yielded = time.perf_counter()
         self.skipped_resources: set[str] = set()
 
@@ -260,6 +276,7 @@ class _Scanner:
         return batch
 
     def problem(self, p: Problem) -> None:
+        self.walk_problems += 1
         self.collector.problems.append(p)
         self.new_problems.append(p)
         self.n_problems += 1
@@ -391,6 +408,8 @@ class _Scanner:
         self.add(contexts, rows, cached=False)
         if self.cache is None:
             return
+        if self.arch:
+            self._archive_rows(contexts, rows)
         for path, size, mtime_ns, kind, detail, ci, sop, inst, _n in rows:
             folder, name = os.path.split(path)
             state = self.dirs.get(folder)
@@ -448,7 +467,84 @@ class _Scanner:
         detail = f"XNAT {name} resource (not DICOM): skipped, not uploaded"
         self.problem(Problem(folder, ProblemKind.JUNK, detail, "info"))
 
+    def _archive_key(self, path: str) -> str | None:
+        """The cache row of a whole archive: its path and (size, mtime, inode), so a
+        changed or replaced archive never matches (a NUL never occurs in a path)."""
+        if self.cache is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return f"{path}\0archive {st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+    def _archive_hit(self, path: str, key: str, prefix: str) -> bool:
+        """Every member's record from the cache, without opening the archive."""
+        assert self.cache is not None
+        known = self.cache.lookup(key)
+        if not known.exact or not known.stamps:
+            return False
+        start = archives.join(path, prefix) if prefix else ""
+        base = path + archives.SEP
+        rows: list[Row] = [
+            (base + st[0], st[1], st[2], *d, 0)
+            for st, d in zip(known.stamps, known.data, strict=True)
+            if _under(base + st[0], start)
+        ]
+        self.files_seen += len(rows)
+        if rows:
+            self.add(known.contexts, rows, cached=True)
+        return True
+
+    def _archive_rows(self, contexts: list[dict[str, str]], rows: Sequence[Row]) -> None:
+        """Examined members, noted for their archive's cache row."""
+        for row in rows:
+            outer = archives.outermost(row[0])
+            if outer not in self.arch:
+                continue
+            state = self.arch[outer]
+            if state is None:
+                continue
+            assert self.cache is not None
+            if not self.cache.keeps(row[3], row[2]):
+                self.arch[outer] = None
+                continue
+            ci = state.records.context_index(contexts[row[5]]) if row[5] >= 0 else -1
+            name = row[0][len(outer) + 1 :]
+            state.records.entries[name] = (row[1], row[2], row[3], row[4], ci, row[6], row[7])
+            state.remaining -= 1
+            self._archive_settle(outer)
+
+    def _archive_settle(self, outer: str) -> None:
+        state = self.arch.get(outer)
+        if state is None or not state.walked or state.remaining > 0 or self.cache is None:
+            return
+        del self.arch[outer]
+        entries = state.records.entries
+        listing = [(name, e[0], e[1]) for name, e in entries.items()]
+        if listing:
+            self.cache.store(state.key, state.records, complete=True, listing=listing)
+
     def archive(self, path: str, mtime_ns: int, prefix: str) -> Iterator[list[Item]]:
+        key = self._archive_key(path)
+        if key is not None and self._archive_hit(path, key, prefix):
+            return
+        # Only a whole archive read without a problem is remembered.
+        if key is not None and not prefix and path not in self.arch:
+            self.arch[path] = _ArchState(key, DirRecords())
+        else:
+            self.arch.setdefault(path, None)
+        problems_before = self.walk_problems
+        yield from self._archive(path, mtime_ns, prefix)
+        state = self.arch.get(path)
+        if state is not None:
+            if self.walk_problems != problems_before or self.cancel.is_set():
+                self.arch[path] = None
+            else:
+                state.walked = True
+                self._archive_settle(path)
+
+    def _archive(self, path: str, mtime_ns: int, prefix: str) -> Iterator[list[Item]]:
         items: list[Item] = []
         held: list[Record] = []
         skipped: set[str] = set()
@@ -477,6 +573,7 @@ class _Scanner:
             if entry.stream is None:
                 items.append((entry.path, entry.size, mtime_ns))
                 if len(items) >= self.chunk:
+                    self._count_items(path, len(items))
                     yield items
                     items = []
                 continue
@@ -494,13 +591,25 @@ class _Scanner:
                 continue
             held.append(examine(entry.path, entry.size, mtime_ns, self.want, source))
             if len(held) >= 16:
-                self.add(*compact(held), cached=False)
+                self._add_examined(path, held)
                 held = []
                 yield []
         if held:
-            self.add(*compact(held), cached=False)
+            self._add_examined(path, held)
         if items:
+            self._count_items(path, len(items))
             yield items
+
+    def _add_examined(self, path: str, held: list[Record]) -> None:
+        contexts, rows = compact(held)
+        self.add(contexts, rows, cached=False)
+        self._count_items(path, len(rows))
+        self._archive_rows(contexts, rows)
+
+    def _count_items(self, path: str, n: int) -> None:
+        state = self.arch.get(path)
+        if state is not None:
+            state.remaining += n
 
     def yield_gil(self) -> None:
         """Release the GIL briefly if we have held it for a while.
