@@ -51,6 +51,7 @@ from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.errors import AuthenticationError, NotFound
 
 PART = ".part"
+BATCH = 1 << 20  # bytes hashed and written per hop to a worker thread
 _TABLE = """
 CREATE TABLE IF NOT EXISTS download_files(
     job_id TEXT NOT NULL,
@@ -74,6 +75,7 @@ class FileSystem(Protocol):
     def size(self, path: Path) -> int | None: ...
     def remove(self, path: Path) -> None: ...
     def md5(self, path: Path) -> str: ...
+    def sync_dirs(self, folders: Iterable[Path]) -> None: ...
 
 
 class LocalFileSystem:
@@ -87,12 +89,17 @@ class LocalFileSystem:
         os.fsync(handle.fileno())
         handle.close()
         os.replace(part, final)
-        with contextlib.suppress(OSError):
-            fd = os.open(final.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # the rename itself survives a power cut
-            finally:
-                os.close(fd)
+
+    def sync_dirs(self, folders: Iterable[Path]) -> None:
+        """fsync folders once their renames are done, so the names survive a power cut
+        (once per folder at the end, not once per file)."""
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def size(self, path: Path) -> int | None:
         try:
@@ -174,6 +181,7 @@ class _DownloadFile:
     not_before: float = 0.0
     failed: str = ""
     how: str = ""  # md5 | size, once done
+    pos: int = 0  # index in the run's file list
 
 
 @dataclass
@@ -185,6 +193,9 @@ class _DownloadRun:
     message: str
     files: list[_DownloadFile]
     paused: bool = False
+    # Files before this index are done, failed or running (a retry moves it back), so
+    # picking the next file is not a walk over thousands of finished ones.
+    cursor: int = 0
     tasks: dict[tuple[str, int], asyncio.Task[None]] = field(default_factory=dict)
     moving: dict[tuple[str, int], int] = field(default_factory=dict)
     fatal: str = ""
@@ -522,6 +533,8 @@ class DownloadEngine:
                         how=("md5" if digest else "size") if key in done else "",
                     )
                 )
+        for pos, item in enumerate(files):
+            item.pos = pos
         run = _DownloadRun(
             job_id=jid,
             label=job.display,
@@ -633,8 +646,11 @@ class DownloadEngine:
         for run in self._runs.values():
             if run.paused or not run.state.active or run.fatal or run.finalizing:
                 continue
-            for f in run.files:
-                if f.done or f.failed or (f.uid, f.idx) in run.tasks:
+            while run.cursor < len(run.files) and _settled(run, run.files[run.cursor]):
+                run.cursor += 1
+            for pos in range(run.cursor, len(run.files)):
+                f = run.files[pos]
+                if _settled(run, f):
                     continue
                 if f.not_before > now:
                     wait = f.not_before - now
@@ -669,6 +685,10 @@ class DownloadEngine:
         def done(_: asyncio.Task[None]) -> None:
             self._in_flight -= 1
             run.tasks.pop(key, None)
+            if not f.done and not f.failed:
+                # To be tried again: back within the scheduler's reach. Here, not when
+                # the failure is noted: until now the file counted as running.
+                run.cursor = min(run.cursor, f.pos)
             run.moving.pop(key, None)
             self._wake.set()
 
@@ -707,6 +727,7 @@ class DownloadEngine:
         """Count and size of every file on disk, after the last one is in."""
         self._set_state(run, JobState.VERIFYING, "")
         try:
+            self.fs.sync_dirs({f.local.parent for f in run.files})
             problems = []
             for f in run.files:
                 size = self.fs.size(f.local)
@@ -774,12 +795,26 @@ class DownloadEngine:
                 await asyncio.to_thread(_feed_file, check, part)
             handle = self.fs.open_part(part, append=bool(reply.start))
             key = (f.uid, f.idx)
-            try:
-                run.moving[key] = reply.start
-                async for chunk in reply.chunks():
+
+            def store(chunks: list[bytes]) -> None:
+                # MD5 and the write release the GIL: they run beside the network loop.
+                for chunk in chunks:
                     check.feed(chunk)
                     handle.write(chunk)
+
+            try:
+                run.moving[key] = reply.start
+                batch: list[bytes] = []
+                pending = 0
+                async for chunk in reply.chunks():
+                    batch.append(chunk)
+                    pending += len(chunk)
                     run.moving[key] += len(chunk)
+                    if pending >= BATCH:
+                        await asyncio.to_thread(store, batch)
+                        batch, pending = [], 0
+                if batch:
+                    await asyncio.to_thread(store, batch)
                 md5 = check.finish()
             except download_ops.IntegrityError:
                 with contextlib.suppress(OSError):
@@ -830,6 +865,10 @@ class DownloadEngine:
             return
         f.failed = text if not is_retriable(exc) else f"{text} (gave up after {f.attempts} tries)"
         self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
+
+
+def _settled(run: _DownloadRun, f: _DownloadFile) -> bool:
+    return f.done or bool(f.failed) or (f.uid, f.idx) in run.tasks
 
 
 def _feed_file(check: download_ops.Verifier, path: Path) -> None:

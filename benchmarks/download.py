@@ -1,0 +1,225 @@
+"""Download throughput and memory: ``xnat-tui download`` vs curl in parallel vs xnatpy.
+
+One sandbox server (a separate process, loopback), one generated session (4 scans of
+DICOM-like files, catalogued with MD5 digests), in the same run:
+
+* **ours**: ``xnat-tui download --project BENCH --jobs N`` end to end (listing, per-file
+  GETs to ``.part``, MD5 check, fsync, rename, journal), in its own process; peak RSS
+  from ``wait4``.
+* **curl**: the same files from the same single-file URLs, ``curl --parallel
+  --parallel-max N`` (the listing is fetched before the clock starts; no checks) —
+  the raw-transfer baseline (goal: ours >= 0.9x).
+* **xnatpy**: ``experiment.download_dir`` (one ``scans/ALL/files?format=zip`` stream,
+  then unzip) (goal: ours >= 2x faster).
+
+Every result is checked against the listing's MD5 digests after the run.
+Usage: ``python benchmarks/download.py [--size-mb 512] [--file-kb 512] [--jobs 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sandbox_process import SandboxProcess, bench_env  # noqa: E402 - a sibling of this script
+from upload import CPU, run_measured  # noqa: E402 - a sibling of this script
+
+AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
+
+
+def seed(data_dir: Path, size_mb: int, file_kb: int) -> tuple[int, int]:
+    """The demo plus project BENCH with one archived session of ``size_mb``."""
+    from xnat_tui.sandbox import demo
+    from xnat_tui.sandbox.store import Store
+
+    store = Store(data_dir)
+    try:
+        demo.seed(store)
+        store.create_project("BENCH", user="admin", secondary_id="Bench", name="Bench")
+        subject, _ = store.get_or_create_subject("BENCH", "BENCH_S", "admin")
+        session = store.create_experiment(
+            "BENCH", subject, "BENCH_E", "xnat:mrSessionData", "admin", modality="MR"
+        )
+        rng = random.Random(17)
+        per_file = file_kb * 1024
+        count = max(4, size_mb * 1024 * 1024 // per_file)
+        folder = store.experiment_dir("BENCH", "BENCH_E")
+        total = 0
+        for scan in range(1, 5):
+            pk = store.add_scan(session, str(scan), type=f"T{scan}", series_description=f"T{scan}")
+            res = store.get_or_create_resource(session, pk, "DICOM")
+            scan_dir = folder / "SCANS" / str(scan) / "DICOM"
+            scan_dir.mkdir(parents=True, exist_ok=True)
+            for i in range(count // 4):
+                path = scan_dir / f"{i:05d}.dcm"
+                path.write_bytes(b"\0" * 128 + b"DICM" + rng.randbytes(per_file - 132))
+                store.add_file(res, path.name, path, file_format="DICOM")
+                total += per_file
+        return count // 4 * 4, total
+    finally:
+        store.close()
+
+
+def listing(url: str) -> list[dict[str, str]]:
+    req = urllib.request.Request(
+        f"{url}/data/projects/BENCH/experiments?format=json", headers={"Authorization": AUTH}
+    )
+    sid = json.loads(urllib.request.urlopen(req, timeout=30).read())["ResultSet"]["Result"][0]["ID"]
+    req = urllib.request.Request(
+        f"{url}/data/experiments/{sid}/scans/ALL/files?format=json",
+        headers={"Authorization": AUTH},
+    )
+    rows = json.loads(urllib.request.urlopen(req, timeout=60).read())["ResultSet"]["Result"]
+    return list(rows)
+
+
+def check(root: Path, rows: list[dict[str, str]], name: str) -> None:
+    want = sorted(r["digest"] for r in rows)
+    got = sorted(hashlib.md5(p.read_bytes()).hexdigest() for p in root.rglob("*.dcm"))
+    if got != want:
+        raise SystemExit(f"{name}: {len(got)} files, {len(want)} listed, or digests differ")
+
+
+# xnatpy's experiment.download_dir, step for step (XP: xnat/mixin.py:736-763): its model
+# classes need /xapi/schemas, which the sandbox does not serve, so the session's own
+# calls are made directly: the listing, one streamed zip into a temp file, extractall.
+XNATPY_SCRIPT = """
+import sys, tempfile, xnat
+from zipfile import ZipFile
+url, out = sys.argv[1], sys.argv[2]
+with xnat.connect(url, user="admin", password="admin", no_parse_model=True,
+                  loglevel="ERROR") as s:
+    uri = "/data/archive/projects/BENCH/subjects/BENCH_S/experiments/BENCH_E"
+    assert s.get_json(uri + "/scans/ALL/files")["ResultSet"]["Result"]
+    with tempfile.TemporaryFile() as temp:
+        s.download_stream(uri + "/scans/ALL/files", temp, format="zip", verbose=False)
+        with ZipFile(temp) as archive:
+            archive.extractall(out)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size-mb", type=int, default=512, help="session size (default 512)")
+    ap.add_argument("--file-kb", type=int, default=512, help="file size (default 512)")
+    ap.add_argument("--jobs", type=int, default=8, help="files at once, ours and curl's")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds of ours/curl (best kept)")
+    ap.add_argument("--skip-xnatpy", action="store_true")
+    ap.add_argument("--workdir", type=Path, help="where to put the data (default: a temp dir)")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-download-", dir=args.workdir))
+    try:
+        env = bench_env(work)
+        t0 = time.perf_counter()
+        n_files, total = seed(work / "sandbox", args.size_mb, args.file_kb)
+        print(
+            f"session: {n_files} files, {total / 1e6:.0f} MB in 4 scans "
+            f"(seeded in {time.perf_counter() - t0:.0f} s); {args.jobs} files at once"
+        )
+        sandbox = SandboxProcess(work / "sandbox", env)
+        url = sandbox.url
+        results: dict[str, tuple[float, int]] = {}
+
+        def keep(name: str, secs: float, rss: int) -> None:
+            best = results.get(name)
+            results[name] = (secs, rss) if best is None or secs < best[0] else best
+
+        try:
+            rows = listing(url)
+            for round_ in range(args.repeat):
+                out = work / f"ours{round_}"
+                secs, rss, _, stdout, _ = run_measured(
+                    [
+                        sys.executable,
+                        "-m",
+                        "xnat_tui",
+                        "download",
+                        "--project",
+                        "BENCH",
+                        "--out",
+                        str(out),
+                        "--server",
+                        url,
+                        "--user",
+                        "admin",
+                        "--jobs",
+                        str(args.jobs),
+                        "--yes",
+                        "--json",
+                    ],
+                    env,
+                    work / "tmp-ours",
+                )
+                assert json.loads(stdout)["ok"], stdout
+                check(out, rows, "ours")
+                shutil.rmtree(out)
+                keep("xnat-tui download (end to end)", secs, rss)
+
+                curl_out = work / f"curl{round_}"
+                config = work / "curl.cfg"
+                with open(config, "w") as fh:
+                    for i, r in enumerate(rows):
+                        fh.write(f'url = "{url}{r["URI"]}"\n')
+                        fh.write(f'output = "{curl_out}/{i:06d}.dcm"\n')
+                secs, rss, _, _, _ = run_measured(
+                    [
+                        "curl",
+                        "-sS",
+                        "--fail",
+                        "-u",
+                        "admin:admin",
+                        "--create-dirs",
+                        "--parallel",
+                        "--parallel-max",
+                        str(args.jobs),
+                        "-K",
+                        str(config),
+                    ],
+                    env,
+                    work / "tmp-curl",
+                )
+                check(curl_out, rows, "curl")
+                shutil.rmtree(curl_out)
+                keep(f"curl --parallel-max {args.jobs}", secs, rss)
+            if not args.skip_xnatpy:
+                xp_out = work / "xnatpy"
+                xp_out.mkdir()
+                secs, rss, _, _, _ = run_measured(
+                    [sys.executable, "-c", XNATPY_SCRIPT, url, str(xp_out)], env, work / "tmp-xp"
+                )
+                check(xp_out, rows, "xnatpy")
+                results["xnatpy download_dir (zip)"] = (secs, rss)
+        finally:
+            sandbox.stop()
+
+        print(f"\n{'method':<34} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9}")
+        for name, (secs, rss) in results.items():
+            print(f"{name:<34} {secs:8.2f} {total / 1e6 / secs:8.1f} {rss / 1e6:7.0f}MB")
+        ours, ours_rss = results["xnat-tui download (end to end)"]
+        curl = results[f"curl --parallel-max {args.jobs}"][0]
+        print(f"\nours vs curl in parallel: {curl / ours:.2f}x curl's throughput (goal >= 0.9)")
+        if "xnatpy download_dir (zip)" in results:
+            xp = results["xnatpy download_dir (zip)"][0]
+            print(f"ours vs xnatpy: {xp / ours:.2f}x faster (goal >= 2)")
+        print("client CPU seconds: " + ", ".join(f"{k[4:]} {v:.1f}" for k, v in CPU.items()))
+        print(f"our peak RSS: {ours_rss / 1e6:.0f} MB (goal <= 150)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
