@@ -44,6 +44,7 @@ from xnat_tui.transfer.remote_source import Wanted, remote_path
 from xnat_tui.transfer.types import (
     AnonOptions,
     Destination,
+    JobState,
     Overwrite,
     SourceFile,
     SourceSeries,
@@ -655,7 +656,8 @@ def running_engine(connection: Connection, journal: Journal) -> CopyEngine | Non
 
 async def _build(connection: Connection, journal: Journal, config: Config) -> JobEngine:
     """For ``transfers resume/retry`` and the Transfers panel: anonymizers of the
-    unfinished copy jobs prepared first (each job journals its own profile)."""
+    unfinished and failed (retryable) copy jobs prepared first (each job journals its
+    own profile)."""
     live = running_engine(connection, journal)
     if live is not None:
         return live
@@ -664,7 +666,8 @@ async def _build(connection: Connection, journal: Journal, config: Config) -> Jo
         for job in journal.jobs(
             server=connection.port.server_url, kinds=[JobKind.COPY, JobKind.MOVE]
         ):
-            if not job.state.finished and job.anonymization not in ("", "none"):
+            retryable = not job.state.finished or job.state is JobState.FAILED
+            if retryable and job.anonymization not in ("", "none"):
                 try:
                     await anons.prepare_job(connection.client, job)
                 except Exception as exc:  # that job fails with the reason; others go on

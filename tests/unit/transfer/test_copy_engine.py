@@ -13,7 +13,8 @@ from xnat_tui.dicom.synthetic import SeriesSpec, write_study
 from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.transfer.copy_engine import CopyEngine
 from xnat_tui.transfer.copy_routing import RoutingRewrite
-from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.journal import Journal, NewJob
+from xnat_tui.transfer.plan import PlannedJob
 from xnat_tui.transfer.retry import RetryPolicy
 from xnat_tui.transfer.types import Destination, JobState, SeriesState
 from xnat_tui.workflow import copy as copying
@@ -164,3 +165,42 @@ async def test_copy_and_move_jobs_share_one_engine_in_the_router(
         again = await copying._build(connection, journal, Config())
         assert again is not copy
         await again.close()
+
+
+async def test_a_failed_anonymized_copy_can_be_retried_by_the_routers_engine(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # 'transfers retry' and the panel's retry build the engine from the journal: a failed
+    # job's anonymization must be prepared too, or its retry fails as 'not prepared'.
+    from xnat_tui.config import Config
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "admin", "admin")) as client:
+        connection = connection_for(client, url=client.server, owned=False)
+        session = copying.CopySession(
+            connection, journal, settings=copying.CopySettings(anonymization="xnat")
+        )
+        sources = await session.sources("PILOT", everything=True)
+        targets = session.targets(sources)
+        plan = await session.plan(session.requests(sources, targets, "STUDY_B", move=False))
+        [jid] = journal.create_jobs(  # journalled as the engine would, never started
+            [_new_job(client.server, "admin", plan.sendable[0])]
+        )
+        journal.set_state(jid, JobState.FAILED, "import refused (a fault)")
+        engine = await copying._build(connection, journal, Config())
+        try:
+            assert isinstance(engine, CopyEngine) and engine.anonymizers is not None
+            assert engine.anonymizers.transform_for(journal.job(jid)) is not None
+        finally:
+            await engine.close()
+
+
+def _new_job(server: str, user: str, p: PlannedJob) -> NewJob:
+    r = p.request
+    return NewJob(
+        server=server, username=user, project=r.project, subject=r.subject, label=r.label,
+        study_uid=r.session.study_instance_uid, destination=r.destination,
+        overwrite=r.overwrite, series=p.series, anonymization=r.anonymization,
+        anon_options=r.anon_options.for_profile(r.anonymization), kind=r.kind,
+        params=dict(r.params),
+    )  # fmt: skip
