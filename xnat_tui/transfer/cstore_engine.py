@@ -403,8 +403,12 @@ class SendEngine:
             if run is None or run.paused or run.job.state.finished:
                 continue
             run.task = asyncio.create_task(self._run_job(run), name=f"dicom-send-{jid}")
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.shield(run.task)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    raise  # the engine closes; a paused or cancelled job is not that
             if run.task.done() and not run.task.cancelled() and run.task.exception():
                 exc = run.task.exception()
                 self._set_state(run, JobState.FAILED, f"internal error: {exc}")

@@ -32,6 +32,7 @@ from xnat_tui.workflow.targets import (
     propose,
     routed_project,
 )
+from xnat_tui.xnat.errors import NotFound, PermissionDenied
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,10 @@ def make_verifier(client: Any) -> Callable[[JobRecord, dict[str, int]], Any]:
         placed = [e for e in entries if e not in unassigned]
         archived: list[Any] = []
         if job.project and job.label:
-            with_label = await client.experiments(job.project, label=job.label)
+            try:
+                with_label = await client.experiments(job.project, label=job.label)
+            except (NotFound, PermissionDenied):
+                with_label = []  # a routed project that does not exist: Unassigned below
             archived = [e for e in with_label if not e.study_uid or e.study_uid == job.study_uid]
         triage = tuple(e.uri for e in entries)
         expected = sum(sent.values())
