@@ -31,7 +31,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(H
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -40,7 +39,7 @@ import urllib.request  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbox_process import SandboxProcess  # noqa: E402 - a sibling of this script
+from sandbox_process import SandboxProcess, bench_env  # noqa: E402 - a sibling script
 from upload import CPU, generate, run_measured  # noqa: E402 - the upload benchmark's tools
 
 AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
@@ -67,19 +66,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-copy-", dir=args.workdir))
     try:
-        env = dict(os.environ)
-        env.update(
-            HOME=str(work / "home"),
-            XDG_STATE_HOME=str(work / "state"),
-            XDG_CACHE_HOME=str(work / "cache"),
-            XDG_CONFIG_HOME=str(work / "config"),
-            XNAT_TUI_CONFIG=str(work / "config.toml"),
-            NO_PROXY="127.0.0.1,localhost",
-            XNAT_PASS="admin",
-            PYTHONPATH=str(ROOT),
-        )
-        for k in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-            env.pop(k, None)
+        env = bench_env(work)
         src = work / "src"
         t0 = time.perf_counter()
         n_files, total = generate(src, args.size_mb, args.file_kb)
