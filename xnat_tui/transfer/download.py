@@ -79,8 +79,13 @@ class FileSystem(Protocol):
 
 
 class LocalFileSystem:
+    def __init__(self) -> None:
+        self._made: set[Path] = set()
+
     def open_part(self, path: Path, *, append: bool) -> BinaryIO:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
         return open(path, "ab" if append else "wb")  # noqa: SIM115 - closed by finish()
 
     def finish(self, handle: BinaryIO, part: Path, final: Path) -> None:
@@ -793,14 +798,26 @@ class DownloadEngine:
             check.content_type = reply.content_type
             if reply.start and offset:
                 await asyncio.to_thread(_feed_file, check, part)
-            handle = self.fs.open_part(part, append=bool(reply.start))
             key = (f.uid, f.idx)
+            opened: list[BinaryIO] = []
+            append = bool(reply.start)
 
             def store(chunks: list[bytes]) -> None:
-                # MD5 and the write release the GIL: they run beside the network loop.
+                # In a worker thread: MD5, open and write release the GIL, so they run
+                # beside the network loop. Checked before written: an error page is
+                # refused before any .part exists.
                 for chunk in chunks:
                     check.feed(chunk)
-                    handle.write(chunk)
+                    if not opened:
+                        opened.append(self.fs.open_part(part, append=append))
+                    opened[0].write(chunk)
+                if not opened:
+                    opened.append(self.fs.open_part(part, append=append))
+
+            def close() -> None:
+                if opened:
+                    with contextlib.suppress(OSError):  # a full disk fails the close too
+                        opened[0].close()
 
             try:
                 run.moving[key] = reply.start
@@ -813,19 +830,17 @@ class DownloadEngine:
                     if pending >= BATCH:
                         await asyncio.to_thread(store, batch)
                         batch, pending = [], 0
-                if batch:
+                if batch or not opened:
                     await asyncio.to_thread(store, batch)
                 md5 = check.finish()
             except download_ops.IntegrityError:
-                with contextlib.suppress(OSError):
-                    handle.close()
+                close()
                 self.fs.remove(part)  # wrong bytes are never resumed from
                 raise
             except BaseException:
-                with contextlib.suppress(OSError):  # a full disk fails the close too
-                    handle.close()  # a cut body stays .part, resumable with Range
+                close()  # a cut body stays .part, resumable with Range
                 raise
-            await asyncio.to_thread(self.fs.finish, handle, part, final)
+            await asyncio.to_thread(self.fs.finish, opened[0], part, final)
         return check.how, md5
 
     def _file_failed(self, run: _DownloadRun, f: _DownloadFile, exc: BaseException) -> None:

@@ -172,6 +172,7 @@ class FullDisk(LocalFileSystem):
     """Room for ``budget`` bytes, then ENOSPC, like a disk that fills up."""
 
     def __init__(self, budget: int) -> None:
+        super().__init__()
         self.budget = budget
 
     def open_part(self, path: Path, *, append: bool) -> BinaryIO:
