@@ -46,9 +46,18 @@ AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
 
 
 def request(url: str, method: str = "GET") -> bytes:
+    """An idempotent set-up request (PUT a project, GET a listing), tried three times: a
+    sandbox just started on a busy machine may drop the first connection."""
     req = urllib.request.Request(url, method=method, headers={"Authorization": AUTH})
-    with urllib.request.urlopen(req, timeout=60) as reply:
-        return bytes(reply.read())
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(req, timeout=60) as reply:
+                return bytes(reply.read())
+        except (ConnectionError, TimeoutError):
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def xnat_tui(*args: str) -> list[str]:
