@@ -118,7 +118,15 @@ class BrowserScreen(AppScreen, Screen[None]):
         self.model: BrowseModel | None = None
         # Each action's key, bound on this instance (the list is open to other workflows).
         for i, action in enumerate(self.actions):
-            self._bindings.bind(action.key, f"run_action_at({i})", action.label)
+            self._bindings._add_binding(
+                Binding(
+                    action.key,
+                    f"run_action_at({i})",
+                    action.label,
+                    tooltip=action.description,
+                    id=action.id,
+                )
+            )
 
     def compose(self) -> ComposeResult:
         yield Header()
