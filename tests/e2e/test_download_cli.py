@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.test_reliability_cli import set_faults, wait_for
 from tests.unit.transfer.e2e_support import cli, spawn
+from tests.unit.transfer.test_download_engine import archive_bytes
 from xnat_tui.sandbox.server import SandboxThread
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
@@ -21,17 +22,9 @@ pytestmark = pytest.mark.e2e
 
 
 def server_bytes(thread: SandboxThread, label: str) -> dict[str, bytes]:
-    def read() -> dict[str, bytes]:
-        store = thread.server.store  # type: ignore[union-attr]
-        row = next(r for r in store.list_experiments() if r["label"] == label)
-        out: dict[str, bytes] = {}
-        for scan in store.list_scans(row["id"]):
-            for res in store.list_resources(row["id"], int(scan["pk"])):
-                for f in store.list_files(int(res["id"])):
-                    out[f"{scan['scan_id']}/{f['name']}"] = store.file_path(f).read_bytes()
-        return out
-
-    return thread.call(read)
+    server = thread.server
+    assert server is not None
+    return thread.call(lambda: archive_bytes(server.store, label))
 
 
 def xnat_layout_bytes(out: Path, label: str) -> dict[str, bytes]:

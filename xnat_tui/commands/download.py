@@ -129,20 +129,11 @@ def run(args: argparse.Namespace) -> int:
         return report_error(exc)
 
 
-def _confirm(text: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    try:
-        answer = input(f"{text} [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
-
-
 async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
     from xnat_tui.commands._connect import open_client
     from xnat_tui.commands._console import (
         Reporter,
+        confirm,
         keep_running_on_hangup,
         reporter_mode,
         run_until_done,
@@ -187,7 +178,7 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
                 print(json.dumps({"ok": False, "jobs": [], "empty": plan.empty}, indent=2))
             print("error: nothing to download", file=sys.stderr)
             return EXIT_FAILED
-        if not args.yes and not _confirm(f"Download {len(plan.downloads)} session(s)?"):
+        if not args.yes and not confirm(f"Download {len(plan.downloads)} session(s)?"):
             print(
                 "not confirmed: nothing downloaded (use --yes to download without asking)",
                 file=sys.stderr,

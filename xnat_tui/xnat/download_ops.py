@@ -248,6 +248,8 @@ def _reply(response: aiohttp.ClientResponse, offset: int) -> FileReply:
 
 class IntegrityError(XnatError):
     """The bytes are not the file: an error page, the wrong size, or the wrong MD5.
+    The message says what is wrong, not which file (the caller knows, and failures of
+    many files for one reason then read as one).
 
     Retriable: a proxy's error page or a corrupted transfer may not happen again.
     """
@@ -267,18 +269,18 @@ def _error_page(head: bytes, content_type: str, name: str) -> str | None:
         return None
     ctype = content_type.split(";", 1)[0].strip().lower()
     if ctype in ("text/html", "application/xhtml+xml"):
-        return f"the server sent an HTML page ({ctype}) instead of {name}"
+        return f"the server sent an HTML page ({ctype}) instead of the file"
     if head.lstrip()[:9].lower().startswith(_HTML_STARTS):
-        return f"the server sent an HTML/XML page instead of {name}"
+        return "the server sent an HTML/XML page instead of the file"
     return None
 
 
 def _bad_magic(head: bytes, name: str, size: int) -> str | None:
     low = name.lower()
     if low.endswith(".zip") and size >= 4 and not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return f"{name} is not a zip (no zip signature)"
+        return "not a zip (no zip signature), though named .zip"
     if low.endswith(".dcm") and size >= 132 and head[128:132] != b"DICM":
-        return f"{name} is not a DICOM Part 10 file (no DICM marker)"
+        return "not a DICOM Part 10 file (no DICM marker), though named .dcm"
     return None
 
 
@@ -315,20 +317,20 @@ class Verifier:
         self.count += len(chunk)
         if self.expected_size is not None and self.count > self.expected_size:
             raise IntegrityError(
-                f"{self.name}: the server sent more than the {self.expected_size} bytes listed"
+                f"the server sent more than the {self.expected_size} bytes listed"
             )
 
     def finish(self) -> str:
         """The MD5 hex of the whole file; raises IntegrityError when it is not the file."""
         if self.expected_size is not None and self.count != self.expected_size:
             raise IntegrityError(
-                f"{self.name}: {self.count} bytes received, {self.expected_size} listed"
+                f"{self.count} bytes received, {self.expected_size} listed"
             )
         got = self.md5.hexdigest()
         if self.digest:
             if got != self.digest:
                 raise IntegrityError(
-                    f"{self.name}: MD5 {got} does not match the server's digest {self.digest}"
+                    f"MD5 {got} does not match the server's digest {self.digest}"
                 )
         else:
             # No digest to trust: at least the bytes must look like what the name says.

@@ -11,6 +11,7 @@ from typing import BinaryIO
 import pytest_asyncio
 
 from xnat_tui.sandbox.server import SandboxServer
+from xnat_tui.sandbox.store import Store
 from xnat_tui.transfer.download import PART, DownloadEngine, LocalFileSystem
 from xnat_tui.transfer.events import JobProgress, JobStateChanged
 from xnat_tui.transfer.journal import Journal
@@ -32,8 +33,11 @@ async def client(sandbox: SandboxServer) -> AsyncIterator[XnatClient]:
 
 
 def server_files(sandbox: SandboxServer, label: str) -> dict[str, bytes]:
-    """scan id/name → bytes, straight from the sandbox's store."""
-    store = sandbox.store
+    return archive_bytes(sandbox.store, label)
+
+
+def archive_bytes(store: Store, label: str) -> dict[str, bytes]:
+    """scan id/name → bytes of an archived session, straight from the sandbox's store."""
     row = next(r for r in store.list_experiments() if r["label"] == label)
     out: dict[str, bytes] = {}
     for scan in store.list_scans(row["id"]):
