@@ -3,13 +3,25 @@ every state, cache and config folder under the run's work folder, no proxy."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sandbox_process import bench_env  # noqa: E402 - a script folder, not a package
+
+def _load_sandbox_process():  # type: ignore[no-untyped-def]
+    # Loaded by path, not by putting the script folder on this process's import path.
+    spec = importlib.util.spec_from_file_location(
+        "bench_sandbox_process", ROOT / "benchmarks" / "sandbox_process.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_env = _load_sandbox_process().bench_env
 
 
 def test_bench_env_keeps_everything_under_the_work_folder(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -22,10 +34,17 @@ def test_bench_env_keeps_everything_under_the_work_folder(tmp_path: Path, monkey
 
 
 def test_the_benchmarks_use_the_one_setup() -> None:
-    for name in ("archives.py", "upload.py", "download.py"):
+    for name in ("archives.py", "upload.py", "download.py", "project_copy.py"):
         path = ROOT / "benchmarks" / name
         if not path.exists():  # a benchmark not in this checkout
             continue
         text = path.read_text()
         assert "bench_env(work)" in text, name
         assert "XDG_STATE_HOME" not in text, f"{name} sets up its own environment again"
+
+
+def test_no_benchmark_script_is_named_like_a_standard_module() -> None:
+    # A script's folder comes first on its import path: a benchmarks/copy.py made every
+    # sibling script's 'import copy' (argparse's, pydicom's) load it instead.
+    names = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    assert names & set(sys.stdlib_module_names) == set()

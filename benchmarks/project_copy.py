@@ -13,28 +13,21 @@ project BENCH_SRC by ``xnat-tui upload`` first, not timed), then in the same run
   destination's import service (into the prearchive, no commit: less work than ours).
   Its time is the sum of both; its temp disk is the zip (goal: ours >= 1.0x).
 
-Usage: ``python benchmarks/copy.py [--size-mb 1024] [--file-kb 512] [--repeat 1]``.
+Usage: ``python benchmarks/project_copy.py [--size-mb 1024] [--file-kb 512] [--repeat 1]``.
 Needs ~5x the size in free disk (source files, the sandbox's copies, curl's zip).
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import json
+import shutil
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
-
-# This script is named like the standard library's copy module, and its folder comes
-# first on the import path: put the folder last, so 'import copy' (pydicom's, argparse's)
-# finds the standard one and the sibling scripts are still found.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
