@@ -70,6 +70,7 @@ def test_resume_runs_a_job_with_the_engine_of_its_kind(
         built.append(engine)
         return engine
 
+    jobs._load_workflows()  # the real modules register theirs first; the fake replaces it
     monkeypatch.setitem(jobs._BUILDERS, JobKind.DOWNLOAD, build)
     journal = Journal()
     job = replace(
