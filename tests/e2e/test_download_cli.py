@@ -152,7 +152,9 @@ def test_kill_9_mid_download_then_resume_finishes_verified(
     assert job.state is JobState.SENDING
     before = len(j.done_files(job.id))
     j.close()
-    assert 2 <= before < 7
+    # Marks go to the journal in batches: some finished files may not be marked yet;
+    # the resume finds those on disk by their MD5 and does not fetch them again.
+    assert before < 7
     # Nothing under a final name is incomplete.
     expected = server_bytes(sandbox_thread, "PIL_900_MR1")
     partial = xnat_layout_bytes(out, "PIL_900_MR1")

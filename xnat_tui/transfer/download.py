@@ -52,6 +52,7 @@ from xnat_tui.xnat.errors import AuthenticationError, NotFound
 
 PART = ".part"
 BATCH = 1 << 20  # bytes hashed and written per hop to a worker thread
+MARK_BATCH = 64  # verified files marked in the journal per transaction, at most
 _TABLE = """
 CREATE TABLE IF NOT EXISTS download_files(
     job_id TEXT NOT NULL,
@@ -203,6 +204,10 @@ class _DownloadRun:
     cursor: int = 0
     tasks: dict[tuple[str, int], asyncio.Task[None]] = field(default_factory=dict)
     moving: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Verified files not yet marked in the journal: written in batches (a tick, the end
+    # of the job). Losing them to a crash costs nothing: the file under its final name
+    # is complete, and a resume finds it by its MD5 (or size) without fetching it.
+    marks: list[tuple[tuple[str, int], str]] = field(default_factory=list)
     fatal: str = ""
     finalizing: bool = False
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
@@ -482,6 +487,8 @@ class DownloadEngine:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for run in self._runs.values():
+            with contextlib.suppress(Exception):
+                self._flush(run)
             self._release(run)
         self._hub.close()
 
@@ -621,6 +628,8 @@ class DownloadEngine:
                 run.samples.append((now, run.progress()[0]))
                 while run.samples and now - run.samples[0][0] > 5.0:
                     run.samples.popleft()
+            for run in self._runs.values():
+                self._flush(run)
             if moving:
                 jobs = tuple(self._progress(r) for r in self._runs.values() if not r.state.finished)
                 sent = sum(j.bytes_sent for j in jobs)
@@ -700,6 +709,8 @@ class DownloadEngine:
         task.add_done_callback(done)
 
     def _maybe_finish(self, run: _DownloadRun) -> None:
+        if not run.tasks:
+            self._flush(run)
         if run.state.finished or run.paused or run.tasks or run.finalizing:
             return
         if run.fatal:
@@ -775,7 +786,9 @@ class DownloadEngine:
             self._file_failed(run, f, exc)
             return
         f.done, f.how = True, how
-        self.journal.files_done(run.job_id, [(f.uid, f.idx)], [md5])
+        run.marks.append(((f.uid, f.idx), md5))
+        if len(run.marks) >= MARK_BATCH:
+            self._flush(run)
 
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
         final, part = f.local, f.local.with_name(f.local.name + PART)
@@ -842,6 +855,11 @@ class DownloadEngine:
                 raise
             await asyncio.to_thread(self.fs.finish, opened[0], part, final)
         return check.how, md5
+
+    def _flush(self, run: _DownloadRun) -> None:
+        if run.marks:
+            marks, run.marks = run.marks, []
+            self.journal.files_done(run.job_id, [k for k, _ in marks], [m for _, m in marks])
 
     def _file_failed(self, run: _DownloadRun, f: _DownloadFile, exc: BaseException) -> None:
         text = str(exc) or type(exc).__name__
