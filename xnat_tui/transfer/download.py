@@ -719,7 +719,11 @@ class DownloadEngine:
             return
         if not run.state.active:
             return
-        if any(not f.done and not f.failed for f in run.files):
+        # No task runs: everything before the cursor is done or failed, so a cursor
+        # short of the end means files still to fetch (no walk over all of them).
+        while run.cursor < len(run.files) and _settled(run, run.files[run.cursor]):
+            run.cursor += 1
+        if run.cursor < len(run.files):
             return
         failed = [f for f in run.files if f.failed]
         if failed:
