@@ -13,6 +13,7 @@ memory and never written back to the user's files.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -327,6 +328,10 @@ def open_link(
         evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
     )
     if assoc.is_established:
+        # pynetdicom leaves Nagle on: each small PDU then waits for the peer's delayed
+        # ACK (~40-90 ms an instance on loopback). A C-STORE is request/response.
+        with contextlib.suppress(AttributeError, OSError):
+            assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
         accepted = {
             (str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts
         }
