@@ -385,3 +385,69 @@ def template_pattern(template: str, tag: str = DEFAULT_SITE_TAG) -> Pattern:
     for i, part in enumerate(parts):
         out.append(f"(?P<{part}>[\\w-]+)" if i % 2 else re.escape(part))
     return Pattern(tag=tag, regex="".join(out))
+
+
+# ---- rewriting routing for a new home (project copy) -------------------------------
+
+
+def rewrite_routing(
+    fields: Mapping[str, str],
+    project: str,
+    subject: str,
+    session: str,
+    patterns: Sequence[PatternLike] = (),
+) -> dict[str, str]:
+    """New values for the keywords in ``fields`` whose routing names other labels.
+
+    What ``propose`` reads is what is rewritten: the spans a site pattern's named groups
+    captured, and the values of XNAT's ``Project:``/``Subject:``/``Session:`` assignments,
+    are replaced by the new labels; everything around them is kept. A copied session sent
+    on again (or through a receiver) then routes to its new home, not back to the old one.
+    """
+    new = {"project": project, "subject": subject, "session": session}
+    out: dict[str, str] = {}
+    for p in patterns:
+        text = out.get(p.tag, fields.get(p.tag, ""))
+        rx = _compile(p.regex)
+        m = rx.search(text) if text and rx is not None else None
+        if m is None or rx is None:
+            continue
+        spans = sorted(
+            (m.span(name), name)
+            for name in ROUTING_FIELDS
+            if name in rx.groupindex and m.group(name) is not None
+        )
+        pieces, pos = [], 0
+        for (start, end), name in spans:
+            pieces += [text[pos:start], new[name]]
+            pos = end
+        replaced = "".join(pieces) + text[pos:]
+        if replaced != text:
+            out[p.tag] = replaced
+    for tag in XNAT_ROUTING_TAGS:
+        text = original = fields.get(tag, "")
+        for key, value in (("Project", project), ("Subject", subject), ("Session", session)):
+            m = _assignment_regex(key).match(text)
+            if m is not None and m.group(1):
+                text = text[: m.start(1)] + value + text[m.end(1) :]
+        if text != original:
+            out[tag] = text
+    return out
+
+
+_LITERAL_PREFIX = re.compile(r"(?:[^\\.^$*+?{}\[\]|()]|\\[^A-Za-z0-9])+")
+
+
+def routing_marker(patterns: Sequence[PatternLike]) -> re.Pattern[bytes] | None:
+    """A byte search that any file with routing matches (each pattern's leading literal
+    text; XNAT's ``Project``/``Subject``/``Session`` keys in any case, as its extractor
+    reads them), so most files are passed on without being parsed. None: a pattern starts
+    with no literal to look for, so every file must be read."""
+    markers = [b"project", b"subject", b"session"]
+    for p in patterns:
+        m = _LITERAL_PREFIX.match(p.regex)
+        literal = re.sub(r"\\(.)", r"\1", m.group(0)) if m else ""
+        if len(literal) < 3:
+            return None
+        markers.append(literal.lower().encode())
+    return re.compile(b"|".join(re.escape(m) for m in markers), re.IGNORECASE)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xnat_tui.dicom.routing import PatternLike
 from xnat_tui.transfer.anon import AnonymizerSet
-from xnat_tui.transfer.copy_routing import RoutingRewrite
+from xnat_tui.transfer.copy_routing import DEFAULT_PATTERNS, RoutingRewrite
 from xnat_tui.transfer.engine import TransferEngine, TransformFactory, _Run
 from xnat_tui.transfer.journal import JobRecord, Journal
 from xnat_tui.transfer.kinds import JobKind
@@ -88,11 +89,13 @@ class CopyEngine(TransferEngine):
         *,
         anon_for: TransformFactory | None = None,
         anonymizers: AnonymizerSet | None = None,
+        routing_patterns: Sequence[PatternLike] = DEFAULT_PATTERNS,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("kinds", COPY_KINDS)
         super().__init__(server, journal, transform_for=self._transform, **kwargs)
         self.source = source
+        self.routing_patterns = tuple(routing_patterns)
         # The prepared anonymizers (scripts per destination project): a caller adding a
         # job with a new destination or profile prepares it here first. Closed with us.
         self.anonymizers = anonymizers
@@ -128,7 +131,7 @@ class CopyEngine(TransferEngine):
         return ok
 
     def _transform(self, job: JobRecord) -> FileTransform | None:
-        rewrite = RoutingRewrite(job.project, job.subject, job.label)
+        rewrite = RoutingRewrite(job.project, job.subject, job.label, self.routing_patterns)
         anon = self._anon_for(job) if self._anon_for is not None else None
 
         def transform(path: Path, data: bytes) -> bytes:

@@ -13,56 +13,60 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import pydicom
 
-from xnat_tui.dicom.routing import XNAT_ROUTING_TAGS, xnat_assignment_text
+from xnat_tui.dicom.routing import (
+    XNAT_ROUTING_TAGS,
+    Pattern,
+    PatternLike,
+    rewrite_routing,
+    routing_marker,
+    template_pattern,
+)
 
-_SITE = re.compile(r"xnat://[\w-]+/[\w-]+/[\w-]+")
-_XNAT = re.compile(r"Project:\s*\S+(?:\s+Subject:\s*\S+)?(?:\s+Session:\s*\S+)?")
-_MARKERS = (b"xnat://", b"Project:")
+# The site convention when the config names none (the config's default is the same).
+DEFAULT_PATTERNS: tuple[PatternLike, ...] = (
+    template_pattern("xnat://{project}/{subject}/{session}"),
+)
 
 
 @dataclass(frozen=True)
 class RoutingRewrite:
-    """The destination's labels; called on each file's bytes (deterministic)."""
+    """The destination's labels; called on each file's bytes (deterministic).
+
+    The routing is found and rewritten by ``dicom.routing`` (the one parser the scanner,
+    the sender and the sandbox receiver use), with the site patterns of the config.
+    """
 
     project: str
     subject: str
     session: str
+    patterns: Sequence[PatternLike] = DEFAULT_PATTERNS
+    _marker: re.Pattern[bytes] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patterns", tuple(Pattern(p.tag, p.regex) for p in self.patterns))
+        object.__setattr__(self, "_marker", routing_marker(self.patterns))
 
     def __call__(self, data: bytes) -> bytes:
-        if not any(m in data for m in _MARKERS):
+        marker = self._marker
+        if marker is not None and not marker.search(data):
             return data
         try:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
         except Exception:  # not DICOM we can parse: sent as it is, as uploads do
             return data
-        changed = False
-        site = f"xnat://{self.project}/{self.subject}/{self.session}"
-        value = ds.get("StudyDescription")
-        if isinstance(value, str) and _SITE.search(value):
-            ds.StudyDescription = _SITE.sub(site, value)
-            changed = True
-        text = xnat_assignment_text(self.project, self.subject, self.session)
-        for keyword in XNAT_ROUTING_TAGS:
-            value = ds.get(keyword)
-            if isinstance(value, str) and _XNAT.search(value):
-                setattr(ds, keyword, _XNAT.sub(text, value))
-                changed = True
-        if not changed:
+        keywords = {p.tag for p in self.patterns} | set(XNAT_ROUTING_TAGS)
+        fields = {k: str(ds.get(k)) for k in keywords if isinstance(ds.get(k), str)}
+        changes = rewrite_routing(fields, self.project, self.subject, self.session, self.patterns)
+        if not changes:
             return data
+        for keyword, value in changes.items():
+            setattr(ds, keyword, value)
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=False)
         return out.getvalue()
 
-
-def study_description(data: bytes) -> str:
-    """StudyDescription of one file ('' when absent or unreadable)."""
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-    except Exception:
-        return ""
-    value = ds.get("StudyDescription")
-    return str(value) if value is not None else ""

@@ -35,8 +35,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xnat_tui.config import Config
+from xnat_tui.dicom.routing import PatternLike
 from xnat_tui.transfer.anon import AnonymizerSet
 from xnat_tui.transfer.copy_engine import CopyEngine, SourceFileInfo, SourceReader
+from xnat_tui.transfer.copy_routing import DEFAULT_PATTERNS
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.plan import JobRequest, Plan, PlannedJob
@@ -80,6 +82,9 @@ class CopySettings:
     variables: dict[str, str] = field(default_factory=dict)
     concurrency: int = 4
     via_disk: Path | None = None
+    # The site's routing conventions ([defaults] routing_patterns): the routing strings
+    # a copy rewrites for the destination are the ones the scanner would read.
+    routing_patterns: tuple[PatternLike, ...] = DEFAULT_PATTERNS
 
 
 def settings_for(
@@ -97,6 +102,7 @@ def settings_for(
         anonymization=anonymization or config.copy.anonymization,
         concurrency=concurrency or config.defaults.concurrency,
         via_disk=via_disk,
+        routing_patterns=tuple(config.defaults.routing_patterns),
     )
 
 
@@ -537,6 +543,7 @@ def build_engine(
         source_reader(client, via_disk=settings.via_disk),
         anonymizers=anonymizers or AnonymizerSet(),
         concurrency=settings.concurrency,
+        routing_patterns=settings.routing_patterns,
     )
 
 

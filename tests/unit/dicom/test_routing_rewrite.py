@@ -1,0 +1,56 @@
+"""A copy rewrites the routing the DICOM carries with the same parser that reads it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pydicom
+
+from xnat_tui.dicom.routing import Pattern, propose, rewrite_routing, routing_marker
+from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+from xnat_tui.transfer.copy_routing import RoutingRewrite
+
+SITE = Pattern("StudyDescription", r"xnat://(?P<project>[\w-]+)/(?P<subject>[\w-]+)/(?P<session>[\w-]+)")
+# A site whose convention is its own: project and subject in Study Comments.
+OWN = Pattern("StudyComments", r"STUDY=(?P<project>[\w-]+);SUBJ=(?P<subject>[\w-]+)")
+
+
+def test_what_the_scanner_reads_is_what_is_rewritten_and_the_rest_is_kept() -> None:
+    fields = {
+        "StudyDescription": "Brain xnat://PILOT/S1/E1 (repeat)",
+        "StudyComments": "STUDY=PILOT;SUBJ=S1;visit 2",
+        "PatientComments": "consented; project: PILOT Subject:S1",
+    }
+    out = rewrite_routing(fields, "NEW", "S9", "E9", [SITE, OWN])
+    assert out == {
+        "StudyDescription": "Brain xnat://NEW/S9/E9 (repeat)",
+        "StudyComments": "STUDY=NEW;SUBJ=S9;visit 2",
+        "PatientComments": "consented; project: NEW Subject:S9",
+    }
+    # Read back by the one parser, every proposal names the new home.
+    for proposal in propose({**fields, **out}, [SITE, OWN]):
+        assert proposal.project == "NEW" and proposal.subject in ("S9", "")
+    assert rewrite_routing({"StudyDescription": "Brain"}, "NEW", "S", "E", [SITE]) == {}
+
+
+def test_the_byte_prefilter_finds_every_convention_or_gives_up() -> None:
+    marker = routing_marker([SITE, OWN])
+    assert marker is not None
+    assert marker.search(b"..STUDY=P;SUBJ=S..") and marker.search(b"..PROJECT: P..")
+    assert not marker.search(b"plain pixels and a description")
+    # A pattern that starts with a group has no literal to look for: read every file.
+    assert routing_marker([Pattern("StudyDescription", r"(?P<project>\w+)-x")]) is None
+
+
+def test_a_copy_rewrites_the_sites_own_convention_in_the_bytes(tmp_path: Path) -> None:
+    study = write_study(
+        tmp_path,
+        patient_id="P1",
+        series=[SeriesSpec("MR", 1, "T1", 1)],
+        extra={"StudyComments": "STUDY=PILOT;SUBJ=PIL_900"},
+    )
+    data = study.series[0].paths[0].read_bytes()
+    out = RoutingRewrite("STUDY_A", "SA_001", "SA_001_MR1", [OWN])(data)
+    assert pydicom.dcmread(io.BytesIO(out)).StudyComments == "STUDY=STUDY_A;SUBJ=SA_001"
+    assert RoutingRewrite("STUDY_A", "SA_001", "SA_001_MR1", [SITE])(data) is data
