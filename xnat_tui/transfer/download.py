@@ -21,8 +21,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -48,7 +50,7 @@ from xnat_tui.transfer.types import (
 )
 from xnat_tui.xnat import download_ops
 from xnat_tui.xnat.client import XnatClient
-from xnat_tui.xnat.errors import AuthenticationError, NotFound
+from xnat_tui.xnat.errors import AuthenticationError, NotFound, SessionExpired
 
 PART = ".part"
 BATCH = 1 << 20  # bytes hashed and written per hop to a worker thread
@@ -249,6 +251,7 @@ class DownloadEngine:
         fs: FileSystem | None = None,
         progress_interval: float = 0.25,
         lease_ttl: float = 30.0,
+        threaded: bool = True,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -261,6 +264,14 @@ class DownloadEngine:
         self.progress_interval = progress_interval
         self.lease_ttl = lease_ttl
         self.owner = make_owner()
+        # Files move in worker threads (blocking connections) unless a proxy is in the
+        # way; then on the event loop through the client's aiohttp session.
+        self.fetcher = (
+            download_ops.ThreadedFetcher(client)
+            if threaded and download_ops.ThreadedFetcher.usable(client)
+            else None
+        )
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="download")
         self._hub = EventHub()
         self._runs: dict[str, _DownloadRun] = {}
         self._wake = asyncio.Event()
@@ -490,6 +501,8 @@ class DownloadEngine:
             with contextlib.suppress(Exception):
                 self._flush(run)
             self._release(run)
+        # Threads stop at their next chunk (their tasks were cancelled above).
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._hub.close()
 
     # ============================================================== internals
@@ -811,6 +824,8 @@ class DownloadEngine:
             self.fs.remove(part)
             offset = 0
         check = download_ops.Verifier(name, size=f.size, digest=f.digest)
+        if self.fetcher is not None:
+            return await self._fetch_threaded(run, f, part, offset, check)
         async with download_ops.open_file(self.client, f.uri, offset=offset, what=name) as reply:
             check.content_type = reply.content_type
             if reply.start and offset:
@@ -858,6 +873,105 @@ class DownloadEngine:
                 close()  # a cut body stays .part, resumable with Range
                 raise
             await asyncio.to_thread(self.fs.finish, opened[0], part, final)
+        return check.how, md5
+
+    async def _fetch_threaded(
+        self,
+        run: _DownloadRun,
+        f: _DownloadFile,
+        part: Path,
+        offset: int,
+        check: download_ops.Verifier,
+    ) -> tuple[str, str]:
+        """The whole file in a worker thread; a 401 renews the session here, on the loop."""
+        assert self.fetcher is not None
+        stop = threading.Event()
+        try:
+            for attempt in (0, 1):
+                headers, generation = self.fetcher.prepare()
+                try:
+                    # Its own threads, one per file at once: blocking network reads must
+                    # never starve the default executor (others' file I/O runs there).
+                    return await asyncio.get_running_loop().run_in_executor(
+                        self._pool,
+                        self._transfer,
+                        run,
+                        f,
+                        part,
+                        offset,
+                        check,
+                        headers,
+                        generation,
+                        stop,
+                    )
+                except download_ops.NeedLogin as need:
+                    if attempt == 1:
+                        raise SessionExpired(
+                            f"Cannot download {f.local.name}: the server refuses the renewed "
+                            "session",
+                            retriable=True,
+                            status=401,
+                        ) from None
+                    await self.client._relogin(need.generation)
+            raise AssertionError("unreachable")  # pragma: no cover
+        except asyncio.CancelledError:
+            stop.set()  # the thread stops at its next chunk; the .part stays
+            raise
+
+    def _transfer(
+        self,
+        run: _DownloadRun,
+        f: _DownloadFile,
+        part: Path,
+        offset: int,
+        check: download_ops.Verifier,
+        headers: dict[str, str],
+        generation: int,
+        stop: threading.Event,
+    ) -> tuple[str, str]:
+        """GET, check, write, fsync, rename: one file, blocking (in a worker thread)."""
+        assert self.fetcher is not None
+        reply = self.fetcher.get(f.uri, headers, generation, offset=offset, what=f.local.name)
+        check.content_type = reply.content_type
+        key = (f.uid, f.idx)
+        handle: BinaryIO | None = None
+        complete = False
+        try:
+            if reply.start and offset:
+                _feed_file(check, part)
+            view = memoryview(bytearray(BATCH))
+            run.moving[key] = reply.start
+            while True:
+                if stop.is_set():
+                    raise asyncio.CancelledError
+                n = reply.readinto(view)
+                if not n:
+                    break
+                chunk = view[:n]
+                check.feed(chunk)  # before anything is written: no .part for an error page
+                if handle is None:
+                    handle = self.fs.open_part(part, append=bool(reply.start))
+                handle.write(chunk)
+                run.moving[key] += n
+            complete = True
+            if handle is None:
+                handle = self.fs.open_part(part, append=bool(reply.start))
+            md5 = check.finish()
+        except download_ops.IntegrityError:
+            if handle is not None:
+                with contextlib.suppress(OSError):
+                    handle.close()
+            self.fs.remove(part)  # wrong bytes are never resumed from
+            raise
+        except BaseException:
+            if handle is not None:
+                with contextlib.suppress(OSError):  # a full disk fails the close too
+                    handle.close()  # a cut body stays .part, resumable with Range
+            raise
+        finally:
+            if not complete:
+                self.fetcher.drop()  # the rest of the body is unread: no reuse
+        self.fs.finish(handle, part, f.local)
         return check.how, md5
 
     def _flush(self, run: _DownloadRun) -> None:

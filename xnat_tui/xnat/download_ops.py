@@ -16,18 +16,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
+import http.client
 import re
+import ssl
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 from xml.etree import ElementTree as ET
 
 import aiohttp
+from yarl import URL
 
 from xnat_tui.xnat import tables
 from xnat_tui.xnat.client import XnatClient
@@ -40,6 +45,7 @@ from xnat_tui.xnat.errors import (
     extract_server_message,
 )
 from xnat_tui.xnat.models import RemoteFile, data_uri
+from xnat_tui.xnat.transport import USER_AGENT
 
 CHUNK = 1 << 20
 READ_BUFFER = 4 << 20
@@ -243,6 +249,181 @@ def _reply(response: aiohttp.ClientResponse, offset: int) -> FileReply:
     )
 
 
+# ---------------------------------------------------------------- one file, in a thread
+
+
+class NeedLogin(Exception):
+    """The server answered 401 to a threaded GET: the session must be renewed (on the
+    event loop, by the client) and the file asked for again."""
+
+    def __init__(self, generation: int) -> None:
+        super().__init__("session expired")
+        self.generation = generation
+
+
+@dataclass
+class BlockingReply:
+    """A threaded GET's answer, as :class:`FileReply` describes one."""
+
+    status: int
+    start: int
+    length: int | None
+    total: int | None
+    content_type: str
+    last_modified: float | None
+    response: http.client.HTTPResponse
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            return self.response.readinto(buffer)
+        except (OSError, http.client.HTTPException) as exc:
+            raise ConnectionFailed(
+                f"the connection dropped in the middle of the file: {exc or type(exc).__name__}"
+            ) from exc
+
+
+class ThreadedFetcher:
+    """Single-file GETs on blocking connections, one per worker thread.
+
+    Receiving, hashing and writing all release the GIL, so several files move at once
+    without the event loop touching each chunk (with aiohttp on the loop, the client's
+    one thread was the limit). It carries the client's session cookie (or Basic auth,
+    where the server gives no session) and its TLS settings; a 401 raises
+    :class:`NeedLogin` for the caller to renew the session on the loop. Not for proxies:
+    :meth:`usable` is False there, and :func:`open_file` is used instead.
+    """
+
+    def __init__(self, client: XnatClient) -> None:
+        self.client = client
+        parts = urlsplit(client.server)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.https else 80)
+        self._local = threading.local()
+
+    @staticmethod
+    def usable(client: XnatClient) -> bool:
+        return client._proxy is None and client.server.startswith(("http://", "https://"))
+
+    def _headers(self) -> tuple[dict[str, str], int]:
+        client = self.client
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        if client._basic_always:
+            headers["Authorization"] = client._basic()
+        else:
+            jar = client._http().cookie_jar.filter_cookies(URL(client.server + "/data/"))
+            cookies = "; ".join(f"{k}={m.value}" for k, m in jar.items())
+            if cookies:
+                headers["Cookie"] = cookies
+        return headers, client._generation
+
+    def prepare(self) -> tuple[dict[str, str], int]:
+        """Headers for the next requests and the login they belong to (on the loop)."""
+        return self._headers()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            timeout = self.client._read_timeout
+            if self.https:
+                ctx = self.client._ssl
+                if ctx is False:
+                    ctx = ssl._create_unverified_context()
+                conn = http.client.HTTPSConnection(
+                    self.host,
+                    self.port,
+                    timeout=timeout,
+                    context=ctx if isinstance(ctx, ssl.SSLContext) else None,
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self._local.conn = conn
+        return conn
+
+    def drop(self) -> None:
+        """Forget this thread's connection (after an error: the next GET reconnects)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def get(
+        self,
+        uri: str,
+        headers: dict[str, str],
+        generation: int,
+        *,
+        offset: int = 0,
+        what: str = "",
+    ) -> BlockingReply:
+        """Send the GET and read the head of the answer (in a worker thread)."""
+        ctx = self.client.context(f"download {what or uri}")
+        path = data_uri(uri)
+        if path.startswith(("http://", "https://")):
+            path = "/" + path.split("://", 1)[1].split("/", 1)[1]
+        elif urlsplit(self.client.server).path.rstrip("/"):
+            path = urlsplit(self.client.server).path.rstrip("/") + path
+        sent = dict(headers)
+        if offset > 0:
+            sent["Range"] = f"bytes={offset}-"
+        for attempt in (0, 1):
+            conn = self._connection()
+            try:
+                conn.request("GET", path, headers=sent)
+                response = conn.getresponse()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.drop()
+                # A kept-alive connection the server closed meanwhile: once more, fresh.
+                if attempt == 0 and isinstance(
+                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                ):
+                    continue
+                raise ConnectionFailed(
+                    f"Cannot {ctx.action}: {exc or type(exc).__name__}", url=path
+                ) from exc
+        if response.status == 401:
+            response.read()
+            raise NeedLogin(generation)
+        if response.status not in (200, 206):
+            text = response.read().decode("utf-8", "replace")
+            message = extract_server_message(text, response.getheader("Content-Type", ""))
+            raise error_for_status(response.status, message, ctx, method="GET", url=path)
+        return _blocking_reply(response, offset)
+
+
+def _blocking_reply(response: http.client.HTTPResponse, offset: int) -> BlockingReply:
+    length_text = response.getheader("Content-Length") or ""
+    length = int(length_text) if length_text.isdigit() else None
+    start, total = 0, length
+    if response.status == 206:
+        match = _CONTENT_RANGE.fullmatch(response.getheader("Content-Range") or "")
+        if not match or int(match.group(1)) != offset:
+            raise ProtocolError(
+                "the server answered a resumed download with the wrong part of the file",
+                retriable=True,
+            )
+        start = offset
+        total = int(match.group(3)) if match.group(3) != "*" else None
+    stamp: float | None = None
+    modified = response.getheader("Last-Modified")
+    if modified:
+        try:
+            stamp = email.utils.parsedate_to_datetime(modified).timestamp()
+        except (TypeError, ValueError):
+            stamp = None
+    return BlockingReply(
+        status=response.status,
+        start=start,
+        length=length,
+        total=total,
+        content_type=response.getheader("Content-Type") or "",
+        last_modified=stamp,
+        response=response,
+    )
+
+
 # ---------------------------------------------------------------- verification
 
 
@@ -306,9 +487,9 @@ class Verifier:
         self.count = 0
         self._head = b""
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         if len(self._head) < 132:
-            self._head += chunk[: 132 - len(self._head)]
+            self._head += bytes(chunk[: 132 - len(self._head)])
             if self.count == 0 or len(self._head) >= 16:
                 why = _error_page(self._head, self.content_type, self.name)
                 if why is not None:
@@ -316,22 +497,16 @@ class Verifier:
         self.md5.update(chunk)
         self.count += len(chunk)
         if self.expected_size is not None and self.count > self.expected_size:
-            raise IntegrityError(
-                f"the server sent more than the {self.expected_size} bytes listed"
-            )
+            raise IntegrityError(f"the server sent more than the {self.expected_size} bytes listed")
 
     def finish(self) -> str:
         """The MD5 hex of the whole file; raises IntegrityError when it is not the file."""
         if self.expected_size is not None and self.count != self.expected_size:
-            raise IntegrityError(
-                f"{self.count} bytes received, {self.expected_size} listed"
-            )
+            raise IntegrityError(f"{self.count} bytes received, {self.expected_size} listed")
         got = self.md5.hexdigest()
         if self.digest:
             if got != self.digest:
-                raise IntegrityError(
-                    f"MD5 {got} does not match the server's digest {self.digest}"
-                )
+                raise IntegrityError(f"MD5 {got} does not match the server's digest {self.digest}")
         else:
             # No digest to trust: at least the bytes must look like what the name says.
             why = _bad_magic(self._head, self.name, self.count)

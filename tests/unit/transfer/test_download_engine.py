@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
+import pytest
 import pytest_asyncio
 
 from xnat_tui.sandbox.server import SandboxServer
@@ -124,13 +125,19 @@ async def test_a_rerun_skips_verified_files_and_replaces_a_damaged_one(
     }
 
 
+# Threaded: blocking connections in worker threads (the default); on the loop: the
+# client's aiohttp session (used behind a proxy).
+BOTH_PATHS = pytest.mark.parametrize("threaded", [True, False], ids=["threads", "loop"])
+
+
+@BOTH_PATHS
 async def test_dropped_connections_and_5xx_are_retried_and_ranges_resume(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
 ) -> None:
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
     sandbox.faults.configure("cut=0.4,error=503:0.2,ranges,only=/data/experiments,seed=3")
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
     await eng.close()
     assert sandbox.faults.stats["cut"] > 0 and sandbox.faults.stats["error-503"] > 0
@@ -160,13 +167,14 @@ async def test_every_body_cut_fails_cleanly_with_parts_only(
     assert not list(out.rglob(f"*{PART}"))
 
 
+@BOTH_PATHS
 async def test_an_expired_session_is_renewed_mid_download(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
 ) -> None:
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out)
     sandbox.faults.configure("expire-sessions=0.3,seed=1")
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1)
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1, threaded=threaded)
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
     await eng.close()
     assert sandbox.faults.stats["expire-sessions"] > 0 and client.relogins > 0
@@ -223,14 +231,15 @@ async def test_a_full_disk_stops_the_job_with_a_clear_message(
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
 
 
+@BOTH_PATHS
 async def test_html_instead_of_a_file_is_never_saved(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
 ) -> None:
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="STUDY_A", out=out)
     # A proxy or SSO page answering 200 where every file should be.
     sandbox.faults.configure("html")
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
     states = await run_plan(eng, plan)
     await eng.close()
     assert list(states.values()) == [JobState.FAILED]
