@@ -807,25 +807,32 @@ class DownloadEngine:
         if len(run.marks) >= MARK_BATCH:
             self._flush(run)
 
-    async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
-        final, part = f.local, f.local.with_name(f.local.name + PART)
-        name = final.name
-        # A rerun into the same folder: a file already there and verified is kept.
-        have = self.fs.size(final)
+    def _start_point(self, f: _DownloadFile, part: Path) -> tuple[str, str] | int:
+        """(how, md5) when the file is already there and verified (a rerun into the same
+        folder), else the offset to resume its .part from (0: from the start)."""
+        have = self.fs.size(f.local)
         if have is not None and (f.size is None or have == f.size):
-            if f.digest:
-                md5 = await asyncio.to_thread(self.fs.md5, final)
-                if md5 == f.digest:
-                    return "md5", md5
-            else:
+            if not f.digest:
                 return "size", ""
+            md5 = self.fs.md5(f.local)
+            if md5 == f.digest:
+                return "md5", md5
         offset = self.fs.size(part) or 0
         if f.size is not None and offset >= f.size:
             self.fs.remove(part)
             offset = 0
+        return offset
+
+    async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
+        final, part = f.local, f.local.with_name(f.local.name + PART)
+        name = final.name
         check = download_ops.Verifier(name, size=f.size, digest=f.digest)
         if self.fetcher is not None:
-            return await self._fetch_threaded(run, f, part, offset, check)
+            return await self._fetch_threaded(run, f, part, check)
+        start = await asyncio.to_thread(self._start_point, f, part)
+        if not isinstance(start, int):
+            return start
+        offset = start
         async with download_ops.open_file(self.client, f.uri, offset=offset, what=name) as reply:
             check.content_type = reply.content_type
             if reply.start and offset:
@@ -880,7 +887,6 @@ class DownloadEngine:
         run: _DownloadRun,
         f: _DownloadFile,
         part: Path,
-        offset: int,
         check: download_ops.Verifier,
     ) -> tuple[str, str]:
         """The whole file in a worker thread; a 401 renews the session here, on the loop."""
@@ -898,7 +904,6 @@ class DownloadEngine:
                         run,
                         f,
                         part,
-                        offset,
                         check,
                         headers,
                         generation,
@@ -923,7 +928,6 @@ class DownloadEngine:
         run: _DownloadRun,
         f: _DownloadFile,
         part: Path,
-        offset: int,
         check: download_ops.Verifier,
         headers: dict[str, str],
         generation: int,
@@ -931,6 +935,10 @@ class DownloadEngine:
     ) -> tuple[str, str]:
         """GET, check, write, fsync, rename: one file, blocking (in a worker thread)."""
         assert self.fetcher is not None
+        start = self._start_point(f, part)
+        if not isinstance(start, int):
+            return start
+        offset = start
         reply = self.fetcher.get(f.uri, headers, generation, offset=offset, what=f.local.name)
         check.content_type = reply.content_type
         key = (f.uid, f.idx)
