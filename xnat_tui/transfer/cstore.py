@@ -1,38 +1,34 @@
-"""DICOM C-STORE, the sending side: destinations, presentation contexts, associations
-and per-instance statuses, on pynetdicom (xnat-api-2.md §D).
+"""DICOM C-STORE, the sending side: destinations, presentation contexts, file meta,
+and per-instance statuses (xnat-api-2.md §D). The association itself is in
+``transfer.cstore_link`` (pynetdicom's PDU codec on a plain socket).
 
-Blocking by nature (pynetdicom runs its own socket thread per association); the send
-engine (``transfer.cstore_engine``) calls :meth:`Link.store` from a worker thread and
-journals each acknowledgement on its event loop before the next instance goes out.
+Blocking by nature; the send engine (``transfer.cstore_engine``) runs each association's
+send loop in its own thread and journals acknowledgements in groups.
 
 Files the sender does not change (no anonymization, no routing, a transfer syntax the
-receiver takes) are streamed from disk as they are (pynetdicom's chunked send): the
-receiver gets byte for byte the data set the file holds. Changed copies are built in
-memory and never written back to the user's files.
+receiver takes) go out as they are (the bytes after the File Meta group): the receiver
+gets byte for byte the data set the file holds. Changed copies are built in memory and
+never written back to the user's files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-import threading
+import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian
-from pynetdicom import AE, _config, evt
-from pynetdicom.association import Association
 
 from xnat_tui.transfer.server import TransferError
 
-# Send files from disk without decoding them (byte-identical, constant memory).
-_config.STORE_SEND_CHUNKED_DATASET = True
+if TYPE_CHECKING:
+    from xnat_tui.transfer.cstore_link import Link
 
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -142,8 +138,55 @@ class FileInfo:
     streamable: bool
 
 
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN"})
+_LONG_VRS |= {b"UR", b"UT", b"UV"}
+# Enough of a file's start for any ordinary File Meta group.
+META_HEAD = 8192
+
+
+def read_meta(head: bytes) -> tuple[dict[int, bytes], int] | None:
+    """The File Meta group of a Part 10 file from its first bytes, by hand (pydicom
+    takes ~100 µs a file, more than sending a small instance): element number -> raw
+    value, and the offset where the data set starts. None when ``head`` is not a
+    Part 10 file or its meta group does not end inside ``head``."""
+    if len(head) < 132 or head[128:132] != b"DICM":
+        return None
+    values: dict[int, bytes] = {}
+    pos, end = 132, len(head)
+    while pos + 8 <= end:
+        group, elem = struct.unpack_from("<HH", head, pos)
+        if group != 0x0002:
+            return values, pos
+        vr = head[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > end:
+                return None
+            length, start = struct.unpack_from("<I", head, pos + 8)[0], pos + 12
+        else:
+            length, start = struct.unpack_from("<H", head, pos + 6)[0], pos + 8
+        values[elem] = head[start : start + length]
+        pos = start + length
+    return (values, pos) if pos == end and values else None
+
+
+def meta_text(values: dict[int, bytes], elem: int) -> str:
+    return values.get(elem, b"").decode("ascii", "replace").strip(" \0")
+
+
 def read_info(path: Path) -> FileInfo:
     """SOP class/instance and transfer syntax from the file meta (headers as fallback)."""
+    with path.open("rb") as fh:
+        head = fh.read(META_HEAD)
+    parsed = read_meta(head)
+    if parsed is not None:
+        values, _offset = parsed
+        sop_class, sop_instance, ts = (meta_text(values, e) for e in (0x0002, 0x0003, 0x0010))
+        if sop_class and sop_instance and ts:
+            return FileInfo(sop_class, sop_instance, ts, True)
+    return _read_info_pydicom(path)
+
+
+def _read_info_pydicom(path: Path) -> FileInfo:
     try:
         meta = read_file_meta_info(path)
     except Exception:
@@ -232,67 +275,10 @@ def is_stored(status: int) -> bool:
 
 # ---- associations -------------------------------------------------------------------------
 
-_REJECT_HINTS = {
-    (1, 1): "the receiver rejected the association (no reason given)",
-    (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognised: the receiver does not allow {calling}; "
-    "ask for it to be added to the receiver's allow-list (whitelist) or use --calling-ae",
-    (1, 7): "called AE title not recognised: no receiver {called} on {hostport}; "
-    "check the AE title (XNAT's default is XNAT)",
-    (2, 1): "no reason given by the receiver's service provider (ACSE)",
-    (2, 2): "protocol version not supported",
-    (3, 1): "the receiver is temporarily congested; try again later or use fewer --associations",
-    (3, 2): "the receiver's local limit on associations is reached; use fewer --associations",
-}
-
-
-@dataclass
-class _Negotiation:
-    reject: tuple[int, int, int] | None = None  # result, source, diagnostic
-    answered: bool = False
-
-
 @dataclass
 class StoreResult:
     status: int | None  # None: no response (the association dropped or timed out)
     message: str
-
-
-@dataclass
-class Link:
-    """One established association (use from one thread at a time)."""
-
-    assoc: Association
-    destination: DicomDestination
-    accepted: set[tuple[str, str]] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def alive(self) -> bool:
-        return bool(self.assoc.is_established)
-
-    def store(self, payload: Path | Dataset, sop_class: str, ts: str) -> StoreResult:
-        if (sop_class, ts) not in self.accepted:
-            return StoreResult(
-                None,
-                f"the receiver accepted no presentation context for {UID(sop_class).name} "
-                f"in {UID(ts).name}",
-            )
-        try:
-            rsp = self.assoc.send_c_store(payload)
-        except (RuntimeError, ValueError, AttributeError, OSError) as exc:
-            return StoreResult(None, f"not sent: {exc}")
-        if rsp is None or "Status" not in rsp:
-            why = "the association was aborted" if not self.alive else "no response in time"
-            return StoreResult(None, f"no C-STORE response ({why})")
-        status = int(rsp.Status)
-        comment = str(rsp.get("ErrorComment", "") or "")
-        text = describe_status(status) + (f" ({comment})" if comment else "")
-        return StoreResult(status, text)
-
-    def release(self) -> None:
-        if self.assoc.is_established:
-            self.assoc.release()
 
 
 def open_link(
@@ -300,84 +286,12 @@ def open_link(
     contexts: Sequence[tuple[str, str]],
     *,
     timeout: float = 30.0,
-    max_pdu: int = 0,
 ) -> Link:
-    """Associate with the receiver; raises DicomSendError that says what to check."""
-    ae = AE(ae_title=destination.calling_ae)
-    ae.acse_timeout = timeout
-    ae.dimse_timeout = timeout
-    ae.network_timeout = timeout
-    ae.connection_timeout = timeout
-    ae.maximum_pdu_size = max_pdu
-    for sop_class, ts in contexts:
-        ae.add_requested_context(sop_class, [ts])
-    seen = _Negotiation()
+    """Associate with the receiver (``cstore_link``); raises DicomSendError that says
+    what to check."""
+    from xnat_tui.transfer.cstore_link import open_link as associate
 
-    def on_acse(event: Any) -> None:
-        prim = event.primitive
-        seen.answered = True
-        result = getattr(prim, "result", None)
-        if result in (1, 2):
-            seen.reject = (int(result), int(prim.result_source), int(prim.diagnostic))
-
-    assoc = ae.associate(
-        destination.host,
-        destination.port,
-        ae_title=destination.ae,
-        max_pdu=max_pdu,
-        evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
-    )
-    if assoc.is_established:
-        # pynetdicom leaves Nagle on: each small PDU then waits for the peer's delayed
-        # ACK (~40-90 ms an instance on loopback). A C-STORE is request/response.
-        with contextlib.suppress(AttributeError, OSError):
-            assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
-        accepted = {
-            (str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts
-        }
-        return Link(assoc, destination, accepted)
-    raise DicomSendError(_explain_failure(destination, seen, assoc, timeout))
-
-
-def _explain_failure(
-    destination: DicomDestination, seen: _Negotiation, assoc: Association, timeout: float
-) -> str:
-    where = str(destination)
-    if seen.reject is not None:
-        result, source, diagnostic = seen.reject
-        hint = _REJECT_HINTS.get((source, diagnostic), f"source {source}, reason {diagnostic}")
-        hint = hint.format(
-            calling=destination.calling_ae,
-            called=destination.ae,
-            hostport=f"{destination.host}:{destination.port}",
-        )
-        kind = "permanently" if result == 1 else "for now"
-        return f"{where}: association rejected {kind}: {hint}"
-    if seen.answered and assoc.is_aborted:
-        return (
-            f"{where}: the receiver accepted none of the presentation contexts offered "
-            "(SOP classes / transfer syntaxes it does not store)"
-        )
-    # No answer at all: find out whether anything listens there.
-    try:
-        with socket.create_connection((destination.host, destination.port), timeout=timeout):
-            pass
-    except ConnectionRefusedError:
-        return (
-            f"{where}: connection refused: nothing listens on port {destination.port} of "
-            f"{destination.host}; check the port and that the receiver is running"
-        )
-    except TimeoutError:
-        return (
-            f"{where}: timed out after {timeout:g} s connecting; check the host, the port "
-            "and any firewall in between"
-        )
-    except OSError as exc:
-        return f"{where}: cannot connect: {exc.strerror or exc}"
-    return (
-        f"{where}: the port is open but no association answer came within {timeout:g} s; "
-        "is it a DICOM receiver?"
-    )
+    return associate(destination, contexts, timeout=timeout)
 
 
 def in_memory(path: Path, data: bytes | None, changes: dict[str, str]) -> Dataset:

@@ -2,11 +2,17 @@
 acknowledgement, retries with backoff, pause/cancel/resume, and a look-up afterwards.
 
 It speaks the same protocol and events as the upload engine (``workflow.jobs.JobEngine``)
-and shares its journal. Each instance the receiver stores (0x0000 or a warning) is
-journalled as done before that association sends its next one, so a resume after
-``kill -9`` or a dropped connection sends only what was never acknowledged; the only
-instances that can go twice are those whose answer arrived in the instant before the
-kill, at most one per association.
+and shares its journal. Each association sends from its own thread; the instances the
+receiver stores (0x0000 or a warning) are journalled as done in groups (one SQLite
+transaction for up to ``ack_batch`` instances, committed before that association sends
+its next instance once the group is full or the last commit is ``ack_interval`` old,
+and always before the engine stops, pauses, cancels or sees a failure). The guarantee:
+a resume after a dropped connection, a pause, a cancel, Ctrl+C or a crash of the
+application sends only what was never acknowledged; after ``kill -9`` or a power cut,
+the instances acknowledged in the last ``ack_interval`` seconds (at most ``ack_batch``
+per association, and none beyond the one in flight when the receiver is slower than
+one instance per ``ack_interval``) may be sent again; the look-up afterwards reports
+a session split by such a late duplicate.
 
 A job's ``params`` hold the destination (``ae``, ``host``, ``port``, ``calling_ae``), the
 routing written into each copy (``routing``: keyword -> value, empty for none) and the
@@ -18,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,16 +40,15 @@ from xnat_tui.transfer.cstore import (
     DicomDestination,
     DicomSendError,
     FileInfo,
-    Link,
     StoreResult,
     contexts_for,
     in_memory,
     is_stored,
-    open_link,
     read_info,
     sent_syntax,
     unsendable,
 )
+from xnat_tui.transfer.cstore_link import Link, open_link
 from xnat_tui.transfer.events import (
     EngineMessage,
     Event,
@@ -124,6 +132,8 @@ class SendEngine:
         lease_ttl: float = 30.0,
         timeout: float = 30.0,
         opener: Callable[..., Link] = open_link,
+        ack_batch: int = 64,
+        ack_interval: float = 0.1,
     ) -> None:
         self.journal = journal or Journal()
         self.verifier = verifier
@@ -135,6 +145,8 @@ class SendEngine:
         self.lease_ttl = lease_ttl
         self.timeout = timeout
         self.opener = opener
+        self.ack_batch = max(1, ack_batch)
+        self.ack_interval = ack_interval
         self.owner = make_owner()
         self._hub = EventHub()
         self._runs: dict[str, _SendRun] = {}
@@ -472,72 +484,107 @@ class SendEngine:
         transform: FileTransform | None,
         routing: dict[str, str],
     ) -> bool:
+        """Each association runs its own send loop in its own thread (no hop to the event
+        loop per instance); acknowledgements come back in batches (``_Lane.flush``)."""
         contexts = contexts_for(it.info for it in items if it.info is not None)
         n = max(1, min(int(run.job.params.get("associations") or 1), 32, len(items)))
-        pending: deque[_Instance] = deque(items)
-        state = {"in_flight": 0}
-        wake = asyncio.Event()
-        errors: list[str] = []
-
-        alive = {"workers": n}
-
-        async def worker() -> None:
-            link: Link | None = None
-            try:
-                while pending or state["in_flight"]:
-                    if link is None or not link.alive:
-                        # Opened before an instance is taken: a refused association
-                        # leaves the queue to the associations that work.
-                        link = await asyncio.to_thread(
-                            self.opener, destination, contexts, timeout=self.timeout
-                        )
-                    if not pending:
-                        wake.clear()
-                        await wake.wait()
-                        continue
-                    item = pending.popleft()
-                    state["in_flight"] += 1
-                    try:
-                        store = asyncio.ensure_future(self._store(link, item, transform, routing))
-                        try:
-                            result = await asyncio.shield(store)
-                        except asyncio.CancelledError:
-                            # Already on the wire: its acknowledgement must reach the
-                            # journal, or a resume would send the instance twice.
-                            with contextlib.suppress(Exception):
-                                self._ack(run, item, await store)
-                            raise
-                        if not self._ack(run, item, result):
-                            await self._retry_or_fail(run, item, result, pending)
-                    finally:
-                        state["in_flight"] -= 1
-                        wake.set()
-            except DicomSendError as exc:
-                errors.append(str(exc))
-                alive["workers"] -= 1
-                if alive["workers"] > 0:
-                    self._message("warning", f"one association fewer: {exc}", run.job.id)
-                wake.set()
-            finally:
-                if link is not None:
-                    await asyncio.to_thread(link.release)
-
+        loop = asyncio.get_running_loop()
+        lane = _Lane(loop=loop, outstanding=len(items), alive=n)
+        for it in items:
+            lane.items.put(it)
         self._set_state(run, JobState.SENDING, f"sending to {destination}: {run.counts()}")
-        workers = [asyncio.create_task(worker()) for _ in range(n)]
+        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="dicom-assoc")
+        threads = [
+            loop.run_in_executor(
+                pool, self._association, run, lane, destination, contexts, transform, routing
+            )
+            for _ in range(n)
+        ]
         try:
-            await asyncio.gather(*workers)
-        except asyncio.CancelledError:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
-        if errors and (pending or run.remaining):
-            self._set_state(run, JobState.FAILED, f"{errors[0]} ({run.counts()})")
+            await lane.finished.wait()
+        finally:
+            lane.stop.set()
+            for _ in range(n):
+                lane.items.put(None)
+            for task in list(lane.retries):
+                task.cancel()
+            # Instances already on the wire finish and their acknowledgements reach the
+            # journal before this returns, even when the job is paused or cancelled.
+            results = await asyncio.shield(asyncio.gather(*threads, return_exceptions=True))
+            pool.shutdown(wait=False)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        if lane.errors and lane.outstanding > 0:
+            self._set_state(run, JobState.FAILED, f"{lane.errors[0]} ({run.counts()})")
             self._release(run)
             return False
         return True
 
-    async def _store(
+    # ------------------------------------------------- an association's thread
+    def _association(
+        self,
+        run: _SendRun,
+        lane: _Lane,
+        destination: DicomDestination,
+        contexts: list[tuple[str, str]],
+        transform: FileTransform | None,
+        routing: dict[str, str],
+    ) -> None:
+        """Send instances from the lane until it is empty or stopped (a worker thread).
+
+        Acknowledgements are journalled in groups: a group is handed to the event loop
+        and committed before this association sends its next instance once it holds
+        ``ack_batch`` instances or the last commit is ``ack_interval`` seconds old. So
+        at any moment at most ``ack_batch`` acknowledged instances, all answered in the
+        last ``ack_interval`` seconds, are not yet in the journal: only a ``kill -9``
+        in that window sends them again on resume (and a receiver slower than one
+        instance per ``ack_interval`` has each answer journalled before the next
+        instance goes out)."""
+        link: Link | None = None
+        acks: list[tuple[_Instance, StoreResult]] = []
+        last = time.monotonic()
+        try:
+            while not lane.stop.is_set():
+                if link is None or not link.alive:
+                    # Opened before an instance is taken: a refused association leaves
+                    # the queue to the associations that work.
+                    link = self.opener(destination, contexts, timeout=self.timeout)
+                try:
+                    item = lane.items.get_nowait()
+                except queue.Empty:
+                    # Nothing to send now (the rest is in flight elsewhere or waiting
+                    # for a retry): journal what is acknowledged before waiting.
+                    if acks:
+                        lane.flush(self._ack_batch, run, acks)
+                        acks, last = [], time.monotonic()
+                    try:
+                        item = lane.items.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                if item is None:
+                    break
+                result = self._store_now(link, item, transform, routing)
+                if _stored(result):
+                    acks.append((item, result))
+                    now = time.monotonic()
+                    if len(acks) >= self.ack_batch or now - last >= self.ack_interval:
+                        lane.flush(self._ack_batch, run, acks)
+                        acks, last = [], now
+                    continue
+                if acks:  # journalled before the failure is looked at
+                    lane.flush(self._ack_batch, run, acks)
+                    acks, last = [], time.monotonic()
+                lane.loop.call_soon_threadsafe(self._retry_or_fail, run, lane, item, result)
+        except DicomSendError as exc:
+            lane.loop.call_soon_threadsafe(self._lost_association, run, lane, str(exc))
+        finally:
+            if acks:
+                lane.flush(self._ack_batch, run, acks)
+            if link is not None:
+                link.release()
+
+    def _store_now(
         self,
         link: Link,
         item: _Instance,
@@ -547,8 +594,7 @@ class SendEngine:
         info = item.info
         assert info is not None
         ts = sent_syntax(info.transfer_syntax)
-
-        def build() -> StoreResult:
+        try:
             payload: Path | Dataset
             if transform is None and not routing and info.streamable and ts == info.transfer_syntax:
                 payload = item.path  # byte for byte from disk
@@ -556,33 +602,33 @@ class SendEngine:
                 data = transform(item.path, item.path.read_bytes()) if transform else None
                 payload = in_memory(item.path, data, routing)
             return link.store(payload, info.sop_class, ts)
-
-        try:
-            return await asyncio.to_thread(build)
         except OSError as exc:
             return StoreResult(-1, f"cannot read {item.path}: {exc.strerror or exc}")
         except Exception as exc:  # anonymization or a header pydicom cannot encode
             return StoreResult(-1, f"cannot prepare the copy to send: {exc}")
 
-    def _ack(self, run: _SendRun, item: _Instance, result: StoreResult) -> bool:
-        """Journal a stored instance (before this association sends another one)."""
-        if result.status is None or result.status < 0 or not is_stored(result.status):
-            return False
-        self.journal.files_done(run.job.id, [item.key])
-        run.done.add(item.key)
-        run.sent_bytes += item.size
-        if result.status != 0:
-            run.warnings += 1
-            self._message("warning", f"{item.path.name}: {result.message}", run.job.id)
-        return True
+    # ------------------------------------------------------- on the event loop
+    def _ack_batch(
+        self, run: _SendRun, lane: _Lane, acks: list[tuple[_Instance, StoreResult]]
+    ) -> None:
+        """Journal a group of stored instances in one transaction."""
+        self.journal.files_done(run.job.id, [item.key for item, _ in acks])
+        for item, result in acks:
+            run.done.add(item.key)
+            run.sent_bytes += item.size
+            if result.status != 0:
+                run.warnings += 1
+                self._message("warning", f"{item.path.name}: {result.message}", run.job.id)
+        lane.resolve(len(acks))
 
-    async def _retry_or_fail(
-        self, run: _SendRun, item: _Instance, result: StoreResult, pending: deque[_Instance]
+    def _retry_or_fail(
+        self, run: _SendRun, lane: _Lane, item: _Instance, result: StoreResult
     ) -> None:
         item.attempts += 1
         if result.status == -1 or item.attempts >= self.retry_policy.attempts:
             run.failed[item.key] = result.message
             self._message("error", f"{item.path.name}: {result.message} (gave up)", run.job.id)
+            lane.resolve(1)
             return
         delay = self.retry_policy.delay(item.attempts)
         self._message(
@@ -590,8 +636,22 @@ class SendEngine:
             f"{item.path.name}: {result.message}; retry {item.attempts} in {delay:.1f} s",
             run.job.id,
         )
-        await self.clock.sleep(delay)
-        pending.append(item)
+
+        async def later() -> None:
+            await self.clock.sleep(delay)
+            lane.items.put(item)
+
+        task = asyncio.ensure_future(later())
+        lane.retries.add(task)
+        task.add_done_callback(lane.retries.discard)
+
+    def _lost_association(self, run: _SendRun, lane: _Lane, why: str) -> None:
+        lane.errors.append(why)
+        lane.alive -= 1
+        if lane.alive > 0:
+            self._message("warning", f"one association fewer: {why}", run.job.id)
+        else:
+            lane.finished.set()
 
     async def _verify(self, run: _SendRun) -> None:
         job = run.job
@@ -625,6 +685,53 @@ class SendEngine:
         if found.ok:
             self.journal.set_receipt(job.id, "", "count")
         self._release(run)
+
+
+def _stored(result: StoreResult) -> bool:
+    return result.status is not None and result.status >= 0 and is_stored(result.status)
+
+
+@dataclass
+class _Lane:
+    """What one job's association threads share with the event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    outstanding: int  # instances neither journalled as stored nor given up on
+    alive: int  # association threads still able to send
+    items: queue.SimpleQueue[_Instance | None] = field(default_factory=queue.SimpleQueue)
+    stop: threading.Event = field(default_factory=threading.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    errors: list[str] = field(default_factory=list)
+    retries: set[asyncio.Future[None]] = field(default_factory=set)
+
+    def resolve(self, count: int) -> None:
+        self.outstanding -= count
+        if self.outstanding <= 0:
+            self.finished.set()
+
+    def flush(
+        self,
+        commit: Callable[[_SendRun, _Lane, list[tuple[_Instance, StoreResult]]], None],
+        run: _SendRun,
+        acks: list[tuple[_Instance, StoreResult]],
+    ) -> None:
+        """From an association's thread: have the loop journal ``acks`` and wait until
+        it has (the journal's connection belongs to the loop's thread)."""
+        committed = threading.Event()
+
+        def on_loop() -> None:
+            try:
+                commit(run, self, acks)
+            finally:
+                committed.set()
+
+        try:
+            self.loop.call_soon_threadsafe(on_loop)
+        except RuntimeError:  # the loop is closed: nothing can journal any more
+            return
+        while not committed.wait(1.0):
+            if self.loop.is_closed() or not self.loop.is_running():
+                return
 
 
 def _read_infos(items: list[_Instance]) -> list[FileInfo]:
