@@ -502,7 +502,10 @@ class DownloadEngine:
             with contextlib.suppress(Exception):
                 self._flush(run)
             self._release(run)
-        # Threads stop at their next chunk (their tasks were cancelled above).
+        # Threads stop at their next chunk (their tasks were cancelled above), or at once
+        # where a stalled server keeps them in a read.
+        if self.fetcher is not None:
+            self.fetcher.abort()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._hub.close()
 

@@ -21,6 +21,7 @@ import email.utils
 import hashlib
 import http.client
 import re
+import socket
 import ssl
 import threading
 import time
@@ -300,6 +301,9 @@ class ThreadedFetcher:
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.https else 80)
         self._local = threading.local()
+        self._open: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
+        self.aborted = False
 
     @staticmethod
     def usable(client: XnatClient) -> bool:
@@ -338,6 +342,8 @@ class ThreadedFetcher:
             else:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
             self._local.conn = conn
+            with self._lock:
+                self._open.add(conn)
         return conn
 
     def drop(self) -> None:
@@ -345,8 +351,23 @@ class ThreadedFetcher:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
+            with self._lock:
+                self._open.discard(conn)
             with contextlib.suppress(OSError):
                 conn.close()
+
+    def abort(self) -> None:
+        """Shut every connection down (from any thread): a worker blocked in a read
+        returns at once instead of at the read timeout, so closing never waits on a
+        stalled server."""
+        with self._lock:
+            self.aborted = True
+            conns, self._open = list(self._open), set()
+        for conn in conns:
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def get(
         self,
@@ -368,6 +389,8 @@ class ThreadedFetcher:
         if offset > 0:
             sent["Range"] = f"bytes={offset}-"
         for attempt in (0, 1):
+            if self.aborted:
+                raise ConnectionFailed(f"Cannot {ctx.action}: the download was stopped")
             conn = self._connection()
             try:
                 conn.request("GET", path, headers=sent)
@@ -376,7 +399,7 @@ class ThreadedFetcher:
             except (OSError, http.client.HTTPException) as exc:
                 self.drop()
                 # A kept-alive connection the server closed meanwhile: once more, fresh.
-                if attempt == 0 and isinstance(
+                if not self.aborted and attempt == 0 and isinstance(
                     exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
                 ):
                     continue

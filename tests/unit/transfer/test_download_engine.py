@@ -275,3 +275,25 @@ async def test_pause_resume_cancel_and_the_registered_builder(
     assert (await eng.wait(ids))[ids[0]] is JobState.VERIFIED
     await eng.close()
     assert builder_for(JobKind.DOWNLOAD) is dl.build
+
+
+async def test_closing_never_waits_on_a_stalled_server(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    import asyncio
+
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out)
+    sandbox.faults.configure("latency=60s,only=/data/experiments/")
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=2)
+    await eng.start(resume=False)
+    [job_id] = await eng.submit(plan.downloads)
+    while eng._in_flight < 2:
+        await asyncio.sleep(0.01)
+    threads = list(eng._pool._threads)
+    await eng.close()
+    for thread in threads:  # blocked in a read of the stalled answer until aborted
+        await asyncio.to_thread(thread.join, 20)
+        assert not thread.is_alive()
+    assert eng.journal.job(job_id).state is JobState.SENDING  # resumable as it was
+    assert not [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(PART)]
