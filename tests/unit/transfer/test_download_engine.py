@@ -288,7 +288,9 @@ async def test_closing_never_waits_on_a_stalled_server(
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=2)
     await eng.start(resume=False)
     [job_id] = await eng.submit(plan.downloads)
-    while eng._in_flight < 2:
+    for _ in range(3000):  # until both requests have reached the stalling server
+        if sandbox.faults.stats["latency"] >= 2:
+            break
         await asyncio.sleep(0.01)
     threads = list(eng._pool._threads)
     await eng.close()
