@@ -24,6 +24,7 @@ from xnat_tui.ui.widgets.format import assemble, plain
 from xnat_tui.workflow.browse import BrowseModel, BrowseSource, ClientBrowseSource, Kind, Row
 
 COLUMNS = ("", "Name", "Count", "Size", "Date", "Modality")
+COLUMN_KEYS = ("mark", "Name", "Count", "Size", "Date", "Modality")
 
 
 class BrowserCommands(Provider):
@@ -116,6 +117,7 @@ class BrowserScreen(AppScreen, Screen[None]):
         self._source = source
         self.actions = list(ACTIONS if actions is None else actions)
         self.model: BrowseModel | None = None
+        self._shown: list[Row] = []
         # Each action's key, bound on this instance (the list is open to other workflows).
         for i, action in enumerate(self.actions):
             self._bindings._add_binding(
@@ -148,8 +150,8 @@ class BrowserScreen(AppScreen, Screen[None]):
             source = ClientBrowseSource(client)
         self.model = BrowseModel(source)
         table = self.table
-        for label in COLUMNS:
-            table.add_column(label, key=label or "mark")
+        for label, key in zip(COLUMNS, COLUMN_KEYS, strict=True):
+            table.add_column(label, key=key)
         table.focus()
         self._load_projects()
 
@@ -175,6 +177,18 @@ class BrowserScreen(AppScreen, Screen[None]):
         keep = keep or self.current_key()
         table = self.table
         rows = self.model.rows()
+        if [r.key for r in rows] == [r.key for r in self._shown]:
+            # Same rows (a selection changed): only the cells that differ are redrawn,
+            # so a project with thousands of sessions stays quick to select in.
+            with self.app.batch_update():
+                for old_row, row in zip(self._shown, rows, strict=True):
+                    if old_row != row:
+                        for column, value in zip(COLUMN_KEYS, self._cells(row), strict=True):
+                            table.update_cell(row.key, column, value)
+            self._shown = rows
+            self._show_selection()
+            return
+        self._shown = rows
         with self.app.batch_update():
             table.clear()
             for row in rows:
