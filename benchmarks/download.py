@@ -16,16 +16,7 @@ Every result is checked against the listing's MD5 digests after the run.
 Usage: ``python benchmarks/download.py [--size-mb 512] [--file-kb 512] [--jobs 8]``.
 """
 
-# ruff: noqa: E402 - sys.path is set before the imports, see below
 from __future__ import annotations
-
-import os.path
-import sys
-
-# This folder holds scripts named like standard modules (copy.py): the standard library
-# comes first, the sibling scripts (sandbox_process, upload) are found last.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
 
 import argparse
 import base64
@@ -33,6 +24,7 @@ import hashlib
 import json
 import random
 import shutil
+import sys
 import tempfile
 import time
 import urllib.request
