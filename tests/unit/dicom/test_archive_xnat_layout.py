@@ -28,9 +28,8 @@ def _download(tmp_path: Path) -> list[tuple[str, Path | bytes]]:
                 b"\x1f\x8b nifti",
             )
         )
-        items.append(
-            (f"MR_0042/scans/{s.series_number}/resources/SNAPSHOTS/files/s{s.series_number}.gif", b"GIF89a")
-        )
+        n = s.series_number
+        items.append((f"MR_0042/scans/{n}/resources/SNAPSHOTS/files/s{n}.gif", b"GIF89a"))
     return items
 
 
