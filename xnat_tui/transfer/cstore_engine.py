@@ -663,13 +663,15 @@ class SendEngine:
             self.journal.set_receipt(job.id, "", "count")
             self._release(run)
             return
+        # The job's own destination's idle time (a sandbox receiver builds after a few
+        # seconds, XNAT after 5 minutes); the engine's for jobs journalled without one.
+        idle = float(job.params.get("idle_seconds", self.idle_time))
         self._set_state(
             run,
             JobState.VERIFYING,
-            f"{stored}; looking the session up after the receiver's idle time "
-            f"({self.idle_time:g} s)",
+            f"{stored}; looking the session up after the receiver's idle time ({idle:g} s)",
         )
-        await self.clock.sleep(self.idle_time)
+        await self.clock.sleep(idle)
         per_series: dict[str, int] = {}
         for uid, _idx in run.done:
             per_series[uid] = per_series.get(uid, 0) + 1

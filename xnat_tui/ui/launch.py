@@ -4,6 +4,13 @@
 loop), writes the demo DICOM tree next to it, opens the folder tree there and logs
 in as alice. ``XNAT_TUI_SANDBOX_PORT`` fixes the sandbox port (tests and scripts
 use it to reach the same server through the REST API).
+
+The sandbox's DICOM receiver runs too: AE ``XNAT`` on 127.0.0.1 port 8104 (XNAT's), or
+any free port when 8104 is taken; ``XNAT_TUI_SANDBOX_DICOM_PORT`` fixes it (0: any free
+port). It builds received sessions after ``SANDBOX_DICOM_IDLE`` seconds (XNAT: 300),
+and the app offers it as the DICOM destination ``sandbox`` (a ``[dicom.sandbox]``
+profile for this run only, never written to the config file) whose look-up waits just
+past that idle time. The address is written to ``sandbox-dicom`` beside ``sandbox-url``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ log = logging.getLogger("xnat_tui.ui")
 
 SANDBOX_PORT_ENV = "XNAT_TUI_SANDBOX_PORT"
 SANDBOX_DIR_ENV = "XNAT_TUI_SANDBOX_DIR"
+SANDBOX_DICOM_PORT_ENV = "XNAT_TUI_SANDBOX_DICOM_PORT"
+SANDBOX_DICOM_DEFAULT_PORT = 8104
+# The sandbox builds a received session after this idle time; its auto-build pass runs
+# every quarter of it, so the look-up waits idle + a quarter + a margin.
+SANDBOX_DICOM_IDLE = 3.0
 
 
 async def scan_tree(paths: list[Path]) -> AsyncIterator[ScanBatch | ScanSummary]:
@@ -162,12 +174,36 @@ def _start_sandbox(base: Path) -> tuple[SandboxThread, Path]:
     from xnat_tui.sandbox.server import SandboxThread
 
     port = int(os.environ.get(SANDBOX_PORT_ENV, "0") or 0)
-    sandbox = SandboxThread(base / "server", demo=True, port=port)
-    sandbox.start()
+    wanted = os.environ.get(SANDBOX_DICOM_PORT_ENV, "")
+    dicom_port = int(wanted) if wanted.strip() else SANDBOX_DICOM_DEFAULT_PORT
+    options = {"port": port, "dicom_idle": SANDBOX_DICOM_IDLE}
+    try:
+        sandbox = SandboxThread(base / "server", demo=True, dicom_port=dicom_port, **options)
+        sandbox.start()
+    except OSError as exc:
+        if wanted.strip():
+            raise  # a port asked for explicitly: say it is taken rather than move
+        log.info("DICOM port %d not free (%s); the receiver takes any free port", dicom_port, exc)
+        sandbox = SandboxThread(base / "server", demo=True, dicom_port=0, **options)
+        sandbox.start()
     demo = base / "demo-dicom"
     if not demo.exists():
         write_demo_tree(demo)
     return sandbox, demo
+
+
+def sandbox_destination(sandbox: SandboxThread) -> cfgmod.DicomProfile | None:
+    """The sandbox's receiver as a DICOM destination profile (for this run only)."""
+    receiver = sandbox.server.dicom if sandbox.server is not None else None
+    if receiver is None:
+        return None
+    return cfgmod.DicomProfile(
+        name="sandbox",
+        ae=receiver.ae_title,
+        host="127.0.0.1",
+        port=receiver.port,
+        idle_seconds=SANDBOX_DICOM_IDLE * 1.25 + 1.0,
+    )
 
 
 def build_app(args: argparse.Namespace, cfg: cfgmod.Config, *, start_path: Path) -> XnatTuiApp:
@@ -224,6 +260,11 @@ def run_tui(args: argparse.Namespace) -> int:
             sandbox, demo = _start_sandbox(base)
             start_path = given or demo
             (base / "sandbox-url").write_text(sandbox.url + "\n", encoding="utf-8")
+            receiver = sandbox_destination(sandbox)
+            if receiver is not None:
+                cfg.dicom["sandbox"] = receiver
+                where = f"{receiver.ae}@{receiver.host}:{receiver.port}"
+                (base / "sandbox-dicom").write_text(where + "\n", encoding="utf-8")
             args.server, args.user = sandbox.url, "alice"
             app = build_app(args, cfg, start_path=start_path)
             app.login = LoginRequest(url=sandbox.url, user="alice", password="alice")

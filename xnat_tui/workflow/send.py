@@ -141,6 +141,33 @@ def plan(
     return out
 
 
+def plan_labelled(
+    entries: Sequence[tuple[SourceSession, str, str, str]], settings: SendSettings
+) -> list[SendItem]:
+    """Sessions the user has labelled (the TUI's Labels pane): (session, project,
+    subject, session label) each; the routing values written follow from the labels."""
+    out: list[SendItem] = []
+    for session, project, subject, label in entries:
+        item = SendItem(session, project, subject, label)
+        if settings.routing != "none":
+            if not (project and subject and label):
+                item.problem = "no project, subject or session label: fill in the Labels pane"
+            else:
+                try:
+                    item.routing = routing_values(
+                        settings.routing,
+                        project,
+                        subject,
+                        label,
+                        xnat_tag=settings.routing_tag,
+                        site_template=settings.site_template,
+                    )
+                except ValueError as exc:
+                    item.problem = str(exc)
+        out.append(item)
+    return out
+
+
 def preview_lines(items: Sequence[SendItem], settings: SendSettings) -> list[str]:
     """What the confirmation shows: per session, the exact values written (raw text;
     callers pass every line through ``safe()``)."""
@@ -190,6 +217,7 @@ def journal_jobs(
                 routing=it.routing,
                 associations=settings.associations,
                 verify=settings.verify and bool(server),
+                extra={"idle_seconds": settings.idle_seconds},
             ),
         )
         for it in items

@@ -159,14 +159,14 @@ async def test_rest_lookup_after_idle_finds_session_or_unassigned(
     write_study(tmp_path / "src", patient_id="P1", series=[SeriesSpec("MR", 1, "T1", 3)])
     sources = [from_dicom(s) for s in scan_all([tmp_path / "src"]).sessions]
     dest = DicomDestination("XNAT", "127.0.0.1", server.dicom.port)
-    settings = SendSettings(dest, routing="site")
+    settings = SendSettings(dest, routing="site", idle_seconds=0.0)
     items = plan(
         sources, settings, LabelRules("SUBJ_1", "SUBJ_1_MR", explicit=True), project=project
     )
     journal = Journal(tmp_path / "journal.sqlite3")
     async with XnatClient(Credentials(server.url, "admin", "admin")) as client:
         ids = journal_jobs(journal, items, settings, server=client.server, username="admin")
-        engine = engine_for(journal, client=client, idle_seconds=0.0, retry=FAST)
+        engine = engine_for(journal, client=client, retry=FAST)  # the job says 0 s
         await engine.start(resume=False)
         engine.queue(ids)
         await engine.wait(ids)

@@ -106,6 +106,14 @@ class MainScreen(AppScreen, Screen[None]):
             id="main.browse",
         ),
         Binding(
+            "T",
+            "triage_send",
+            "Triage",
+            tooltip="A DICOM send that landed Unassigned or split: open prearchive triage",
+            id="main.triage_send",
+            show=False,
+        ),
+        Binding(
             "R",
             "refresh_project",
             "Refresh",
@@ -456,6 +464,25 @@ class MainScreen(AppScreen, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         available = self._availability().get(action)
         return True if available is None or available() else None
+
+    # ------------------------------------------------------------ sending (issue 16)
+    def on_labels_pane_send_requested(self, event: LabelsPane.SendRequested) -> None:
+        from xnat_tui.ui.screens.send import send_selected
+
+        event.stop()
+        self.run_worker(
+            send_selected(self, self.upload_candidates()),
+            group="send",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def action_triage_send(self) -> None:
+        from xnat_tui.ui.screens.send import open_triage
+
+        row = self.query_one(TransfersPane).current
+        if row is not None:
+            open_triage(self, row.job_id)
 
     def action_upload(self) -> None:
         items = [i for i in self.upload_candidates() if i.state.queueable]

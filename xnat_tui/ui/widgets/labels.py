@@ -58,6 +58,13 @@ class LabelsPane(VerticalScroll):
             tooltip="Regenerate subject/session labels from the patterns",
             id="labels.regenerate",
         ),
+        Binding(
+            "ctrl+t",
+            "send",
+            "Send…",
+            tooltip="Send the selected sessions by REST or to a DICOM destination",
+            id="labels.send",
+        ),
     ]
 
     @dataclass
@@ -73,6 +80,9 @@ class LabelsPane(VerticalScroll):
     @dataclass
     class Regenerate(Message):
         uid: str
+
+    class SendRequested(Message):
+        """Send the selected (else the highlighted) sessions: the screen asks where."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -221,6 +231,9 @@ class LabelsPane(VerticalScroll):
     def action_leave(self) -> None:
         # Digits and letters type into the fields; escape gets the pane keys back.
         self.screen.query_one("#sessions-table").focus()
+
+    def action_send(self) -> None:
+        self.post_message(self.SendRequested())
 
     def action_regenerate(self) -> None:
         if self.uid:
