@@ -23,6 +23,7 @@ import http.client
 import re
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -328,19 +329,21 @@ class ThreadedFetcher:
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            timeout = self.client._read_timeout
+            timeout = self.client._connect_timeout
+            stall = self.client._read_timeout
             if self.https:
                 ctx = self.client._ssl
                 if ctx is False:
                     ctx = ssl._create_unverified_context()
-                conn = http.client.HTTPSConnection(
+                conn = _HTTPSConnection(
                     self.host,
                     self.port,
                     timeout=timeout,
                     context=ctx if isinstance(ctx, ssl.SSLContext) else None,
                 )
             else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+                conn = _HTTPConnection(self.host, self.port, timeout=timeout)
+            conn.stall = stall
             self._local.conn = conn
             with self._lock:
                 self._open.add(conn)
@@ -414,6 +417,34 @@ class ThreadedFetcher:
             message = extract_server_message(text, response.getheader("Content-Type", ""))
             raise error_for_status(response.status, message, ctx, method="GET", url=path)
         return _blocking_reply(response, offset)
+
+
+def _blocking_socket(sock: socket.socket, stall: float) -> None:
+    """Connected: blocking reads with a kernel timeout. A Python socket timeout polls
+    before every read (twice the system calls, each a hand-off of the interpreter
+    lock between the download threads); SO_RCVTIMEO still ends a stalled read."""
+    sock.settimeout(None)
+    seconds = max(1, int(stall))
+    packed = struct.pack("ll", seconds, 0)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    stall = 300.0
+
+    def connect(self) -> None:
+        super().connect()
+        _blocking_socket(self.sock, self.stall)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    stall = 300.0
+
+    def connect(self) -> None:
+        super().connect()
+        _blocking_socket(self.sock, self.stall)
 
 
 def _blocking_reply(response: http.client.HTTPResponse, offset: int) -> BlockingReply:
