@@ -6,7 +6,7 @@ for several associations, ``--ignore`` so the receiver's disk is not what is tim
 * **storescu**: one association, every file (the baseline);
 * **ours, 1 association** (goal >= 0.7x storescu) and **ours, N associations** (goal
   > 1.0x): the send engine as ``xnat-tui send --routing none`` runs it (journal included,
-  every acknowledgement journalled before the next instance), each in its own process.
+  acknowledgements journalled in groups), each in its own process.
 
 Peak RSS of each sender from ``wait4``. Two sets: many small instances and a few large.
 Usage: ``python benchmarks/dicom_send.py [--small 10000] [--large 200] [--large-kb 2048]
