@@ -52,6 +52,10 @@ def test_download_a_project_byte_for_byte_then_a_rerun_fetches_nothing(
     result = json.loads(done.stdout)
     assert result["ok"] and result["verified"] == 1
     assert xnat_layout_bytes(out, "PIL_900_MR1") == server_bytes(sandbox_thread, "PIL_900_MR1")
+    listed = cli("transfers", "list", "--all", "--journal", str(journal))
+    assert listed.returncode == 0, listed.stderr
+    line = next(x for x in listed.stdout.splitlines() if result["jobs"][0]["id"] in x)
+    assert "PILOT/PIL_900/PIL_900_MR1" in line and "2/2 series" in line, line
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     again = cli("download", "--project", "PILOT", "--out", str(out), *base_args(url, journal))
     assert again.returncode == 0, again.stderr

@@ -45,6 +45,7 @@ from xnat_tui.transfer.types import (
     Destination,
     JobState,
     Overwrite,
+    SeriesState,
     SourceFile,
     SourceSeries,
 )
@@ -211,6 +212,7 @@ class _DownloadRun:
     # of the job). Losing them to a crash costs nothing: the file under its final name
     # is complete, and a resume finds it by its MD5 (or size) without fetching it.
     marks: list[tuple[tuple[str, int], str]] = field(default_factory=list)
+    scans_marked: set[str] = field(default_factory=set)
     fatal: str = ""
     finalizing: bool = False
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
@@ -574,6 +576,7 @@ class DownloadEngine:
             files=files,
         )
         run.paused = job.state is JobState.PAUSED
+        run.scans_marked = {s.uid for s in self.journal.series(jid) if s.state is SeriesState.SENT}
         self._runs[jid] = run
         self._wake.set()
         return True
@@ -1000,6 +1003,16 @@ class DownloadEngine:
         if run.marks:
             marks, run.marks = run.marks, []
             self.journal.files_done(run.job_id, [k for k, _ in marks], [m for _, m in marks])
+            # A scan resource whose files are all in counts as done in the series table,
+            # which 'transfers list/show' and the receipt read.
+            scans: dict[str, bool] = {}
+            for f in run.files:
+                scans[f.uid] = scans.get(f.uid, True) and f.done
+            for uid, done in scans.items():
+                if done and uid not in run.scans_marked:
+                    first = next(f for f in run.files if f.uid == uid)
+                    self.journal.series_sent(run.job_id, uid, first.uri.rsplit("/", 1)[0], [])
+                    run.scans_marked.add(uid)
 
     def _file_failed(self, run: _DownloadRun, f: _DownloadFile, exc: BaseException) -> None:
         text = str(exc) or type(exc).__name__
