@@ -23,6 +23,7 @@ nothing can escape the output folder.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +188,7 @@ async def _plan_sessions(
 ) -> DownloadPlan:
     if layout not in LAYOUTS:
         raise DownloadProblem(f"unknown layout {layout!r}: choose {', '.join(LAYOUTS)}")
+    out = absolute(out)
     limit = asyncio.Semaphore(concurrency)
     wanted_types = {t.lower() for t in scan_types}
 
@@ -286,6 +288,7 @@ async def plan_catalog(
 ) -> DownloadPlan:
     """A "Catalog XML" (Download Images → Catalog XML): each scan resource's files go
     into the folder its entry names, as the Desktop Client saves them."""
+    out = absolute(out)
     entries = download_ops.parse_catalog(catalog)
     if not entries:
         raise DownloadProblem("the catalog lists no scan resources")
@@ -335,6 +338,12 @@ async def plan_catalog(
             )
         )
     return plan
+
+
+def absolute(out: Path) -> Path:
+    """The journal keeps absolute paths: a resume from another folder (or by the TUI)
+    must write where the download began."""
+    return Path(os.path.abspath(out.expanduser()))
 
 
 def default_out(config: Config) -> Path:

@@ -58,3 +58,11 @@ def test_two_files_with_one_local_name_are_refused_before_anything_is_fetched() 
         dl._plan_session(SESSION, files, {"2": "T1"}, Path("/out"), "flat", {})
     plan = dl._plan_session(SESSION, files, {"2": "T1"}, Path("/out"), "xnat", {})
     assert len(plan.files) == 2
+
+
+def test_the_output_folder_is_journalled_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert dl.absolute(Path("xnat-downloads")) == tmp_path / "xnat-downloads"
+    assert dl.absolute(Path("~/d")).is_absolute()
