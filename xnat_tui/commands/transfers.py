@@ -306,7 +306,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.transfer.opener import exists
     from xnat_tui.transfer.types import JobState
     from xnat_tui.transfer.xnat_port import XnatPort
-    from xnat_tui.workflow.jobs import JobRouter, builder_for
+    from xnat_tui.workflow.jobs import JobRouter
     from xnat_tui.workflow.login import connection_for
 
     keep_running_on_hangup()
@@ -385,7 +385,7 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         connection = connection_for(client, url=port.server_url, owned=False)
         for kind in dict.fromkeys(j.kind for j in jobs if j.kind is not JobKind.UPLOAD):
             # Started without resuming: the code below adopts the jobs it was asked for.
-            engine.attach([kind], await builder_for(kind)(connection, journal, config))
+            await engine.ensure(kind, connection, config, resume=False)
         quiet = bool(args.json)
         if action == "resume":
             ids = await engine.start(resume=args.id is None)

@@ -645,29 +645,10 @@ async def change_primary(
     return lines
 
 
-# The engines built for the Transfers panel and ``transfers resume``, one per journal and
-# server connection: copy and move jobs share it (the router asks for each kind
-# separately), because the remote source is bound once per process with one engine's
-# digests, and two engines would split the unfinished jobs between them.
-_LIVE: list[CopyEngine] = []
-
-
-def running_engine(connection: Connection, journal: Journal) -> CopyEngine | None:
-    """The open copy engine of this journal and connection, if one was built."""
-    _LIVE[:] = [e for e in _LIVE if not e.closed]
-    for engine in _LIVE:
-        if engine.journal is journal and engine.server is connection.port:
-            return engine
-    return None
-
-
 async def _build(connection: Connection, journal: Journal, config: Config) -> JobEngine:
     """For ``transfers resume/retry`` and the Transfers panel: anonymizers of the
     unfinished and failed (retryable) copy jobs prepared first (each job journals its
     own profile)."""
-    live = running_engine(connection, journal)
-    if live is not None:
-        return live
     anons = AnonymizerSet()
     if connection.client is not None:
         for job in journal.jobs(
@@ -680,9 +661,7 @@ async def _build(connection: Connection, journal: Journal, config: Config) -> Jo
                 except Exception as exc:  # that job fails with the reason; others go on
                     log.error("anonymization for copy job %s: %s", job.id, exc)
     settings = CopySettings(concurrency=config.defaults.concurrency)
-    engine = build_engine(connection, journal, settings, anons)
-    _LIVE.append(engine)
-    return engine
+    return build_engine(connection, journal, settings, anons)
 
 
 register([JobKind.COPY, JobKind.MOVE], _build)

@@ -103,6 +103,9 @@ class JobRouter:
         self._hub = EventHub()
         self._forwarders: list[asyncio.Task[None]] = []
         self._ticks: dict[int, ProgressTick] = {}
+        # One engine per builder: a builder registered for several kinds (copy and move)
+        # gets one engine that runs them all, never two splitting the jobs.
+        self._built: dict[int, JobEngine] = {}
 
     # ------------------------------------------------------------ engines
     def attach(
@@ -123,13 +126,19 @@ class JobRouter:
     def engine(self, kind: JobKind) -> JobEngine | None:
         return self._engines.get(kind)
 
-    async def ensure(self, kind: JobKind, connection: Connection, config: Config) -> JobEngine:
-        """The engine for ``kind``, built, started (resuming its kind's unfinished jobs)
-        and attached on first use."""
+    async def ensure(
+        self, kind: JobKind, connection: Connection, config: Config, *, resume: bool = True
+    ) -> JobEngine:
+        """The engine for ``kind``, built, started (resuming its kind's unfinished jobs
+        unless ``resume`` is False) and attached on first use."""
         engine = self._engines.get(kind)
         if engine is None:
-            engine = await builder_for(kind)(connection, self.journal, config)
-            await engine.start(resume=True)
+            builder = builder_for(kind)
+            engine = self._built.get(id(builder))
+            if engine is None:
+                engine = await builder(connection, self.journal, config)
+                self._built[id(builder)] = engine
+                await engine.start(resume=resume)
             self.attach([kind], engine)
         return engine
 
