@@ -27,7 +27,10 @@ from xnat_tui.commands._args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_connec
 from xnat_tui.text import safe
 
 if TYPE_CHECKING:
+    from xnat_tui.transfer.anon import AnonymizerSet
+    from xnat_tui.transfer.events import EventStream
     from xnat_tui.transfer.journal import JobRecord, Journal
+    from xnat_tui.workflow.jobs import JobRouter
 
 
 def register(subparsers: Any) -> None:
@@ -292,22 +295,17 @@ def _control(journal: Journal, args: argparse.Namespace) -> int:
 async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.commands._connect import open_client
     from xnat_tui.commands._console import (
-        Reporter,
         keep_running_on_hangup,
-        reporter_mode,
-        run_until_done,
-        summary,
-        summary_line,
     )
     from xnat_tui.config import load
     from xnat_tui.transfer import TransferEngine
     from xnat_tui.transfer.anon import AnonymizerSet
     from xnat_tui.transfer.kinds import JobKind
-    from xnat_tui.transfer.opener import exists
     from xnat_tui.transfer.types import JobState
     from xnat_tui.transfer.xnat_port import XnatPort
     from xnat_tui.workflow.jobs import JobRouter
     from xnat_tui.workflow.login import connection_for
+    from xnat_tui.workflow.send import is_offline_send, offline_engine
 
     keep_running_on_hangup()
     action = args.transfers_command
@@ -346,6 +344,14 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
             hint = f"; {_failed_hint(failed)}" if failed else ""
             print(f"nothing to {action}{hint}", file=sys.stderr)
         return EXIT_FAILED if failed else EXIT_OK
+    config = load()
+    if all(is_offline_send(j) for j in jobs):
+        # Sends to a bare DICOM receiver (no REST server named): nothing to log in to.
+        engine = JobRouter(journal)
+        stream = engine.subscribe()
+        engine.attach([JobKind.SEND], offline_engine(journal, config))
+        return await _drive(journal, args, jobs, failed, engine, stream, AnonymizerSet())
+    jobs = [j for j in jobs if not is_offline_send(j)]
     servers = {(j.server, j.username) for j in jobs}
     if len(servers) > 1 and not getattr(args, "server", None):
         print(
@@ -358,7 +364,6 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         args.server = server
         if not getattr(args, "user", None):
             args.user = user
-    config = load()
     async with open_client(args, config) as client:
         port = XnatPort(client)
         jobs = [j for j in jobs if j.server == port.server_url]
@@ -386,54 +391,78 @@ async def _run_engine(journal: Journal, args: argparse.Namespace) -> int:
         for kind in dict.fromkeys(j.kind for j in jobs if j.kind is not JobKind.UPLOAD):
             # Started without resuming: the code below adopts the jobs it was asked for.
             await engine.ensure(kind, connection, config, resume=False)
-        quiet = bool(args.json)
-        if action == "resume":
-            ids = await engine.start(resume=args.id is None)
-            if args.id:
-                job = jobs[0]
-                if job.state is JobState.PAUSED:
-                    ids += engine.resume(job.id)
-                elif job.id not in ids and engine.adopt(job.id):
-                    ids.append(job.id)
-            else:
-                ids += [i for i in engine.resume(None) if i not in ids]
+        return await _drive(journal, args, jobs, failed, engine, stream, anons)
+
+
+async def _drive(
+    journal: Journal,
+    args: argparse.Namespace,
+    jobs: list[JobRecord],
+    failed: list[JobRecord],
+    engine: JobRouter,
+    stream: EventStream,
+    anons: AnonymizerSet,
+) -> int:
+    """Resume or retry ``jobs`` on the router's engines and report until they end."""
+    from xnat_tui.commands._console import (
+        Reporter,
+        reporter_mode,
+        run_until_done,
+        summary,
+        summary_line,
+    )
+    from xnat_tui.transfer.opener import exists
+    from xnat_tui.transfer.types import JobState
+
+    action = args.transfers_command
+    quiet = bool(args.json)
+    if action == "resume":
+        ids = await engine.start(resume=args.id is None)
+        if args.id:
+            job = jobs[0]
+            if job.state is JobState.PAUSED:
+                ids += engine.resume(job.id)
+            elif job.id not in ids and engine.adopt(job.id):
+                ids.append(job.id)
         else:
-            if args.skip_missing:
-                for j in jobs:
-                    for path in journal.drop_missing_files(j.id, exists):
-                        if not quiet:
-                            print(f"{j.id}: skipping vanished file {safe(path)}", file=sys.stderr)
-            await engine.start(resume=False)
-            ids = await engine.retry(args.id and jobs[0].id)
-        busy = [j.id for j in jobs if j.id not in ids and journal.holder(j.id)]
-        for jid in busy:
-            if not quiet:
-                held = journal.job(jid)
-                left = max(0, int(held.lease_until - time.time()))
-                print(
-                    f"{jid} is being run by {held.owner} (host:pid); left alone. If that "
-                    f"process is gone on another host, its lease expires in {left} s.",
-                    file=sys.stderr,
-                )
-        if not ids:
-            await engine.close()
-            if not quiet:
-                print(f"nothing to {action}", file=sys.stderr)
-            return EXIT_OK if not busy and not failed else EXIT_FAILED
+            ids += [i for i in engine.resume(None) if i not in ids]
+    else:
+        if args.skip_missing:
+            for j in jobs:
+                for path in journal.drop_missing_files(j.id, exists):
+                    if not quiet:
+                        print(f"{j.id}: skipping vanished file {safe(path)}", file=sys.stderr)
+        await engine.start(resume=False)
+        ids = await engine.retry(args.id and jobs[0].id)
+    busy = [j.id for j in jobs if j.id not in ids and journal.holder(j.id)]
+    for jid in busy:
         if not quiet:
-            print(f"{action}: {' '.join(ids)}", file=sys.stderr)
-        reporter = Reporter(reporter_mode(quiet))
-        try:
-            states, interrupted = await run_until_done(engine, ids, reporter, stream)
-        finally:
-            await asyncio.to_thread(anons.close)
-        result = summary(journal, ids)
-        result["interrupted"] = interrupted
-        if args.json:
-            print(json.dumps(result, indent=2))
-        else:
-            for j in result["jobs"]:
-                print(summary_line(j, reporter), file=sys.stderr)
-        if interrupted:
-            return 130
-        return EXIT_OK if all(s is JobState.VERIFIED for s in states.values()) else EXIT_FAILED
+            held = journal.job(jid)
+            left = max(0, int(held.lease_until - time.time()))
+            print(
+                f"{jid} is being run by {held.owner} (host:pid); left alone. If that "
+                f"process is gone on another host, its lease expires in {left} s.",
+                file=sys.stderr,
+            )
+    if not ids:
+        await engine.close()
+        if not quiet:
+            print(f"nothing to {action}", file=sys.stderr)
+        return EXIT_OK if not busy and not failed else EXIT_FAILED
+    if not quiet:
+        print(f"{action}: {' '.join(ids)}", file=sys.stderr)
+    reporter = Reporter(reporter_mode(quiet))
+    try:
+        states, interrupted = await run_until_done(engine, ids, reporter, stream)
+    finally:
+        await asyncio.to_thread(anons.close)
+    result = summary(journal, ids)
+    result["interrupted"] = interrupted
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for j in result["jobs"]:
+            print(summary_line(j, reporter), file=sys.stderr)
+    if interrupted:
+        return 130
+    return EXIT_OK if all(s is JobState.VERIFIED for s in states.values()) else EXIT_FAILED

@@ -199,7 +199,7 @@ def journal_jobs(
     jobs = [
         NewJob(
             # The REST server verifies; without one the destination names the job.
-            server=server or f"dicom://{settings.destination}",
+            server=server or f"{OFFLINE_SCHEME}{settings.destination}",
             username=username,
             project=it.project,
             subject=it.subject,
@@ -315,6 +315,21 @@ def engine_for(
         transform_for=anon.transform_for,
         **options,
     )
+
+
+# A send journalled without a REST server names its receiver instead (dicom://AE@host:port).
+OFFLINE_SCHEME = "dicom://"
+
+
+def is_offline_send(job: JobRecord) -> bool:
+    """A send to a bare DICOM receiver: resumed without logging in (nothing to verify)."""
+    return job.kind is JobKind.SEND and job.server.startswith(OFFLINE_SCHEME)
+
+
+def offline_engine(journal: Journal, config: Config) -> JobEngine:
+    """The engine for sends that need no REST server (``is_offline_send`` jobs)."""
+    idle = max((d.idle_seconds for d in config.dicom.values()), default=300.0)
+    return engine_for(journal, idle_seconds=idle)
 
 
 async def build(connection: Connection, journal: Journal, config: Config) -> JobEngine:
