@@ -42,6 +42,7 @@ from xnat_tui.xnat.errors import (
     ConnectionFailed,
     ProtocolError,
     SessionExpired,
+    TLSError,
     XnatError,
     error_for_status,
     extract_server_message,
@@ -399,6 +400,12 @@ class ThreadedFetcher:
                 conn.request("GET", path, headers=sent)
                 response = conn.getresponse()
                 break
+            except ssl.SSLError as exc:
+                self.drop()
+                # A certificate the client does not trust: retrying will not change it.
+                raise TLSError(
+                    f"TLS with {self.host} failed while trying to {ctx.action}: {exc}", url=path
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self.drop()
                 # A kept-alive connection the server closed meanwhile: once more, fresh.
