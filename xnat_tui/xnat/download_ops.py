@@ -189,6 +189,8 @@ async def open_file(
                 # Big reads: fewer, larger chunks through the loop (64 KiB by default).
                 read_bufsize=READ_BUFFER,
             )
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            raise TLSError(f"Cannot {ctx.action}: TLS failed: {exc}", url=url) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ConnectionFailed(
                 f"Cannot {ctx.action}: {exc or type(exc).__name__}", url=url
