@@ -69,13 +69,13 @@ def body(path: Path) -> bytes:
     return path.read_bytes()[offset:]
 
 
-def study(tmp_path: Path) -> Path:
+def study(tmp_path: Path, *extra: SeriesSpec) -> Path:
     src = tmp_path / "src"
     write_study(
         src,
         patient_id="SUBJ 01",
         study_description="Brain",
-        series=[SeriesSpec("MR", 1, "T1", 3), SeriesSpec("CT", 2, "Scout", 2)],
+        series=[SeriesSpec("MR", 1, "T1", 3), SeriesSpec("CT", 2, "Scout", 2), *extra],
     )
     return src
 
@@ -84,7 +84,9 @@ def test_routing_none_every_data_set_is_byte_identical(
     tmp_path: Path, storescp: tuple[int, Path]
 ) -> None:
     port, out = storescp
-    src = study(tmp_path)
+    # A 1.3 MB instance: many P-DATA PDUs (storescp takes 16 KB) over more than one of
+    # the sender's read blocks.
+    src = study(tmp_path, SeriesSpec("MR", 3, "Big", 1, 800, 800))
     before = digests(src)
     r = cli(
         "send",
@@ -103,7 +105,7 @@ def test_routing_none_every_data_set_is_byte_identical(
     assert result["ok"] and result["jobs"][0]["state"] == "verified"
     sources = {pydicom.dcmread(p).SOPInstanceUID: p for p in src.rglob("*.dcm")}
     received = {pydicom.dcmread(p).SOPInstanceUID: p for p in out.iterdir()}
-    assert received.keys() == sources.keys() and len(received) == 5
+    assert received.keys() == sources.keys() and len(received) == 6
     for uid, path in sources.items():
         assert body(received[uid]) == body(path), uid
     assert digests(src) == before  # the user's files are untouched

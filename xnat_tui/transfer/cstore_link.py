@@ -21,12 +21,13 @@ One thread at a time per link; the engine gives each association its own thread.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -61,8 +62,13 @@ OUR_MAX_PDU = 65536
 # The largest P-DATA we send when the peer sets no limit (0): big enough that a large
 # instance takes few system calls, small enough to stream from disk.
 UNLIMITED_CHUNK = 1 << 20
-# A file up to this size is read whole (one read, one send); larger ones are streamed.
-WHOLE_FILE = 4 << 20
+# A file is read in blocks of this size (whole PDUs), each sent with one sendmsg.
+_READ_BLOCK = 1 << 20
+# Enough of a file's start for any ordinary File Meta group (and a small instance whole).
+_META_HEAD = 64 << 10
+# PDUs per sendmsg: two buffers each, under Linux's IOV_MAX (1024).
+_IOV_BATCH = 500
+_PDV_HEADER = struct.Struct(">BBIIBB")
 
 _REJECT_HINTS = {
     (1, 1): "the receiver rejected the association (no reason given)",
@@ -172,7 +178,8 @@ class Link:
         self.message_id = self.message_id % 0xFFFF + 1
         command = store_command(self.message_id, sop_class, sop_instance)
         try:
-            first = self._pdu(cx, 0x03, command)
+            n = len(command)
+            first = _PDV_HEADER.pack(_P_DATA, 0, n + 6, n + 2, cx, 0x03) + command
             self._send_data(cx, first, body)
             rsp = self._read_response()
         except _Dropped as exc:
@@ -199,48 +206,63 @@ class Link:
             if data is None:
                 raise ValueError("pydicom could not encode the copy")
             return str(payload.SOPInstanceUID), data
-        fh = payload.open("rb")
-        try:
-            head = fh.read(WHOLE_FILE)
-            parsed = read_meta(head)
-            if parsed is None:
-                raise ValueError(f"{payload}: not a DICOM file with a File Meta group")
-            values, offset = parsed
-            uid = meta_text(values, 0x0003)
-            if not uid:
-                raise ValueError(f"{payload}: no Media Storage SOP Instance UID")
-            if len(head) < WHOLE_FILE:
-                fh.close()
-                return uid, head[offset:]
-            return uid, _FileBody(fh, head[offset:])
-        except BaseException:
-            fh.close()
-            raise
-
-    @staticmethod
-    def _pdu(cx: int, control: int, data: bytes | memoryview) -> bytes:
-        n = len(data)
-        return struct.pack(">BBIIBB", _P_DATA, 0, n + 6, n + 2, cx, control) + bytes(data)
+        return _FileBody.open(payload)
 
     def _send_data(self, cx: int, command_pdu: bytes, body: bytes | _FileBody) -> None:
+        """The command PDU, then the data set as P-DATA PDUs of one PDV each.
+
+        No PDU is built as a bytes object: each PDV header (12 bytes) goes out with a
+        ``memoryview`` slice of the data in the same ``sendmsg`` (up to ``_IOV_BATCH``
+        PDUs a call), the data read from the file into one reused buffer. A small
+        instance is one system call for its command and data."""
         chunk = self.chunk
         try:
             if isinstance(body, bytes):
-                view = memoryview(body)
-                parts = [command_pdu]
-                for start in range(0, max(len(view), 1), chunk):
-                    piece = view[start : start + chunk]
-                    last = start + chunk >= len(view)
-                    parts.append(self._pdu(cx, 0x02 if last else 0x00, piece))
-                self.sock.sendall(b"".join(parts))
+                self._sendmsg_all([command_pdu, *self._pdvs(cx, memoryview(body), chunk, True)])
                 return
-            self.sock.sendall(command_pdu)
-            for data, end in body.pieces(chunk):
-                self.sock.sendall(self._pdu(cx, 0x02 if end else 0x00, data))
+            first: list[bytes | memoryview] = [command_pdu]
+            left = body.size
+            while True:
+                view = body.read(max(chunk, min(left, _READ_BLOCK - _READ_BLOCK % chunk)))
+                left -= len(view)
+                self._sendmsg_all(first + self._pdvs(cx, view, chunk, left <= 0))
+                first = []
+                if left <= 0:
+                    return
         except TimeoutError as exc:
             raise _Dropped(f"timed out after {self.timeout:g} s sending") from exc
         except OSError as exc:
             raise _Dropped(f"connection lost: {exc.strerror or exc}") from exc
+
+    @staticmethod
+    def _pdvs(cx: int, view: memoryview, chunk: int, last: bool) -> list[bytes | memoryview]:
+        """[header, data, header, data, ...] for ``view`` cut at ``chunk`` bytes; the
+        last PDV of the data set (``last``) carries the 'last fragment' bit."""
+        out: list[bytes | memoryview] = []
+        total = len(view)
+        for start in range(0, max(total, 1), chunk):
+            piece = view[start : start + chunk]
+            n = len(piece)
+            control = 0x02 if last and start + chunk >= total else 0x00
+            out.append(_PDV_HEADER.pack(_P_DATA, 0, n + 6, n + 2, cx, control))
+            out.append(piece)
+        return out
+
+    def _sendmsg_all(self, buffers: list[bytes | memoryview]) -> None:
+        """``sendall`` for a list of buffers: ``sendmsg`` in batches, resumed after a
+        partial send."""
+        pending = [memoryview(b).cast("B") for b in buffers]
+        while pending:
+            batch = pending[:_IOV_BATCH]
+            sent = self.sock.sendmsg(batch)
+            done = 0
+            while done < len(batch) and sent >= len(batch[done]):
+                sent -= len(batch[done])
+                done += 1
+            rest = pending[done:]
+            if sent and rest:
+                rest[0] = rest[0][sent:]
+            pending = rest
 
     # ---------------------------------------------------------------- receiving
     def _recv(self, n: int) -> bytes:
@@ -313,27 +335,52 @@ class Link:
 
 
 class _FileBody:
-    """The rest of a large file, read in PDU-sized pieces."""
+    """The data set of a Part 10 file (after its File Meta group), read in blocks into
+    one reused buffer: constant memory for any file size, no copy per PDU."""
 
-    def __init__(self, fh: BinaryIO, first: bytes) -> None:
+    def __init__(self, fh: io.BufferedReader, size: int, head: bytes) -> None:
         self.fh = fh
-        self.first = first
+        self.size = size  # bytes of the data set still to come, ``head`` included
+        self.head = head
+        self.buf = bytearray()
 
-    def pieces(self, chunk: int) -> Iterator[tuple[bytes, bool]]:
-        buf, pos, eof = self.first, 0, False
-        while True:
-            if not eof and len(buf) - pos <= chunk:
-                more = self.fh.read(max(chunk, 1 << 20))
-                if more:
-                    buf, pos = buf[pos:] + more, 0
-                    continue
-                eof = True
-            end = pos + chunk
-            if eof and end >= len(buf):
-                yield buf[pos:], True
-                return
-            yield buf[pos:end], False
-            pos = end
+    @classmethod
+    def open(cls, path: Path) -> tuple[str, _FileBody]:
+        fh = path.open("rb")
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(_META_HEAD)
+            parsed = read_meta(head)
+            if parsed is None:
+                raise ValueError(f"{path}: not a DICOM file with a File Meta group")
+            values, offset = parsed
+            uid = meta_text(values, 0x0003)
+            if not uid:
+                raise ValueError(f"{path}: no Media Storage SOP Instance UID")
+            return uid, cls(fh, size - offset, head[offset:])
+        except BaseException:
+            fh.close()
+            raise
+
+    def read(self, n: int) -> memoryview:
+        """The next ``n`` bytes (fewer only at the end); valid until the next call."""
+        n = min(n, self.size)
+        if len(self.buf) < n:
+            self.buf = bytearray(n)
+        view = memoryview(self.buf)[:n]
+        got = len(self.head)
+        if got:
+            got = min(got, n)
+            view[:got] = self.head[:got]
+            self.head = self.head[got:]
+        while got < n:
+            more = self.fh.readinto(view[got:])
+            if not more:
+                # Half a data set is on the wire: the association cannot go on.
+                raise _Dropped(f"{self.fh.name}: the file got shorter while it was sent")
+            got += more
+        self.size -= n
+        return view
 
     def close(self) -> None:
         self.fh.close()
