@@ -97,7 +97,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xnat-tui",
         usage="%(prog)s [options] [PATH]\n       %(prog)s [options] COMMAND ...",
-        description="Upload DICOM sessions to XNAT and triage its prearchive. "
+        description="Get DICOM sessions into XNAT (from folders, archives or over DICOM) "
+        "and manage them there (browse, download, copy, move, prearchive triage). "
         "'xnat-tui [PATH]' opens the terminal UI with its folder tree at PATH "
         "(default: the current folder); a COMMAND works without it. For a folder "
         "named like a command, write ./NAME or '-- NAME'.",
