@@ -104,6 +104,7 @@ class _Started:
 
         class FakeSandbox:
             url = "http://127.0.0.1:9"
+            server = None  # as SandboxThread before its server (and DICOM receiver) is up
 
             def stop(self) -> None:
                 pass
