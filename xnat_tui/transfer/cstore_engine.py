@@ -358,6 +358,11 @@ class SendEngine:
                 kind=JobKind.SEND,
             )
         )
+        if previous is JobState.SENDING and state is not JobState.SENDING:
+            # Ticks come only while sending: without this last one a send shorter than
+            # the tick interval would stay at 0/N in the Transfers panel.
+            last = self._progress(run)
+            self._publish(ProgressTick((last,), last.bytes_sent, last.bytes_total, 0.0, None))
         self._changed.set()
 
     def _progress(self, run: _SendRun) -> JobProgress:
