@@ -105,6 +105,8 @@ class _SendRun:
     task: asyncio.Task[None] | None = None
     samples: deque[tuple[float, int]] = field(default_factory=deque)
     triage: tuple[str, ...] = ()
+    # The job's files in the journal's order: key -> (path, size).
+    files: dict[Key, tuple[Path, int]] = field(default_factory=dict)
 
     @property
     def remaining(self) -> int:
@@ -314,17 +316,20 @@ class SendEngine:
             return False
         series = self.journal.series(jid)
         done = set(self.journal.done_files(jid))
-        sizes = {
-            (s.uid, i): f.size for s in series for i, f in enumerate(self.journal.files(jid, s.uid))
+        files = {
+            (s.uid, i): (f.path, f.size)
+            for s in series
+            for i, f in enumerate(self.journal.files(jid, s.uid))
         }
         run = _SendRun(
             job=job,
-            total_files=len(sizes),
-            total_bytes=sum(sizes.values()),
+            total_files=len(files),
+            total_bytes=sum(size for _path, size in files.values()),
             series_files={s.uid: s.file_count for s in series},
             done=done,
-            sent_bytes=sum(sizes.get(k, 0) for k in done),
+            sent_bytes=sum(files[k][1] for k in done if k in files),
             paused=job.state is JobState.PAUSED,
+            files=files,
         )
         self._runs[jid] = run
         if not run.paused:
@@ -442,11 +447,11 @@ class SendEngine:
             self._set_state(run, JobState.FAILED, f"bad destination in the journal: {exc}")
             self._release(run)
             return
+        # The journal's file list as adopted (read once: ~10 µs a file).
         items = [
-            _Instance((s.uid, i), f.path, f.size)
-            for s in self.journal.series(job.id)
-            for i, f in enumerate(self.journal.files(job.id, s.uid))
-            if (s.uid, i) not in run.done
+            _Instance(key, path, size)
+            for key, (path, size) in run.files.items()
+            if key not in run.done
         ]
         run.failed.clear()
         try:
