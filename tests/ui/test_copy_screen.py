@@ -250,3 +250,15 @@ async def test_copy_of_one_scan_says_what_the_destination_changes(
         assert "STUDY_B has a project anonymization script" in notes
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, BrowserScreen))
+
+
+async def test_the_label_table_sits_right_under_the_choices(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # The choices above the table take the lines they need, not half the screen (a tmux
+    # run showed a dozen empty lines between the label templates and the table).
+    async with running(sandbox, tmp_path) as (_client, _journal, app, pilot):
+        await select_session(pilot, app, "PILOT")
+        screen = await open_copy(pilot, app, "c", "STUDY_A")
+        inputs = screen.query_one("#copy-subject-tpl", Input).region
+        assert screen.table.region.y - inputs.bottom <= 1

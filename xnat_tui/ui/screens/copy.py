@@ -71,6 +71,7 @@ class CopyScreen(AppScreen, Screen[CopyRequest | None]):
     HELP_GROUP = "Copy / move"
     DEFAULT_CSS = """
     CopyScreen { layout: vertical; }
+    CopyScreen > Vertical { height: auto; }
     CopyScreen .copy-row { height: auto; }
     CopyScreen .copy-row Label { padding: 0 1; }
     CopyScreen .copy-inputs Label { padding: 1 1 0 1; }
