@@ -178,7 +178,6 @@ async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.transfer.journal import Journal
     from xnat_tui.transfer.source import from_dicom
     from xnat_tui.workflow.send import engine_for, journal_jobs, plan, preview_lines
-    from xnat_tui.workflow.upload import label_rules_for
 
     try:
         config = load()
@@ -205,6 +204,10 @@ async def _main(args: argparse.Namespace) -> int:
     sources = [from_dicom(s) for s in sessions]
 
     def rules(project: str) -> Any:
+        # Imported here: workflow.upload loads the upload engine, which --routing none
+        # never needs (~0.1 s of start-up).
+        from xnat_tui.workflow.upload import label_rules_for
+
         return label_rules_for(config, project, subject=args.subject, session=args.session)
 
     items = plan(sources, settings, rules, project=args.project, routed=args.routed)

@@ -20,14 +20,16 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from xnat_tui.config import Config
 from xnat_tui.transfer.events import EventHub, EventStream, JobProgress, ProgressTick
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import JobState
-from xnat_tui.workflow.login import Connection
+
+if TYPE_CHECKING:  # login loads aiohttp: commands such as send need not
+    from xnat_tui.workflow.login import Connection
 
 
 class JobEngine(Protocol):
@@ -57,7 +59,7 @@ class JobAction(StrEnum):
 
 
 # Builds the engine that runs journalled jobs of some kinds for one logged-in server.
-EngineBuilder = Callable[[Connection, Journal, Config], Awaitable[JobEngine]]
+EngineBuilder = Callable[["Connection", Journal, Config], Awaitable[JobEngine]]
 
 _BUILDERS: dict[JobKind, EngineBuilder] = {}
 

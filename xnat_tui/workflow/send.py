@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xnat_tui.config import Config, DicomProfile
 from xnat_tui.dicom.routing import routing_values
@@ -23,7 +23,6 @@ from xnat_tui.transfer.journal import JobRecord, Journal, NewJob
 from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import AnonOptions, Destination, Overwrite, SourceSession
 from xnat_tui.workflow.jobs import JobEngine, register
-from xnat_tui.workflow.login import Connection
 from xnat_tui.workflow.targets import (
     NO_ROUTING,
     LabelRules,
@@ -33,6 +32,9 @@ from xnat_tui.workflow.targets import (
     routed_project,
 )
 from xnat_tui.xnat.errors import NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from xnat_tui.workflow.login import Connection
 
 
 @dataclass(frozen=True)
