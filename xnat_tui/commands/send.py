@@ -175,6 +175,7 @@ async def _main(args: argparse.Namespace) -> int:
     from xnat_tui.commands.upload import _scan
     from xnat_tui.config import ConfigError, load
     from xnat_tui.transfer.anon import AnonymizationRefused, AnonymizerSet
+    from xnat_tui.transfer.cstore import scanned_infos
     from xnat_tui.transfer.journal import Journal
     from xnat_tui.transfer.source import from_dicom
     from xnat_tui.workflow.send import engine_for, journal_jobs, plan, preview_lines
@@ -249,6 +250,7 @@ async def _main(args: argparse.Namespace) -> int:
         engine = engine_for(
             journal, client=client, idle_seconds=settings.idle_seconds, anonymizers=anonymizers
         )
+        engine.know(scanned_infos(f for s in sessions for f in s.files))
         stream = engine.subscribe()
         await engine.start(resume=False)
         engine.queue(ids)

@@ -173,6 +173,18 @@ def meta_text(values: dict[int, bytes], elem: int) -> str:
     return values.get(elem, b"").decode("ascii", "replace").strip(" \0")
 
 
+def scanned_infos(files: Iterable[Any]) -> dict[str, FileInfo]:
+    """path -> FileInfo from the scanner's file records (``dicom.model.FileRef``), for
+    the Part 10 files whose meta named all three UIDs; others are read when sent."""
+    out: dict[str, FileInfo] = {}
+    for f in files:
+        if f.part10 and f.sop_class_uid and f.sop_instance_uid and f.transfer_syntax:
+            out[f.path_str] = FileInfo(
+                f.sop_class_uid, f.sop_instance_uid, f.transfer_syntax, True
+            )
+    return out
+
+
 def read_info(path: Path) -> FileInfo:
     """SOP class/instance and transfer syntax from the file meta (headers as fallback)."""
     with path.open("rb") as fh:

@@ -157,6 +157,8 @@ class SendEngine:
         self._worker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
+        # path -> what the scan already read of its File Meta (``know``).
+        self._known: dict[str, FileInfo] = {}
 
     # ================================================================= protocol
     def subscribe(self) -> EventStream:
@@ -288,6 +290,13 @@ class SendEngine:
     def queue(self, job_ids: Iterable[str]) -> list[str]:
         """Adopt freshly journalled jobs and queue them."""
         return [jid for jid in job_ids if self._adopt(jid)]
+
+    def know(self, infos: dict[str, FileInfo]) -> None:
+        """What a scan of this process read of the files (path -> SOP class, instance,
+        transfer syntax): the job then proposes its contexts without reading every
+        file's start again (10,000 small files: ~0.2 s). A file the scan did not see,
+        or a job resumed by another process, is read as before."""
+        self._known.update(infos)
 
     def failures(self, job_id: str) -> dict[Key, str]:
         run = self._runs.get(job_id)
@@ -455,7 +464,7 @@ class SendEngine:
         ]
         run.failed.clear()
         try:
-            infos = await asyncio.to_thread(_read_infos, items)
+            infos = await asyncio.to_thread(_read_infos, items, self._known)
         except (OSError, DicomSendError) as exc:
             self._set_state(run, JobState.FAILED, f"cannot read a file to send: {exc}")
             self._release(run)
@@ -611,7 +620,7 @@ class SendEngine:
             else:
                 data = transform(item.path, item.path.read_bytes()) if transform else None
                 payload = in_memory(item.path, data, routing)
-            return link.store(payload, info.sop_class, ts)
+            return link.store(payload, info.sop_class, ts, info.sop_instance)
         except OSError as exc:
             return StoreResult(-1, f"cannot read {item.path}: {exc.strerror or exc}")
         except Exception as exc:  # anonymization or a header pydicom cannot encode
@@ -746,8 +755,8 @@ class _Lane:
                 return
 
 
-def _read_infos(items: list[_Instance]) -> list[FileInfo]:
-    return [read_info(it.path) for it in items]
+def _read_infos(items: list[_Instance], known: dict[str, FileInfo]) -> list[FileInfo]:
+    return [known.get(str(it.path)) or read_info(it.path) for it in items]
 
 
 def default_params(

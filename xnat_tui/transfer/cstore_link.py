@@ -161,7 +161,10 @@ class Link:
         """Data bytes per PDV: the peer's maximum PDU length less the PDV's 6 bytes."""
         return self.peer_max - 6 if self.peer_max > 6 else UNLIMITED_CHUNK
 
-    def store(self, payload: Path | Dataset, sop_class: str, ts: str) -> StoreResult:
+    def store(
+        self, payload: Path | Dataset, sop_class: str, ts: str, sop_instance: str = ""
+    ) -> StoreResult:
+        """C-STORE one instance; ``sop_instance`` is used when a file's meta lacks it."""
         cx = self.contexts.get((sop_class, ts))
         if cx is None:
             return StoreResult(
@@ -172,7 +175,7 @@ class Link:
         if not self.alive:
             return StoreResult(None, "not sent: the association is closed")
         try:
-            sop_instance, body = self._body(payload, ts)
+            sop_instance, body = self._body(payload, ts, sop_instance)
         except (OSError, ValueError) as exc:
             return StoreResult(-1, f"cannot read the data set: {exc}")
         self.message_id = self.message_id % 0xFFFF + 1
@@ -199,14 +202,16 @@ class Link:
         return StoreResult(rsp.status, text)
 
     # ----------------------------------------------------------------- sending
-    def _body(self, payload: Path | Dataset, ts: str) -> tuple[str, bytes | _FileBody]:
+    def _body(
+        self, payload: Path | Dataset, ts: str, sop_instance: str
+    ) -> tuple[str, bytes | _FileBody]:
         if isinstance(payload, Dataset):
             syntax = UID(ts)
             data = encode(payload, syntax.is_implicit_VR, syntax.is_little_endian, False)
             if data is None:
                 raise ValueError("pydicom could not encode the copy")
             return str(payload.SOPInstanceUID), data
-        return _FileBody.open(payload)
+        return _FileBody.open(payload, sop_instance)
 
     def _send_data(self, cx: int, command_pdu: bytes, body: bytes | _FileBody) -> None:
         """The command PDU, then the data set as P-DATA PDUs of one PDV each.
@@ -345,7 +350,7 @@ class _FileBody:
         self.buf = bytearray()
 
     @classmethod
-    def open(cls, path: Path) -> tuple[str, _FileBody]:
+    def open(cls, path: Path, sop_instance: str = "") -> tuple[str, _FileBody]:
         fh = path.open("rb")
         try:
             size = os.fstat(fh.fileno()).st_size
@@ -354,7 +359,7 @@ class _FileBody:
             if parsed is None:
                 raise ValueError(f"{path}: not a DICOM file with a File Meta group")
             values, offset = parsed
-            uid = meta_text(values, 0x0003)
+            uid = meta_text(values, 0x0003) or sop_instance
             if not uid:
                 raise ValueError(f"{path}: no Media Storage SOP Instance UID")
             return uid, cls(fh, size - offset, head[offset:])

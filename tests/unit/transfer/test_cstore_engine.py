@@ -49,7 +49,9 @@ class _FakeLink:
         self.rx = rx
         self.alive = True
 
-    def store(self, payload: Path | Any, sop_class: str, ts: str) -> StoreResult:
+    def store(
+        self, payload: Path | Any, sop_class: str, ts: str, sop_instance: str = ""
+    ) -> StoreResult:
         uid = str(pydicom.dcmread(payload, stop_before_pixels=True).SOPInstanceUID)
         with self.rx.lock:
             n = self.rx.calls
