@@ -21,7 +21,6 @@ One thread at a time per link; the engine gives each association its own thread.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import socket
 import struct
@@ -152,6 +151,8 @@ class Link:
     alive: bool = True
     message_id: int = 0
     accepted: set[tuple[str, str]] = field(default_factory=set)
+    # Received bytes not yet taken as a PDU.
+    inbox: bytearray = field(default_factory=bytearray)
 
     def __post_init__(self) -> None:
         self.accepted = set(self.contexts)
@@ -270,24 +271,28 @@ class Link:
             pending = rest
 
     # ---------------------------------------------------------------- receiving
-    def _recv(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
+    def _fill(self, n: int) -> None:
+        """Receive until ``n`` bytes are buffered: a whole C-STORE-RSP usually comes in
+        one ``recv`` (one system call where a read of the header, then of the body,
+        took two)."""
+        while len(self.inbox) < n:
             try:
-                got = self.sock.recv(n - len(buf))
+                got = self.sock.recv(OUR_MAX_PDU)
             except TimeoutError as exc:
                 raise _Dropped(f"no response in {self.timeout:g} s") from exc
             except OSError as exc:
                 raise _Dropped(f"connection lost: {exc.strerror or exc}") from exc
             if not got:
                 raise _Dropped("the receiver closed the connection")
-            buf += got
-        return bytes(buf)
+            self.inbox += got
 
     def _read_pdu(self) -> tuple[int, bytes]:
-        header = self._recv(6)
-        kind, _reserved, length = struct.unpack(">BBI", header)
-        return kind, header + self._recv(length)
+        self._fill(6)
+        kind, _reserved, length = struct.unpack_from(">BBI", self.inbox)
+        self._fill(6 + length)
+        pdu = bytes(self.inbox[: 6 + length])
+        del self.inbox[: 6 + length]
+        return kind, pdu
 
     def _read_response(self) -> Response:
         command = bytearray()
@@ -341,20 +346,24 @@ class Link:
 
 class _FileBody:
     """The data set of a Part 10 file (after its File Meta group), read in blocks into
-    one reused buffer: constant memory for any file size, no copy per PDU."""
+    one reused buffer: constant memory for any file size, no copy per PDU. A small
+    file is one ``os.read`` and goes out from that read's bytes."""
 
-    def __init__(self, fh: io.BufferedReader, size: int, head: bytes) -> None:
-        self.fh = fh
-        self.size = size  # bytes of the data set still to come, ``head`` included
+    def __init__(self, path: Path, fd: int, size: int, head: bytes, offset: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = size  # bytes of the data set still to come, from head[offset:] on
         self.head = head
+        self.offset = offset
         self.buf = bytearray()
 
     @classmethod
     def open(cls, path: Path, sop_instance: str = "") -> tuple[str, _FileBody]:
-        fh = path.open("rb")
+        # os-level I/O: io.open's buffered reader costs more than a small file's send.
+        fd = os.open(path, os.O_RDONLY)
         try:
-            size = os.fstat(fh.fileno()).st_size
-            head = fh.read(_META_HEAD)
+            size = os.fstat(fd).st_size
+            head = os.read(fd, _META_HEAD)
             parsed = read_meta(head)
             if parsed is None:
                 raise ValueError(f"{path}: not a DICOM file with a File Meta group")
@@ -362,33 +371,38 @@ class _FileBody:
             uid = meta_text(values, 0x0003) or sop_instance
             if not uid:
                 raise ValueError(f"{path}: no Media Storage SOP Instance UID")
-            return uid, cls(fh, size - offset, head[offset:])
+            return uid, cls(path, fd, size - offset, head, offset)
         except BaseException:
-            fh.close()
+            os.close(fd)
             raise
 
     def read(self, n: int) -> memoryview:
         """The next ``n`` bytes (fewer only at the end); valid until the next call."""
         n = min(n, self.size)
+        left_in_head = len(self.head) - self.offset
+        if left_in_head >= n:  # a small file: no copy
+            view = memoryview(self.head)[self.offset : self.offset + n]
+            self.offset += n
+            self.size -= n
+            return view
         if len(self.buf) < n:
             self.buf = bytearray(n)
         view = memoryview(self.buf)[:n]
-        got = len(self.head)
+        got = max(left_in_head, 0)
         if got:
-            got = min(got, n)
-            view[:got] = self.head[:got]
-            self.head = self.head[got:]
+            view[:got] = memoryview(self.head)[self.offset :]
+            self.offset += got
         while got < n:
-            more = self.fh.readinto(view[got:])
+            more = os.readv(self.fd, [view[got:]])
             if not more:
                 # Half a data set is on the wire: the association cannot go on.
-                raise _Dropped(f"{self.fh.name}: the file got shorter while it was sent")
+                raise _Dropped(f"{self.path}: the file got shorter while it was sent")
             got += more
         self.size -= n
         return view
 
     def close(self) -> None:
-        self.fh.close()
+        os.close(self.fd)
 
 
 # ---- associating ---------------------------------------------------------------------------
