@@ -308,6 +308,7 @@ class ThreadedFetcher:
         self._open: set[http.client.HTTPConnection] = set()
         self._lock = threading.Lock()
         self.aborted = False
+        self._prepared: tuple[dict[str, str], int] | None = None
 
     @staticmethod
     def usable(client: XnatClient) -> bool:
@@ -326,8 +327,15 @@ class ThreadedFetcher:
         return headers, client._generation
 
     def prepare(self) -> tuple[dict[str, str], int]:
-        """Headers for the next requests and the login they belong to (on the loop)."""
-        return self._headers()
+        """Headers for the next requests and the login they belong to (on the loop).
+
+        Made once per login (filtering the cookie jar for every file cost the event
+        loop, which hands the workers their files, more than the rest of the hop).
+        """
+        made = self._prepared
+        if made is None or made[1] != self.client._generation:
+            made = self._prepared = self._headers()
+        return made
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
