@@ -286,11 +286,37 @@ class _Counting:
     def __init__(self, f: Any) -> None:
         self._f = f
         self.count = 0
+        self.at_end = False  # a read came back short: the file has no more bytes
 
     def read(self, n: int = -1) -> bytes:
         data: bytes = self._f.read(n)
         self.count += len(data)
+        if n < 0 or len(data) < n:
+            self.at_end = True
         return data
+
+
+# What a complete compressed tar may still hold after its end-of-archive blocks (record
+# padding): read to confirm the compressed stream ends there. More than this is not
+# padding, and is left unread.
+_TRAILER_LIMIT = 1 << 20
+
+
+def _check_stream_end(tar: tarfile.TarFile, counted: _Counting) -> None:
+    """Raise EOFError when the compressed stream under ``tar`` stops before its end
+    marker: tarfile takes a cut at a header boundary for the end of the archive."""
+    stream = tar.fileobj
+    decompressor = getattr(stream, "cmp", None)
+    if decompressor is None or not hasattr(decompressor, "eof"):
+        return
+    drained = 0
+    while not decompressor.eof and drained <= _TRAILER_LIMIT:
+        chunk = stream.read(64 * 1024) if stream is not None else b""
+        if not chunk:
+            break
+        drained += len(chunk)
+    if not decompressor.eof and counted.at_end:
+        raise EOFError("the compressed stream ends before its end marker")
 
 
 class ArchiveDamaged(Exception):
@@ -477,7 +503,15 @@ class _Walk:
         counted = _Counting(f)
         mode = _TAR_MODES.get(kind, "r|")
         with tarfile.open(fileobj=counted, mode=mode) as tar:  # type: ignore[call-overload]
-            yield from self._tar_members(tar, None, where, depth, None, counted)
+            try:
+                yield from self._tar_members(tar, None, where, depth, None, counted)
+                _check_stream_end(tar, counted)
+            except (tarfile.TarError, EOFError) as exc:
+                # A header that reads as damaged where the file simply stops is a cut.
+                decompressor = getattr(tar.fileobj, "cmp", None)
+                if counted.at_end and not getattr(decompressor, "eof", True):
+                    raise EOFError(f"cut short ({exc})") from exc
+                raise
 
     def _tar_members(
         self,

@@ -166,3 +166,20 @@ def test_damaged_bytes_never_crash_the_walk(
                 pass
     summary = scan_all([path], use_cache=False, workers=1)
     assert all(p.path.startswith(str(path)) for p in summary.problems)
+
+
+@pytest.mark.parametrize("name", ["a.tar.gz", "a.tar.xz", "a.tar.bz2"])
+def test_a_compressed_tar_cut_anywhere_is_reported_as_cut(
+    dicom_tree: SmallTree, tmp_path: Path, name: str
+) -> None:
+    # Wherever the cut falls (inside a member, at a header boundary where tarfile sees a
+    # clean end, or where it reads an empty header), the scan says the archive was cut:
+    # never a silent end, never a misleading "damaged or not a tar".
+    whole = make_archive(dicom_tree.root, tmp_path / name).read_bytes()
+    for percent in range(10, 100, 7):
+        cut = tmp_path / f"cut{percent}" / name
+        cut.parent.mkdir()
+        cut.write_bytes(whole[: len(whole) * percent // 100])
+        summary = scan_all([cut], use_cache=False, workers=1)
+        problems = [p for p in summary.problems if p.path == str(cut)]
+        assert problems and "truncated" in problems[0].detail, (percent, problems)
