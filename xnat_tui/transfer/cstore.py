@@ -179,9 +179,7 @@ def scanned_infos(files: Iterable[Any]) -> dict[str, FileInfo]:
     out: dict[str, FileInfo] = {}
     for f in files:
         if f.part10 and f.sop_class_uid and f.sop_instance_uid and f.transfer_syntax:
-            out[f.path_str] = FileInfo(
-                f.sop_class_uid, f.sop_instance_uid, f.transfer_syntax, True
-            )
+            out[f.path_str] = FileInfo(f.sop_class_uid, f.sop_instance_uid, f.transfer_syntax, True)
     return out
 
 
@@ -225,7 +223,7 @@ def sent_syntax(ts: str) -> str:
     return EXPLICIT_LE if ts in CONVERTIBLE else ts
 
 
-def unsendable(infos: Iterable[tuple[Path, FileInfo]]) -> list[str]:
+def unsendable(infos: Iterable[tuple[Path | str, FileInfo]]) -> list[str]:
     """Files whose transfer syntax the receiver refuses and pydicom cannot convert."""
     return [
         f"{path}: transfer syntax {UID(info.transfer_syntax).name} is not accepted by "
@@ -286,6 +284,7 @@ def is_stored(status: int) -> bool:
 
 
 # ---- associations -------------------------------------------------------------------------
+
 
 @dataclass
 class StoreResult:

@@ -163,7 +163,7 @@ class Link:
         return self.peer_max - 6 if self.peer_max > 6 else UNLIMITED_CHUNK
 
     def store(
-        self, payload: Path | Dataset, sop_class: str, ts: str, sop_instance: str = ""
+        self, payload: Path | str | Dataset, sop_class: str, ts: str, sop_instance: str = ""
     ) -> StoreResult:
         """C-STORE one instance; ``sop_instance`` is used when a file's meta lacks it."""
         cx = self.contexts.get((sop_class, ts))
@@ -204,7 +204,7 @@ class Link:
 
     # ----------------------------------------------------------------- sending
     def _body(
-        self, payload: Path | Dataset, ts: str, sop_instance: str
+        self, payload: Path | str | Dataset, ts: str, sop_instance: str
     ) -> tuple[str, bytes | _FileBody]:
         if isinstance(payload, Dataset):
             syntax = UID(ts)
@@ -349,7 +349,7 @@ class _FileBody:
     one reused buffer: constant memory for any file size, no copy per PDU. A small
     file is one ``os.read`` and goes out from that read's bytes."""
 
-    def __init__(self, path: Path, fd: int, size: int, head: bytes, offset: int) -> None:
+    def __init__(self, path: Path | str, fd: int, size: int, head: bytes, offset: int) -> None:
         self.path = path
         self.fd = fd
         self.size = size  # bytes of the data set still to come, from head[offset:] on
@@ -358,7 +358,7 @@ class _FileBody:
         self.buf = bytearray()
 
     @classmethod
-    def open(cls, path: Path, sop_instance: str = "") -> tuple[str, _FileBody]:
+    def open(cls, path: Path | str, sop_instance: str = "") -> tuple[str, _FileBody]:
         # os-level I/O: io.open's buffered reader costs more than a small file's send.
         fd = os.open(path, os.O_RDONLY)
         try:

@@ -549,6 +549,17 @@ class Journal:
             )
             db.execute("UPDATE jobs SET updated = ? WHERE id = ?", (time.time(), job_id))
 
+    def file_rows(self, job_id: str) -> list[tuple[str, int, str, int]]:
+        """(series_uid, idx, path, size) of every file of a job in one query, paths as
+        text: for engines that need no ``SourceFile`` per file (10,000 files: ~10 ms
+        where ``files`` per series builds a ``Path`` each, ~100 ms)."""
+        rows = self._db.execute(
+            "SELECT series_uid, idx, path, size FROM files WHERE job_id = ?"
+            " ORDER BY series_uid, idx",
+            (job_id,),
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     def done_files(self, job_id: str) -> dict[tuple[str, int], str]:
         """The files marked done, with the digest recorded for each ('' if none)."""
         rows = self._db.execute(
