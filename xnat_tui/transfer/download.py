@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from xnat_tui.transfer.events import (
-    EngineMessage,
     EventHub,
-    EventStream,
     JobProgress,
     JobStateChanged,
-    ProgressTick,
 )
 from xnat_tui.transfer.journal import Journal, NewJob, make_owner
 from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.lifecycle import JobLifecycle, add_sample, rate_of
 from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy
 from xnat_tui.transfer.server import is_retriable
 from xnat_tui.transfer.types import (
@@ -239,7 +237,7 @@ def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-class DownloadEngine:
+class DownloadEngine(JobLifecycle[_DownloadRun]):
     """Runs download jobs for one server connection (see the module docstring)."""
 
     kinds = (JobKind.DOWNLOAD,)
@@ -296,9 +294,6 @@ class DownloadEngine:
             db.execute(_TABLE)
 
     # ================================================================= public
-    def subscribe(self) -> EventStream:
-        return self._hub.subscribe()
-
     async def start(self, *, resume: bool = True) -> list[str]:
         if not self._tasks:
             self._tasks = [
@@ -401,7 +396,7 @@ class DownloadEngine:
         for jid in ids:
             run = self._runs.get(jid)
             if run is None:
-                self._remote(jid, "pause")
+                self._remote_request(jid, "pause")
                 continue
             if run.state.finished:
                 continue
@@ -448,7 +443,7 @@ class DownloadEngine:
         for jid in ids:
             run = self._runs.get(jid)
             if run is None:
-                self._remote(jid, "cancel")
+                self._remote_request(jid, "cancel")
                 continue
             if run.state.finished:
                 continue
@@ -493,15 +488,6 @@ class DownloadEngine:
         self._wake.set()
         return done
 
-    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]:
-        ids = list(job_ids) if job_ids is not None else list(self._runs)
-        while True:
-            states = {jid: self._state_of(jid) for jid in ids}
-            if all(s.finished or s is JobState.PAUSED for s in states.values()):
-                return states
-            self._changed.clear()
-            await _WALL.wait(self._changed, 1.0)
-
     async def close(self) -> None:
         if self._closed:
             return
@@ -522,25 +508,8 @@ class DownloadEngine:
         self._hub.close()
 
     # ============================================================== internals
-    def _targets(self, job_id: str | None) -> list[str]:
-        if job_id is not None:
-            return [job_id]
-        return [jid for jid, r in self._runs.items() if not r.state.finished]
-
-    def _state_of(self, jid: str) -> JobState:
-        run = self._runs.get(jid)
-        return run.state if run else self.journal.job(jid).state
-
-    def _remote(self, jid: str, action: str) -> None:
-        job = self.journal.job(jid)
-        if job.state.finished:
-            return
-        if self.journal.holder(jid):
-            self.journal.request(jid, action)
-        elif action == "pause":
-            self.journal.set_state(jid, JobState.PAUSED, "paused")
-        elif action == "cancel":
-            self.journal.set_state(jid, JobState.CANCELLED, "cancelled by the user")
+    def _run_state(self, run: _DownloadRun) -> JobState:
+        return run.state
 
     def _adopt(self, jid: str) -> bool:
         if not self.journal.acquire(jid, self.owner, self.lease_ttl):
@@ -591,13 +560,9 @@ class DownloadEngine:
         return True
 
     def _release(self, run: _DownloadRun) -> None:
-        with contextlib.suppress(Exception):
-            self.journal.release(run.job_id, self.owner)
+        self._release_lease(run.job_id)
 
     # ---------------------------------------------------------------- events
-    def _message(self, level: str, text: str, job_id: str = "") -> None:
-        self._hub.publish(EngineMessage(level, text, job_id))
-
     def _emit(
         self, run: _DownloadRun, state: JobState, previous: JobState | None, message: str
     ) -> None:
@@ -625,11 +590,7 @@ class DownloadEngine:
 
     def _progress(self, run: _DownloadRun) -> JobProgress:
         sent, files = run.progress()
-        rate = 0.0
-        if len(run.samples) >= 2:
-            (t0, b0), (t1, b1) = run.samples[0], run.samples[-1]
-            if t1 > t0:
-                rate = max(0.0, (b1 - b0) / (t1 - t0))
+        rate = rate_of(run.samples)
         total = run.bytes_total
         scans_done, scans = run.scans_done()
         return JobProgress(
@@ -655,33 +616,14 @@ class DownloadEngine:
             now = self.clock.now()
             moving = [r for r in self._runs.values() if r.state is JobState.SENDING]
             for run in moving:
-                run.samples.append((now, run.progress()[0]))
-                while run.samples and now - run.samples[0][0] > 5.0:
-                    run.samples.popleft()
+                add_sample(run.samples, now, run.progress()[0])
             for run in self._runs.values():
                 self._flush(run)
             if moving:
-                jobs = tuple(self._progress(r) for r in self._runs.values() if not r.state.finished)
-                sent = sum(j.bytes_sent for j in jobs)
-                total = sum(j.bytes_total for j in jobs)
-                rate = sum(j.rate for j in jobs)
-                self._hub.publish(
-                    ProgressTick(jobs, sent, total, rate, (total - sent) / rate if rate else None)
+                self._publish_tick(
+                    tuple(self._progress(r) for r in self._runs.values() if not r.state.finished)
                 )
-            if now - last_poll >= 0.5:
-                last_poll = now
-                try:
-                    for jid, action in self.journal.take_requests(self.owner):
-                        if jid in self._runs:
-                            {"pause": self.pause, "cancel": self.cancel, "resume": self.resume}[
-                                action
-                            ](jid)
-                except Exception as exc:  # journal busy: next tick
-                    self._message("warning", f"journal: {exc}")
-            if now - last_renew >= self.lease_ttl / 3:
-                last_renew = now
-                with contextlib.suppress(Exception):
-                    self.journal.renew(self.owner, self.lease_ttl)
+            last_poll, last_renew = self._housekeeping(now, last_poll, last_renew)
 
     # ------------------------------------------------------------- scheduling
     def _next(self) -> tuple[_DownloadRun, _DownloadFile] | float | None:
@@ -1079,6 +1021,3 @@ def _feed_file(check: download_ops.Verifier, path: Path) -> None:
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             check.feed(chunk)
-
-
-_WALL = MonotonicClock()

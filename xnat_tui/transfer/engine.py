@@ -24,13 +24,10 @@ from pathlib import Path
 from xnat_tui.config import check_bandwidth
 from xnat_tui.transfer import as_is
 from xnat_tui.transfer.events import (
-    EngineMessage,
     Event,
     EventHub,
-    EventStream,
     JobProgress,
     JobStateChanged,
-    ProgressTick,
     SeriesStateChanged,
 )
 from xnat_tui.transfer.journal import (
@@ -41,6 +38,7 @@ from xnat_tui.transfer.journal import (
     make_owner,
 )
 from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.lifecycle import JobLifecycle, add_sample, rate_of
 from xnat_tui.transfer.packer import FileTransform, SeriesPacker
 from xnat_tui.transfer.plan import Plan, PlannedJob
 from xnat_tui.transfer.retry import (
@@ -115,7 +113,7 @@ class _Run:
         return b, f
 
 
-class TransferEngine:
+class TransferEngine(JobLifecycle[_Run]):
     """Schedules, sends, commits and verifies jobs for one server.
 
     ``server`` is a :class:`ServerPort` (wrap an ``XnatClient`` with
@@ -170,10 +168,6 @@ class TransferEngine:
         self._in_flight = 0
 
     # ================================================================= public
-    def subscribe(self) -> EventStream:
-        """A new event stream (state changes at once, progress ticks a few times a second)."""
-        return self._hub.subscribe()
-
     async def start(self, *, resume: bool = True) -> list[str]:
         """Start scheduling; with ``resume`` take over unfinished jobs of this server.
 
@@ -369,17 +363,6 @@ class TransferEngine:
         run = self._runs.get(job_id)
         return run.receipt if run else None
 
-    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]:
-        """Until the given jobs (default: all held) are finished or paused; their states."""
-        ids = list(job_ids) if job_ids is not None else list(self._runs)
-        while True:
-            states = {jid: self._state_of(jid) for jid in ids}
-            if all(s.finished or s is JobState.PAUSED for s in states.values()):
-                return states
-            self._changed.clear()
-            # A state change sets the event; the timeout is only a safety net, in real time.
-            await _WALL.wait(self._changed, 1.0)
-
     async def close(self) -> None:
         """Stop everything; unfinished jobs stay journalled as they are, to be resumed."""
         if self._closed:
@@ -408,27 +391,8 @@ class TransferEngine:
         await self.close()
 
     # ============================================================== internals
-    def _targets(self, job_id: str | None) -> list[str]:
-        if job_id is not None:
-            return [job_id]
-        return [jid for jid, r in self._runs.items() if not r.job.state.finished]
-
-    def _state_of(self, jid: str) -> JobState:
-        run = self._runs.get(jid)
-        return run.job.state if run else self.journal.job(jid).state
-
-    def _remote_request(self, jid: str, action: str) -> None:
-        """The job is not ours: ask its holder through the journal, or act directly."""
-        job = self.journal.job(jid)
-        if job.state.finished:
-            return
-        if self.journal.holder(jid):
-            self.journal.request(jid, action)
-            return
-        if action == "pause" and job.state.active:
-            self.journal.set_state(jid, JobState.PAUSED, "paused")
-        elif action == "cancel":
-            self.journal.set_state(jid, JobState.CANCELLED, "cancelled by the user")
+    def _run_state(self, run: _Run) -> JobState:
+        return run.job.state
 
     def _adopt(self, jid: str, *, force: bool = False) -> bool:
         if not self.journal.acquire(jid, self.owner, self.lease_ttl):
@@ -452,15 +416,11 @@ class TransferEngine:
         return True
 
     def _release(self, run: _Run) -> None:
-        with contextlib.suppress(Exception):
-            self.journal.release(run.job.id, self.owner)
+        self._release_lease(run.job.id)
 
     # ---------------------------------------------------------------- events
     def _publish(self, event: Event) -> None:
         self._hub.publish(event)
-
-    def _message(self, level: str, text: str, job_id: str = "") -> None:
-        self._publish(EngineMessage(level, text, job_id))
 
     def _emit_state(self, run: _Run, state: JobState, previous: JobState | None, msg: str) -> None:
         self._publish(
@@ -491,11 +451,7 @@ class TransferEngine:
 
     def _progress(self, run: _Run) -> JobProgress:
         b, f = run.progress_bytes()
-        rate = 0.0
-        if len(run.samples) >= 2:
-            (t0, b0), (t1, b1) = run.samples[0], run.samples[-1]
-            if t1 > t0:
-                rate = max(0.0, (b1 - b0) / (t1 - t0))
+        rate = rate_of(run.samples)
         remaining = run.bytes_total - b
         eta = remaining / rate if rate > 0 else None
         return JobProgress(
@@ -526,42 +482,11 @@ class TransferEngine:
                 if r.job.state in (JobState.SENDING, JobState.COMMITTING, JobState.VERIFYING)
             ]
             for run in moving:
-                run.samples.append((now, run.progress_bytes()[0]))
-                while run.samples and now - run.samples[0][0] > 5.0:
-                    run.samples.popleft()
+                add_sample(run.samples, now, run.progress_bytes()[0])
             if moving:
-                jobs = tuple(
-                    self._progress(r) for r in self._runs.values() if not r.job.state.finished
-                )
-                sent = sum(j.bytes_sent for j in jobs)
-                total = sum(j.bytes_total for j in jobs)
-                rate = sum(j.rate for j in jobs)
-                self._publish(
-                    ProgressTick(
-                        jobs, sent, total, rate, (total - sent) / rate if rate > 0 else None
-                    )
-                )
-            if now - last_poll >= 0.5:
-                last_poll = now
-                try:
-                    for jid, action in self.journal.take_requests(self.owner):
-                        self._apply_request(jid, action)
-                except Exception as exc:  # journal busy: try again next tick
-                    self._message("warning", f"journal: {exc}")
-            if now - last_renew >= self.lease_ttl / 3:
-                last_renew = now
-                with contextlib.suppress(Exception):
-                    self.journal.renew(self.owner, self.lease_ttl)
-
-    def _apply_request(self, jid: str, action: str) -> None:
-        if jid not in self._runs:
-            return
-        if action == "pause":
-            self.pause(jid)
-        elif action == "cancel":
-            self.cancel(jid)
-        elif action == "resume":
-            self.resume(jid)
+                held = [r for r in self._runs.values() if not r.job.state.finished]
+                self._publish_tick(tuple(self._progress(r) for r in held))
+            last_poll, last_renew = self._housekeeping(now, last_poll, last_renew)
 
     # ------------------------------------------------------------- scheduling
     def _next_work(self) -> tuple[_Run, SeriesRecord] | float | None:
@@ -1056,9 +981,6 @@ class TransferEngine:
             detail = "; ".join(f"scan {c.scan_id}: {c.detail}" for c in bad)
             self._set_state(run, JobState.FAILED, f"verification failed ({detail}); receipt {path}")
         self._release(run)
-
-
-_WALL = MonotonicClock()
 
 
 class _Body:
