@@ -34,7 +34,7 @@ from xnat_tui.transfer.events import (
     JobProgress,
     JobStateChanged,
 )
-from xnat_tui.transfer.journal import Journal, NewJob, make_owner
+from xnat_tui.transfer.journal import JobRecord, Journal, NewJob, make_owner
 from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.lifecycle import JobLifecycle, add_sample, rate_of
 from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy
@@ -241,6 +241,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     """Runs download jobs for one server connection (see the module docstring)."""
 
     kinds = (JobKind.DOWNLOAD,)
+    retry_states = (JobState.FAILED, JobState.CANCELLED)
 
     def __init__(
         self,
@@ -303,12 +304,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if not resume:
             return []
         resumed: list[str] = []
-        for job in self.journal.jobs(
-            states=[s for s in JobState if not s.finished],
-            server=self.server_url,
-            username=self.username,
-            kinds=self.kinds,
-        ):
+        for job in self._journal_jobs(s for s in JobState if not s.finished):
             if job.id not in self._runs and self._adopt(job.id):
                 if job.state is not JobState.PAUSED:
                     resumed.append(job.id)
@@ -351,7 +347,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         for job_id in ids:
             if self._adopt(job_id):
                 run = self._runs[job_id]
-                self._emit(run, JobState.QUEUED, None, "queued")
+                self._emit_state(run, JobState.QUEUED, None, "queued")
         await self.start(resume=False)
         self._wake.set()
         return ids
@@ -381,41 +377,24 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             params=params,
         )
 
-    def adopt(self, job_id: str) -> bool:
-        if job_id in self._runs:
-            return True
-        ok = self._adopt(job_id)
-        self._wake.set()
-        return ok
-
     def snapshot(self) -> list[JobProgress]:
         return [self._progress(r) for r in self._runs.values()]
 
-    def pause(self, job_id: str | None = None) -> list[str]:
-        ids = self._targets(job_id)
-        for jid in ids:
-            run = self._runs.get(jid)
-            if run is None:
-                self._remote_request(jid, "pause")
-                continue
-            if run.state.finished:
-                continue
-            run.paused = True
-            for task in list(run.tasks.values()):
-                task.cancel()
-            self._set_state(run, JobState.PAUSED, "paused")
-        return ids
+    def _pause_run(self, run: _DownloadRun) -> None:
+        run.paused = True
+        for task in list(run.tasks.values()):
+            task.cancel()
+        self._set_state(run, JobState.PAUSED, "paused")
+
+    def _journal_jobs(self, states: Iterable[JobState]) -> list[JobRecord]:
+        return self.journal.jobs(
+            states=list(states), server=self.server_url, username=self.username, kinds=self.kinds
+        )
 
     def resume(self, job_id: str | None = None) -> list[str]:
         if job_id is None:
             candidates = [r.job_id for r in self._runs.values() if r.paused] + [
-                j.id
-                for j in self.journal.jobs(
-                    states=[JobState.PAUSED],
-                    server=self.server_url,
-                    username=self.username,
-                    kinds=self.kinds,
-                )
+                j.id for j in self._journal_jobs([JobState.PAUSED])
             ]
         else:
             candidates = [job_id]
@@ -438,55 +417,17 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._wake.set()
         return ids
 
-    def cancel(self, job_id: str | None = None) -> list[str]:
-        ids = self._targets(job_id)
-        for jid in ids:
-            run = self._runs.get(jid)
-            if run is None:
-                self._remote_request(jid, "cancel")
-                continue
-            if run.state.finished:
-                continue
-            for task in list(run.tasks.values()):
-                task.cancel()
-            done = sum(1 for f in run.files if f.done)
-            self._set_state(
-                run,
-                JobState.CANCELLED,
-                f"cancelled by the user; {done} of {len(run.files)} file(s) complete in "
-                f"{run.out} (unfinished ones are *.part)",
-            )
-            self._release(run)
-        return ids
-
-    async def retry(self, job_id: str | None = None) -> list[str]:
-        if job_id is None:
-            ids = [
-                j.id
-                for j in self.journal.jobs(
-                    states=[JobState.FAILED, JobState.CANCELLED],
-                    server=self.server_url,
-                    username=self.username,
-                    kinds=self.kinds,
-                )
-            ]
-        else:
-            ids = [job_id]
-        done: list[str] = []
-        for jid in ids:
-            job = self.journal.job(jid)
-            if job.state not in (JobState.FAILED, JobState.CANCELLED):
-                continue
-            if self.journal.holder(jid) not in (None, self.owner):
-                continue
-            self._runs.pop(jid, None)
-            self.journal.reset_for_retry(jid)
-            if self._adopt(jid):
-                done.append(jid)
-                self._emit(self._runs[jid], JobState.QUEUED, job.state, "retrying")
-        await self.start(resume=False)
-        self._wake.set()
-        return done
+    def _cancel_run(self, run: _DownloadRun) -> None:
+        for task in list(run.tasks.values()):
+            task.cancel()
+        done = sum(1 for f in run.files if f.done)
+        self._set_state(
+            run,
+            JobState.CANCELLED,
+            f"cancelled by the user; {done} of {len(run.files)} file(s) complete in "
+            f"{run.out} (unfinished ones are *.part)",
+        )
+        self._release(run)
 
     async def close(self) -> None:
         if self._closed:
@@ -563,7 +504,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._release_lease(run.job_id)
 
     # ---------------------------------------------------------------- events
-    def _emit(
+    def _emit_state(
         self, run: _DownloadRun, state: JobState, previous: JobState | None, message: str
     ) -> None:
         self._hub.publish(
@@ -586,7 +527,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             return
         self.journal.set_state(run.job_id, state, message)
         run.state, run.message = state, message
-        self._emit(run, state, previous, message)
+        self._emit_state(run, state, previous, message)
 
     def _progress(self, run: _DownloadRun) -> JobProgress:
         sent, files = run.progress()

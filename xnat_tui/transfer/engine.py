@@ -179,23 +179,16 @@ class TransferEngine(JobLifecycle[_Run]):
         if not resume:
             return []
         resumed: list[str] = []
-        for job in self.journal.jobs(
-            states=[JobState.QUEUED, JobState.SENDING, JobState.COMMITTING, JobState.VERIFYING],
-            server=self.server.server_url,
-            # Another user's jobs are theirs to resume, with their credentials.
-            username=self.server.username,
-            kinds=self.kinds,
+        # Only this server's and user's: another user's jobs are theirs to resume, with
+        # their credentials.
+        for job in self._journal_jobs(
+            [JobState.QUEUED, JobState.SENDING, JobState.COMMITTING, JobState.VERIFYING]
         ):
             if job.id not in self._runs and self._adopt(job.id):
                 resumed.append(job.id)
         # Paused jobs are held too (still paused), so they show in snapshot() and a
         # resume from this process or a request from another one reaches them.
-        for job in self.journal.jobs(
-            states=[JobState.PAUSED],
-            server=self.server.server_url,
-            username=self.server.username,
-            kinds=self.kinds,
-        ):
+        for job in self._journal_jobs([JobState.PAUSED]):
             if job.id not in self._runs:
                 self._adopt(job.id, force=True)
         if resumed:
@@ -240,36 +233,27 @@ class TransferEngine(JobLifecycle[_Run]):
         self._wake.set()
         return ids
 
-    def pause(self, job_id: str | None = None) -> list[str]:
-        """Pause one job (or all). In-flight series stop within a second; resent whole later."""
-        ids = self._targets(job_id)
-        for jid in ids:
-            run = self._runs.get(jid)
-            if run is None:
-                self._remote_request(jid, "pause")
-                continue
-            if run.job.state.finished:
-                continue
-            run.paused = True
-            for task in list(run.tasks.values()):
-                task.cancel()
-            if run.finalizer is None:
-                self._set_state(run, JobState.PAUSED, "paused")
-        return ids
+    def _pause_run(self, run: _Run) -> None:
+        # In-flight series stop within a second; they are resent whole later.
+        run.paused = True
+        for task in list(run.tasks.values()):
+            task.cancel()
+        if run.finalizer is None:
+            self._set_state(run, JobState.PAUSED, "paused")
+
+    def _journal_jobs(self, states: Iterable[JobState]) -> list[JobRecord]:
+        return self.journal.jobs(
+            states=list(states),
+            server=self.server.server_url,
+            username=self.server.username,
+            kinds=self.kinds,
+        )
 
     def resume(self, job_id: str | None = None) -> list[str]:
         """Resume paused jobs (also ones paused by an earlier process)."""
         ids: list[str] = []
         if job_id is None:
-            candidates = [
-                j.id
-                for j in self.journal.jobs(
-                    states=[JobState.PAUSED],
-                    server=self.server.server_url,
-                    username=self.server.username,
-                    kinds=self.kinds,
-                )
-            ]
+            candidates = [j.id for j in self._journal_jobs([JobState.PAUSED])]
             candidates += [jid for jid, r in self._runs.items() if r.paused]
         else:
             candidates = [job_id]
@@ -293,64 +277,15 @@ class TransferEngine(JobLifecycle[_Run]):
         self._wake.set()
         return ids
 
-    def cancel(self, job_id: str | None = None) -> list[str]:
-        """Cancel one job (or all). Series already in the prearchive stay there."""
-        ids = self._targets(job_id)
-        for jid in ids:
-            run = self._runs.get(jid)
-            if run is None:
-                self._remote_request(jid, "cancel")
-                continue
-            if run.job.state.finished:
-                continue
-            for task in list(run.tasks.values()):
-                task.cancel()
-            if run.finalizer is not None:
-                run.finalizer.cancel()
-            where = (
-                f"; partial data left at {run.job.prearchive_uri}" if run.job.prearchive_uri else ""
-            )
-            self._set_state(run, JobState.CANCELLED, f"cancelled by the user{where}")
-            self._release(run)
-        return ids
-
-    async def retry(self, job_id: str | None = None) -> list[str]:
-        """Queue failed jobs again: failed series are re-sent, acknowledged ones are not."""
-        if job_id is None:
-            ids = [
-                j.id
-                for j in self.journal.jobs(
-                    states=[JobState.FAILED],
-                    server=self.server.server_url,
-                    username=self.server.username,
-                    kinds=self.kinds,
-                )
-            ]
-        else:
-            ids = [job_id]
-        done: list[str] = []
-        for jid in ids:
-            job = self.journal.job(jid)
-            if job.state is not JobState.FAILED:
-                continue
-            self._runs.pop(jid, None)
-            if self.journal.holder(jid) not in (None, self.owner):
-                continue
-            self.journal.reset_for_retry(jid)
-            if self._adopt(jid):
-                done.append(jid)
-                self._emit_state(self._runs[jid], JobState.QUEUED, JobState.FAILED, "retrying")
-        await self.start(resume=False)
-        self._wake.set()
-        return done
-
-    def adopt(self, job_id: str) -> bool:
-        """Take over one unfinished job from the journal (False if another process runs it)."""
-        if job_id in self._runs:
-            return True
-        ok = self._adopt(job_id)
-        self._wake.set()
-        return ok
+    def _cancel_run(self, run: _Run) -> None:
+        # Series already in the prearchive stay there (the message says where).
+        for task in list(run.tasks.values()):
+            task.cancel()
+        if run.finalizer is not None:
+            run.finalizer.cancel()
+        where = f"; partial data left at {run.job.prearchive_uri}" if run.job.prearchive_uri else ""
+        self._set_state(run, JobState.CANCELLED, f"cancelled by the user{where}")
+        self._release(run)
 
     def snapshot(self) -> list[JobProgress]:
         """Progress of every job this engine holds (for a first render)."""

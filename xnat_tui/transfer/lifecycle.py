@@ -24,7 +24,7 @@ from xnat_tui.transfer.events import (
     JobProgress,
     ProgressTick,
 )
-from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.journal import JobRecord, Journal
 from xnat_tui.transfer.retry import MonotonicClock
 from xnat_tui.transfer.types import JobState
 
@@ -58,21 +58,41 @@ class JobLifecycle(Generic[RunT]):
     journal: Journal
     owner: str
     lease_ttl: float
+    # Jobs failed (or also cancelled) that ``retry`` queues again.
+    retry_states: tuple[JobState, ...] = (JobState.FAILED,)
     _hub: EventHub
     _changed: asyncio.Event
+    _wake: asyncio.Event  # set when the scheduler has something new to look at
     _runs: dict[str, RunT]
 
     # ------------------------------------------------ what an engine provides
     def _run_state(self, run: RunT) -> JobState:
         raise NotImplementedError
 
-    def pause(self, job_id: str | None = None) -> list[str]:
+    def _journal_jobs(self, states: Iterable[JobState]) -> list[JobRecord]:
+        """This engine's jobs (its server, user and kinds) in the journal in ``states``."""
+        raise NotImplementedError
+
+    def _adopt(self, jid: str) -> bool:
+        """Take a journalled job over (its lease and a run), False if it cannot be."""
+        raise NotImplementedError
+
+    def _pause_run(self, run: RunT) -> None:
+        raise NotImplementedError
+
+    def _cancel_run(self, run: RunT) -> None:
+        """Stop the run's work, say so in the journal and let its lease go."""
+        raise NotImplementedError
+
+    def _emit_state(
+        self, run: RunT, state: JobState, previous: JobState | None, message: str
+    ) -> None:
+        raise NotImplementedError
+
+    async def start(self, *, resume: bool = True) -> list[str]:
         raise NotImplementedError
 
     def resume(self, job_id: str | None = None) -> list[str]:
-        raise NotImplementedError
-
-    def cancel(self, job_id: str | None = None) -> list[str]:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
@@ -89,6 +109,58 @@ class JobLifecycle(Generic[RunT]):
                 return states
             self._changed.clear()
             await _WALL.wait(self._changed, 1.0)
+
+    def adopt(self, job_id: str) -> bool:
+        """Take over one unfinished job from the journal (False if another process runs it)."""
+        if job_id in self._runs:
+            return True
+        ok = self._adopt(job_id)
+        self._wake.set()
+        return ok
+
+    def pause(self, job_id: str | None = None) -> list[str]:
+        """Pause one job (or all held); another process's job is asked to."""
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None:
+                self._remote_request(jid, "pause")
+            elif not self._run_state(run).finished:
+                self._pause_run(run)
+        return ids
+
+    def cancel(self, job_id: str | None = None) -> list[str]:
+        """Cancel one job (or all held); another process's job is asked to."""
+        ids = self._targets(job_id)
+        for jid in ids:
+            run = self._runs.get(jid)
+            if run is None:
+                self._remote_request(jid, "cancel")
+            elif not self._run_state(run).finished:
+                self._cancel_run(run)
+        return ids
+
+    async def retry(self, job_id: str | None = None) -> list[str]:
+        """Queue failed jobs again (one, or all of this engine's); what was done stays done."""
+        if job_id is None:
+            ids = [j.id for j in self._journal_jobs(self.retry_states)]
+        else:
+            ids = [job_id]
+        done: list[str] = []
+        for jid in ids:
+            previous = self.journal.job(jid).state
+            if previous not in self.retry_states:
+                continue
+            self._runs.pop(jid, None)
+            if self.journal.holder(jid) not in (None, self.owner):
+                continue
+            self.journal.reset_for_retry(jid)
+            if self._adopt(jid):
+                done.append(jid)
+                self._emit_state(self._runs[jid], JobState.QUEUED, previous, "retrying")
+        await self.start(resume=False)
+        self._wake.set()
+        return done
 
     def _message(self, level: str, text: str, job_id: str = "") -> None:
         self._hub.publish(EngineMessage(level, text, job_id))
