@@ -202,7 +202,8 @@ async def _main(args: argparse.Namespace) -> int:
     if not sessions:
         print("error: no DICOM sessions found under the given paths", file=sys.stderr)
         return EXIT_FAILED
-    sources = [from_dicom(s) for s in sessions]
+    # Burned-in warnings are the upload planner's: a send never reads them.
+    sources = [from_dicom(s, burned_in=False) for s in sessions]
 
     def rules(project: str) -> Any:
         # Imported here: workflow.upload loads the upload engine, which --routing none

@@ -14,31 +14,26 @@ not to anonymize, so skipping a script would land identifying data on the server
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from xnat_tui.dicom.dicomedit import (
-    BUILTIN_VARIABLES,
-    Anonymizer,
-    RequiredVariable,
-    Script,
-    required_variables,
-    scripts_for_profile,
-    server_scripts,
-)
 from xnat_tui.dicom.processes import usable_stderr
 from xnat_tui.transfer.journal import JobRecord
-from xnat_tui.transfer.packer import FileTransform
 from xnat_tui.transfer.server import TransferError
 from xnat_tui.transfer.types import AnonOptions
-from xnat_tui.xnat.models import ProjectSettings
+
+# The DicomEdit package (~40 ms with pydicom loaded), the process pool and the packer
+# are imported where used: a send or upload with --anon none never needs them, yet
+# every command that sends builds an AnonymizerSet.
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from xnat_tui.dicom.dicomedit import Anonymizer, RequiredVariable, Script
+    from xnat_tui.transfer.packer import FileTransform
+    from xnat_tui.xnat.models import ProjectSettings
 
 
 class ScriptSource(Protocol):
@@ -92,6 +87,8 @@ def script_problems(settings: Any) -> tuple[list[str], list[Script]]:
         "then anonymizes) or --anon basic"
         for w in unreadable_scripts(getattr(settings, "warnings", ()))
     ]
+    from xnat_tui.dicom.dicomedit import server_scripts
+
     scripts: list[Script] = []
     for a in (settings.site_anon, settings.project_anon):
         if a is None:
@@ -130,6 +127,8 @@ class AnonymizerSet:
         site_project_scripts: list[Script],
         options: AnonOptions | None = None,
     ) -> None:
+        from xnat_tui.dicom.dicomedit import Anonymizer, scripts_for_profile
+
         opts = (options or AnonOptions()).for_profile(profile)
         scripts = scripts_for_profile(
             profile,
@@ -182,10 +181,16 @@ class AnonymizerSet:
         anon = self._anons.get(_key(project, profile, (options or AnonOptions())))
         if anon is None:
             return []
+        from xnat_tui.dicom.dicomedit import required_variables
+
         return [r for r in required_variables(anon.scripts) if not r.hidden]
 
     def pool(self) -> ProcessPoolExecutor:
         """The worker pool, (re)built when anonymizers were added since it started."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import resource_tracker
+
         with self._lock:
             keys = frozenset(self._anons)
             if self._pool is None or keys != self._pool_keys:
@@ -229,6 +234,8 @@ class AnonymizerSet:
             )
         if anon.is_identity:
             return None
+        from xnat_tui.dicom.dicomedit import required_variables
+
         variables = job_variables(job)
         needed = [r for r in required_variables(anon.scripts) if not r.hidden]
         missing = [r.name for r in needed if r.name not in variables]
@@ -249,6 +256,8 @@ def job_variables(job: JobRecord) -> dict[str, str]:
 def missing_variables(
     required: list[RequiredVariable], given: Mapping[str, str]
 ) -> list[RequiredVariable]:
+    from xnat_tui.dicom.dicomedit import BUILTIN_VARIABLES
+
     return [r for r in required if r.name not in given and r.name not in BUILTIN_VARIABLES]
 
 
@@ -269,7 +278,10 @@ class AnonTransform:
         self.script_hashes = anon.script_hashes
 
     def __call__(self, path: Path, data: bytes) -> bytes:
-        # Called from the packer's thread; blocks only that thread.
+        # Called from the packer's thread; blocks only that thread. The pool's module
+        # is loaded by then (pool() imports it), so this import is a dict look-up.
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
             future = self.owner.pool().submit(_anonymize_in_worker, self.key, data, self.variables)
         except (BrokenProcessPool, RuntimeError):

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
@@ -61,9 +61,12 @@ from xnat_tui.transfer.events import (
 )
 from xnat_tui.transfer.journal import JobRecord, Journal, make_owner
 from xnat_tui.transfer.kinds import JobKind
-from xnat_tui.transfer.packer import FileTransform
 from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy
 from xnat_tui.transfer.types import JobState
+
+if TYPE_CHECKING:
+    # Typing only: the packer loads stream_zip, which sending over DICOM never uses.
+    from xnat_tui.transfer.packer import FileTransform
 
 Key = tuple[str, int]  # (series_uid, index in the series): the journal's file key
 
@@ -80,7 +83,7 @@ class Verification:
 
 # The look-up after the idle time: (job, instances sent per series) -> what was found.
 Verifier = Callable[[JobRecord, dict[str, int]], Awaitable[Verification]]
-TransformFor = Callable[[JobRecord], FileTransform | None]
+TransformFor = Callable[[JobRecord], "FileTransform | None"]
 
 
 @dataclass

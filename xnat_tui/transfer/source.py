@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from xnat_tui.dicom.dicomedit import burned_in_verdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from xnat_tui.dicom.model import Session, file_order
 from xnat_tui.transfer.types import SourceFile, SourceSeries, SourceSession
 
+if TYPE_CHECKING:
+    from xnat_tui.dicom.dicomedit import BurnedInVerdict
+    from xnat_tui.dicom.model import Scan
 
-def from_dicom(session: Session, *, files: bool = True) -> SourceSession:
+
+def from_dicom(session: Session, *, files: bool = True, burned_in: bool = True) -> SourceSession:
     """Copy what the engine needs; later edits of the scan result do not leak into jobs.
 
     ``files=False`` leaves the series' file lists empty: enough to validate a target
     or apply import filters (headers and labels only) without copying and sorting
     every file of the session, which the TUI does on every keystroke and scan batch.
+    ``burned_in=False`` leaves each series' burned-in warnings empty, for a caller that
+    never reads them (sending over DICOM): the verdict lives in the DicomEdit package,
+    whose import costs that command ~40 ms of start-up.
     """
+    verdict = _burned_in_verdict() if burned_in else None
     attributes: dict[str, str] = {
         "PatientID": session.patient_id,
         "PatientName": session.patient_name,
@@ -57,7 +67,7 @@ def from_dicom(session: Session, *, files: bool = True) -> SourceSession:
                     else {}
                 ),
             },
-            burned_in=tuple(burned_in_verdict(scan, "basic").reasons),
+            burned_in=tuple(verdict(scan, "basic").reasons) if verdict is not None else (),
         )
         for scan in session.sorted_scans()
     ]
@@ -68,3 +78,9 @@ def from_dicom(session: Session, *, files: bool = True) -> SourceSession:
         routing=routing,
         root=session.root,
     )
+
+
+def _burned_in_verdict() -> Callable[[Scan, str], BurnedInVerdict]:
+    from xnat_tui.dicom.dicomedit import burned_in_verdict
+
+    return burned_in_verdict

@@ -1,0 +1,84 @@
+"""What a command imports before it does its work: start-up is part of every transfer.
+
+A send to a bare receiver (issue 16's benchmark runs storescu against us process for
+process) must not load the DicomEdit package, the anonymizer's process pool or the
+upload packer; a download must not load pydicom at all. Each check runs the real
+command in a fresh interpreter and lists the modules it loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _loaded_by(argv: list[str], tmp_path: Path, before_main: str = "") -> set[str]:
+    """The modules loaded once ``xnat-tui ARGV`` has run (in a fresh interpreter)."""
+    code = (
+        "import sys\n"
+        "from xnat_tui.cli import main\n"
+        f"{before_main}\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "sys.__stdout__.write('\\n'.join(['--modules--', *sorted(sys.modules)]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path / "state"))
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), XNAT_TUI_CONFIG=str(tmp_path / "no.toml"))
+    for name in ("XNAT_HOST", "XNAT_USER", "XNAT_PASS", "PYTHONASYNCIODEBUG"):
+        env.pop(name, None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert "--modules--" in proc.stdout, proc.stderr[-2000:]
+    return set(proc.stdout.split("--modules--", 1)[1].split())
+
+
+def _heavy(loaded: set[str], *prefixes: str) -> list[str]:
+    return sorted(m for m in loaded if m.startswith(prefixes))
+
+
+def test_send_without_routing_or_anonymization_loads_no_dicomedit(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_study(src, patient_id="P1", series=[SeriesSpec("MR", 1, "T1", 2)])
+    # --dry-run: the same imports, scan and plan as a real send, without a receiver.
+    argv = ["send", str(src), "--to", "XNAT@127.0.0.1:1", "--routing", "none"]
+    loaded = _loaded_by([*argv, "--anon", "none", "--dry-run", "--json"], tmp_path)
+    assert "xnat_tui.workflow.send" in loaded  # the command did run its path
+    assert "xnat_tui.transfer.anon" in loaded  # the set is built, but stays empty
+    offenders = _heavy(
+        loaded,
+        "xnat_tui.dicom.dicomedit",
+        "xnat_tui.transfer.packer",
+        "stream_zip",
+        "concurrent.futures.process",
+        "aiohttp",
+        "textual",
+    )
+    assert offenders == []
+
+
+def test_download_help_and_import_path_load_no_pydicom(tmp_path: Path) -> None:
+    # The modules download's run imports before it talks to the server.
+    preload = (
+        "from xnat_tui.commands._console import Reporter, run_until_done\n"
+        "from xnat_tui.transfer.journal import Journal\n"
+        "from xnat_tui.workflow import download\n"
+        "from xnat_tui.commands._connect import open_client, report_error\n"
+    )
+    loaded = _loaded_by(["download", "--help"], tmp_path, preload)
+    assert "xnat_tui.commands.download" in loaded
+    assert _heavy(loaded, "pydicom", "pynetdicom", "xnat_tui.dicom.dicomedit", "textual") == []
