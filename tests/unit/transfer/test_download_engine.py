@@ -299,3 +299,38 @@ async def test_closing_never_waits_on_a_stalled_server(
         assert not thread.is_alive()
     assert eng.journal.job(job_id).state is JobState.SENDING  # resumable as it was
     assert not [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(PART)]
+
+
+async def test_files_queued_behind_a_stalled_one_come_after_pause_and_resume(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """--jobs 1: more files are handed to the worker pool than it has connections (so a
+    worker goes straight on to the next). Paused while the first one stalls: one request
+    reached the server, none of the queued files is lost, and the resumed job gets every
+    file to the last byte."""
+    import asyncio
+
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    sandbox.faults.configure("latency=60s,only=/data/experiments/")
+    journal = Journal(tmp_path / "j.sqlite3")
+    eng = engine(client, journal, concurrency=1)
+    await eng.start(resume=False)
+    [job_id] = await eng.submit(plan.downloads)
+    for _ in range(3000):  # until the first file's request has reached the stalling server
+        if sandbox.faults.stats["latency"] >= 1:
+            break
+        await asyncio.sleep(0.01)
+    assert eng.pause(job_id) == [job_id]
+    await eng.close()  # the stalled read ends here; the queued files must not start
+    assert sandbox.faults.stats["latency"] == 1
+    assert journal.job(job_id).state is JobState.PAUSED
+
+    sandbox.faults.clear()
+    again = engine(client, journal, concurrency=1)
+    await again.start()
+    assert again.resume(job_id) == [job_id]
+    assert (await again.wait([job_id]))[job_id] is JobState.VERIFIED
+    await again.close()
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+    assert not list(out.rglob(f"*{PART}"))
