@@ -61,6 +61,10 @@ class SandboxProcess:
                 "--data-dir",
                 str(data_dir),
                 "--demo",
+                # A free port for the demo's DICOM receiver: 8104 may be taken by another
+                # sandbox (a developer's `make demo`), which would stop this one starting.
+                "--dicom-port",
+                "0",
             ],
             env=env,
             stdout=subprocess.DEVNULL,
