@@ -23,7 +23,6 @@ number of associations. The engine knows nothing of XNAT's REST API: the optiona
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import queue
 import threading
@@ -51,16 +50,15 @@ from xnat_tui.transfer.cstore import (
 )
 from xnat_tui.transfer.cstore_link import Link, open_link
 from xnat_tui.transfer.events import (
-    EngineMessage,
     Event,
     EventHub,
-    EventStream,
     JobProgress,
     JobStateChanged,
     ProgressTick,
 )
 from xnat_tui.transfer.journal import JobRecord, Journal, make_owner
 from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.transfer.lifecycle import JobLifecycle, add_sample, rate_of
 from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy
 from xnat_tui.transfer.types import JobState
 
@@ -120,8 +118,13 @@ class _SendRun:
         return f"{len(self.done)} sent, {len(self.failed)} failed, {self.remaining} remaining"
 
 
-class SendEngine:
-    """Runs ``send`` jobs of one journal (one job at a time, N associations each)."""
+class SendEngine(JobLifecycle[_SendRun]):
+    """Runs ``send`` jobs of one journal (one job at a time, N associations each).
+
+    Holding jobs (subscribe, wait, adopt, pause/cancel/retry, requests from other
+    processes, leases, ticks) is :class:`JobLifecycle`'s, as for uploads and downloads;
+    what is the send engine's own is the scheduling: one job at a time from a queue,
+    its associations in worker threads, acknowledgements journalled in groups."""
 
     kinds: tuple[JobKind, ...] = (JobKind.SEND,)
 
@@ -158,6 +161,9 @@ class SendEngine:
         self._runs: dict[str, _SendRun] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._changed = asyncio.Event()
+        # JobLifecycle sets it on adopt/retry; this engine's scheduler is ``_queue``
+        # (``_adopt`` queues what it takes), so nothing waits on it.
+        self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
@@ -165,9 +171,6 @@ class SendEngine:
         self._known: dict[str, FileInfo] = {}
 
     # ================================================================= protocol
-    def subscribe(self) -> EventStream:
-        return self._hub.subscribe()
-
     async def start(self, *, resume: bool = True) -> list[str]:
         if self._worker is None:
             self._worker = asyncio.create_task(self._work_loop(), name="dicom-send")
@@ -176,49 +179,27 @@ class SendEngine:
             return []
         resumed = [
             j.id
-            for j in self.journal.jobs(
-                states=[JobState.QUEUED, JobState.SENDING, JobState.VERIFYING],
-                kinds=self.kinds,
-            )
+            for j in self._journal_jobs([JobState.QUEUED, JobState.SENDING, JobState.VERIFYING])
             if j.id not in self._runs and self._adopt(j.id)
         ]
         if resumed:
             self._message("info", f"resuming {len(resumed)} unfinished DICOM send(s)")
         return resumed
 
-    def adopt(self, job_id: str) -> bool:
-        return job_id in self._runs or self._adopt(job_id)
-
     def snapshot(self) -> list[JobProgress]:
         return [self._progress(r) for r in self._runs.values()]
-
-    def pause(self, job_id: str | None = None) -> list[str]:
-        ids = self._targets(job_id)
-        for jid in ids:
-            run = self._runs.get(jid)
-            if run is None or run.job.state.finished:
-                continue
-            run.paused = True
-            if run.task is not None:
-                run.task.cancel()
-            self._set_state(run, JobState.PAUSED, f"paused: {run.counts()}")
-        return ids
 
     def resume(self, job_id: str | None = None) -> list[str]:
         ids: list[str] = []
         candidates = [job_id] if job_id else [j for j, r in self._runs.items() if r.paused]
         if job_id is None:
-            candidates += [
-                j.id for j in self.journal.jobs(states=[JobState.PAUSED], kinds=self.kinds)
-            ]
+            candidates += [j.id for j in self._journal_jobs([JobState.PAUSED])]
         for jid in dict.fromkeys(candidates):
-            run = self._runs.get(jid)
+            run, asked = self._run_to_resume(jid)
             if run is None:
-                if self.journal.job(jid).state is not JobState.PAUSED:
-                    continue
-                if not self._adopt(jid, force=True):
-                    continue
-                run = self._runs[jid]
+                if asked:  # another process holds it and was asked to resume
+                    ids.append(jid)
+                continue
             if not run.paused and run.job.state is not JobState.PAUSED:
                 continue
             run.paused = False
@@ -226,56 +207,6 @@ class SendEngine:
             self._queue.put_nowait(jid)
             ids.append(jid)
         return ids
-
-    def cancel(self, job_id: str | None = None) -> list[str]:
-        ids = self._targets(job_id)
-        for jid in ids:
-            run = self._runs.get(jid)
-            if run is None:
-                job = self.journal.job(jid)
-                if not job.state.finished:
-                    self.journal.set_state(jid, JobState.CANCELLED, "cancelled by the user")
-                continue
-            if run.job.state.finished:
-                continue
-            if run.task is not None:
-                run.task.cancel()
-            self._set_state(
-                run,
-                JobState.CANCELLED,
-                f"cancelled by the user ({len(run.done)} instance(s) already stored stay "
-                "with the receiver)",
-            )
-            self._release(run)
-        return ids
-
-    async def retry(self, job_id: str | None = None) -> list[str]:
-        if job_id is None:
-            ids = [j.id for j in self.journal.jobs(states=[JobState.FAILED], kinds=self.kinds)]
-        else:
-            ids = [job_id]
-        done: list[str] = []
-        for jid in ids:
-            if self.journal.job(jid).state is not JobState.FAILED:
-                continue
-            self._runs.pop(jid, None)
-            # Acknowledged instances stay done: only failed and unsent ones go again.
-            self.journal.set_state(jid, JobState.QUEUED, "retrying")
-            if self._adopt(jid):
-                done.append(jid)
-        await self.start(resume=False)
-        return done
-
-    async def wait(self, job_ids: Iterable[str] | None = None) -> dict[str, JobState]:
-        ids = list(job_ids) if job_ids is not None else list(self._runs)
-        while True:
-            states = {jid: self._state_of(jid) for jid in ids}
-            if all(s.finished or s is JobState.PAUSED for s in states.values()):
-                return states
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._changed.wait()
 
     async def close(self) -> None:
         if self._closed:
@@ -311,14 +242,33 @@ class SendEngine:
         return run.triage if run else ()
 
     # ============================================================== internals
-    def _targets(self, job_id: str | None) -> list[str]:
-        if job_id is not None:
-            return [job_id]
-        return [jid for jid, r in self._runs.items() if not r.job.state.finished]
+    def _run_state(self, run: _SendRun) -> JobState:
+        return run.job.state
 
-    def _state_of(self, jid: str) -> JobState:
-        run = self._runs.get(jid)
-        return run.job.state if run else self.journal.job(jid).state
+    def _journal_jobs(self, states: Iterable[JobState]) -> list[JobRecord]:
+        return self.journal.jobs(states=list(states), kinds=self.kinds)
+
+    def _adopt_paused(self, jid: str) -> bool:
+        return self._adopt(jid, force=True)
+
+    def _pause_run(self, run: _SendRun) -> None:
+        # Instances on the wire finish and are journalled (``_send_items``); the rest
+        # stay for the resume.
+        run.paused = True
+        if run.task is not None:
+            run.task.cancel()
+        self._set_state(run, JobState.PAUSED, f"paused: {run.counts()}")
+
+    def _cancel_run(self, run: _SendRun) -> None:
+        if run.task is not None:
+            run.task.cancel()
+        self._set_state(
+            run,
+            JobState.CANCELLED,
+            f"cancelled by the user ({len(run.done)} instance(s) already stored stay "
+            "with the receiver)",
+        )
+        self._release(run)
 
     def _adopt(self, jid: str, *, force: bool = False) -> bool:
         if not self.journal.acquire(jid, self.owner, self.lease_ttl):
@@ -350,20 +300,23 @@ class SendEngine:
         return True
 
     def _release(self, run: _SendRun) -> None:
-        with contextlib.suppress(Exception):
-            self.journal.release(run.job.id, self.owner)
+        self._release_lease(run.job.id)
 
     def _publish(self, event: Event) -> None:
         self._hub.publish(event)
-
-    def _message(self, level: str, text: str, job_id: str = "") -> None:
-        self._publish(EngineMessage(level, text, job_id))
 
     def _set_state(self, run: _SendRun, state: JobState, message: str = "") -> None:
         previous = run.job.state
         self.journal.set_state(run.job.id, state, message)
         run.job.state = state
         run.job.message = message
+        self._emit_state(run, state, previous, message)
+
+    def _emit_state(
+        self, run: _SendRun, state: JobState, previous: JobState | None, message: str
+    ) -> None:
+        """The event of a state change already journalled (``retry`` resets the job
+        in the journal itself)."""
         self._publish(
             JobStateChanged(
                 run.job.id,
@@ -384,10 +337,7 @@ class SendEngine:
         self._changed.set()
 
     def _progress(self, run: _SendRun) -> JobProgress:
-        rate = 0.0
-        if len(run.samples) >= 2:
-            (t0, b0), (t1, b1) = run.samples[0], run.samples[-1]
-            rate = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        rate = rate_of(run.samples)
         left = run.total_bytes - run.sent_bytes
         # One pass over the done set (per series it was one pass per series, on the
         # loop's thread a few times a second: ~30 ms a tick at 10,000 instances).
@@ -411,26 +361,16 @@ class SendEngine:
 
     async def _tick_loop(self) -> None:
         last_renew = self.clock.now()
+        last_poll = 0.0
         while not self._closed:
             await self.clock.sleep(self.progress_interval)
             now = self.clock.now()
             moving = [r for r in self._runs.values() if r.job.state is JobState.SENDING]
             for run in moving:
-                run.samples.append((now, run.sent_bytes))
-                while run.samples and now - run.samples[0][0] > 5.0:
-                    run.samples.popleft()
+                add_sample(run.samples, now, run.sent_bytes)
             if moving:
-                jobs = tuple(self._progress(r) for r in moving)
-                sent = sum(j.bytes_sent for j in jobs)
-                total = sum(j.bytes_total for j in jobs)
-                rate = sum(j.rate for j in jobs)
-                self._publish(
-                    ProgressTick(jobs, sent, total, rate, (total - sent) / rate if rate else None)
-                )
-            if now - last_renew >= self.lease_ttl / 3:
-                last_renew = now
-                with contextlib.suppress(Exception):
-                    self.journal.renew(self.owner, self.lease_ttl)
+                self._publish_tick(tuple(self._progress(r) for r in moving))
+            last_poll, last_renew = self._housekeeping(now, last_poll, last_renew)
 
     async def _work_loop(self) -> None:
         while True:

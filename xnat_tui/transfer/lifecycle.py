@@ -162,6 +162,26 @@ class JobLifecycle(Generic[RunT]):
         self._wake.set()
         return done
 
+    def _adopt_paused(self, jid: str) -> bool:
+        """Take over a job paused in the journal, for ``resume`` (default: ``_adopt``)."""
+        return self._adopt(jid)
+
+    def _run_to_resume(self, jid: str) -> tuple[RunT | None, bool]:
+        """For ``resume``: the run of ``jid``, adopting it if the journal has it paused
+        and nobody holds it. ``(None, True)``: another process holds it and is asked to
+        resume it; ``(None, False)``: nothing to resume here."""
+        run = self._runs.get(jid)
+        if run is not None:
+            return run, False
+        if self.journal.job(jid).state is not JobState.PAUSED:
+            return None, False
+        if self.journal.holder(jid):
+            self._remote_request(jid, "resume")
+            return None, True
+        if not self._adopt_paused(jid):
+            return None, False
+        return self._runs[jid], False
+
     def _message(self, level: str, text: str, job_id: str = "") -> None:
         self._hub.publish(EngineMessage(level, text, job_id))
 

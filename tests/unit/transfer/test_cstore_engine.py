@@ -3,6 +3,7 @@ and the REST look-up against the sandbox's receiver (issue 16, 3-5)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from xnat_tui.dicom.scan import scan_all
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
 from xnat_tui.transfer.cstore import DicomDestination, DicomSendError, StoreResult
-from xnat_tui.transfer.events import EngineMessage
+from xnat_tui.transfer.events import EngineMessage, JobStateChanged
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.retry import RetryPolicy
 from xnat_tui.transfer.source import from_dicom
@@ -182,3 +183,62 @@ async def test_rest_lookup_after_idle_finds_session_or_unassigned(
         assert job.state is JobState.FAILED
         assert "landed as Unassigned" in job.message
         assert triage and "/Unassigned/" in triage[0]
+
+
+async def test_pause_asked_by_another_process_stops_the_send_and_retry_says_queued(
+    tmp_path: Path,
+) -> None:
+    """`xnat-tui transfers pause` (another process) reaches the process sending the job
+    through the journal: it pauses with what was acknowledged kept; a failed send's
+    retry is announced as queued again (the Transfers panel's row moves at once)."""
+    journal, [jid] = journalled(tmp_path)
+    gate = threading.Event()  # the receiver answers the second instance only when set
+    rx = FakeReceiver()
+    loop = asyncio.get_running_loop()
+    second = asyncio.Event()
+
+    def opener(destination: DicomDestination, contexts: Any, timeout: float) -> Any:
+        link = rx.opener(destination, contexts, timeout)
+        store = link.store
+
+        def slow_store(payload: Any, sop_class: str, ts: str, sop_instance: str = "") -> Any:
+            if rx.calls == 1:
+                loop.call_soon_threadsafe(second.set)
+                gate.wait(30)
+            return store(payload, sop_class, ts, sop_instance)
+
+        link.store = slow_store
+        return link
+
+    sender = engine_for(journal, retry=FAST, opener=opener, progress_interval=0.05)
+    events = sender.subscribe()
+    await sender.start(resume=False)
+    sender.queue([jid])
+    await asyncio.wait_for(second.wait(), 30)
+    other = engine_for(Journal(tmp_path / "journal.sqlite3"), retry=FAST, opener=rx.opener)
+    assert other.pause(jid) == [jid]
+    assert journal.job(jid).state is JobState.SENDING  # asked, not done behind its back
+
+    async def paused() -> None:
+        async for event in events:
+            if isinstance(event, JobStateChanged) and event.state is JobState.PAUSED:
+                return
+
+    await asyncio.wait_for(paused(), 20)  # without the request polled: TimeoutError
+    gate.set()
+    assert await asyncio.wait_for(sender.wait([jid]), 30) == {jid: JobState.PAUSED}
+    await sender.close()
+    await other.close()
+    assert journal.job(jid).state is JobState.PAUSED
+    assert len(journal.done_files(jid)) < 5  # the rest was left for a resume
+
+    # The same job failed: retry announces it queued before sending the rest.
+    journal.set_state(jid, JobState.FAILED, "receiver went away")
+    again = engine_for(journal, retry=FAST, opener=rx.opener)
+    seen = again.subscribe()
+    assert await again.retry(jid) == [jid]
+    await again.wait([jid])
+    await again.close()
+    states = [e.state async for e in seen if isinstance(e, JobStateChanged)]
+    assert states[0] is JobState.QUEUED and states[-1] is JobState.VERIFIED
+    assert len(set(rx.stored)) == 5 == len(journal.done_files(jid))
