@@ -473,8 +473,18 @@ class SendEngine(JobLifecycle[_SendRun]):
             for task in list(lane.retries):
                 task.cancel()
             # Instances already on the wire finish and their acknowledgements reach the
-            # journal before this returns, even when the job is paused or cancelled.
-            results = await asyncio.shield(asyncio.gather(*threads, return_exceptions=True))
+            # journal before this returns, even when the job is paused or cancelled, and
+            # even when the engine closes meanwhile (a second cancellation): a lost
+            # acknowledgement would have a resume send that instance again.
+            gathered = asyncio.gather(*threads, return_exceptions=True)
+            while True:
+                try:
+                    results = await asyncio.shield(gathered)
+                    break
+                except asyncio.CancelledError:
+                    if gathered.done():
+                        results = gathered.result()
+                        break
             pool.shutdown(wait=False)
         for result in results:
             if isinstance(result, BaseException):

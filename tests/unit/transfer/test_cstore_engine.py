@@ -242,3 +242,43 @@ async def test_pause_asked_by_another_process_stops_the_send_and_retry_says_queu
     states = [e.state async for e in seen if isinstance(e, JobStateChanged)]
     assert states[0] is JobState.QUEUED and states[-1] is JobState.VERIFIED
     assert len(set(rx.stored)) == 5 == len(journal.done_files(jid))
+
+
+async def test_closing_while_an_instance_is_in_flight_keeps_its_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    """Pause, then quit at once (the TUI's quit, Ctrl+C) while the receiver is still
+    answering an instance: its 0x0000 is journalled before the engine is closed, so a
+    resume does not send it to the receiver a second time."""
+    journal, [jid] = journalled(tmp_path)
+    gate = threading.Event()
+    rx = FakeReceiver()
+    loop = asyncio.get_running_loop()
+    second = asyncio.Event()
+
+    def opener(destination: DicomDestination, contexts: Any, timeout: float) -> Any:
+        link = rx.opener(destination, contexts, timeout)
+        store = link.store
+
+        def slow_store(payload: Any, sop_class: str, ts: str, sop_instance: str = "") -> Any:
+            if rx.calls == 1:
+                loop.call_soon_threadsafe(second.set)
+                gate.wait(30)
+            return store(payload, sop_class, ts, sop_instance)
+
+        link.store = slow_store
+        return link
+
+    sender = engine_for(journal, retry=FAST, opener=opener)
+    await sender.start(resume=False)
+    sender.queue([jid])
+    await asyncio.wait_for(second.wait(), 30)
+    sender.pause(jid)
+    closing = asyncio.create_task(sender.close())
+    for _ in range(20):  # let the close cancel everything it holds (no clock involved)
+        await asyncio.sleep(0)
+    gate.set()  # the receiver answers the instance in flight only now
+    await asyncio.wait_for(closing, 30)
+    stored = set(rx.stored)
+    done = len(Journal(tmp_path / "journal.sqlite3").done_files(jid))
+    assert len(stored) == 2 and done == len(stored)  # none of them to be sent again
