@@ -82,3 +82,20 @@ def test_download_help_and_import_path_load_no_pydicom(tmp_path: Path) -> None:
     loaded = _loaded_by(["download", "--help"], tmp_path, preload)
     assert "xnat_tui.commands.download" in loaded
     assert _heavy(loaded, "pydicom", "pynetdicom", "xnat_tui.dicom.dicomedit", "textual") == []
+
+
+def test_a_scan_reads_routing_without_loading_pydicom_in_the_main_process(
+    tmp_path: Path,
+) -> None:
+    # The routing proposal of every session with a Study Description went through the
+    # keyword -> tag lookup, which loads pydicom's dictionary (~0.2 s of each scan).
+    src = tmp_path / "src"
+    write_study(
+        src,
+        patient_id="P1",
+        series=[SeriesSpec("MR", 1, "T1", 2)],
+        study_description="xnat://PILOT/S1/E1",
+    )
+    loaded = _loaded_by(["scan", "--json", "--no-cache", str(src)], tmp_path)
+    assert "xnat_tui.dicom.routing" in loaded  # the proposal was made
+    assert _heavy(loaded, "pydicom") == []

@@ -92,8 +92,10 @@ def propose(
         text = fields.get(p.tag, "")
         if not text or _compile(p.regex) is None:
             continue
-        # The same rules the sandbox receiver runs (XNAT routing expressions).
-        rules = RuleSet.from_pattern(p)
+        # The same rules the sandbox receiver runs (XNAT routing expressions), without
+        # the DICOM tag: the value is given (resolving the keyword loads pydicom's
+        # dictionary, a fifth of a second, in every scan).
+        rules = _value_rules(p.regex)
         found = RoutingProposal(
             project=_first_rule(rules.project, lambda _t, v=text: v)[0],
             subject=_first_rule(rules.subject, lambda _t, v=text: v)[0],
@@ -115,6 +117,22 @@ def propose(
         if found.project or found.subject or found.session:
             out.append(found)
     return out
+
+
+@lru_cache(maxsize=16)
+def _value_rules(regex: str) -> RuleSet:
+    """``RuleSet.from_pattern`` for a value already read: each named group becomes the
+    numbered group of an XNAT expression over the same regex (tag left out)."""
+    rx = _compile(regex)
+    if rx is None:
+        return RuleSet()
+    plain = re.compile(_NAMED_GROUP.sub("(", regex))
+    rules = {
+        name: (RoutingRule(tag=0, regex=plain, group=rx.groupindex[name], text=regex),)
+        for name in ROUTING_FIELDS
+        if name in rx.groupindex
+    }
+    return RuleSet(**rules)
 
 
 def routing_keywords(patterns: Sequence[PatternLike]) -> set[str]:
