@@ -262,3 +262,18 @@ async def test_the_label_table_sits_right_under_the_choices(
         screen = await open_copy(pilot, app, "c", "STUDY_A")
         inputs = screen.query_one("#copy-subject-tpl", Input).region
         assert screen.table.region.y - inputs.bottom <= 1
+
+
+async def test_a_redraw_landing_while_typing_keeps_what_was_typed(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # A check's result redraws the table, which highlights the same row again; the row
+    # fields used to be refilled from the old labels then, losing what was just typed.
+    async with running(sandbox, tmp_path) as (_client, _journal, app, pilot):
+        await select_session(pilot, app, "PILOT")
+        screen = await open_copy(pilot, app, "c", "STUDY_A")
+        screen.recheck()  # the redraw's highlight is queued before the typing below
+        screen.query_one("#copy-row-subject", Input).value = "SA_001"
+        screen.query_one("#copy-row-session", Input).value = "TYPED_MR1"
+        await until(pilot, lambda: (row(screen)[1], row(screen)[2]) == ("SA_001", "TYPED_MR1"))
+        assert screen.query_one("#copy-row-session", Input).value == "TYPED_MR1"

@@ -115,6 +115,8 @@ class CopyScreen(AppScreen, Screen[CopyRequest | None]):
         self.checked: copying.Checked | None = None
         self.notes: list[str] = []
         self.status_line = ""
+        # The row whose labels the row fields hold (None: not filled yet).
+        self._row_in_fields: str | None = None
 
     @property
     def verb(self) -> str:
@@ -319,9 +321,16 @@ class CopyScreen(AppScreen, Screen[CopyRequest | None]):
         source = self._current()
         if source is None:
             return
+        self._show_detail(source)
+        # A redraw of the table (a check's result landing) highlights the same row again:
+        # the row fields keep what the user is typing; only another row refills them.
+        if source.experiment.id != self._row_in_fields:
+            self._fill_row_fields(source)
+
+    def _fill_row_fields(self, source: copying.Source) -> None:
         target = self.targets()[self.sources.index(source)]
         subject, label = ("", "") if isinstance(target, str) else (target.subject, target.label)
-        self._show_detail(source)
+        self._row_in_fields = source.experiment.id
         self.query_one("#copy-row-subject", Input).value = subject
         self.query_one("#copy-row-session", Input).value = label
 
@@ -363,7 +372,7 @@ class CopyScreen(AppScreen, Screen[CopyRequest | None]):
         source = self._current()
         if source is not None and self.overrides.pop(source.experiment.id, None) is not None:
             self.recheck()
-            self._row_highlighted()
+            self._fill_row_fields(source)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
