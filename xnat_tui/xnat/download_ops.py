@@ -26,7 +26,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -222,12 +222,23 @@ async def open_file(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _reply(response: aiohttp.ClientResponse, offset: int) -> FileReply:
-    length_text = response.headers.get("Content-Length")
-    length = int(length_text) if length_text and length_text.isdigit() else None
+@dataclass(frozen=True)
+class _ReplyHead:
+    """What both download paths read off an answer's status and headers."""
+
+    start: int
+    length: int | None
+    total: int | None
+    content_type: str
+    last_modified: float | None
+
+
+def _reply_head(status: int, header: Callable[[str], str | None], offset: int) -> _ReplyHead:
+    length_text = header("Content-Length") or ""
+    length = int(length_text) if length_text.isdigit() else None
     start, total = 0, length
-    if response.status == 206:
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+    if status == 206:
+        match = _CONTENT_RANGE.fullmatch(header("Content-Range") or "")
         if not match or int(match.group(1)) != offset:
             # A 206 for another span than asked: not trusted (§A.4).
             raise ProtocolError(
@@ -236,25 +247,21 @@ def _reply(response: aiohttp.ClientResponse, offset: int) -> FileReply:
             )
         start = offset
         total = int(match.group(3)) if match.group(3) != "*" else None
-    modified = response.headers.get("Last-Modified")
     stamp: float | None = None
+    modified = header("Last-Modified")
     if modified:
         try:
             stamp = email.utils.parsedate_to_datetime(modified).timestamp()
         except (TypeError, ValueError):
             stamp = None
+    return _ReplyHead(start, length, total, header("Content-Type") or "", stamp)
+
+
+def _reply(response: aiohttp.ClientResponse, offset: int) -> FileReply:
+    h = _reply_head(response.status, response.headers.get, offset)
     return FileReply(
-        status=response.status,
-        start=start,
-        length=length,
-        total=total,
-        content_type=response.headers.get("Content-Type", ""),
-        last_modified=stamp,
-        response=response,
+        response.status, h.start, h.length, h.total, h.content_type, h.last_modified, response
     )
-
-
-# ---------------------------------------------------------------- one file, in a thread
 
 
 class NeedLogin(Exception):
@@ -465,37 +472,10 @@ class _HTTPSConnection(http.client.HTTPSConnection):
 
 
 def _blocking_reply(response: http.client.HTTPResponse, offset: int) -> BlockingReply:
-    length_text = response.getheader("Content-Length") or ""
-    length = int(length_text) if length_text.isdigit() else None
-    start, total = 0, length
-    if response.status == 206:
-        match = _CONTENT_RANGE.fullmatch(response.getheader("Content-Range") or "")
-        if not match or int(match.group(1)) != offset:
-            raise ProtocolError(
-                "the server answered a resumed download with the wrong part of the file",
-                retriable=True,
-            )
-        start = offset
-        total = int(match.group(3)) if match.group(3) != "*" else None
-    stamp: float | None = None
-    modified = response.getheader("Last-Modified")
-    if modified:
-        try:
-            stamp = email.utils.parsedate_to_datetime(modified).timestamp()
-        except (TypeError, ValueError):
-            stamp = None
+    h = _reply_head(response.status, response.getheader, offset)
     return BlockingReply(
-        status=response.status,
-        start=start,
-        length=length,
-        total=total,
-        content_type=response.getheader("Content-Type") or "",
-        last_modified=stamp,
-        response=response,
+        response.status, h.start, h.length, h.total, h.content_type, h.last_modified, response
     )
-
-
-# ---------------------------------------------------------------- verification
 
 
 class IntegrityError(XnatError):

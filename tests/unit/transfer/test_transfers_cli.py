@@ -14,14 +14,6 @@ from xnat_tui.transfer.journal import Journal, NewJob
 from xnat_tui.transfer.types import Destination, JobState, Overwrite
 
 
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("XNAT_TUI_CONFIG", raising=False)
-    return tmp_path
-
-
 def add_jobs(tmp: Path, *states: JobState) -> list[str]:
     """Jobs in the default journal, in these states (as a dead server leaves them)."""
     journal = Journal()

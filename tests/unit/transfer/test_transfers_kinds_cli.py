@@ -21,14 +21,6 @@ from xnat_tui.workflow import jobs
 from xnat_tui.workflow.login import Connection
 
 
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("XNAT_TUI_CONFIG", raising=False)
-    return tmp_path
-
-
 class VerifyingEngine(FakeEngine):
     """Stands in for another workflow's engine: adopting a job finishes it."""
 
