@@ -9,6 +9,7 @@ Slow (~20 s): marked ``e2e``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -68,13 +69,14 @@ class Tmux:
         raise AssertionError(f"{pattern!r} never appeared; the screen shows:\n{screen}")
 
 
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[tuple[Tmux, int, Path]]:
+@contextlib.contextmanager
+def sandbox_app(name: str, base: Path, *app_args: str) -> Iterator[tuple[Tmux, int]]:
+    """``xnat-tui --sandbox [APP_ARGS]`` in a detached tmux session of WIDTH x HEIGHT, its
+    sandbox on a free port with its data in ``base``; killed on exit."""
     if shutil.which("tmux") is None:
         pytest.fail("tmux is required (make test installs it)")
     port = free_port()
-    base = tmp_path / "sandbox"
-    t = Tmux(f"xnat-tui-e2e-{os.getpid()}-{port}")
+    t = Tmux(f"xnat-tui-e2e-{name}-{os.getpid()}-{port}")
     env = {
         "XNAT_TUI_SANDBOX_PORT": str(port),
         "XNAT_TUI_SANDBOX_DIR": str(base),
@@ -106,30 +108,27 @@ def tmux(tmp_path: Path) -> Iterator[tuple[Tmux, int, Path]]:
             "-m",
             "xnat_tui",
             "--sandbox",
+            *app_args,
         ]
     )
-    t.run(
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-s",
-        "app",
-        "-x",
-        str(WIDTH),
-        "-y",
-        str(HEIGHT),
-        command,
-    )
+    t.run("-f", "/dev/null", "new-session", "-d", "-s", "app", "-x", str(WIDTH), "-y",
+          str(HEIGHT), command)  # fmt: skip
     # Detached sessions may start at the default 80x24; make the size explicit.
     subprocess.run(
         ["tmux", "-L", t.socket, "resize-window", "-t", "app", "-x", str(WIDTH), "-y", str(HEIGHT)],
         capture_output=True,
     )
     try:
-        yield t, port, base
+        yield t, port
     finally:
         subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[tuple[Tmux, int, Path]]:
+    base = tmp_path / "sandbox"
+    with sandbox_app("app", base) as (t, port):
+        yield t, port, base
 
 
 def rest(port: int, path: str) -> object:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_tmux import HEIGHT, WIDTH, Tmux, free_port, rest, rows
+from tests.e2e.test_tmux import WIDTH, Tmux, rest, rows, sandbox_app
 from tests.fixtures.archives import make_archive
 from xnat_tui.dicom.synthetic import SeriesSpec, WrittenStudy, write_study
 
@@ -39,54 +36,10 @@ def bundle(tmp_path: Path) -> tuple[Path, WrittenStudy]:
 
 @pytest.fixture
 def tmux(tmp_path: Path, bundle: tuple[Path, WrittenStudy]) -> Iterator[tuple[Tmux, int]]:
-    if shutil.which("tmux") is None:
-        pytest.fail("tmux is required (make test installs it)")
     # Sessions go straight to the archive, where the server lists MD5 digests.
     Path(os.environ["XNAT_TUI_CONFIG"]).write_text('[defaults]\ndestination = "archive"\n')
-    port = free_port()
-    t = Tmux(f"xnat-tui-e2e-arc-{os.getpid()}-{port}")
-    env = {
-        "XNAT_TUI_SANDBOX_PORT": str(port),
-        "XNAT_TUI_SANDBOX_DIR": str(tmp_path / "sandbox"),
-        "TERM": "xterm-256color",
-        "COLORTERM": "truecolor",
-    }
-    for var in (
-        "HOME",
-        "XDG_CONFIG_HOME",
-        "XDG_STATE_HOME",
-        "XDG_CACHE_HOME",
-        "XNAT_TUI_CONFIG",
-        "NO_PROXY",
-        "PATH",
-    ):
-        if var in os.environ:
-            env[var] = os.environ[var]
-    command = " ".join(
-        [
-            "env",
-            "-u",
-            "COLUMNS",
-            "-u",
-            "LINES",
-            *(f"{k}={v}" for k, v in env.items()),
-            sys.executable,
-            "-m",
-            "xnat_tui",
-            "--sandbox",
-            str(bundle[0].parent),
-        ]
-    )
-    t.run("-f", "/dev/null", "new-session", "-d", "-s", "app", "-x", str(WIDTH), "-y",
-          str(HEIGHT), command)  # fmt: skip
-    subprocess.run(
-        ["tmux", "-L", t.socket, "resize-window", "-t", "app", "-x", str(WIDTH), "-y", str(HEIGHT)],
-        capture_output=True,
-    )
-    try:
-        yield t, port
-    finally:
-        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+    with sandbox_app("arc", tmp_path / "sandbox", str(bundle[0].parent)) as app:
+        yield app
 
 
 def test_mark_scan_upload_a_nested_archive_in_tmux(
