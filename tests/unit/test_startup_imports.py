@@ -9,10 +9,14 @@ command in a fresh interpreter and lists the modules it loaded.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.e2e.test_dcmtk_send import free_port, wait_listening
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +71,38 @@ def test_send_without_routing_or_anonymization_loads_no_dicomedit(tmp_path: Path
         "concurrent.futures.process",
         "aiohttp",
         "textual",
+        # pydicom (with numpy and requests) and pynetdicom cost ~0.2 s: more than
+        # storescu takes to send 200 MB. The association PDUs are our own (acse.py).
+        "pydicom",
+        "pynetdicom",
+        "numpy",
     )
     assert offenders == []
+
+
+@pytest.mark.skipif(shutil.which("storescp") is None, reason="dcmtk not installed")
+def test_a_real_send_loads_neither_pydicom_nor_pynetdicom(tmp_path: Path) -> None:
+    """Associating, sending and releasing with our own PDU code: the whole send."""
+    src = tmp_path / "src"
+    write_study(src, patient_id="P1", series=[SeriesSpec("MR", 1, "T1", 3)])
+    port = free_port()
+    received = tmp_path / "received"
+    received.mkdir()
+    proc = subprocess.Popen(
+        ["storescp", "-aet", "XNAT", "+xa", "-od", str(received), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, proc)
+        argv = ["send", str(src), "--to", f"XNAT@127.0.0.1:{port}", "--routing", "none"]
+        argv += ["--anon", "none", "--yes", "--json", "--journal", str(tmp_path / "j.db")]
+        loaded = _loaded_by(argv, tmp_path)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert len(list(received.iterdir())) == 3  # the send did happen
+    assert _heavy(loaded, "pydicom", "pynetdicom", "numpy") == []
 
 
 def test_download_help_and_import_path_load_no_pydicom(tmp_path: Path) -> None:

@@ -20,14 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import read_file_meta_info
-from pydicom.uid import UID, ExplicitVRLittleEndian
-
+from xnat_tui.transfer.acse import MAX_CONTEXTS
 from xnat_tui.transfer.server import TransferError
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from xnat_tui.transfer.cstore_link import Link
 
 VERIFICATION = "1.2.840.10008.1.1"
@@ -65,7 +63,6 @@ XNAT_TRANSFER_SYNTAXES: frozenset[str] = frozenset(
 # Syntaxes pydicom can re-encode to Explicit VR Little Endian without a codec: the
 # sender converts these rather than refusing (Deflated is one).
 CONVERTIBLE: frozenset[str] = frozenset({DEFLATED_LE})
-MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1..255
 _AE_TITLE = re.compile(r"(?=[^\\]*[^\s\\]$)(?=[^\s\\])[ -~]{1,16}")
 
 
@@ -197,6 +194,10 @@ def read_info(path: Path) -> FileInfo:
 
 
 def _read_info_pydicom(path: Path) -> FileInfo:
+    from pydicom import dcmread
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_file_meta_info
+
     try:
         meta = read_file_meta_info(path)
     except Exception:
@@ -226,7 +227,7 @@ def sent_syntax(ts: str) -> str:
 def unsendable(infos: Iterable[tuple[Path | str, FileInfo]]) -> list[str]:
     """Files whose transfer syntax the receiver refuses and pydicom cannot convert."""
     return [
-        f"{path}: transfer syntax {UID(info.transfer_syntax).name} is not accepted by "
+        f"{path}: transfer syntax {uid_name(info.transfer_syntax)} is not accepted by "
         "XNAT's receiver and cannot be converted here"
         for path, info in infos
         if sent_syntax(info.transfer_syntax) not in XNAT_TRANSFER_SYNTAXES
@@ -305,10 +306,22 @@ def open_link(
     return associate(destination, contexts, timeout=timeout)
 
 
+def uid_name(uid: str) -> str:
+    """A UID's name from pydicom's dictionary ("MR Image Storage"), for messages: loaded
+    only when one is shown, so a send that goes well never imports pydicom."""
+    from pydicom.uid import UID
+
+    return str(UID(uid).name)
+
+
 def in_memory(path: Path, data: bytes | None, changes: dict[str, str]) -> Dataset:
     """The copy to send: the file (or its anonymized bytes) with routing written in,
     inflated when Deflated. Never written back to disk."""
     import io
+
+    from pydicom import dcmread
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
 
     ds = dcmread(io.BytesIO(data) if data is not None else path, force=True)
     for keyword, value in changes.items():

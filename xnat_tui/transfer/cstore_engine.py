@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
-
 from xnat_tui.transfer.cstore import (
     DicomDestination,
     DicomSendError,
@@ -63,7 +61,10 @@ from xnat_tui.transfer.retry import Clock, MonotonicClock, RetryPolicy
 from xnat_tui.transfer.types import JobState
 
 if TYPE_CHECKING:
-    # Typing only: the packer loads stream_zip, which sending over DICOM never uses.
+    # Typing only: pydicom is loaded only for a changed copy, and the packer loads
+    # stream_zip, which sending over DICOM never uses.
+    from pydicom.dataset import Dataset
+
     from xnat_tui.transfer.packer import FileTransform
 
 Key = tuple[str, int]  # (series_uid, index in the series): the journal's file key

@@ -27,20 +27,15 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydicom.dataset import Dataset
-from pydicom.uid import UID
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
-from pynetdicom.dsutils import encode
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
+from xnat_tui.transfer.acse import (
+    ASSOCIATE_AC,
+    ASSOCIATE_RJ,
+    associate_rq,
+    parse_associate_ac,
+    parse_associate_rj,
 )
-from pynetdicom.presentation import PresentationContext
-
 from xnat_tui.transfer.cstore import (
     DicomDestination,
     DicomSendError,
@@ -48,10 +43,13 @@ from xnat_tui.transfer.cstore import (
     describe_status,
     meta_text,
     read_meta,
+    uid_name,
 )
 
-APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
-_ASSOCIATE_AC, _ASSOCIATE_RJ, _P_DATA = 0x02, 0x03, 0x04
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+_P_DATA = 0x04
 _RELEASE_RQ, _RELEASE_RP, _ABORT = 0x05, 0x06, 0x07
 _RELEASE_RQ_PDU = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 _RELEASE_RP_PDU = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
@@ -170,8 +168,8 @@ class Link:
         if cx is None:
             return StoreResult(
                 None,
-                f"the receiver accepted no presentation context for {UID(sop_class).name} "
-                f"in {UID(ts).name}",
+                f"the receiver accepted no presentation context for {uid_name(sop_class)} "
+                f"in {uid_name(ts)}",
             )
         if not self.alive:
             return StoreResult(None, "not sent: the association is closed")
@@ -206,7 +204,10 @@ class Link:
     def _body(
         self, payload: Path | str | Dataset, ts: str, sop_instance: str
     ) -> tuple[str, bytes | _FileBody]:
-        if isinstance(payload, Dataset):
+        if not isinstance(payload, (Path, str)):  # a changed copy (pydicom is loaded)
+            from pydicom.uid import UID
+            from pynetdicom.dsutils import encode
+
             syntax = UID(ts)
             data = encode(payload, syntax.is_implicit_VR, syntax.is_little_endian, False)
             if data is None:
@@ -408,33 +409,6 @@ class _FileBody:
 # ---- associating ---------------------------------------------------------------------------
 
 
-def _request(
-    destination: DicomDestination, contexts: Sequence[tuple[str, str]], max_pdu: int
-) -> bytes:
-    prim = A_ASSOCIATE()
-    prim.application_context_name = UID(APPLICATION_CONTEXT)
-    prim.calling_ae_title = destination.calling_ae
-    prim.called_ae_title = destination.ae
-    offered: list[PresentationContext] = []
-    for i, (sop_class, ts) in enumerate(contexts):
-        cx = PresentationContext()
-        cx.context_id = 2 * i + 1
-        cx.abstract_syntax = UID(sop_class)
-        cx.transfer_syntax = [UID(ts)]
-        offered.append(cx)
-    prim.presentation_context_definition_list = offered
-    length = MaximumLengthNotification()
-    length.maximum_length_received = max_pdu
-    impl = ImplementationClassUIDNotification()
-    impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-    version = ImplementationVersionNameNotification()
-    version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-    prim.user_information = [length, impl, version]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(prim)
-    return bytes(pdu.encode())
-
-
 def open_link(
     destination: DicomDestination,
     contexts: Sequence[tuple[str, str]],
@@ -463,7 +437,7 @@ def open_link(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     link = Link(sock, destination, {}, 0, timeout)
     try:
-        sock.sendall(_request(destination, contexts, max_pdu))
+        sock.sendall(associate_rq(destination.ae, destination.calling_ae, contexts, max_pdu))
         kind, pdu = link._read_pdu()
     except (_Dropped, OSError) as exc:
         link._close()
@@ -471,15 +445,15 @@ def open_link(
             f"{where}: the port is open but no association answer came ({exc}); "
             "is it a DICOM receiver?"
         ) from exc
-    if kind == _ASSOCIATE_RJ:
+    if kind == ASSOCIATE_RJ:
         link._close()
-        rj = A_ASSOCIATE_RJ()
-        rj.decode(pdu)
-        result, source, diagnostic = (
-            int(rj.result or 0),
-            int(rj.source or 0),
-            int(rj.reason_diagnostic or 0),
-        )
+        try:
+            rj = parse_associate_rj(pdu)
+        except ValueError as exc:
+            raise DicomSendError(
+                f"{where}: association rejected; unreadable answer ({exc})"
+            ) from exc
+        result, source, diagnostic = rj.result, rj.source, rj.reason
         hint = _REJECT_HINTS.get((source, diagnostic), f"source {source}, reason {diagnostic}")
         hint = hint.format(
             calling=destination.calling_ae,
@@ -488,19 +462,21 @@ def open_link(
         )
         kind_text = "permanently" if result == 1 else "for now"
         raise DicomSendError(f"{where}: association rejected {kind_text}: {hint}")
-    if kind != _ASSOCIATE_AC:
+    if kind != ASSOCIATE_AC:
         link._close()
         raise DicomSendError(
             f"{where}: the receiver aborted the association request (PDU type 0x{kind:02X})"
         )
-    ac = A_ASSOCIATE_AC()
-    ac.decode(pdu)
-    answer = ac.to_primitive()
+    try:
+        answer = parse_associate_ac(pdu)
+    except ValueError as exc:
+        link.abort()
+        raise DicomSendError(f"{where}: the association answer is malformed ({exc})") from exc
     accepted: dict[tuple[str, str], int] = {}
-    for cx in answer.presentation_context_definition_results_list:
-        if cx.result == 0 and cx.context_id is not None:
-            sop_class, _ts = contexts[(cx.context_id - 1) // 2]
-            accepted[(sop_class, str(cx.transfer_syntax[0]))] = cx.context_id
+    for context_id, syntax in answer.syntaxes.items():
+        if context_id % 2 == 1 and (context_id - 1) // 2 < len(contexts):
+            sop_class, _ts = contexts[(context_id - 1) // 2]
+            accepted[(sop_class, syntax)] = context_id
     if not accepted:
         link.abort()
         raise DicomSendError(
@@ -509,5 +485,5 @@ def open_link(
         )
     link.contexts = accepted
     link.accepted = set(accepted)
-    link.peer_max = int(answer.maximum_length_received or 0)
+    link.peer_max = answer.max_pdu
     return link
