@@ -95,7 +95,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import threading
+
     from xnat_tui.commands._connect import report_error
+    from xnat_tui.dicom.processes import worker_context
+
+    # The scan's worker processes (fork server, resource tracker: two interpreters to
+    # start) come up on the other core while this one loads the sender.
+    threading.Thread(target=worker_context, name="start-workers", daemon=True).start()
 
     try:
         return asyncio.run(_main(args))
