@@ -26,6 +26,7 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,28 +86,35 @@ class _Dropped(Exception):
     """The peer aborted, released or closed the connection, or went silent."""
 
 
-def _element(group: int, elem: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", group, elem, len(value)) + value
-
-
 def _uid(value: str) -> bytes:
     raw = value.encode("ascii")
     return raw + b"\0" if len(raw) % 2 else raw
 
 
+@lru_cache(maxsize=64)
+def _command_layout(n_class: int, n_instance: int) -> struct.Struct:
+    """The C-STORE-RQ command set for UIDs of these (even) lengths, as one Struct:
+    (0000,0000) group length, (0000,0002) Affected SOP Class UID, (0000,0100) Command
+    Field, (0000,0110) Message ID, (0000,0700) Priority, (0000,0800) Command Data Set
+    Type, (0000,1000) Affected SOP Instance UID (PS3.7 9.3.1.1, Implicit VR LE)."""
+    return struct.Struct(
+        f"<HHII HHI{n_class}s HHIH HHIH HHIH HHIH HHI{n_instance}s".replace(" ", "")
+    )
+
+
 def store_command(message_id: int, sop_class: str, sop_instance: str) -> bytes:
     """A C-STORE-RQ command set, Implicit VR Little Endian (PS3.7 E.1, 9.3.1.1)."""
-    body = b"".join(
-        (
-            _element(0x0000, 0x0002, _uid(sop_class)),  # Affected SOP Class UID
-            _element(0x0000, 0x0100, struct.pack("<H", 0x0001)),  # Command Field C-STORE-RQ
-            _element(0x0000, 0x0110, struct.pack("<H", message_id)),  # Message ID
-            _element(0x0000, 0x0700, struct.pack("<H", 0x0000)),  # Priority: medium
-            _element(0x0000, 0x0800, struct.pack("<H", 0x0000)),  # a data set follows
-            _element(0x0000, 0x1000, _uid(sop_instance)),  # Affected SOP Instance UID
-        )
-    )
-    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
+    cls, inst = _uid(sop_class), _uid(sop_instance)
+    layout = _command_layout(len(cls), len(inst))
+    return layout.pack(
+        0x0000, 0x0000, 4, layout.size - 12,
+        0x0000, 0x0002, len(cls), cls,
+        0x0000, 0x0100, 2, 0x0001,  # C-STORE-RQ
+        0x0000, 0x0110, 2, message_id,
+        0x0000, 0x0700, 2, 0x0000,  # priority: medium
+        0x0000, 0x0800, 2, 0x0000,  # a data set follows
+        0x0000, 0x1000, len(inst), inst,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -117,23 +125,30 @@ class Response:
     comment: str
 
 
+_ELEMENT = struct.Struct("<HHI")
+_US = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
 def parse_response(command: bytes) -> Response:
-    """The elements of a C-STORE-RSP command set that the sender uses."""
-    fields: dict[int, bytes] = {}
-    pos = 0
-    while pos + 8 <= len(command):
-        group, elem, length = struct.unpack_from("<HHI", command, pos)
+    """The elements of a C-STORE-RSP command set that the sender uses (-1: absent)."""
+    command_field = responding = status = -1
+    comment = ""
+    pos, end = 0, len(command)
+    while pos + 8 <= end:
+        group, elem, length = _ELEMENT.unpack_from(command, pos)
         pos += 8
-        if group == 0x0000:
-            fields[elem] = command[pos : pos + length]
+        if group == 0x0000 and length >= 2 and pos + 2 <= end:
+            if elem == 0x0100:
+                command_field = _US.unpack_from(command, pos)[0]
+            elif elem == 0x0120:
+                responding = _US.unpack_from(command, pos)[0]
+            elif elem == 0x0900:
+                status = _US.unpack_from(command, pos)[0]
+            elif elem == 0x0902:
+                comment = command[pos : pos + length].decode("ascii", "replace").strip(" \0")
         pos += length
-
-    def us(elem: int) -> int:
-        raw = fields.get(elem, b"")
-        return int(struct.unpack("<H", raw[:2])[0]) if len(raw) >= 2 else -1
-
-    comment = fields.get(0x0902, b"").decode("ascii", "replace").strip(" \0")
-    return Response(us(0x0100), us(0x0120), us(0x0900), comment)
+    return Response(command_field, responding, status, comment)
 
 
 @dataclass
@@ -226,6 +241,13 @@ class Link:
         try:
             if isinstance(body, bytes):
                 self._sendmsg_all([command_pdu, *self._pdvs(cx, memoryview(body), chunk, True)])
+                return
+            if body.size <= chunk:
+                # A small instance: one PDV, one buffer, one system call.
+                data = body.read(body.size)
+                n = len(data)
+                header = _PDV_HEADER.pack(_P_DATA, 0, n + 6, n + 2, cx, 0x02)
+                self.sock.sendall(b"".join((command_pdu, header, data)))
                 return
             first: list[bytes | memoryview] = [command_pdu]
             left = body.size
@@ -345,6 +367,24 @@ class Link:
             self.sock.close()
 
 
+_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"
+
+
+def _known_meta_end(head: bytes, sop_instance: str) -> int:
+    """Where the data set starts, from the meta group's own length, when the meta holds
+    exactly the Media Storage SOP Instance UID the scan read (0: parse the group).
+
+    The common case, a fraction of parsing every meta element per instance."""
+    if not sop_instance or head[128:140] != b"DICM" + _GROUP_LENGTH:
+        return 0
+    end = 144 + int(_U32.unpack_from(head, 140)[0])
+    if end + 2 > len(head) or head[end : end + 2] == b"\x02\x00":
+        return 0  # the length is wrong, or the group does not end inside ``head``
+    uid = _uid(sop_instance)
+    element = b"\x02\x00\x03\x00UI" + _US.pack(len(uid)) + uid
+    return end if head.find(element, 144, end) != -1 else 0
+
+
 class _FileBody:
     """The data set of a Part 10 file (after its File Meta group), read in blocks into
     one reused buffer: constant memory for any file size, no copy per PDU. A small
@@ -365,6 +405,9 @@ class _FileBody:
         try:
             size = os.fstat(fd).st_size
             head = os.read(fd, _META_HEAD)
+            offset = _known_meta_end(head, sop_instance)
+            if offset:
+                return sop_instance, cls(path, fd, size - offset, head, offset)
             parsed = read_meta(head)
             if parsed is None:
                 raise ValueError(f"{path}: not a DICOM file with a File Meta group")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydicom.uid import UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
@@ -35,7 +37,7 @@ def test_request_reads_back_in_pynetdicom() -> None:
         for cx in prim.presentation_context_definition_list
     ]
     assert offered == [(1, MR, [EXPLICIT]), (3, CT, [IMPLICIT]), (5, MR, [JPEG_LS])]
-    user = {type(item).__name__: item for item in prim.user_information}
+    user: dict[str, Any] = {type(item).__name__: item for item in prim.user_information}
     assert user["MaximumLengthNotification"].maximum_length_received == 65536
     assert user["ImplementationClassUIDNotification"].implementation_class_uid == (
         IMPLEMENTATION_CLASS_UID
