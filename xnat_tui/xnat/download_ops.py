@@ -287,11 +287,19 @@ class BlockingReply:
 
     def readinto(self, buffer: memoryview) -> int:
         try:
-            return self.response.readinto(buffer)
+            n = self.response.readinto(buffer)
         except (OSError, http.client.HTTPException) as exc:
             raise ConnectionFailed(
                 f"the connection dropped in the middle of the file: {exc or type(exc).__name__}"
             ) from exc
+        if not n and buffer and self.response.length:
+            # http.client reads a body cut short as its end: a cut, not a wrong file
+            # (what arrived is kept for a resume with Range).
+            raise ConnectionFailed(
+                "the connection dropped in the middle of the file: "
+                f"{self.response.length} bytes short"
+            )
+        return n
 
 
 class ThreadedFetcher:
@@ -426,8 +434,12 @@ class ThreadedFetcher:
             except (OSError, http.client.HTTPException) as exc:
                 self.drop()
                 # A kept-alive connection the server closed meanwhile: once more, fresh.
-                if not self.aborted and attempt == 0 and isinstance(
-                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                if (
+                    not self.aborted
+                    and attempt == 0
+                    and isinstance(
+                        exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                    )
                 ):
                     continue
                 raise ConnectionFailed(

@@ -157,6 +157,11 @@ async def test_every_body_cut_fails_cleanly_with_parts_only(
     job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
     assert "5 of 5 file(s) failed" in job.message and "gave up after 4 tries" in job.message
     assert not [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(PART)]
+    # What arrived before each cut (about half) is kept, for the resume to continue.
+    listed = {f.local: f.size or 0 for d in plan.downloads for f in d.files}
+    parts = {p.with_suffix(""): p.stat().st_size for p in out.rglob(f"*{PART}")}
+    assert sorted(parts) == sorted(listed)
+    assert all(0 < parts[p] < listed[p] for p in parts)
     # The Range switch lets the retry continue the .part files where they stopped.
     sandbox.faults.configure("ranges")
     eng = engine(client, Journal(eng.journal.path))
