@@ -58,8 +58,15 @@ _TAR_MODES = {"tar": "r|", "tgz": "r|gz", "tbz2": "r|bz2", "txz": "r|xz"}
 FORMAT_NAMES = {"zip": "zip", "tar": "tar", "tgz": "tar.gz", "tbz2": "tar.bz2", "txz": "tar.xz"}
 
 
+# The last three characters of every suffix: most names (every .dcm) are ruled out by
+# one set lookup, not eight endswith calls (the walk asks this of every file).
+_ENDINGS = frozenset(suffix[-3:] for suffix, _kind in _SUFFIXES)
+
+
 def archive_kind(name: str) -> str | None:
     """``zip``/``tar``/``tgz``/``tbz2``/``txz`` from the file name (any case), or None."""
+    if name[-3:].lower() not in _ENDINGS:
+        return None
     lower = name.lower()
     for suffix, kind in _SUFFIXES:
         if lower.endswith(suffix) and len(lower) > len(suffix):
@@ -321,6 +328,11 @@ def _check_stream_end(tar: tarfile.TarFile, counted: _Counting) -> None:
 
 class ArchiveDamaged(Exception):
     """The archive (or one level of it) cannot be read any further."""
+
+
+# What opening a member can raise: zipfile's NotImplementedError is its word for
+# strong encryption or a compression method it lacks (a damaged header can claim either).
+OPEN_ERRORS = (KeyError, ArchiveDamaged, zipfile.BadZipFile, tarfile.TarError, NotImplementedError)
 
 
 class _Walk:
@@ -1069,7 +1081,7 @@ def open_path(path: str) -> IO[bytes]:
     reads: duplicate comparison, previews). Raises OSError when it cannot be read."""
     try:
         f = open_random(path)
-    except (KeyError, ArchiveDamaged, zipfile.BadZipFile, tarfile.TarError) as exc:
+    except OPEN_ERRORS as exc:
         raise OSError(f"{path}: cannot be read from its archive: {exc}") from exc
     if f is not None:
         return f

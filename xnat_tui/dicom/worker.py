@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tarfile
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -120,7 +118,7 @@ def _open(path: str, source: Any) -> Any:
     if SEP in path and archives.is_member(path):
         try:
             f = archives.open_random(path)
-        except (KeyError, archives.ArchiveDamaged, zipfile.BadZipFile, tarfile.TarError) as exc:
+        except archives.OPEN_ERRORS as exc:
             raise OSError(0, f"cannot be read from its archive ({exc})") from None
         if f is None:
             raise OSError(0, "inside a compressed archive: only read during a pass over it")

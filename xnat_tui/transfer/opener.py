@@ -12,8 +12,6 @@ remote server, for project copy) plugs in with :func:`register`.
 from __future__ import annotations
 
 import os
-import tarfile
-import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -131,16 +129,7 @@ class LocalFiles:
             raise SourceChanged(str(f.path), "changed while being read")
 
 
-_ARCHIVE_ERRORS = (
-    KeyError,
-    archives.ArchiveDamaged,
-    zipfile.BadZipFile,
-    tarfile.TarError,
-    EOFError,
-    zlib.error,
-    ValueError,
-    NotImplementedError,
-)
+_ARCHIVE_ERRORS = (*archives.OPEN_ERRORS, EOFError, zlib.error, ValueError)
 
 
 class _Pass:
