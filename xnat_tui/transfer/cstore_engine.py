@@ -110,6 +110,17 @@ class _SendRun:
     triage: tuple[str, ...] = ()
     # The job's files in the journal's order: key -> (path, size).
     files: dict[Key, tuple[str, int]] = field(default_factory=dict)
+    # Instances stored per series, kept with ``done`` (the progress tick reads it a few
+    # times a second: counting ``done`` each time cost ~25 ms at 10,000 instances).
+    per_series: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.per_series = Counter(uid for uid, _idx in self.done)
+
+    def mark_done(self, key: Key) -> None:
+        if key not in self.done:
+            self.done.add(key)
+            self.per_series[key[0]] += 1
 
     @property
     def remaining(self) -> int:
@@ -340,9 +351,7 @@ class SendEngine(JobLifecycle[_SendRun]):
     def _progress(self, run: _SendRun) -> JobProgress:
         rate = rate_of(run.samples)
         left = run.total_bytes - run.sent_bytes
-        # One pass over the done set (per series it was one pass per series, on the
-        # loop's thread a few times a second: ~30 ms a tick at 10,000 instances).
-        per_series = Counter(uid for uid, _idx in run.done)
+        per_series = run.per_series
         series_done = sum(1 for uid, n in run.series_files.items() if per_series[uid] >= n)
         return JobProgress(
             job_id=run.job.id,
@@ -590,7 +599,7 @@ class SendEngine(JobLifecycle[_SendRun]):
         """Journal a group of stored instances in one transaction."""
         self.journal.files_done(run.job.id, [item.key for item, _ in acks])
         for item, result in acks:
-            run.done.add(item.key)
+            run.mark_done(item.key)
             run.sent_bytes += item.size
             if result.status != 0:
                 run.warnings += 1

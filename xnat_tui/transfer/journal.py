@@ -432,7 +432,7 @@ class Journal:
                         jid,
                         s.series_instance_uid,
                         i,
-                        str(f.path),
+                        f.path_str,
                         f.size,
                         f.mtime,
                         f.sop_instance_uid,

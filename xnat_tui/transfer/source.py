@@ -51,7 +51,7 @@ def from_dicom(session: Session, *, files: bool = True, burned_in: bool = True) 
             description=scan.series_description,
             modality=scan.modality,
             files=[
-                SourceFile(f.path, f.size, f.mtime, f.sop_instance_uid)
+                SourceFile(f.path_str, f.size, f.mtime, f.sop_instance_uid)
                 for f in sorted(scan.files, key=file_order)
             ]
             if files

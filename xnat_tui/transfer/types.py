@@ -109,14 +109,63 @@ class AnonOptions:
         return self if profile == "basic" else AnonOptions()
 
 
-@dataclass(frozen=True)
 class SourceFile:
-    """One local DICOM file as the scanner saw it (size/mtime detect later changes)."""
+    """One local DICOM file as the scanner saw it (size/mtime detect later changes).
 
-    path: Path
+    Immutable, compared like a dataclass; ``path`` is built on first use: a plan of
+    10,000 files handed on from the scan (as text) must not parse 10,000 ``Path``
+    objects that a send never looks at (~60 ms between the scan and the first
+    instance sent)."""
+
+    __slots__ = ("_path", "mtime", "size", "sop_instance_uid")
+
+    def __init__(
+        self, path: Path | str, size: int, mtime: float = 0.0, sop_instance_uid: str = ""
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "_path", path)
+        set_(self, "size", size)
+        set_(self, "mtime", mtime)
+        set_(self, "sop_instance_uid", sop_instance_uid)
+
+    _path: Path | str
     size: int
-    mtime: float = 0.0
-    sop_instance_uid: str = ""
+    mtime: float
+    sop_instance_uid: str
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"SourceFile is immutable (cannot set {name})")
+
+    @property
+    def path(self) -> Path:
+        p = self._path
+        if isinstance(p, str):
+            p = Path(p)
+            object.__setattr__(self, "_path", p)
+        return p
+
+    @property
+    def path_str(self) -> str:
+        """The path as text, without building a ``Path``."""
+        p = self._path
+        return p if isinstance(p, str) else str(p)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.path, self.size, self.mtime, self.sop_instance_uid)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SourceFile):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"SourceFile(path={self.path!r}, size={self.size!r}, mtime={self.mtime!r}, "
+            f"sop_instance_uid={self.sop_instance_uid!r})"
+        )
 
 
 @dataclass
