@@ -166,6 +166,8 @@ class Link:
     accepted: set[tuple[str, str]] = field(default_factory=set)
     # Received bytes not yet taken as a PDU.
     inbox: bytearray = field(default_factory=bytearray)
+    # PDUs of a large data set on their way out (reused from one instance to the next).
+    frames: bytearray = field(default_factory=bytearray)
 
     def __post_init__(self) -> None:
         self.accepted = set(self.contexts)
@@ -249,19 +251,37 @@ class Link:
                 header = _PDV_HEADER.pack(_P_DATA, 0, n + 6, n + 2, cx, 0x02)
                 self.sock.sendall(b"".join((command_pdu, header, data)))
                 return
-            first: list[bytes | memoryview] = [command_pdu]
-            left = body.size
-            while True:
-                view = body.read(max(chunk, min(left, _READ_BLOCK - _READ_BLOCK % chunk)))
-                left -= len(view)
-                self._sendmsg_all(first + self._pdvs(cx, view, chunk, left <= 0))
-                first = []
-                if left <= 0:
-                    return
+            self.sock.sendall(command_pdu)
+            self._send_framed(cx, body, chunk)
         except TimeoutError as exc:
             raise _Dropped(f"timed out after {self.timeout:g} s sending") from exc
         except OSError as exc:
             raise _Dropped(f"connection lost: {exc.strerror or exc}") from exc
+
+    def _send_framed(self, cx: int, body: _FileBody, chunk: int) -> None:
+        """A large data set: PDUs laid out in one reused buffer, header then data, the
+        file read straight into the data slots (one ``readv`` a block) and the block
+        sent whole (one ``sendall``): no object per PDU but a slice and a header."""
+        frame = _PDV_HEADER.size + chunk
+        per_block = max(1, _READ_BLOCK // frame)
+        if len(self.frames) < per_block * frame:
+            self.frames = bytearray(per_block * frame)
+        buf = self.frames
+        view = memoryview(buf)
+        left = body.size
+        while left > 0:
+            slots: list[memoryview] = []
+            start = 0
+            while left > 0 and len(slots) < per_block:
+                n = min(chunk, left)
+                left -= n
+                _PDV_HEADER.pack_into(
+                    buf, start, _P_DATA, 0, n + 6, n + 2, cx, 0x02 if left == 0 else 0x00
+                )
+                slots.append(view[start + _PDV_HEADER.size : start + _PDV_HEADER.size + n])
+                start += _PDV_HEADER.size + n
+            body.fill(slots)
+            self.sock.sendall(view[:start])
 
     @staticmethod
     def _pdvs(cx: int, view: memoryview, chunk: int, last: bool) -> list[bytes | memoryview]:
@@ -444,6 +464,37 @@ class _FileBody:
             got += more
         self.size -= n
         return view
+
+    def fill(self, slots: list[memoryview]) -> None:
+        """Fill ``slots`` in order with the data set's next bytes (the rest of the first
+        read, then the file by ``readv``)."""
+        total = sum(len(v) for v in slots)
+        if total > self.size:
+            raise ValueError("more asked for than the data set holds")
+        i = 0
+        head = memoryview(self.head)
+        while i < len(slots) and self.offset < len(self.head):
+            take = min(len(slots[i]), len(self.head) - self.offset)
+            slots[i][:take] = head[self.offset : self.offset + take]
+            self.offset += take
+            if take < len(slots[i]):
+                slots[i] = slots[i][take:]
+                break
+            i += 1
+        pending = slots[i:]
+        while pending:
+            got = os.readv(self.fd, pending)
+            if not got:
+                # Half a data set is on the wire: the association cannot go on.
+                raise _Dropped(f"{self.path}: the file got shorter while it was sent")
+            done = 0
+            while done < len(pending) and got >= len(pending[done]):
+                got -= len(pending[done])
+                done += 1
+            pending = pending[done:]
+            if got:
+                pending[0] = pending[0][got:]
+        self.size -= total
 
     def close(self) -> None:
         os.close(self.fd)

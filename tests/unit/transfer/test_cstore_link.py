@@ -28,8 +28,8 @@ RSP = struct.pack(">BBIIBB", 4, 0, len(_RSP_BODY) + 6, len(_RSP_BODY) + 2, 1, 3)
 
 
 class TrickleSocket:
-    """Takes at most ``limit`` bytes a ``sendmsg`` (as a full socket buffer does) and
-    answers every C-STORE with ``RSP`` split over two ``recv`` calls."""
+    """Takes at most ``limit`` bytes a ``sendmsg`` or write (as a full socket buffer
+    does) and answers every C-STORE with ``RSP`` split over two ``recv`` calls."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -42,6 +42,12 @@ class TrickleSocket:
         data = b"".join(bytes(b) for b in buffers)[: self.limit]
         self.wire += data
         return len(data)
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        # The kernel may take part of each write; sendall's loop sends the rest.
+        for start in range(0, len(data), self.limit):
+            self.calls += 1
+            self.wire += bytes(data[start : start + self.limit])
 
     def recv(self, _n: int) -> bytes:
         return self.inbox.pop(0)
@@ -111,3 +117,25 @@ def test_a_file_that_shrinks_while_sent_fails_the_association_not_the_data(
     assert result.status is None
     assert "got shorter while it was sent" in result.message
     assert not link.alive  # half a data set went out: the association is closed
+
+
+def test_a_changed_copy_is_framed_whole_when_each_sendmsg_is_partial(tmp_path: Path) -> None:
+    from pydicom import dcmread
+
+    from xnat_tui.transfer.cstore import in_memory
+
+    path = big_file(tmp_path)
+    info = read_info(path)
+    sock = TrickleSocket(7001)
+    link = Link(sock, DEST, {(info.sop_class, info.transfer_syntax): 1}, 16384, 5.0)  # type: ignore[arg-type]
+    copy = in_memory(path, None, {"PatientComments": "Project: P Subject: S Session: E"})
+    result = link.store(copy, info.sop_class, info.transfer_syntax)
+    assert result.status == 0, result.message
+    data = pdvs(bytes(sock.wire))[1:]
+    assert [c for _cx, c, _d in data] == [0x00] * (len(data) - 1) + [0x02]
+    (tmp_path / "sent.dcm").write_bytes(
+        path.read_bytes()[:132] + b"".join(d for _cx, _c, d in data)
+    )
+    sent = dcmread(tmp_path / "sent.dcm", force=True)
+    assert sent.PatientComments == "Project: P Subject: S Session: E"
+    assert sent.PixelData == dcmread(path).PixelData
