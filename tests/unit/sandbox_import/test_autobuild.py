@@ -34,20 +34,22 @@ async def wait_for(cond: Callable[[], bool], limit: float = 5.0) -> None:
 
 
 async def test_idle_sessions_are_built_and_auto_archived(sandbox_factory: SandboxFactory) -> None:
-    sb = await sandbox_factory(autobuild_interval=0.3)
+    # 1 s: under load the four uploads must not outlast the idle time before the first
+    # check (with 0.3 s this test failed on a busy 2-core machine).
+    sb = await sandbox_factory(autobuild_interval=1.0)
     pre = prearchive_of(sb.store)
 
     def status(name: str) -> str | None:
         return next((s.status for s in pre.sessions() if s.name == name), None)
 
     await upload(sb, patient="AB1", PROJECT_ID="PILOT")
+    assert status("AB1") == "RECEIVING"
     await upload(sb, patient="AB2", PROJECT_ID="STUDY_A", SUBJECT_ID="SA_001")
     await upload(sb, patient="AB3", PROJECT_ID="STUDY_A", prevent_auto_commit="true")
     await upload(sb, patient="AB4", PROJECT_ID="STUDY_A", SOURCE="uploader")
-    assert status("AB1") == "RECEIVING"
     await wait_for(lambda: status("AB1") == "READY" and status("AB2") is None)
     assert sb.store.find_experiment("STUDY_A", "AB2") is not None
-    await asyncio.sleep(0.8)
+    await asyncio.sleep(1.5)  # AB3 and AB4 idle past the interval too
     assert status("AB3") == "RECEIVING"
     assert status("AB4") == "RECEIVING"
 
