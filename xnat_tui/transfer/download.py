@@ -80,6 +80,7 @@ class FileSystem(Protocol):
     def open_part(self, path: Path, *, append: bool) -> BinaryIO: ...
     def finish(self, handle: BinaryIO, part: Path, final: Path) -> None: ...
     def size(self, path: Path) -> int | None: ...
+    def names(self, folder: Path) -> set[str]: ...
     def remove(self, path: Path) -> None: ...
     def md5(self, path: Path) -> str: ...
     def sync_dirs(self, folders: Iterable[Path]) -> None: ...
@@ -172,6 +173,14 @@ class LocalFileSystem:
             return path.stat().st_size
         except FileNotFoundError:
             return None
+
+    def names(self, folder: Path) -> set[str]:
+        """What the folder holds (nothing, when it does not exist yet)."""
+        try:
+            with os.scandir(folder) as entries:
+                return {e.name for e in entries}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
 
     def remove(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -269,6 +278,9 @@ class _DownloadRun:
     # is complete, and a resume finds it by its MD5 (or size) without fetching it.
     marks: list[tuple[tuple[str, int], str]] = field(default_factory=list)
     scans_marked: set[str] = field(default_factory=set)
+    # What each folder held when the job first looked (one listing per folder instead
+    # of two stats per file: in a new folder, every one of them a miss).
+    listed: dict[Path, set[str]] = field(default_factory=dict)
     fatal: str = ""
     finalizing: bool = False
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
@@ -339,6 +351,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         # one connection per worker thread.
         self._slots = self.concurrency * 2 if self.fetcher is not None else self.concurrency
         self._local = threading.local()
+        self._listing = threading.Lock()
         self._hub = EventHub()
         self._runs: dict[str, _DownloadRun] = {}
         self._wake = asyncio.Event()
@@ -762,9 +775,13 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if len(run.marks) >= MARK_BATCH:
             self._flush(run)
 
-    def _start_point(self, f: _DownloadFile, part: Path) -> tuple[str, str] | int:
+    def _start_point(
+        self, run: _DownloadRun, f: _DownloadFile, part: Path
+    ) -> tuple[str, str] | int:
         """(how, md5) when the file is already there and verified (a rerun into the same
         folder), else the offset to resume its .part from (0: from the start)."""
+        if f.attempts == 1 and not self._was_there(run, f.local):
+            return 0  # neither it nor its .part was there, and nothing else writes them
         have = self.fs.size(f.local)
         if have is not None and (f.size is None or have == f.size):
             if not f.digest:
@@ -778,13 +795,24 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             offset = 0
         return offset
 
+    def _was_there(self, run: _DownloadRun, local: Path) -> bool:
+        """Whether ``local`` or its .part was in its folder when the job first looked."""
+        folder = local.parent
+        names = run.listed.get(folder)
+        if names is None:
+            with self._listing:  # worker threads: one lists, the others wait for it
+                names = run.listed.get(folder)
+                if names is None:
+                    names = run.listed[folder] = self.fs.names(folder)
+        return local.name in names or local.name + PART in names
+
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
         final, part = f.local, f.local.with_name(f.local.name + PART)
         name = final.name
         check = download_ops.Verifier(name, size=f.size, digest=f.digest)
         if self.fetcher is not None:
             return await self._fetch_threaded(run, f, part, check)
-        start = await asyncio.to_thread(self._start_point, f, part)
+        start = await asyncio.to_thread(self._start_point, run, f, part)
         if not isinstance(start, int):
             return start
         offset = start
@@ -902,7 +930,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         assert self.fetcher is not None
         if stop.is_set():  # paused or cancelled while queued for a worker
             raise asyncio.CancelledError
-        start = self._start_point(f, part)
+        start = self._start_point(run, f, part)
         if not isinstance(start, int):
             return start
         offset = start

@@ -1,5 +1,5 @@
-"""How the download engine writes a file: direct writes where the disk takes them, and
-the whole file either way, however the bytes arrive."""
+"""How the download engine uses the disk: direct writes where the disk takes them, the
+whole file either way, however the bytes arrive; no look per file into a new folder."""
 
 from __future__ import annotations
 
@@ -106,3 +106,27 @@ async def test_files_larger_than_the_buffer_arrive_whole_in_odd_steps(
     await eng.close()
     assert list(states.values()) == [JobState.VERIFIED]
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+class CountingFs(LocalFileSystem):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[Path] = []
+
+    def size(self, path: Path) -> int | None:
+        self.sizes.append(path)
+        return super().size(path)
+
+
+async def test_a_new_folder_is_listed_once_not_looked_into_per_file(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    fs = CountingFs()
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=fs)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    # Only the final check of each file on disk: no look for a file or a .part before.
+    assert sorted(fs.sizes) == sorted(p for p in out.rglob("*") if p.is_file())
+    assert len(fs.sizes) == 7
