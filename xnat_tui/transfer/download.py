@@ -59,6 +59,7 @@ BUFFER = 1 << 20  # a worker thread's receive buffer: bytes written at once, at 
 STEP = 256 << 10  # bytes received, then hashed (while still in the cache), per read
 ALIGN = 4096  # what O_DIRECT asks of a write's address, length and offset
 MARK_BATCH = 64  # verified files marked in the journal per transaction, at most
+CHAIN = 4  # first tries handed to a worker thread at once, while many files are left
 _TABLE = """
 CREATE TABLE IF NOT EXISTS download_files(
     job_id TEXT NOT NULL,
@@ -661,7 +662,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             while self._in_flight < self._slots:
                 work = self._next()
                 if isinstance(work, tuple):
-                    self._launch(*work)
+                    self._launch(work[0], self._chain(*work))
                     continue
                 timeout = work
                 break
@@ -669,22 +670,45 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 self._maybe_finish(run)
             await self.clock.wait(self._wake, timeout if timeout else 1.0)
 
-    def _launch(self, run: _DownloadRun, f: _DownloadFile) -> None:
+    def _chain(self, run: _DownloadRun, f: _DownloadFile) -> list[_DownloadFile]:
+        """``f``, and with worker threads the first tries after it while many files are
+        left: several files per hop between the event loop and a worker (each hop costs
+        the loop a task, a future and a wake-up, and hands the interpreter lock around).
+        Retries go alone, and so do the last files, which then spread over every
+        worker."""
+        chain = [f]
+        if self.fetcher is None or f.attempts or len(run.files) - run.cursor < self._slots * CHAIN:
+            return chain
+        now = self.clock.now()
+        for pos in range(f.pos + 1, min(len(run.files), f.pos + 4 * CHAIN)):
+            g = run.files[pos]
+            if not _settled(run, g) and not g.attempts and g.not_before <= now:
+                chain.append(g)
+                if len(chain) == CHAIN:
+                    break
+        return chain
+
+    def _launch(self, run: _DownloadRun, files: list[_DownloadFile]) -> None:
         if run.state is JobState.QUEUED:
             self._set_state(run, JobState.SENDING, "")
         self._in_flight += 1
-        key = (f.uid, f.idx)
-        task = asyncio.create_task(self._fetch(run, f), name=f"download-{run.job_id}-{f.idx}")
-        run.tasks[key] = task
+        first = files[0]
+        work = self._fetch(run, first) if len(files) == 1 else self._fetch_chain(run, files)
+        task = asyncio.create_task(work, name=f"download-{run.job_id}-{first.idx}")
+        for f in files:
+            run.tasks[(f.uid, f.idx)] = task
 
         def done(_: asyncio.Task[None]) -> None:
             self._in_flight -= 1
-            run.tasks.pop(key, None)
-            if not f.done and not f.failed:
-                # To be tried again: back within the scheduler's reach. Here, not when
-                # the failure is noted: until now the file counted as running.
-                run.cursor = min(run.cursor, f.pos)
-            run.moving.pop(key, None)
+            for f in files:
+                key = (f.uid, f.idx)
+                run.tasks.pop(key, None)
+                if not f.done and not f.failed:
+                    # To be tried again (or not started): back within the scheduler's
+                    # reach. Here, not when the failure is noted: until now the file
+                    # counted as running.
+                    run.cursor = min(run.cursor, f.pos)
+                run.moving.pop(key, None)
             self._wake.set()
 
         task.add_done_callback(done)
@@ -764,12 +788,69 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     async def _fetch(self, run: _DownloadRun, f: _DownloadFile) -> None:
         f.attempts += 1
         try:
-            how, md5 = await self._fetch_once(run, f)
+            outcome: tuple[str, str] | Exception = await self._fetch_once(run, f)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._file_failed(run, f, exc)
+            outcome = exc
+        self._settle(run, f, outcome)
+
+    async def _fetch_chain(self, run: _DownloadRun, files: list[_DownloadFile]) -> None:
+        """First tries of several files, one after another in one worker thread, each
+        checked, written, synced and renamed on its own as :meth:`_transfer` does. The
+        first failure ends the chain: the files after it go back to the scheduler, not
+        started (a 401 renews the session and tries that file again, as alone)."""
+        assert self.fetcher is not None
+        stop = threading.Event()
+        headers, generation = self.fetcher.prepare()
+        try:
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._transfer_chain, run, files, headers, generation, stop
+            )
+        except asyncio.CancelledError:
+            stop.set()  # the thread stops at its next chunk and starts no other file
+            raise
+        for f, outcome in outcomes:
+            if isinstance(outcome, download_ops.NeedLogin):
+                try:
+                    await self.client._relogin(outcome.generation)
+                    outcome = await self._fetch_threaded(run, f, renewed=True)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    outcome = exc
+            self._settle(run, f, outcome)
+
+    def _transfer_chain(
+        self,
+        run: _DownloadRun,
+        files: list[_DownloadFile],
+        headers: dict[str, str],
+        generation: int,
+        stop: threading.Event,
+    ) -> list[tuple[_DownloadFile, tuple[str, str] | Exception]]:
+        outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]] = []
+        for f in files:
+            if stop.is_set():
+                break
+            f.attempts += 1
+            try:
+                outcomes.append((f, self._transfer(run, f, headers, generation, stop)))
+            except asyncio.CancelledError:
+                break
+            except Exception as exc:
+                outcomes.append((f, exc))
+                break
+        return outcomes
+
+    def _settle(
+        self, run: _DownloadRun, f: _DownloadFile, outcome: tuple[str, str] | Exception
+    ) -> None:
+        """A try's end, on the loop: the file verified (marked in batches), or failed."""
+        if isinstance(outcome, Exception):
+            self._file_failed(run, f, outcome)
             return
+        how, md5 = outcome
         f.done, f.how = True, how
         run.marks.append(((f.uid, f.idx), md5))
         if len(run.marks) >= MARK_BATCH:
@@ -807,11 +888,11 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         return local.name in names or local.name + PART in names
 
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
+        if self.fetcher is not None:
+            return await self._fetch_threaded(run, f)
         final, part = f.local, f.local.with_name(f.local.name + PART)
         name = final.name
         check = download_ops.Verifier(name, size=f.size, digest=f.digest)
-        if self.fetcher is not None:
-            return await self._fetch_threaded(run, f, part, check)
         start = await asyncio.to_thread(self._start_point, run, f, part)
         if not isinstance(start, int):
             return start
@@ -866,17 +947,14 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         return check.how, md5
 
     async def _fetch_threaded(
-        self,
-        run: _DownloadRun,
-        f: _DownloadFile,
-        part: Path,
-        check: download_ops.Verifier,
+        self, run: _DownloadRun, f: _DownloadFile, *, renewed: bool = False
     ) -> tuple[str, str]:
-        """The whole file in a worker thread; a 401 renews the session here, on the loop."""
+        """The whole file in a worker thread; a 401 renews the session here, on the loop
+        (once: ``renewed`` when that was done already)."""
         assert self.fetcher is not None
         stop = threading.Event()
         try:
-            for attempt in (0, 1):
+            for attempt in (1,) if renewed else (0, 1):
                 headers, generation = self.fetcher.prepare()
                 try:
                     # Its own threads, one per file at once: blocking network reads must
@@ -886,8 +964,6 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                         self._transfer,
                         run,
                         f,
-                        part,
-                        check,
                         headers,
                         generation,
                         stop,
@@ -920,8 +996,6 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self,
         run: _DownloadRun,
         f: _DownloadFile,
-        part: Path,
-        check: download_ops.Verifier,
         headers: dict[str, str],
         generation: int,
         stop: threading.Event,
@@ -930,6 +1004,8 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         assert self.fetcher is not None
         if stop.is_set():  # paused or cancelled while queued for a worker
             raise asyncio.CancelledError
+        part = f.local.with_name(f.local.name + PART)
+        check = download_ops.Verifier(f.local.name, size=f.size, digest=f.digest)
         start = self._start_point(run, f, part)
         if not isinstance(start, int):
             return start

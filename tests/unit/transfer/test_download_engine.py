@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import pytest_asyncio
 
 from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.sandbox.store import Store
+from xnat_tui.transfer import download
 from xnat_tui.transfer.download import PART, DownloadEngine, LocalFileSystem
 from xnat_tui.transfer.events import JobProgress, JobStateChanged
 from xnat_tui.transfer.journal import Journal
@@ -128,16 +130,31 @@ async def test_a_rerun_skips_verified_files_and_replaces_a_damaged_one(
 # Threaded: blocking connections in worker threads (the default); on the loop: the
 # client's aiohttp session (used behind a proxy).
 BOTH_PATHS = pytest.mark.parametrize("threaded", [True, False], ids=["threads", "loop"])
+# Threads taking one file per hop, or chains of 3 (PIL_900_MR1's 7 files with one
+# worker, 2 slots: chained while 6 are left), or the event loop's aiohttp path.
+ALL_PATHS = pytest.mark.parametrize(
+    ("threaded", "chain"),
+    [(True, 1), (True, 3), (False, 1)],
+    ids=["threads", "chains", "loop"],
+    indirect=["chain"],
+)
 
 
-@BOTH_PATHS
+@pytest.fixture
+def chain(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(download, "CHAIN", request.param)
+    return int(request.param)
+
+
+@ALL_PATHS
 async def test_dropped_connections_and_5xx_are_retried_and_ranges_resume(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool, chain: int
 ) -> None:
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
     sandbox.faults.configure("cut=0.4,error=503:0.2,ranges,only=/data/experiments,seed=3")
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
+    jobs = 1 if chain > 1 else 8
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded, concurrency=jobs)
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
     await eng.close()
     assert sandbox.faults.stats["cut"] > 0 and sandbox.faults.stats["error-503"] > 0
@@ -172,9 +189,9 @@ async def test_every_body_cut_fails_cleanly_with_parts_only(
     assert not list(out.rglob(f"*{PART}"))
 
 
-@BOTH_PATHS
+@ALL_PATHS
 async def test_an_expired_session_is_renewed_mid_download(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool, chain: int
 ) -> None:
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out)
@@ -306,15 +323,14 @@ async def test_closing_never_waits_on_a_stalled_server(
     assert not [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(PART)]
 
 
+@pytest.mark.parametrize("chain", [1, 3], ids=["alone", "chains"], indirect=True)
 async def test_files_queued_behind_a_stalled_one_come_after_pause_and_resume(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, chain: int
 ) -> None:
     """--jobs 1: more files are handed to the worker pool than it has connections (so a
-    worker goes straight on to the next). Paused while the first one stalls: one request
-    reached the server, none of the queued files is lost, and the resumed job gets every
-    file to the last byte."""
-    import asyncio
-
+    worker goes straight on to the next), or chained to the stalled one. Paused while the
+    first one stalls: one request reached the server, none of the queued files is lost,
+    and the resumed job gets every file to the last byte."""
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
     sandbox.faults.configure("latency=60s,only=/data/experiments/")
@@ -339,3 +355,32 @@ async def test_files_queued_behind_a_stalled_one_come_after_pause_and_resume(
     await again.close()
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
     assert not list(out.rglob(f"*{PART}"))
+
+
+# ---- several first tries per hop to a worker thread: every check and fault as alone
+
+
+def count_hops(eng: DownloadEngine) -> list[object]:
+    hops: list[object] = []
+    submit = eng._pool.submit
+
+    def counted(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        hops.append(fn)
+        return submit(fn, *args, **kwargs)
+
+    eng._pool.submit = counted  # type: ignore[method-assign]
+    return hops
+
+
+async def test_a_clean_session_takes_fewer_hops_than_files(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "CHAIN", 3)  # 7 files, 2 slots: chains while 6 are left
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1)
+    hops = count_hops(eng)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+    assert len(hops) < plan.files == 7
