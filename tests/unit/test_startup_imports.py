@@ -18,11 +18,14 @@ import pytest
 
 from tests.e2e.test_dcmtk_send import free_port, wait_listening
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
+from xnat_tui.sandbox.server import SandboxThread
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _loaded_by(argv: list[str], tmp_path: Path, before_main: str = "") -> set[str]:
+def _loaded_by(
+    argv: list[str], tmp_path: Path, before_main: str = "", password: str = ""
+) -> set[str]:
     """The modules loaded once ``xnat-tui ARGV`` has run (in a fresh interpreter)."""
     code = (
         "import sys\n"
@@ -38,6 +41,8 @@ def _loaded_by(argv: list[str], tmp_path: Path, before_main: str = "") -> set[st
     env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), XNAT_TUI_CONFIG=str(tmp_path / "no.toml"))
     for name in ("XNAT_HOST", "XNAT_USER", "XNAT_PASS", "PYTHONASYNCIODEBUG"):
         env.pop(name, None)
+    if password:
+        env["XNAT_PASS"] = password
     proc = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -115,6 +120,17 @@ def test_download_help_and_import_path_load_no_pydicom(tmp_path: Path) -> None:
     )
     loaded = _loaded_by(["download", "--help"], tmp_path, preload)
     assert "xnat_tui.commands.download" in loaded
+    assert _heavy(loaded, "pydicom", "pynetdicom", "xnat_tui.dicom.dicomedit", "textual") == []
+
+
+def test_a_real_download_loads_no_pydicom(sandbox_thread: SandboxThread, tmp_path: Path) -> None:
+    """Login, listing, plan and the per-file GETs: the anonymization settings every
+    login reads brought DicomEdit and pydicom (~0.2 s) into each download."""
+    out = tmp_path / "out"
+    argv = ["download", "--project", "PILOT", "--out", str(out), "--yes", "--json"]
+    argv += ["--server", sandbox_thread.url, "--user", "alice"]
+    loaded = _loaded_by([*argv, "--journal", str(tmp_path / "j.db")], tmp_path, password="alice")
+    assert any(p.suffix == ".dcm" for p in out.rglob("*"))  # it did download
     assert _heavy(loaded, "pydicom", "pynetdicom", "xnat_tui.dicom.dicomedit", "textual") == []
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from xnat_tui.dicom.dicomedit import required_variables
 from xnat_tui.transfer.anon import script_problems
 from xnat_tui.transfer.server import (
     BodyFactory,
@@ -15,6 +15,9 @@ from xnat_tui.transfer.server import (
 )
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.transport import gather_or_cancel
+
+if TYPE_CHECKING:
+    from xnat_tui.dicom.dicomedit import Script
 
 
 class XnatPort:
@@ -50,9 +53,7 @@ class XnatPort:
             anon_script=anon,
             warnings=warnings,
             anon_problems=problems,
-            anon_variables=[
-                (r.name, r.description) for r in required_variables(scripts) if not r.hidden
-            ],
+            anon_variables=_variables(scripts),
         )
 
     async def subjects(self, project: str) -> set[str]:
@@ -132,3 +133,14 @@ class XnatPort:
 
     async def session_files(self, session: RemoteSession) -> dict[str, list[RemoteFile]]:
         return await self.client.session_files(session.uri)
+
+
+def _variables(scripts: list[Script]) -> list[tuple[str, str]]:
+    """The variables a user must give the project's anonymization scripts. DicomEdit (and
+    with it pydicom, ~0.2 s) is loaded only when the project has a script: every command
+    that logs in imports this module."""
+    if not scripts:
+        return []
+    from xnat_tui.dicom.dicomedit import required_variables
+
+    return [(r.name, r.description) for r in required_variables(scripts) if not r.hidden]

@@ -282,7 +282,7 @@ class BlockingReply:
     total: int | None
     content_type: str
     last_modified: float | None
-    body: _Body
+    body: _HttpBody
 
     def readinto(self, buffer: memoryview) -> int:
         try:
@@ -382,19 +382,19 @@ class _Connection:
                 headers[name] = f"{headers[name]}, {value}" if name in headers else value
             return status, version, headers
 
-    def body(self, status: int, version: str, headers: dict[str, str]) -> _Body:
+    def body(self, status: int, version: str, headers: dict[str, str]) -> _HttpBody:
         """The answer's body as RFC 9112 §6.3 frames it."""
         keep = "close" not in headers.get("connection", "").lower() and (
             version != "HTTP/1.0" or "keep-alive" in headers.get("connection", "").lower()
         )
         if status in (204, 304) or status < 200:
-            return _Body(self, 0, keep=keep)
+            return _HttpBody(self, 0, keep=keep)
         if headers.get("transfer-encoding", "").lower().rstrip().endswith("chunked"):
-            return _Body(self, None, keep=keep, chunked=True)
+            return _HttpBody(self, None, keep=keep, chunked=True)
         length = headers.get("content-length", "").strip()
         if "transfer-encoding" not in headers and length.isdigit():
-            return _Body(self, int(length), keep=keep)
-        return _Body(self, None, keep=False)  # to the end of the connection
+            return _HttpBody(self, int(length), keep=keep)
+        return _HttpBody(self, None, keep=False)  # to the end of the connection
 
     def fill(self, view: memoryview) -> int:
         """Bytes into ``view`` (at least one, unless the connection ended)."""
@@ -419,7 +419,7 @@ class _Connection:
         return data[:end].rstrip(b"\r")
 
 
-class _Body:
+class _HttpBody:
     """One answer's body: ``length`` bytes, chunks, or all until the server closes."""
 
     def __init__(
