@@ -128,19 +128,24 @@ def plan(
         elif p.template_error:
             item.problem = p.template_error
         else:
-            try:
-                item.routing = routing_values(
-                    settings.routing,
-                    p.project,
-                    p.subject,
-                    p.label,
-                    xnat_tag=settings.routing_tag,
-                    site_template=settings.site_template,
-                )
-            except ValueError as exc:
-                item.problem = str(exc)
+            _route(item, settings)
         out.append(item)
     return out
+
+
+def _route(item: SendItem, settings: SendSettings) -> None:
+    """The values the copies carry for the item's labels, or why there are none."""
+    try:
+        item.routing = routing_values(
+            settings.routing,
+            item.project,
+            item.subject,
+            item.label,
+            xnat_tag=settings.routing_tag,
+            site_template=settings.site_template,
+        )
+    except ValueError as exc:
+        item.problem = str(exc)
 
 
 def plan_labelled(
@@ -155,17 +160,7 @@ def plan_labelled(
             if not (project and subject and label):
                 item.problem = "no project, subject or session label: fill in the Labels pane"
             else:
-                try:
-                    item.routing = routing_values(
-                        settings.routing,
-                        project,
-                        subject,
-                        label,
-                        xnat_tag=settings.routing_tag,
-                        site_template=settings.site_template,
-                    )
-                except ValueError as exc:
-                    item.problem = str(exc)
+                _route(item, settings)
         out.append(item)
     return out
 

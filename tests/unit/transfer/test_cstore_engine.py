@@ -72,6 +72,28 @@ class _FakeLink:
         self.alive = False
 
 
+def held_at_second(
+    rx: FakeReceiver, loop: asyncio.AbstractEventLoop, second: asyncio.Event, gate: threading.Event
+) -> Any:
+    """An opener whose receiver holds the second instance until ``gate`` is set, and
+    sets ``second`` when it has it."""
+
+    def opener(destination: DicomDestination, contexts: Any, timeout: float) -> Any:
+        link = rx.opener(destination, contexts, timeout)
+        store = link.store
+
+        def slow_store(payload: Any, sop_class: str, ts: str, sop_instance: str = "") -> Any:
+            if rx.calls == 1:
+                loop.call_soon_threadsafe(second.set)
+                gate.wait(30)
+            return store(payload, sop_class, ts, sop_instance)
+
+        link.store = slow_store
+        return link
+
+    return opener
+
+
 def journalled(tmp_path: Path, n: int = 5, **settings: Any) -> tuple[Journal, list[str]]:
     write_study(tmp_path / "src", patient_id="P1", series=[SeriesSpec("MR", 1, "T1", n)])
     sources = [from_dicom(s) for s in scan_all([tmp_path / "src"]).sessions]
@@ -197,18 +219,7 @@ async def test_pause_asked_by_another_process_stops_the_send_and_retry_says_queu
     loop = asyncio.get_running_loop()
     second = asyncio.Event()
 
-    def opener(destination: DicomDestination, contexts: Any, timeout: float) -> Any:
-        link = rx.opener(destination, contexts, timeout)
-        store = link.store
-
-        def slow_store(payload: Any, sop_class: str, ts: str, sop_instance: str = "") -> Any:
-            if rx.calls == 1:
-                loop.call_soon_threadsafe(second.set)
-                gate.wait(30)
-            return store(payload, sop_class, ts, sop_instance)
-
-        link.store = slow_store
-        return link
+    opener = held_at_second(rx, loop, second, gate)
 
     sender = engine_for(journal, retry=FAST, opener=opener, progress_interval=0.05)
     events = sender.subscribe()
@@ -256,18 +267,7 @@ async def test_closing_while_an_instance_is_in_flight_keeps_its_acknowledgement(
     loop = asyncio.get_running_loop()
     second = asyncio.Event()
 
-    def opener(destination: DicomDestination, contexts: Any, timeout: float) -> Any:
-        link = rx.opener(destination, contexts, timeout)
-        store = link.store
-
-        def slow_store(payload: Any, sop_class: str, ts: str, sop_instance: str = "") -> Any:
-            if rx.calls == 1:
-                loop.call_soon_threadsafe(second.set)
-                gate.wait(30)
-            return store(payload, sop_class, ts, sop_instance)
-
-        link.store = slow_store
-        return link
+    opener = held_at_second(rx, loop, second, gate)
 
     sender = engine_for(journal, retry=FAST, opener=opener)
     await sender.start(resume=False)
