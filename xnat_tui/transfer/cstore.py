@@ -1,6 +1,6 @@
 """DICOM C-STORE, the sending side: destinations, presentation contexts, file meta,
 and per-instance statuses (xnat-api-2.md §D). The association itself is in
-``transfer.cstore_link`` (pynetdicom's PDU codec on a plain socket).
+``transfer.cstore_link`` (its own PDUs on a plain socket).
 
 Blocking by nature; the send engine (``transfer.cstore_engine``) runs each association's
 send loop in its own thread and journals acknowledgements in groups.

@@ -1,4 +1,4 @@
-"""One C-STORE association on a plain blocking socket, with pynetdicom's PDU codec.
+"""One C-STORE association on a plain blocking socket, its PDUs written here.
 
 pynetdicom's ``Association`` runs two polling threads per association (its DUL reactor
 and the association reactor both sleep 1 ms between looks) and builds every command
@@ -6,14 +6,14 @@ set as a pydicom ``Dataset``: about 3 ms of latency and 1 ms of CPU per instance
 times what dcmtk's ``storescu`` spends on a small instance. The sender needs only the
 requestor's side of one service, so this module talks to the socket itself:
 
-* A-ASSOCIATE-RQ/-AC/-RJ, A-RELEASE and A-ABORT are encoded and decoded by pynetdicom's
-  PDU classes (``pynetdicom.pdu``), as its own state machine does;
+* A-ASSOCIATE-RQ/-AC/-RJ come from ``transfer.acse`` (checked against pynetdicom's
+  codec in the tests), A-RELEASE and A-ABORT are fixed bytes;
 * the C-STORE-RQ command set (PS3.7 9.3.1.1, Implicit VR Little Endian) is a handful of
   fixed elements written here, and the C-STORE-RSP is read for its Status, Error Comment
   and Message ID Being Responded To;
 * a file whose transfer syntax is the context's goes out as its own bytes after the
-  File Meta group (read in blocks of the peer's maximum PDU length: constant memory),
-  a changed copy as ``pynetdicom.dsutils.encode``'s bytes.
+  File Meta group (read by blocks into a reused buffer of PDUs: constant memory), a
+  changed copy as ``pynetdicom.dsutils.encode``'s bytes (loaded only then).
 
 One thread at a time per link; the engine gives each association its own thread.
 """
