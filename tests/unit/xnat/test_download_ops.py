@@ -61,6 +61,40 @@ async def test_range_is_ignored_by_default_and_honoured_with_the_switch(
         assert body == whole[100:]
 
 
+async def test_large_and_empty_files_arrive_whole_on_one_kept_alive_connection(
+    sandbox: SandboxServer,
+) -> None:
+    """Bodies larger than a socket buffer, and an empty one, one after another on the
+    same connection: each answer ends exactly at its Content-Length."""
+    store = sandbox.store
+    session = await _session_id_by_admin(sandbox, "PILOT", "PIL_900_MR1")
+    pk = store.add_scan(session, "77", type="BIG", series_description="BIG")
+    res = store.get_or_create_resource(session, pk, "DICOM")
+    folder = store.experiment_dir("PILOT", "PIL_900_MR1") / "SCANS" / "77" / "DICOM"
+    folder.mkdir(parents=True)
+    big = bytes(range(256)) * (5 * 4096 + 3)  # 5 MiB and a bit, not block-aligned
+    contents = {"big.dcm": big, "empty.dcm": b"", "again.dcm": big[::-1]}
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+        store.add_file(res, name, folder / name, file_format="DICOM")
+    base = f"{sandbox.url}/data/experiments/{session}/scans/77/resources/DICOM/files"
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1),
+        headers={"Authorization": aiohttp.encode_basic_auth("admin", "admin")},
+    ) as http:
+        for _ in range(2):
+            for name, data in contents.items():
+                async with http.get(f"{base}/{name}") as resp:
+                    assert resp.status == 200
+                    assert resp.headers["Content-Length"] == str(len(data))
+                    assert await resp.read() == data
+
+
+async def _session_id_by_admin(sandbox: SandboxServer, project: str, label: str) -> str:
+    async with XnatClient(Credentials(sandbox.url, "admin", "admin")) as client:
+        return await _session_id(client, project, label)
+
+
 async def test_zip_is_streamed_without_length_in_xnat_layout(sandbox: SandboxServer) -> None:
     async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
         sid = await _session_id(client, "PILOT", "PIL_900_MR1")
