@@ -10,7 +10,7 @@ In one run, on the same generated files:
    against uploading the same files from a folder, both ``xnat-tui upload`` end to end
    against one sandbox process on loopback (goal: >= 0.9x the folder's speed).
 
-Peak RSS comes from ``wait4`` (goal <= 150 MB); temp disk is the peak of the files in
+Peak RSS: the child's own (``peak_rss.py``, goal <= 150 MB); temp disk is the peak of the files in
 the child's private ``TMPDIR`` plus the files it holds open there (goal 0), and the
 folder holding the archive is checked to hold nothing new afterwards.
 

@@ -13,7 +13,7 @@ for several associations, ``--ignore`` so the receiver's disk is not what is tim
   previous run left (as after ``xnat-tui scan``, or in the TUI, where the session was
   scanned before it is sent).
 
-Peak RSS of each sender from ``wait4``. Two sets: many small instances and a few large.
+Peak RSS of each sender: its own (``peak_rss.py``). Two sets: many small instances and a few large.
 Each sender runs once per round, rounds interleaved, and the median is reported
 (``--repeat``, default 3). Usage: ``python benchmarks/dicom_send.py [--small 10000]
 [--large 200] [--large-kb 2048] [--associations 4] [--repeat 3]``.
@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# benchmarks/copy.py would shadow the standard library's copy module.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
+
+from peak_rss import PeakRss  # noqa: E402 - a sibling of this script
 
 
 def free_port() -> int:
@@ -59,14 +59,16 @@ def write_files(dest: Path, count: int, side: int) -> int:
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
     """(seconds, exit code, peak RSS in KiB) of one process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
+    with PeakRss() as peak:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        peak.watch(proc.pid)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     if code != 0 and proc.stderr is not None:
         sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
-    return elapsed, code, usage.ru_maxrss
+    return elapsed, code, peak.bytes(usage) // 1024
 
 
 def run_set(

@@ -6,7 +6,7 @@ project BENCH_SRC by ``xnat-tui upload`` first, not timed), then in the same run
 * **ours**: ``xnat-tui copy --from BENCH_SRC --to BENCH_OURS_n --all --dest archive`` end
   to end in its own process (list, plan, every file fetched and checked against its MD5,
   streamed per-scan zips to the import service, commit, verification of the destination
-  and the comparison with the source); peak RSS from ``wait4``; a private, empty
+  and the comparison with the source); peak RSS its own (``peak_rss.py``); a private, empty
   ``TMPDIR`` sampled during the run (temp disk used: the goal is 0).
 * **curl**: what a user does by hand: ``curl -o`` the session's files as one zip
   (``.../scans/ALL/files?format=zip``) into a temp folder, then ``curl -T`` that zip to the

@@ -4,7 +4,7 @@ Everything runs against one sandbox server (a separate process) on loopback, in 
 same run, with the same generated session:
 
 * **ours**: ``xnat-tui upload`` end to end (scan, plan, per-series streamed zips, commit,
-  verify), in its own process; peak RSS from ``wait4``; a private, empty ``TMPDIR``
+  verify), in its own process; peak RSS its own (``peak_rss.py``); a private, empty ``TMPDIR``
   sampled during the run (temp disk used).
 * **curl**: ``curl -T`` of a *prebuilt* zip of the same files (zipping not timed) to the
   same import endpoint — the baseline for raw transfer speed (goal: ours >= 0.8x).
@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from peak_rss import PeakRss  # noqa: E402 - a sibling of this script
 from sandbox_process import SandboxProcess, bench_env  # noqa: E402 - a sibling of this script
 
 
@@ -111,10 +112,16 @@ def run_measured(
     tmpdir.mkdir(parents=True, exist_ok=True)
     env = dict(env, TMPDIR=str(tmpdir))
     out_path, err_path = tmpdir.parent / f"{tmpdir.name}.out", tmpdir.parent / f"{tmpdir.name}.err"
-    with open(out_path, "w") as out, open(err_path, "w") as err, TempWatcher(tmpdir) as watch:
+    with (
+        open(out_path, "w") as out,
+        open(err_path, "w") as err,
+        TempWatcher(tmpdir) as watch,
+        PeakRss() as peak,
+    ):
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         watch.pid = proc.pid
+        peak.watch(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -124,7 +131,7 @@ def run_measured(
             f"{cmd[:4]} failed ({proc.returncode}):\n{err_path.read_text()[-3000:]}"
             f"\n{out_path.read_text()[-3000:]}"
         )
-    return seconds, usage.ru_maxrss * 1024, watch.peak, out_path.read_text(), err_path.read_text()
+    return seconds, peak.bytes(usage), watch.peak, out_path.read_text(), err_path.read_text()
 
 
 def generate(dest: Path, size_mb: int, file_kb: int) -> tuple[int, int]:
