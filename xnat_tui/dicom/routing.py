@@ -456,11 +456,12 @@ def rewrite_routing(
 _LITERAL_PREFIX = re.compile(r"(?:[^\\.^$*+?{}\[\]|()]|\\[^A-Za-z0-9])+")
 
 
-def routing_marker(patterns: Sequence[PatternLike]) -> re.Pattern[bytes] | None:
-    """A byte search that any file with routing matches (each pattern's leading literal
-    text; XNAT's ``Project``/``Subject``/``Session`` keys in any case, as its extractor
-    reads them), so most files are passed on without being parsed. None: a pattern starts
-    with no literal to look for, so every file must be read."""
+def routing_marker(patterns: Sequence[PatternLike]) -> tuple[bytes, ...] | None:
+    """Byte strings one of which any file with routing holds, in some case (each
+    pattern's leading literal text; XNAT's ``Project``/``Subject``/``Session`` keys in any
+    case, as its extractor reads them), so most files are passed on without being parsed
+    (:func:`carries_marker`). None: a pattern starts with no literal to look for, so every
+    file must be read."""
     markers = [b"project", b"subject", b"session"]
     for p in patterns:
         m = _LITERAL_PREFIX.match(p.regex)
@@ -468,4 +469,12 @@ def routing_marker(patterns: Sequence[PatternLike]) -> re.Pattern[bytes] | None:
         if len(literal) < 3:
             return None
         markers.append(literal.lower().encode())
-    return re.compile(b"|".join(re.escape(m) for m in markers), re.IGNORECASE)
+    return tuple(dict.fromkeys(markers))
+
+
+def carries_marker(data: bytes, markers: Sequence[bytes], end: int | None = None) -> bool:
+    """Whether ``data[:end]`` holds one of ``markers`` (lowercase), in any case. One
+    lowercased copy and a substring search per marker: a case-blind regex alternation
+    read binary data at ~30 MB/s, most of the CPU of a project copy."""
+    low = (data if end is None else data[:end]).lower()
+    return any(m in low for m in markers)

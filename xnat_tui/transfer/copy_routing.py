@@ -12,16 +12,17 @@ decides, so most files are never parsed).
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pydicom
 
+from xnat_tui.dicom.header import PIXEL_KEY, HeaderError, NeedFallback, fast_header
 from xnat_tui.dicom.routing import (
     XNAT_ROUTING_TAGS,
     Pattern,
     PatternLike,
+    carries_marker,
     rewrite_routing,
     routing_marker,
     template_pattern,
@@ -45,7 +46,7 @@ class RoutingRewrite:
     subject: str
     session: str
     patterns: Sequence[PatternLike] = DEFAULT_PATTERNS
-    _marker: re.Pattern[bytes] | None = field(init=False, repr=False, compare=False)
+    _marker: tuple[bytes, ...] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(Pattern(p.tag, p.regex) for p in self.patterns))
@@ -53,7 +54,7 @@ class RoutingRewrite:
 
     def __call__(self, data: bytes) -> bytes:
         marker = self._marker
-        if marker is not None and not marker.search(data):
+        if marker is not None and not carries_marker(data, marker, _header_end(data)):
             return data
         try:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -70,3 +71,14 @@ class RoutingRewrite:
         ds.save_as(out, enforce_file_format=False)
         return out.getvalue()
 
+
+def _header_end(data: bytes) -> int | None:
+    """Where Pixel Data starts, when the fast header walk finds it: every routing element
+    is a top-level one before it, so the pixels (most of the bytes) need no search.
+    None (search it all) for anything the walk does not read plainly."""
+    try:
+        values, _ = fast_header(io.BytesIO(data), len(data), {})
+    except (HeaderError, NeedFallback):
+        return None
+    pixel = values.get(PIXEL_KEY, "")
+    return int(pixel.split(":", 1)[0]) if pixel else None

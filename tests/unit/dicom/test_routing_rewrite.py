@@ -7,11 +7,19 @@ from pathlib import Path
 
 import pydicom
 
-from xnat_tui.dicom.routing import Pattern, propose, rewrite_routing, routing_marker
+from xnat_tui.dicom.routing import (
+    Pattern,
+    carries_marker,
+    propose,
+    rewrite_routing,
+    routing_marker,
+)
 from xnat_tui.dicom.synthetic import SeriesSpec, write_study
 from xnat_tui.transfer.copy_routing import RoutingRewrite
 
-SITE = Pattern("StudyDescription", r"xnat://(?P<project>[\w-]+)/(?P<subject>[\w-]+)/(?P<session>[\w-]+)")
+SITE = Pattern(
+    "StudyDescription", r"xnat://(?P<project>[\w-]+)/(?P<subject>[\w-]+)/(?P<session>[\w-]+)"
+)
 # A site whose convention is its own: project and subject in Study Comments.
 OWN = Pattern("StudyComments", r"STUDY=(?P<project>[\w-]+);SUBJ=(?P<subject>[\w-]+)")
 
@@ -37,10 +45,33 @@ def test_what_the_scanner_reads_is_what_is_rewritten_and_the_rest_is_kept() -> N
 def test_the_byte_prefilter_finds_every_convention_or_gives_up() -> None:
     marker = routing_marker([SITE, OWN])
     assert marker is not None
-    assert marker.search(b"..STUDY=P;SUBJ=S..") and marker.search(b"..PROJECT: P..")
-    assert not marker.search(b"plain pixels and a description")
+    assert carries_marker(b"..STUDY=P;SUBJ=S..", marker)
+    assert carries_marker(b"..PROJECT: P..", marker) and carries_marker(b"XNAT://P", marker)
+    assert not carries_marker(b"plain pixels and a description", marker)
+    assert not carries_marker(b"plain pixels, then project: P", marker, end=12)
     # A pattern that starts with a group has no literal to look for: read every file.
     assert routing_marker([Pattern("StudyDescription", r"(?P<project>\w+)-x")]) is None
+
+
+def test_only_the_header_is_searched_and_routing_there_is_always_found(tmp_path: Path) -> None:
+    study = write_study(
+        tmp_path,
+        patient_id="P1",
+        series=[SeriesSpec("MR", 1, "T1", 1, rows=256, columns=256)],
+        extra={"PatientComments": "Project: PILOT Subject: S1 Session: E1"},
+    )
+    data = study.series[0].paths[0].read_bytes()
+    pixels = data.index(b"\xe0\x7f\x10\x00")  # Pixel Data's tag
+    assert pixels > 1000 and len(data) > 100_000
+    out = RoutingRewrite("NEW", "S9", "E9")(data)
+    assert pydicom.dcmread(io.BytesIO(out)).PatientComments == (
+        "Project: NEW Subject: S9 Session: E9"
+    )
+    # The same words inside the pixels are pixels: the file passes unparsed and whole.
+    plain = write_study(tmp_path / "plain", patient_id="P2", series=[SeriesSpec("MR", 1, "T", 1)])
+    raw = bytearray(plain.series[0].paths[0].read_bytes())
+    raw[-40:-20] = b"Project: X Session:Y"
+    assert RoutingRewrite("NEW", "S9", "E9")(bytes(raw)) == bytes(raw)
 
 
 def test_a_copy_rewrites_the_sites_own_convention_in_the_bytes(tmp_path: Path) -> None:
