@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 import pydicom
 
-from xnat_tui.dicom.header import PIXEL_KEY, HeaderError, NeedFallback, fast_header
+from xnat_tui.dicom.header import (
+    IMPLICIT_LE,
+    PIXEL_KEY,
+    TS_KEY,
+    HeaderError,
+    NeedFallback,
+    fast_header,
+)
 from xnat_tui.dicom.routing import (
     XNAT_ROUTING_TAGS,
     Pattern,
@@ -54,10 +61,13 @@ class RoutingRewrite:
 
     def __call__(self, data: bytes) -> bytes:
         marker = self._marker
-        if marker is not None and not carries_marker(data, marker, _header_end(data)):
+        plain, pixels = _layout(data)
+        if marker is not None and plain and not carries_marker(data, marker, pixels):
             return data
         try:
-            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            # Up to Pixel Data only where it was found: the pixels (most of the bytes)
+            # go on as they were instead of being parsed and encoded again.
+            ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=bool(pixels))
         except Exception:  # not DICOM we can parse: sent as it is, as uploads do
             return data
         keywords = {p.tag for p in self.patterns} | set(XNAT_ROUTING_TAGS)
@@ -69,16 +79,29 @@ class RoutingRewrite:
             setattr(ds, keyword, value)
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=False)
-        return out.getvalue()
+        return out.getvalue() + data[pixels:] if pixels else out.getvalue()
 
 
-def _header_end(data: bytes) -> int | None:
-    """Where Pixel Data starts, when the fast header walk finds it: every routing element
-    is a top-level one before it, so the pixels (most of the bytes) need no search.
-    None (search it all) for anything the walk does not read plainly."""
+def _layout(data: bytes) -> tuple[bool, int | None]:
+    """(whether routing text would show in the raw bytes, where the Pixel Data element
+    starts). Every routing element is a top-level one before Pixel Data, so the pixels
+    need no search and no parse. A file the fast header walk leaves to pydicom (Deflated,
+    big endian, out of order) is parsed whatever its bytes show: deflated, its routing is
+    compressed too. ``None``: no Pixel Data found, the whole file is read."""
     try:
         values, _ = fast_header(io.BytesIO(data), len(data), {})
-    except (HeaderError, NeedFallback):
-        return None
+    except NeedFallback:
+        return False, None
+    except HeaderError:
+        return True, None
     pixel = values.get(PIXEL_KEY, "")
-    return int(pixel.split(":", 1)[0]) if pixel else None
+    if not pixel:
+        return True, None
+    # The element's own header: 12 bytes in explicit VR (OB/OW/OF/OD/UN), 8 in implicit.
+    start = int(pixel.split(":", 1)[0]) - (12 if values.get(TS_KEY) != IMPLICIT_LE else 8)
+    return True, start if start > 0 and data[start : start + 4] in _PIXEL_TAGS else None
+
+
+# (7FE0,0008) Float, (7FE0,0009) Double Float and (7FE0,0010) Pixel Data, little endian:
+# the elements the walk and pydicom's stop_before_pixels both stop at.
+_PIXEL_TAGS = (b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00", b"\xe0\x7f\x10\x00")
