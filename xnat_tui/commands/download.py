@@ -198,11 +198,13 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
         if resumed and not quiet:
             print(f"also resuming unfinished download(s): {' '.join(resumed)}", file=sys.stderr)
         ids = await engine.submit(plan.downloads)
+        empty = plan.empty
+        del plan  # the journal and the engine hold the files now: ~1 KiB each fewer
         reporter = Reporter(reporter_mode(quiet))
         states, interrupted = await run_until_done(engine, ids + resumed, reporter, stream)
         result = summary(journal, ids + resumed)
         result["out"] = str(out)
-        result["empty"] = plan.empty
+        result["empty"] = empty
         result["interrupted"] = interrupted
         result["ok"] = result["ok"] and not interrupted
         if args.json:

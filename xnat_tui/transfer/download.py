@@ -139,12 +139,13 @@ def _open_part(path: Path, append: bool) -> BinaryIO:
 
 class LocalFileSystem:
     def __init__(self) -> None:
-        self._made: set[Path] = set()
+        self._made: set[str] = set()
 
     def open_part(self, path: Path, *, append: bool) -> BinaryIO:
-        if path.parent not in self._made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(path.parent)
+        folder = os.path.dirname(path)  # text: a Path.parent per file cost more
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
         # Unbuffered (the engine writes whole buffers), which also spares the isatty
         # ioctl, fstat and seek of a buffered file (each a hand-off of the GIL between
         # the download threads).
@@ -244,7 +245,7 @@ class PlannedDownload:
         return sum(f.size or 0 for f in self.files)
 
 
-@dataclass
+@dataclass(slots=True)
 class _DownloadFile:
     uid: str
     idx: int
@@ -281,7 +282,7 @@ class _DownloadRun:
     scans_marked: set[str] = field(default_factory=set)
     # What each folder held when the job first looked (one listing per folder instead
     # of two stats per file: in a new folder, every one of them a miss).
-    listed: dict[Path, set[str]] = field(default_factory=dict)
+    listed: dict[str, set[str]] = field(default_factory=dict)
     fatal: str = ""
     finalizing: bool = False
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
@@ -579,7 +580,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                         s.uid,
                         idx,
                         uri,
-                        Path(f.path),
+                        Path(f.path_str),
                         f.size,
                         digest,
                         done=key in done,
@@ -932,14 +933,14 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
 
     def _was_there(self, run: _DownloadRun, local: Path) -> bool:
         """Whether ``local`` or its .part was in its folder when the job first looked."""
-        folder = local.parent
+        folder, name = os.path.split(local)  # text: Path.parent and its hash cost more
         names = run.listed.get(folder)
         if names is None:
             with self._listing:  # worker threads: one lists, the others wait for it
                 names = run.listed.get(folder)
                 if names is None:
-                    names = run.listed[folder] = self.fs.names(folder)
-        return local.name in names or local.name + PART in names
+                    names = run.listed[folder] = self.fs.names(Path(folder))
+        return name in names or name + PART in names
 
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
         if self.fetcher is not None:

@@ -512,7 +512,8 @@ class Journal:
             " ORDER BY idx",
             (job_id, series_uid),
         ).fetchall()
-        return [SourceFile(Path(r["path"]), r["size"], r["mtime"], r["sop"]) for r in rows]
+        # The path as text: a Path is built only where one is used.
+        return [SourceFile(r["path"], r["size"], r["mtime"], r["sop"]) for r in rows]
 
     def steps(self, job_id: str) -> list[StepRecord]:
         rows = self._db.execute(
