@@ -18,7 +18,11 @@ into a fresh folder, and the folders are deleted only after the last round: a us
 downloads into a new folder, not into one whose 2,000 files were deleted a second ago.
 Deleting each run's output just before the next one made every file the next one
 created cost the client a scan of the recently freed inodes (ext4 without a journal
-checks each one, ``recently_deleted``; a fifth of curl's CPU and of ours). Every result is
+checks each one, ``recently_deleted``; a fifth of curl's CPU and of ours). The same holds
+across invocations: the previous run's cleanup slows this run's file creation for up to
+about three minutes (30 s, longer while the inode table is not yet written back; a
+20,000-file run right after another spent half its CPU there), so leave that long
+between runs. Every result is
 checked against the listing's MD5 digests after its run. Usage: ``python
 benchmarks/download.py [--size-mb 512] [--file-kb 512] [--jobs 8] [--repeat 2]``.
 
