@@ -79,3 +79,34 @@ async def test_real_errors_keep_their_traceback(
         ConnectionResetError
     ]
     assert not any("went away" in rec.getMessage() for rec in caplog.records)
+
+
+async def test_client_gone_mid_file_download_leaves_no_traceback(
+    sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file is sent by sendfile(2): a client that hangs up part way through is no error
+    of the server's, and the next client is served."""
+    caplog.set_level(logging.DEBUG)
+    store = sandbox.store
+    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
+    res = store.get_or_create_resource(row["id"], store.add_scan(row["id"], "77"), "DICOM")
+    folder = store.experiment_dir("PILOT", "PIL_900_MR1") / "SCANS" / "77" / "DICOM"
+    folder.mkdir(parents=True)
+    (folder / "big.dcm").write_bytes(b"\0" * (32 << 20))
+    store.add_file(res, "big.dcm", folder / "big.dcm", file_format="DICOM")
+    request = (
+        f"GET /data/experiments/{row['id']}/scans/77/resources/DICOM/files/big.dcm HTTP/1.1\r\n"
+        f"Host: sandbox\r\nAuthorization: {basic('alice')['Authorization']}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port)
+    writer.write(request)
+    await reader.readexactly(1 << 20)
+    writer.transport.abort()
+    await asyncio.sleep(0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port)
+    writer.write(request.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n"))
+    whole = await reader.read()
+    writer.close()
+    assert whole.startswith(b"HTTP/1.1 200") and whole.endswith(b"\0" * 1024)
+    assert len(whole.partition(b"\r\n\r\n")[2]) == 32 << 20
+    assert _tracebacks(caplog) == []
