@@ -8,6 +8,7 @@ The final check stat()ed every file and fsynced every folder on the loop.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
@@ -119,3 +120,47 @@ async def test_the_final_check_of_the_files_runs_off_the_event_loop(
     await eng.close()
     assert list(states.values()) == [JobState.VERIFIED]
     assert fs.threads and threading.get_ident() not in fs.threads
+
+
+class HeldCheck(LocalFileSystem):
+    """The final check waits in its thread until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checking = threading.Event()
+        self.release = threading.Event()
+
+    def sync_dirs(self, folders: Iterable[Path]) -> None:
+        self.checking.set()
+        self.release.wait(10)
+        super().sync_dirs(folders)
+
+
+async def test_a_cancel_during_the_final_check_stands(client: XnatClient, tmp_path: Path) -> None:
+    fs = HeldCheck()
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await dl.plan_request(
+        client, project="PILOT", out=tmp_path / "out", sessions=["PIL_900_MR1"]
+    )
+    eng = DownloadEngine(
+        client,
+        journal,
+        server_url=client.server,
+        username="alice",
+        retry=RetryPolicy(attempts=2, base=0.0, cap=0.0, jitter=0.0),
+        progress_interval=0.01,
+        fs=fs,
+    )
+    await eng.start(resume=False)
+    [job] = await eng.submit(plan.downloads)
+    await asyncio.to_thread(fs.checking.wait, 10)
+    assert journal.job(job).state is JobState.VERIFYING
+    [check] = [t for t in asyncio.all_tasks() if t.get_name() == f"download-verify-{job}"]
+    assert eng.cancel(job) == [job]
+    fs.release.set()
+    await check  # the check ends after the cancel, and must not overwrite it
+    states = await eng.wait([job])
+    await eng.close()
+    assert states == {job: JobState.CANCELLED}
+    assert journal.job(job).state is JobState.CANCELLED
+    assert "cancelled by the user; 7 of 7 file(s) complete" in journal.job(job).message
