@@ -3,25 +3,15 @@ every state, cache and config folder under the run's work folder, no proxy."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
+
+from tests.fixtures.benchmarks import load_benchmark_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_sandbox_process():  # type: ignore[no-untyped-def]
-    # Loaded by path, not by putting the script folder on this process's import path.
-    spec = importlib.util.spec_from_file_location(
-        "bench_sandbox_process", ROOT / "benchmarks" / "sandbox_process.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_env = _load_sandbox_process().bench_env
+bench_env = load_benchmark_module("sandbox_process").bench_env
 
 
 def test_bench_env_keeps_everything_under_the_work_folder(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

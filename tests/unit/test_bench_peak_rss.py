@@ -7,32 +7,21 @@ was the benchmark script's own.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.fixtures.benchmarks import load_benchmark_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 
 
-def _load_peak_rss() -> ModuleType:
-    # Loaded by path, not by putting the script folder on this process's import path.
-    spec = importlib.util.spec_from_file_location(
-        "bench_peak_rss", ROOT / "benchmarks" / "peak_rss.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PeakRss = _load_peak_rss().PeakRss
+PeakRss = load_benchmark_module("peak_rss").PeakRss
 
 # A child that holds ``MiB`` of touched memory for a moment, then exits.
 HOLD = (

@@ -99,6 +99,18 @@ async def client(sandbox: SandboxServer) -> AsyncIterator[XnatClient]:
         yield c
 
 
+def _engine(client: XnatClient, journal: Journal, fs: LocalFileSystem) -> DownloadEngine:
+    return DownloadEngine(
+        client,
+        journal,
+        server_url=client.server,
+        username="alice",
+        retry=RetryPolicy(attempts=2, base=0.0, cap=0.0, jitter=0.0),
+        progress_interval=0.01,
+        fs=fs,
+    )
+
+
 async def test_the_final_check_of_the_files_runs_off_the_event_loop(
     client: XnatClient, tmp_path: Path
 ) -> None:
@@ -106,15 +118,7 @@ async def test_the_final_check_of_the_files_runs_off_the_event_loop(
     plan = await dl.plan_request(
         client, project="PILOT", out=tmp_path / "out", sessions=["PIL_900_MR1"]
     )
-    eng = DownloadEngine(
-        client,
-        Journal(tmp_path / "j.sqlite3"),
-        server_url=client.server,
-        username="alice",
-        retry=RetryPolicy(attempts=2, base=0.0, cap=0.0, jitter=0.0),
-        progress_interval=0.01,
-        fs=fs,
-    )
+    eng = _engine(client, Journal(tmp_path / "j.sqlite3"), fs)
     await eng.start(resume=False)
     states = await eng.wait(await eng.submit(plan.downloads))
     await eng.close()
@@ -142,15 +146,7 @@ async def test_a_cancel_during_the_final_check_stands(client: XnatClient, tmp_pa
     plan = await dl.plan_request(
         client, project="PILOT", out=tmp_path / "out", sessions=["PIL_900_MR1"]
     )
-    eng = DownloadEngine(
-        client,
-        journal,
-        server_url=client.server,
-        username="alice",
-        retry=RetryPolicy(attempts=2, base=0.0, cap=0.0, jitter=0.0),
-        progress_interval=0.01,
-        fs=fs,
-    )
+    eng = _engine(client, journal, fs)
     await eng.start(resume=False)
     [job] = await eng.submit(plan.downloads)
     await asyncio.to_thread(fs.checking.wait, 10)
