@@ -54,10 +54,13 @@ class RoutingRewrite:
     session: str
     patterns: Sequence[PatternLike] = DEFAULT_PATTERNS
     _marker: tuple[bytes, ...] | None = field(init=False, repr=False, compare=False)
+    _keywords: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(Pattern(p.tag, p.regex) for p in self.patterns))
         object.__setattr__(self, "_marker", routing_marker(self.patterns))
+        keywords = frozenset({p.tag for p in self.patterns} | set(XNAT_ROUTING_TAGS))
+        object.__setattr__(self, "_keywords", keywords)
 
     def __call__(self, data: bytes) -> bytes:
         marker = self._marker
@@ -70,8 +73,7 @@ class RoutingRewrite:
             ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=bool(pixels))
         except Exception:  # not DICOM we can parse: sent as it is, as uploads do
             return data
-        keywords = {p.tag for p in self.patterns} | set(XNAT_ROUTING_TAGS)
-        fields = {k: str(ds.get(k)) for k in keywords if isinstance(ds.get(k), str)}
+        fields = {k: str(ds.get(k)) for k in self._keywords if isinstance(ds.get(k), str)}
         changes = rewrite_routing(fields, self.project, self.subject, self.session, self.patterns)
         if not changes:
             return data

@@ -945,7 +945,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
         if self.fetcher is not None:
             return await self._fetch_threaded(run, f)
-        final, part = f.local, f.local.with_name(f.local.name + PART)
+        final, part = f.local, _part_of(f.local)
         name = final.name
         check = download_ops.Verifier(name, size=f.size, digest=f.digest)
         start = await asyncio.to_thread(self._start_point, run, f, part)
@@ -1059,7 +1059,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         assert self.fetcher is not None
         if stop.is_set():  # paused or cancelled while queued for a worker
             raise asyncio.CancelledError
-        part = f.local.with_name(f.local.name + PART)
+        part = _part_of(f.local)
         check = download_ops.Verifier(f.local.name, size=f.size, digest=f.digest)
         start = self._start_point(run, f, part)
         if not isinstance(start, int):
@@ -1173,6 +1173,11 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             return
         f.failed = text if not is_retriable(exc) else f"{text} (gave up after {f.attempts} tries)"
         self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
+
+
+def _part_of(local: Path) -> Path:
+    """Where a file is written until it is whole and verified."""
+    return local.with_name(local.name + PART)
 
 
 def _settled(run: _DownloadRun, f: _DownloadFile) -> bool:
