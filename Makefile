@@ -11,7 +11,7 @@ LOCK_VENV := build/lock-venv
 
 .PHONY: demo test lint typecheck pytest tmux bench clean lock
 
-$(STAMP): pyproject.toml $(CONSTRAINTS) xnat_tui/dicom/_fastlist.c
+$(STAMP): pyproject.toml $(CONSTRAINTS) xnat_tui/dicom/_fastlist.c xnat_tui/xnat/_md5lanes.c xnat_tui/xnat/_md5lanes_kernel.h
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'

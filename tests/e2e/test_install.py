@@ -133,13 +133,17 @@ def test_the_installed_tool_runs_and_scans_with_the_pure_python_walk(
             installed / "python",
             "-c",
             "import importlib.util, xnat_tui; from xnat_tui.dicom import walk; "
+            "from xnat_tui.xnat import md5; "
             "print(xnat_tui.__file__); print(walk.FASTLIST); "
-            "print(importlib.util.find_spec('xnat_tui.dicom._fastlist'))",
+            "print(importlib.util.find_spec('xnat_tui.dicom._fastlist')); "
+            "print(importlib.util.find_spec('xnat_tui.xnat._md5lanes')); "
+            "print(type(md5.new(streams=8)).__name__)",
         ],
         cwd=tmp_path,
     ).stdout.splitlines()
     assert Path(probe[0]).is_relative_to(installed.parent), "not the installed copy"
-    assert probe[1:] == ["None", "None"], "the C extension is there"
+    assert probe[1:4] == ["None", "None", "None"], "a C extension is there"
+    assert probe[4] == "_Hashlib", "downloads check their MD5 with hashlib without it"
 
     scan = json.loads(
         _run(

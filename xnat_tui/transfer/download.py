@@ -1060,7 +1060,9 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if stop.is_set():  # paused or cancelled while queued for a worker
             raise asyncio.CancelledError
         part = _part_of(f.local)
-        check = download_ops.Verifier(f.local.name, size=f.size, digest=f.digest)
+        check = download_ops.Verifier(
+            f.local.name, size=f.size, digest=f.digest, streams=self.concurrency
+        )
         start = self._start_point(run, f, part)
         if not isinstance(start, int):
             return start
@@ -1075,8 +1077,8 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 _feed_file(check, part)
             view = self._buffer()
             run.moving[key] = reply.start
-            # Received in steps, each hashed at once (still in the CPU's cache), and
-            # written when the buffer is full (whole aligned buffers: direct writes).
+            # Received in steps, and written when the buffer is full (whole aligned
+            # buffers: direct writes).
             filled = 0  # received and hashed, not yet written
             try:
                 while True:
@@ -1086,13 +1088,15 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     if not n:
                         break
                     # Checked before anything is written: no .part for an error page.
-                    check.feed(view[filled : filled + n])
+                    # Its MD5 waits in the batch that other threads' bytes join.
+                    check.feed(view[filled : filled + n], later=True)
                     filled += n
                     run.moving[key] += n
                     if filled == len(view):
                         if handle is None:
                             handle = self.fs.open_part(part, append=bool(reply.start))
                         _write_all(handle, view)
+                        check.settle()  # hashed before the buffer is filled again
                         filled = 0
             except (ConnectionFailed, asyncio.CancelledError):
                 # A cut or a pause keeps what arrived: a resume asks for the rest (Range).
@@ -1119,6 +1123,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     handle.close()  # a cut body stays .part, resumable with Range
             raise
         finally:
+            check.settle()  # no MD5 left queued on this thread's buffer
             if not complete:
                 self.fetcher.drop()  # the rest of the body is unread: no reuse
         self.fs.finish(handle, part, f.local)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import re
 import socket
 import ssl
@@ -35,7 +34,7 @@ from xml.etree import ElementTree as ET
 import aiohttp
 from yarl import URL
 
-from xnat_tui.xnat import tables
+from xnat_tui.xnat import md5, tables
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.errors import (
     ConnectionFailed,
@@ -728,26 +727,38 @@ class Verifier:
         size: int | None,
         digest: str = "",
         content_type: str = "",
+        streams: int = 1,
     ) -> None:
         self.name = name
         self.expected_size = size
         self.digest = digest.lower()
         self.content_type = content_type
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        # ``streams``: files checked at once, whose MD5s can share the vector lanes
+        self.md5: md5.Hash = md5.new(streams=streams)
         self.count = 0
         self._head = b""
 
-    def feed(self, chunk: bytes | memoryview) -> None:
+    def feed(self, chunk: bytes | memoryview, *, later: bool = False) -> None:
+        """Checks and counts ``chunk``. ``later``: its MD5 may wait (for other files'
+        bytes to share the work with); ``chunk`` must then stay unchanged until
+        :meth:`settle`."""
         if len(self._head) < 132:
             self._head += bytes(chunk[: 132 - len(self._head)])
             if self.count == 0 or len(self._head) >= 16:
                 why = _error_page(self._head, self.content_type, self.name)
                 if why is not None:
                     raise IntegrityError(why)
-        self.md5.update(chunk)
+        if later:
+            self.md5.update_later(chunk)
+        else:
+            self.md5.update(chunk)
         self.count += len(chunk)
         if self.expected_size is not None and self.count > self.expected_size:
             raise IntegrityError(f"the server sent more than the {self.expected_size} bytes listed")
+
+    def settle(self) -> None:
+        """Returns once every chunk fed is hashed."""
+        self.md5.settle()
 
     def finish(self) -> str:
         """The MD5 hex of the whole file; raises IntegrityError when it is not the file."""
