@@ -56,7 +56,7 @@ from xnat_tui.xnat.errors import AuthenticationError, ConnectionFailed, NotFound
 PART = ".part"
 BATCH = 1 << 20  # bytes hashed and written per hop to a worker thread (aiohttp path)
 BUFFER = 1 << 20  # a worker thread's receive buffer: bytes written at once, at most
-STEP = 256 << 10  # bytes received, then hashed (while still in the cache), per read
+STEP = 256 << 10  # bytes received per read, at most; and hashed per run, at least
 ALIGN = 4096  # what O_DIRECT asks of a write's address, length and offset
 MARK_BATCH = 64  # verified files marked in the journal per transaction, at most
 CHAIN = 4  # first tries handed to a worker thread at once, while many files are left
@@ -1079,7 +1079,8 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             run.moving[key] = reply.start
             # Received in steps, and written when the buffer is full (whole aligned
             # buffers: direct writes).
-            filled = 0  # received and hashed, not yet written
+            filled = 0  # received and checked, not yet written
+            queued = 0  # of those, handed to the MD5 batch: whole 64-byte blocks
             try:
                 while True:
                     if stop.is_set():
@@ -1088,16 +1089,21 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     if not n:
                         break
                     # Checked before anything is written: no .part for an error page.
-                    # Its MD5 waits in the batch that other threads' bytes join.
-                    check.feed(view[filled : filled + n], later=True)
+                    check.feed(view[filled : filled + n], hash=False)
                     filled += n
                     run.moving[key] += n
+                    # The MD5 waits in the batch other threads' bytes join, in runs of
+                    # whole blocks (a cut one would cost a run of its own).
+                    if filled - queued >= STEP or filled == len(view):
+                        whole = filled - filled % 64
+                        check.hash_later(view[queued:whole])
+                        queued = whole
                     if filled == len(view):
                         if handle is None:
                             handle = self.fs.open_part(part, append=bool(reply.start))
                         _write_all(handle, view)
                         check.settle()  # hashed before the buffer is filled again
-                        filled = 0
+                        filled = queued = 0
             except (ConnectionFailed, asyncio.CancelledError):
                 # A cut or a pause keeps what arrived: a resume asks for the rest (Range).
                 if filled:
@@ -1107,6 +1113,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                         _write_all(handle, view[:filled])
                 raise
             complete = True
+            check.hash_later(view[queued:filled])
             if handle is None:
                 handle = self.fs.open_part(part, append=bool(reply.start))
             _write_all(handle, view[:filled])

@@ -738,23 +738,25 @@ class Verifier:
         self.count = 0
         self._head = b""
 
-    def feed(self, chunk: bytes | memoryview, *, later: bool = False) -> None:
-        """Checks and counts ``chunk``. ``later``: its MD5 may wait (for other files'
-        bytes to share the work with); ``chunk`` must then stay unchanged until
-        :meth:`settle`."""
+    def feed(self, chunk: bytes | memoryview, *, hash: bool = True) -> None:
+        """Checks, counts and hashes ``chunk``. ``hash=False``: the caller hands the
+        bytes to :meth:`hash_later` itself, in runs as long as it can make them."""
         if len(self._head) < 132:
             self._head += bytes(chunk[: 132 - len(self._head)])
             if self.count == 0 or len(self._head) >= 16:
                 why = _error_page(self._head, self.content_type, self.name)
                 if why is not None:
                     raise IntegrityError(why)
-        if later:
-            self.md5.update_later(chunk)
-        else:
+        if hash:
             self.md5.update(chunk)
         self.count += len(chunk)
         if self.expected_size is not None and self.count > self.expected_size:
             raise IntegrityError(f"the server sent more than the {self.expected_size} bytes listed")
+
+    def hash_later(self, run: memoryview) -> None:
+        """Queues the MD5 of ``run`` (fed with ``hash=False``, in order) to be computed
+        beside other files' bytes; ``run`` must stay unchanged until :meth:`settle`."""
+        self.md5.update_later(run)
 
     def settle(self) -> None:
         """Returns once every chunk fed is hashed."""
