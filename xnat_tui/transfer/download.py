@@ -49,7 +49,7 @@ from xnat_tui.transfer.types import (
     SourceFile,
     SourceSeries,
 )
-from xnat_tui.xnat import download_ops
+from xnat_tui.xnat import download_ops, md5
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.errors import AuthenticationError, ConnectionFailed, NotFound, SessionExpired
 
@@ -385,6 +385,8 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         # one connection per worker thread.
         self._slots = self.concurrency * 2 if self.fetcher is not None else self.concurrency
         self._local = threading.local()
+        # Files whose MD5s share the vector lanes (md5.py): the worker threads'.
+        self._md5_streams = self.concurrency if md5.lanes_usable() else 1
         self._listing = threading.Lock()
         self._hub = EventHub()
         self._runs: dict[str, _DownloadRun] = {}
@@ -1061,7 +1063,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             raise asyncio.CancelledError
         part = _part_of(f.local)
         check = download_ops.Verifier(
-            f.local.name, size=f.size, digest=f.digest, streams=self.concurrency
+            f.local.name, size=f.size, digest=f.digest, streams=self._md5_streams
         )
         start = self._start_point(run, f, part)
         if not isinstance(start, int):

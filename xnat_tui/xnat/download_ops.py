@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import re
 import socket
 import ssl
@@ -148,7 +147,7 @@ class FileReply:
     length: int | None  # Content-Length of this body, if given
     total: int | None  # whole file size (from Content-Range or Content-Length)
     content_type: str
-    last_modified: float | None
+    last_modified: str  # the header as sent (not parsed: nothing here needs it)
     response: aiohttp.ClientResponse
 
     async def chunks(self, size: int = CHUNK) -> AsyncIterator[bytes]:
@@ -228,7 +227,7 @@ class _ReplyHead:
     length: int | None
     total: int | None
     content_type: str
-    last_modified: float | None
+    last_modified: str
 
 
 def _reply_head(status: int, header: Callable[[str], str | None], offset: int) -> _ReplyHead:
@@ -245,14 +244,9 @@ def _reply_head(status: int, header: Callable[[str], str | None], offset: int) -
             )
         start = offset
         total = int(match.group(3)) if match.group(3) != "*" else None
-    stamp: float | None = None
-    modified = header("Last-Modified")
-    if modified:
-        try:
-            stamp = email.utils.parsedate_to_datetime(modified).timestamp()
-        except (TypeError, ValueError):
-            stamp = None
-    return _ReplyHead(start, length, total, header("Content-Type") or "", stamp)
+    return _ReplyHead(
+        start, length, total, header("Content-Type") or "", header("Last-Modified") or ""
+    )
 
 
 def _reply(response: aiohttp.ClientResponse, offset: int) -> FileReply:
@@ -280,7 +274,7 @@ class BlockingReply:
     length: int | None
     total: int | None
     content_type: str
-    last_modified: float | None
+    last_modified: str
     body: _HttpBody
 
     def readinto(self, buffer: memoryview) -> int:

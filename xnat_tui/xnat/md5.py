@@ -65,12 +65,14 @@ class _Hashlib:
 
 
 def lanes_usable() -> bool:
+    """Whether :func:`new` can give lanes (read per call: tests compare both)."""
     return _KERNEL is not None and os.environ.get("XNAT_TUI_PURE_MD5", "") in ("", "0")
 
 
 def new(*, streams: int = 1) -> Hash:
-    """An MD5 for one of ``streams`` files hashed at once."""
-    if streams > 1 and lanes_usable():
+    """An MD5 for one of ``streams`` files hashed at once: lanes from two on, where
+    :func:`lanes_usable` (a caller making many asks that once, and passes 1 if not)."""
+    if streams > 1 and _KERNEL is not None:
         return Md5()
     return _Hashlib()
 
@@ -78,7 +80,7 @@ def new(*, streams: int = 1) -> Hash:
 class _Job:
     """A run of whole blocks of one stream, queued for a batch."""
 
-    __slots__ = ("state", "view", "left", "done", "error")
+    __slots__ = ("state", "view", "left", "done", "error", "gate")
 
     def __init__(self, state: bytearray, view: memoryview | bytes) -> None:
         self.state = state
@@ -86,6 +88,8 @@ class _Job:
         self.left = len(view) // 64
         self.done = False
         self.error: BaseException | None = None
+        # Held while a thread sleeps until this job is done; released by the batch.
+        self.gate: threading.Lock | None = None
 
 
 class _Combiner:
@@ -95,74 +99,97 @@ class _Combiner:
     digest settled (its buffer is full, or its file complete): by then the other
     threads have queued theirs, and the batch fills its lanes. A stream's jobs run in
     the order queued, one at a time (each continues the state of the one before).
+
+    The thread that finds no batch running runs one, until its own job and every job
+    another thread sleeps on are done; a sleeping thread is woken only when its own
+    job is (a lock of its own, not a condition every waiter wakes on).
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._queue: list[_Job] = []
-        self._busy = False
+        self._busy = False  # a batch is running
+        self._gated = 0  # jobs not done that a thread sleeps on
 
     def submit(self, job: _Job) -> None:
         """Queues ``job``; its view must stay as it is until :meth:`wait` returns."""
-        with self._cond:
+        with self._lock:
             self._queue.append(job)
 
     def wait(self, job: _Job) -> None:
         """Returns once ``job`` is hashed into its state (by this thread or another)."""
-        with self._cond:
-            while not job.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
+        with self._lock:
+            gate = None
+            if job.done:
+                pass
+            elif self._busy:
+                gate = job.gate = threading.Lock()
+                gate.acquire()
+                self._gated += 1
+            else:
                 self._busy = True
-                self._cond.release()
-                try:
-                    self._run(job)
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    self._cond.notify_all()
+        if gate is not None:
+            gate.acquire()  # the batch releases it once the job is done
+        elif not job.done:
+            self._run(job)
         if job.error is not None:
             raise job.error
 
-    def _take(self, active: list[_Job]) -> None:
-        """Fills free lanes with the earliest queued job of streams not in a lane."""
-        with self._cond:
-            streams = {id(j.state) for j in active}
-            taken: list[int] = []
-            for i, j in enumerate(self._queue):
-                if len(active) == LANES:
-                    break
-                if id(j.state) not in streams:
-                    streams.add(id(j.state))
-                    active.append(j)
-                    taken.append(i)
-            for i in reversed(taken):
-                del self._queue[i]
+    def _fill(self, active: list[_Job]) -> None:
+        """Fills free lanes with the earliest queued job of streams not in a lane
+        (under the lock)."""
+        streams = {id(j.state) for j in active}
+        taken: list[int] = []
+        for i, j in enumerate(self._queue):
+            if len(active) == LANES:
+                break
+            if id(j.state) not in streams:
+                streams.add(id(j.state))
+                active.append(j)
+                taken.append(i)
+        for i in reversed(taken):
+            del self._queue[i]
+
+    def _finish(self, job: _Job, error: BaseException | None = None) -> None:
+        """Marks ``job`` done and wakes the thread sleeping on it (under the lock)."""
+        job.done, job.error = True, error
+        if job.gate is not None:
+            self._gated -= 1
+            job.gate.release()
 
     def _run(self, mine: _Job) -> None:
-        """Hash queued jobs, eight streams at a time, until ``mine`` is done; jobs not
-        finished then go back to the front of the queue for the next thread to take."""
+        """Hash queued jobs, eight streams at a time, until ``mine`` and every job a
+        thread sleeps on are done; jobs begun and not done go back to the queue's front."""
         active: list[_Job] = []
         try:
-            while not mine.done:
-                self._take(active)
+            while True:
+                with self._lock:
+                    if mine.done and not self._gated:
+                        self._queue[:0] = active
+                        self._busy = False
+                        return
+                    self._fill(active)
                 step = min(SLICE, *(j.left for j in active))
                 _KERNEL.compress(
                     [j.state for j in active], [j.view[: step * 64] for j in active], step
                 )
-                for j in active:
-                    j.view = j.view[step * 64 :]
-                    j.left -= step
-                    j.done = not j.left
+                with self._lock:
+                    for j in active:
+                        j.view = j.view[step * 64 :]
+                        j.left -= step
+                        if not j.left:
+                            self._finish(j)
                 active = [j for j in active if not j.done]
         except BaseException as exc:
-            for j in active:
-                j.error, j.done = exc, True
+            # Never reached in practice (the kernel only refuses bad sizes, which this
+            # class never makes), but no thread may sleep forever on a dead batch.
+            with self._lock:
+                for j in active + self._queue:
+                    if not j.done:
+                        self._finish(j, exc)
+                self._queue.clear()
+                self._busy = False
             raise
-        finally:
-            with self._cond:
-                self._queue[:0] = [j for j in active if not j.done]
 
 
 _COMBINER = _Combiner()
