@@ -194,3 +194,44 @@ def test_the_verifier_refuses_a_wrong_md5_either_way(streams: int) -> None:
     assert good.finish() == hashlib.md5(data).hexdigest()
     with pytest.raises(download_ops.IntegrityError, match="does not match"):
         bad.finish()
+
+
+@needs_kernel
+def test_a_failing_batch_fails_every_waiting_thread_and_hangs_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel never fails on what md5.py hands it; were it to, no thread may sleep
+    forever on a batch that died."""
+    real = md5._KERNEL
+    calls = 0
+    started = threading.Barrier(8)
+
+    class Failing:
+        def compress(self, states: list[bytearray], blocks: list[Any], count: int) -> None:
+            nonlocal calls
+            calls += 1
+            if len(states) > 1 or calls > 3:
+                raise MemoryError("the kernel failed")
+            real.compress(states, blocks, count)
+
+    monkeypatch.setattr(md5, "_KERNEL", Failing())
+    outcome: dict[int, str] = {}
+
+    def worker(i: int) -> None:
+        h = md5.Md5()
+        started.wait()
+        try:
+            for _ in range(4):
+                h.update_later(bytes(256 << 10))
+                h.settle()
+            outcome[i] = "hashed"
+        except MemoryError:
+            outcome[i] = "failed"
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not [t for t in threads if t.is_alive()], "a thread sleeps on a dead batch"
+    assert "failed" in outcome.values() and len(outcome) == 8
