@@ -3,18 +3,20 @@
 A download checks every file against the MD5 digest of the server's listing. One MD5
 is a chain of dependent steps (OpenSSL: ~0.75 GB/s on one core), and on a small machine
 that costs more CPU than receiving and writing the bytes. The compiled kernel
-``_md5lanes`` advances up to eight streams with one chain of vector instructions (AVX2;
-3-5x hashlib's throughput with all eight lanes busy, ~0.6x with one).
+``_md5lanes`` advances up to eight streams with one chain of vector instructions (AVX2
+or AVX-512VL: ~3.5 GB/s with all eight lanes busy, ~0.5 GB/s with one).
 
-So the download's worker threads do not each hash their own chunk: :meth:`Md5.update`
-queues the chunk, and whichever waiting thread finds no batch running runs one over
-everything queued (flat combining: no extra thread, no hand-off when alone). While a
-batch runs, the other threads' chunks queue up and join it, so the busier the machine,
-the fuller the lanes. The kernel runs with the GIL released.
+So the download's worker threads do not hash their own bytes: :meth:`Md5.update_later`
+queues them, and a thread that needs its digest settled (its buffer full, its file
+complete) runs a batch over everything queued by then, other threads' bytes included,
+unless a batch is running; then it sleeps until the batch has done its part (flat
+combining: no extra thread). The busier the machine, the longer bytes wait and the
+fuller the lanes: 1 GB of 512 KiB files costs ~0.55 s of CPU, not hashlib's 1.4 s. The
+kernel runs with the GIL released.
 
 :func:`new` gives hashlib's MD5 where the kernel is not there (not compiled, another
-CPU) or one stream at a time is expected, where one lane would be slower than hashlib.
-``XNAT_TUI_PURE_MD5=1`` forces hashlib (read per call, so tests compare both).
+CPU) or one file at a time is hashed, where one lane would be slower than hashlib.
+``XNAT_TUI_PURE_MD5=1`` makes :func:`lanes_usable` false (hashlib for downloads too).
 """
 
 from __future__ import annotations

@@ -384,3 +384,37 @@ async def test_a_clean_session_takes_fewer_hops_than_files(
     await eng.close()
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
     assert len(hops) < plan.files == 7
+
+
+@pytest.mark.parametrize("pure_md5", [False, True], ids=["md5-lanes", "hashlib"])
+async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
+    sandbox: SandboxServer,
+    client: XnatClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pure_md5: bool,
+) -> None:
+    """Same size, other bytes: only the MD5 sees it, on either MD5 (the vector lanes
+    eight files share, or hashlib); the file is never left looking complete."""
+    if pure_md5:
+        monkeypatch.setenv("XNAT_TUI_PURE_MD5", "1")
+    store = sandbox.store
+    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
+    scan = store.list_scans(row["id"])[0]
+    res = store.list_resources(row["id"], int(scan["pk"]))[0]
+    stored = store.file_path(store.list_files(int(res["id"]))[0])
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=8)
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.FAILED]
+    job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
+    assert "does not match the server's digest" in job.message
+    assert not list(out.rglob(f"*{PART}"))
+    wrong = f"{scan['scan_id']}/{stored.name}"
+    want = {k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k != wrong}
+    assert local_files(out) == want, "the others arrived, verified; the wrong one is absent"
