@@ -80,13 +80,6 @@ __attribute__((target("avx2"))) static inline void transpose8(__m256i r[8], __m2
 #define H(b, c, d) _mm256_xor_si256(_mm256_xor_si256((b), (c)), (d))
 #define I(b, c, d) _mm256_xor_si256((c), _mm256_or_si256((b), _mm256_xor_si256((d), ones)))
 #include "_md5lanes_kernel.h"
-#undef KERNEL
-#undef TARGET
-#undef ROTL
-#undef F
-#undef G
-#undef H
-#undef I
 
 /* AVX-512VL on the same eight lanes: one rotate instruction, and each round
  * function one ternary-logic instruction (its truth table as the immediate),
@@ -99,13 +92,6 @@ __attribute__((target("avx2"))) static inline void transpose8(__m256i r[8], __m2
 #define H(b, c, d) _mm256_ternarylogic_epi32((b), (c), (d), 0x96)
 #define I(b, c, d) _mm256_ternarylogic_epi32((b), (c), (d), 0x39)
 #include "_md5lanes_kernel.h"
-#undef KERNEL
-#undef TARGET
-#undef ROTL
-#undef F
-#undef G
-#undef H
-#undef I
 #else
 #define HAVE_KERNEL 0
 #endif

@@ -1,7 +1,7 @@
 /*
  * The MD5 kernel of _md5lanes.c, included once per instruction set: the file
  * that includes it defines KERNEL (the function's name), TARGET, and the
- * vector operations ROTL, F, G, H and I.
+ * vector operations ROTL, F, G, H and I; they are undefined again at the end.
  */
 #define STEP(f, a, b, c, d, g, i, s)                                                       \
     a = _mm256_add_epi32(                                                                \
@@ -76,3 +76,10 @@ TARGET static void KERNEL(uint32_t st[LANES][4], const uint8_t *p[LANES], Py_ssi
 }
 
 #undef STEP
+#undef KERNEL
+#undef TARGET
+#undef ROTL
+#undef F
+#undef G
+#undef H
+#undef I

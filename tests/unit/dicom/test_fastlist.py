@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.compiler import can_compile
 from tests.unit.dicom.listing_spy import spy_on_c_lister
 from xnat_tui.dicom import walk as walk_mod
 from xnat_tui.dicom.walk import DirListing, walk
@@ -26,15 +25,9 @@ except ImportError:  # not compiled here; test_extension_is_built says whether i
 needs_ext = pytest.mark.skipif(_fastlist is None, reason="_fastlist extension not compiled")
 
 
-def _can_compile() -> bool:
-    include = sysconfig.get_paths()["include"]
-    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")[:1]
-    return os.path.exists(os.path.join(include, "Python.h")) and bool(cc and shutil.which(cc[0]))
-
-
 def test_extension_is_built() -> None:
     """Where it can be compiled, it must be: CI must not silently lose the fast walk."""
-    if not _can_compile():
+    if not can_compile():
         pytest.skip("no Python.h or C compiler: the pure-Python walk is the expected one")
     assert _fastlist is not None, "pip install -e . should have compiled _fastlist.c"
     assert walk_mod._c_list_dir is not None

@@ -6,16 +6,14 @@ import hashlib
 import mmap
 import os
 import random
-import shlex
-import shutil
 import struct
-import sysconfig
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.fixtures.compiler import can_compile
 from xnat_tui.xnat import download_ops, md5
 
 try:
@@ -28,15 +26,9 @@ needs_kernel = pytest.mark.skipif(LEVEL == 0, reason="no _md5lanes kernel for th
 IV = struct.pack("<4I", 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476)
 
 
-def _can_compile() -> bool:
-    include = sysconfig.get_paths()["include"]
-    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")[:1]
-    return os.path.exists(os.path.join(include, "Python.h")) and bool(cc and shutil.which(cc[0]))
-
-
 def test_extension_is_built() -> None:
     """Where it can be compiled, it must be: CI must not silently lose the fast MD5."""
-    if not _can_compile():
+    if not can_compile():
         pytest.skip("no Python.h or C compiler: hashlib is the expected MD5")
     assert _md5lanes is not None, "pip install -e . should have compiled _md5lanes.c"
 
