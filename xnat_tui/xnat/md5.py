@@ -82,12 +82,11 @@ def new(*, streams: int = 1) -> Hash:
 class _Job:
     """A run of whole blocks of one stream, queued for a batch."""
 
-    __slots__ = ("state", "view", "left", "done", "error", "gate")
+    __slots__ = ("state", "view", "done", "error", "gate")
 
     def __init__(self, state: bytearray, view: memoryview | bytes) -> None:
         self.state = state
-        self.view = memoryview(view)
-        self.left = len(view) // 64
+        self.view = memoryview(view)  # the blocks not hashed yet
         self.done = False
         self.error: BaseException | None = None
         # Held while a thread sleeps until this job is done; released by the batch.
@@ -171,15 +170,14 @@ class _Combiner:
                         self._busy = False
                         return
                     self._fill(active)
-                step = min(SLICE, *(j.left for j in active))
+                step = min(SLICE, *(len(j.view) // 64 for j in active))
                 _KERNEL.compress(
                     [j.state for j in active], [j.view[: step * 64] for j in active], step
                 )
                 with self._lock:
                     for j in active:
                         j.view = j.view[step * 64 :]
-                        j.left -= step
-                        if not j.left:
+                        if not j.view:
                             self._finish(j)
                 active = [j for j in active if not j.done]
         except BaseException as exc:
