@@ -53,6 +53,7 @@ def test_a_new_part_is_written_direct_then_its_tail_through_the_cache(tmp_path: 
     view = _aligned(data)
     _write_all(handle, view[:8192])
     _write_all(handle, view[8192:])  # an aligned start, a length that is not: the tail
+    fs.sync(handle)
     fs.finish(handle, part, final)
     assert final.read_bytes() == data and not part.exists()
 
@@ -66,6 +67,7 @@ def test_unaligned_writes_and_a_disk_without_direct_io_still_give_the_whole_file
     handle = fs.open_part(tmp_path / f"a.dcm{PART}", append=False)
     for piece in (data[:1], data[1:4097], data[4097:12289], data[12289:]):
         _write_all(handle, piece)
+    fs.sync(handle)
     fs.finish(handle, tmp_path / f"a.dcm{PART}", tmp_path / "a.dcm")
     assert (tmp_path / "a.dcm").read_bytes() == data
 
@@ -80,6 +82,7 @@ def test_unaligned_writes_and_a_disk_without_direct_io_still_give_the_whole_file
     handle = fs.open_part(tmp_path / f"b.dcm{PART}", append=False)
     assert not fcntl.fcntl(handle.fileno(), fcntl.F_GETFL) & os.O_DIRECT
     _write_all(handle, _aligned(data))
+    fs.sync(handle)
     fs.finish(handle, tmp_path / f"b.dcm{PART}", tmp_path / "b.dcm")
     assert (tmp_path / "b.dcm").read_bytes() == data
 

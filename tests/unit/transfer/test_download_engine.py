@@ -51,6 +51,19 @@ def archive_bytes(store: Store, label: str) -> dict[str, bytes]:
     return out
 
 
+def corrupt_a_file(store: Store, label: str) -> str:
+    """Flips the last byte of a session's first file on the server, keeping its size
+    and its listed digest: only the MD5 can tell. Its key, as :func:`archive_bytes`'."""
+    row = next(r for r in store.list_experiments() if r["label"] == label)
+    scan = store.list_scans(row["id"])[0]
+    res = store.list_resources(row["id"], int(scan["pk"]))[0]
+    stored = store.file_path(store.list_files(int(res["id"]))[0])
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    return f"{scan['scan_id']}/{stored.name}"
+
+
 def local_files(out: Path) -> dict[str, bytes]:
     """The same keys from an xnat-layout download folder."""
     found: dict[str, bytes] = {}
@@ -411,14 +424,7 @@ async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
             real.compress(states, blocks, count)
 
     monkeypatch.setattr(md5, "_KERNEL", Counting())
-    store = sandbox.store
-    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
-    scan = store.list_scans(row["id"])[0]
-    res = store.list_resources(row["id"], int(scan["pk"]))[0]
-    stored = store.file_path(store.list_files(int(res["id"]))[0])
-    data = bytearray(stored.read_bytes())
-    data[-1] ^= 0xFF
-    stored.write_bytes(bytes(data))
+    wrong = corrupt_a_file(sandbox.store, "PIL_900_MR1")
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=8)
@@ -428,8 +434,47 @@ async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
     job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
     assert "does not match the server's digest" in job.message
     assert not list(out.rglob(f"*{PART}"))
-    wrong = f"{scan['scan_id']}/{stored.name}"
     want = {k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k != wrong}
     assert local_files(out) == want, "the others arrived, verified; the wrong one is absent"
     # Eight files at once: the engine checks them on the vector lanes unless told not to.
     assert (lanes_used > 0) is not pure_md5
+
+
+class SyncLog(LocalFileSystem):
+    """Notes, per .part, when its bytes were synced and when it was renamed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synced: set[int] = set()
+        self.log: dict[str, list[str]] = {}
+
+    def sync(self, handle: BinaryIO) -> None:
+        super().sync(handle)
+        self.synced.add(id(handle))
+
+    def finish(self, handle: BinaryIO, part: Path, final: Path) -> None:
+        self.log.setdefault(str(part), []).append(
+            "rename synced" if id(handle) in self.synced else "rename unsynced"
+        )
+        super().finish(handle, part, final)
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["threads", "event-loop"])
+async def test_every_file_is_synced_before_its_rename_and_a_wrong_one_never_renamed(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
+) -> None:
+    """The final name only ever holds bytes on disk that match the digest: each .part
+    is synced, then checked, then renamed (the MD5 is settled after the sync)."""
+    wrong = corrupt_a_file(sandbox.store, "PIL_900_MR1")
+    fs = SyncLog()
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=fs, threaded=threaded)
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.FAILED]
+    arrived = local_files(out)
+    assert wrong not in arrived and len(arrived) == plan.files - 1
+    assert fs.log == {
+        f"{p}{PART}": ["rename synced"] for p in out.rglob("*") if p.is_file()
+    }, "each good file renamed once, after its sync; the wrong one never"
