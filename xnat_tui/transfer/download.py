@@ -56,7 +56,8 @@ from xnat_tui.xnat.errors import AuthenticationError, ConnectionFailed, NotFound
 PART = ".part"
 BATCH = 1 << 20  # bytes hashed and written per hop to a worker thread (aiohttp path)
 BUFFER = 1 << 20  # a worker thread's receive buffer: bytes written at once, at most
-STEP = 256 << 10  # bytes received per read, at most; and hashed per run, at least
+STEP = 256 << 10  # bytes received per read, at most
+RUN = 128 << 10  # bytes queued for the MD5 batch at once, at least (about every read)
 ALIGN = 4096  # what O_DIRECT asks of a write's address, length and offset
 MARK_BATCH = 64  # verified files marked in the journal per transaction, at most
 CHAIN = 4  # first tries handed to a worker thread at once, while many files are left
@@ -1101,7 +1102,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     run.moving[key] += n
                     # The MD5 waits in the batch other threads' bytes join, in runs of
                     # whole blocks (a cut one would cost a run of its own).
-                    if filled - queued >= STEP or filled == len(view):
+                    if filled - queued >= RUN or filled == len(view):
                         whole = filled - filled % 64
                         check.hash_later(view[queued:whole])
                         queued = whole
