@@ -200,6 +200,26 @@ async def test_tls_verified_by_default_with_ca_bundle_or_insecure(
         await runner.cleanup()
 
 
+async def test_a_client_loads_no_ca_store_of_its_own(
+    fake: tuple[str, FakeState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp made its verifying context when imported; a second load of the system's
+    CAs (~25 ms) would only delay every command's start (the test above checks that
+    certificates are still verified by default)."""
+    url, _ = fake
+    loads: list[object] = []
+    real = ssl.create_default_context
+
+    def counted(*args: object, **kwargs: object) -> ssl.SSLContext:
+        loads.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    async with _client(url) as xnat:
+        await xnat.get_json("/data/projects", CTX)
+    assert loads == []
+
+
 async def test_http_proxy_from_environment_is_used(
     fake: tuple[str, FakeState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
