@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS download_files(
     idx INTEGER NOT NULL,
     uri TEXT NOT NULL,
     expected_md5 TEXT NOT NULL DEFAULT '',
+    size_unknown INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(job_id, series_uid, idx)
 )
 """
@@ -404,6 +405,14 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._in_flight = 0
         with self.journal._tx() as db:  # our own table beside the shared ones
             db.execute(_TABLE)
+            # The files table holds a size for every file; a listing without one is
+            # marked here (journals from before the mark read as sized, as they were).
+            if "size_unknown" not in {
+                r[1] for r in db.execute("PRAGMA table_info(download_files)")
+            }:
+                db.execute(
+                    "ALTER TABLE download_files ADD COLUMN size_unknown INTEGER NOT NULL DEFAULT 0"
+                )
 
     # ================================================================= public
     async def start(self, *, resume: bool = True) -> list[str]:
@@ -448,15 +457,15 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             for job_id, plan in zip(ids, plans, strict=True):
                 db.executemany(
                     "INSERT OR REPLACE INTO download_files(job_id, series_uid, idx, uri,"
-                    " expected_md5) VALUES(?,?,?,?,?)",
+                    " expected_md5, size_unknown) VALUES(?,?,?,?,?,?)",
                     (
-                        (job_id, scan.uid, i, f.uri, f.digest)
+                        (job_id, scan.uid, i, f.uri, f.digest, f.size is None)
                         for scan in plan.scans
                         for i, f in enumerate(scan.files)
                     ),
                 )
-        for job_id in ids:
-            if self._adopt(job_id):
+        for job_id, plan in zip(ids, plans, strict=True):
+            if self._adopt(job_id, plan):
                 run = self._runs[job_id]
                 self._emit_state(run, JobState.QUEUED, None, "queued")
         await self.start(resume=False)
@@ -563,38 +572,23 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     def _run_state(self, run: _DownloadRun) -> JobState:
         return run.state
 
-    def _adopt(self, jid: str) -> bool:
+    def _adopt(self, jid: str, plan: PlannedDownload | None = None) -> bool:
+        """Takes a journalled job on: from ``plan`` where the job was just made of it
+        (nothing to read back), else from the journal (a resume)."""
         if not self.journal.acquire(jid, self.owner, self.lease_ttl):
             return False
         job = self.journal.job(jid)
         if job.kind is not JobKind.DOWNLOAD or job.state.finished:
             self.journal.release(jid, self.owner)
             return False
-        done = self.journal.done_files(jid)
-        expected = {
-            (r[0], int(r[1])): (str(r[2]), str(r[3]))
-            for r in self.journal._db.execute(
-                "SELECT series_uid, idx, uri, expected_md5 FROM download_files WHERE job_id = ?",
-                (jid,),
-            )
-        }
-        files: list[_DownloadFile] = []
-        for s in self.journal.series(jid):
-            for idx, f in enumerate(self.journal.files(jid, s.uid)):
-                uri, digest = expected.get((s.uid, idx), (f.sop_instance_uid, ""))
-                key = (s.uid, idx)
-                files.append(
-                    _DownloadFile(
-                        s.uid,
-                        idx,
-                        uri,
-                        Path(f.path_str),
-                        f.size,
-                        digest,
-                        done=key in done,
-                        how=("md5" if digest else "size") if key in done else "",
-                    )
-                )
+        if plan is not None:
+            files = [
+                _DownloadFile(scan.uid, i, f.uri, f.local, f.size, f.digest)
+                for scan in plan.scans
+                for i, f in enumerate(scan.files)
+            ]
+        else:
+            files = self._journalled_files(jid)
         for pos, item in enumerate(files):
             item.pos = pos
         run = _DownloadRun(
@@ -610,6 +604,35 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._runs[jid] = run
         self._wake.set()
         return True
+
+    def _journalled_files(self, jid: str) -> list[_DownloadFile]:
+        done = self.journal.done_files(jid)
+        expected = {
+            (r[0], int(r[1])): (str(r[2]), str(r[3]), bool(r[4]))
+            for r in self.journal._db.execute(
+                "SELECT series_uid, idx, uri, expected_md5, size_unknown FROM download_files"
+                " WHERE job_id = ?",
+                (jid,),
+            )
+        }
+        files: list[_DownloadFile] = []
+        for s in self.journal.series(jid):
+            for idx, f in enumerate(self.journal.files(jid, s.uid)):
+                uri, digest, unsized = expected.get((s.uid, idx), (f.sop_instance_uid, "", False))
+                key = (s.uid, idx)
+                files.append(
+                    _DownloadFile(
+                        s.uid,
+                        idx,
+                        uri,
+                        Path(f.path_str),
+                        None if unsized else f.size,
+                        digest,
+                        done=key in done,
+                        how=("md5" if digest else "size") if key in done else "",
+                    )
+                )
+        return files
 
     def _release(self, run: _DownloadRun) -> None:
         self._release_lease(run.job_id)

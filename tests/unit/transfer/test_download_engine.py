@@ -6,6 +6,7 @@ import asyncio
 import errno
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -475,6 +476,53 @@ async def test_every_file_is_synced_before_its_rename_and_a_wrong_one_never_rena
     assert list(states.values()) == [JobState.FAILED]
     arrived = local_files(out)
     assert wrong not in arrived and len(arrived) == plan.files - 1
-    assert fs.log == {
-        f"{p}{PART}": ["rename synced"] for p in out.rglob("*") if p.is_file()
-    }, "each good file renamed once, after its sync; the wrong one never"
+    assert fs.log == {f"{p}{PART}": ["rename synced"] for p in out.rglob("*") if p.is_file()}, (
+        "each good file renamed once, after its sync; the wrong one never"
+    )
+
+
+async def test_files_listed_without_a_size_are_still_resumed_by_md5(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """A listing row may have no Size: such a file is checked by its MD5 and count, and
+    so it is when a later run resumes the job from the journal (it once read the size
+    back as 0 bytes and refused every such file)."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    unsized = [
+        replace(
+            p,
+            scans=tuple(
+                replace(s, files=tuple(replace(f, size=None) for f in s.files)) for s in p.scans
+            ),
+        )
+        for p in plan.downloads
+    ]
+    journal = Journal(tmp_path / "j.sqlite3")
+    first = engine(client, journal)
+    ids = await first.submit(unsized)
+    await first.close()  # before any file: the next run finds the job in the journal
+    assert not [p for p in out.rglob("*") if p.is_file()]
+    again = engine(client, journal)
+    assert await again.start(resume=True) == ids
+    assert (await again.wait(ids))[ids[0]] is JobState.VERIFIED, journal.job(ids[0]).message
+    await again.close()
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+async def test_a_journal_from_before_the_size_mark_still_takes_downloads(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    with journal._tx() as db:  # the table as earlier versions made it
+        db.execute(
+            "CREATE TABLE download_files(job_id TEXT NOT NULL, series_uid TEXT NOT NULL,"
+            " idx INTEGER NOT NULL, uri TEXT NOT NULL, expected_md5 TEXT NOT NULL DEFAULT '',"
+            " PRIMARY KEY(job_id, series_uid, idx))"
+        )
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, journal)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
