@@ -1,5 +1,3 @@
-import sys
+from xnat_tui.cli import entry
 
-from xnat_tui.cli import main
-
-sys.exit(main())
+entry()
