@@ -132,6 +132,8 @@ def test_a_real_download_loads_no_pydicom(sandbox_thread: SandboxThread, tmp_pat
     loaded = _loaded_by([*argv, "--journal", str(tmp_path / "j.db")], tmp_path, password="alice")
     assert any(p.suffix == ".dcm" for p in out.rglob("*"))  # it did download
     assert _heavy(loaded, "pydicom", "pynetdicom", "xnat_tui.dicom.dicomedit", "textual") == []
+    # Nor what only the browser or a --catalog needs (~10 ms of a download's start).
+    assert _heavy(loaded, "xnat_tui.workflow.browse", "xml.etree") == []
 
 
 def test_a_scan_reads_routing_without_loading_pydicom_in_the_main_process(

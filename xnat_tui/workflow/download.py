@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xnat_tui.config import DOWNLOAD_LAYOUTS, Config
 from xnat_tui.transfer.download import (
@@ -38,13 +39,15 @@ from xnat_tui.transfer.download import (
 )
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
-from xnat_tui.workflow.browse import Selection
 from xnat_tui.workflow.jobs import register
 from xnat_tui.workflow.login import Connection
 from xnat_tui.xnat import download_ops
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.errors import UsageError
 from xnat_tui.xnat.models import Experiment
+
+if TYPE_CHECKING:  # the browser's model: not loaded by every download's start
+    from xnat_tui.workflow.browse import Selection
 
 LAYOUTS = DOWNLOAD_LAYOUTS
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")

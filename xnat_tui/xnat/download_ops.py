@@ -28,7 +28,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
-from xml.etree import ElementTree as ET
 
 import aiohttp
 from yarl import URL
@@ -819,6 +818,8 @@ def _local(tag: str) -> str:
 
 def parse_catalog(text: str | bytes) -> list[CatalogEntry]:
     """Entries of a ``cat:Catalog`` ("Download Images → Catalog XML"); clear errors."""
+    from xml.etree import ElementTree as ET  # only --catalog reads XML: not every start
+
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
