@@ -74,23 +74,42 @@ class ListedFile:
     @classmethod
     def from_remote(cls, f: RemoteFile, *, scan_id: str = "", resource: str = "") -> ListedFile:
         path = f.uri.split("?", 1)[0]
+        raw = _unencoded(path, f.name)
+        decode = (lambda text: text) if raw else unquote
         match = _FILE_URI.search(path)
         relpath = f.name
         if match:
             scan_id = scan_id or unquote(match.group(1))
-            relpath = unquote(match.group(3))
+            relpath = decode(match.group(3))
         else:
             session_match = _SESSION_FILE_URI.search(path)
             if session_match:
-                relpath = unquote(session_match.group(2))
+                relpath = decode(session_match.group(2))
         return cls(
             scan_id=scan_id,
             resource=f.collection or resource,
             relpath=relpath,
-            uri=data_uri(f.uri),
+            uri=data_uri(_request_path(f.uri, raw)),
             size=f.size,
             digest=f.digest.strip().lower(),
         )
+
+
+def _unencoded(path: str, name: str) -> bool:
+    """Whether a listing's URI holds the file's path as it is. XNAT joins it unencoded
+    (a space, ``#`` or ``%`` as they are); a proxy or another server may encode it. The
+    ``Name`` column, the bare name, tells them apart where they differ."""
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return last == name or unquote(last) != name
+
+
+def _request_path(uri: str, raw: bool) -> str:
+    """The URI as a request sends it: a raw one encoded whole (``%`` too), an encoded one
+    only where a character may not stand in a path (and ``%XX`` kept)."""
+    path, sep, query = uri.partition("?")
+    if raw:
+        return quote(path, safe="/:@!$&'()*+,;=~") + sep + query
+    return quote(path, safe="/:@!$&'()*+,;=~%") + sep + query
 
 
 async def session_files(

@@ -526,3 +526,39 @@ async def test_a_journal_from_before_the_size_mark_still_takes_downloads(
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
     await eng.close()
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+ODD_NAMES = {
+    "sub dir/my file.txt": b"a space, in a subfolder\n",
+    "pct%41.txt": b"a percent sign\n",
+    "hash#x.txt": b"a hash sign\n",
+    "caf\u00e9 \u00fc.txt": b"letters beyond ASCII\n",
+}
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["threads", "event-loop"])
+async def test_file_names_with_spaces_percent_hash_and_accents_arrive_as_named(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
+) -> None:
+    """The listing's URI joins the file's path as it is (XNAT does not encode it): each
+    request must encode it, and the local name must be the name, not a decoding of it."""
+    store = sandbox.store
+    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
+    scan = store.list_scans(row["id"])[0]
+    res = store.get_or_create_resource(row["id"], int(scan["pk"]), "EXTRA")
+    for i, (name, data) in enumerate(ODD_NAMES.items()):
+        stored = store.data_dir / "odd" / f"{i}.bin"
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(data)
+        store.add_file(res, name, stored)
+    out = tmp_path / "out"
+    plan = await dl.plan_request(
+        client, project="PILOT", out=out, sessions=["PIL_900_MR1"], resource="EXTRA"
+    )
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
+    files = next(out.rglob("EXTRA")) / "files"
+    got = {p.relative_to(files).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got == ODD_NAMES

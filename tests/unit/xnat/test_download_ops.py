@@ -188,3 +188,41 @@ def test_parse_catalog_rejects_what_is_not_a_catalog() -> None:
         ops.parse_catalog("<html")
     with pytest.raises(ops.ProtocolError, match="not a download catalog"):
         ops.parse_catalog("<html></html>")
+
+
+@pytest.mark.parametrize(
+    ("uri", "name", "relpath", "request_path"),
+    [
+        # XNAT's own listing: the path joined as it is.
+        (
+            "/data/experiments/E/scans/1/resources/9/files/sub dir/a #1.txt",
+            "a #1.txt",
+            "sub dir/a #1.txt",
+            "/data/experiments/E/scans/1/resources/9/files/sub%20dir/a%20%231.txt",
+        ),
+        (
+            "/data/experiments/E/scans/1/resources/9/files/pct%41.txt",
+            "pct%41.txt",
+            "pct%41.txt",
+            "/data/experiments/E/scans/1/resources/9/files/pct%2541.txt",
+        ),
+        # A server or proxy that encodes it: decoded for the name, sent as it came.
+        (
+            "/data/experiments/E/scans/1/resources/9/files/sub%20dir/caf%C3%A9.txt",
+            "caf\u00e9.txt",
+            "sub dir/caf\u00e9.txt",
+            "/data/experiments/E/scans/1/resources/9/files/sub%20dir/caf%C3%A9.txt",
+        ),
+        (
+            "/data/experiments/E/scans/1/resources/9/files/plain.dcm",
+            "plain.dcm",
+            "plain.dcm",
+            "/data/experiments/E/scans/1/resources/9/files/plain.dcm",
+        ),
+    ],
+)
+def test_a_listed_uri_gives_the_file_name_and_a_request_path_either_way(
+    uri: str, name: str, relpath: str, request_path: str
+) -> None:
+    listed = ops.ListedFile.from_remote(ops.RemoteFile(name=name, size=1, uri=uri))
+    assert (listed.relpath, listed.uri) == (relpath, request_path)
