@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.test_reliability_cli import set_faults, wait_for
 from tests.unit.transfer.e2e_support import cli, spawn
-from tests.unit.transfer.test_download_engine import archive_bytes
+from tests.unit.transfer.test_download_engine import archive_bytes, change_a_file
 from xnat_tui.sandbox.server import SandboxThread
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
@@ -181,3 +181,33 @@ def test_kill_9_mid_download_then_resume_finishes_verified(
     j.close()
     assert xnat_layout_bytes(out, "PIL_900_MR1") == expected
     assert not list(out.rglob("*.part"))
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["same-files", "file-changed"])
+def test_asking_again_after_kill_9_finishes_with_one_job_per_session(
+    sandbox_thread: SandboxThread, tmp_path: Path, changed: bool
+) -> None:
+    """The same command again after kill -9: the unfinished job goes on (listed once,
+    not also as 'resumed'); if a file changed on the server meanwhile, the new request
+    replaces it (the old digest would refuse the new bytes) and says so."""
+    url, out, journal = sandbox_thread.url, tmp_path / "out", tmp_path / "j.sqlite3"
+    argv = ["download", "--project", "PILOT", "--out", str(out), "--json"]
+    set_faults(url, "latency=150ms,only=/data/experiments/")
+    proc = spawn(*argv, "--jobs", "1", *base_args(url, journal))
+    try:
+        wait_for(lambda: len([p for p in out.rglob("*.dcm")]) >= 1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    set_faults(url, "")
+    if changed:
+        server = sandbox_thread.server
+        assert server is not None
+        sandbox_thread.call(lambda: change_a_file(server.store, "PIL_900_MR1"))
+    again = cli(*argv, *base_args(url, journal))
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["ok"] and [j["state"] for j in result["jobs"]] == ["verified"], result
+    assert bool(result["replaced"]) is changed, result
+    assert all("replaced by" in r["message"] for r in result["replaced"])
+    assert xnat_layout_bytes(out, "PIL_900_MR1") == server_bytes(sandbox_thread, "PIL_900_MR1")

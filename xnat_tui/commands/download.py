@@ -141,6 +141,7 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
     )
     from xnat_tui.config import load
     from xnat_tui.transfer.journal import Journal
+    from xnat_tui.transfer.types import JobState
     from xnat_tui.units import human_bytes
     from xnat_tui.workflow import download as dl
     from xnat_tui.workflow.login import connection_for
@@ -195,9 +196,16 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
         )
         stream = engine.subscribe()
         resumed = await engine.start(resume=True)
-        if resumed and not quiet:
-            print(f"also resuming unfinished download(s): {' '.join(resumed)}", file=sys.stderr)
         ids = await engine.submit(plan.downloads)
+        # An unfinished job this request asks for again is among ids; one it replaced
+        # (cancelled: its files are in this request) is not waited for.
+        replaced = [j for j in resumed if journal.job(j).state is JobState.CANCELLED]
+        resumed = [j for j in resumed if j not in ids and j not in replaced]
+        if not quiet:
+            for jid in replaced:
+                print(f"{jid}: {safe(journal.job(jid).message)}", file=sys.stderr)
+            if resumed:
+                print(f"also resuming unfinished download(s): {' '.join(resumed)}", file=sys.stderr)
         empty = plan.empty
         del plan  # the journal and the engine hold the files now: ~1 KiB each fewer
         reporter = Reporter(reporter_mode(quiet))
@@ -205,6 +213,7 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
         result = summary(journal, ids + resumed)
         result["out"] = str(out)
         result["empty"] = empty
+        result["replaced"] = [{"id": j, "message": journal.job(j).message} for j in replaced]
         result["interrupted"] = interrupted
         result["ok"] = result["ok"] and not interrupted
         if args.json:

@@ -435,18 +435,50 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     async def submit(self, plans: Sequence[PlannedDownload]) -> list[str]:
         """Journal every session's file list (before anything is fetched) and queue it.
 
-        A session already downloading into the same folder (an unfinished job this
-        engine resumed) is not queued twice: that job's id is returned for it.
+        Against the unfinished jobs of the same session into the same folder: the same
+        files (paths, URIs, digests) are not queued twice, that job goes on (resumed if
+        paused) and its id is returned; a request sharing some of their paths but not
+        their content (a file changed on the server, another layout's name) replaces
+        that job, which is cancelled and says by which; other files (another scan) make
+        a job of their own beside it.
         """
-        running = {
-            (str(self.journal.job(r.job_id).params.get("session_id", "")), str(r.out)): r.job_id
-            for r in self._runs.values()
-            if not r.state.finished
-        }
-        known = {i: running.get((p.session_id, str(p.out))) for i, p in enumerate(plans)}
-        fresh = [p for i, p in enumerate(plans) if known[i] is None]
-        made = iter(await self._create(fresh))
-        return [known[i] or next(made) for i in range(len(plans))]
+        ids: list[str | None] = []
+        fresh: list[PlannedDownload] = []
+        replaced: list[tuple[int, _DownloadRun]] = []
+        for plan in plans:
+            wanted = {(str(f.local), f.uri, f.digest) for s in plan.scans for f in s.files}
+            paths = {w[0] for w in wanted}
+            same: str | None = None
+            for run in self._runs.values():
+                if run.state.finished or str(run.out) != str(plan.out):
+                    continue
+                if str(self.journal.job(run.job_id).params.get("session_id", "")) != (
+                    plan.session_id
+                ):
+                    continue
+                have = {(str(f.local), f.uri, f.digest) for f in run.files}
+                if have == wanted:
+                    same = run.job_id
+                    break
+                if paths & {h[0] for h in have}:
+                    replaced.append((len(fresh), run))
+            if same is not None:
+                if self._runs[same].paused:
+                    self.resume(same)
+                ids.append(same)
+                continue
+            ids.append(None)
+            fresh.append(plan)
+        made = await self._create(fresh)
+        for index, run in replaced:
+            if not run.state.finished:
+                self._cancel_run(
+                    run,
+                    f"replaced by {made[index]}, a new request for this "
+                    "session into the same folder",
+                )
+        it = iter(made)
+        return [jid if jid is not None else next(it) for jid in ids]
 
     async def _create(self, plans: Sequence[PlannedDownload]) -> list[str]:
         if not plans:
@@ -537,13 +569,13 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._wake.set()
         return ids
 
-    def _cancel_run(self, run: _DownloadRun) -> None:
+    def _cancel_run(self, run: _DownloadRun, why: str = "cancelled by the user") -> None:
         for task in list(run.tasks.values()):
             task.cancel()
         self._set_state(
             run,
             JobState.CANCELLED,
-            f"cancelled by the user; {run.done_count} of {len(run.files)} file(s) complete in "
+            f"{why}; {run.done_count} of {len(run.files)} file(s) complete in "
             f"{run.out} (unfinished ones are *.part)",
         )
         self._release(run)

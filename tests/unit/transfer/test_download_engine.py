@@ -562,3 +562,82 @@ async def test_file_names_with_spaces_percent_hash_and_accents_arrive_as_named(
     files = next(out.rglob("EXTRA")) / "files"
     got = {p.relative_to(files).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert got == ODD_NAMES
+
+
+def change_a_file(store: Store, label: str) -> str:
+    """A new version of a session's first file on the server (new bytes, new digest)."""
+    row = next(r for r in store.list_experiments() if r["label"] == label)
+    scan = store.list_scans(row["id"])[0]
+    res = store.list_resources(row["id"], int(scan["pk"]))[0]
+    first = store.list_files(int(res["id"]))[0]
+    stored = store.file_path(first)
+    stored.write_bytes(stored.read_bytes() + b"a new version")
+    store.add_file(int(res["id"]), first["name"], stored)  # size and MD5 taken anew
+    return f"{scan['scan_id']}/{first['name']}"
+
+
+async def test_asking_again_for_a_paused_session_resumes_it(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    await eng.start(resume=False)
+    sandbox.faults.configure("latency=50ms")
+    ids = await eng.submit(plan.downloads)
+    eng.pause(ids[0])
+    assert (await eng.wait(ids))[ids[0]] is JobState.PAUSED
+    sandbox.faults.clear()
+    assert await eng.submit(plan.downloads) == ids  # the same request: the same job, going
+    assert (await eng.wait(ids))[ids[0]] is JobState.VERIFIED
+    await eng.close()
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+async def test_a_file_changed_on_the_server_since_an_unfinished_run_is_fetched_anew(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """The unfinished job knows the old digest; the new request, the new one: it replaces
+    the old job (which says so) instead of failing on the old digest."""
+    out = tmp_path / "out"
+    journal = Journal(tmp_path / "j.sqlite3")
+    old_plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    first = engine(client, journal)
+    (old,) = await first.submit(old_plan.downloads)
+    await first.close()  # unfinished: nothing fetched yet
+    change_a_file(sandbox.store, "PIL_900_MR1")
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    again = engine(client, journal)  # as the command does: plan, resume, submit
+    assert await again.start(resume=True) == [old]
+    (new,) = await again.submit(plan.downloads)
+    assert new != old
+    states = await again.wait([old, new])
+    await again.close()
+    assert states == {old: JobState.CANCELLED, new: JobState.VERIFIED}, journal.job(new).message
+    assert f"replaced by {new}" in journal.job(old).message
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+async def test_two_requests_for_other_scans_of_one_session_both_arrive(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Scan 1, then scan 2 of the same session into the same folder, the first still
+    running: two jobs, not the second folded into the first."""
+    out = tmp_path / "out"
+    full = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    (session,) = full.downloads
+    assert len(session.scans) >= 2
+    one, two = (replace(session, scans=(s,)) for s in session.scans[:2])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    await eng.start(resume=False)
+    sandbox.faults.configure("latency=50ms")
+    (a,) = await eng.submit([one])
+    (b,) = await eng.submit([two])
+    sandbox.faults.clear()
+    assert a != b
+    assert await eng.wait([a, b]) == {a: JobState.VERIFIED, b: JobState.VERIFIED}
+    await eng.close()
+    want = {s.scan_id for s in session.scans[:2]}
+    assert {k for k in local_files(out) if k.split("/")[0] in want} == {
+        k for k in server_files(sandbox, "PIL_900_MR1") if k.split("/")[0] in want
+    }
