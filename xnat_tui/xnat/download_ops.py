@@ -700,11 +700,16 @@ class IntegrityError(XnatError):
     default_hint = "The file is downloaded again; nothing wrong was kept."
 
 
-_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml")
+_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body")
 
 
 def _error_page(head: bytes, content_type: str, name: str) -> str | None:
-    """Why ``head`` (the first bytes) is an error page rather than ``name``'s data."""
+    """Why ``head`` (the first bytes) is an error page rather than ``name``'s data.
+
+    Called again as ``head`` grows (to 132 bytes): an XML prolog is an XHTML page only
+    once ``<!DOCTYPE html`` or ``<html`` follows it; many data formats are XML (GIFTI
+    surfaces, VTK, Slicer scenes) and start the same way.
+    """
     low_name = name.lower()
     markup_file = low_name.endswith((".html", ".htm", ".xml", ".xhtml", ".svg"))
     if markup_file:
@@ -712,8 +717,11 @@ def _error_page(head: bytes, content_type: str, name: str) -> str | None:
     ctype = content_type.split(";", 1)[0].strip().lower()
     if ctype in ("text/html", "application/xhtml+xml"):
         return f"the server sent an HTML page ({ctype}) instead of the file"
-    if head.lstrip()[:9].lower().startswith(_HTML_STARTS):
-        return "the server sent an HTML/XML page instead of the file"
+    start = head.lstrip()[:9].lower()
+    if start.startswith(_HTML_STARTS):
+        return "the server sent an HTML page instead of the file"
+    if start.startswith(b"<?xml") and any(t in head.lower() for t in (b"<!doctype html", b"<html")):
+        return "the server sent an XHTML page instead of the file"
     return None
 
 

@@ -226,3 +226,32 @@ def test_a_listed_uri_gives_the_file_name_and_a_request_path_either_way(
 ) -> None:
     listed = ops.ListedFile.from_remote(ops.RemoteFile(name=name, size=1, uri=uri))
     assert (listed.relpath, listed.uri) == (relpath, request_path)
+
+
+GIFTI = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<!DOCTYPE GIFTI SYSTEM "http://www.nitrc.org/frs/download.php/1594/gifti.dtd">\n'
+    b'<GIFTI Version="1.0" NumberOfDataArrays="2">' + b"<DataArray/>" * 40 + b"</GIFTI>\n"
+)
+VTP = b'<?xml version="1.0"?>\n<VTKFile type="PolyData" version="0.1">' + b" " * 200
+XHTML_LOGIN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    b'"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    b"<html><body>Sign in</body></html>"
+)
+
+
+@pytest.mark.parametrize(("name", "data"), [("lh.pial.surf.gii", GIFTI), ("model.vtp", VTP)])
+def test_xml_data_files_are_kept_while_an_xhtml_page_is_refused(name: str, data: bytes) -> None:
+    """GIFTI surfaces, VTK XML and the like start as an XML page would: only an
+    (X)HTML document is taken for an error page, however the bytes arrive."""
+    for digest in (hashlib.md5(data).hexdigest(), ""):
+        check = ops.Verifier(name, size=len(data), digest=digest, content_type="application/xml")
+        for i in range(0, len(data), 10):
+            check.feed(data[i : i + 10])
+        assert check.finish() == hashlib.md5(data).hexdigest()
+    check = ops.Verifier(name, size=None, content_type="application/octet-stream")
+    with pytest.raises(ops.IntegrityError, match="XHTML"):
+        for i in range(0, len(XHTML_LOGIN), 10):
+            check.feed(XHTML_LOGIN[i : i + 10])
