@@ -989,7 +989,9 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             if md5 == f.digest:
                 return "md5", md5
         offset = self.fs.size(part) or 0
-        if f.size is not None and offset >= f.size:
+        # A .part is continued only where the MD5 will check the whole: without a digest
+        # nothing tells a part of an older version of the file from this one's.
+        if offset and (not f.digest or (f.size is not None and offset >= f.size)):
             self.fs.remove(part)
             offset = 0
         return offset
@@ -1015,6 +1017,16 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if not isinstance(start, int):
             return start
         offset = start
+        try:
+            return await self._fetch_body(run, f, check, offset)
+        except download_ops.PartTooLong:
+            await asyncio.to_thread(self.fs.remove, part)  # the next try starts it again
+            raise
+
+    async def _fetch_body(
+        self, run: _DownloadRun, f: _DownloadFile, check: download_ops.Verifier, offset: int
+    ) -> tuple[str, str]:
+        final, part, name = f.local, _part_of(f.local), f.local.name
         async with download_ops.open_file(self.client, f.uri, offset=offset, what=name) as reply:
             check.content_type = reply.content_type
             if reply.start and offset:
@@ -1130,7 +1142,11 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if not isinstance(start, int):
             return start
         offset = start
-        reply = self.fetcher.get(f.uri, headers, generation, offset=offset, what=f.local.name)
+        try:
+            reply = self.fetcher.get(f.uri, headers, generation, offset=offset, what=f.local.name)
+        except download_ops.PartTooLong:
+            self.fs.remove(part)  # the next try starts the file again
+            raise
         check.content_type = reply.content_type
         key = (f.uid, f.idx)
         handle: BinaryIO | None = None

@@ -225,6 +225,8 @@ async def open_file(
                     )
                 await client._relogin(generation)
                 continue
+            if response.status == 416 and offset > 0:
+                raise PartTooLong(f"Cannot {ctx.action}: {PartTooLong.default_message}")
             if response.status not in (200, 206):
                 text = await response.text(errors="replace")
                 message = extract_server_message(text, response.headers.get("Content-Type", ""))
@@ -657,6 +659,9 @@ class ThreadedFetcher:
             if status == 401:
                 body.read_all()
                 raise NeedLogin(generation)
+            if status == 416 and offset > 0:
+                body.read_all()
+                raise PartTooLong(f"Cannot {ctx.action}: {PartTooLong.default_message}")
             if status not in (200, 206):
                 text = body.read_all().decode("utf-8", "replace")
                 message = extract_server_message(text, head.get("content-type", ""))
@@ -698,6 +703,15 @@ class IntegrityError(XnatError):
 
     default_retriable = True
     default_hint = "The file is downloaded again; nothing wrong was kept."
+
+
+class PartTooLong(IntegrityError):
+    """A continuation (Range) the server refuses with 416: the ``.part`` on disk is as
+    long as the file or longer (it changed, or its size was not listed)."""
+
+    default_message = (
+        "the server has no bytes past the partial file kept (HTTP 416); it is fetched again"
+    )
 
 
 _HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body")

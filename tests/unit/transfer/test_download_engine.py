@@ -489,15 +489,7 @@ async def test_files_listed_without_a_size_are_still_resumed_by_md5(
     back as 0 bytes and refused every such file)."""
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
-    unsized = [
-        replace(
-            p,
-            scans=tuple(
-                replace(s, files=tuple(replace(f, size=None) for f in s.files)) for s in p.scans
-            ),
-        )
-        for p in plan.downloads
-    ]
+    unsized = _without(plan.downloads, size=None)
     journal = Journal(tmp_path / "j.sqlite3")
     first = engine(client, journal)
     ids = await first.submit(unsized)
@@ -641,3 +633,60 @@ async def test_two_requests_for_other_scans_of_one_session_both_arrive(
     assert {k for k in local_files(out) if k.split("/")[0] in want} == {
         k for k in server_files(sandbox, "PIL_900_MR1") if k.split("/")[0] in want
     }
+
+
+def _leave(path: Path, data: bytes) -> None:
+    """A file left from an earlier run."""
+    path.write_bytes(data)
+
+
+def _without(
+    plans: list[download.PlannedDownload], **blank: object
+) -> list[download.PlannedDownload]:
+    """The plans with every file's ``size`` or ``digest`` set as given (a listing
+    without them)."""
+    return [
+        replace(
+            p,
+            scans=tuple(
+                replace(s, files=tuple(replace(f, **blank) for f in s.files))
+                for s in p.scans  # type: ignore[arg-type]
+            ),
+        )
+        for p in plans
+    ]
+
+
+@pytest.mark.parametrize(
+    ("blank", "part"),
+    [
+        # No size listed, and a .part longer than the file: Range past its end (416).
+        ({"size": None}, lambda data: data + b"stale tail"),
+        # No digest: a .part of an older version would be continued into a mix that only
+        # the size could check.
+        ({"digest": ""}, lambda data: b"OLDVERSION" + data[10:-100]),
+    ],
+    ids=["part-longer-than-the-file", "part-of-an-old-version"],
+)
+@pytest.mark.parametrize("threaded", [True, False], ids=["threads", "event-loop"])
+async def test_a_part_that_cannot_be_continued_is_fetched_again_whole(
+    sandbox: SandboxServer,
+    client: XnatClient,
+    tmp_path: Path,
+    blank: dict[str, object],
+    part: Any,
+    threaded: bool,
+) -> None:
+    sandbox.faults.configure("ranges")  # a server that honours Range
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    expected = server_files(sandbox, "PIL_900_MR1")
+    first = plan.downloads[0].scans[0].files[0]
+    first.local.parent.mkdir(parents=True)
+    data = expected[f"{plan.downloads[0].scans[0].scan_id}/{first.local.name}"]
+    _leave(Path(f"{first.local}{PART}"), part(data))
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
+    states = await run_plan(eng, dl.DownloadPlan(_without(plan.downloads, **blank)))
+    await eng.close()
+    assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
+    assert local_files(out) == expected
