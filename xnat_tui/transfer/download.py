@@ -59,6 +59,7 @@ BUFFER = 1 << 20  # a worker thread's receive buffer: bytes written at once, at 
 STEP = 256 << 10  # bytes received per read, at most
 RUN = 128 << 10  # bytes queued for the MD5 batch at once, at least (about every read)
 ALIGN = 4096  # what O_DIRECT asks of a write's address, length and offset
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, ZFS, NTFS)
 MARK_BATCH = 64  # verified files marked in the journal per transaction, at most
 CHAIN = 4  # first tries handed to a worker thread at once, while many files are left
 _TABLE = """
@@ -1005,7 +1006,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 names = run.listed.get(folder)
                 if names is None:
                     names = run.listed[folder] = self.fs.names(Path(folder))
-        return name in names or name + PART in names
+        return name in names or _part_name(name) in names
 
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
         if self.fetcher is not None:
@@ -1276,7 +1277,21 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
 
 def _part_of(local: Path) -> Path:
     """Where a file is written until it is whole and verified."""
-    return local.with_name(local.name + PART)
+    return local.with_name(_part_name(local.name))
+
+
+def _part_name(name: str) -> str:
+    """``NAME.part``, or where that would pass the file system's 255 bytes (a name the
+    server gave at the limit), a shorter name that is still NAME's alone: its start and
+    a hash of it."""
+    part = name + PART
+    if len(os.fsencode(part)) <= NAME_MAX:
+        return part
+    tag = "~" + hashlib.md5(os.fsencode(name), usedforsecurity=False).hexdigest()[:16] + PART
+    keep = name
+    while len(os.fsencode(keep + tag)) > NAME_MAX:
+        keep = keep[:-1]
+    return keep + tag
 
 
 def _settled(run: _DownloadRun, f: _DownloadFile) -> bool:

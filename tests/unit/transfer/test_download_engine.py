@@ -690,3 +690,32 @@ async def test_a_part_that_cannot_be_continued_is_fetched_again_whole(
     await eng.close()
     assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
     assert local_files(out) == expected
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["threads", "event-loop"])
+async def test_a_file_name_at_the_file_systems_limit_is_downloaded(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool
+) -> None:
+    """252 characters: the name fits, NAME.part would not (255 bytes)."""
+    long_names = {
+        "x" * 248 + ".dcm": b"\0" * 128 + b"DICM" + b"long",
+        "\u00e9" * 125 + ".txt": b"2",
+    }
+    store = sandbox.store
+    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
+    scan = store.list_scans(row["id"])[0]
+    res = store.get_or_create_resource(row["id"], int(scan["pk"]), "LONG")
+    for i, (name, data) in enumerate(long_names.items()):
+        stored = store.data_dir / "long" / f"{i}.bin"
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(data)
+        store.add_file(res, name, stored)
+    out = tmp_path / "out"
+    plan = await dl.plan_request(
+        client, project="PILOT", out=out, sessions=["PIL_900_MR1"], resource="LONG"
+    )
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == long_names
