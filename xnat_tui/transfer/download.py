@@ -1011,7 +1011,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
         if self.fetcher is not None:
             return await self._fetch_threaded(run, f)
-        final, part = f.local, _part_of(f.local)
+        final, part = f.local, part_of(f.local)
         name = final.name
         check = download_ops.Verifier(name, size=f.size, digest=f.digest)
         start = await asyncio.to_thread(self._start_point, run, f, part)
@@ -1027,7 +1027,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     async def _fetch_body(
         self, run: _DownloadRun, f: _DownloadFile, check: download_ops.Verifier, offset: int
     ) -> tuple[str, str]:
-        final, part, name = f.local, _part_of(f.local), f.local.name
+        final, part, name = f.local, part_of(f.local), f.local.name
         async with download_ops.open_file(self.client, f.uri, offset=offset, what=name) as reply:
             check.content_type = reply.content_type
             if reply.start and offset:
@@ -1135,7 +1135,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         assert self.fetcher is not None
         if stop.is_set():  # paused or cancelled while queued for a worker
             raise asyncio.CancelledError
-        part = _part_of(f.local)
+        part = part_of(f.local)
         check = download_ops.Verifier(
             f.local.name, size=f.size, digest=f.digest, streams=self._md5_streams
         )
@@ -1275,7 +1275,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
 
 
-def _part_of(local: Path) -> Path:
+def part_of(local: Path) -> Path:
     """Where a file is written until it is whole and verified."""
     return local.with_name(_part_name(local.name))
 

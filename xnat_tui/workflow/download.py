@@ -36,6 +36,7 @@ from xnat_tui.transfer.download import (
     PlannedDownload,
     PlannedFile,
     PlannedScan,
+    part_of,
 )
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
@@ -132,7 +133,7 @@ def _plan_session(
         scans.setdefault((f.scan_id, f.resource), []).append(
             PlannedFile(f.scan_id, f.resource, f.uri, local, f.size, f.digest)
         )
-    _refuse_clashes(session, [p for group in scans.values() for p in group])
+    _refuse_clashes((session.label, p) for group in scans.values() for p in group)
     return PlannedDownload(
         project=session.project,
         subject=session.subject,
@@ -148,15 +149,24 @@ def _plan_session(
     )
 
 
-def _refuse_clashes(session: SessionRef, files: Sequence[PlannedFile]) -> None:
-    seen: dict[Path, PlannedFile] = {}
-    for f in files:
-        if f.local in seen:
-            raise DownloadProblem(
-                f"session {session.label}: two files would be saved as {f.local} "
-                f"({seen[f.local].uri} and {f.uri}); choose the xnat layout"
-            )
-        seen[f.local] = f
+def _refuse_clashes(
+    files: Iterable[tuple[str, PlannedFile]], hint: str = "choose the xnat layout"
+) -> None:
+    """Refuses, before anything is fetched, two files (of one session or of two, each
+    given with its session's label) that would be saved at one path, or one at the
+    path where the other's partial download (``.part``) goes: the later would
+    overwrite the earlier, and both would be reported verified."""
+    seen: dict[Path, tuple[str, PlannedFile]] = {}
+    for label, f in files:
+        for path in (f.local, part_of(f.local)):
+            if path in seen:
+                other, first = seen[path]
+                who = f"session {label}" if other == label else f"sessions {other} and {label}"
+                raise DownloadProblem(
+                    f"{who}: two files would be saved as {path} ({first.uri} and {f.uri}); "
+                    f"{hint}"
+                )
+        seen[f.local] = seen[part_of(f.local)] = (label, f)
 
 
 @dataclass
@@ -216,6 +226,11 @@ async def _plan_sessions(
             plan.empty.append(s.label)
             continue
         plan.downloads.append(_plan_session(s, files, types, out, layout, params))
+    if len(plan.downloads) > 1:  # each session's own were checked as it was planned
+        _refuse_clashes(
+            ((f"{d.project}/{d.label}", f) for d in plan.downloads for f in d.files),
+            "download these sessions into separate folders (--out)",
+        )
     return plan
 
 
@@ -325,7 +340,6 @@ async def plan_catalog(
         if not flat:
             plan.empty.append(ref.label)
             continue
-        _refuse_clashes(ref, flat)
         plan.downloads.append(
             PlannedDownload(
                 project=ref.project,
@@ -340,6 +354,12 @@ async def plan_catalog(
                 params={"layout": "catalog"},
             )
         )
+    # The catalog names each folder: two sessions' (same labels in two projects) may meet.
+    _refuse_clashes(
+        ((f"{d.project}/{d.label}", f) for d in plan.downloads for f in d.files),
+        "the catalog names the same folder for both: download them into separate folders "
+        "(--out), one catalog each",
+    )
     return plan
 
 

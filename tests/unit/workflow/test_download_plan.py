@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.workflow import download as dl
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.credentials import Credentials
 from xnat_tui.xnat.download_ops import ListedFile
 
 SESSION = dl.SessionRef("P", "SUBJ 01", "XNAT_E1", "SESS/01")
@@ -66,3 +69,41 @@ def test_the_output_folder_is_journalled_absolute(
     monkeypatch.chdir(tmp_path)
     assert dl.absolute(Path("xnat-downloads")) == tmp_path / "xnat-downloads"
     assert dl.absolute(Path("~/d")).is_absolute()
+
+
+def test_a_file_where_another_ones_partial_download_goes_is_refused() -> None:
+    """x.dcm is written as x.dcm.part until verified: a listed x.dcm.part would be
+    overwritten by it (and the other way round)."""
+    files = [listed("x.dcm"), listed("x.dcm.part")]
+    with pytest.raises(dl.DownloadProblem, match=r"two files would be saved as .*x\.dcm\.part"):
+        dl._plan_session(SESSION, files, {"2": "T1"}, Path("/out"), "xnat", {})
+
+
+CATALOG = """<?xml version="1.0" encoding="UTF-8"?>
+<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" ID="x" description="simplified">
+<cat:sets>{sets}</cat:sets></cat:Catalog>"""
+ENTRY_SET = (
+    '<cat:entrySet ID="{id}" description="Project: {project}, subject: S, label: MR1">'
+    '<cat:sets><cat:entrySet ID="RAW" description="RAW"><cat:entries>'
+    '<cat:entry URI="/archive/experiments/{id}/scans/{scan}/resources/DICOM/files"'
+    ' name="MR1/2/DICOM"/></cat:entries></cat:entrySet></cat:sets></cat:entrySet>'
+)
+
+
+async def test_a_catalog_whose_two_sessions_share_one_folder_is_refused(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Sessions of two projects with one label: the catalog's 'simplified' names put both
+    in MR1/…; the second would overwrite the first and both be reported verified."""
+    store = sandbox.store
+    sets = ""
+    for label in ("PIL_900_MR1", "SA_002_MR1"):
+        row = next(r for r in store.list_experiments() if r["label"] == label)
+        scan = store.list_scans(row["id"])[0]["scan_id"]
+        sets += ENTRY_SET.format(id=row["id"], project=row["project"], scan=scan)
+    async with XnatClient(Credentials(sandbox.url, "admin", "admin")) as client:
+        with pytest.raises(
+            dl.DownloadProblem, match="sessions PILOT/MR1 and STUDY_A/MR1: two files would be"
+        ):
+            await dl.plan_catalog(client, CATALOG.format(sets=sets), out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
