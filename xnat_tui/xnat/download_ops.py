@@ -137,14 +137,12 @@ async def session_files(
 async def resource_files(
     client: XnatClient, session_id: str, scan_id: str, resource: str
 ) -> list[ListedFile]:
-    """The files of one scan resource (what a catalog entry names)."""
-    ctx = client.context(
-        f"list the files of scan {scan_id} of {session_id}",
-        not_found=f"scan {scan_id} of session {session_id} has no {resource} resource",
-    )
+    """The files of one scan resource, or of the session's own (``scan_id`` '')."""
+    of = f"scan {scan_id} of session {session_id}" if scan_id else f"session {session_id}"
+    ctx = client.context(f"list the files of {of}", not_found=f"{of} has no {resource} resource")
+    scan = f"/scans/{_q(scan_id)}" if scan_id else ""
     payload = await client.get_json(
-        f"/data/experiments/{_q(session_id)}/scans/{_q(scan_id)}/resources/{_q(resource)}/files",
-        ctx,
+        f"/data/experiments/{_q(session_id)}{scan}/resources/{_q(resource)}/files", ctx
     )
     return [
         ListedFile.from_remote(tables.remote_file(r), scan_id=scan_id, resource=resource)
@@ -838,19 +836,20 @@ async def fetch_verified(client: XnatClient, f: ListedFile) -> bytes:
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """One scan resource of a download catalog (§A.5)."""
+    """One resource of a download catalog (§A.5): a scan's, or the session's own."""
 
     session_id: str
     session_description: str
-    scan_id: str
+    scan_id: str  # '' for a session resource
     resource: str
     name: str  # the folder the catalog puts the resource's files in
-    uri: str  # /data/experiments/{E}/scans/{S}/resources/{R}/files
+    uri: str  # /data/experiments/{E}[/scans/{S}]/resources/{R}/files
 
 
 _CATALOG_URI = re.compile(
-    r"^/(?:archive|data|REST)/experiments/([^/]+)/scans/([^/]+)/resources/([^/]+)/files/?$"
+    r"^/(?:archive|data|REST)/experiments/([^/]+)(?:/scans/([^/]+))?/resources/([^/]+)/files/?$"
 )
+_CATALOG_HINT = "Give the Catalog XML of XNAT's Download Images page (or the file it saved) as is."
 
 
 def _local(tag: str) -> str:
@@ -864,9 +863,11 @@ def parse_catalog(text: str | bytes) -> list[CatalogEntry]:
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
-        raise ProtocolError(f"the catalog is not valid XML ({exc})") from None
+        raise ProtocolError(f"the catalog is not valid XML ({exc})", hint=_CATALOG_HINT) from None
     if _local(root.tag) != "catalog":
-        raise ProtocolError(f"not a download catalog (root element <{_local(root.tag)}>)")
+        raise ProtocolError(
+            f"not a download catalog (root element <{_local(root.tag)}>)", hint=_CATALOG_HINT
+        )
     found: list[CatalogEntry] = []
 
     def walk(node: Any, session: tuple[str, str]) -> None:
@@ -883,12 +884,18 @@ def parse_catalog(text: str | bytes) -> list[CatalogEntry]:
                 uri = child.get("URI", "")
                 match = _CATALOG_URI.match(uri.split("?", 1)[0])
                 if not match:
-                    raise ProtocolError(f"catalog entry {uri!r} is not a scan resource")
+                    what = "an assessor's resource" if "/assessors/" in uri else "not a resource"
+                    raise ProtocolError(
+                        f"catalog entry {uri!r} is {what}: xnat-tui downloads the resources "
+                        "of scans and of sessions",
+                        hint="Make the catalog without assessors (Download Images), or leave "
+                        "that entry out.",
+                    )
                 found.append(
                     CatalogEntry(
                         session_id=unquote(match.group(1)),
                         session_description=session[1],
-                        scan_id=unquote(match.group(2)),
+                        scan_id=unquote(match.group(2) or ""),
                         resource=unquote(match.group(3)),
                         name=child.get("name", ""),
                         uri="/data" + uri[uri.index("/experiments/") :].split("?", 1)[0],

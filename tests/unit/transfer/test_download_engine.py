@@ -719,3 +719,43 @@ async def test_a_file_name_at_the_file_systems_limit_is_downloaded(
     await eng.close()
     assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == long_names
+
+
+CATALOG = (
+    '<?xml version="1.0" encoding="UTF-8"?><cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"'
+    ' ID="x" description="simplified"><cat:sets>'
+    '<cat:entrySet ID="{id}" description="Project: PILOT, subject: PIL_900, label: PIL_900_MR1">'
+    '<cat:sets><cat:entrySet ID="RAW" description="RAW"><cat:entries>'
+    '<cat:entry URI="/archive/experiments/{id}/scans/{scan}/resources/DICOM/files"'
+    ' name="PIL_900_MR1/{scan}/DICOM"/>'
+    '<cat:entry URI="/archive/experiments/{id}/resources/NOTES/files"'
+    ' name="PIL_900_MR1/resources/NOTES"/>'
+    "</cat:entries></cat:entrySet></cat:sets></cat:entrySet></cat:sets></cat:Catalog>"
+)
+
+
+async def test_a_catalog_with_a_session_resource_downloads_it_too(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Session resources are catalog entries as scans' are (§A.5: {label}/resources/{res})."""
+    store = sandbox.store
+    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
+    scan = store.list_scans(row["id"])[0]
+    notes = store.get_or_create_resource(row["id"], None, "NOTES")
+    stored = store.data_dir / "notes.txt"
+    stored.write_bytes(b"reading notes\n")
+    store.add_file(notes, "sub/notes.txt", stored)
+    out = tmp_path / "out"
+    catalog = CATALOG.format(id=row["id"], scan=scan["scan_id"])
+    plan = await dl.plan_catalog(client, catalog, out=out)
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got.pop("PIL_900_MR1/resources/NOTES/sub/notes.txt") == b"reading notes\n"
+    scan_files = {
+        k: v
+        for k, v in server_files(sandbox, "PIL_900_MR1").items()
+        if k.startswith(f"{scan['scan_id']}/")
+    }
+    assert {f"{scan['scan_id']}/{k.rsplit('/', 1)[1]}": v for k, v in got.items()} == scan_files

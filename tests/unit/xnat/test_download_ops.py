@@ -255,3 +255,18 @@ def test_xml_data_files_are_kept_while_an_xhtml_page_is_refused(name: str, data:
     with pytest.raises(ops.IntegrityError, match="XHTML"):
         for i in range(0, len(XHTML_LOGIN), 10):
             check.feed(XHTML_LOGIN[i : i + 10])
+
+
+def test_a_catalog_with_an_assessor_is_refused_saying_so() -> None:
+    xml = (
+        '<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"><cat:sets>'
+        '<cat:entrySet ID="E1" description="d"><cat:entries><cat:entry'
+        ' URI="/archive/experiments/E1/assessors/A1/resources/QC/files" name="x"/>'
+        "</cat:entries></cat:entrySet></cat:sets></cat:Catalog>"
+    )
+    with pytest.raises(ops.ProtocolError, match="an assessor's resource") as info:
+        ops.parse_catalog(xml)
+    assert "without assessors" in info.value.hint
+    with pytest.raises(ops.ProtocolError) as info:
+        ops.parse_catalog("<html")
+    assert "Catalog XML" in info.value.hint  # a local file: not "the server may not be XNAT"
