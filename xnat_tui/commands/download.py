@@ -5,7 +5,7 @@ Files are fetched one by one from the server's file listing, several at once, ea
 fsynced and renamed. The same engine and journal as the TUI: a download interrupted by
 Ctrl-C, a lost connection or ``kill -9`` continues with ``xnat-tui transfers resume``
 (or by running the same command again), skipping files already complete and verified.
-Exit codes: 0 every session verified, 1 some failed or interrupted, 2 usage error.
+Exit codes: 0 every session verified, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
             "fsynced, then renamed. Running it again, or 'xnat-tui transfers resume', skips "
             "files already complete and verified. --session takes labels or IDs."
         ),
-        epilog="Exit codes: 0 all sessions verified, 1 some failed/interrupted, 2 usage.",
+        epilog="Exit codes: 0 all sessions verified, 1 some failed, 2 usage, 130 interrupted.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--project", metavar="P", help="the project to download from")
