@@ -830,10 +830,17 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             return
         failed = [f for f in run.files if f.failed]
         if failed:
-            reasons: dict[str, int] = {}
+            # One line per reason: the file's own name (in "Cannot download NAME: ...")
+            # would make every file's reason its own.
+            reasons: dict[str, list[str]] = {}
             for f in failed:
-                reasons[f.failed] = reasons.get(f.failed, 0) + 1
-            detail = "; ".join(f"{n} file(s): {why}" for why, n in reasons.items())
+                name = f.local.name
+                reasons.setdefault(f.failed.replace(name, "…"), []).append(name)
+            detail = "; ".join(
+                f"{len(names)} file(s) ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+                f": {why}"
+                for why, names in reasons.items()
+            )
             self._set_state(
                 run,
                 JobState.FAILED,

@@ -759,3 +759,20 @@ async def test_a_catalog_with_a_session_resource_downloads_it_too(
         if k.startswith(f"{scan['scan_id']}/")
     }
     assert {f"{scan['scan_id']}/{k.rsplit('/', 1)[1]}": v for k, v in got.items()} == scan_files
+
+
+async def test_files_failing_for_one_reason_are_reported_as_one(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Seven files refused by the server: one line for the reason (naming a few of them),
+    not seven that differ only in the file's name."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    sandbox.faults.configure("error=500:1.0,only=/data/experiments")
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    states = await run_plan(eng, plan)
+    await eng.close()
+    message = eng.journal.job(list(states)[0]).message
+    assert list(states.values()) == [JobState.FAILED]
+    assert "7 of 7 file(s) failed (7 file(s) (" in message, message
+    assert message.count("Cannot download") == 1, message
