@@ -404,6 +404,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._checks: set[asyncio.Task[None]] = set()  # verifications under way
         self._closed = False
         self._in_flight = 0
+        # Files a worker thread is still on: a paused or cancelled try's thread runs on
+        # to its next read, and may still write its .part; no new try of the file starts
+        # before it is gone (set from the threads; one add or discard is atomic).
+        self._writing: set[tuple[str, int]] = set()
+        self._wanted_written = False  # the scheduler passed a file over for that reason
+        self._loop: asyncio.AbstractEventLoop | None = None
         with self.journal._tx() as db:  # our own table beside the shared ones
             db.execute(_TABLE)
             # The files table holds a size for every file; a listing without one is
@@ -417,6 +423,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
 
     # ================================================================= public
     async def start(self, *, resume: bool = True) -> list[str]:
+        self._loop = asyncio.get_running_loop()
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._dispatch_loop(), name="download-dispatch"),
@@ -744,7 +751,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 run.cursor += 1
             for pos in range(run.cursor, len(run.files)):
                 f = run.files[pos]
-                if _settled(run, f):
+                if _settled(run, f) or self._still_written(f):
                     continue
                 if f.not_before > now:
                     wait = f.not_before - now
@@ -780,7 +787,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         now = self.clock.now()
         for pos in range(f.pos + 1, min(len(run.files), f.pos + 4 * CHAIN)):
             g = run.files[pos]
-            if not _settled(run, g) and not g.attempts and g.not_before <= now:
+            if (
+                not _settled(run, g)
+                and not g.attempts
+                and g.not_before <= now
+                and not self._still_written(g)
+            ):
                 chain.append(g)
                 if len(chain) == CHAIN:
                     break
@@ -961,7 +973,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 break
             f.attempts += 1
             try:
-                outcomes.append((f, self._transfer(run, f, headers, generation, stop)))
+                outcomes.append((f, self._transfer_marked(run, f, headers, generation, stop)))
             except asyncio.CancelledError:
                 break
             except Exception as exc:
@@ -1046,14 +1058,20 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             def store(chunks: list[bytes]) -> None:
                 # In a worker thread: MD5, open and write release the GIL, so they run
                 # beside the network loop. Checked before written: an error page is
-                # refused before any .part exists.
-                for chunk in chunks:
-                    check.feed(chunk)
+                # refused before any .part exists. Marked as written to meanwhile: a
+                # cancelled try's call runs on to its end.
+                self._writing.add(key)
+                try:
+                    for chunk in chunks:
+                        check.feed(chunk)
+                        if not opened:
+                            opened.append(self.fs.open_part(part, append=append))
+                        _write_all(opened[0], chunk)
                     if not opened:
                         opened.append(self.fs.open_part(part, append=append))
-                    _write_all(opened[0], chunk)
-                if not opened:
-                    opened.append(self.fs.open_part(part, append=append))
+                finally:
+                    self._writing.discard(key)
+                    self._wake_from_thread()
 
             def close() -> None:
                 if opened:
@@ -1099,7 +1117,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     # never starve the default executor (others' file I/O runs there).
                     return await asyncio.get_running_loop().run_in_executor(
                         self._pool,
-                        self._transfer,
+                        self._transfer_marked,
                         run,
                         f,
                         headers,
@@ -1119,6 +1137,41 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         except asyncio.CancelledError:
             stop.set()  # the thread stops at its next chunk; the .part stays
             raise
+
+    def _transfer_marked(
+        self,
+        run: _DownloadRun,
+        f: _DownloadFile,
+        headers: dict[str, str],
+        generation: int,
+        stop: threading.Event,
+    ) -> tuple[str, str]:
+        """:meth:`_transfer`, with the file marked as written to until this thread
+        leaves it (then the scheduler is woken: a new try may start)."""
+        key = (f.uid, f.idx)
+        self._writing.add(key)
+        try:
+            return self._transfer(run, f, headers, generation, stop)
+        finally:
+            self._writing.discard(key)
+            self._wake_from_thread()
+
+    def _still_written(self, f: _DownloadFile) -> bool:
+        """Whether a worker thread is still on ``f`` (on the loop). The flag is set before
+        the second look: a thread leaving between the two sees it, and wakes the loop."""
+        key = (f.uid, f.idx)
+        if key not in self._writing:
+            return False
+        self._wanted_written = True
+        return key in self._writing
+
+    def _wake_from_thread(self) -> None:
+        """Wakes the scheduler if it passed a file over for a thread still on it (only
+        then: a wake per file would cost the loop a hop per file)."""
+        if self._wanted_written and self._loop is not None:
+            self._wanted_written = False
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits
+                self._loop.call_soon_threadsafe(self._wake.set)
 
     def _buffer(self) -> memoryview:
         """This worker thread's receive buffer, made once: a fresh 1 MiB per file costs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -776,3 +777,69 @@ async def test_files_failing_for_one_reason_are_reported_as_one(
     assert list(states.values()) == [JobState.FAILED]
     assert "7 of 7 file(s) failed (7 file(s) (" in message, message
     assert message.count("Cannot download") == 1, message
+
+
+class HeldFirstWrite(LocalFileSystem):
+    """The first .part opened for ``target`` blocks in its first write until released;
+    every open and that write's end are logged in order."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+        self.blocked = threading.Event()
+        self.release = threading.Event()
+        self.log: list[str] = []
+
+    def open_part(self, path: Path, *, append: bool) -> BinaryIO:
+        handle = super().open_part(path, append=append)
+        if not str(path).startswith(self.target):
+            return handle
+        self.log.append("open")
+        if self.blocked.is_set():
+            return handle
+        fs = self
+
+        class Held:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(handle, name)
+
+            def write(self, data: Any) -> int:
+                fs.blocked.set()
+                fs.release.wait(30)
+                n = handle.write(data)
+                fs.log.append("late write done")
+                return n
+
+        return Held()  # type: ignore[return-value]
+
+
+async def test_a_file_is_not_tried_again_while_a_paused_tries_thread_still_writes_it(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Pause, then resume, while a worker thread is still in a write of the first try:
+    the second try of that file waits until the thread has left it (else both write one
+    .part, and the late write lands in the file the second try verified)."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    target = str(plan.downloads[0].scans[0].files[0].local)
+    fs = HeldFirstWrite(target)
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=fs)
+    await eng.start(resume=False)
+    (job,) = await eng.submit(plan.downloads)
+    await asyncio.to_thread(fs.blocked.wait, 30)
+    eng.pause(job)
+    assert (await eng.wait([job]))[job] is JobState.PAUSED
+    eng.resume(job)
+    # The other six files arrive meanwhile; the held one must not be tried again yet.
+    for _ in range(3000):
+        if eng.snapshot()[0].files_sent >= plan.files - 1:
+            break
+        await asyncio.sleep(0.01)
+    assert fs.log == ["open"], fs.log
+    fs.release.set()
+    assert (await eng.wait([job]))[job] is JobState.VERIFIED
+    await eng.close()
+    # The first try's thread ran on to the end of its file; the second found it there,
+    # verified, or fetched it again: either way only after that thread had left it.
+    assert fs.log[:2] == ["open", "late write done"], fs.log
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
