@@ -1025,7 +1025,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 names = run.listed.get(folder)
                 if names is None:
                     names = run.listed[folder] = self.fs.names(Path(folder))
-        return name in names or _part_name(name) in names
+        return name in names or part_name(name) in names
 
     async def _fetch_once(self, run: _DownloadRun, f: _DownloadFile) -> tuple[str, str]:
         if self.fetcher is not None:
@@ -1337,10 +1337,10 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
 
 def part_of(local: Path) -> Path:
     """Where a file is written until it is whole and verified."""
-    return local.with_name(_part_name(local.name))
+    return local.with_name(part_name(local.name))
 
 
-def _part_name(name: str) -> str:
+def part_name(name: str) -> str:
     """``NAME.part``, or where that would pass the file system's 255 bytes (a name the
     server gave at the limit), a shorter name that is still NAME's alone: its start and
     a hash of it."""

@@ -36,7 +36,7 @@ from xnat_tui.transfer.download import (
     PlannedDownload,
     PlannedFile,
     PlannedScan,
-    part_of,
+    part_name,
 )
 from xnat_tui.transfer.journal import Journal
 from xnat_tui.transfer.kinds import JobKind
@@ -156,9 +156,12 @@ def _refuse_clashes(
     given with its session's label) that would be saved at one path, or one at the
     path where the other's partial download (``.part``) goes: the later would
     overwrite the earlier, and both would be reported verified."""
-    seen: dict[Path, tuple[str, PlannedFile]] = {}
+    seen: dict[str, tuple[str, PlannedFile]] = {}
     for label, f in files:
-        for path in (f.local, part_of(f.local)):
+        local = os.fspath(f.local)  # text: a Path per file costs ~10x (2,048 files: 35 ms)
+        folder, name = os.path.split(local)
+        part = os.path.join(folder, part_name(name))
+        for path in (local, part):
             if path in seen:
                 other, first = seen[path]
                 who = f"session {label}" if other == label else f"sessions {other} and {label}"
@@ -166,7 +169,7 @@ def _refuse_clashes(
                     f"{who}: two files would be saved as {path} ({first.uri} and {f.uri}); "
                     f"{hint}"
                 )
-        seen[f.local] = seen[part_of(f.local)] = (label, f)
+        seen[local] = seen[part] = (label, f)
 
 
 @dataclass

@@ -107,9 +107,14 @@ def _request_path(uri: str, raw: bool) -> str:
     """The URI as a request sends it: a raw one encoded whole (``%`` too), an encoded one
     only where a character may not stand in a path (and ``%XX`` kept)."""
     path, sep, query = uri.partition("?")
+    if not _UNSAFE_IN_PATH.search(path):
+        return uri  # the usual case: nothing to encode (quote costs ~5 µs a file)
     if raw:
         return quote(path, safe="/:@!$&'()*+,;=~") + sep + query
     return quote(path, safe="/:@!$&'()*+,;=~%") + sep + query
+
+
+_UNSAFE_IN_PATH = re.compile(r"[^A-Za-z0-9/:@!$&'()*+,;=~._-]")
 
 
 async def session_files(
