@@ -41,6 +41,19 @@ def base_args(url: str, journal: Path) -> list[str]:
     return ["--server", url, "--user", "alice", "--journal", str(journal), "--yes"]
 
 
+def kill_9_after(url: str, argv: list[str], journal: Path, out: Path, files: int) -> None:
+    """Runs the command with slow file GETs, one at a time (so the kill lands between
+    files), and kills it with SIGKILL once ``files`` files are in ``out``."""
+    set_faults(url, "latency=150ms,only=/data/experiments/")
+    proc = spawn(*argv, "--jobs", "1", *base_args(url, journal))
+    try:
+        wait_for(lambda: len([p for p in out.rglob("*.dcm")]) >= files)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    set_faults(url, "")
+
+
 def test_download_a_project_byte_for_byte_then_a_rerun_fetches_nothing(
     sandbox_thread: SandboxThread, tmp_path: Path
 ) -> None:
@@ -140,17 +153,7 @@ def test_kill_9_mid_download_then_resume_finishes_verified(
     sandbox_thread: SandboxThread, tmp_path: Path
 ) -> None:
     url, out, journal = sandbox_thread.url, tmp_path / "out", tmp_path / "j.sqlite3"
-    # Slow file GETs and one at a time, so the kill lands between files.
-    set_faults(url, "latency=150ms,only=/data/experiments/")
-    proc = spawn(
-        "download", "--project", "PILOT", "--out", str(out), "--jobs", "1", *base_args(url, journal)
-    )
-    try:
-        wait_for(lambda: len([p for p in out.rglob("*.dcm")]) >= 2)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    set_faults(url, "")
+    kill_9_after(url, ["download", "--project", "PILOT", "--out", str(out)], journal, out, 2)
     j = Journal(journal)
     [job] = j.jobs(kinds=[JobKind.DOWNLOAD])
     assert job.state is JobState.SENDING
@@ -192,14 +195,7 @@ def test_asking_again_after_kill_9_finishes_with_one_job_per_session(
     replaces it (the old digest would refuse the new bytes) and says so."""
     url, out, journal = sandbox_thread.url, tmp_path / "out", tmp_path / "j.sqlite3"
     argv = ["download", "--project", "PILOT", "--out", str(out), "--json"]
-    set_faults(url, "latency=150ms,only=/data/experiments/")
-    proc = spawn(*argv, "--jobs", "1", *base_args(url, journal))
-    try:
-        wait_for(lambda: len([p for p in out.rglob("*.dcm")]) >= 1)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    set_faults(url, "")
+    kill_9_after(url, argv, journal, out, 1)
     if changed:
         server = sandbox_thread.server
         assert server is not None

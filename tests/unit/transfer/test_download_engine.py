@@ -521,6 +521,36 @@ async def test_a_journal_from_before_the_size_mark_still_takes_downloads(
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
 
 
+async def download_new_resource(
+    sandbox: SandboxServer,
+    client: XnatClient,
+    tmp_path: Path,
+    resource: str,
+    files: dict[str, bytes],
+    threaded: bool,
+) -> Path:
+    """Adds ``resource`` with ``files`` (name → bytes) to the first scan of PIL_900_MR1,
+    downloads that resource (verified), and returns the output folder."""
+    store = sandbox.store
+    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
+    scan = store.list_scans(row["id"])[0]
+    res = store.get_or_create_resource(row["id"], int(scan["pk"]), resource)
+    for i, (name, data) in enumerate(files.items()):
+        stored = store.data_dir / resource / f"{i}.bin"
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(data)
+        store.add_file(res, name, stored)
+    out = tmp_path / "out"
+    plan = await dl.plan_request(
+        client, project="PILOT", out=out, sessions=["PIL_900_MR1"], resource=resource
+    )
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
+    return out
+
+
 ODD_NAMES = {
     "sub dir/my file.txt": b"a space, in a subfolder\n",
     "pct%41.txt": b"a percent sign\n",
@@ -535,23 +565,7 @@ async def test_file_names_with_spaces_percent_hash_and_accents_arrive_as_named(
 ) -> None:
     """The listing's URI joins the file's path as it is (XNAT does not encode it): each
     request must encode it, and the local name must be the name, not a decoding of it."""
-    store = sandbox.store
-    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
-    scan = store.list_scans(row["id"])[0]
-    res = store.get_or_create_resource(row["id"], int(scan["pk"]), "EXTRA")
-    for i, (name, data) in enumerate(ODD_NAMES.items()):
-        stored = store.data_dir / "odd" / f"{i}.bin"
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_bytes(data)
-        store.add_file(res, name, stored)
-    out = tmp_path / "out"
-    plan = await dl.plan_request(
-        client, project="PILOT", out=out, sessions=["PIL_900_MR1"], resource="EXTRA"
-    )
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
-    states = await run_plan(eng, plan)
-    await eng.close()
-    assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
+    out = await download_new_resource(sandbox, client, tmp_path, "EXTRA", ODD_NAMES, threaded)
     files = next(out.rglob("EXTRA")) / "files"
     got = {p.relative_to(files).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert got == ODD_NAMES
@@ -702,23 +716,7 @@ async def test_a_file_name_at_the_file_systems_limit_is_downloaded(
         "x" * 248 + ".dcm": b"\0" * 128 + b"DICM" + b"long",
         "\u00e9" * 125 + ".txt": b"2",
     }
-    store = sandbox.store
-    row = next(r for r in store.list_experiments() if r["label"] == "PIL_900_MR1")
-    scan = store.list_scans(row["id"])[0]
-    res = store.get_or_create_resource(row["id"], int(scan["pk"]), "LONG")
-    for i, (name, data) in enumerate(long_names.items()):
-        stored = store.data_dir / "long" / f"{i}.bin"
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_bytes(data)
-        store.add_file(res, name, stored)
-    out = tmp_path / "out"
-    plan = await dl.plan_request(
-        client, project="PILOT", out=out, sessions=["PIL_900_MR1"], resource="LONG"
-    )
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded)
-    states = await run_plan(eng, plan)
-    await eng.close()
-    assert list(states.values()) == [JobState.VERIFIED], eng.journal.job(list(states)[0]).message
+    out = await download_new_resource(sandbox, client, tmp_path, "LONG", long_names, threaded)
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == long_names
 
 
