@@ -457,6 +457,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             wanted = {(str(f.local), f.uri, f.digest) for s in plan.scans for f in s.files}
             paths = {w[0] for w in wanted}
             same: str | None = None
+            overlapping: list[_DownloadRun] = []
             for run in self._runs.values():
                 if run.state.finished or str(run.out) != str(plan.out):
                     continue
@@ -469,12 +470,13 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     same = run.job_id
                     break
                 if paths & {h[0] for h in have}:
-                    replaced.append((len(fresh), run))
+                    overlapping.append(run)
             if same is not None:
                 if self._runs[same].paused:
                     self.resume(same)
                 ids.append(same)
                 continue
+            replaced += [(len(fresh), run) for run in overlapping]
             ids.append(None)
             fresh.append(plan)
         made = await self._create(fresh)
