@@ -308,4 +308,3 @@ async def _native(
         for line in lines:
             print(safe(line), file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
-

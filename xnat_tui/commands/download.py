@@ -141,7 +141,6 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
     )
     from xnat_tui.config import load
     from xnat_tui.transfer.journal import Journal
-    from xnat_tui.transfer.types import JobState
     from xnat_tui.units import human_bytes
     from xnat_tui.workflow import download as dl
     from xnat_tui.workflow.login import connection_for
@@ -195,12 +194,8 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
             jobs=args.jobs or config.download.jobs,
         )
         stream = engine.subscribe()
-        resumed = await engine.start(resume=True)
-        ids = await engine.submit(plan.downloads)
-        # An unfinished job this request asks for again is among ids; one it replaced
-        # (cancelled: its files are in this request) is not waited for.
-        replaced = [j for j in resumed if journal.job(j).state is JobState.CANCELLED]
-        resumed = [j for j in resumed if j not in ids and j not in replaced]
+        queued = await dl.queue(engine, plan)
+        ids, resumed, replaced = queued.ids, queued.resumed, queued.replaced
         if not quiet:
             for jid in replaced:
                 print(f"{jid}: {safe(journal.job(jid).message)}", file=sys.stderr)

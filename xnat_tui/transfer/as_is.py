@@ -267,8 +267,7 @@ def pair_sessions(
             where = ", ".join(sorted(outers))
             problems.append(
                 f"session {s.study_instance_uid} is spread over {where}: --as-is sends one "
-                "archive holding one whole session; "
-                + streamed_hint(" ".join(wanted.values()))
+                "archive holding one whole session; " + streamed_hint(" ".join(wanted.values()))
             )
             continue
         held.setdefault(next(iter(outers)), []).append(s)
@@ -284,9 +283,7 @@ def pair_sessions(
                 f"under one set of labels; {streamed_hint(given)}"
             )
         else:
-            members = [
-                _absolute_member(str(f.path)) for se in found[0].series for f in se.files
-            ]
+            members = [_absolute_member(str(f.path)) for se in found[0].series for f in se.files]
             why = refusal(full, members)
             if why:
                 problems.append(why.replace(full, given, 1))

@@ -277,6 +277,7 @@ class _DownloadRun:
     state: JobState
     message: str
     files: list[_DownloadFile]
+    session_id: str = ""
     paused: bool = False
     # Files before this index are done, failed or running (a retry moves it back), so
     # picking the next file is not a walk over thousands of finished ones.
@@ -409,6 +410,8 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         # before it is gone (set from the threads; one add or discard is atomic).
         self._writing: set[tuple[str, int]] = set()
         self._wanted_written = False  # the scheduler passed a file over for that reason
+        # Unfinished jobs a new request replaced (cancelled): their id → the new job's.
+        self.replaced: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         with self.journal._tx() as db:  # our own table beside the shared ones
             db.execute(_TABLE)
@@ -459,11 +462,9 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             same: str | None = None
             overlapping: list[_DownloadRun] = []
             for run in self._runs.values():
-                if run.state.finished or str(run.out) != str(plan.out):
+                if run.state.finished or run.session_id != plan.session_id:
                     continue
-                if str(self.journal.job(run.job_id).params.get("session_id", "")) != (
-                    plan.session_id
-                ):
+                if str(run.out) != str(plan.out):
                     continue
                 have = {(str(f.local), f.uri, f.digest) for f in run.files}
                 if have == wanted:
@@ -482,6 +483,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         made = await self._create(fresh)
         for index, run in replaced:
             if not run.state.finished:
+                self.replaced[run.job_id] = made[index]
                 self._cancel_run(
                     run,
                     f"replaced by {made[index]}, a new request for this "
@@ -640,6 +642,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             state=job.state,
             message=job.message,
             files=files,
+            session_id=str(job.params.get("session_id", "")),
         )
         run.paused = job.state is JobState.PAUSED
         run.scans_marked = {s.uid for s in self.journal.series(jid) if s.state is SeriesState.SENT}

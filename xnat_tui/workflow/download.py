@@ -166,8 +166,7 @@ def _refuse_clashes(
                 other, first = seen[path]
                 who = f"session {label}" if other == label else f"sessions {other} and {label}"
                 raise DownloadProblem(
-                    f"{who}: two files would be saved as {path} ({first.uri} and {f.uri}); "
-                    f"{hint}"
+                    f"{who}: two files would be saved as {path} ({first.uri} and {f.uri}); {hint}"
                 )
         seen[local] = seen[part] = (label, f)
 
@@ -395,6 +394,26 @@ async def build(connection: Connection, journal: Journal, config: Config) -> Dow
         username=connection.port.username,
         jobs=config.download.jobs,
     )
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What one download request set going, for the command to wait on and report."""
+
+    ids: list[str]  # the request's jobs, one per session
+    resumed: list[str]  # other unfinished downloads, going on too
+    replaced: list[str]  # unfinished ones this request replaced (cancelled)
+
+
+async def queue(engine: DownloadEngine, plan: DownloadPlan) -> Queued:
+    """Resumes the unfinished downloads the journal holds, then submits ``plan``: an
+    unfinished job it asks for again is among its ids, one it replaces is not waited for.
+    """
+    resumed = await engine.start(resume=True)
+    ids = await engine.submit(plan.downloads)
+    replaced = [j for j in resumed if j in engine.replaced]
+    others = [j for j in resumed if j not in ids and j not in engine.replaced]
+    return Queued(ids, others, replaced)
 
 
 def summary_lines(plan: DownloadPlan) -> Iterable[str]:

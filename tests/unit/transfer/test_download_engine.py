@@ -622,6 +622,7 @@ async def test_a_file_changed_on_the_server_since_an_unfinished_run_is_fetched_a
     await again.close()
     assert states == {old: JobState.CANCELLED, new: JobState.VERIFIED}, journal.job(new).message
     assert f"replaced by {new}" in journal.job(old).message
+    assert again.replaced == {old: new}
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
 
 

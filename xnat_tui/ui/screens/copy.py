@@ -84,11 +84,20 @@ class CopyScreen(AppScreen, Screen[CopyRequest | None]):
     """
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="copy.cancel"),
-        Binding("ctrl+s", "submit", "Go", tooltip="Queue the copies (a move asks first)",
-                id="copy.submit"),  # fmt: skip
-        Binding("ctrl+r", "relabel", "Relabel",
-                tooltip="The highlighted row's labels from the templates again",
-                id="copy.relabel"),  # fmt: skip
+        Binding(
+            "ctrl+s",
+            "submit",
+            "Go",
+            tooltip="Queue the copies (a move asks first)",
+            id="copy.submit",
+        ),  # fmt: skip
+        Binding(
+            "ctrl+r",
+            "relabel",
+            "Relabel",
+            tooltip="The highlighted row's labels from the templates again",
+            id="copy.relabel",
+        ),  # fmt: skip
     ]
 
     def __init__(
@@ -271,8 +280,9 @@ class CopyScreen(AppScreen, Screen[CopyRequest | None]):
                     ("", "") if isinstance(target, str) else (target.subject, target.label)
                 )
                 if check is None:
-                    status, detail = Text("…", style="dim"), plain(
-                        target if isinstance(target, str) else "choose a destination"
+                    status, detail = (
+                        Text("…", style="dim"),
+                        plain(target if isinstance(target, str) else "choose a destination"),
                     )
                 else:
                     kind = check.assessment.kind

@@ -43,12 +43,7 @@ class FolderTree(DirectoryTree):
         # Runs in DirectoryTree's loader thread, so the is_dir() calls stay off the loop.
         # Archives (.zip, .tgz, ... any case) are folders here: they expand and are marked
         # and scanned like folders; their content is listed without extracting anything.
-        return [
-            p
-            for p in paths
-            if not p.name.startswith(".")
-            and self._safe_is_dir(p)
-        ]
+        return [p for p in paths if not p.name.startswith(".") and self._safe_is_dir(p)]
 
     def _directory_content(self, location: Path, worker: Worker[object]) -> Iterator[Path]:
         text = str(location)
