@@ -25,8 +25,7 @@ async def _server_md5s(url: str, project: str, prefix: str) -> list[str]:
             if not e.label.startswith(prefix):
                 continue
             uri = (
-                f"/data/archive/projects/{project}/subjects/{e.subject_label}"
-                f"/experiments/{e.label}"
+                f"/data/archive/projects/{project}/subjects/{e.subject_label}/experiments/{e.label}"
             )
             for files in (await client.session_files(uri)).values():
                 out += [f.digest for f in files]

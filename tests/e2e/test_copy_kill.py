@@ -38,9 +38,7 @@ def _copy_jobs() -> list[JobRecord]:
 def _one_scan_sent() -> bool:
     j = Journal()
     try:
-        return any(
-            s.state is SeriesState.SENT for job in _copy_jobs() for s in j.series(job.id)
-        )
+        return any(s.state is SeriesState.SENT for job in _copy_jobs() for s in j.series(job.id))
     finally:
         j.close()
 

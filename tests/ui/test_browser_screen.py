@@ -103,17 +103,17 @@ async def test_tree_loads_lazily_and_selects_sessions_and_scans() -> None:
         assert cells(screen, "p:PILOT")[2] == "2 subj, 3 sess"
         await goto(pilot, "s:PILOT:S1")
         await pilot.press("right")
-        await until(pilot, lambda: "e:E1" in keys_of(screen))
+        await until(pilot, lambda: "e:PILOT:E1" in keys_of(screen))
         # Space on a subject selects all its sessions.
         await pilot.press("space")
         assert {s.id for s in screen.model.selection().sessions} == {"E1", "E2"}  # type: ignore[union-attr]
         # Open a session: its scans load; unselecting one scan leaves the other.
-        await goto(pilot, "e:E2")
+        await goto(pilot, "e:PILOT:E2")
         await pilot.press("enter")
-        await until(pilot, lambda: "c:E2:2" in keys_of(screen))
+        await until(pilot, lambda: "c:PILOT:E2:2" in keys_of(screen))
         assert "scans E2" in source.calls and "scans E1" not in source.calls
-        assert cells(screen, "c:E2:2")[2:4] == ["176 files", "92.0 MB"]
-        await goto(pilot, "c:E2:1")
+        assert cells(screen, "c:PILOT:E2:2")[2:4] == ["176 files", "92.0 MB"]
+        await goto(pilot, "c:PILOT:E2:1")
         await pilot.press("space")
         selection = screen.model.selection()  # type: ignore[union-attr]
         by_id = {s.id: s for s in selection.sessions}
@@ -136,8 +136,8 @@ async def test_filter_is_type_ahead_and_keeps_ancestors() -> None:
         await pilot.press("slash")
         await pilot.press(*"ct1")
         # The CT session is found although its subject is closed; its ancestors show.
-        assert keys_of(screen) == ["p:PILOT", "s:PILOT:S2", "e:E3"]
-        assert screen.current_key() == "e:E3"
+        assert keys_of(screen) == ["p:PILOT", "s:PILOT:S2", "e:PILOT:E3"]
+        assert screen.current_key() == "e:PILOT:E3"
         await pilot.press("enter")  # back to the list
         assert screen.table.has_focus
         await pilot.press("space")
@@ -193,3 +193,48 @@ async def test_b_on_the_workbench_opens_the_browser_and_the_palette_offers_it(
             assert not opened
         else:
             assert isinstance(opened[0], BrowserScreen)
+
+
+async def test_a_shared_session_shows_under_both_projects_through_a_filter() -> None:
+    from tests.unit.workflow.test_browse_model import SharedSource
+
+    app = BrowserApp(SharedSource(), [])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        for key in ("p:PILOT", "s:PILOT:S1", "p:STUDY_A", "s:STUDY_A:S1"):
+            await until(pilot, lambda k=key: k in keys_of(screen))
+            await goto(pilot, key)
+            await pilot.press("right")
+        await until(pilot, lambda: "e:STUDY_A:E1" in keys_of(screen))
+        await pilot.press("slash", *"mr1")
+        assert {"e:PILOT:E1", "e:STUDY_A:E1"} <= set(keys_of(screen))
+        await pilot.press("backspace", "backspace", "backspace")
+        assert app.is_running and "e:PILOT:E1" in keys_of(screen)
+
+
+async def test_a_row_shows_it_is_loading_while_it_loads() -> None:
+    import asyncio
+
+    release = asyncio.Event()
+
+    class Slow(Source):
+        async def scans(self, session: SessionNode) -> list[ScanNode]:
+            await release.wait()
+            return await super().scans(session)
+
+    app = BrowserApp(Slow(), [])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        await goto(pilot, "s:PILOT:S1")
+        await pilot.press("right")
+        await until(pilot, lambda: "e:PILOT:E1" in keys_of(screen))
+        await goto(pilot, "e:PILOT:E1")
+        await pilot.press("right")
+        await until(pilot, lambda: "⏳" in cells(screen, "e:PILOT:E1")[1])
+        release.set()
+        await until(pilot, lambda: "c:PILOT:E1:1" in keys_of(screen))
+        assert "▾" in cells(screen, "e:PILOT:E1")[1]

@@ -102,9 +102,11 @@ async def relabel(pilot: Any, screen: CopyScreen, subject: str, session: str) ->
     screen.query_one("#copy-row-session", Input).value = session
     await until(
         pilot,
-        lambda: screen.checked is not None
-        and (row(screen)[1], row(screen)[2]) == (subject, session)
-        and not screen.status_line.startswith("checking"),
+        lambda: (
+            screen.checked is not None
+            and (row(screen)[1], row(screen)[2]) == (subject, session)
+            and not screen.status_line.startswith("checking")
+        ),
     )
 
 
@@ -228,8 +230,7 @@ async def test_move_of_some_scans_only_is_refused(sandbox: SandboxServer, tmp_pa
         await until(
             pilot,
             lambda: any(
-                "a move deletes whole sessions" in n.message
-                for n in notifications(app.seen)
+                "a move deletes whole sessions" in n.message for n in notifications(app.seen)
             ),
         )
         assert isinstance(app.screen, BrowserScreen)

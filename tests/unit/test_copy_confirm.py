@@ -30,4 +30,3 @@ def test_only_an_explicit_yes_confirms(
 def test_no_terminal_is_no(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))  # a pipe: nobody to ask
     assert _console.confirm("Move 1 session(s)?") is False
-

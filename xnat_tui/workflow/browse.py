@@ -123,7 +123,9 @@ class Kind(StrEnum):
 class Row:
     """One visible line of the tree."""
 
-    key: str  # stable: "p:P", "s:P:SUBJ_ID", "e:SESSION_ID", "c:SESSION_ID:SCAN"
+    # Stable, and unique: a session shared into a second project shows under both, so
+    # session and scan keys carry the project they are shown under.
+    key: str  # "p:P", "s:P:SUBJ_ID", "e:P:SESSION_ID", "c:P:SESSION_ID:SCAN"
     kind: Kind
     depth: int
     name: str
@@ -149,16 +151,21 @@ class BrowseModel:
     loading: set[str] = field(default_factory=set)
     filter_text: str = ""
     picked: dict[str, set[str]] = field(default_factory=dict)  # session id → scan ids ('' all)
+    picked_project: str = ""  # the project the picked sessions are shown under
     errors: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------ loading
     async def load_projects(self) -> None:
         self.projects = sorted(await self.source.projects(), key=lambda p: p.id.lower())
 
+    def begin_load(self, key: str) -> None:
+        """Marks ``key`` as loading (shown at once, before :meth:`load` is awaited)."""
+        self.loading.add(key)
+
     async def load(self, key: str) -> None:
         """Load what opening ``key`` shows (once); errors are kept per key."""
         kind, _, rest = key.partition(":")
-        self.loading.add(key)
+        self.begin_load(key)
         try:
             if kind == "p" and rest not in self.sessions:
                 subjects, sessions = await asyncio.gather(
@@ -172,10 +179,11 @@ class BrowseModel:
                     key=lambda s: s.label.lower(),
                 )
                 self.sessions[rest] = sorted(sessions, key=lambda e: (e.date, e.label))
-            elif kind == "e" and rest not in self.scans:
-                session = self.session(rest)
-                if session is not None:
-                    self.scans[rest] = await self.source.scans(session)
+            elif kind == "e":
+                project, _, session_id = rest.partition(":")
+                session = self.session(project, session_id)
+                if session is not None and session_id not in self.scans:
+                    self.scans[session_id] = await self.source.scans(session)
             self.errors.pop(key, None)
         except Exception as exc:
             self.errors[key] = str(exc) or type(exc).__name__
@@ -186,15 +194,15 @@ class BrowseModel:
     def needs_load(self, key: str) -> bool:
         kind, _, rest = key.partition(":")
         return (kind == "p" and rest not in self.sessions) or (
-            kind == "e" and rest not in self.scans
+            kind == "e" and rest.partition(":")[2] not in self.scans
         )
 
     # ------------------------------------------------------------ lookups
-    def session(self, session_id: str) -> SessionNode | None:
-        for found in self.sessions.values():
-            for e in found:
-                if e.id == session_id:
-                    return e
+    def session(self, project: str, session_id: str) -> SessionNode | None:
+        """The session as listed under ``project`` (a shared one is in two lists)."""
+        for e in self.sessions.get(project, []):
+            if e.id == session_id:
+                return e
         return None
 
     def _sessions_of(self, project: str, subject_id: str) -> list[SessionNode]:
@@ -271,7 +279,7 @@ class BrowseModel:
                     "",
                     "",
                     "",
-                    self._mark_many(sessions),
+                    self._mark_many(p.id, sessions),
                     key in self.expanded or bool(children and not hit),
                 )
             )
@@ -282,13 +290,13 @@ class BrowseModel:
     def _session_rows(self, project: str, s: SubjectNode, inherited: bool) -> list[Row]:
         out: list[Row] = []
         for e in self._sessions_of(project, s.id):
-            key = f"e:{e.id}"
-            hit = inherited or self._matches(e.label, e.modality, e.date, e.id)
+            key = f"e:{project}:{e.id}"
+            hit = inherited or self._session_hit(e)
             scans = self.scans.get(e.id)
             scan_rows: list[Row] = []
             if key in self.expanded and scans is not None:
                 scan_rows = [
-                    self._scan_row(e, c)
+                    self._scan_row(project, e, c)
                     for c in scans
                     if hit or self._matches(c.id, c.type, c.description)
                 ]
@@ -306,7 +314,7 @@ class BrowseModel:
                     human_bytes(size) if size else "",
                     e.date,
                     e.modality,
-                    self._mark(e.id),
+                    self._mark(project, e.id),
                     key in self.expanded,
                     key in self.loading,
                 )
@@ -314,12 +322,15 @@ class BrowseModel:
             out += scan_rows
         return out
 
-    def _scan_row(self, e: SessionNode, c: ScanNode) -> Row:
-        picked = self.picked.get(e.id)
+    def _session_hit(self, e: SessionNode) -> bool:
+        return self._matches(e.label, e.modality, e.date, e.id)
+
+    def _scan_row(self, project: str, e: SessionNode, c: ScanNode) -> Row:
+        picked = self.picked.get(e.id) if project == self.picked_project else None
         on = picked is not None and ("" in picked or c.id in picked)
         name = f"{c.id}  {c.type or c.description}"
         return Row(
-            f"c:{e.id}:{c.id}",
+            f"c:{project}:{e.id}:{c.id}",
             Kind.SCAN,
             3,
             name,
@@ -331,14 +342,14 @@ class BrowseModel:
             False,
         )
 
-    def _mark(self, session_id: str) -> str:
-        picked = self.picked.get(session_id)
+    def _mark(self, project: str, session_id: str) -> str:
+        picked = self.picked.get(session_id) if project == self.picked_project else None
         if not picked:
             return "☐"
         return "☑" if "" in picked else "◐"
 
-    def _mark_many(self, sessions: Iterable[SessionNode]) -> str:
-        marks = {self._mark(e.id) for e in sessions}
+    def _mark_many(self, project: str, sessions: Iterable[SessionNode]) -> str:
+        marks = {self._mark(project, e.id) for e in sessions}
         if not marks or marks == {"☐"}:
             return "☐"
         return "☑" if marks == {"☑"} else "◐"
@@ -359,30 +370,37 @@ class BrowseModel:
         return None
 
     # ------------------------------------------------------------ selection
-    def project_of(self, key: str) -> str:
-        kind, _, rest = key.partition(":")
-        if kind in ("p", "s"):
-            return rest.split(":", 1)[0]
-        session = self.session(rest.split(":", 1)[0])
-        return session.project if session else ""
+    @staticmethod
+    def project_of(key: str) -> str:
+        """The project a row is shown under (every key but a project's names it second)."""
+        return key.partition(":")[2].split(":", 1)[0]
 
     def toggle(self, key: str) -> str:
         """Select or unselect what ``key`` names; returns a note ('' if none).
 
-        A subject toggles all its sessions, a session all its scans, a scan itself.
-        The selection stays within one project: picking elsewhere starts anew.
+        A subject toggles all its sessions (with a filter on: those the filter shows),
+        a session all its scans, a scan itself. The selection stays within one project:
+        picking elsewhere starts anew.
         """
-        project = self.project_of(key)
-        note = ""
-        current = self.selection().project
-        if current and project and project != current:
-            self.picked.clear()
-            note = f"selection moved to project {project}"
         kind, _, rest = key.partition(":")
         if kind == "p":
             return "open the project and select subjects, sessions or scans"
+        project = self.project_of(key)
+        note = ""
+        if self.picked and project != self.picked_project:
+            self.picked.clear()
+            note = f"selection moved to project {project}"
+        self.picked_project = project
+        rest = rest.partition(":")[2]  # the key without its project
         if kind == "s":
-            sessions = self._sessions_of(project, rest.split(":", 1)[1])
+            sessions = self._sessions_of(project, rest)
+            subject = next((s for s in self.subjects.get(project, []) if s.id == rest), None)
+            if self.filter_text.strip() and not (
+                (subject is not None and self._matches(subject.label))
+                or self._matches(*self._project_texts(project))
+            ):
+                # The subject is shown for the sessions that match: only those are meant.
+                sessions = [e for e in sessions if self._session_hit(e)]
             all_on = all("" in self.picked.get(e.id, set()) for e in sessions)
             for e in sessions:
                 if all_on:
@@ -407,17 +425,20 @@ class BrowseModel:
                 self.picked[session_id] = {""} if picked == all_ids else picked
         return note
 
+    def _project_texts(self, project: str) -> tuple[str, ...]:
+        found = next((p for p in self.projects if p.id == project), None)
+        return (found.id, found.name, found.secondary_id) if found else (project,)
+
     def clear_selection(self) -> None:
         self.picked.clear()
 
     def selection(self) -> Selection:
         chosen: list[SelectedSession] = []
-        project = ""
+        project = self.picked_project
         for session_id, picked in self.picked.items():
-            e = self.session(session_id)
+            e = self.session(project, session_id)
             if e is None:
                 continue
-            project = project or e.project
             scans: tuple[str, ...] = ()
             types: tuple[str, ...] = ()
             if "" not in picked:
@@ -430,7 +451,7 @@ class BrowseModel:
                 )
             )
         chosen.sort(key=lambda s: (s.subject_label, s.label))
-        return Selection(project, tuple(chosen))
+        return Selection(project if chosen else "", tuple(chosen))
 
 
 def _natural(text: str) -> tuple[int, int | str]:
@@ -455,7 +476,10 @@ class ClientBrowseSource:
     async def sessions(self, project: str) -> list[SessionNode]:
         return [
             SessionNode(
-                project=e.project or project,
+                # As seen in the project browsed: a session shared into it is listed
+                # under its label there, and is acted on (downloaded, copied, moved
+                # out of) as that project's.
+                project=project,
                 id=e.id,
                 label=e.label,
                 subject_id=e.subject_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.ui.test_browser_screen import Source
-from xnat_tui.workflow.browse import BrowseModel, Kind
+from xnat_tui.workflow.browse import BrowseModel, Kind, SessionNode, SubjectNode
 
 
 def loaded() -> tuple[BrowseModel, Source]:
@@ -16,8 +16,8 @@ def loaded() -> tuple[BrowseModel, Source]:
         await model.load_projects()
         model.toggle_expand("p:PILOT")
         await model.load("p:PILOT")
-        model.toggle_expand("e:E1")
-        await model.load("e:E1")
+        model.toggle_expand("e:PILOT:E1")
+        await model.load("e:PILOT:E1")
 
     asyncio.run(load())
     return model, source
@@ -33,7 +33,7 @@ def test_each_level_loads_once_and_only_when_opened() -> None:
 def test_filter_keeps_the_ancestors_of_a_match_and_jump_finds_it() -> None:
     model, _ = loaded()
     model.filter_text = "ct1"
-    assert [r.key for r in model.rows()] == ["p:PILOT", "s:PILOT:S2", "e:E3"]
+    assert [r.key for r in model.rows()] == ["p:PILOT", "s:PILOT:S2", "e:PILOT:E3"]
     assert model.jump("ct1") == 2 and model.jump("subj_02") == 1
     model.filter_text = ""
     assert model.jump("zzz") is None
@@ -42,14 +42,82 @@ def test_filter_keeps_the_ancestors_of_a_match_and_jump_finds_it() -> None:
 def test_selection_is_typed_with_partial_sessions() -> None:
     model, _ = loaded()
     model.toggle("s:PILOT:S1")
-    model.toggle("c:E1:1")  # unselect one scan of E1: E1 keeps scan 2 only
+    model.toggle("c:PILOT:E1:1")  # unselect one scan of E1: E1 keeps scan 2 only
     selection = model.selection()
     assert selection.project == "PILOT" and selection.subjects == ("SUBJ_01",)
     by_id = {s.id: s for s in selection.sessions}
     assert by_id["E1"].scans == ("2",) and by_id["E2"].scans == ()
     model.toggle_expand("s:PILOT:S1")
     marks = {r.key: r.mark for r in model.rows() if r.kind is not Kind.PROJECT}
-    assert marks["e:E1"] == "◐" and marks["s:PILOT:S1"] == "◐" and marks["c:E1:1"] == "☐"
-    model.toggle("c:E1:1")  # both scans again: the whole session
+    assert marks["e:PILOT:E1"] == "◐" and marks["s:PILOT:S1"] == "◐"
+    assert marks["c:PILOT:E1:1"] == "☐"
+    model.toggle("c:PILOT:E1:1")  # both scans again: the whole session
     assert model.selection().sessions[0].scans == ()
     assert "2 session(s) of 1 subject(s) in PILOT" == model.selection().describe()
+
+
+class SharedSource(Source):
+    """PILOT's E1 is also shared into STUDY_A, under another label there."""
+
+    async def subjects(self, project: str) -> list[SubjectNode]:
+        if project == "STUDY_A":
+            return [SubjectNode("STUDY_A", "S1", "SHARED_SUBJ")]
+        return await super().subjects(project)
+
+    async def sessions(self, project: str) -> list[SessionNode]:
+        if project == "STUDY_A":
+            return [SessionNode("STUDY_A", "E1", "SHARED_MR1", "S1", "SHARED_SUBJ", "", "MR")]
+        return await super().sessions(project)
+
+
+def open_both(model: BrowseModel) -> None:
+    async def load() -> None:
+        await model.load_projects()
+        for key in ("p:PILOT", "s:PILOT:S1", "p:STUDY_A", "s:STUDY_A:S1"):
+            model.toggle_expand(key)
+            if model.needs_load(key):
+                await model.load(key)
+        for key in ("e:PILOT:E1", "e:STUDY_A:E1"):
+            model.toggle_expand(key)
+            await model.load(key)
+
+    asyncio.run(load())
+
+
+def test_a_session_shared_into_two_projects_has_a_row_under_each() -> None:
+    model = BrowseModel(SharedSource())
+    open_both(model)
+    keys = [r.key for r in model.rows()]
+    assert len(keys) == len(set(keys))  # the table refuses a key twice
+    assert {"e:PILOT:E1", "e:STUDY_A:E1", "c:PILOT:E1:2", "c:STUDY_A:E1:2"} <= set(keys)
+    # Picked under STUDY_A: that project's label, and not ticked under PILOT.
+    model.toggle("e:STUDY_A:E1")
+    selection = model.selection()
+    assert selection.project == "STUDY_A"
+    assert [(s.project, s.label) for s in selection.sessions] == [("STUDY_A", "SHARED_MR1")]
+    marks = {r.key: r.mark for r in model.rows()}
+    assert marks["e:STUDY_A:E1"] == "☑" and marks["c:STUDY_A:E1:1"] == "☑"
+    assert marks["e:PILOT:E1"] == "☐" and marks["c:PILOT:E1:1"] == "☐"
+    # The same session under PILOT: the selection moves there.
+    assert model.toggle("c:PILOT:E1:2") == "selection moved to project PILOT"
+    assert [(s.label, s.scans) for s in model.selection().sessions] == [("SUBJ_01_MR1", ("2",))]
+
+
+def test_space_on_a_project_row_keeps_the_selection() -> None:
+    model, _ = loaded()
+    model.toggle("e:PILOT:E1")
+    note = model.toggle("p:STUDY_A")
+    assert note.startswith("open the project")
+    assert [s.id for s in model.selection().sessions] == ["E1"]
+
+
+def test_a_subject_selected_under_a_filter_takes_only_the_sessions_shown() -> None:
+    model, _ = loaded()
+    model.filter_text = "mr2"  # SUBJ_01 shows for its session SUBJ_01_MR2 only
+    assert "e:PILOT:E1" not in [r.key for r in model.rows()]
+    model.toggle("s:PILOT:S1")
+    assert [s.label for s in model.selection().sessions] == ["SUBJ_01_MR2"]
+    model.clear_selection()
+    model.filter_text = "subj_01"  # the subject itself matches: all of its sessions
+    model.toggle("s:PILOT:S1")
+    assert [s.label for s in model.selection().sessions] == ["SUBJ_01_MR1", "SUBJ_01_MR2"]

@@ -233,6 +233,7 @@ class BrowserScreen(AppScreen, Screen[None]):
     @work(group="browse-load", exit_on_error=False)
     async def _load(self, key: str) -> None:
         assert self.model is not None
+        self.model.begin_load(key)  # ⏳ on the row while it loads, not only after
         self.refresh_rows(key)
         try:
             await self.model.load(key)
