@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
+from textual.message import Message
 from textual.widgets import Input
 
 from tests.ui.fakes import until
+from tests.ui.screen_text import notifications
 from xnat_tui.config import Config
 from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.transfer.journal import Journal
@@ -67,7 +69,8 @@ async def test_select_and_download_from_the_browser(sandbox: SandboxServer, tmp_
     out = tmp_path / "downloads"
     async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
         app = DownloadApp(client, Journal(tmp_path / "journal.sqlite3"))
-        async with app.run_test(size=(150, 45)) as pilot:
+        seen: list[Message] = []
+        async with app.run_test(size=(150, 45), message_hook=seen.append) as pilot:
             screen = app.screen
             assert isinstance(screen, BrowserScreen)
             await goto(pilot, screen, "p:PILOT")
@@ -90,6 +93,10 @@ async def test_select_and_download_from_the_browser(sandbox: SandboxServer, tmp_
             )
             rows = list(app.transfers.jobs.values())
             assert [r.kind for r in rows] == [JobKind.DOWNLOAD]
+            # Between the dialog and the jobs, the user is told the files are being listed.
+            toasts = [n.message for n in notifications(seen)]
+            assert toasts[0] == "Listing the files of 1 session(s) to download…"
+            assert toasts[1].startswith("Downloading 1 session(s), 4 file(s)")
             await app.jobs.close()
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
         assert len(files) == 4

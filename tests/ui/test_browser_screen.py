@@ -238,3 +238,36 @@ async def test_a_row_shows_it_is_loading_while_it_loads() -> None:
         release.set()
         await until(pilot, lambda: "c:PILOT:E1:1" in keys_of(screen))
         assert "▾" in cells(screen, "e:PILOT:E1")[1]
+
+
+async def test_an_action_still_running_survives_another_and_leaving_the_browser() -> None:
+    """A download being planned is not dropped when a second starts or Esc is pressed."""
+    import asyncio
+
+    release = asyncio.Event()
+    finished: list[tuple[str, ...]] = []
+
+    async def slow(app: Any, selection: Selection) -> None:
+        await release.wait()  # the server is still listing files
+        finished.append(tuple(s.id for s in selection.sessions))
+
+    app = BrowserApp(Source(), [BrowserAction("d", "Download…", "get", slow, "browser.dl")])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        await goto(pilot, "s:PILOT:S1")
+        await pilot.press("right")
+        await until(pilot, lambda: "e:PILOT:E1" in keys_of(screen))
+        await goto(pilot, "e:PILOT:E1")
+        await pilot.press("space", "d")
+        await goto(pilot, "e:PILOT:E1")
+        await pilot.press("space")  # unpicked
+        await goto(pilot, "e:PILOT:E2")
+        await pilot.press("space", "d")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, BrowserScreen))
+        release.set()
+        await until(pilot, lambda: len(finished) == 2)
+        assert sorted(finished) == [("E1",), ("E2",)]

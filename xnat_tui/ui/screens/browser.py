@@ -21,7 +21,14 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from xnat_tui.ui.browser_actions import ACTIONS, BrowserAction
 from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.widgets.format import assemble, plain
-from xnat_tui.workflow.browse import BrowseModel, BrowseSource, ClientBrowseSource, Kind, Row
+from xnat_tui.workflow.browse import (
+    BrowseModel,
+    BrowseSource,
+    ClientBrowseSource,
+    Kind,
+    Row,
+    Selection,
+)
 
 COLUMNS = ("", "Name", "Count", "Size", "Date", "Modality")
 COLUMN_KEYS = ("mark", "Name", "Count", "Size", "Date", "Modality")
@@ -332,12 +339,16 @@ class BrowserScreen(AppScreen, Screen[None]):
         if selection.empty:
             self.notify("Select sessions or scans first (Space).", severity="warning")
             return
-        self._run(action)
+        # The app's worker, not this screen's: leaving the browser, or starting another
+        # action, must not cancel one still asking the server (a download being planned
+        # was dropped without a word).
+        self.app.run_worker(
+            self._run(action, selection), group="browser-action", exit_on_error=False
+        )
 
-    @work(group="browser-action", exclusive=True, exit_on_error=False)
-    async def _run(self, action: BrowserAction) -> None:
-        assert self.model is not None
+    async def _run(self, action: BrowserAction, selection: Selection) -> None:
+        app = self.app
         try:
-            await action.run(self.xapp, self.model.selection())
+            await action.run(self.xapp, selection)
         except Exception as exc:  # a failing action is shown, never crashes the browser
-            self.notify(f"{action.label.rstrip('…')}: {exc}", severity="error")
+            app.notify(f"{action.label.rstrip('…')}: {exc}", severity="error")

@@ -116,6 +116,11 @@ async def start_download(app: XnatTuiApp, selection: Selection) -> list[str]:
     )
     if choice is None:
         return []
+    # Listing every session's files takes a while on a large selection: say so.
+    app.notify(
+        f"Listing the files of {len(selection.sessions)} session(s) to download…",
+        title="Transfers",
+    )
     plan = await dl.plan_selection(
         client, selection, out=choice.out, layout=choice.layout, resource=choice.resource
     )
