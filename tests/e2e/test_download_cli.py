@@ -95,6 +95,24 @@ def test_unknown_session_is_a_usage_error_and_nothing_is_written(
     assert not out.exists()
 
 
+def test_a_file_given_as_the_folder_is_a_usage_error_before_any_request(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    bad = cli(
+        "download",
+        "--project",
+        "PILOT",
+        "--out",
+        str(a_file),
+        *base_args(sandbox_thread.url, tmp_path / "j.sqlite3"),
+    )
+    assert bad.returncode == 2
+    assert f"error: {a_file} is a file, not a folder" in bad.stderr
+    assert a_file.read_text() == "mine" and not (tmp_path / "j.sqlite3").exists()
+
+
 def test_catalog_xml_downloads_what_it_names(sandbox_thread: SandboxThread, tmp_path: Path) -> None:
     url = sandbox_thread.url
     auth = "Basic " + __import__("base64").b64encode(b"alice:alice").decode()

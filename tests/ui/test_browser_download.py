@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.app import App
 from textual.message import Message
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from tests.ui.fakes import until
 from tests.ui.screen_text import notifications
@@ -20,8 +20,8 @@ from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.screens.browser import BrowserScreen
 from xnat_tui.ui.transfer_model import TransferModel
-from xnat_tui.ui.widgets.browser_download import DownloadDialog
-from xnat_tui.workflow.browse import ClientBrowseSource
+from xnat_tui.ui.widgets.browser_download import DownloadChoice, DownloadDialog
+from xnat_tui.workflow.browse import ClientBrowseSource, SelectedSession, Selection
 from xnat_tui.workflow.jobs import JobRouter
 from xnat_tui.workflow.login import connection_for
 from xnat_tui.xnat.client import XnatClient
@@ -103,3 +103,31 @@ async def test_select_and_download_from_the_browser(sandbox: SandboxServer, tmp_
         assert all(
             f.startswith("PIL_900_MR1/scans/2-T1_MPRAGE_sag/resources/DICOM/files/") for f in files
         )
+
+
+class DialogApp(App[None]):
+    def __init__(self, out: Path) -> None:
+        super().__init__()
+        self.out = out
+        self.result: list[object] = []
+
+    def on_mount(self) -> None:
+        selection = Selection("P", (SelectedSession("P", "E1", "MR1"),))
+        self.push_screen(DownloadDialog(selection, self.out, "xnat", "DICOM"), self.result.append)
+
+
+async def test_the_dialog_refuses_a_file_as_the_folder_and_stays_open(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    app = DialogApp(a_file)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DownloadDialog))
+        await pilot.press("ctrl+s")
+        error = app.screen.query_one("#download-error", Static)
+        await until(pilot, lambda: "is a file, not a folder" in str(error.render()))
+        assert isinstance(app.screen, DownloadDialog) and app.result == []
+        app.screen.query_one("#download-out", Input).value = str(tmp_path / "new")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: bool(app.result))
+        choice = app.result[0]
+        assert isinstance(choice, DownloadChoice) and choice.out == tmp_path / "new"

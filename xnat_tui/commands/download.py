@@ -149,6 +149,10 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
     config = load()
     quiet = bool(args.json)
     out = Path(args.out) if args.out is not None else dl.default_out(config)
+    problem = dl.out_problem(out)
+    if problem is not None:
+        print(f"error: {safe(problem)}", file=sys.stderr)
+        return EXIT_USAGE
     layout = args.layout or config.download.layout
     resource = args.resource or config.download.resource
     async with open_client(args, config) as client:

@@ -371,6 +371,25 @@ def absolute(out: Path) -> Path:
     return Path(os.path.abspath(out.expanduser()))
 
 
+def out_problem(out: Path) -> str | None:
+    """Why a download cannot go into ``out``, before anything is asked of the server:
+    a file where the folder would be, or no folder that may be written to or created
+    (None: as far as can be told without writing)."""
+    path = absolute(out)
+    existing = path
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == path:
+            return f"{path} is a file, not a folder"
+        return f"cannot make the folder {path}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == path:
+            return f"no permission to write into {path}"
+        return f"cannot make the folder {path}: no permission to write into {existing}"
+    return None
+
+
 def default_out(config: Config) -> Path:
     return Path(config.download.out_dir or "xnat-downloads").expanduser()
 

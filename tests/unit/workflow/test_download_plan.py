@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,29 @@ async def test_a_catalog_whose_two_sessions_share_one_folder_is_refused(
         ):
             await dl.plan_catalog(client, CATALOG.format(sets=sets), out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_out_problem_refuses_a_file_and_a_folder_that_cannot_be_made(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert dl.out_problem(a_file) == f"{a_file} is a file, not a folder"
+    below = a_file / "sub" / "dir"
+    assert dl.out_problem(below) == (
+        f"cannot make the folder {below}: {a_file} is a file, not a folder"
+    )
+    assert dl.out_problem(tmp_path) is None
+    assert dl.out_problem(tmp_path / "new" / "deeper") is None  # made when downloading
+    assert not (tmp_path / "new").exists()  # asking changes nothing
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_out_problem_refuses_a_folder_without_write_permission(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        assert dl.out_problem(locked) == f"no permission to write into {locked}"
+        assert dl.out_problem(locked / "x") == (
+            f"cannot make the folder {locked / 'x'}: no permission to write into {locked}"
+        )
+    finally:
+        locked.chmod(0o700)

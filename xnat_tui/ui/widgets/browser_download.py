@@ -3,6 +3,7 @@ to the download engine and show in the Transfers panel (↓ download) like uploa
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,11 @@ class DownloadChoice:
     out: Path
     layout: str
     resource: str
+
+
+def _checked_folder(text: str) -> tuple[Path, str | None]:
+    folder = Path(text).expanduser()
+    return folder, dl.out_problem(folder)
 
 
 class DownloadDialog(ModalScreen[DownloadChoice | None]):
@@ -74,34 +80,40 @@ class DownloadDialog(ModalScreen[DownloadChoice | None]):
                 yield Button("Cancel", id="download-cancel")
                 yield Button("Download", variant="primary", id="download-go")
 
-    def choice(self) -> DownloadChoice | None:
+    async def choice(self) -> DownloadChoice | None:
         out = self.query_one("#download-out", Input).value.strip()
         resource = self.query_one("#download-resource", Input).value.strip() or "DICOM"
         layout = self.query_one("#download-layout", Select).value
+        error = self.query_one("#download-error", Static)
         if not out:
-            self.query_one("#download-error", Static).update("Give a folder to save into.")
+            error.update("Give a folder to save into.")
             return None
-        return DownloadChoice(Path(out).expanduser(), str(layout), resource)
+        # In a thread: a path on a stalled network file system must not hold the UI.
+        folder, problem = await asyncio.to_thread(_checked_folder, out)
+        if problem is not None:
+            error.update(plain(problem))
+            return None
+        return DownloadChoice(folder, str(layout), resource)
 
-    def action_submit(self) -> None:
-        picked = self.choice()
-        if picked is not None:
+    async def action_submit(self) -> None:
+        picked = await self.choice()
+        if picked is not None and self.is_current:  # not cancelled while it checked
             self.dismiss(picked)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
     @on(Button.Pressed, "#download-go")
-    def _go(self) -> None:
-        self.action_submit()
+    async def _go(self) -> None:
+        await self.action_submit()
 
     @on(Button.Pressed, "#download-cancel")
     def _cancel(self) -> None:
         self.action_cancel()
 
     @on(Input.Submitted)
-    def _enter(self) -> None:
-        self.action_submit()
+    async def _enter(self) -> None:
+        await self.action_submit()
 
 
 async def start_download(app: XnatTuiApp, selection: Selection) -> list[str]:
