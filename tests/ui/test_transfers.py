@@ -169,3 +169,33 @@ async def test_unfinished_transfers_resume_on_start(tmp_path):
         # Still unfinished: quitting asks again.
         await pilot.press("ctrl+q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+
+
+def test_a_download_is_receiving_not_sending_in_the_panel():
+    from xnat_tui.transfer.kinds import JobKind
+    from xnat_tui.ui.transfer_model import JobRow
+    from xnat_tui.ui.widgets.transfers import job_cells
+
+    down = job_cells(JobRow("j", "P/S/E", JobState.SENDING, kind=JobKind.DOWNLOAD), {})
+    up = job_cells(JobRow("j", "P/S/E", JobState.SENDING), {})
+    assert (str(down["state"]), str(up["state"])) == ("receiving", "sending")
+
+
+async def test_cancelling_a_download_asks_about_the_download(tmp_path):
+    from xnat_tui.transfer.events import JobStateChanged
+    from xnat_tui.transfer.kinds import JobKind
+
+    app, _, _ = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await to_main(pilot)
+        app.transfers.apply(
+            JobStateChanged("d1", "P/S/E1", JobState.SENDING, None, kind=JobKind.DOWNLOAD)
+        )
+        app.job_action("cancel", "d1")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause()
+        body = app.screen.body
+        assert body.startswith("Cancel the download of P/S/E1?") and ".part" in body
+        assert "upload" not in body and "prearchive" not in body
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))

@@ -19,6 +19,11 @@ class JobKind(StrEnum):
         project are duplicates to guard against. A download only reads."""
         return self is not JobKind.DOWNLOAD
 
+    def word(self, term: str) -> str:
+        """A word of the journal (its states and steps speak of uploads: sending, sent,
+        send) as this kind of job says it, for people to read."""
+        return _WORDS.get(self, {}).get(term, term)
+
     @property
     def arrow(self) -> str:
         """The direction, as the Transfers panel and ``transfers list`` show it."""
@@ -31,4 +36,8 @@ _ARROWS = {
     JobKind.DOWNLOAD: "↓ download",
     JobKind.COPY: "⇄ copy",
     JobKind.MOVE: "⇄ move",
+}
+
+_WORDS = {
+    JobKind.DOWNLOAD: {"sending": "receiving", "sent": "received", "send": "fetch"},
 }

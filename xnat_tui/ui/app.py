@@ -67,6 +67,21 @@ CHECK_DEBOUNCE = 0.35
 ScanFunc = Callable[[list[Path]], AsyncIterator[ScanBatch | ScanSummary]]
 
 
+# What cancelling leaves behind, as each kind of job leaves it.
+_CANCEL_QUESTION = {
+    JobKind.UPLOAD: "Cancel the upload of {label}? Series already sent stay in the server's "
+    "prearchive; retry sends the rest later.",
+    JobKind.SEND: "Cancel sending {label}? Instances the receiver already stored stay there; "
+    "retry sends the rest later.",
+    JobKind.DOWNLOAD: "Cancel the download of {label}? Files already downloaded and verified "
+    "stay in the folder, unfinished ones as .part; retry fetches only the rest.",
+    JobKind.COPY: "Cancel the copy of {label}? What already reached the destination project "
+    "stays there; the source is not changed; retry copies the rest later.",
+    JobKind.MOVE: "Cancel the move of {label}? The source is deleted only after its copy is "
+    "verified, so it stays; what already reached the destination stays there too.",
+}
+
+
 class XnatTuiApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "xnat-tui"
@@ -352,6 +367,7 @@ class XnatTuiApp(App[int]):
         if action == "cancel":
             row = self.transfers.jobs.get(job_id or "")
             label = row.label if row else job_id
+            kind = row.kind if row else JobKind.UPLOAD
 
             def answered(ok: bool | None) -> None:
                 if ok:
@@ -360,8 +376,7 @@ class XnatTuiApp(App[int]):
             self.push_screen(
                 ConfirmScreen(
                     "Cancel transfer?",
-                    f"Cancel the upload of {label}? Series already sent stay in the "
-                    "server's prearchive; retry sends the rest later.",
+                    _CANCEL_QUESTION[kind].format(label=label),
                     yes="Cancel it",
                     no="Keep going",
                 ),

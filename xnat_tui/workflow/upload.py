@@ -478,9 +478,14 @@ def job_report(journal: Journal, job_id: str) -> str:
         job = journal.job(job_id)
     except Exception as exc:  # unknown id: say so instead of failing
         return f"Job {job_id}: {exc}"
+    word = job.kind.word
+    if job.kind is JobKind.DOWNLOAD:
+        place = f"downloaded into {job.params.get('out', '?')}"
+    else:
+        place = f"destination {job.destination}"
     lines = [
-        f"Job {job.id}: {job.display}  [{job.state}]",
-        f"Server {job.server} as {job.username}; destination {job.destination}",
+        f"Job {job.id}: {job.display}  [{word(str(job.state))}]",
+        f"Server {job.server} as {job.username}; {place}",
     ]
     if job.message:
         lines.append(f"Message: {job.message}")
@@ -490,7 +495,7 @@ def job_report(journal: Journal, job_id: str) -> str:
     for s in journal.series(job_id):
         number = s.number if s.number is not None else "?"
         lines.append(
-            f"  {number:>4} {s.description[:30]:<30} {s.file_count:>5} files  {s.state}"
+            f"  {number:>4} {s.description[:30]:<30} {s.file_count:>5} files  {word(str(s.state))}"
             + (f"  ({s.message})" if s.message else "")
         )
     receipt = Path(job.receipt) if job.receipt else None
@@ -500,5 +505,7 @@ def job_report(journal: Journal, job_id: str) -> str:
     for step in journal.steps(job_id):
         stamp = time.strftime("%H:%M:%S", time.localtime(step.ts))
         where = f" [{step.series_uid.rsplit('.', 1)[-1]}]" if step.series_uid else ""
-        lines.append(f"  {stamp} {step.step} {step.phase}{where} {step.detail}".rstrip())
+        lines.append(
+            f"  {stamp} {word(step.step)} {word(step.phase)}{where} {step.detail}".rstrip()
+        )
     return "\n".join(lines)

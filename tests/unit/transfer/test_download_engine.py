@@ -25,6 +25,7 @@ from xnat_tui.transfer.retry import RetryPolicy
 from xnat_tui.transfer.types import JobState
 from xnat_tui.workflow import download as dl
 from xnat_tui.workflow.jobs import builder_for
+from xnat_tui.workflow.upload import job_report
 from xnat_tui.xnat import md5
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.credentials import Credentials
@@ -120,6 +121,12 @@ async def test_a_session_arrives_byte_for_byte_verified_by_md5(
     # The first path is XNAT's own zip layout.
     first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm"))[0]
     assert first.startswith("PIL_900_MR1/scans/1-localizer/resources/DICOM/files/")
+    # Its receipt speaks of a download, not of an upload's destination and sent series.
+    report = job_report(journal, job.id)
+    assert f"downloaded into {out}" in report and "destination" not in report
+    series = report.split("Series:")[1].split("Log:")[0].split("\n")
+    assert [line.split()[-1] for line in series if line.strip()] == ["received", "received"]
+    assert " fetch end " in report and "sending" not in report and " send " not in report
 
 
 async def test_a_rerun_skips_verified_files_and_replaces_a_damaged_one(

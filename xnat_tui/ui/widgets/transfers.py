@@ -47,7 +47,7 @@ def job_cells(row: JobRow, palette: dict[str, str]) -> dict[str, str | Text]:
     return {
         "kind": row.kind.arrow,
         "label": fmt.plain(row.label),
-        "state": Text(str(row.state), style=colour),
+        "state": Text(row.kind.word(str(row.state)), style=colour),
         "progress": bar(row.fraction),
         "bytes": f"{human_bytes(row.bytes_sent)}/{human_bytes(row.bytes_total)}",
         "files": f"{row.files_sent}/{row.files_total}",
