@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import App
+from textual.widgets import Input
 
 from tests.ui.fakes import until
 from tests.ui.screen_text import palette_entries
@@ -271,3 +272,34 @@ async def test_an_action_still_running_survives_another_and_leaving_the_browser(
         release.set()
         await until(pilot, lambda: len(finished) == 2)
         assert sorted(finished) == [("E1",), ("E2",)]
+
+
+async def test_arrows_open_and_close_rows_however_long_a_label_is() -> None:
+    long_label = "SUBJ_01_" + "x" * 117
+
+    class Long(Source):
+        async def subjects(self, project: str) -> list[SubjectNode]:
+            found = await super().subjects(project)
+            return [
+                SubjectNode(s.project, s.id, long_label if s.id == "S1" else s.label) for s in found
+            ]
+
+    app = BrowserApp(Long(), [])
+    async with app.run_test(size=(80, 30)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("right")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        await goto(pilot, "s:PILOT:S1")
+        await pilot.press("right")  # opens the subject, not a sideways scroll
+        await until(pilot, lambda: "e:PILOT:E1" in keys_of(screen))
+        assert screen.table.scroll_x == 0
+        name = cells(screen, "s:PILOT:S1")[1]
+        assert name.endswith("…") and len(name) <= 80 - 50
+        await pilot.press("left")
+        await until(pilot, lambda: "e:PILOT:E1" not in keys_of(screen))
+        # In the filter box the arrows move its cursor.
+        await pilot.press("slash", *"subj")
+        box = screen.query_one("#browser-filter", Input)
+        await pilot.press("left", "left")
+        assert box.cursor_position == 2 and box.has_focus

@@ -31,6 +31,8 @@ from xnat_tui.workflow.browse import (
 )
 
 COLUMNS = ("", "Name", "Count", "Size", "Date", "Modality")
+NAME_MIN = 24  # cells a name keeps on the narrowest screen
+OTHER_COLUMNS = 58  # what the other columns, their padding and the scroll bar take
 COLUMN_KEYS = ("mark", "Name", "Count", "Size", "Date", "Modality")
 
 
@@ -82,6 +84,9 @@ class BrowserScreen(AppScreen, Screen[None]):
             show=False,
             tooltip="Open the highlighted row",
             id="browser.expand",
+            # Before the table's own →/← (scroll sideways), which took them whenever a
+            # long name made the table wider than the screen; not in the filter box.
+            priority=True,
         ),
         Binding(
             "left",
@@ -90,6 +95,7 @@ class BrowserScreen(AppScreen, Screen[None]):
             show=False,
             tooltip="Close the highlighted row",
             id="browser.collapse",
+            priority=True,
         ),
         Binding(
             "space",
@@ -125,6 +131,7 @@ class BrowserScreen(AppScreen, Screen[None]):
         self.actions = list(ACTIONS if actions is None else actions)
         self.model: BrowseModel | None = None
         self._shown: list[Row] = []
+        self._drawn_width = 0
         # Each action's key, bound on this instance (the list is open to other workflows).
         for i, action in enumerate(self.actions):
             self._bindings._add_binding(
@@ -162,6 +169,21 @@ class BrowserScreen(AppScreen, Screen[None]):
         table.focus()
         self._load_projects()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("expand", "collapse") and not self.table.has_focus:
+            return False  # the key goes on to the focused widget (the filter's cursor)
+        return super().check_action(action, parameters)
+
+    def on_resize(self) -> None:
+        if self._name_width() != self._drawn_width:
+            self._shown = []  # names are cut to the width: draw them again
+            self.refresh_rows()
+
+    def _name_width(self) -> int:
+        """Cells for a row's name: the rest of the row stays on screen however long a
+        label is (a 125-character one pushed Count, Size and Date out of sight)."""
+        return max(NAME_MIN, self.app.size.width - OTHER_COLUMNS)
+
     # ------------------------------------------------------------ rendering
     @property
     def table(self) -> DataTable[object]:
@@ -190,16 +212,18 @@ class BrowserScreen(AppScreen, Screen[None]):
             with self.app.batch_update():
                 for old_row, row in zip(self._shown, rows, strict=True):
                     if old_row != row:
-                        for column, value in zip(COLUMN_KEYS, self._cells(row), strict=True):
+                        cells = self._cells(row, self._drawn_width)
+                        for column, value in zip(COLUMN_KEYS, cells, strict=True):
                             table.update_cell(row.key, column, value)
             self._shown = rows
             self._show_selection()
             return
         self._shown = rows
+        self._drawn_width = width = self._name_width()
         with self.app.batch_update():
             table.clear()
             for row in rows:
-                table.add_row(*self._cells(row), key=row.key)
+                table.add_row(*self._cells(row, width), key=row.key)
         if keep is not None:
             for i, row in enumerate(rows):
                 if row.key == keep:
@@ -208,12 +232,13 @@ class BrowserScreen(AppScreen, Screen[None]):
         self._show_selection()
 
     @staticmethod
-    def _cells(row: Row) -> list[object]:
+    def _cells(row: Row, width: int) -> list[object]:
         arrow = ""
         if row.kind is not Kind.SCAN:
             arrow = "⏳ " if row.loading else ("▾ " if row.expanded else "▸ ")
         name = Text("  " * row.depth + arrow, end="")
         name.append_text(plain(row.name))
+        name.truncate(width, overflow="ellipsis")
         return [row.mark, name, plain(row.count), row.size, plain(row.date), plain(row.modality)]
 
     def _show_selection(self) -> None:
