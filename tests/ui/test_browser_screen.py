@@ -303,3 +303,19 @@ async def test_arrows_open_and_close_rows_however_long_a_label_is() -> None:
         box = screen.query_one("#browser-filter", Input)
         await pilot.press("left", "left")
         assert box.cursor_position == 2 and box.has_focus
+
+
+async def test_enter_is_listed_under_the_browser_and_opens_and_closes() -> None:
+    from xnat_tui.ui.screens.help import collect_keys
+
+    app = BrowserApp(Source(), [])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        rows = {r.binding_id: r for r in collect_keys(screen)}
+        assert rows["browser.open"].where == "Browser" and rows["browser.open"].keys == "⏎"
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        await goto(pilot, "p:PILOT")
+        await pilot.press("enter")
+        await until(pilot, lambda: keys_of(screen) == ["p:PILOT", "p:STUDY_A"])

@@ -1,6 +1,6 @@
 """The server browser: projects → subjects → sessions → scans, loaded as they open.
 
-Keys: Enter/→ open, ← close, Space select (a subject selects its sessions, a session
+Keys: Enter open/close, → open, ← close, Space select (a subject selects its sessions, a session
 its scans), / filter (type-ahead: the cursor jumps to the first match while typing),
 Esc back. What can be done with the selection comes from ``ui/browser_actions.py``
 (Download… first); this screen only hands the typed ``Selection`` over.
@@ -77,6 +77,15 @@ class BrowserScreen(AppScreen, Screen[None]):
     """
     BINDINGS = [
         Binding("escape", "close", "Back", tooltip="Back to the workbench", id="browser.close"),
+        Binding(
+            "enter",
+            "toggle_open",
+            "Open/close",
+            show=False,
+            tooltip="Open or close the highlighted row",
+            id="browser.open",
+            priority=True,  # listed here (help, keymap), not only as the table's select
+        ),
         Binding(
             "right",
             "expand",
@@ -170,7 +179,7 @@ class BrowserScreen(AppScreen, Screen[None]):
         self._load_projects()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("expand", "collapse") and not self.table.has_focus:
+        if action in ("toggle_open", "expand", "collapse") and not self.table.has_focus:
             return False  # the key goes on to the focused widget (the filter's cursor)
         return super().check_action(action, parameters)
 
@@ -285,6 +294,11 @@ class BrowserScreen(AppScreen, Screen[None]):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
             self._open(str(event.row_key.value))
+
+    def action_toggle_open(self) -> None:
+        key = self.current_key()
+        if key is not None and self.model is not None:
+            self._open(key)
 
     def action_expand(self) -> None:
         key = self.current_key()
