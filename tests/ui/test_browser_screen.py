@@ -319,3 +319,39 @@ async def test_enter_is_listed_under_the_browser_and_opens_and_closes() -> None:
         await goto(pilot, "p:PILOT")
         await pilot.press("enter")
         await until(pilot, lambda: keys_of(screen) == ["p:PILOT", "p:STUDY_A"])
+
+
+async def test_the_browser_reopens_as_it_was_left_and_r_reads_it_again() -> None:
+    from xnat_tui.workflow.browse import BrowseModel
+
+    source = Source()
+    model = BrowseModel(source)
+
+    class Again(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(BrowserScreen(actions=[], model=model))
+
+    app = Again()
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S2" in keys_of(screen))
+        await goto(pilot, "s:PILOT:S2")
+        await pilot.press("space")  # SUBJ_02's session; the cursor moves on
+        left_on = screen.current_key()
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, BrowserScreen))
+        calls = list(source.calls)
+        await app.push_screen(BrowserScreen(actions=[], model=model))
+        again = browser(app)
+        await until(pilot, lambda: again.table.row_count == 4)
+        assert source.calls == calls  # nothing read again
+        assert again.current_key() == left_on
+        assert [s.id for s in model.selection().sessions] == ["E3"]
+        assert "☑" in cells(again, "s:PILOT:S2")[0]
+        await pilot.press("r")
+        await until(pilot, lambda: len(source.calls) == len(calls) + 3)
+        assert source.calls[len(calls) :] == ["projects", "subjects PILOT", "sessions PILOT"]
+        await until(pilot, lambda: again.table.row_count == 4)
+        assert again.current_key() == left_on

@@ -153,10 +153,35 @@ class BrowseModel:
     picked: dict[str, set[str]] = field(default_factory=dict)  # session id → scan ids ('' all)
     picked_project: str = ""  # the project the picked sessions are shown under
     errors: dict[str, str] = field(default_factory=dict)
+    cursor: str = ""  # the row the browser was left on (it reopens there)
 
     # ------------------------------------------------------------ loading
     async def load_projects(self) -> None:
         self.projects = sorted(await self.source.projects(), key=lambda p: p.id.lower())
+
+    async def reload(self) -> None:
+        """Everything read again, as it was open: after a copy or a move, or when others
+        changed the server. What is gone is closed, and unpicked."""
+        opened = sorted(self.expanded, key=lambda k: "pse".index(k[0]))  # parents first
+        self.subjects, self.sessions, self.scans = {}, {}, {}
+        self.errors.clear()
+        await self.load_projects()
+        projects = {p.id for p in self.projects}
+        self.expanded = set()
+        for key in opened:
+            kind, _, rest = key.partition(":")
+            project, _, inner = rest.partition(":")
+            if project not in projects or (kind != "p" and f"p:{project}" not in self.expanded):
+                continue
+            if kind == "s" and not any(s.id == inner for s in self.subjects.get(project, [])):
+                continue
+            if kind == "e" and self.session(project, inner) is None:
+                continue
+            self.expanded.add(key)
+            if self.needs_load(key):
+                await self.load(key)
+        listed = {e.id for e in self.sessions.get(self.picked_project, [])}
+        self.picked = {k: v for k, v in self.picked.items() if k in listed}
 
     def begin_load(self, key: str) -> None:
         """Marks ``key`` as loading (shown at once, before :meth:`load` is awaited)."""

@@ -121,3 +121,37 @@ def test_a_subject_selected_under_a_filter_takes_only_the_sessions_shown() -> No
     model.filter_text = "subj_01"  # the subject itself matches: all of its sessions
     model.toggle("s:PILOT:S1")
     assert [s.label for s in model.selection().sessions] == ["SUBJ_01_MR1", "SUBJ_01_MR2"]
+
+
+def test_reload_reads_what_was_open_again_and_drops_what_is_gone() -> None:
+    class Changing(Source):
+        gone = False
+
+        async def sessions(self, project: str) -> list[SessionNode]:
+            found = await super().sessions(project)
+            if self.gone:  # E1 deleted (moved away), E4 copied in
+                found = [e for e in found if e.id != "E1"]
+                found.append(SessionNode("PILOT", "E4", "SUBJ_01_MR4", "S1", "SUBJ_01"))
+            return found
+
+    source = Changing()
+    model = BrowseModel(source)
+
+    async def go() -> None:
+        await model.load_projects()
+        for key in ("p:PILOT", "s:PILOT:S1", "e:PILOT:E1", "e:PILOT:E2"):
+            model.toggle_expand(key)
+            if model.needs_load(key):
+                await model.load(key)
+        model.toggle("e:PILOT:E1")
+        model.toggle("e:PILOT:E2")
+        source.gone = True
+        source.calls.clear()
+        await model.reload()
+
+    asyncio.run(go())
+    assert source.calls == ["projects", "subjects PILOT", "sessions PILOT", "scans E2"]
+    keys = [r.key for r in model.rows()]
+    assert "e:PILOT:E4" in keys and "e:PILOT:E1" not in keys and "c:PILOT:E2:1" in keys
+    assert model.expanded == {"p:PILOT", "s:PILOT:S1", "e:PILOT:E2"}
+    assert [s.id for s in model.selection().sessions] == ["E2"]

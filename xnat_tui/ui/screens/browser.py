@@ -1,9 +1,10 @@
 """The server browser: projects → subjects → sessions → scans, loaded as they open.
 
-Keys: Enter open/close, → open, ← close, Space select (a subject selects its sessions, a session
-its scans), / filter (type-ahead: the cursor jumps to the first match while typing),
-Esc back. What can be done with the selection comes from ``ui/browser_actions.py``
-(Download… first); this screen only hands the typed ``Selection`` over.
+Keys: Enter open/close, → open, ← close, Space select (a subject selects its sessions,
+a session its scans), / filter (type-ahead: the cursor jumps to the first match while
+typing), r read the server again, x unselect all, Esc back (it reopens as it was left).
+What can be done with the selection comes from ``ui/browser_actions.py`` (Download…
+first); this screen only hands the typed ``Selection`` over.
 """
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ class BrowserScreen(AppScreen, Screen[None]):
             id="browser.filter",
         ),
         Binding(
+            "r",
+            "reload",
+            "Reload",
+            tooltip="Read everything shown again from the server",
+            id="browser.reload",
+            show=False,
+        ),
+        Binding(
             "x",
             "clear_selection",
             "Clear",
@@ -134,11 +143,13 @@ class BrowserScreen(AppScreen, Screen[None]):
         self,
         source: BrowseSource | None = None,
         actions: Sequence[BrowserAction] | None = None,
+        model: BrowseModel | None = None,
     ) -> None:
+        """``model``: the tree as the browser was left (it reopens as it was)."""
         super().__init__()
         self._source = source
         self.actions = list(ACTIONS if actions is None else actions)
-        self.model: BrowseModel | None = None
+        self.model: BrowseModel | None = model
         self._shown: list[Row] = []
         self._drawn_width = 0
         # Each action's key, bound on this instance (the list is open to other workflows).
@@ -164,18 +175,23 @@ class BrowserScreen(AppScreen, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        source = self._source
-        if source is None:
-            client = self.xapp.client
-            if client is None:
-                self.status("Log in to a server to browse it.")
-                return
-            source = ClientBrowseSource(client)
-        self.model = BrowseModel(source)
         table = self.table
         for label, key in zip(COLUMNS, COLUMN_KEYS, strict=True):
             table.add_column(label, key=key)
         table.focus()
+        if self.model is None:
+            source = self._source
+            if source is None:
+                client = self.xapp.client
+                if client is None:
+                    self.status("Log in to a server to browse it.")
+                    return
+                source = ClientBrowseSource(client)
+            self.model = BrowseModel(source)
+        if self.model.projects:  # back to the tree as it was left
+            self.query_one("#browser-filter", Input).value = self.model.filter_text
+            self.refresh_rows(self.model.cursor or None)
+            return
         self._load_projects()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -271,6 +287,18 @@ class BrowserScreen(AppScreen, Screen[None]):
             return
         self.refresh_rows()
 
+    @work(group="browse-load", exclusive=True, exit_on_error=False)
+    async def action_reload(self) -> None:
+        if self.model is None:
+            return
+        self.status("reading the server again…")
+        try:
+            await self.model.reload()
+        except Exception as exc:
+            self.notify(f"cannot read the server again: {exc}", severity="error")
+        self._shown = []  # every row drawn anew, the cursor kept on its row
+        self.refresh_rows()
+
     @work(group="browse-load", exit_on_error=False)
     async def _load(self, key: str) -> None:
         assert self.model is not None
@@ -345,8 +373,8 @@ class BrowserScreen(AppScreen, Screen[None]):
 
     @on(Input.Changed, "#browser-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        if self.model is None:
-            return
+        if self.model is None or event.value == self.model.filter_text:
+            return  # the filter put back as it was left: the cursor stays where it was
         self.model.filter_text = event.value
         self.refresh_rows()
         if event.value:
@@ -365,6 +393,8 @@ class BrowserScreen(AppScreen, Screen[None]):
         if self.query_one("#browser-filter", Input).has_focus:
             self.table.focus()
             return
+        if self.model is not None:
+            self.model.cursor = self.current_key() or ""
         self.dismiss(None)
 
     def action_run_action_at(self, index: int) -> None:

@@ -31,6 +31,7 @@ from xnat_tui.workflow.workbench import RowState, SessionItem
 
 if TYPE_CHECKING:
     from xnat_tui.ui.anon_service import AnonChoice
+    from xnat_tui.workflow.browse import BrowseModel
 
 log = logging.getLogger("xnat_tui.ui")
 # A scan reports five times a second; the Sessions table and the progress line follow
@@ -128,6 +129,7 @@ class MainScreen(AppScreen, Screen[None]):
         self.start_path = start_path
         self.scan_worker: Worker[None] | None = None
         self._footer_state: tuple[bool, ...] = ()
+        self._browsed: tuple[object, BrowseModel] | None = None  # (the login, its tree)
 
     def compose(self) -> ComposeResult:
         wb = self.xapp.workbench
@@ -627,11 +629,16 @@ class MainScreen(AppScreen, Screen[None]):
 
     def action_browse(self) -> None:
         from xnat_tui.ui.screens.browser import BrowserScreen
+        from xnat_tui.workflow.browse import BrowseModel, ClientBrowseSource
 
-        if self.xapp.client is None:
+        client = self.xapp.client
+        if client is None:
             self.notify("Log in to a server to browse it.", severity="warning")
             return
-        self.app.push_screen(BrowserScreen())
+        # The tree as it was left (open rows, filter, selection, cursor), for this login.
+        if self._browsed is None or self._browsed[0] is not client:
+            self._browsed = (client, BrowseModel(ClientBrowseSource(client)))
+        self.app.push_screen(BrowserScreen(model=self._browsed[1]))
 
     def action_prearchive(self) -> None:
         try:
