@@ -199,3 +199,23 @@ async def test_cancelling_a_download_asks_about_the_download(tmp_path):
         assert "upload" not in body and "prearchive" not in body
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+
+
+async def test_a_new_job_below_the_panels_fold_is_scrolled_into_sight(tmp_path):
+    from xnat_tui.transfer.events import JobStateChanged
+    from xnat_tui.transfer.kinds import JobKind
+
+    app, _, _ = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await to_main(pilot)
+        pane = screen.query_one("#transfers")
+        for i in range(30):
+            app.transfers.apply(
+                JobStateChanged(f"d{i}", f"P/S/E{i}", JobState.QUEUED, None, kind=JobKind.DOWNLOAD)
+            )
+        await until(pilot, lambda: pane.table.row_count == 30)
+        table = pane.table
+        await until(pilot, lambda: table.scroll_y > 0)
+        last = table.get_row_index("d29")
+        assert table.scroll_y <= last < table.scroll_y + table.scrollable_content_region.height
+        assert table.cursor_row == 0

@@ -131,6 +131,7 @@ class TransfersPane(Vertical):
         self._drawn = self.model.version
         table = self.table
         palette = self.app.theme_variables
+        added = False
         with self.app.batch_update():
             for row in self.model.jobs.values():
                 cells = job_cells(row, palette)
@@ -138,6 +139,7 @@ class TransfersPane(Vertical):
                     table.get_row_index(row.job_id)
                 except RowDoesNotExist:
                     table.add_row(*cells.values(), key=row.job_id)
+                    added = True
                     continue
                 for column, value in cells.items():
                     if str(table.get_cell(row.job_id, column)) != str(value):
@@ -167,6 +169,11 @@ class TransfersPane(Vertical):
             if failed:
                 parts.append(f"{failed} failed")
             self.border_subtitle = " · ".join(parts)
+        if added:
+            # A job just started is in sight, not below the panel's fold (the cursor
+            # stays where the user left it).
+            # After the layout has grown the table by the new rows.
+            table.call_after_refresh(table.scroll_end, animate=False)
 
     @property
     def current(self) -> JobRow | None:
