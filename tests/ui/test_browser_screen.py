@@ -355,3 +355,21 @@ async def test_the_browser_reopens_as_it_was_left_and_r_reads_it_again() -> None
         assert source.calls[len(calls) :] == ["projects", "subjects PILOT", "sessions PILOT"]
         await until(pilot, lambda: again.table.row_count == 4)
         assert again.current_key() == left_on
+
+
+async def test_keys_typed_ahead_apply_to_the_row_the_keys_before_them_reached() -> None:
+    """Down then → in one burst (a fast typist, a paste, a slow link): → opens the row
+    Down moved to, not the one the cursor was on when the burst arrived."""
+    from textual import events
+
+    app = BrowserApp(Source(), [])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        for key in ("down", "right", "down", "down", "down", "enter"):
+            app.post_message(events.Key(key, None))
+        await until(pilot, lambda: "e:PILOT:E3" in keys_of(screen))
+        assert screen.model is not None
+        assert screen.model.expanded == {"p:PILOT", "s:PILOT:S1", "s:PILOT:S2"}

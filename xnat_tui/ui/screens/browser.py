@@ -67,6 +67,42 @@ class BrowserCommands(Provider):
                 )
 
 
+class BrowserTable(DataTable[object]):
+    """The tree's table: Enter, → and ← open and close rows. Bound here, not on the
+    screen: a priority binding on the screen ran ahead of the table's own keys still
+    queued (Down then → in one burst opened the row Down had not reached yet), and
+    the table's sideways scroll took →/← whenever a long label made it wider than
+    the screen."""
+
+    HELP_GROUP = "Browser"
+    BINDINGS = [
+        Binding(
+            "enter",
+            "screen.toggle_open",
+            "Open/close",
+            show=False,
+            tooltip="Open or close the highlighted row",
+            id="browser.open",
+        ),
+        Binding(
+            "right",
+            "screen.expand",
+            "Open",
+            show=False,
+            tooltip="Open the highlighted row",
+            id="browser.expand",
+        ),
+        Binding(
+            "left",
+            "screen.collapse",
+            "Close",
+            show=False,
+            tooltip="Close the highlighted row",
+            id="browser.collapse",
+        ),
+    ]
+
+
 class BrowserScreen(AppScreen, Screen[None]):
     HELP_GROUP = "Browser"
     COMMANDS = {BrowserCommands}
@@ -78,35 +114,6 @@ class BrowserScreen(AppScreen, Screen[None]):
     """
     BINDINGS = [
         Binding("escape", "close", "Back", tooltip="Back to the workbench", id="browser.close"),
-        Binding(
-            "enter",
-            "toggle_open",
-            "Open/close",
-            show=False,
-            tooltip="Open or close the highlighted row",
-            id="browser.open",
-            priority=True,  # listed here (help, keymap), not only as the table's select
-        ),
-        Binding(
-            "right",
-            "expand",
-            "Open",
-            show=False,
-            tooltip="Open the highlighted row",
-            id="browser.expand",
-            # Before the table's own →/← (scroll sideways), which took them whenever a
-            # long name made the table wider than the screen; not in the filter box.
-            priority=True,
-        ),
-        Binding(
-            "left",
-            "collapse",
-            "Close",
-            show=False,
-            tooltip="Close the highlighted row",
-            id="browser.collapse",
-            priority=True,
-        ),
         Binding(
             "space",
             "toggle_select",
@@ -169,7 +176,7 @@ class BrowserScreen(AppScreen, Screen[None]):
         yield Input(
             placeholder="filter (type-ahead) — Enter to return to the list", id="browser-filter"
         )
-        table: DataTable[object] = DataTable(id="browser-table", cursor_type="row")
+        table = BrowserTable(id="browser-table", cursor_type="row")
         yield table
         yield Static("", id="browser-status")
         yield Footer()
@@ -193,11 +200,6 @@ class BrowserScreen(AppScreen, Screen[None]):
             self.refresh_rows(self.model.cursor or None)
             return
         self._load_projects()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("toggle_open", "expand", "collapse") and not self.table.has_focus:
-            return False  # the key goes on to the focused widget (the filter's cursor)
-        return super().check_action(action, parameters)
 
     def on_resize(self) -> None:
         if self._name_width() != self._drawn_width:
