@@ -86,6 +86,18 @@ async def goto(pilot: Any, key: str) -> None:
     await pilot.pause()
 
 
+async def open_first_subject(pilot: Any) -> BrowserScreen:
+    """Opens PILOT, then its subject SUBJ_01 (with the keys a user presses)."""
+    screen = browser(pilot.app)
+    await until(pilot, lambda: screen.table.row_count == 2)
+    await pilot.press("enter")
+    await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+    await goto(pilot, "s:PILOT:S1")
+    await pilot.press("right")
+    await until(pilot, lambda: "e:PILOT:E1" in keys_of(screen))
+    return screen
+
+
 async def test_tree_loads_lazily_and_selects_sessions_and_scans() -> None:
     source = Source()
     picked: list[Selection] = []
@@ -226,13 +238,7 @@ async def test_a_row_shows_it_is_loading_while_it_loads() -> None:
 
     app = BrowserApp(Slow(), [])
     async with app.run_test(size=(140, 40)) as pilot:
-        screen = browser(app)
-        await until(pilot, lambda: screen.table.row_count == 2)
-        await pilot.press("enter")
-        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
-        await goto(pilot, "s:PILOT:S1")
-        await pilot.press("right")
-        await until(pilot, lambda: "e:PILOT:E1" in keys_of(screen))
+        screen = await open_first_subject(pilot)
         await goto(pilot, "e:PILOT:E1")
         await pilot.press("right")
         await until(pilot, lambda: "⏳" in cells(screen, "e:PILOT:E1")[1])
@@ -254,13 +260,7 @@ async def test_an_action_still_running_survives_another_and_leaving_the_browser(
 
     app = BrowserApp(Source(), [BrowserAction("d", "Download…", "get", slow, "browser.dl")])
     async with app.run_test(size=(140, 40)) as pilot:
-        screen = browser(app)
-        await until(pilot, lambda: screen.table.row_count == 2)
-        await pilot.press("enter")
-        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
-        await goto(pilot, "s:PILOT:S1")
-        await pilot.press("right")
-        await until(pilot, lambda: "e:PILOT:E1" in keys_of(screen))
+        await open_first_subject(pilot)
         await goto(pilot, "e:PILOT:E1")
         await pilot.press("space", "d")
         await goto(pilot, "e:PILOT:E1")

@@ -70,18 +70,23 @@ class SharedSource(Source):
         return await super().sessions(project)
 
 
-def open_both(model: BrowseModel) -> None:
-    async def load() -> None:
-        await model.load_projects()
-        for key in ("p:PILOT", "s:PILOT:S1", "p:STUDY_A", "s:STUDY_A:S1"):
-            model.toggle_expand(key)
-            if model.needs_load(key):
-                await model.load(key)
-        for key in ("e:PILOT:E1", "e:STUDY_A:E1"):
-            model.toggle_expand(key)
+async def open_keys(model: BrowseModel, *keys: str) -> None:
+    """The projects listed, then each key opened (and loaded) in turn, as a user would."""
+    await model.load_projects()
+    for key in keys:
+        model.toggle_expand(key)
+        if model.needs_load(key):
             await model.load(key)
 
-    asyncio.run(load())
+
+def open_both(model: BrowseModel) -> None:
+    asyncio.run(
+        open_keys(
+            model,
+            *("p:PILOT", "s:PILOT:S1", "p:STUDY_A", "s:STUDY_A:S1"),
+            *("e:PILOT:E1", "e:STUDY_A:E1"),
+        )
+    )
 
 
 def test_a_session_shared_into_two_projects_has_a_row_under_each() -> None:
@@ -138,11 +143,7 @@ def test_reload_reads_what_was_open_again_and_drops_what_is_gone() -> None:
     model = BrowseModel(source)
 
     async def go() -> None:
-        await model.load_projects()
-        for key in ("p:PILOT", "s:PILOT:S1", "e:PILOT:E1", "e:PILOT:E2"):
-            model.toggle_expand(key)
-            if model.needs_load(key):
-                await model.load(key)
+        await open_keys(model, "p:PILOT", "s:PILOT:S1", "e:PILOT:E1", "e:PILOT:E2")
         model.toggle("e:PILOT:E1")
         model.toggle("e:PILOT:E2")
         source.gone = True
