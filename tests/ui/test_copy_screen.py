@@ -278,3 +278,31 @@ async def test_a_redraw_landing_while_typing_keeps_what_was_typed(
         screen.query_one("#copy-row-session", Input).value = "TYPED_MR1"
         await until(pilot, lambda: (row(screen)[1], row(screen)[2]) == ("SA_001", "TYPED_MR1"))
         assert screen.query_one("#copy-row-session", Input).value == "TYPED_MR1"
+
+
+async def test_a_session_only_shared_into_the_project_is_not_moved_out_of_it(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from xnat_tui.xnat import share_ops
+
+    async with running(sandbox, tmp_path) as (client, journal, app, pilot):
+        await share_ops.share_subject(client, "PILOT", "PIL_900", "STUDY_A", "SA_PIL")
+        await share_ops.share_experiment(
+            client, "PILOT", "PIL_900", "PIL_900_MR1", "STUDY_A", "SA_SHARED_MR"
+        )
+        await select_session(pilot, app, "STUDY_A", subject="SA_PIL")
+        selection = app.screen.model.selection()  # type: ignore[attr-defined]
+        # Picked as STUDY_A has it: its label and its subject's label there.
+        assert [(s.project, s.subject_label, s.label) for s in selection.sessions] == [
+            ("STUDY_A", "SA_PIL", "SA_SHARED_MR")
+        ]
+        await pilot.press("m")
+        await until(
+            pilot,
+            lambda: any(
+                "only shared into STUDY_A: SA_SHARED_MR (from PILOT)" in n.message
+                for n in notifications(app.seen)
+            ),
+        )
+        assert isinstance(app.screen, BrowserScreen) and not journal.jobs()
+        assert await client.find_experiment("PILOT", "PIL_900_MR1") is not None

@@ -209,6 +209,13 @@ async def _main(args: argparse.Namespace) -> int:
         if not sources:
             print(f"error: no session selected in {safe(args.source)}", file=sys.stderr)
             return EXIT_FAILED
+        if args.move:
+            refusal = await session.shared_refusal(
+                args.source, [(s.experiment.id, s.label) for s in sources]
+            )
+            if refusal:
+                print(f"error: {safe(refusal)}; nothing was moved", file=sys.stderr)
+                return EXIT_FAILED
         targets = session.targets(
             sources,
             subject_template=args.subject_label or config.copy.subject_pattern,

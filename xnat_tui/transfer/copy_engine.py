@@ -206,13 +206,26 @@ class CopyEngine(TransferEngine):
         job = run.job
         src = job.params.get("source", {})
         self._set_state(run, JobState.VERIFYING, "deleting the source session")
-        existed = await self.source.delete_source(src)
-        self.journal.log(job.id, "delete-source", "end", "deleted" if existed else "already gone")
         where = f"{src.get('project', '')}/{src.get('session', '')}"
+        try:
+            existed = await self.source.delete_source(src)
+        except Exception as exc:
+            self.journal.log(job.id, "delete-source", "fail", str(exc))
+            self._set_state(
+                run,
+                JobState.FAILED,
+                f"copied and verified ({summary}), but the source {where} could not be "
+                f"deleted: {exc}; the copy is at {job.result_uri or job.prearchive_uri}",
+            )
+            return
+        self.journal.log(job.id, "delete-source", "end", "deleted" if existed else "already gone")
+        # Said as it went: a source found gone (a delete finished before a crash) was not
+        # deleted now.
+        done = "deleted" if existed else "was already gone"
         self._set_state(
             run,
             JobState.VERIFIED,
-            f"moved; {summary}; source {where} deleted; "
+            f"moved; {summary}; source {where} {done}; "
             f"now at {job.result_uri or job.prearchive_uri}",
         )
 

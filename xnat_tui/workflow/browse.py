@@ -199,6 +199,15 @@ class BrowseModel:
                 counts: dict[str, int] = {}
                 for e in sessions:
                     counts[e.subject_id] = counts.get(e.subject_id, 0) + 1
+                # A session shared without its subject: its subject is not listed in the
+                # project, and the session would have no row to sit under.
+                known = {s.id for s in subjects}
+                subjects = list(subjects) + [
+                    SubjectNode(rest, sid, label or sid)
+                    for sid, label in {
+                        e.subject_id: e.subject_label for e in sessions if e.subject_id not in known
+                    }.items()
+                ]
                 self.subjects[rest] = sorted(
                     (SubjectNode(s.project, s.id, s.label, counts.get(s.id, 0)) for s in subjects),
                     key=lambda s: s.label.lower(),
@@ -460,10 +469,14 @@ class BrowseModel:
     def selection(self) -> Selection:
         chosen: list[SelectedSession] = []
         project = self.picked_project
+        # Subjects by the label they have in this project (a shared one's listing gives
+        # the label of the project it comes from).
+        subject_labels = {s.id: s.label for s in self.subjects.get(project, [])}
         for session_id, picked in self.picked.items():
             e = self.session(project, session_id)
             if e is None:
                 continue
+            subject_label = subject_labels.get(e.subject_id) or e.subject_label
             scans: tuple[str, ...] = ()
             types: tuple[str, ...] = ()
             if "" not in picked:
@@ -471,9 +484,7 @@ class BrowseModel:
                 scans = tuple(sorted(picked, key=_natural))
                 types = tuple(dict.fromkeys(known[c].type for c in scans if c in known))
             chosen.append(
-                SelectedSession(
-                    e.project, e.id, e.label, e.subject_id, e.subject_label, scans, types
-                )
+                SelectedSession(e.project, e.id, e.label, e.subject_id, subject_label, scans, types)
             )
         chosen.sort(key=lambda s: (s.subject_label, s.label))
         return Selection(project if chosen else "", tuple(chosen))

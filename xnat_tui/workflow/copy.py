@@ -336,6 +336,27 @@ class CopySession:
                 sources[i] = only_scans(sources[i], sel.scans)
         return sources
 
+    async def shared_refusal(self, project: str, sessions: Sequence[tuple[str, str]]) -> str:
+        """Why a move out of ``project`` is refused ('' when it is not): a session only
+        shared into it keeps its files in the project it comes from, and deleting it
+        from ``project`` would only unshare it. ``sessions``: (accession ID, label)."""
+        primaries = await asyncio.gather(
+            *(share_ops.primary_project(self.client, sid) for sid, _ in sessions)
+        )
+        shared = [
+            (label, home)
+            for (_, label), home in zip(sessions, primaries, strict=True)
+            if home and home != project
+        ]
+        if not shared:
+            return ""
+        names = ", ".join(f"{label} (from {home})" for label, home in shared)
+        return (
+            f"only shared into {project}: {names}. Its files belong to the project it comes "
+            f"from, and deleting it from {project} would only unshare it: move it from "
+            "there, or copy it"
+        )
+
     async def permissions(self) -> share_ops.Permissions:
         """What the user may read, create and delete where (asked once per session)."""
         if self._permissions is None:
@@ -581,9 +602,21 @@ def source_reader(client: XnatClient, *, via_disk: Path | None = None) -> Source
         return await client.session_files(data_uri(uri))
 
     async def delete_source(src: dict[str, str]) -> bool:
-        return await share_ops.delete_experiment(
+        gone = await share_ops.delete_experiment(
             client, src["project"], src["subject"], src["session"], remove_files=True
         )
+        # A 404 is "already gone" only if the project no longer lists it: a path the
+        # server does not know (a label it spells otherwise) deletes nothing.
+        if (
+            not gone
+            and src.get("id")
+            and await share_ops.listed_in(client, src["project"], src["id"])
+        ):
+            raise CopyError(
+                f"the server answered 404 to deleting {src['project']}/{src['session']}, "
+                "and still lists it: nothing was deleted"
+            )
+        return gone
 
     return SourceReader(fetch, list_source, list_dest, delete_source)  # type: ignore[arg-type]
 

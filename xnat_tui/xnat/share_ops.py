@@ -178,6 +178,18 @@ async def delete_experiment(
     return reply.status != 404
 
 
+async def primary_project(client: XnatClient, experiment: str) -> str:
+    """The project a session belongs to (its files are there); the others only share it."""
+    ctx = client.context(f"read session {experiment}")
+    found = await client.get_json(f"/data/experiments/{_q(experiment)}", ctx)
+    return str(found["items"][0]["data_fields"].get("project", ""))
+
+
+async def listed_in(client: XnatClient, project: str, experiment: str) -> bool:
+    """Whether ``project`` still lists the session (by accession ID)."""
+    return any(e.id == experiment for e in await client.experiments(project))
+
+
 async def delete_subject(
     client: XnatClient,
     project: str,

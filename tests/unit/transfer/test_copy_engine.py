@@ -204,3 +204,29 @@ def _new_job(server: str, user: str, p: PlannedJob) -> NewJob:
         anon_options=r.anon_options.for_profile(r.anonymization), kind=r.kind,
         params=dict(r.params),
     )  # fmt: skip
+
+
+async def test_a_delete_the_server_answers_404_while_still_listing_it_fails_the_move(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """A move never says 'deleted' (nor 'already gone') of a source still there."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        _, _, plan = await _plan(client, journal, move=True)
+        reader = copying.source_reader(client)
+        real = reader.delete_source
+
+        async def misspelt(src: dict[str, str]) -> bool:  # a subject label the server lacks
+            return await real({**src, "subject": "NO_SUCH_SUBJECT"})
+
+        reader.delete_source = misspelt  # type: ignore[method-assign]
+        engine = _engine(client, journal, reader)
+        await engine.start()
+        [job_id] = await engine.submit(plan)  # type: ignore[arg-type]
+        states = await engine.wait([job_id])
+        await engine.close()
+        assert states[job_id] is JobState.FAILED
+        message = journal.job(job_id).message
+        assert "could not be deleted" in message and "still lists it" in message
+        assert "source PILOT/PIL_900_MR1 deleted" not in message
+        assert await client.find_experiment("PILOT", "PIL_900_MR1") is not None

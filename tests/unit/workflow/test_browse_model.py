@@ -156,3 +156,15 @@ def test_reload_reads_what_was_open_again_and_drops_what_is_gone() -> None:
     assert "e:PILOT:E4" in keys and "e:PILOT:E1" not in keys and "c:PILOT:E2:1" in keys
     assert model.expanded == {"p:PILOT", "s:PILOT:S1", "e:PILOT:E2"}
     assert [s.id for s in model.selection().sessions] == ["E2"]
+
+
+def test_a_session_shared_without_its_subject_still_has_a_subject_row() -> None:
+    class Alone(SharedSource):
+        async def subjects(self, project: str) -> list[SubjectNode]:
+            return [] if project == "STUDY_A" else await super().subjects(project)
+
+    model = BrowseModel(Alone())
+    asyncio.run(open_keys(model, "p:STUDY_A", "s:STUDY_A:S1"))
+    rows = {r.key: r for r in model.rows()}
+    assert rows["s:STUDY_A:S1"].name == "SHARED_SUBJ" and rows["s:STUDY_A:S1"].count == "1 sess"
+    assert "e:STUDY_A:E1" in rows

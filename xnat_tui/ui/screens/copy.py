@@ -437,14 +437,16 @@ async def start_copy(app: XnatTuiApp, selection: Selection, *, move: bool) -> li
     if uploads is None or jobs is None or uploads.connection.client is None:
         app.notify("Log in to a server to copy or move sessions.", severity="warning")
         return []
-    if move:
-        refusal = move_refusal(selection)
-        if refusal:
-            app.notify(refusal, severity="error")
-            return []
     config = app.config
     settings = copying.settings_for(config)
     session = copying.CopySession(uploads.connection, uploads.journal, settings=settings)
+    if move:
+        refusal = move_refusal(selection) or await session.shared_refusal(
+            selection.project, [(s.id, s.label) for s in selection.sessions]
+        )
+        if refusal:
+            app.notify(f"Cannot move: {refusal}", severity="error")
+            return []
     request = await app.push_screen_wait(
         CopyScreen(
             selection,
