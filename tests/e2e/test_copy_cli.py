@@ -126,3 +126,17 @@ def test_share_and_change_primary(sandbox_thread: SandboxThread) -> None:
     )  # fmt: skip
     assert clash.returncode == 1 and "already used in STUDY_A: SA_002_MR1" in clash.stderr
     assert _files(url, "PILOT", "PIL_900_MR1")
+
+
+def test_move_refuses_a_session_only_shared_into_the_source(sandbox_thread: SandboxThread) -> None:
+    url = sandbox_thread.url
+    into_a = ["--server", url, "--user", "alice", "--from", "PILOT", "--to", "STUDY_A"]
+    shared = cli("copy", *into_a, "--session", "PIL_900_MR1", "--share", "--yes")
+    assert shared.returncode == 0, shared.stderr
+    source = _files(url, "PILOT", "PIL_900_MR1")
+    out_of_a = ["--server", url, "--user", "admin", "--from", "STUDY_A", "--to", "PILOT"]
+    refused = cli("move", *out_of_a, "--session", "PIL_900_MR1", "--yes", password="admin")
+    assert refused.returncode == 1
+    assert "only shared into STUDY_A: PIL_900_MR1 (from PILOT)" in refused.stderr
+    assert "nothing was moved" in refused.stderr
+    assert _files(url, "PILOT", "PIL_900_MR1") == source
