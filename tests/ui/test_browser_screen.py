@@ -241,7 +241,7 @@ async def test_a_row_shows_it_is_loading_while_it_loads() -> None:
         screen = await open_first_subject(pilot)
         await goto(pilot, "e:PILOT:E1")
         await pilot.press("right")
-        await until(pilot, lambda: "⏳" in cells(screen, "e:PILOT:E1")[1])
+        await until(pilot, lambda: "⧗" in cells(screen, "e:PILOT:E1")[1])
         release.set()
         await until(pilot, lambda: "c:PILOT:E1:1" in keys_of(screen))
         assert "▾" in cells(screen, "e:PILOT:E1")[1]
@@ -373,3 +373,63 @@ async def test_keys_typed_ahead_apply_to_the_row_the_keys_before_them_reached() 
         await until(pilot, lambda: "e:PILOT:E3" in keys_of(screen))
         assert screen.model is not None
         assert screen.model.expanded == {"p:PILOT", "s:PILOT:S1", "s:PILOT:S2"}
+
+
+async def test_leaving_during_a_load_leaves_the_row_closed_and_it_loads_when_opened() -> None:
+    import asyncio
+
+    from xnat_tui.workflow.browse import BrowseModel
+
+    release = asyncio.Event()
+
+    class Slow(Source):
+        async def scans(self, session: SessionNode) -> list[ScanNode]:
+            await release.wait()
+            return await super().scans(session)
+
+    model = BrowseModel(Slow())
+
+    class Again(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(BrowserScreen(actions=[], model=model))
+
+    app = Again()
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_first_subject(pilot)
+        await goto(pilot, "e:PILOT:E1")
+        await pilot.press("right")
+        await until(pilot, lambda: "⧗" in cells(screen, "e:PILOT:E1")[1])
+        await pilot.press("escape")  # left while the scans load
+        await until(pilot, lambda: not isinstance(app.screen, BrowserScreen))
+        release.set()
+        await app.push_screen(BrowserScreen(actions=[], model=model))
+        again = browser(app)
+        await until(pilot, lambda: "e:PILOT:E1" in keys_of(again))
+        assert "▸" in cells(again, "e:PILOT:E1")[1]  # closed, not open and empty
+        assert again.current_key() == "e:PILOT:E1"
+        await pilot.press("right")
+        await until(pilot, lambda: "c:PILOT:E1:1" in keys_of(again))
+
+
+async def test_narrowing_the_terminal_keeps_every_column_in_sight() -> None:
+    long_label = "SUBJ_01_" + "y" * 117
+
+    class Long(Source):
+        async def subjects(self, project: str) -> list[SubjectNode]:
+            found = await super().subjects(project)
+            return [
+                SubjectNode(s.project, s.id, long_label if s.id == "S1" else s.label) for s in found
+            ]
+
+    app = BrowserApp(Long(), [])
+    async with app.run_test(size=(140, 30)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        await pilot.press("enter")
+        await until(pilot, lambda: "s:PILOT:S1" in keys_of(screen))
+        await goto(pilot, "s:PILOT:S2")
+        await pilot.resize_terminal(90, 30)
+        await until(pilot, lambda: len(cells(screen, "s:PILOT:S1")[1]) <= 90 - 58)
+        await pilot.pause()
+        widths = sum(c.get_render_width(screen.table) for c in screen.table.columns.values())
+        assert widths <= 90 and screen.current_key() == "s:PILOT:S2"

@@ -219,3 +219,20 @@ async def test_a_new_job_below_the_panels_fold_is_scrolled_into_sight(tmp_path):
         last = table.get_row_index("d29")
         assert table.scroll_y <= last < table.scroll_y + table.scrollable_content_region.height
         assert table.cursor_row == 0
+
+
+async def test_quit_asks_while_a_browser_action_is_still_being_prepared(tmp_path):
+    import asyncio
+
+    app, _, _ = make_app(tmp_path, sessions=[make_session("P001")])
+    never = asyncio.Event()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await to_main(pilot)
+        app.run_worker(never.wait(), group="browser-action")  # listing files, say
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause()
+        assert "still being prepared" in app.screen.body
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert app.is_running

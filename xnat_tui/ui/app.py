@@ -415,22 +415,29 @@ class XnatTuiApp(App[int]):
 
     async def action_quit(self) -> None:
         active = self.transfers.unfinished
-        if active:
-            self._confirm_quit(len(active))
+        # A browser action (a download listing its files) has queued nothing yet.
+        preparing = sum(1 for w in self.workers if w.group == "browser-action" and w.is_running)
+        if active or preparing:
+            self._confirm_quit(len(active), preparing)
             return
         await self._shutdown_and_exit()
 
     @work(group="quit", exclusive=True)
-    async def _confirm_quit(self, count: int) -> None:
-        ok = await self.push_screen_wait(
-            ConfirmScreen(
-                "Quit?",
-                f"{count} transfer(s) are not finished. They stop now and resume "
-                "where they left off the next time you start xnat-tui "
-                "(or run `xnat-tui transfers resume`).",
-                yes="Quit",
-                no="Stay",
+    async def _confirm_quit(self, count: int, preparing: int = 0) -> None:
+        said = []
+        if count:
+            said.append(
+                f"{count} transfer(s) are not finished. They stop now and resume where they "
+                "left off the next time you start xnat-tui (or run `xnat-tui transfers "
+                "resume`)."
             )
+        if preparing:
+            said.append(
+                f"{preparing} download or copy from the browser is still being prepared "
+                "and has not started: it is dropped, to be asked for again."
+            )
+        ok = await self.push_screen_wait(
+            ConfirmScreen("Quit?", " ".join(said), yes="Quit", no="Stay")
         )
         if ok:
             await self._shutdown_and_exit()

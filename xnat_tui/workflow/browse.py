@@ -183,6 +183,13 @@ class BrowseModel:
         listed = {e.id for e in self.sessions.get(self.picked_project, [])}
         self.picked = {k: v for k, v in self.picked.items() if k in listed}
 
+    def forget_unloaded(self) -> None:
+        """Closes the rows whose load did not finish (the browser was left meanwhile,
+        which stops its loads): they load when opened again, instead of showing open
+        with nothing under them."""
+        self.loading.clear()
+        self.expanded = {k for k in self.expanded if not self.needs_load(k)}
+
     def begin_load(self, key: str) -> None:
         """Marks ``key`` as loading (shown at once, before :meth:`load` is awaited)."""
         self.loading.add(key)
@@ -433,8 +440,10 @@ class BrowseModel:
                 (subject is not None and self._matches(subject.label))
                 or self._matches(*self._project_texts(project))
             ):
-                # The subject is shown for the sessions that match: only those are meant.
-                sessions = [e for e in sessions if self._session_hit(e)]
+                # The subject is shown for the sessions the filter shows (a match of
+                # theirs, or of one of their scans): only those are meant.
+                shown = {r.key for r in self.rows() if r.kind is Kind.SESSION}
+                sessions = [e for e in sessions if f"e:{project}:{e.id}" in shown]
             all_on = all("" in self.picked.get(e.id, set()) for e in sessions)
             for e in sessions:
                 if all_on:

@@ -380,9 +380,12 @@ def out_problem(out: Path) -> str | None:
     while not os.path.lexists(existing) and existing.parent != existing:
         existing = existing.parent
     if not existing.is_dir():
+        what = "a file, not a folder"
+        if os.path.islink(existing) and not existing.exists():
+            what = f"a link to {os.readlink(existing)}, which does not exist"
         if existing == path:
-            return f"{path} is a file, not a folder"
-        return f"cannot make the folder {path}: {existing} is a file, not a folder"
+            return f"{path} is {what}"
+        return f"cannot make the folder {path}: {existing} is {what}"
     if not os.access(existing, os.W_OK | os.X_OK):
         if existing == path:
             return f"no permission to write into {path}"

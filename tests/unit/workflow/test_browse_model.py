@@ -168,3 +168,12 @@ def test_a_session_shared_without_its_subject_still_has_a_subject_row() -> None:
     rows = {r.key: r for r in model.rows()}
     assert rows["s:STUDY_A:S1"].name == "SHARED_SUBJ" and rows["s:STUDY_A:S1"].count == "1 sess"
     assert "e:STUDY_A:E1" in rows
+
+
+def test_a_subject_picked_under_a_filter_matching_a_scan_takes_that_session() -> None:
+    model, _ = loaded()  # E1's scans are loaded and open
+    model.toggle_expand("s:PILOT:S1")
+    model.filter_text = "t1w"  # only a scan's type matches
+    assert "c:PILOT:E1:2" in [r.key for r in model.rows()]
+    model.toggle("s:PILOT:S1")
+    assert [s.label for s in model.selection().sessions] == ["SUBJ_01_MR1"]

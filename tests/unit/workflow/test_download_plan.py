@@ -118,6 +118,11 @@ def test_out_problem_refuses_a_file_and_a_folder_that_cannot_be_made(tmp_path: P
     assert dl.out_problem(below) == (
         f"cannot make the folder {below}: {a_file} is a file, not a folder"
     )
+    dangling = tmp_path / "gone"
+    dangling.symlink_to(tmp_path / "nowhere")
+    assert dl.out_problem(dangling) == (
+        f"{dangling} is a link to {tmp_path / 'nowhere'}, which does not exist"
+    )
     assert dl.out_problem(tmp_path) is None
     assert dl.out_problem(tmp_path / "new" / "deeper") is None  # made when downloading
     assert not (tmp_path / "new").exists()  # asking changes nothing

@@ -182,10 +182,8 @@ class BrowserScreen(AppScreen, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.table
-        for label, key in zip(COLUMNS, COLUMN_KEYS, strict=True):
-            table.add_column(label, key=key)
-        table.focus()
+        self._add_columns()
+        self.table.focus()
         if self.model is None:
             source = self._source
             if source is None:
@@ -202,9 +200,18 @@ class BrowserScreen(AppScreen, Screen[None]):
         self._load_projects()
 
     def on_resize(self) -> None:
-        if self._name_width() != self._drawn_width:
-            self._shown = []  # names are cut to the width: draw them again
-            self.refresh_rows()
+        if self._drawn_width and self._name_width() != self._drawn_width:
+            # Names are cut to the width: draw them again, in columns sized anew (a
+            # column keeps the width of its widest cell so far, however the screen shrank).
+            keep = self.current_key()
+            self.table.clear(columns=True)
+            self._add_columns()
+            self._shown = []
+            self.refresh_rows(keep)
+
+    def _add_columns(self) -> None:
+        for label, key in zip(COLUMNS, COLUMN_KEYS, strict=True):
+            self.table.add_column(label, key=key)
 
     def _name_width(self) -> int:
         """Cells for a row's name: the rest of the row stays on screen however long a
@@ -262,7 +269,8 @@ class BrowserScreen(AppScreen, Screen[None]):
     def _cells(row: Row, width: int) -> list[object]:
         arrow = ""
         if row.kind is not Kind.SCAN:
-            arrow = "⏳ " if row.loading else ("▾ " if row.expanded else "▸ ")
+            # One cell wide, as ▸ and ▾ are (⏳ took two, and cut the name's last one).
+            arrow = "⧗ " if row.loading else ("▾ " if row.expanded else "▸ ")
         name = Text("  " * row.depth + arrow, end="")
         name.append_text(plain(row.name))
         name.truncate(width, overflow="ellipsis")
@@ -304,7 +312,7 @@ class BrowserScreen(AppScreen, Screen[None]):
     @work(group="browse-load", exit_on_error=False)
     async def _load(self, key: str) -> None:
         assert self.model is not None
-        self.model.begin_load(key)  # ⏳ on the row while it loads, not only after
+        self.model.begin_load(key)  # ⧗ on the row while it loads, not only after
         self.refresh_rows(key)
         try:
             await self.model.load(key)
@@ -390,6 +398,10 @@ class BrowserScreen(AppScreen, Screen[None]):
     @on(Input.Submitted, "#browser-filter")
     def _filter_done(self) -> None:
         self.table.focus()
+
+    def on_unmount(self) -> None:
+        if self.model is not None:
+            self.model.forget_unloaded()  # its loads stop with this screen
 
     def action_close(self) -> None:
         if self.query_one("#browser-filter", Input).has_focus:
