@@ -224,7 +224,13 @@ async def _main(args: argparse.Namespace) -> int:
         )
         if args.share or args.change_primary:
             return await _native(args, client, sources, targets, say)
-        requests = session.requests(sources, targets, args.dest, move=bool(args.move))
+        requests = session.requests(
+            sources,
+            targets,
+            args.dest,
+            move=bool(args.move),
+            rewritten_on_arrival=await session.rewritten_on_arrival(args.dest),
+        )
         plan = await session.plan(requests)
         notes = await session.differences(args.source, args.dest)
         for line in plan_lines(plan):

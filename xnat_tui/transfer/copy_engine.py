@@ -274,13 +274,20 @@ class CopyEngine(TransferEngine):
                     )  # fmt: skip
                 )
                 continue
-            out.append(_compare_scan(scan_id, have, files, s.manifest))
+            rewritten = bool(params.get("rewritten_on_arrival"))
+            out.append(_compare_scan(scan_id, have, files, s.manifest, rewritten=rewritten))
         return out
 
 
 def _compare_scan(
-    scan_id: str, have: list[SourceFileInfo], files: list[RemoteFile], manifest: list[Any]
+    scan_id: str,
+    have: list[SourceFileInfo],
+    files: list[RemoteFile],
+    manifest: list[Any],
+    *,
+    rewritten: bool = False,
 ) -> ScanComparison:
+    """``rewritten``: the destination anonymizes what arrives (its own script)."""
     n_src, n_dst = len(have), len(files)
     if n_src != n_dst:
         return ScanComparison(
@@ -288,9 +295,9 @@ def _compare_scan(
         )
     sent = Counter(m.md5 for m in manifest)
     unchanged = sent == Counter(f.digest for f in have) and all(f.digest for f in have)
-    if not unchanged:
-        # Anonymization or routing rewrote the bytes: the destination was checked
-        # against what was sent; here the count is what can match.
+    if not unchanged or rewritten:
+        # Anonymization or routing rewrote the bytes, here or on arrival: the count is
+        # what can match the source.
         return ScanComparison(scan_id, n_src, n_dst, "count", True)
     dest_digests = [f.digest for f in files if f.digest]
     if len(dest_digests) == n_dst:

@@ -416,7 +416,10 @@ class CopySession:
         dest: str,
         *,
         move: bool,
+        rewritten_on_arrival: bool = False,
     ) -> list[JobRequest]:
+        """``rewritten_on_arrival``: ``dest`` anonymizes what it receives
+        (:meth:`rewritten_on_arrival`), so the copy is compared with the source by count."""
         kind = JobKind.MOVE if move else JobKind.COPY
         out: list[JobRequest] = []
         for s, t in zip(sources, targets, strict=True):
@@ -445,6 +448,7 @@ class CopySession:
                         },
                         "digests": s.digests,
                         "scans": s.scans,
+                        "rewritten_on_arrival": rewritten_on_arrival,
                     },
                 )
             )
@@ -460,7 +464,10 @@ class CopySession:
         classifier); a permission refusal makes every row 'not permitted' with its reason."""
         source = sources[0].experiment.project if sources else ""
         refusal = await self.check_permissions(source, dest, move=move) if sources else ""
-        plan = await self.plan(self.requests(sources, targets, dest, move=move))
+        rewrites = await self.rewritten_on_arrival(dest) if sources else False
+        plan = await self.plan(
+            self.requests(sources, targets, dest, move=move, rewritten_on_arrival=rewrites)
+        )
         rows: list[RowCheck] = []
         for s, t, job in zip(sources, targets, plan.jobs, strict=True):
             assessment = classify(job)
@@ -468,6 +475,15 @@ class CopySession:
                 assessment = Assessment(TargetKind.NOT_PERMITTED, refusal)
             rows.append(RowCheck(s, t, assessment, job))
         return Checked(plan, rows, refusal)
+
+    async def rewritten_on_arrival(self, dest: str) -> bool:
+        """Whether ``dest`` rewrites what arrives (its own anonymization script, which
+        XNAT applies unless this copy applied it before sending): the copied files then
+        differ from the source, as ``differences`` tells the user."""
+        if self.settings.anonymization == "xnat":
+            return False  # applied here: what was sent differs already, and is checked
+        dst = await self.client.project_settings(dest)
+        return bool(dst.project_anon and dst.project_anon.enabled and dst.project_anon.contents)
 
     async def differences(self, source: str, dest: str) -> list[str]:
         """What the destination does differently from the source project (one line each)."""

@@ -230,3 +230,29 @@ async def test_a_delete_the_server_answers_404_while_still_listing_it_fails_the_
         assert "could not be deleted" in message and "still lists it" in message
         assert "source PILOT/PIL_900_MR1 deleted" not in message
         assert await client.find_experiment("PILOT", "PIL_900_MR1") is not None
+
+
+async def test_a_copy_into_a_project_that_anonymizes_on_arrival_is_verified_by_count(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """STUDY_B's own script rewrites what arrives: the copy differs from the source by
+    MD5, as the plan's notes say, and is checked by count (it used to fail)."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "admin", "admin")) as client:
+        session = copying.CopySession(
+            connection_for(client, url=client.server, owned=False),
+            journal,
+            settings=copying.CopySettings(destination=Destination.ARCHIVE),
+        )
+        notes = await session.differences("PILOT", "STUDY_B")
+        assert any("verified by count" in n for n in notes)
+        sources = await session.sources("PILOT", sessions=["PIL_900_MR1"])
+        checked = await session.check(sources, session.targets(sources), "STUDY_B", move=False)
+        engine = _engine(client, journal)
+        await engine.start()
+        [job_id] = await engine.submit(checked.plan)  # type: ignore[arg-type]
+        states = await engine.wait([job_id])
+        await engine.close()
+        message = journal.job(job_id).message
+        assert states[job_id] is JobState.VERIFIED, message
+        assert "match the source by count" in message
