@@ -225,3 +225,25 @@ def test_asking_again_after_kill_9_finishes_with_one_job_per_session(
     assert bool(result["replaced"]) is changed, result
     assert all("replaced by" in r["message"] for r in result["replaced"])
     assert xnat_layout_bytes(out, "PIL_900_MR1") == server_bytes(sandbox_thread, "PIL_900_MR1")
+
+
+def test_the_same_download_started_again_while_it_runs_elsewhere_is_refused(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    """Two processes on one session into one folder would truncate and rename each
+    other's .part files: the second is refused, names the job, and changes nothing."""
+    url, out, journal = sandbox_thread.url, tmp_path / "out", tmp_path / "j.sqlite3"
+    argv = ["download", "--project", "PILOT", "--out", str(out)]
+    set_faults(url, "latency=150ms,only=/data/experiments/")
+    first = spawn(*argv, "--jobs", "1", *base_args(url, journal))
+    try:
+        wait_for(lambda: len(list(out.rglob("*.dcm"))) >= 1)
+        second = cli(*argv, *base_args(url, journal))
+    finally:
+        set_faults(url, "")
+    assert first.wait(timeout=60) == 0
+    assert second.returncode == 1, second.stderr
+    assert "PILOT/PIL_900_MR1 is already being downloaded into" in second.stderr
+    assert "xnat-tui transfers pause" in second.stderr
+    assert len(Journal(journal).jobs(kinds=[JobKind.DOWNLOAD])) == 1
+    assert xnat_layout_bytes(out, "PIL_900_MR1") == server_bytes(sandbox_thread, "PIL_900_MR1")

@@ -51,7 +51,13 @@ from xnat_tui.transfer.types import (
 )
 from xnat_tui.xnat import download_ops, md5
 from xnat_tui.xnat.client import XnatClient
-from xnat_tui.xnat.errors import AuthenticationError, ConnectionFailed, NotFound, SessionExpired
+from xnat_tui.xnat.errors import (
+    AuthenticationError,
+    ConnectionFailed,
+    NotFound,
+    SessionExpired,
+    XnatError,
+)
 
 PART = ".part"
 BATCH = 1 << 20  # bytes hashed and written per hop to a worker thread (aiohttp path)
@@ -343,6 +349,10 @@ class _DownloadRun:
         return sum(1 for left in self.scan_left.values() if not left), len(self.scan_left)
 
 
+class DownloadBusy(XnatError):
+    """The files asked for are being downloaded into the same folder by another process."""
+
+
 def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
@@ -453,6 +463,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         that job, which is cancelled and says by which; other files (another scan) make
         a job of their own beside it.
         """
+        self._refuse_held_elsewhere(plans)
         ids: list[str | None] = []
         fresh: list[PlannedDownload] = []
         replaced: list[tuple[int, _DownloadRun]] = []
@@ -491,6 +502,28 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 )
         it = iter(made)
         return [jid if jid is not None else next(it) for jid in ids]
+
+    def _refuse_held_elsewhere(self, plans: Sequence[PlannedDownload]) -> None:
+        """Another live process is downloading some of these files (its job is leased
+        to it, so this engine never adopted it): two jobs would truncate and rename one
+        ``.part`` under each other. Nothing is queued then, and the user is told which."""
+        wanted = {(p.session_id, str(p.out)): p for p in plans}
+        for job in self._journal_jobs(s for s in JobState if not s.finished):
+            key = (str(job.params.get("session_id", "")), str(job.params.get("out", "")))
+            plan = wanted.get(key)
+            if plan is None or job.id in self._runs:
+                continue
+            holder = self.journal.holder(job.id)
+            if holder is None or holder == self.owner:
+                continue
+            paths = {str(f.local) for s in plan.scans for f in s.files}
+            if paths & {str(f.local) for f in self._journalled_files(job.id)}:
+                raise DownloadBusy(
+                    f"{plan.project}/{plan.label} is already being downloaded into "
+                    f"{plan.out} by another xnat-tui (job {job.id})",
+                    hint=f"wait for it to finish, or stop it with 'xnat-tui transfers pause "
+                    f"{job.id}' (then 'xnat-tui transfers resume {job.id}' here)",
+                )
 
     async def _create(self, plans: Sequence[PlannedDownload]) -> list[str]:
         if not plans:
