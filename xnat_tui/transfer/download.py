@@ -1040,9 +1040,10 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if f.attempts == 1 and not self._was_there(run, f.local):
             return 0  # neither it nor its .part was there, and nothing else writes them
         have = self.fs.size(f.local)
-        if have is not None and (f.size is None or have == f.size):
-            if not f.digest:
-                return "size", ""
+        # Kept only when its MD5 is the listing's: without a digest, a file of the same
+        # size with other bytes (an older version, a local edit) could not be told apart,
+        # so it is fetched again.
+        if have is not None and f.digest and (f.size is None or have == f.size):
             md5 = self.fs.md5(f.local)
             if md5 == f.digest:
                 return "md5", md5

@@ -150,6 +150,29 @@ async def test_a_rerun_skips_verified_files_and_replaces_a_damaged_one(
     }
 
 
+async def test_a_rerun_fetches_again_a_file_the_listing_gives_no_digest_for(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Without an MD5 nothing tells a file already there (same size, other bytes) from
+    the server's: it is fetched again, never kept as verified."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, scan_types=["T1_MPRAGE_sag"])
+    plans = _without(plan.downloads, digest="")
+    for n in (1, 2):
+        eng = engine(client, Journal(tmp_path / f"j{n}.sqlite3"))
+        await eng.start(resume=False)
+        states = await eng.wait(await eng.submit(plans))
+        await eng.close()
+        assert list(states.values()) == [JobState.VERIFIED]
+        assert "4 by size only" in eng.journal.jobs()[0].message
+        if n == 1:
+            altered = sorted(out.rglob("*.dcm"))[0]
+            altered.write_bytes(b"\0" * altered.stat().st_size)
+    assert local_files(out) == {
+        k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k.startswith("2/")
+    }
+
+
 # Threaded: blocking connections in worker threads (the default); on the loop: the
 # client's aiohttp session (used behind a proxy).
 BOTH_PATHS = pytest.mark.parametrize("threaded", [True, False], ids=["threads", "loop"])
