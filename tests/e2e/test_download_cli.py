@@ -247,3 +247,25 @@ def test_the_same_download_started_again_while_it_runs_elsewhere_is_refused(
     assert "xnat-tui transfers pause" in second.stderr
     assert len(Journal(journal).jobs(kinds=[JobKind.DOWNLOAD])) == 1
     assert xnat_layout_bytes(out, "PIL_900_MR1") == server_bytes(sandbox_thread, "PIL_900_MR1")
+
+
+def test_a_download_paused_from_another_shell_says_how_to_go_on(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    url, out, journal = sandbox_thread.url, tmp_path / "out", tmp_path / "j.sqlite3"
+    set_faults(url, "latency=150ms,only=/data/experiments/")
+    running = spawn(
+        "download", "--project", "PILOT", "--out", str(out), "--jobs", "1",
+        *base_args(url, journal),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(list(out.rglob("*.dcm"))) >= 1)
+        [job] = Journal(journal).jobs(kinds=[JobKind.DOWNLOAD])
+        paused = cli("transfers", "pause", job.id, "--journal", str(journal))
+        assert paused.returncode == 0, paused.stderr
+        _, err = running.communicate(timeout=60)
+    finally:
+        set_faults(url, "")
+    assert running.returncode == 1
+    assert f"paused from elsewhere: {job.id}" in err
+    assert f"'xnat-tui transfers resume {job.id}'" in err

@@ -141,6 +141,7 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
     )
     from xnat_tui.config import load
     from xnat_tui.transfer.journal import Journal
+    from xnat_tui.transfer.types import JobState
     from xnat_tui.units import human_bytes
     from xnat_tui.workflow import download as dl
     from xnat_tui.workflow.login import connection_for
@@ -230,5 +231,13 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
                 file=sys.stderr,
             )
             return 130
+        paused = [jid for jid, state in states.items() if state is JobState.PAUSED]
+        if paused:  # by 'transfers pause' from another shell, or the TUI
+            print(
+                f"paused from elsewhere: {' '.join(paused)}; complete files are kept, the "
+                f"rest stay *.part; continue with 'xnat-tui transfers resume "
+                f"{' '.join(paused)}'",
+                file=sys.stderr,
+            )
         del states
         return EXIT_OK if result["ok"] else EXIT_FAILED
