@@ -269,3 +269,4 @@ def test_a_download_paused_from_another_shell_says_how_to_go_on(
     assert running.returncode == 1
     assert f"paused from elsewhere: {job.id}" in err
     assert f"'xnat-tui transfers resume {job.id}'" in err
+    assert f"{job.id} PILOT/PIL_900/PIL_900_MR1 receiving" in err and " sending" not in err

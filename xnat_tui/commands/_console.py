@@ -147,7 +147,7 @@ def state_text(job: JobRecord) -> str:
     when only sizes (or counts) could be compared."""
     if job.state is JobState.VERIFIED and job.verified_by:
         return verified_how(job.verified_by)
-    return job.state.value
+    return job.kind.word(job.state.value)  # a download is 'receiving', not 'sending'
 
 
 def job_line(job: JobRecord, series: list[SeriesRecord]) -> str:
@@ -224,7 +224,8 @@ class Reporter:
             self._status(event)
         elif isinstance(event, JobStateChanged):
             msg = f": {safe(event.message)}" if event.message else ""
-            self._print(f"{event.job_id} {safe(event.label)} {event.state.value}{msg}")
+            state = event.kind.word(event.state.value)
+            self._print(f"{event.job_id} {safe(event.label)} {state}{msg}")
             if event.state.finished and self.mode != "quiet":
                 self.reported[event.job_id] = event.message
         elif isinstance(event, SeriesStateChanged):
