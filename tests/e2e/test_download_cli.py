@@ -69,6 +69,12 @@ def test_download_a_project_byte_for_byte_then_a_rerun_fetches_nothing(
     assert listed.returncode == 0, listed.stderr
     line = next(x for x in listed.stdout.splitlines() if result["jobs"][0]["id"] in x)
     assert "PILOT/PIL_900/PIL_900_MR1" in line and "2/2 series" in line, line
+    shown = cli("transfers", "show", result["jobs"][0]["id"], "--journal", str(journal))
+    assert shown.returncode == 0, shown.stderr
+    # A download's own words: where from and into, scans received; no upload options.
+    assert f"into       {out}" in shown.stdout and "options" not in shown.stdout
+    series = [x for x in shown.stdout.splitlines() if x.strip().startswith("series")]
+    assert len(series) == 2 and all(" received " in x for x in series), series
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     again = cli("download", "--project", "PILOT", "--out", str(out), *base_args(url, journal))
     assert again.returncode == 0, again.stderr

@@ -195,6 +195,7 @@ def _failed_hint(failed: list[JobRecord]) -> str:
 
 def _show(journal: Journal, args: argparse.Namespace) -> int:
     from xnat_tui.commands._console import job_dict
+    from xnat_tui.transfer.kinds import JobKind
     from xnat_tui.units import human_bytes
 
     job = journal.resolve(args.id)
@@ -215,21 +216,29 @@ def _show(journal: Journal, args: argparse.Namespace) -> int:
         ]
         print(json.dumps(data, indent=2))
         return EXIT_OK
-    print(f"job        {job.id}  ({job.state.value}{', running in ' + holder if holder else ''})")
-    print(f"target     {safe(job.server)} {safe(job.display)}  as {safe(job.username)}")
-    print(f"study      {safe(job.study_uid)}")
-    print(f"source     {safe(job.source_root)}")
-    anon = job.anonymization
-    opts = job.anon_options.for_profile(anon).key()
-    if opts:
-        anon += f" (retain {opts})"
-    if job.anon_variables:
-        anon += " vars " + " ".join(f"{k}={v}" for k, v in sorted(job.anon_variables.items()))
-    print(f"options    dest={job.destination} overwrite={job.overwrite} anon={anon}")
-    if job.prearchive_uri:
-        print(f"prearchive {safe(job.prearchive_uri)}")
-    if job.result_uri:
-        print(f"result     {safe(job.result_uri)} ({'archived' if job.archived else 'prearchive'})")
+    word = job.kind.word  # a download's states are its own ('receiving', 'received')
+    running = f", running in {holder}" if holder else ""
+    print(f"job        {job.id}  ({word(job.state.value)}{running})")
+    if job.kind is JobKind.DOWNLOAD:
+        print(f"source     {safe(job.server)} {safe(job.display)}  as {safe(job.username)}")
+        print(f"into       {safe(str(job.params.get('out', '')))}")
+    else:
+        print(f"target     {safe(job.server)} {safe(job.display)}  as {safe(job.username)}")
+        print(f"study      {safe(job.study_uid)}")
+        print(f"source     {safe(job.source_root)}")
+        anon = job.anonymization
+        opts = job.anon_options.for_profile(anon).key()
+        if opts:
+            anon += f" (retain {opts})"
+        if job.anon_variables:
+            pairs = sorted(job.anon_variables.items())
+            anon += " vars " + " ".join(f"{k}={v}" for k, v in pairs)
+        print(f"options    dest={job.destination} overwrite={job.overwrite} anon={anon}")
+        if job.prearchive_uri:
+            print(f"prearchive {safe(job.prearchive_uri)}")
+        if job.result_uri:
+            where = "archived" if job.archived else "prearchive"
+            print(f"result     {safe(job.result_uri)} ({where})")
     if job.message:
         print(f"message    {safe(job.message)}")
     if job.receipt:
@@ -238,7 +247,7 @@ def _show(journal: Journal, args: argparse.Namespace) -> int:
         num = s.number if s.number is not None else "?"
         msg = f"  {s.message}" if s.message else ""
         print(
-            f"  series {num!s:>4} {s.state.value:<8} {s.file_count:>5} files "
+            f"  series {num!s:>4} {word(s.state.value):<8} {s.file_count:>5} files "
             f"{human_bytes(s.bytes):>9}  attempts {s.attempts}  {s.description}{msg}"
         )
     return EXIT_OK
