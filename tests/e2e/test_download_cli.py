@@ -276,3 +276,21 @@ def test_a_download_paused_from_another_shell_says_how_to_go_on(
     assert f"paused from elsewhere: {job.id}" in err
     assert f"'xnat-tui transfers resume {job.id}'" in err
     assert f"{job.id} PILOT/PIL_900/PIL_900_MR1 receiving" in err and " sending" not in err
+
+
+def test_a_broken_catalog_is_a_usage_error_and_nothing_to_fetch_keeps_the_json_shape(
+    sandbox_thread: SandboxThread, tmp_path: Path
+) -> None:
+    args = base_args(sandbox_thread.url, tmp_path / "j.sqlite3")
+    broken = tmp_path / "cat.xml"
+    broken.write_text("<cat:Catalog xmlns:cat='http://nrg.wustl.edu/catalog'><unclosed>")
+    bad = cli("download", "--catalog", str(broken), "--out", str(tmp_path / "o"), *args)
+    assert bad.returncode == 2 and "the catalog is not valid XML" in bad.stderr
+    none = cli(
+        "download", "--project", "PILOT", "--resource", "NOPE", "--json",
+        "--out", str(tmp_path / "o"), *args,
+    )  # fmt: skip
+    assert none.returncode == 1
+    result = json.loads(none.stdout)
+    assert result["ok"] is False and result["jobs"] == [] and result["empty"]
+    assert {"verified", "failed", "out", "replaced", "interrupted"} <= set(result)

@@ -180,7 +180,10 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
                 print(line, file=sys.stderr)
         if not plan.downloads:
             if args.json:
-                print(json.dumps({"ok": False, "jobs": [], "empty": plan.empty}, indent=2))
+                # The same keys as any other summary: a script reads one shape.
+                nothing = {"ok": False, "jobs": [], "verified": 0, "failed": 0, "out": str(out)}
+                nothing.update(empty=plan.empty, replaced=[], interrupted=False)
+                print(json.dumps(nothing, indent=2))
             print("error: nothing to download", file=sys.stderr)
             return EXIT_FAILED
         if not args.yes and not confirm(f"Download {len(plan.downloads)} session(s)?"):

@@ -44,7 +44,7 @@ from xnat_tui.workflow.jobs import register
 from xnat_tui.workflow.login import Connection
 from xnat_tui.xnat import download_ops
 from xnat_tui.xnat.client import XnatClient
-from xnat_tui.xnat.errors import UsageError
+from xnat_tui.xnat.errors import ProtocolError, UsageError
 from xnat_tui.xnat.models import Experiment
 
 if TYPE_CHECKING:  # the browser's model: not loaded by every download's start
@@ -309,7 +309,10 @@ async def plan_catalog(
     """A "Catalog XML" (Download Images → Catalog XML): each scan resource's files go
     into the folder its entry names, as the Desktop Client saves them."""
     out = absolute(out)
-    entries = download_ops.parse_catalog(catalog)
+    try:
+        entries = download_ops.parse_catalog(catalog)
+    except ProtocolError as exc:  # the user's file, not the server's answer: a usage error
+        raise DownloadProblem(exc.message, hint=exc.hint) from None
     if not entries:
         raise DownloadProblem("the catalog lists no scan resources")
     limit = asyncio.Semaphore(concurrency)
