@@ -138,6 +138,10 @@ def _html_instead(request: web.Request) -> web.Response | None:
     return web.Response(text=LOGIN_PAGE, content_type="text/html")
 
 
+def _header_safe(name: str) -> str:
+    return "".join(c if c.isprintable() and c not in '"\\' else "_" for c in name)
+
+
 def file_response(request: web.Request, path: Path, name: str) -> web.StreamResponse:
     """One archived file, as ``SecureResource.representFile`` answers (§A.3)."""
     page = _html_instead(request)
@@ -149,7 +153,8 @@ def file_response(request: web.Request, path: Path, name: str) -> web.StreamResp
     headers = {
         "Content-Type": media_type(base),
         "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
-        "Content-Disposition": f'attachment; filename="{base}";',
+        # A name may hold characters no header can (control characters, quotes).
+        "Content-Disposition": f'attachment; filename="{_header_safe(base)}";',
     }
     status, start, length = 200, 0, size
     wanted = request.headers.get("Range", "")

@@ -872,3 +872,17 @@ async def test_a_file_is_not_tried_again_while_a_paused_tries_thread_still_write
     # verified, or fetched it again: either way only after that thread had left it.
     assert fs.log[:2] == ["open", "late write done"], fs.log
     assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+async def test_a_file_name_with_control_characters_is_served_and_saved_harmlessly(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """The sandbox must answer for such a name (its header refused it: a 500), and the
+    saved name carries no control character."""
+    data = b"a name with an escape sequence and a bell\n"
+    out = await download_new_resource(
+        sandbox, client, tmp_path, "ODD", {"esc\x1b[31mred\x07.txt": data}, True
+    )
+    [saved] = [p for p in out.rglob("*") if p.is_file()]
+    assert saved.read_bytes() == data
+    assert not any(ord(c) < 32 or ord(c) == 127 for c in saved.name), saved.name
