@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import time
@@ -208,8 +209,10 @@ class Reporter:
             f"  ({len(active)} active)"
         )
         if self.mode == "tty":
-            width = 120
-            text = text[:width]
+            # Within the terminal's width: a wrapped line would not be overwritten by the
+            # next one's carriage return (COLUMNS first, as for every program).
+            width = shutil.get_terminal_size((120, 24)).columns - 1
+            text = text[: max(20, width)]
             pad = max(0, self._line_len - len(text))
             self._write("\r" + text + " " * pad)
             self._line_len = len(text)
