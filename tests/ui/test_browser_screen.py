@@ -65,6 +65,42 @@ class BrowserApp(App[None]):
         self.push_screen(BrowserScreen(self.source, self.actions_list))
 
 
+LONG_LABEL = "SUBJ_01_" + "x" * 117
+
+
+class LongLabel(Source):
+    """SUBJ_01 under a 125-character label."""
+
+    async def subjects(self, project: str) -> list[SubjectNode]:
+        found = await super().subjects(project)
+        return [
+            SubjectNode(s.project, s.id, LONG_LABEL if s.id == "S1" else s.label) for s in found
+        ]
+
+
+class SlowScans(Source):
+    """Scans listed only once ``release`` is set."""
+
+    def __init__(self, release: Any) -> None:
+        super().__init__()
+        self.release = release
+
+    async def scans(self, session: SessionNode) -> list[ScanNode]:
+        await self.release.wait()
+        return await super().scans(session)
+
+
+class ModelApp(App[None]):
+    """The browser over a given model (as the workbench reopens it)."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def on_mount(self) -> None:
+        self.push_screen(BrowserScreen(actions=[], model=self.model))
+
+
 def browser(app: App[None]) -> BrowserScreen:
     screen = app.screen
     assert isinstance(screen, BrowserScreen)
@@ -231,12 +267,7 @@ async def test_a_row_shows_it_is_loading_while_it_loads() -> None:
 
     release = asyncio.Event()
 
-    class Slow(Source):
-        async def scans(self, session: SessionNode) -> list[ScanNode]:
-            await release.wait()
-            return await super().scans(session)
-
-    app = BrowserApp(Slow(), [])
+    app = BrowserApp(SlowScans(release), [])
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await open_first_subject(pilot)
         await goto(pilot, "e:PILOT:E1")
@@ -275,16 +306,7 @@ async def test_an_action_still_running_survives_another_and_leaving_the_browser(
 
 
 async def test_arrows_open_and_close_rows_however_long_a_label_is() -> None:
-    long_label = "SUBJ_01_" + "x" * 117
-
-    class Long(Source):
-        async def subjects(self, project: str) -> list[SubjectNode]:
-            found = await super().subjects(project)
-            return [
-                SubjectNode(s.project, s.id, long_label if s.id == "S1" else s.label) for s in found
-            ]
-
-    app = BrowserApp(Long(), [])
+    app = BrowserApp(LongLabel(), [])
     async with app.run_test(size=(80, 30)) as pilot:
         screen = browser(app)
         await until(pilot, lambda: screen.table.row_count == 2)
@@ -327,11 +349,7 @@ async def test_the_browser_reopens_as_it_was_left_and_r_reads_it_again() -> None
     source = Source()
     model = BrowseModel(source)
 
-    class Again(App[None]):
-        def on_mount(self) -> None:
-            self.push_screen(BrowserScreen(actions=[], model=model))
-
-    app = Again()
+    app = ModelApp(model)
     async with app.run_test(size=(140, 40)) as pilot:
         screen = browser(app)
         await until(pilot, lambda: screen.table.row_count == 2)
@@ -382,18 +400,9 @@ async def test_leaving_during_a_load_leaves_the_row_closed_and_it_loads_when_ope
 
     release = asyncio.Event()
 
-    class Slow(Source):
-        async def scans(self, session: SessionNode) -> list[ScanNode]:
-            await release.wait()
-            return await super().scans(session)
+    model = BrowseModel(SlowScans(release))
 
-    model = BrowseModel(Slow())
-
-    class Again(App[None]):
-        def on_mount(self) -> None:
-            self.push_screen(BrowserScreen(actions=[], model=model))
-
-    app = Again()
+    app = ModelApp(model)
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await open_first_subject(pilot)
         await goto(pilot, "e:PILOT:E1")
@@ -412,16 +421,7 @@ async def test_leaving_during_a_load_leaves_the_row_closed_and_it_loads_when_ope
 
 
 async def test_narrowing_the_terminal_keeps_every_column_in_sight() -> None:
-    long_label = "SUBJ_01_" + "y" * 117
-
-    class Long(Source):
-        async def subjects(self, project: str) -> list[SubjectNode]:
-            found = await super().subjects(project)
-            return [
-                SubjectNode(s.project, s.id, long_label if s.id == "S1" else s.label) for s in found
-            ]
-
-    app = BrowserApp(Long(), [])
+    app = BrowserApp(LongLabel(), [])
     async with app.run_test(size=(140, 30)) as pilot:
         screen = browser(app)
         await until(pilot, lambda: screen.table.row_count == 2)

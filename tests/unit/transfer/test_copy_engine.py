@@ -46,6 +46,18 @@ def _engine(client: XnatClient, journal: Journal, reader: object | None = None) 
     )
 
 
+async def _run_one(
+    client: XnatClient, journal: Journal, plan: object, reader: object | None = None
+) -> tuple[JobState, str]:
+    """The plan's one job run to its end by an engine over ``reader``: state, message."""
+    engine = _engine(client, journal, reader)
+    await engine.start()
+    [job_id] = await engine.submit(plan)  # type: ignore[arg-type]
+    states = await engine.wait([job_id])
+    await engine.close()
+    return states[job_id], journal.job(job_id).message
+
+
 async def test_failed_verification_never_deletes_the_source(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
@@ -63,16 +75,12 @@ async def test_failed_verification_never_deletes_the_source(
             return listed
 
         reader.list_dest = one_file_short  # type: ignore[method-assign]
-        engine = _engine(client, journal, reader)
-        await engine.start()
-        [job_id] = await engine.submit(plan)  # type: ignore[arg-type]
-        states = await engine.wait([job_id])
-        await engine.close()
-        assert states[job_id] is JobState.FAILED
-        message = journal.job(job_id).message
+        state, message = await _run_one(client, journal, plan, reader)
+        assert state is JobState.FAILED
         assert "copied" in message and "the source was NOT deleted" in message
         assert await client.find_experiment("PILOT", "PIL_900_MR1") is not None
-        assert not [s for s in journal.steps(job_id) if s.step == "delete-source"]
+        [job] = journal.jobs()
+        assert not [s for s in journal.steps(job.id) if s.step == "delete-source"]
 
 
 async def test_cut_downloads_are_retried_and_the_copy_verified(
@@ -220,13 +228,8 @@ async def test_a_delete_the_server_answers_404_while_still_listing_it_fails_the_
             return await real({**src, "subject": "NO_SUCH_SUBJECT"})
 
         reader.delete_source = misspelt  # type: ignore[method-assign]
-        engine = _engine(client, journal, reader)
-        await engine.start()
-        [job_id] = await engine.submit(plan)  # type: ignore[arg-type]
-        states = await engine.wait([job_id])
-        await engine.close()
-        assert states[job_id] is JobState.FAILED
-        message = journal.job(job_id).message
+        state, message = await _run_one(client, journal, plan, reader)
+        assert state is JobState.FAILED
         assert "could not be deleted" in message and "still lists it" in message
         assert "source PILOT/PIL_900_MR1 deleted" not in message
         assert await client.find_experiment("PILOT", "PIL_900_MR1") is not None
@@ -248,11 +251,6 @@ async def test_a_copy_into_a_project_that_anonymizes_on_arrival_is_verified_by_c
         assert any("verified by count" in n for n in notes)
         sources = await session.sources("PILOT", sessions=["PIL_900_MR1"])
         checked = await session.check(sources, session.targets(sources), "STUDY_B", move=False)
-        engine = _engine(client, journal)
-        await engine.start()
-        [job_id] = await engine.submit(checked.plan)  # type: ignore[arg-type]
-        states = await engine.wait([job_id])
-        await engine.close()
-        message = journal.job(job_id).message
-        assert states[job_id] is JobState.VERIFIED, message
+        state, message = await _run_one(client, journal, checked.plan)
+        assert state is JobState.VERIFIED, message
         assert "match the source by count" in message
