@@ -250,7 +250,7 @@ def test_the_same_download_started_again_while_it_runs_elsewhere_is_refused(
     assert first.wait(timeout=60) == 0
     assert second.returncode == 1, second.stderr
     assert "PILOT/PIL_900_MR1 is already being downloaded into" in second.stderr
-    assert "xnat-tui transfers pause" in second.stderr
+    assert "xnat-tui transfers cancel" in second.stderr
     assert len(Journal(journal).jobs(kinds=[JobKind.DOWNLOAD])) == 1
     assert xnat_layout_bytes(out, "PIL_900_MR1") == server_bytes(sandbox_thread, "PIL_900_MR1")
 

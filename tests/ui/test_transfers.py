@@ -232,7 +232,7 @@ async def test_quit_asks_while_a_browser_action_is_still_being_prepared(tmp_path
         await pilot.press("ctrl+q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.pause()
-        assert "still being prepared" in app.screen.body
+        assert "Still being prepared from the browser" in app.screen.body
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert app.is_running

@@ -27,3 +27,22 @@ def test_the_status_line_fits_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch)
     lines = out.getvalue().split("\r")[1:]
     assert lines and all(0 < len(line.rstrip()) <= 49 for line in lines), lines
     assert lines[0].startswith(" 50.0%")
+
+
+def test_the_width_is_the_status_streams_terminal_not_stdouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``download ... > file`` on a 50-column terminal: stdout is a file, the status
+    line goes to stderr, a terminal 50 columns wide."""
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 50, 0, 0))
+    with os.fdopen(follower, "w") as terminal, os.fdopen(leader, "rb", buffering=0) as screen:
+        Reporter("tty", terminal).handle(tick())
+        written = screen.read(4096).decode()
+    assert 0 < len(written.strip("\r").rstrip()) <= 49, written

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import time
@@ -198,6 +197,17 @@ class Reporter:
         self._clear()
         self._write(text + "\n")
 
+    def _columns(self) -> int:
+        """The width of the terminal written to (COLUMNS first): stdout may be a file
+        while the status line goes to the terminal on stderr."""
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            return int(columns)
+        try:
+            return os.get_terminal_size(self.out.fileno()).columns
+        except (AttributeError, OSError, ValueError):  # not a terminal (or no fd)
+            return 120
+
     def _status(self, tick: ProgressTick) -> None:
         active = [j for j in tick.jobs if j.state in (JobState.SENDING, JobState.COMMITTING)]
         files = sum(j.files_sent for j in tick.jobs)
@@ -211,8 +221,7 @@ class Reporter:
         if self.mode == "tty":
             # Within the terminal's width: a wrapped line would not be overwritten by the
             # next one's carriage return (COLUMNS first, as for every program).
-            width = shutil.get_terminal_size((120, 24)).columns - 1
-            text = text[: max(20, width)]
+            text = text[: max(20, self._columns() - 1)]
             pad = max(0, self._line_len - len(text))
             self._write("\r" + text + " " * pad)
             self._line_len = len(text)

@@ -245,10 +245,10 @@ def _show(journal: Journal, args: argparse.Namespace) -> int:
         print(f"receipt    {safe(job.receipt)}")
     for s in series:
         num = s.number if s.number is not None else "?"
-        msg = f"  {s.message}" if s.message else ""
-        print(
+        msg = f"  {safe(s.message)}" if s.message else ""
+        print(  # the description is the series' (or the server's scan type): data
             f"  series {num!s:>4} {word(s.state.value):<8} {s.file_count:>5} files "
-            f"{human_bytes(s.bytes):>9}  attempts {s.attempts}  {s.description}{msg}"
+            f"{human_bytes(s.bytes):>9}  attempts {s.attempts}  {safe(s.description)}{msg}"
         )
     return EXIT_OK
 

@@ -518,11 +518,18 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 continue
             paths = {str(f.local) for s in plan.scans for f in s.files}
             if paths & {str(f.local) for f in self._journalled_files(job.id)}:
+                # That process keeps the job while it runs, paused ones included: it
+                # must go on there, or be cancelled (verified files stay, and are kept
+                # by the next request into the folder).
+                cancel = f"'xnat-tui transfers cancel {job.id}', then ask again"
+                if job.state is JobState.PAUSED:
+                    doing, hint = "is paused", f"resume it there, or {cancel}"
+                else:
+                    doing, hint = "is already being downloaded", f"wait for it, or {cancel}"
                 raise DownloadBusy(
-                    f"{plan.project}/{plan.label} is already being downloaded into "
-                    f"{plan.out} by another xnat-tui (job {job.id})",
-                    hint=f"wait for it to finish, or stop it with 'xnat-tui transfers pause "
-                    f"{job.id}' (then 'xnat-tui transfers resume {job.id}' here)",
+                    f"{plan.project}/{plan.label} {doing} into {plan.out} in another "
+                    f"xnat-tui (job {job.id})",
+                    hint=hint,
                 )
 
     async def _create(self, plans: Sequence[PlannedDownload]) -> list[str]:

@@ -433,8 +433,8 @@ class XnatTuiApp(App[int]):
             )
         if preparing:
             said.append(
-                f"{preparing} download or copy from the browser is still being prepared "
-                "and has not started: it is dropped, to be asked for again."
+                f"Still being prepared from the browser, not started yet: {preparing} "
+                "download(s) or copies. They are dropped, to be asked for again."
             )
         ok = await self.push_screen_wait(
             ConfirmScreen("Quit?", " ".join(said), yes="Quit", no="Stay")

@@ -168,6 +168,7 @@ class BrowseModel:
         await self.load_projects()
         projects = {p.id for p in self.projects}
         self.expanded = set()
+        failed: list[str] = []
         for key in opened:
             kind, _, rest = key.partition(":")
             project, _, inner = rest.partition(":")
@@ -177,11 +178,25 @@ class BrowseModel:
                 continue
             if kind == "e" and self.session(project, inner) is None:
                 continue
+            try:
+                if self.needs_load(key):
+                    await self.load(key)
+            except Exception:  # kept in errors; the other rows are read all the same
+                failed.append(key)
+                continue
             self.expanded.add(key)
-            if self.needs_load(key):
-                await self.load(key)
-        listed = {e.id for e in self.sessions.get(self.picked_project, [])}
-        self.picked = {k: v for k, v in self.picked.items() if k in listed}
+        picked = self.picked_project
+        if self.picked and picked in projects and picked not in self.sessions:
+            try:  # its row is closed, yet its picks are checked against the server too
+                await self.load(f"p:{picked}")
+            except Exception:
+                failed.append(f"p:{picked}")
+        if picked in self.sessions:
+            listed = {e.id for e in self.sessions[picked]}
+            self.picked = {k: v for k, v in self.picked.items() if k in listed}
+        if failed:
+            first = self.errors.get(failed[0], "")
+            raise RuntimeError(f"{len(failed)} row(s) could not be read again ({first})")
 
     def forget_unloaded(self) -> None:
         """Closes the rows whose load did not finish (the browser was left meanwhile,

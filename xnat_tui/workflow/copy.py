@@ -477,13 +477,15 @@ class CopySession:
         return Checked(plan, rows, refusal)
 
     async def rewritten_on_arrival(self, dest: str) -> bool:
-        """Whether ``dest`` rewrites what arrives (its own anonymization script, which
-        XNAT applies unless this copy applied it before sending): the copied files then
-        differ from the source, as ``differences`` tells the user."""
-        if self.settings.anonymization == "xnat":
-            return False  # applied here: what was sent differs already, and is checked
+        """Whether the server may rewrite what arrives in ``dest`` (its project's or the
+        site's anonymization script, which XNAT applies on arrival): copied files whose
+        MD5 differs from the source's are then compared by count (those it left alone
+        still by MD5), as ``differences`` tells the user."""
         dst = await self.client.project_settings(dest)
-        return bool(dst.project_anon and dst.project_anon.enabled and dst.project_anon.contents)
+        scripts = (dst.site_anon,) + (
+            () if self.settings.anonymization == "xnat" else (dst.project_anon,)
+        )  # "xnat": the project's script was applied here, to what was sent
+        return any(a is not None and a.enabled and a.contents for a in scripts)
 
     async def differences(self, source: str, dest: str) -> list[str]:
         """What the destination does differently from the source project (one line each)."""

@@ -254,3 +254,20 @@ async def test_a_copy_into_a_project_that_anonymizes_on_arrival_is_verified_by_c
         state, message = await _run_one(client, journal, checked.plan)
         assert state is JobState.VERIFIED, message
         assert "match the source by count" in message
+
+
+def test_a_destination_that_may_rewrite_on_arrival_is_still_checked_by_md5_where_it_did_not() -> (
+    None
+):
+    from xnat_tui.transfer.copy_engine import SourceFileInfo, _compare_scan
+    from xnat_tui.transfer.journal import ManifestEntry
+
+    have = [SourceFileInfo("2", f"/f{i}", 10, f"{i:032x}") for i in range(2)]
+    sent = [ManifestEntry(f"f{i}", "", 10, 0, f"{i:032x}") for i in range(2)]
+    same = [RemoteFile(f"f{i}", 10, digest=f"{i:032x}") for i in range(2)]
+    other = [RemoteFile(f"f{i}", 10, digest=f"{i + 7:032x}") for i in range(2)]
+    assert _compare_scan("2", have, same, sent, rewritten=True).method == "md5"
+    rewritten = _compare_scan("2", have, other, sent, rewritten=True)
+    assert (rewritten.method, rewritten.passed) == ("count", True)
+    corrupt = _compare_scan("2", have, other, sent, rewritten=False)
+    assert (corrupt.method, corrupt.passed) == ("md5", False)

@@ -886,3 +886,31 @@ async def test_a_file_name_with_control_characters_is_served_and_saved_harmlessl
     [saved] = [p for p in out.rglob("*") if p.is_file()]
     assert saved.read_bytes() == data
     assert not any(ord(c) < 32 or ord(c) == 127 for c in saved.name), saved.name
+
+
+async def test_files_held_paused_by_another_process_are_refused_with_what_to_do(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Another process keeps its paused job: a second job for the same files would write
+    the same .part files the moment it resumes there. The request is refused, saying to
+    resume it there or cancel it, not to 'pause' it."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    plan = await dl.plan_request(client, project="PILOT", out=tmp_path / "out")
+    holder = engine(client, journal)
+    await holder.start(resume=False)
+    [jid] = await holder.submit(plan.downloads)
+    holder.pause(jid)
+    other = engine(client, Journal(tmp_path / "j.sqlite3"))  # another process's engine
+    other.owner = "elsewhere"
+    await other.start()
+    with pytest.raises(download.DownloadBusy) as refused:
+        await other.submit(plan.downloads)
+    await other.close()
+    await holder.close()
+    assert f"is paused into {tmp_path / 'out'} in another xnat-tui (job {jid})" in str(
+        refused.value
+    )
+    assert refused.value.hint == (
+        f"resume it there, or 'xnat-tui transfers cancel {jid}', then ask again"
+    )
+    assert len(journal.jobs()) == 1

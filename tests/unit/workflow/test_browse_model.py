@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.ui.test_browser_screen import Source
 from xnat_tui.workflow.browse import BrowseModel, Kind, SessionNode, SubjectNode
 
@@ -177,3 +179,42 @@ def test_a_subject_picked_under_a_filter_matching_a_scan_takes_that_session() ->
     assert "c:PILOT:E1:2" in [r.key for r in model.rows()]
     model.toggle("s:PILOT:S1")
     assert [s.label for s in model.selection().sessions] == ["SUBJ_01_MR1"]
+
+
+class Flaky(SharedSource):
+    """STUDY_A's sessions cannot be listed once ``fail`` is set."""
+
+    fail = False
+
+    async def sessions(self, project: str) -> list[SessionNode]:
+        if self.fail and project == "STUDY_A":
+            raise ConnectionError("timed out")
+        return await super().sessions(project)
+
+
+def test_reload_reads_the_other_rows_past_one_that_fails() -> None:
+    source = Flaky()
+    model = BrowseModel(source)
+
+    async def go() -> None:
+        await open_keys(model, "p:STUDY_A", "p:PILOT", "s:PILOT:S1", "e:PILOT:E1")
+        source.fail = True
+        with pytest.raises(RuntimeError, match=r"1 row\(s\) could not be read again"):
+            await model.reload()
+
+    asyncio.run(go())
+    assert model.expanded == {"p:PILOT", "s:PILOT:S1", "e:PILOT:E1"}
+    assert "timed out" in model.errors["p:STUDY_A"]
+
+
+def test_reload_keeps_the_picks_of_a_project_whose_row_is_closed() -> None:
+    model = BrowseModel(Source())
+
+    async def go() -> None:
+        await open_keys(model, "p:PILOT")
+        model.toggle("e:PILOT:E2")
+        model.toggle_expand("p:PILOT")  # closed; E2 stays picked
+        await model.reload()
+
+    asyncio.run(go())
+    assert [s.id for s in model.selection().sessions] == ["E2"]
