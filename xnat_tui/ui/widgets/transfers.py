@@ -99,6 +99,7 @@ class TransfersPane(Vertical):
         self.model = model
         self.border_title = "Transfers"
         self._drawn = -1
+        self._scroll_pending = False
 
     def compose(self) -> ComposeResult:
         yield ProgressBar(id="transfers-overall", show_eta=False)
@@ -126,6 +127,7 @@ class TransfersPane(Vertical):
         return self.query_one(DataTable)
 
     def redraw(self, force: bool = False) -> None:
+        self._follow_new_rows()
         if self.model.version == self._drawn and not force:
             return
         self._drawn = self.model.version
@@ -170,10 +172,17 @@ class TransfersPane(Vertical):
                 parts.append(f"{failed} failed")
             self.border_subtitle = " · ".join(parts)
         if added:
-            # A job just started is in sight, not below the panel's fold (the cursor
-            # stays where the user left it).
-            # After the layout has grown the table by the new rows.
-            table.call_after_refresh(table.scroll_end, animate=False)
+            self._scroll_pending = True
+            self._follow_new_rows()
+
+    def _follow_new_rows(self) -> None:
+        """A job just started is scrolled into sight, not left below the panel's fold
+        (the cursor stays where the user left it). Once the table has measured its new
+        rows, which it does when idle: on a busy machine that can be a tick later."""
+        table = self.table
+        if self._scroll_pending and table.virtual_size.height >= table.row_count:
+            self._scroll_pending = False
+            table.scroll_end(animate=False, immediate=True)
 
     @property
     def current(self) -> JobRow | None:
