@@ -507,17 +507,19 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         """Another live process is downloading some of these files (its job is leased
         to it, so this engine never adopted it): two jobs would truncate and rename one
         ``.part`` under each other. Nothing is queued then, and the user is told which."""
-        wanted = {(p.session_id, str(p.out)): p for p in plans}
+        # Folders compared resolved: the same one reached through a link is the same.
+        wanted = {(p.session_id, os.path.realpath(p.out)): p for p in plans}
         for job in self._journal_jobs(s for s in JobState if not s.finished):
-            key = (str(job.params.get("session_id", "")), str(job.params.get("out", "")))
+            theirs = str(job.params.get("out", ""))
+            key = (str(job.params.get("session_id", "")), os.path.realpath(theirs))
             plan = wanted.get(key)
             if plan is None or job.id in self._runs:
                 continue
             holder = self.journal.holder(job.id)
             if holder is None or holder == self.owner:
                 continue
-            paths = {str(f.local) for s in plan.scans for f in s.files}
-            if paths & {str(f.local) for f in self._journalled_files(job.id)}:
+            mine = {os.path.relpath(f.local, plan.out) for s in plan.scans for f in s.files}
+            if mine & {os.path.relpath(f.local, theirs) for f in self._journalled_files(job.id)}:
                 # That process keeps the job while it runs, paused ones included: it
                 # must go on there, or be cancelled (verified files stay, and are kept
                 # by the next request into the folder).

@@ -903,6 +903,10 @@ async def test_files_held_paused_by_another_process_are_refused_with_what_to_do(
     other = engine(client, Journal(tmp_path / "j.sqlite3"))  # another process's engine
     other.owner = "elsewhere"
     await other.start()
+    (tmp_path / "link").symlink_to(tmp_path / "out")  # the same folder, another path
+    via_link = await dl.plan_request(client, project="PILOT", out=tmp_path / "link")
+    with pytest.raises(download.DownloadBusy):
+        await other.submit(via_link.downloads)
     with pytest.raises(download.DownloadBusy) as refused:
         await other.submit(plan.downloads)
     await other.close()
