@@ -90,14 +90,14 @@ class CopyScreen(AppScreen, Screen[CopyRequest | None]):
             "Go",
             tooltip="Queue the copies (a move asks first)",
             id="copy.submit",
-        ),  # fmt: skip
+        ),
         Binding(
             "ctrl+r",
             "relabel",
             "Relabel",
             tooltip="The highlighted row's labels from the templates again",
             id="copy.relabel",
-        ),  # fmt: skip
+        ),
     ]
 
     def __init__(
