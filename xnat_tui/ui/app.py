@@ -415,8 +415,10 @@ class XnatTuiApp(App[int]):
 
     async def action_quit(self) -> None:
         active = self.transfers.unfinished
+        from xnat_tui.ui.browser_actions import ACTION_GROUP
+
         # A browser action (a download listing its files) has queued nothing yet.
-        preparing = sum(1 for w in self.workers if w.group == "browser-action" and w.is_running)
+        preparing = sum(1 for w in self.workers if w.group == ACTION_GROUP and w.is_running)
         if active or preparing:
             self._confirm_quit(len(active), preparing)
             return

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 ActionRun = Callable[["XnatTuiApp", Selection], Awaitable[None]]
 
+# The app's worker group an action runs in (the quit guard counts the running ones).
+ACTION_GROUP = "browser-action"
+
 
 @dataclass(frozen=True)
 class BrowserAction:

@@ -19,7 +19,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from xnat_tui.ui.browser_actions import ACTIONS, BrowserAction
+from xnat_tui.ui.browser_actions import ACTION_GROUP, ACTIONS, BrowserAction
 from xnat_tui.ui.screens.base import AppScreen
 from xnat_tui.ui.widgets.format import assemble, plain
 from xnat_tui.workflow.browse import (
@@ -425,9 +425,7 @@ class BrowserScreen(AppScreen, Screen[None]):
         # The app's worker, not this screen's: leaving the browser, or starting another
         # action, must not cancel one still asking the server (a download being planned
         # was dropped without a word).
-        self.app.run_worker(
-            self._run(action, selection), group="browser-action", exit_on_error=False
-        )
+        self.app.run_worker(self._run(action, selection), group=ACTION_GROUP, exit_on_error=False)
 
     async def _run(self, action: BrowserAction, selection: Selection) -> None:
         app = self.app
