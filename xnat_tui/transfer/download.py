@@ -507,16 +507,22 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         """Another live process is downloading some of these files (its job is leased
         to it, so this engine never adopted it): two jobs would truncate and rename one
         ``.part`` under each other. Nothing is queued then, and the user is told which."""
-        # Folders compared resolved: the same one reached through a link is the same.
-        wanted = {(p.session_id, os.path.realpath(p.out)): p for p in plans}
+        by_session: dict[str, list[PlannedDownload]] = {}
+        for p in plans:
+            by_session.setdefault(p.session_id, []).append(p)
         for job in self._journal_jobs(s for s in JobState if not s.finished):
-            theirs = str(job.params.get("out", ""))
-            key = (str(job.params.get("session_id", "")), os.path.realpath(theirs))
-            plan = wanted.get(key)
-            if plan is None or job.id in self._runs:
+            asked = by_session.get(str(job.params.get("session_id", "")), [])
+            if not asked or job.id in self._runs:
                 continue
             holder = self.journal.holder(job.id)
             if holder is None or holder == self.owner:
+                continue
+            # Folders compared resolved (the same one reached through a link is the
+            # same), and only for a session asked for that another process holds.
+            theirs = str(job.params.get("out", ""))
+            real = os.path.realpath(theirs)
+            plan = next((p for p in asked if os.path.realpath(p.out) == real), None)
+            if plan is None:
                 continue
             mine = {os.path.relpath(f.local, plan.out) for s in plan.scans for f in s.files}
             if mine & {os.path.relpath(f.local, theirs) for f in self._journalled_files(job.id)}:
