@@ -287,7 +287,8 @@ def _compare_scan(
     *,
     rewritten: bool = False,
 ) -> ScanComparison:
-    """``rewritten``: the destination anonymizes what arrives (its own script)."""
+    """``rewritten``: the server may rewrite what arrives in the destination (its
+    project's or the site's anonymization script)."""
     n_src, n_dst = len(have), len(files)
     if n_src != n_dst:
         return ScanComparison(
@@ -307,8 +308,8 @@ def _compare_scan(
                 scan_id, n_src, n_dst, "md5", ok, "" if ok else "MD5s differ from the source"
             )
     if rewritten:
-        # The destination's own script rewrote them on arrival (the MD5s matched
-        # where it left them alone): the count is what can match.
+        # A script rewrote them on arrival (files it left alone matched by MD5 above):
+        # the count is what can match.
         return ScanComparison(scan_id, n_src, n_dst, "count", True)
     ok = Counter(f.size for f in files) == Counter(f.size for f in have)
     return ScanComparison(

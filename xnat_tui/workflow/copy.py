@@ -352,9 +352,9 @@ class CopySession:
             return ""
         names = ", ".join(f"{label} (from {home})" for label, home in shared)
         return (
-            f"only shared into {project}: {names}. Its files belong to the project it comes "
-            f"from, and deleting it from {project} would only unshare it: move it from "
-            "there, or copy it"
+            f"only shared into {project}: {names}. A shared session's files belong to the "
+            f"project it comes from, and deleting it from {project} would only unshare it: "
+            "move it from there, or copy it"
         )
 
     async def permissions(self) -> share_ops.Permissions:
@@ -418,8 +418,9 @@ class CopySession:
         move: bool,
         rewritten_on_arrival: bool = False,
     ) -> list[JobRequest]:
-        """``rewritten_on_arrival``: ``dest`` anonymizes what it receives
-        (:meth:`rewritten_on_arrival`), so the copy is compared with the source by count."""
+        """``rewritten_on_arrival``: the server may rewrite what arrives in ``dest``
+        (:meth:`rewritten_on_arrival`): a file whose MD5 then differs from the source's
+        is compared by count."""
         kind = JobKind.MOVE if move else JobKind.COPY
         out: list[JobRequest] = []
         for s, t in zip(sources, targets, strict=True):
