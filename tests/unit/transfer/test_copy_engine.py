@@ -4,7 +4,9 @@ and routing strings rewritten for the destination."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pydicom
@@ -46,6 +48,18 @@ def _engine(client: XnatClient, journal: Journal, reader: object | None = None) 
     )
 
 
+@contextlib.asynccontextmanager
+async def moving(
+    sandbox: SandboxServer, tmp_path: Path
+) -> AsyncIterator[tuple[XnatClient, Journal, object, copying.SourceReader]]:
+    """A planned move of PIL_900_MR1 to STUDY_A, with the reader its engine will use
+    (a test swaps in a fault)."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+        _, _, plan = await _plan(client, journal, move=True)
+        yield client, journal, plan, copying.source_reader(client)
+
+
 async def _run_one(
     client: XnatClient, journal: Journal, plan: object, reader: object | None = None
 ) -> tuple[JobState, str]:
@@ -61,10 +75,7 @@ async def _run_one(
 async def test_failed_verification_never_deletes_the_source(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    journal = Journal(tmp_path / "journal.sqlite3")
-    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
-        _, _, plan = await _plan(client, journal, move=True)
-        reader = copying.source_reader(client)
+    async with moving(sandbox, tmp_path) as (client, journal, plan, reader):
         real = reader.list_dest
 
         async def one_file_short(uri: str) -> dict[str, list[RemoteFile]]:
@@ -218,10 +229,7 @@ async def test_a_delete_the_server_answers_404_while_still_listing_it_fails_the_
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     """A move never says 'deleted' (nor 'already gone') of a source still there."""
-    journal = Journal(tmp_path / "journal.sqlite3")
-    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
-        _, _, plan = await _plan(client, journal, move=True)
-        reader = copying.source_reader(client)
+    async with moving(sandbox, tmp_path) as (client, journal, plan, reader):
         real = reader.delete_source
 
         async def misspelt(src: dict[str, str]) -> bool:  # a subject label the server lacks
