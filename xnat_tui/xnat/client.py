@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -171,9 +171,13 @@ class XnatClient(XnatTransport):
         ctx = self.context(f"read the settings of project {project_id}", project=project_id)
         warnings: list[str] = []
 
-        async def optional(coro: Any, what: str) -> Any:
+        # Given what to read, not a coroutine made in advance: one cancelled before its
+        # first step (the app closing meanwhile) would leave that one never awaited.
+        async def optional(
+            read: Callable[[str, ErrorContext], Awaitable[Any]], path: str, what: str
+        ) -> Any:
             try:
-                return await coro
+                return await read(path, ctx)
             except PermissionDenied:
                 warnings.append(f"{what}: not readable by {self.username}; default assumed")
                 return None
@@ -184,36 +188,36 @@ class XnatClient(XnatTransport):
             self.project(project_id),
             self.prearchive_code(project_id),
             optional(
-                self._config_contents(f"{site}/applet/allow-create-subject", ctx),
+                self._config_contents,
+                f"{site}/applet/allow-create-subject",
                 "site allow-create-subject",
             ),
             optional(
-                self._config_contents(f"{proj}/applet/allow-create-subject", ctx),
-                "allow-create-subject",
+                self._config_contents, f"{proj}/applet/allow-create-subject", "allow-create-subject"
             ),
             optional(
-                self._config_contents(f"{proj}/applet/allow-bulk-upload", ctx), "allow-bulk-upload"
+                self._config_contents, f"{proj}/applet/allow-bulk-upload", "allow-bulk-upload"
             ),
+            optional(self._config_contents, f"{site}/applet/require-date", "site require-date"),
+            optional(self._config_contents, f"{proj}/applet/require-date", "require-date"),
             optional(
-                self._config_contents(f"{site}/applet/require-date", ctx), "site require-date"
-            ),
-            optional(self._config_contents(f"{proj}/applet/require-date", ctx), "require-date"),
-            optional(
-                self._config_contents(f"{proj}/applet/default-subject-labeling-scheme", ctx),
+                self._config_contents,
+                f"{proj}/applet/default-subject-labeling-scheme",
                 "subject labeling",
             ),
             optional(
-                self._config_contents(f"{proj}/applet/default-session-labeling-scheme", ctx),
+                self._config_contents,
+                f"{proj}/applet/default-session-labeling-scheme",
                 "session labeling",
             ),
-            optional(self._config_row(f"{site}/seriesImportFilter", ctx), "site series filter"),
+            optional(self._config_row, f"{site}/seriesImportFilter", "site series filter"),
             optional(
-                self._config_row(f"{proj}/seriesImportFilter/config", ctx), "project series filter"
+                self._config_row, f"{proj}/seriesImportFilter/config", "project series filter"
             ),
-            optional(self._config_row(f"{site}/anon/script", ctx), "site anon script"),
-            optional(self._config_row(f"{proj}/anon/projects/{pid}", ctx), "project anon script"),
-            optional(self._config_contents(f"{site}/tracers/tracers", ctx), "site tracers"),
-            optional(self._config_contents(f"{proj}/tracers/tracers", ctx), "project tracers"),
+            optional(self._config_row, f"{site}/anon/script", "site anon script"),
+            optional(self._config_row, f"{proj}/anon/projects/{pid}", "project anon script"),
+            optional(self._config_contents, f"{site}/tracers/tracers", "site tracers"),
+            optional(self._config_contents, f"{proj}/tracers/tracers", "project tracers"),
         )
         (
             _project,

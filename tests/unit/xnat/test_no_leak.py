@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import warnings
 from typing import Any
 
 import pytest
@@ -53,3 +54,21 @@ async def test_gather_or_cancel_stops_the_siblings_of_a_failure() -> None:
     await asyncio.sleep(0.6)
     assert finished == []
     assert await gather_or_cancel(asyncio.sleep(0, "a"), asyncio.sleep(0, "b")) == ["a", "b"]
+
+
+async def test_a_settings_read_cancelled_before_its_calls_ran_leaves_none_unawaited(
+    sandbox: SandboxServer,
+) -> None:
+    # An app closed while a project's settings are being read: the read is cancelled
+    # after it started its calls, before any of them ran a step.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as client:
+            read = asyncio.create_task(client.project_settings("STUDY_A"))
+            await asyncio.sleep(0)
+            read.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await read
+        del read
+        gc.collect()
+    assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
