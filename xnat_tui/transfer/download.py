@@ -463,35 +463,42 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         that job, which is cancelled and says by which; other files (another scan) make
         a job of their own beside it.
         """
-        self._refuse_held_elsewhere(plans)
         ids: list[str | None] = []
         fresh: list[PlannedDownload] = []
         replaced: list[tuple[int, _DownloadRun]] = []
-        for plan in plans:
-            wanted = {(str(f.local), f.uri, f.digest) for s in plan.scans for f in s.files}
-            paths = {w[0] for w in wanted}
-            same: str | None = None
-            overlapping: list[_DownloadRun] = []
-            for run in self._runs.values():
-                if run.state.finished or run.session_id != plan.session_id:
+        to_resume: list[str] = []
+        # The check of what other processes hold and the new jobs' leases are one step
+        # to them: two identical commands started together cannot both pass it.
+        with self.journal.exclusive():
+            self._refuse_held_elsewhere(plans)
+            for plan in plans:
+                wanted = {(str(f.local), f.uri, f.digest) for s in plan.scans for f in s.files}
+                paths = {w[0] for w in wanted}
+                same: str | None = None
+                overlapping: list[_DownloadRun] = []
+                for run in self._runs.values():
+                    if run.state.finished or run.session_id != plan.session_id:
+                        continue
+                    if str(run.out) != str(plan.out):
+                        continue
+                    have = {(str(f.local), f.uri, f.digest) for f in run.files}
+                    if have == wanted:
+                        same = run.job_id
+                        break
+                    if paths & {h[0] for h in have}:
+                        overlapping.append(run)
+                if same is not None:
+                    if self._runs[same].paused:
+                        to_resume.append(same)
+                    ids.append(same)
                     continue
-                if str(run.out) != str(plan.out):
-                    continue
-                have = {(str(f.local), f.uri, f.digest) for f in run.files}
-                if have == wanted:
-                    same = run.job_id
-                    break
-                if paths & {h[0] for h in have}:
-                    overlapping.append(run)
-            if same is not None:
-                if self._runs[same].paused:
-                    self.resume(same)
-                ids.append(same)
-                continue
-            replaced += [(len(fresh), run) for run in overlapping]
-            ids.append(None)
-            fresh.append(plan)
-        made = await self._create(fresh)
+                replaced += [(len(fresh), run) for run in overlapping]
+                ids.append(None)
+                fresh.append(plan)
+            made = self._journal_new(fresh)
+        for jid in to_resume:
+            self.resume(jid)
+        await self._take_on(made, fresh)
         for index, run in replaced:
             if not run.state.finished:
                 self.replaced[run.job_id] = made[index]
@@ -540,12 +547,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     hint=hint,
                 )
 
-    async def _create(self, plans: Sequence[PlannedDownload]) -> list[str]:
+    def _journal_new(self, plans: Sequence[PlannedDownload]) -> list[str]:
+        """Journals a job per plan with its file list, leased to this process."""
         if not plans:
             return []
-        jobs = [self._new_job(p) for p in plans]
-        ids = self.journal.create_jobs(jobs)
-        with self.journal._tx() as db:
+        ids = self.journal.create_jobs([self._new_job(p) for p in plans])
+        with self.journal.exclusive() as db:
             for job_id, plan in zip(ids, plans, strict=True):
                 db.executemany(
                     "INSERT OR REPLACE INTO download_files(job_id, series_uid, idx, uri,"
@@ -556,13 +563,19 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                         for i, f in enumerate(scan.files)
                     ),
                 )
+                self.journal.acquire(job_id, self.owner, self.lease_ttl)
+        return ids
+
+    async def _take_on(self, ids: Sequence[str], plans: Sequence[PlannedDownload]) -> None:
+        """Runs the jobs :meth:`_journal_new` made of ``plans``."""
+        if not ids:
+            return
         for job_id, plan in zip(ids, plans, strict=True):
             if self._adopt(job_id, plan):
                 run = self._runs[job_id]
                 self._emit_state(run, JobState.QUEUED, None, "queued")
         await self.start(resume=False)
         self._wake.set()
-        return ids
 
     def _new_job(self, plan: PlannedDownload) -> NewJob:
         series = [

@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,7 @@ class Journal:
             private_dir(self.path.parent)
         _create_private(self.path)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._depth = 0  # transactions open, nested in exclusive()
         self._db.row_factory = sqlite3.Row
         # WAL needs shared memory between the processes, which network file systems (a
         # cluster's NFS home) cannot give; there the rollback journal is the safe choice.
@@ -360,13 +361,29 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._depth:  # within exclusive(): part of its transaction
+            self._depth += 1
+            try:
+                yield self._db
+            finally:
+                self._depth -= 1
+            return
         self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self._db
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
         self._db.execute("COMMIT")
+
+    def exclusive(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction for every journal call made inside it: a check of what
+        other processes hold and the jobs it allows are one step to them (they wait for
+        it), never a check they can slip a job of their own past."""
+        return self._tx()
 
     # ----------------------------------------------------------------- creating
     def create_jobs(self, jobs: Sequence[NewJob]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -918,3 +919,32 @@ async def test_files_held_paused_by_another_process_are_refused_with_what_to_do(
         f"resume it there, or 'xnat-tui transfers cancel {jid}', then ask again"
     )
     assert len(journal.jobs()) == 1
+
+
+async def test_no_other_process_can_journal_a_job_between_the_busy_check_and_the_lease(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Two identical commands started together: had the second journalled its job after
+    the first one's check and before its lease, both would have passed and written the
+    same .part files. The check and the lease are one journal step to other processes."""
+    path = tmp_path / "j.sqlite3"
+    plan = await dl.plan_request(client, project="PILOT", out=tmp_path / "out")
+    first = engine(client, Journal(path))
+    await first.start(resume=False)
+    other = Journal(path)  # another process's
+    other._db.execute("PRAGMA busy_timeout=0")  # fails at once where it would wait
+    slipped: list[str] = []
+    check = first._refuse_held_elsewhere
+
+    def other_asks_meanwhile(plans: Any) -> None:
+        check(plans)
+        try:
+            slipped.extend(other.create_jobs([first._new_job(plans[0])]))
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc)
+
+    first._refuse_held_elsewhere = other_asks_meanwhile  # type: ignore[method-assign]
+    await first.submit(plan.downloads)
+    await first.close()
+    assert slipped == []
+    assert len(Journal(path).jobs()) == len(plan.downloads)

@@ -110,3 +110,17 @@ def test_journal_of_an_older_version_gains_the_anonymization_column(tmp_path: Pa
     journal = Journal(path)
     old = journal.job("old1")
     assert old.anon_variables == {} and not old.anon_options.key()
+
+
+def test_calls_within_exclusive_are_one_transaction_all_kept_or_none(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    j = Journal(path)
+    with pytest.raises(RuntimeError), j.exclusive():
+        [jid] = j.create_jobs([new_job(tmp_path)])
+        assert j.acquire(jid, "me", 60)
+        raise RuntimeError("the check after it failed")
+    assert j.jobs() == []
+    with j.exclusive():
+        [jid] = j.create_jobs([new_job(tmp_path)])
+        assert j.acquire(jid, "me", 60)
+    assert Journal(path).job(jid).owner == "me"
