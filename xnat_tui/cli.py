@@ -117,7 +117,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             "path", nargs="?", metavar="PATH", help="folder the TUI's folder tree starts at"
         )
         return parser
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # prog: a command's usage and errors begin "xnat-tui download", not with the
+    # two lines of the top-level usage.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=parser.prog)
     for name in names:
         module = importlib.import_module(f"{commands.__name__}.{name}")
         module.register(sub)

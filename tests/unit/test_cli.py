@@ -213,3 +213,16 @@ def test_the_program_exits_without_searching_its_heap_for_cycles(
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()  # this test process goes on collecting
+
+
+def test_a_commands_usage_error_names_the_command_not_the_top_level_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["download", "--out", "x"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: xnat-tui download [-h]")
+    assert err.splitlines()[-1] == (
+        "xnat-tui download: error: one of the arguments --project --catalog is required"
+    )
