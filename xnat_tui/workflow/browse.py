@@ -442,15 +442,19 @@ class BrowseModel:
         if kind == "p":
             return "open the project and select subjects, sessions or scans"
         project = self.project_of(key)
+        rest = rest.partition(":")[2]  # the key without its project
+        sessions: list[SessionNode] = []
+        if kind == "s":
+            sessions = self._sessions_of(project, rest)
+            subject = next((s for s in self.subjects.get(project, []) if s.id == rest), None)
+            if not sessions:  # nothing to pick: a selection elsewhere stays as it is
+                return f"{subject.label if subject else rest} has no sessions to select"
         note = ""
         if self.picked and project != self.picked_project:
             self.picked.clear()
             note = f"selection moved to project {project}"
         self.picked_project = project
-        rest = rest.partition(":")[2]  # the key without its project
         if kind == "s":
-            sessions = self._sessions_of(project, rest)
-            subject = next((s for s in self.subjects.get(project, []) if s.id == rest), None)
             if self.filter_text.strip() and not (
                 (subject is not None and self._matches(subject.label))
                 or self._matches(*self._project_texts(project))

@@ -218,3 +218,21 @@ def test_reload_keeps_the_picks_of_a_project_whose_row_is_closed() -> None:
 
     asyncio.run(go())
     assert [s.id for s in model.selection().sessions] == ["E2"]
+
+
+def test_a_subject_without_sessions_says_so_and_leaves_the_selection_alone() -> None:
+    class WithEmpty(Source):
+        async def subjects(self, project: str) -> list[SubjectNode]:
+            found = await super().subjects(project)
+            return [*found, SubjectNode("PILOT", "S3", "SUBJ_03")] if project == "PILOT" else []
+
+    model = BrowseModel(WithEmpty())
+
+    async def go() -> None:
+        await model.load_projects()
+        await open_keys(model, "p:PILOT")
+
+    asyncio.run(go())
+    model.toggle("e:PILOT:E3")
+    assert model.toggle("s:PILOT:S3") == "SUBJ_03 has no sessions to select"
+    assert [s.id for s in model.selection().sessions] == ["E3"]
