@@ -278,6 +278,27 @@ async def test_a_row_shows_it_is_loading_while_it_loads() -> None:
         assert "▾" in cells(screen, "e:PILOT:E1")[1]
 
 
+async def test_the_cursor_stays_where_it_was_moved_while_a_row_loaded() -> None:
+    """Moved away from a row still loading, the cursor is not pulled back to it when
+    the load ends: the next Space picks the row the user is on."""
+    import asyncio
+
+    release = asyncio.Event()
+    app = BrowserApp(SlowScans(release), [])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_first_subject(pilot)
+        await goto(pilot, "e:PILOT:E1")
+        await pilot.press("enter", "down", "down")
+        await until(pilot, lambda: "⧗" in cells(screen, "e:PILOT:E1")[1])
+        assert screen.current_key() == "s:PILOT:S2"
+        release.set()
+        await until(pilot, lambda: "c:PILOT:E1:1" in keys_of(screen))
+        assert screen.current_key() == "s:PILOT:S2"
+        await pilot.press("space")
+        assert screen.model is not None
+        assert [s.id for s in screen.model.selection().sessions] == ["E3"]
+
+
 async def test_an_action_still_running_survives_another_and_leaving_the_browser() -> None:
     """A download being planned is not dropped when a second starts or Esc is pressed."""
     import asyncio

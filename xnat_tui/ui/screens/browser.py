@@ -313,12 +313,13 @@ class BrowserScreen(AppScreen, Screen[None]):
     async def _load(self, key: str) -> None:
         assert self.model is not None
         self.model.begin_load(key)  # ⧗ on the row while it loads, not only after
-        self.refresh_rows(key)
+        # The cursor stays on the row it is on: the user may have moved on meanwhile.
+        self.refresh_rows()
         try:
             await self.model.load(key)
         except Exception as exc:
             self.notify(f"cannot load {key.split(':')[-1]}: {exc}", severity="error")
-        self.refresh_rows(key)
+        self.refresh_rows()
 
     # ------------------------------------------------------------ actions
     def _open(self, key: str) -> None:
