@@ -115,6 +115,12 @@ class DialogApp(App[None]):
         selection = Selection("P", (SelectedSession("P", "E1", "MR1"),))
         self.push_screen(DownloadDialog(selection, self.out, "xnat", "DICOM"), self.result.append)
 
+    def action_help(self) -> None:  # as XnatTuiApp's
+        from xnat_tui.ui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
 
 async def test_the_dialog_refuses_a_file_as_the_folder_and_stays_open(tmp_path: Path) -> None:
     a_file = tmp_path / "notes.txt"
@@ -131,3 +137,25 @@ async def test_the_dialog_refuses_a_file_as_the_folder_and_stays_open(tmp_path: 
         await until(pilot, lambda: bool(app.result))
         choice = app.result[0]
         assert isinstance(choice, DownloadChoice) and choice.out == tmp_path / "new"
+
+
+async def test_help_opens_from_the_dialog_even_while_typing_and_lists_its_keys(
+    tmp_path: Path,
+) -> None:
+    """A modal screen hides the app's keys: ? and F1 are the dialog's too."""
+    from xnat_tui.ui.screens.help import HelpScreen
+
+    app = DialogApp(tmp_path / "out")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DownloadDialog))
+        app.screen.query_one("#download-out", Input).focus()
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert isinstance(app.screen, HelpScreen)
+        listed = {row.binding_id for row in app.screen.rows}
+        assert {"browser.download.submit", "browser.download.cancel"} <= listed
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DownloadDialog))
+        app.screen.query_one("#download-go").focus()
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))

@@ -13,11 +13,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Static
 
 from xnat_tui.ui.anon_service import variable_problem
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 
 
@@ -27,7 +27,7 @@ class VariableValue(Validator):
         return self.failure(problem, value) if problem else self.success()
 
 
-class AnonVariablesScreen(ModalScreen[dict[str, str] | None]):
+class AnonVariablesScreen(Dialog[dict[str, str] | None]):
     HELP_GROUP = "Script variables"
 
     DEFAULT_CSS = """

@@ -5,13 +5,13 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(Dialog[bool]):
     HELP_GROUP = "Confirm"
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),

@@ -10,13 +10,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import assemble, plain
 
 
-class MoveConfirmScreen(ModalScreen[bool]):
+class MoveConfirmScreen(Dialog[bool]):
     HELP_GROUP = "Move confirmation"
 
     DEFAULT_CSS = """

@@ -10,11 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static
 
 from xnat_tui.text import safe
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.screens.prearchive_work import lazy
 from xnat_tui.ui.validators import LabelRule
 from xnat_tui.ui.widgets.format import VisibleControls, assemble, plain
@@ -51,7 +51,7 @@ class ArchiveDecision:
     skipped: tuple[tuple[PrearchiveRow, str], ...] = ()
 
 
-class ArchiveDialog(ModalScreen[ArchiveDecision | None]):
+class ArchiveDialog(Dialog[ArchiveDecision | None]):
     """``mode`` is "archive", "route" (Unassigned entries) or "relabel" (resolve a conflict)."""
 
     HELP_GROUP = "Archive dialog"

@@ -9,13 +9,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 
 
-class DeleteDialog(ModalScreen[bool]):
+class DeleteDialog(Dialog[bool]):
     HELP_GROUP = "Delete dialog"
 
     DEFAULT_CSS = """

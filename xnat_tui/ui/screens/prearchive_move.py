@@ -9,14 +9,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Select, Static
 
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 from xnat_tui.workflow.prearchive import PrearchiveRow
 
 
-class MoveDialog(ModalScreen[str | None]):
+class MoveDialog(Dialog[str | None]):
     HELP_GROUP = "Move dialog"
 
     DEFAULT_CSS = """

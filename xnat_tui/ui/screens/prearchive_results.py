@@ -8,9 +8,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import assemble, plain
 from xnat_tui.workflow.prearchive import ActionResult
 
@@ -25,7 +25,7 @@ def result_lines(results: Sequence[ActionResult]) -> list[Content]:
     return lines
 
 
-class ResultsDialog(ModalScreen[None]):
+class ResultsDialog(Dialog[None]):
     HELP_GROUP = "Results"
 
     DEFAULT_CSS = """

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import ModalScreen
 from textual.widgets import TextArea
 
 from xnat_tui.text import safe
 from xnat_tui.ui.screens.base import AppScreen
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 
 
-class ReceiptScreen(AppScreen, ModalScreen[None]):
+class ReceiptScreen(AppScreen, Dialog[None]):
     HELP_GROUP = "Receipt"
     BINDINGS = [
         Binding("escape,q", "dismiss", "Close", id="receipt.close"),

@@ -19,12 +19,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from xnat_tui.text import safe
 from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 REST = "rest"
 
 
-class SendScreen(ModalScreen[str | None]):
+class SendScreen(Dialog[str | None]):
     """Choose where to send; the preview shows what is written. Returns the key."""
 
     HELP_GROUP = "Send"

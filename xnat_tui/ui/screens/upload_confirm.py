@@ -6,10 +6,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
 from xnat_tui.transfer.plan import Plan, Verdict
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 from xnat_tui.units import human_bytes
 from xnat_tui.workflow.workbench import ProjectSummary
@@ -76,7 +76,7 @@ def summary(plan: Plan, project: ProjectSummary) -> str:
     return "\n".join(lines)
 
 
-class UploadConfirmScreen(ModalScreen[bool]):
+class UploadConfirmScreen(Dialog[bool]):
     HELP_GROUP = "Confirm upload"
     BINDINGS = [
         Binding(

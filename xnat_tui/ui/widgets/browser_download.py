@@ -12,11 +12,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from xnat_tui.transfer.download import DownloadEngine
 from xnat_tui.transfer.kinds import JobKind
+from xnat_tui.ui.screens.dialog import Dialog
 from xnat_tui.ui.widgets.format import plain
 from xnat_tui.units import human_bytes
 from xnat_tui.workflow import download as dl
@@ -38,7 +38,7 @@ def _checked_folder(text: str) -> tuple[Path, str | None]:
     return folder, dl.out_problem(folder)
 
 
-class DownloadDialog(ModalScreen[DownloadChoice | None]):
+class DownloadDialog(Dialog[DownloadChoice | None]):
     HELP_GROUP = "Download dialog"
     DEFAULT_CSS = """
     DownloadDialog { align: center middle; }
@@ -77,8 +77,8 @@ class DownloadDialog(ModalScreen[DownloadChoice | None]):
             yield Input(self.default.resource, id="download-resource")
             yield Static("", id="download-error")
             with Horizontal(id="download-buttons"):
-                yield Button("Cancel", id="download-cancel")
-                yield Button("Download", variant="primary", id="download-go")
+                yield Button("Cancel (esc)", id="download-cancel")
+                yield Button("Download (ctrl+s)", variant="primary", id="download-go")
 
     async def choice(self) -> DownloadChoice | None:
         out = self.query_one("#download-out", Input).value.strip()
