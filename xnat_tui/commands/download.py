@@ -203,17 +203,15 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
         )
         stream = engine.subscribe()
         queued = await dl.queue(engine, plan)
-        ids, resumed, replaced = queued.ids, queued.resumed, queued.replaced
+        ids, replaced = queued.ids, queued.replaced
         if not quiet:
             for jid in replaced:
                 print(f"{jid}: {safe(journal.job(jid).message)}", file=sys.stderr)
-            if resumed:
-                print(f"also resuming unfinished download(s): {' '.join(resumed)}", file=sys.stderr)
         empty = plan.empty
         del plan  # the journal and the engine hold the files now: ~1 KiB each fewer
         reporter = Reporter(reporter_mode(quiet))
-        states, interrupted = await run_until_done(engine, ids + resumed, reporter, stream)
-        result = summary(journal, ids + resumed)
+        states, interrupted = await run_until_done(engine, ids, reporter, stream)
+        result = summary(journal, ids)
         result["out"] = str(out)
         result["empty"] = empty
         result["replaced"] = [{"id": j, "message": journal.job(j).message} for j in replaced]

@@ -91,6 +91,7 @@ class FileSystem(Protocol):
     def sync(self, handle: BinaryIO) -> None: ...
     def finish(self, handle: BinaryIO, part: Path, final: Path) -> None: ...
     def size(self, path: Path) -> int | None: ...
+    def modified(self, path: Path) -> float | None: ...
     def names(self, folder: Path) -> set[str]: ...
     def remove(self, path: Path) -> None: ...
     def md5(self, path: Path) -> str: ...
@@ -187,6 +188,12 @@ class LocalFileSystem:
     def size(self, path: Path) -> int | None:
         try:
             return path.stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def modified(self, path: Path) -> float | None:
+        try:
+            return path.stat().st_mtime
         except FileNotFoundError:
             return None
 
@@ -300,6 +307,13 @@ class _DownloadRun:
     listed: dict[str, set[str]] = field(default_factory=dict)
     fatal: str = ""
     finalizing: bool = False
+    # A file already where one of this job's goes, with other content, is replaced only
+    # if it came from a download of this session: one an earlier job saved and verified
+    # (these paths), or one written since a job of this session that lists it was made
+    # (this one's own before a crash, or a stopped one's): when, by path, else created.
+    replaceable: set[str] = field(default_factory=set)
+    since: dict[str, float] = field(default_factory=dict)
+    created: float = 0.0
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
     # Counts kept as files are marked (mark_done / mark_undone), so a progress tick and a
     # journal flush cost the number of scans, not of files: walking every file there
@@ -350,7 +364,38 @@ class _DownloadRun:
 
 
 class DownloadBusy(XnatError):
-    """The files asked for are being downloaded into the same folder by another process."""
+    """Nothing was queued: the files asked for would be written where another job writes
+    them, or wrote another session's."""
+
+
+class FileInTheWay(XnatError):
+    """A file with other content is where a download would save one, and no download of
+    that session put it there: it is the user's (or came from elsewhere), never replaced."""
+
+
+class _Resolved:
+    """Folders compared as the file system sees them (the same one through a link is the
+    same), each resolved once per request; files as paths within their job's folder."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, folder: object) -> str:
+        text = os.fspath(folder) if isinstance(folder, os.PathLike) else str(folder)
+        real = self._seen.get(text)
+        if real is None:
+            real = self._seen[text] = os.path.realpath(text)
+        return real
+
+    @staticmethod
+    def within(folder: object, path: object) -> str:
+        top = os.fspath(folder) if isinstance(folder, os.PathLike) else str(folder)
+        text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+        # Text, not os.path.relpath: that resolves both paths again for each of
+        # thousands of files.
+        if text.startswith(top.rstrip(os.sep) + os.sep):
+            return text[len(top.rstrip(os.sep)) + 1 :]
+        return os.path.relpath(text, top)
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -469,19 +514,25 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         to_resume: list[str] = []
         # The check of what other processes hold and the new jobs' leases are one step
         # to them: two identical commands started together cannot both pass it.
+        real = _Resolved()
         with self.journal.exclusive():
-            self._refuse_held_elsewhere(plans)
+            self._adopt_unfinished(plans, real)
+            self._refuse_overlaps(plans, real)
             for plan in plans:
-                wanted = {(str(f.local), f.uri, f.digest) for s in plan.scans for f in s.files}
+                wanted = {
+                    (real.within(plan.out, f.local), f.uri, f.digest)
+                    for s in plan.scans
+                    for f in s.files
+                }
                 paths = {w[0] for w in wanted}
                 same: str | None = None
                 overlapping: list[_DownloadRun] = []
                 for run in self._runs.values():
                     if run.state.finished or run.session_id != plan.session_id:
                         continue
-                    if str(run.out) != str(plan.out):
+                    if real(run.out) != real(plan.out):  # the same folder through a link too
                         continue
-                    have = {(str(f.local), f.uri, f.digest) for f in run.files}
+                    have = {(real.within(run.out, f.local), f.uri, f.digest) for f in run.files}
                     if have == wanted:
                         same = run.job_id
                         break
@@ -510,42 +561,77 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         it = iter(made)
         return [jid if jid is not None else next(it) for jid in ids]
 
-    def _refuse_held_elsewhere(self, plans: Sequence[PlannedDownload]) -> None:
-        """Another live process is downloading some of these files (its job is leased
-        to it, so this engine never adopted it): two jobs would truncate and rename one
-        ``.part`` under each other. Nothing is queued then, and the user is told which."""
-        by_session: dict[str, list[PlannedDownload]] = {}
-        for p in plans:
-            by_session.setdefault(p.session_id, []).append(p)
+    def _adopt_unfinished(self, plans: Sequence[PlannedDownload], real: _Resolved) -> None:
+        """Takes on the unfinished jobs of the sessions asked for, into the same folders,
+        that no live process holds (a run killed, or one that never came back): the
+        request then goes on with them, as with its own. Other unfinished jobs are left
+        to 'xnat-tui transfers resume' (or the TUI)."""
+        asked = {(p.session_id, real(p.out)) for p in plans}
         for job in self._journal_jobs(s for s in JobState if not s.finished):
-            asked = by_session.get(str(job.params.get("session_id", "")), [])
-            if not asked or job.id in self._runs:
+            if job.id in self._runs:
                 continue
-            holder = self.journal.holder(job.id)
-            if holder is None or holder == self.owner:
+            where = (str(job.params.get("session_id", "")), real(job.params.get("out", "")))
+            if where in asked:
+                self._adopt(job.id)  # refused while another live process holds it
+
+    def _refuse_overlaps(self, plans: Sequence[PlannedDownload], real: _Resolved) -> None:
+        """Nothing is queued that would write where another job writes or wrote: two jobs
+        on one ``.part`` truncate and rename it under each other, and a session's files
+        saved over another's (one label in two projects, into one folder) would mix two
+        patients' data with both jobs verified. Refused, naming the job and what to do:
+
+        * the same session held by another live process (paused there too): wait for it,
+          resume it there, or cancel it;
+        * another session's job still running here or elsewhere, on the same paths;
+        * another session's files already saved there (a job done, failed or stopped).
+
+        The same session's own jobs in this process are the caller's to continue or
+        replace."""
+        for job in self.journal.jobs(kinds=[JobKind.DOWNLOAD]):
+            folder = real(job.params.get("out", ""))
+            asked = [p for p in plans if real(p.out) == folder]
+            if not asked:
                 continue
-            # Folders compared resolved (the same one reached through a link is the
-            # same), and only for a session asked for that another process holds.
-            theirs = str(job.params.get("out", ""))
-            real = os.path.realpath(theirs)
-            plan = next((p for p in asked if os.path.realpath(p.out) == real), None)
-            if plan is None:
-                continue
-            mine = {os.path.relpath(f.local, plan.out) for s in plan.scans for f in s.files}
-            if mine & {os.path.relpath(f.local, theirs) for f in self._journalled_files(job.id)}:
-                # That process keeps the job while it runs, paused ones included: it
-                # must go on there, or be cancelled (verified files stay, and are kept
-                # by the next request into the folder).
+            mine_session = job.server == self.server_url
+            run = self._runs.get(job.id)
+            held = None if job.state.finished or run is not None else self.journal.holder(job.id)
+            theirs = {real.within(job.params.get("out", ""), p) for p in self.journal.paths(job.id)}
+            for plan in asked:
+                if not {real.within(plan.out, f.local) for f in plan.files} & theirs:
+                    continue
+                same = mine_session and str(job.params.get("session_id", "")) == plan.session_id
+                name = f"{plan.project}/{plan.label}"
                 cancel = f"'xnat-tui transfers cancel {job.id}', then ask again"
-                if job.state is JobState.PAUSED:
-                    doing, hint = "is paused", f"resume it there, or {cancel}"
-                else:
-                    doing, hint = "is already being downloaded", f"wait for it, or {cancel}"
-                raise DownloadBusy(
-                    f"{plan.project}/{plan.label} {doing} into {plan.out} in another "
-                    f"xnat-tui (job {job.id})",
-                    hint=hint,
-                )
+                if same:
+                    if held is None or held == self.owner:
+                        continue
+                    if job.state is JobState.PAUSED:
+                        doing, hint = "is paused", f"resume it there, or {cancel}"
+                    else:
+                        doing = "is already being downloaded"
+                        hint = f"wait for it, or {cancel}"
+                    raise DownloadBusy(
+                        f"{name} {doing} into {plan.out} in another xnat-tui (job {job.id})",
+                        hint=hint,
+                    )
+                another = f"another session ({job.display}, job {job.id})"
+                if (run is not None and not run.state.finished) or held is not None:
+                    raise DownloadBusy(
+                        f"{name} would be saved where the files of {another} are being "
+                        f"downloaded, in {plan.out}",
+                        hint="download it into another folder (--out), or wait for that job",
+                    )
+                saved = [
+                    p
+                    for p in sorted({real.within(plan.out, f.local) for f in plan.files} & theirs)
+                    if os.path.lexists(os.path.join(folder, p))
+                ]
+                if saved:
+                    raise DownloadBusy(
+                        f"{name} would replace {len(saved)} file(s) saved in {plan.out} for "
+                        f"{another}, e.g. {saved[0]}",
+                        hint="download it into another folder (--out), or move those away",
+                    )
 
     def _journal_new(self, plans: Sequence[PlannedDownload]) -> list[str]:
         """Journals a job per plan with its file list, leased to this process."""
@@ -706,10 +792,23 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             session_id=str(job.params.get("session_id", "")),
         )
         run.paused = job.state is JobState.PAUSED
+        run.created = job.created
+        self._saved_before(run)
         run.scans_marked = {s.uid for s in self.journal.series(jid) if s.state is SeriesState.SENT}
         self._runs[jid] = run
         self._wake.set()
         return True
+
+    def _saved_before(self, run: _DownloadRun) -> None:
+        """What earlier downloads of this session saved (or began saving) where this
+        job's files go."""
+        for job in self.journal.jobs(kinds=[JobKind.DOWNLOAD], server=self.server_url):
+            if job.id == run.job_id or str(job.params.get("session_id", "")) != run.session_id:
+                continue
+            run.replaceable.update(self.journal.paths(job.id, done=True))
+            for path in self.journal.paths(job.id):
+                if job.created < run.since.get(path, run.created):
+                    run.since[path] = job.created
 
     def _journalled_files(self, jid: str) -> list[_DownloadFile]:
         done = self.journal.done_files(jid)
@@ -910,14 +1009,15 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if failed:
             # One line per reason: the file's own name (in "Cannot download NAME: ...")
             # would make every file's reason its own.
-            reasons: dict[str, list[str]] = {}
+            reasons: dict[str, list[_DownloadFile]] = {}
             for f in failed:
-                name = f.local.name
-                reasons.setdefault(f.failed.replace(name, "…"), []).append(name)
+                reasons.setdefault(f.failed.replace(f.local.name, "…"), []).append(f)
             detail = "; ".join(
-                f"{len(names)} file(s) ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
-                f": {why}"
-                for why, names in reasons.items()
+                f"{len(group)} file(s) ({', '.join(f.local.name for f in group[:3])}"
+                f"{', …' if len(group) > 3 else ''}): {why}"
+                if len(group) > 1
+                else group[0].failed  # one file: its reason as it was, name and all
+                for why, group in reasons.items()
             )
             self._set_state(
                 run,
@@ -1075,6 +1175,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             md5 = self.fs.md5(f.local)
             if md5 == f.digest:
                 return "md5", md5
+        if have is not None and not self._replaceable(run, f):
+            raise FileInTheWay(
+                f"{f.local.name} is already in {f.local.parent} with other content than the "
+                "server's, and no download of this session saved it there: it is not replaced "
+                "(move it away, or download into another folder with --out)"
+            )
         offset = self.fs.size(part) or 0
         # A .part is continued only where the MD5 will check the whole: without a digest
         # nothing tells a part of an older version of the file from this one's.
@@ -1082,6 +1188,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             self.fs.remove(part)
             offset = 0
         return offset
+
+    def _replaceable(self, run: _DownloadRun, f: _DownloadFile) -> bool:
+        if str(f.local) in run.replaceable:
+            return True
+        modified = self.fs.modified(f.local)
+        return modified is not None and modified >= run.since.get(str(f.local), run.created)
 
     def _was_there(self, run: _DownloadRun, local: Path) -> bool:
         """Whether ``local`` or its .part was in its folder when the job first looked."""

@@ -532,6 +532,11 @@ class Journal:
         # The path as text: a Path is built only where one is used.
         return [SourceFile(r["path"], r["size"], r["mtime"], r["sop"]) for r in rows]
 
+    def paths(self, job_id: str, *, done: bool = False) -> list[str]:
+        """Where the job's files are (or go), as text; ``done``: only those it finished."""
+        sql = "SELECT path FROM files WHERE job_id = ?" + (" AND done = 1" if done else "")
+        return [r["path"] for r in self._db.execute(sql, (job_id,))]
+
     def steps(self, job_id: str) -> list[StepRecord]:
         rows = self._db.execute(
             "SELECT * FROM steps WHERE job_id = ? ORDER BY id", (job_id,)

@@ -426,19 +426,17 @@ class Queued:
     """What one download request set going, for the command to wait on and report."""
 
     ids: list[str]  # the request's jobs, one per session
-    resumed: list[str]  # other unfinished downloads, going on too
     replaced: list[str]  # unfinished ones this request replaced (cancelled)
 
 
 async def queue(engine: DownloadEngine, plan: DownloadPlan) -> Queued:
-    """Resumes the unfinished downloads the journal holds, then submits ``plan``: an
-    unfinished job it asks for again is among its ids, one it replaces is not waited for.
-    """
-    resumed = await engine.start(resume=True)
+    """Submits ``plan``: an unfinished job of the same session and folder goes on (among
+    the ids) or is replaced (not waited for). Other unfinished downloads are left for
+    'xnat-tui transfers resume': a request runs and reports its own jobs only."""
+    await engine.start(resume=False)
+    before = set(engine.replaced)
     ids = await engine.submit(plan.downloads)
-    replaced = [j for j in resumed if j in engine.replaced]
-    others = [j for j in resumed if j not in ids and j not in engine.replaced]
-    return Queued(ids, others, replaced)
+    return Queued(ids, [j for j in engine.replaced if j not in before])
 
 
 def summary_lines(plan: DownloadPlan) -> Iterable[str]:

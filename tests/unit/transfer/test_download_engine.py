@@ -142,7 +142,7 @@ async def test_a_rerun_skips_verified_files_and_replaces_a_damaged_one(
     damaged = sorted(out.rglob("*.dcm"))[0]
     damaged.write_bytes(b"\0" * damaged.stat().st_size)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.dcm") if p != damaged}
-    eng = engine(client, Journal(tmp_path / "j2.sqlite3"))
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))  # a second run of the command
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
     await eng.close()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.dcm") if p != damaged} == before
@@ -160,12 +160,12 @@ async def test_a_rerun_fetches_again_a_file_the_listing_gives_no_digest_for(
     plan = await dl.plan_request(client, project="PILOT", out=out, scan_types=["T1_MPRAGE_sag"])
     plans = _without(plan.downloads, digest="")
     for n in (1, 2):
-        eng = engine(client, Journal(tmp_path / f"j{n}.sqlite3"))
+        eng = engine(client, Journal(tmp_path / "j.sqlite3"))
         await eng.start(resume=False)
         states = await eng.wait(await eng.submit(plans))
         await eng.close()
         assert list(states.values()) == [JobState.VERIFIED]
-        assert "4 by size only" in eng.journal.jobs()[0].message
+        assert "4 by size only" in eng.journal.jobs()[-1].message
         if n == 1:
             altered = sorted(out.rglob("*.dcm"))[0]
             altered.write_bytes(b"\0" * altered.stat().st_size)
@@ -934,16 +934,16 @@ async def test_no_other_process_can_journal_a_job_between_the_busy_check_and_the
     other = Journal(path)  # another process's
     other._db.execute("PRAGMA busy_timeout=0")  # fails at once where it would wait
     slipped: list[str] = []
-    check = first._refuse_held_elsewhere
+    check = first._refuse_overlaps
 
-    def other_asks_meanwhile(plans: Any) -> None:
-        check(plans)
+    def other_asks_meanwhile(plans: Any, real: Any) -> None:
+        check(plans, real)
         try:
             slipped.extend(other.create_jobs([first._new_job(plans[0])]))
         except sqlite3.OperationalError as exc:
             assert "locked" in str(exc)
 
-    first._refuse_held_elsewhere = other_asks_meanwhile  # type: ignore[method-assign]
+    first._refuse_overlaps = other_asks_meanwhile  # type: ignore[method-assign]
     await first.submit(plan.downloads)
     await first.close()
     assert slipped == []

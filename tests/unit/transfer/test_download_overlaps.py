@@ -1,0 +1,161 @@
+"""Where a download may write: never over another session's files, never over a file
+no download of that session saved, one job per session and folder (links included), and
+a request runs its own jobs, not every unfinished one in the journal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from xnat_tui.sandbox.server import SandboxServer
+from xnat_tui.transfer import download
+from xnat_tui.transfer.journal import Journal
+from xnat_tui.transfer.types import JobState
+from xnat_tui.workflow import download as dl
+from xnat_tui.xnat.client import XnatClient
+from xnat_tui.xnat.credentials import Credentials
+
+from .test_download_engine import engine, local_files, run_plan, server_files
+
+
+@pytest_asyncio.fixture
+async def client(sandbox: SandboxServer) -> AsyncIterator[XnatClient]:
+    async with XnatClient(Credentials(sandbox.url, "alice", "alice")) as c:
+        yield c
+
+
+def saved(out: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+async def test_another_sessions_files_in_the_folder_are_never_replaced(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """One label in two projects, downloaded into one folder: the second session's files
+    would land on the first's paths, both jobs verified, two patients' data mixed. It is
+    refused before anything is fetched, naming the job whose files are there."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, journal)
+    [first] = (await run_plan(eng, plan)).keys()
+    before = saved(out)
+    other = [replace(d, session_id="XNAT_E99999", project="OTHER") for d in plan.downloads]
+    with pytest.raises(download.DownloadBusy) as refused:
+        await eng.submit(other)
+    await eng.close()
+    assert f"OTHER/PIL_900_MR1 would replace 7 file(s) saved in {out} for another session" in (
+        str(refused.value)
+    )
+    assert f"job {first})" in str(refused.value)
+    assert refused.value.hint.startswith("download it into another folder (--out)")
+    assert saved(out) == before and len(journal.jobs()) == 1
+
+
+async def test_another_sessions_running_job_on_the_same_paths_is_refused(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    await eng.start(resume=False)
+    [jid] = await eng.submit(plan.downloads)
+    eng.pause(jid)
+    other = [replace(d, session_id="XNAT_E99999", project="OTHER") for d in plan.downloads]
+    with pytest.raises(download.DownloadBusy, match="are being downloaded"):
+        await eng.submit(other)
+    await eng.close()
+
+
+async def test_a_file_no_download_of_the_session_saved_is_kept_and_named(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """The user's own file where a download would save one (other content): it stays as
+    it is, that file fails by name with what to do, the others arrive."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    mine = plan.downloads[0].files[0].local
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"the user's own notes")
+    journal = Journal(tmp_path / "j.sqlite3")
+    eng = engine(client, journal)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.FAILED]
+    await eng.close()
+    assert mine.read_bytes() == b"the user's own notes"
+    [job] = journal.jobs()
+    assert f"{mine.name} is already in {mine.parent} with other content" in job.message
+    assert "it is not replaced" in job.message
+    assert len(saved(out)) == 7  # the other six arrived
+
+
+async def test_a_rerun_replaces_a_file_its_earlier_download_saved(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """The same session again into the same folder: a downloaded file since changed is
+    the download's own, fetched again (as the server has it)."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    journal = Journal(tmp_path / "j.sqlite3")
+    for n in (1, 2):
+        eng = engine(client, journal)
+        assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+        await eng.close()
+        if n == 1:
+            plan.downloads[0].files[0].local.write_bytes(b"edited")
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
+
+
+async def test_the_same_request_through_a_link_to_the_folder_is_the_same_job(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "link").symlink_to(out)
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    via_link = await dl.plan_request(
+        client, project="PILOT", out=tmp_path / "link", sessions=["PIL_900_MR1"]
+    )
+    journal = Journal(tmp_path / "j.sqlite3")
+    eng = engine(client, journal)
+    await eng.start(resume=False)
+    [jid] = await eng.submit(plan.downloads)
+    eng.pause(jid)
+    assert await eng.submit(via_link.downloads) == [jid]
+    assert (await eng.wait([jid]))[jid] is JobState.VERIFIED
+    await eng.close()
+    assert len(journal.jobs()) == 1
+
+
+async def test_a_request_takes_on_its_own_unfinished_job_and_leaves_others(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """After a kill: the same command goes on with its job (not a second one beside it);
+    another session's unfinished job, into another folder, is left for 'transfers
+    resume', not run and waited for by this request."""
+    path = tmp_path / "j.sqlite3"
+    mine = await dl.plan_request(
+        client, project="PILOT", out=tmp_path / "a", sessions=["PIL_900_MR1"]
+    )
+    theirs = await dl.plan_request(client, project="STUDY_A", out=tmp_path / "b")
+    killed = engine(client, Journal(path))
+    await killed.start(resume=False)
+    ids = await killed.submit([*mine.downloads, *theirs.downloads])
+    for jid in ids:
+        killed.pause(jid)  # nothing fetched; then the process is gone without a word
+    await killed.close()
+    for jid in ids:
+        Journal(path).set_state(jid, JobState.SENDING)
+    eng = engine(client, Journal(path))
+    queued = await dl.queue(eng, mine)  # as 'xnat-tui download' does
+    states = await eng.wait(queued.ids)
+    await eng.close()
+    assert queued.ids == [ids[0]] and states[ids[0]] is JobState.VERIFIED
+    journal = Journal(path)
+    assert {j.id: j.state for j in journal.jobs()} == {
+        ids[0]: JobState.VERIFIED,
+        **{jid: JobState.SENDING for jid in ids[1:]},
+    }
