@@ -133,7 +133,14 @@ def _plan_session(
         scans.setdefault((f.scan_id, f.resource), []).append(
             PlannedFile(f.scan_id, f.resource, f.uri, local, f.size, f.digest)
         )
-    _refuse_clashes((session.label, p) for group in scans.values() for p in group)
+    _refuse_clashes(
+        ((session.label, p) for group in scans.values() for p in group),
+        # In the xnat layout the server's own names meet (scan "1" of type "T1" and scan
+        # "1-T1" without one): no other layout is the way out there.
+        "choose the xnat layout"
+        if layout != "xnat"
+        else "download those scans into separate folders (--out, with --scan-type)",
+    )
     return PlannedDownload(
         project=session.project,
         subject=session.subject,

@@ -64,6 +64,21 @@ def test_two_files_with_one_local_name_are_refused_before_anything_is_fetched() 
     assert len(plan.files) == 2
 
 
+def test_a_clash_in_the_xnat_layout_does_not_suggest_the_xnat_layout() -> None:
+    """Scan "1" of type "T1" and scan "1-T1" without a type share a folder there."""
+    files = [listed("x.dcm", scan="1"), listed("x.dcm", scan="1-T1")]
+    with pytest.raises(dl.DownloadProblem) as refused:
+        dl._plan_session(SESSION, files, {"1": "T1"}, Path("/out"), "xnat", {})
+    assert refused.value.hint == ""
+    assert str(refused.value).endswith(
+        "; download those scans into separate folders (--out, with --scan-type)"
+    )
+    with pytest.raises(dl.DownloadProblem, match="; choose the xnat layout$"):
+        dl._plan_session(
+            SESSION, [listed("a/b.dcm"), listed("a_b.dcm")], {}, Path("/o"), "flat", {}
+        )
+
+
 def test_the_output_folder_is_journalled_absolute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
