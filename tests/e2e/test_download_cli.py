@@ -286,6 +286,12 @@ def test_a_broken_catalog_is_a_usage_error_and_nothing_to_fetch_keeps_the_json_s
     broken.write_text("<cat:Catalog xmlns:cat='http://nrg.wustl.edu/catalog'><unclosed>")
     bad = cli("download", "--catalog", str(broken), "--out", str(tmp_path / "o"), *args)
     assert bad.returncode == 2 and "the catalog is not valid XML" in bad.stderr
+    deep = "<cat:Catalog xmlns:cat='http://nrg.wustl.edu/catalog'>" + (
+        "<cat:sets>" * 3000 + "</cat:sets>" * 3000 + "</cat:Catalog>"
+    )
+    broken.write_text(deep)
+    bad = cli("download", "--catalog", str(broken), "--out", str(tmp_path / "o"), *args)
+    assert bad.returncode == 2 and "nests deeper than 64 levels" in bad.stderr
     none = cli(
         "download", "--project", "PILOT", "--resource", "NOPE", "--json",
         "--out", str(tmp_path / "o"), *args,

@@ -854,6 +854,9 @@ class CatalogEntry:
 _CATALOG_URI = re.compile(
     r"^/(?:archive|data|REST)/experiments/([^/]+)(?:/scans/([^/]+))?/resources/([^/]+)/files/?$"
 )
+# XNAT's catalogs nest a handful of levels (catalog, sets, session, sets, resource,
+# entries): a deeper one is not one, and would exhaust the recursion.
+_CATALOG_DEPTH = 64
 _CATALOG_HINT = "Give the Catalog XML of XNAT's Download Images page (or the file it saved) as is."
 
 
@@ -875,16 +878,21 @@ def parse_catalog(text: str | bytes) -> list[CatalogEntry]:
         )
     found: list[CatalogEntry] = []
 
-    def walk(node: Any, session: tuple[str, str]) -> None:
+    def walk(node: Any, session: tuple[str, str], depth: int = 0) -> None:
+        if depth > _CATALOG_DEPTH:
+            raise ProtocolError(
+                f"the catalog nests deeper than {_CATALOG_DEPTH} levels: not a download catalog",
+                hint=_CATALOG_HINT,
+            )
         for child in node:
             kind = _local(child.tag)
             if kind == "entryset":
                 here = session
                 if not session[0]:
                     here = (child.get("ID", ""), child.get("description", ""))
-                walk(child, here)
+                walk(child, here, depth + 1)
             elif kind in ("sets", "entries"):
-                walk(child, session)
+                walk(child, session, depth + 1)
             elif kind == "entry":
                 uri = child.get("URI", "")
                 match = _CATALOG_URI.match(uri.split("?", 1)[0])
