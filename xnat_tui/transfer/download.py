@@ -1492,7 +1492,9 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             self._wake.set()
             return
         if isinstance(exc, AuthenticationError) and not is_retriable(exc):
-            run.fatal = f"the session expired and logging in again failed: {text}"
+            # A failed renewal says so itself; then what to do, as for a full disk.
+            why = text if isinstance(exc, SessionExpired) else f"logging in again failed: {text}"
+            run.fatal = f"{why}. Log in again, then 'xnat-tui transfers retry {run.job_id}'"
             for task in list(run.tasks.values()):
                 task.cancel()
             self._wake.set()

@@ -948,3 +948,21 @@ async def test_no_other_process_can_journal_a_job_between_the_busy_check_and_the
     await first.close()
     assert slipped == []
     assert len(Journal(path).jobs()) == len(plan.downloads)
+
+
+async def test_a_failed_renewal_says_so_once_and_what_to_do(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """The password changed meanwhile: the session expires and cannot be renewed."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    client.credentials = replace(client.credentials, password="changed meanwhile")
+    sandbox.faults.expire_sessions()
+    journal = Journal(tmp_path / "j.sqlite3")
+    eng = engine(client, journal)
+    [(jid, state)] = (await run_plan(eng, plan)).items()
+    await eng.close()
+    assert state is JobState.FAILED
+    message = journal.job(jid).message
+    assert message.lower().count("logging in again failed") == 1, message
+    assert message.endswith(f"Log in again, then 'xnat-tui transfers retry {jid}'")
