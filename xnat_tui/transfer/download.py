@@ -325,6 +325,10 @@ class _DownloadRun:
     scan_left: dict[str, int] = field(default_factory=dict)  # files not yet done, per scan
     scan_uri: dict[str, str] = field(default_factory=dict)  # a scan's resource URI
     scans_complete: list[str] = field(default_factory=list)  # complete since the last flush
+    # The outcomes of the chains of files worker threads are on, as each file ends.
+    chains: list[list[tuple[_DownloadFile, tuple[str, str] | Exception]]] = field(
+        default_factory=list
+    )
 
     def __post_init__(self) -> None:
         for f in self.files:
@@ -731,11 +735,13 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     def _cancel_run(self, run: _DownloadRun, why: str = "cancelled by the user") -> None:
         for task in list(run.tasks.values()):
             task.cancel()
+        for outcomes in list(run.chains):
+            self._settle_finished(run, outcomes)
         self._set_state(
             run,
             JobState.CANCELLED,
             f"{why}; {run.done_count} of {len(run.files)} file(s) complete in "
-            f"{run.out} (unfinished ones are *.part)",
+            f"{run.out} (a file begun and not finished is left as *.part)",
         )
         self._release(run)
 
@@ -1107,13 +1113,18 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         assert self.fetcher is not None
         stop = threading.Event()
         headers, generation = self.fetcher.prepare()
+        outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]] = []
+        run.chains.append(outcomes)
         try:
-            outcomes = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._transfer_chain, run, files, headers, generation, stop
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._transfer_chain, run, files, headers, generation, stop, outcomes
             )
         except asyncio.CancelledError:
             stop.set()  # the thread stops at its next chunk and starts no other file
+            self._settle_finished(run, outcomes)
             raise
+        finally:
+            run.chains.remove(outcomes)
         for f, outcome in outcomes:
             if isinstance(outcome, download_ops.NeedLogin):
                 try:
@@ -1132,8 +1143,10 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         headers: dict[str, str],
         generation: int,
         stop: threading.Event,
-    ) -> list[tuple[_DownloadFile, tuple[str, str] | Exception]]:
-        outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]] = []
+        outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]],
+    ) -> None:
+        """Each file's outcome is added to ``outcomes`` as it ends (the loop reads those
+        that ended when it is cancelled meanwhile)."""
         for f in files:
             if stop.is_set():
                 break
@@ -1145,7 +1158,15 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             except Exception as exc:
                 outcomes.append((f, exc))
                 break
-        return outcomes
+
+    def _settle_finished(
+        self, run: _DownloadRun, outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]]
+    ) -> None:
+        """The files of a chain being stopped that its thread finished, counted and marked
+        (not yet settled: a cancel's "N of M complete" says what is there)."""
+        for f, outcome in list(outcomes):
+            if not isinstance(outcome, Exception) and not f.done:
+                self._settle(run, f, outcome)
 
     def _settle(
         self, run: _DownloadRun, f: _DownloadFile, outcome: tuple[str, str] | Exception

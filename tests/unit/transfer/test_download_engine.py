@@ -966,3 +966,41 @@ async def test_a_failed_renewal_says_so_once_and_what_to_do(
     message = journal.job(jid).message
     assert message.lower().count("logging in again failed") == 1, message
     assert message.endswith(f"Log in again, then 'xnat-tui transfers retry {jid}'")
+
+
+class HoldsThird(LocalFileSystem):
+    """Writes two files, then holds the third before its .part exists."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = 0
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def open_part(self, path: Path, *, append: bool) -> BinaryIO:
+        self.opened += 1
+        if self.opened == 3:
+            self.holding.set()
+            self.release.wait(30)
+        return super().open_part(path, append=append)
+
+
+async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker on a chain of three files, cancelled on the third: the two it saved
+    are said complete (they were counted as none: the chain's results were dropped)."""
+    monkeypatch.setattr(download, "CHAIN", 3)
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    fs = HoldsThird()
+    journal = Journal(tmp_path / "j.sqlite3")
+    eng = engine(client, journal, fs=fs, concurrency=1)
+    await eng.start(resume=False)
+    [jid] = await eng.submit(plan.downloads)
+    assert await asyncio.to_thread(fs.holding.wait, 30)
+    eng.cancel(jid)
+    fs.release.set()
+    assert (await eng.wait([jid]))[jid] is JobState.CANCELLED
+    await eng.close()
+    assert "2 of 7 file(s) complete" in journal.job(jid).message
