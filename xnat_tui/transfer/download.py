@@ -279,6 +279,7 @@ class _DownloadFile:
     not_before: float = 0.0
     failed: str = ""
     how: str = ""  # md5 | size, once done
+    relist: bool = False  # failed on its listed size or MD5: the listing may be stale
     pos: int = 0  # index in the run's file list
 
 
@@ -1022,15 +1023,22 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 f"{len(group)} file(s) ({', '.join(f.local.name for f in group[:3])}"
                 f"{', …' if len(group) > 3 else ''}): {why}"
                 if len(group) > 1
-                else group[0].failed  # one file: its reason as it was, name and all
+                else _named(group[0])  # one file: its reason as it was, with its name
                 for why, group in reasons.items()
             )
+            if any(f.relist for f in failed):
+                # A retry checks against this job's listing, which is what went stale.
+                then = (
+                    "run the same download again: it lists the files anew ('xnat-tui "
+                    f"transfers retry {run.job_id}' would check them against this job's list)"
+                )
+            else:
+                then = f"'xnat-tui transfers retry {run.job_id}' fetches only the rest"
             self._set_state(
                 run,
                 JobState.FAILED,
                 f"{len(failed)} of {len(run.files)} file(s) failed ({detail}). Nothing "
-                f"incomplete carries a final name; 'xnat-tui transfers retry {run.job_id}' "
-                "fetches only the rest",
+                f"incomplete carries a final name; {then}",
             )
             self._release(run)
             return
@@ -1534,7 +1542,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             )
             return
         f.failed = text if not is_retriable(exc) else f"{text} (gave up after {f.attempts} tries)"
+        f.relist = isinstance(exc, download_ops.IntegrityError)
         self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
+
+
+def _named(f: _DownloadFile) -> str:
+    return f.failed if f.local.name in f.failed else f"{f.local.name}: {f.failed}"
 
 
 def part_of(local: Path) -> Path:

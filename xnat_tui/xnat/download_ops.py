@@ -806,7 +806,10 @@ class Verifier:
         got = self.md5.hexdigest()
         if self.digest:
             if got != self.digest:
-                raise IntegrityError(f"MD5 {got} does not match the server's digest {self.digest}")
+                raise IntegrityError(
+                    f"MD5 {got} does not match the listing's {self.digest} (the file changed "
+                    "on the server since it was listed, or arrived damaged)"
+                )
         else:
             # No digest to trust: at least the bytes must look like what the name says.
             why = _bad_magic(self._head, self.name, self.count)

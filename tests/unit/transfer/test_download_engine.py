@@ -465,7 +465,12 @@ async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
     await eng.close()
     assert list(states.values()) == [JobState.FAILED]
     job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
-    assert "does not match the server's digest" in job.message
+    assert f"{wrong.split('/')[-1]}: MD5 " in job.message
+    assert "does not match the listing's" in job.message
+    assert job.message.endswith(
+        "run the same download again: it lists the files anew ('xnat-tui transfers retry "
+        f"{job.id}' would check them against this job's list)"
+    )
     assert not list(out.rglob(f"*{PART}"))
     want = {k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k != wrong}
     assert local_files(out) == want, "the others arrived, verified; the wrong one is absent"
