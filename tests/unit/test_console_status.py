@@ -46,3 +46,14 @@ def test_the_width_is_the_status_streams_terminal_not_stdouts(
         Reporter("tty", terminal).handle(tick())
         written = screen.read(4096).decode()
     assert 0 < len(written.strip("\r").rstrip()) <= 49, written
+
+
+def test_the_final_summary_reads_a_download_in_its_own_words() -> None:
+    from xnat_tui.commands._console import summary_line
+
+    job = {
+        "id": "ab12cd34", "kind": "download", "state": "sending", "message": "",
+        "project": "P", "subject": "S", "session": "E",
+    }  # fmt: skip
+    assert summary_line(job).split()[:2] == ["ab12cd34", "receiving"]
+    assert summary_line({**job, "kind": "upload"}).split()[1] == "sending"

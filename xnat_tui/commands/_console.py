@@ -25,6 +25,7 @@ from xnat_tui.transfer.events import (
     SeriesStateChanged,
 )
 from xnat_tui.transfer.journal import JobRecord, Journal, SeriesRecord
+from xnat_tui.transfer.kinds import JobKind
 from xnat_tui.transfer.plan import Plan, PlannedJob
 from xnat_tui.transfer.types import JobState, SeriesState
 from xnat_tui.transfer.verifier import verified_how
@@ -327,7 +328,9 @@ def summary(journal: Journal, ids: Iterable[str]) -> dict[str, Any]:
 def summary_line(job: dict[str, Any], reporter: Reporter | None = None) -> str:
     """One job of the final summary: its state and, unless it was just printed, why."""
     target = safe(f"{job['project']}/{job['subject']}/{job['session']}")
-    line = f"{job['id']}  {job['state']:<9} {target}"
+    # The JSON keeps the journal's state; a person reads a download as 'receiving'.
+    state = JobKind(job.get("kind", JobKind.UPLOAD)).word(job["state"])
+    line = f"{job['id']}  {state:<9} {target}"
     message = job["message"]
     if job["state"] == JobState.VERIFIED.value or not message:
         return line
