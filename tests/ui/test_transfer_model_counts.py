@@ -63,3 +63,16 @@ def test_every_end_of_a_job_is_handed_over_for_a_notification() -> None:
         ("j3", JobState.CANCELLED),
     ]
     assert model.take_finished() == []
+
+
+def test_a_new_state_without_words_clears_the_last_states() -> None:
+    """Seen in tmux: a download receiving its files still read 'queued'."""
+    model = TransferModel()
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.QUEUED, None, "queued"))
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.SENDING, JobState.QUEUED))
+    started = JobProgress("j1", "P/S/E", JobState.SENDING, 10, 3400, 1, 2, 0, 1)
+    model.apply(ProgressTick((started,), 10, 3400, 0.0, None))
+    assert model.jobs["j1"].message == ""
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.PAUSED, JobState.SENDING, "paused"))
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.PAUSED, JobState.PAUSED))
+    assert model.jobs["j1"].message == "paused"  # the same state again keeps its words

@@ -109,9 +109,11 @@ class TransferModel:
                     job_id=event.job_id, label=event.label, state=event.state, kind=event.kind
                 )
                 self.jobs[row.job_id] = row
-            row.state = event.state
-            if event.message:
+            if event.message or event.state is not row.state:
+                # A new state's own words: an empty one clears the last state's ("queued"
+                # left on a job receiving).
                 row.message = event.message
+            row.state = event.state
             if event.files_total or event.bytes_total:
                 row.bytes_total, row.files_total = event.bytes_total, event.files_total
             if event.state is JobState.VERIFIED:
