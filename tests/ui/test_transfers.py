@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from tests.ui.fakes import make_app, make_session, scanned, to_main, until, with_project
+from tests.ui.fakes import (
+    FakeEngine,
+    make_app,
+    make_session,
+    scanned,
+    to_main,
+    until,
+    with_project,
+)
 from tests.ui.screen_text import notifications
 from xnat_tui.transfer.types import JobState
 from xnat_tui.ui.screens.confirm import ConfirmScreen
@@ -236,3 +244,36 @@ async def test_quit_asks_while_a_browser_action_is_still_being_prepared(tmp_path
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert app.is_running
+
+
+async def test_a_paused_download_found_at_start_is_said_to_stay_paused(tmp_path, monkeypatch):
+    """Seen in tmux: 'Resuming 1 unfinished transfer(s)' while the download stayed paused."""
+    from dataclasses import replace
+
+    from tests.fixtures.fake_server import SERVER_URL
+    from tests.unit.transfer.test_journal import new_job
+    from xnat_tui.transfer.journal import Journal
+    from xnat_tui.transfer.kinds import JobKind
+    from xnat_tui.workflow import download as _registers_its_builder  # noqa: F401
+    from xnat_tui.workflow import jobs as workflow_jobs
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    job = replace(new_job(tmp_path), server=SERVER_URL, kind=JobKind.DOWNLOAD)
+    [jid] = journal.create_jobs([job])
+    journal.set_state(jid, JobState.PAUSED)
+    downloads = FakeEngine()
+
+    async def build(connection, journal, config):
+        downloads.labels[jid] = "PILOT/S1/S1_MR_1"
+        downloads.states[jid] = JobState.PAUSED  # adopted, paused: not resumed
+        return downloads
+
+    monkeypatch.setitem(workflow_jobs._BUILDERS, JobKind.DOWNLOAD, build)
+    app, _, _ = make_app(tmp_path)
+    seen: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await to_main(pilot)
+        await until(pilot, lambda: bool(notifications(seen)))
+        toasts = [n.message for n in notifications(seen)]
+        assert any("1 paused transfer(s) stay paused" in t for t in toasts), toasts
+        assert not any("Resuming" in t for t in toasts), toasts

@@ -269,11 +269,16 @@ class XnatTuiApp(App[int]):
         self._events_worker = self._consume_events(events)
         await self.switch_screen(MainScreen(self.start_path))
         self.sub_title = safe(f"{connection.user} @ {connection.url}")
-        if resumed:
-            self.notify(
-                f"Resuming {len(resumed)} unfinished transfer(s) from an earlier run.",
-                title="Transfers",
+        paused = sum(1 for p in self.jobs.snapshot() if p.state is JobState.PAUSED)
+        said = [f"Resuming {len(resumed)} unfinished transfer(s) from an earlier run."] * bool(
+            resumed
+        )
+        if paused:
+            said.append(
+                f"{paused} paused transfer(s) stay paused (space on one in Transfers resumes it)."
             )
+        if said:
+            self.notify(" ".join(said), title="Transfers")
 
     async def go_offline(self) -> None:
         """Browse and scan without a server; uploads stay disabled."""
@@ -300,7 +305,7 @@ class XnatTuiApp(App[int]):
                     f"Cannot resume {kind} jobs: {exc}", title="Transfers", severity="error"
                 )
                 continue
-            resumed += [p.job_id for p in engine.snapshot()]
+            resumed += [p.job_id for p in engine.snapshot() if p.state is not JobState.PAUSED]
         return resumed
 
     @work(group="engine-events", exclusive=True, exit_on_error=False)
