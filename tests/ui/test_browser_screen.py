@@ -193,7 +193,9 @@ async def test_filter_is_type_ahead_and_keeps_ancestors() -> None:
         assert [s.label for s in screen.model.selection().sessions] == ["SUBJ_02_CT1"]  # type: ignore[union-attr]
 
 
-async def test_nothing_selected_runs_no_action_and_the_palette_lists_them() -> None:
+async def test_the_actions_are_offered_once_something_is_selected() -> None:
+    """Nothing selected: their keys are dimmed in the footer and do nothing, and the
+    palette does not offer them; a selection makes them live."""
     ran: list[Selection] = []
 
     async def record(app: Any, selection: Selection) -> None:
@@ -201,13 +203,18 @@ async def test_nothing_selected_runs_no_action_and_the_palette_lists_them() -> N
 
     app = BrowserApp(Source(), [BrowserAction("d", "Download…", "get", record, "browser.dl")])
     async with app.run_test(size=(140, 40)) as pilot:
-        screen = browser(app)
-        await until(pilot, lambda: screen.table.row_count == 2)
+        screen = await open_first_subject(pilot)
         await pilot.press("d")
         await pilot.pause()
         assert ran == []
-        entries = await palette_entries(BrowserCommands(screen))
-        assert list(entries) == ["Download…"]
+        assert not screen.active_bindings["d"].enabled
+        assert list(await palette_entries(BrowserCommands(screen))) == []
+        await goto(pilot, "e:PILOT:E1")
+        await pilot.press("space")
+        assert screen.active_bindings["d"].enabled
+        assert list(await palette_entries(BrowserCommands(screen))) == ["Download…"]
+        await pilot.press("d")
+        await until(pilot, lambda: len(ran) == 1)
 
 
 def test_download_is_the_first_action() -> None:

@@ -42,7 +42,9 @@ class BrowserCommands(Provider):
 
     def _entries(self) -> list[tuple[str, str, BrowserAction]]:
         screen = self.screen
-        if not isinstance(screen, BrowserScreen):
+        if not isinstance(screen, BrowserScreen) or screen.model is None:
+            return []
+        if not screen.model.picked:
             return []
         return [(a.label, a.description, a) for a in screen.actions]
 
@@ -279,6 +281,7 @@ class BrowserScreen(AppScreen, Screen[None]):
     def _show_selection(self) -> None:
         if self.model is None:
             return
+        self.refresh_bindings()  # the actions' keys are useful with a selection only
         selection = self.model.selection()
         keys = " / ".join(f"{a.key}: {a.label}" for a in self.actions)
         self.query_one("#browser-status", Static).update(
@@ -411,6 +414,12 @@ class BrowserScreen(AppScreen, Screen[None]):
         if self.model is not None:
             self.model.cursor = self.current_key() or ""
         self.dismiss(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run_action_at":
+            # Shown dimmed until something is selected, as the app's other useless keys.
+            return True if self.model is not None and self.model.picked else None
+        return True
 
     def action_run_action_at(self, index: int) -> None:
         if 0 <= index < len(self.actions):
