@@ -461,3 +461,19 @@ async def test_narrowing_the_terminal_keeps_every_column_in_sight() -> None:
         await pilot.pause()
         widths = sum(c.get_render_width(screen.table) for c in screen.table.columns.values())
         assert widths <= 90 and screen.current_key() == "s:PILOT:S2"
+
+
+async def test_left_closes_a_subject_the_filter_opened() -> None:
+    app = BrowserApp(Source(), [])
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_first_subject(pilot)
+        await goto(pilot, "s:PILOT:S1")
+        await pilot.press("left")  # closed: the filter below opens it for its match
+        await pilot.press("slash", *"mr2", "enter")
+        await until(pilot, lambda: "e:PILOT:E2" in keys_of(screen))
+        await goto(pilot, "s:PILOT:S1")
+        await pilot.press("left")
+        await until(pilot, lambda: "e:PILOT:E2" not in keys_of(screen))
+        assert screen.current_key() == "s:PILOT:S1"
+        await pilot.press("right")
+        await until(pilot, lambda: "e:PILOT:E2" in keys_of(screen))

@@ -154,6 +154,9 @@ class BrowseModel:
     picked_project: str = ""  # the project the picked sessions are shown under
     errors: dict[str, str] = field(default_factory=dict)
     cursor: str = ""  # the row the browser was left on (it reopens there)
+    # Subjects a filter showed open (for their matching sessions) that the user closed:
+    # key → that filter. Another filter opens them again.
+    closed: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------ loading
     async def load_projects(self) -> None:
@@ -269,11 +272,19 @@ class BrowseModel:
         """Open or close ``key``; True when it is open now (and may need loading)."""
         if key.startswith("c:"):
             return False
-        if key in self.expanded:
+        if self.is_open(key):
             self.expanded.discard(key)
+            if self.filter_text:
+                self.closed[key] = self.filter_text
             return False
         self.expanded.add(key)
+        self.closed.pop(key, None)
         return True
+
+    def is_open(self, key: str) -> bool:
+        """Whether ``key`` is shown open: opened, or by a filter matching what it holds."""
+        row = next((r for r in self.rows() if r.key == key), None)
+        return row.expanded if row is not None else key in self.expanded
 
     def _matches(self, *texts: str) -> bool:
         needle = self.filter_text.strip().lower()
@@ -325,6 +336,9 @@ class BrowseModel:
                 if not children:
                     continue
             sessions = self._sessions_of(p.id, s.id)
+            shown_open = key in self.expanded or (
+                bool(children and not hit) and self.closed.get(key) != self.filter_text
+            )
             out.append(
                 Row(
                     key,
@@ -336,10 +350,10 @@ class BrowseModel:
                     "",
                     "",
                     self._mark_many(p.id, sessions),
-                    key in self.expanded or bool(children and not hit),
+                    shown_open,
                 )
             )
-            if key in self.expanded or (children and not hit):
+            if shown_open:
                 out += children
         return out
 

@@ -236,3 +236,17 @@ def test_a_subject_without_sessions_says_so_and_leaves_the_selection_alone() -> 
     model.toggle("e:PILOT:E3")
     assert model.toggle("s:PILOT:S3") == "SUBJ_03 has no sessions to select"
     assert [s.id for s in model.selection().sessions] == ["E3"]
+
+
+def test_a_subject_the_filter_opened_can_be_closed_and_opened_again() -> None:
+    model, _ = loaded()
+    model.filter_text = "mr2"  # SUBJ_01 is shown open for its session SUBJ_01_MR2
+    assert model.is_open("s:PILOT:S1") and "e:PILOT:E2" in [r.key for r in model.rows()]
+    assert model.toggle_expand("s:PILOT:S1") is False
+    rows = {r.key: r for r in model.rows()}
+    assert "e:PILOT:E2" not in rows and not rows["s:PILOT:S1"].expanded
+    assert model.toggle_expand("s:PILOT:S1") is True
+    assert "e:PILOT:E2" in [r.key for r in model.rows()]
+    model.toggle_expand("s:PILOT:S1")
+    model.filter_text = "subj_01_mr"  # another filter opens it for its matches again
+    assert model.is_open("s:PILOT:S1")

@@ -344,14 +344,14 @@ class BrowserScreen(AppScreen, Screen[None]):
 
     def action_expand(self) -> None:
         key = self.current_key()
-        if key is not None and self.model is not None and key not in self.model.expanded:
+        if key is not None and self.model is not None and not self.model.is_open(key):
             self._open(key)
 
     def action_collapse(self) -> None:
         key = self.current_key()
         if key is None or self.model is None:
             return
-        if key in self.model.expanded:
+        if self.model.is_open(key):
             self._open(key)
             return
         # On a child: go to its parent row.
