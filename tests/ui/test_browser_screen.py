@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import App
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from tests.ui.fakes import until
 from tests.ui.screen_text import palette_entries
@@ -477,3 +477,28 @@ async def test_left_closes_a_subject_the_filter_opened() -> None:
         assert screen.current_key() == "s:PILOT:S1"
         await pilot.press("right")
         await until(pilot, lambda: "e:PILOT:E2" in keys_of(screen))
+
+
+async def test_the_key_list_shows_each_keys_id_beside_long_descriptions() -> None:
+    """The Id is what a remap names: seen at 130 columns, it was pushed out of sight."""
+    from xnat_tui.ui.screens.help import HelpScreen
+
+    async def nothing(app: Any, selection: Selection) -> None:
+        pass
+
+    wordy = "Download the selected sessions into a folder, " * 3
+    app = BrowserApp(Source(), [BrowserAction("d", "Download…", wordy, nothing, "browser.dl")])
+    async with app.run_test(size=(130, 40)) as pilot:
+        screen = browser(app)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        app.push_screen(HelpScreen(screen))
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause()
+        table = app.screen.query_one("#help-table", DataTable)
+        left = 0
+        for column in table.ordered_columns:
+            width = column.get_render_width(table)
+            if column.label.plain == "Id":
+                assert left + width <= table.scrollable_content_region.width
+            left += width
+        assert "browser.dl" in {str(table.get_row_at(i)[2]) for i in range(table.row_count)}

@@ -77,18 +77,19 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help-dialog", classes="dialog") as box:
             box.border_title = "Keys"
             yield Static(
-                "Keys can be remapped in the config file under \\[keymap] by the id "
-                'in the last column, e.g. [b]"main.scan" = "ctrl+s"[/b].',
+                "Keys can be remapped in the config file under \\[keymap] by their Id, "
+                'e.g. [b]"main.scan" = "ctrl+s"[/b].',
                 classes="hint",
             )
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Where", "Keys", "What it does", "Id")
+        # The Id before the description: a long description pushed it out of sight.
+        table.add_columns("Where", "Keys", "Id", "What it does")
         for row in self.rows:
             # Keys come from the user's keymap ("[" is a key): plain text.
             table.add_row(
-                *(plain(v) for v in (row.where, row.keys, row.description, row.binding_id))
+                *(plain(v) for v in (row.where, row.keys, row.binding_id, row.description))
             )
         table.focus()
