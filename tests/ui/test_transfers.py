@@ -277,3 +277,19 @@ async def test_a_paused_download_found_at_start_is_said_to_stay_paused(tmp_path,
         toasts = [n.message for n in notifications(seen)]
         assert any("1 paused transfer(s) stay paused" in t for t in toasts), toasts
         assert not any("Resuming" in t for t in toasts), toasts
+
+
+async def test_the_highlighted_jobs_message_is_readable_on_a_narrow_terminal(tmp_path):
+    """At 100 columns the Message column is beyond the table's edge: the line under the
+    table gives the highlighted job's whole label and why it failed."""
+    from textual.widgets import Static
+
+    app, _, engine = make_app(tmp_path, sessions=[make_session("P001")])
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await queue_one(pilot, app, engine)
+        detail = screen.query_one("#transfers-detail", Static)
+        assert not detail.display
+        engine.set_state("job1", JobState.FAILED, "the server refused [b]it[/b]: 403")
+        label = engine.labels["job1"]
+        await until(pilot, lambda: detail.display)
+        assert str(detail.render()) == f"{label}: the server refused [b]it[/b]: 403"

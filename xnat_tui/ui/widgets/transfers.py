@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, ProgressBar
+from textual.widgets import DataTable, ProgressBar, Static
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from xnat_tui.transfer.types import JobState
@@ -100,6 +100,7 @@ class TransfersPane(Vertical):
         self.border_title = "Transfers"
         self._drawn = -1
         self._scroll_pending = False
+        self._detail = "-"  # what the detail line shows (none yet: drawn at first)
 
     def compose(self) -> ComposeResult:
         yield ProgressBar(id="transfers-overall", show_eta=False)
@@ -117,6 +118,9 @@ class TransfersPane(Vertical):
         ):
             table.add_column(label, key=key, width=width)
         yield table
+        # The highlighted job's whole label and last message: the Message column is
+        # beyond the edge of a terminal narrower than the table (~170 cells).
+        yield Static("", id="transfers-detail", markup=False)
 
     def on_mount(self) -> None:
         self.set_interval(1 / REFRESH_HZ, self.redraw)
@@ -174,6 +178,20 @@ class TransfersPane(Vertical):
         if added:
             self._scroll_pending = True
             self._follow_new_rows()
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        row = self.current
+        text = (
+            Text.assemble(fmt.plain(row.label), ": ", fmt.plain(row.message))
+            if row is not None and row.message
+            else Text()
+        )
+        if text.plain != self._detail:
+            self._detail = text.plain
+            detail = self.query_one("#transfers-detail", Static)
+            detail.update(text)
+            detail.display = bool(text.plain)
 
     def _follow_new_rows(self) -> None:
         """A job just started is scrolled into sight, not left below the panel's fold
@@ -212,6 +230,7 @@ class TransfersPane(Vertical):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self.refresh_bindings()
+        self._show_detail()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         # Enter on a row (DataTable's own key) opens the receipt as well as "v".
