@@ -4,6 +4,7 @@ the catalog XML, kill -9 then resume, and ``transfers resume`` for downloads."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import urllib.request
 from pathlib import Path
@@ -170,6 +171,26 @@ def test_catalog_xml_downloads_what_it_names(sandbox_thread: SandboxThread, tmp_
         for k, v in server_bytes(sandbox_thread, "PIL_900_MR1").items()
         if k.startswith("1/")
     }
+    assert got == expected
+    # The same entry twice, and one for a scan deleted since: the rest is fetched, the
+    # duplicate once, and the missing one is said (exit 1, --json "missing").
+    text = xml.decode()
+    entry = re.search(r"<cat:entry [^>]*/>", text)
+    assert entry is not None
+    gone = entry.group(0).replace("/scans/1/", "/scans/99/").replace('/1/DICOM"', '/99/DICOM"')
+    catalog.write_text(text.replace(entry.group(0), entry.group(0) * 2 + gone))
+    out2 = tmp_path / "out2"
+    args = ["download", "--catalog", str(catalog), "--out", str(out2)]
+    partly = cli(*args, *base_args(url, tmp_path / "j.sqlite3"))
+    assert partly.returncode == 1, partly.stderr
+    said = "not on the server, not downloaded: PIL_900_MR1/99/DICOM: scan 99 DICOM"
+    assert said in partly.stderr
+    again = cli(*args, "--json", *base_args(url, tmp_path / "j.sqlite3"))
+    assert again.returncode == 1, again.stderr
+    result = json.loads(again.stdout)
+    assert result["ok"] is False and result["verified"] == 1
+    assert [m.split(":")[0] for m in result["missing"]] == ["PIL_900_MR1/99/DICOM"]
+    got = {p.relative_to(out2).as_posix(): p.read_bytes() for p in out2.rglob("*") if p.is_file()}
     assert got == expected
 
 

@@ -182,7 +182,9 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
             if args.json:
                 # The same keys as any other summary: a script reads one shape.
                 nothing = {"ok": False, "jobs": [], "verified": 0, "failed": 0, "out": str(out)}
-                nothing.update(empty=plan.empty, replaced=[], interrupted=False)
+                nothing.update(
+                    empty=plan.empty, missing=plan.missing, replaced=[], interrupted=False
+                )
                 print(json.dumps(nothing, indent=2))
             print("error: nothing to download", file=sys.stderr)
             return EXIT_FAILED
@@ -207,13 +209,16 @@ async def _main(args: argparse.Namespace, catalog_text: bytes | None) -> int:
         if not quiet:
             for jid in replaced:
                 print(f"{jid}: {safe(journal.job(jid).message)}", file=sys.stderr)
-        empty = plan.empty
+        empty, missing = plan.empty, plan.missing
         del plan  # the journal and the engine hold the files now: ~1 KiB each fewer
         reporter = Reporter(reporter_mode(quiet))
         states, interrupted = await run_until_done(engine, ids, reporter, stream)
         result = summary(journal, ids)
         result["out"] = str(out)
         result["empty"] = empty
+        # A catalog entry no longer on the server: the rest arrived, this one did not.
+        result["missing"] = missing
+        result["ok"] = result["ok"] and not missing
         result["replaced"] = [{"id": j, "message": journal.job(j).message} for j in replaced]
         result["interrupted"] = interrupted
         result["ok"] = result["ok"] and not interrupted

@@ -44,7 +44,7 @@ from xnat_tui.workflow.jobs import register
 from xnat_tui.workflow.login import Connection
 from xnat_tui.xnat import download_ops
 from xnat_tui.xnat.client import XnatClient
-from xnat_tui.xnat.errors import ProtocolError, UsageError
+from xnat_tui.xnat.errors import NotFound, ProtocolError, UsageError
 from xnat_tui.xnat.models import Experiment
 
 if TYPE_CHECKING:  # the browser's model: not loaded by every download's start
@@ -183,6 +183,8 @@ class DownloadPlan:
     downloads: list[PlannedDownload] = field(default_factory=list)
     # Sessions that have nothing to download (no such resource, no matching scans).
     empty: list[str] = field(default_factory=list)
+    # Catalog entries the server no longer has (deleted since the catalog was made).
+    missing: list[str] = field(default_factory=list)
 
     @property
     def files(self) -> int:
@@ -322,19 +324,30 @@ async def plan_catalog(
         raise DownloadProblem(exc.message, hint=exc.hint) from None
     if not entries:
         raise DownloadProblem("the catalog lists no scan resources")
+    entries = list(dict.fromkeys(entries))  # an entry listed twice is one resource
     limit = asyncio.Semaphore(concurrency)
+    plan = DownloadPlan()
 
     async def listing(
         e: download_ops.CatalogEntry,
-    ) -> tuple[download_ops.CatalogEntry, list[download_ops.ListedFile]]:
+    ) -> tuple[download_ops.CatalogEntry, list[download_ops.ListedFile] | None]:
         async with limit:
-            return e, await download_ops.resource_files(client, e.session_id, e.scan_id, e.resource)
+            try:
+                files = await download_ops.resource_files(
+                    client, e.session_id, e.scan_id, e.resource
+                )
+            except NotFound as exc:
+                # Deleted since the catalog was made: the rest is fetched, this is said.
+                what = f"scan {e.scan_id} " if e.scan_id else ""
+                plan.missing.append(f"{e.name or e.session_id}: {what}{e.resource}: {exc}")
+                return e, None
+            return e, files
 
     by_session: dict[str, list[tuple[download_ops.CatalogEntry, list[download_ops.ListedFile]]]]
     by_session = {}
-    for e, files in await asyncio.gather(*(listing(e) for e in entries)):
-        by_session.setdefault(e.session_id, []).append((e, files))
-    plan = DownloadPlan()
+    for e, listed in await asyncio.gather(*(listing(e) for e in entries)):
+        if listed is not None:
+            by_session.setdefault(e.session_id, []).append((e, listed))
     for session_id, parts in by_session.items():
         first = parts[0][0]
         match = _DESCRIPTION.search(first.session_description)
@@ -457,6 +470,8 @@ def summary_lines(plan: DownloadPlan) -> Iterable[str]:
         )
     for label in plan.empty:
         yield f"  {safe(label)}: nothing to download (no matching scans or resource)"
+    for entry in plan.missing:
+        yield f"  not on the server, not downloaded: {safe(entry)}"
 
 
 register([JobKind.DOWNLOAD], build)
