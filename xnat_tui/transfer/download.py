@@ -600,9 +600,11 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             mine_session = job.server == self.server_url
             run = self._runs.get(job.id)
             held = None if job.state.finished or run is not None else self.journal.holder(job.id)
-            theirs = {real.within(job.params.get("out", ""), p) for p in self.journal.paths(job.id)}
+            theirs = self._listed_digests(job, real)
             for plan in asked:
-                if not {real.within(plan.out, f.local) for f in plan.files} & theirs:
+                mine = {real.within(plan.out, f.local): f.digest for f in plan.files}
+                overlap = mine.keys() & theirs.keys()
+                if not overlap:
                     continue
                 same = mine_session and str(job.params.get("session_id", "")) == plan.session_id
                 name = f"{plan.project}/{plan.label}"
@@ -626,10 +628,14 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                         f"downloaded, in {plan.out}",
                         hint="download it into another folder (--out), or wait for that job",
                     )
+                # Where both listings give the same MD5 it is the same file (the same
+                # session reached through another URL, a session shared into two
+                # projects): kept as it is, after its check, not replaced.
                 saved = [
                     p
-                    for p in sorted({real.within(plan.out, f.local) for f in plan.files} & theirs)
-                    if os.path.lexists(os.path.join(folder, p))
+                    for p in sorted(overlap)
+                    if (not mine[p] or mine[p] != theirs[p])
+                    and os.path.lexists(os.path.join(folder, p))
                 ]
                 if saved:
                     raise DownloadBusy(
@@ -805,6 +811,20 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._runs[jid] = run
         self._wake.set()
         return True
+
+    def _listed_digests(self, job: JobRecord, real: _Resolved) -> dict[str, str]:
+        """A journalled download's files, as paths within its folder, and the MD5 its
+        listing gave each ('' for none)."""
+        out = job.params.get("out", "")
+        return {
+            real.within(out, r[0]): str(r[1] or "")
+            for r in self.journal._db.execute(
+                "SELECT f.path, d.expected_md5 FROM files f LEFT JOIN download_files d"
+                " ON d.job_id = f.job_id AND d.series_uid = f.series_uid AND d.idx = f.idx"
+                " WHERE f.job_id = ?",
+                (job.id,),
+            )
+        }
 
     def _saved_before(self, run: _DownloadRun) -> None:
         """What earlier downloads of this session saved (or began saving) where this

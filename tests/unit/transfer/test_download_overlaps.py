@@ -32,6 +32,22 @@ def saved(out: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
+def other_session(plans: list[download.PlannedDownload]) -> list[download.PlannedDownload]:
+    """The same label in another project: the same paths, other files (other MD5s)."""
+    return [
+        replace(
+            d,
+            session_id="XNAT_E99999",
+            project="OTHER",
+            scans=tuple(
+                replace(s, files=tuple(replace(f, digest="0" * 32) for f in s.files))
+                for s in d.scans
+            ),
+        )
+        for d in plans
+    ]
+
+
 async def test_another_sessions_files_in_the_folder_are_never_replaced(
     sandbox: SandboxServer, client: XnatClient, tmp_path: Path
 ) -> None:
@@ -44,7 +60,7 @@ async def test_another_sessions_files_in_the_folder_are_never_replaced(
     eng = engine(client, journal)
     [first] = (await run_plan(eng, plan)).keys()
     before = saved(out)
-    other = [replace(d, session_id="XNAT_E99999", project="OTHER") for d in plan.downloads]
+    other = other_session(plan.downloads)
     with pytest.raises(download.DownloadBusy) as refused:
         await eng.submit(other)
     await eng.close()
@@ -65,7 +81,7 @@ async def test_another_sessions_running_job_on_the_same_paths_is_refused(
     await eng.start(resume=False)
     [jid] = await eng.submit(plan.downloads)
     eng.pause(jid)
-    other = [replace(d, session_id="XNAT_E99999", project="OTHER") for d in plan.downloads]
+    other = other_session(plan.downloads)
     with pytest.raises(download.DownloadBusy, match="are being downloaded"):
         await eng.submit(other)
     await eng.close()
@@ -159,3 +175,24 @@ async def test_a_request_takes_on_its_own_unfinished_job_and_leaves_others(
         ids[0]: JobState.VERIFIED,
         **{jid: JobState.SENDING for jid in ids[1:]},
     }
+
+
+async def test_the_same_files_listed_by_another_url_of_the_server_are_kept(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """Seen in tmux: the sandbox restarted on another port, and the same session asked
+    for again into the same folder was refused as another session's. Where the listings
+    agree on every MD5 the files are the same: kept, verified."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    journal = Journal(tmp_path / "j.sqlite3")
+    eng = engine(client, journal)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = download.DownloadEngine(
+        client, journal, server_url="http://127.0.0.1:1", username="alice"
+    )
+    assert list((await run_plan(again, plan)).values()) == [JobState.VERIFIED]
+    await again.close()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
