@@ -829,9 +829,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     def _saved_before(self, run: _DownloadRun) -> None:
         """What earlier downloads of this session saved (or began saving) where this
         job's files go."""
+        folder = os.path.realpath(run.out)
         for job in self.journal.jobs(kinds=[JobKind.DOWNLOAD], server=self.server_url):
             if job.id == run.job_id or str(job.params.get("session_id", "")) != run.session_id:
                 continue
+            if os.path.realpath(str(job.params.get("out", ""))) != folder:
+                continue  # its files are elsewhere: none of them is in this job's way
             run.replaceable.update(self.journal.paths(job.id, done=True))
             for path in self.journal.paths(job.id):
                 if job.created < run.since.get(path, run.created):
