@@ -91,7 +91,6 @@ class FileSystem(Protocol):
     def sync(self, handle: BinaryIO) -> None: ...
     def finish(self, handle: BinaryIO, part: Path, final: Path) -> None: ...
     def size(self, path: Path) -> int | None: ...
-    def modified(self, path: Path) -> float | None: ...
     def names(self, folder: Path) -> set[str]: ...
     def remove(self, path: Path) -> None: ...
     def md5(self, path: Path) -> str: ...
@@ -191,12 +190,6 @@ class LocalFileSystem:
         except FileNotFoundError:
             return None
 
-    def modified(self, path: Path) -> float | None:
-        try:
-            return path.stat().st_mtime
-        except FileNotFoundError:
-            return None
-
     def names(self, folder: Path) -> set[str]:
         """What the folder holds (nothing, when it does not exist yet)."""
         try:
@@ -280,6 +273,9 @@ class _DownloadFile:
     failed: str = ""
     how: str = ""  # md5 | size, once done
     relist: bool = False  # failed on its listed size or MD5: the listing may be stale
+    # A file of other content was at its path when it began, not ours to replace: only
+    # the same bytes may take its place (checked once this one is fetched).
+    guarded: bool = False
     pos: int = 0  # index in the run's file list
 
 
@@ -308,13 +304,13 @@ class _DownloadRun:
     listed: dict[str, set[str]] = field(default_factory=dict)
     fatal: str = ""
     finalizing: bool = False
-    # A file already where one of this job's goes, with other content, is replaced only
-    # if it came from a download of this session: one an earlier job saved and verified
-    # (these paths), or one written since a job of this session that lists it was made
-    # (this one's own before a crash, or a stopped one's): when, by path, else created.
+    # A file already where one of this job's goes, with other content than the server's,
+    # is replaced only where a download of this session put it into this folder: one it
+    # verified (these paths, within the folder), or one whose bytes are what it listed
+    # (there before a crash lost its mark: these MD5s, by path). Else it is the user's,
+    # or another session's.
     replaceable: set[str] = field(default_factory=set)
-    since: dict[str, float] = field(default_factory=dict)
-    created: float = 0.0
+    listed_before: dict[str, set[str]] = field(default_factory=dict)
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=40))
     # Counts kept as files are marked (mark_done / mark_undone), so a progress tick and a
     # journal flush cost the number of scans, not of files: walking every file there
@@ -520,38 +516,45 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         # The check of what other processes hold and the new jobs' leases are one step
         # to them: two identical commands started together cannot both pass it.
         real = _Resolved()
-        with self.journal.exclusive():
-            self._adopt_unfinished(plans, real)
-            self._refuse_overlaps(plans, real)
-            for plan in plans:
-                wanted = {
-                    (real.within(plan.out, f.local), f.uri, f.digest)
-                    for s in plan.scans
-                    for f in s.files
-                }
-                paths = {w[0] for w in wanted}
-                same: str | None = None
-                overlapping: list[_DownloadRun] = []
-                for run in self._runs.values():
-                    if run.state.finished or run.session_id != plan.session_id:
+        adopted: list[str] = []
+        try:
+            with self.journal.exclusive():
+                # Refused before anything is taken on: a refusal leaves no job running.
+                self._refuse_overlaps(plans, real)
+                adopted = self._adopt_unfinished(plans, real)
+                for plan in plans:
+                    wanted = {
+                        (real.within(plan.out, f.local), f.uri, f.digest)
+                        for s in plan.scans
+                        for f in s.files
+                    }
+                    paths = {w[0] for w in wanted}
+                    same: str | None = None
+                    overlapping: list[_DownloadRun] = []
+                    for run in self._runs.values():
+                        if run.state.finished or run.session_id != plan.session_id:
+                            continue
+                        if real(run.out) != real(plan.out):  # the same folder through a link too
+                            continue
+                        have = {(real.within(run.out, f.local), f.uri, f.digest) for f in run.files}
+                        if have == wanted:
+                            same = run.job_id
+                            break
+                        if paths & {h[0] for h in have}:
+                            overlapping.append(run)
+                    if same is not None:
+                        if self._runs[same].paused:
+                            to_resume.append(same)
+                        ids.append(same)
                         continue
-                    if real(run.out) != real(plan.out):  # the same folder through a link too
-                        continue
-                    have = {(real.within(run.out, f.local), f.uri, f.digest) for f in run.files}
-                    if have == wanted:
-                        same = run.job_id
-                        break
-                    if paths & {h[0] for h in have}:
-                        overlapping.append(run)
-                if same is not None:
-                    if self._runs[same].paused:
-                        to_resume.append(same)
-                    ids.append(same)
-                    continue
-                replaced += [(len(fresh), run) for run in overlapping]
-                ids.append(None)
-                fresh.append(plan)
-            made = self._journal_new(fresh)
+                    replaced += [(len(fresh), run) for run in overlapping]
+                    ids.append(None)
+                    fresh.append(plan)
+                made = self._journal_new(fresh)
+        except BaseException:
+            for jid in adopted:  # their leases went with the transaction
+                self._runs.pop(jid, None)
+            raise
         for jid in to_resume:
             self.resume(jid)
         await self._take_on(made, fresh)
@@ -566,18 +569,27 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         it = iter(made)
         return [jid if jid is not None else next(it) for jid in ids]
 
-    def _adopt_unfinished(self, plans: Sequence[PlannedDownload], real: _Resolved) -> None:
+    def _adopt_unfinished(self, plans: Sequence[PlannedDownload], real: _Resolved) -> list[str]:
         """Takes on the unfinished jobs of the sessions asked for, into the same folders,
         that no live process holds (a run killed, or one that never came back): the
         request then goes on with them, as with its own. Other unfinished jobs are left
         to 'xnat-tui transfers resume' (or the TUI)."""
-        asked = {(p.session_id, real(p.out)) for p in plans}
+        asked = {(p.session_id, real(p.out)): p for p in plans}
+        adopted: list[str] = []
         for job in self._journal_jobs(s for s in JobState if not s.finished):
             if job.id in self._runs:
                 continue
-            where = (str(job.params.get("session_id", "")), real(job.params.get("out", "")))
-            if where in asked:
-                self._adopt(job.id)  # refused while another live process holds it
+            out = str(job.params.get("out", ""))
+            plan = asked.get((str(job.params.get("session_id", "")), real(out)))
+            if plan is None:
+                continue
+            # Only one on the files asked for (the request goes on with it, or replaces
+            # it): another scan's job is left for 'transfers resume', not run unwaited.
+            mine = {real.within(plan.out, f.local) for f in plan.files}
+            if any(real.within(out, p) in mine for p in self.journal.paths(job.id)):
+                if self._adopt(job.id):  # refused while another live process holds it
+                    adopted.append(job.id)
+        return adopted
 
     def _refuse_overlaps(self, plans: Sequence[PlannedDownload], real: _Resolved) -> None:
         """Nothing is queued that would write where another job writes or wrote: two jobs
@@ -591,7 +603,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         * another session's files already saved there (a job done, failed or stopped).
 
         The same session's own jobs in this process are the caller's to continue or
-        replace."""
+        replace. Where another download's listing gave a file the same MD5 it is the same
+        file (the same session through another URL of the server, a session shared into
+        two projects), not in the way; where either listing gives none, the file itself
+        is compared once fetched (see :meth:`_place`)."""
+        # Each plan's files once (within its folder), not once per journalled job.
+        mine_of = {id(p): {real.within(p.out, f.local): f.digest for f in p.files} for p in plans}
         for job in self.journal.jobs(kinds=[JobKind.DOWNLOAD]):
             folder = real(job.params.get("out", ""))
             asked = [p for p in plans if real(p.out) == folder]
@@ -602,7 +619,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             held = None if job.state.finished or run is not None else self.journal.holder(job.id)
             theirs = self._listed_digests(job, real)
             for plan in asked:
-                mine = {real.within(plan.out, f.local): f.digest for f in plan.files}
+                mine = mine_of[id(plan)]
                 overlap = mine.keys() & theirs.keys()
                 if not overlap:
                     continue
@@ -621,20 +638,19 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                         f"{name} {doing} into {plan.out} in another xnat-tui (job {job.id})",
                         hint=hint,
                     )
-                another = f"another session ({job.display}, job {job.id})"
+                another = f"another download ({job.display}, job {job.id})"
                 if (run is not None and not run.state.finished) or held is not None:
                     raise DownloadBusy(
                         f"{name} would be saved where the files of {another} are being "
                         f"downloaded, in {plan.out}",
                         hint="download it into another folder (--out), or wait for that job",
                     )
-                # Where both listings give the same MD5 it is the same file (the same
-                # session reached through another URL, a session shared into two
-                # projects): kept as it is, after its check, not replaced.
                 saved = [
                     p
                     for p in sorted(overlap)
-                    if (not mine[p] or mine[p] != theirs[p])
+                    if mine[p]
+                    and theirs[p]
+                    and mine[p] != theirs[p]
                     and os.path.lexists(os.path.join(folder, p))
                 ]
                 if saved:
@@ -805,7 +821,6 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             session_id=str(job.params.get("session_id", "")),
         )
         run.paused = job.state is JobState.PAUSED
-        run.created = job.created
         self._saved_before(run)
         run.scans_marked = {s.uid for s in self.journal.series(jid) if s.state is SeriesState.SENT}
         self._runs[jid] = run
@@ -827,18 +842,21 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         }
 
     def _saved_before(self, run: _DownloadRun) -> None:
-        """What earlier downloads of this session saved (or began saving) where this
-        job's files go."""
+        """Where earlier downloads of this session verified files into this job's folder
+        (a rerun may replace those with the server's)."""
         folder = os.path.realpath(run.out)
         for job in self.journal.jobs(kinds=[JobKind.DOWNLOAD], server=self.server_url):
             if job.id == run.job_id or str(job.params.get("session_id", "")) != run.session_id:
                 continue
-            if os.path.realpath(str(job.params.get("out", ""))) != folder:
+            theirs = str(job.params.get("out", ""))
+            if os.path.realpath(theirs) != folder:
                 continue  # its files are elsewhere: none of them is in this job's way
-            run.replaceable.update(self.journal.paths(job.id, done=True))
-            for path in self.journal.paths(job.id):
-                if job.created < run.since.get(path, run.created):
-                    run.since[path] = job.created
+            run.replaceable.update(
+                _Resolved.within(theirs, p) for p in self.journal.paths(job.id, done=True)
+            )
+            for path, digest in self._listed_digests(job, _Resolved()).items():
+                if digest:
+                    run.listed_before.setdefault(path, set()).add(digest)
 
     def _journalled_files(self, jid: str) -> list[_DownloadFile]:
         done = self.journal.done_files(jid)
@@ -1227,12 +1245,9 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             md5 = self.fs.md5(f.local)
             if md5 == f.digest:
                 return "md5", md5
-        if have is not None and not self._replaceable(run, f):
-            raise FileInTheWay(
-                f"{f.local.name} is already in {f.local.parent} with other content than the "
-                "server's, and no download of this session saved it there: it is not replaced "
-                "(move it away, or download into another folder with --out)"
-            )
+        f.guarded = have is not None and not self._ours(run, f)
+        if f.guarded and f.digest:
+            raise FileInTheWay(_in_the_way(f))
         offset = self.fs.size(part) or 0
         # A .part is continued only where the MD5 will check the whole: without a digest
         # nothing tells a part of an older version of the file from this one's.
@@ -1241,11 +1256,14 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             offset = 0
         return offset
 
-    def _replaceable(self, run: _DownloadRun, f: _DownloadFile) -> bool:
-        if str(f.local) in run.replaceable:
+    def _ours(self, run: _DownloadRun, f: _DownloadFile) -> bool:
+        """Whether the file at ``f``'s path came from a download of this session (in a
+        worker thread)."""
+        where = _Resolved.within(run.out, f.local)
+        if where in run.replaceable:
             return True
-        modified = self.fs.modified(f.local)
-        return modified is not None and modified >= run.since.get(str(f.local), run.created)
+        earlier = run.listed_before.get(where)
+        return earlier is not None and self.fs.md5(f.local) in earlier
 
     def _was_there(self, run: _DownloadRun, local: Path) -> bool:
         """Whether ``local`` or its .part was in its folder when the job first looked."""
@@ -1277,7 +1295,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     async def _fetch_body(
         self, run: _DownloadRun, f: _DownloadFile, check: download_ops.Verifier, offset: int
     ) -> tuple[str, str]:
-        final, part, name = f.local, part_of(f.local), f.local.name
+        part, name = part_of(f.local), f.local.name
         async with download_ops.open_file(self.client, f.uri, offset=offset, what=name) as reply:
             check.content_type = reply.content_type
             if reply.start and offset:
@@ -1330,7 +1348,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             except BaseException:
                 close()  # a cut body stays .part, resumable with Range
                 raise
-            await asyncio.to_thread(self._commit, opened[0], part, final)
+            await asyncio.to_thread(self._commit, f, opened[0], part, md5)
         return check.how, md5
 
     async def _fetch_threaded(
@@ -1508,12 +1526,25 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             check.settle()  # no MD5 left queued on this thread's buffer
             if not complete:
                 self.fetcher.drop()  # the rest of the body is unread: no reuse
-        self.fs.finish(handle, part, f.local)
+        self._place(f, handle, part, md5)
         return check.how, md5
 
-    def _commit(self, handle: BinaryIO, part: Path, final: Path) -> None:
+    def _commit(self, f: _DownloadFile, handle: BinaryIO, part: Path, md5: str) -> None:
         self.fs.sync(handle)
-        self.fs.finish(handle, part, final)
+        self._place(f, handle, part, md5)
+
+    def _place(self, f: _DownloadFile, handle: BinaryIO, part: Path, md5: str) -> None:
+        """The verified .part under its name (in a worker thread). Where a file that is
+        not ours to replace is there (no MD5 listed to tell it by), only the same bytes
+        may: the same, it stays as it is; other, it stays too and the file fails."""
+        if not f.guarded:
+            self.fs.finish(handle, part, f.local)
+            return
+        with contextlib.suppress(OSError):
+            handle.close()
+        self.fs.remove(part)
+        if self.fs.md5(f.local) != md5:
+            raise FileInTheWay(_in_the_way(f))
 
     def _flush(self, run: _DownloadRun) -> None:
         if run.marks:
@@ -1565,8 +1596,16 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             )
             return
         f.failed = text if not is_retriable(exc) else f"{text} (gave up after {f.attempts} tries)"
-        f.relist = isinstance(exc, download_ops.IntegrityError)
+        f.relist = isinstance(exc, download_ops.IntegrityError) and exc.stale
         self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
+
+
+def _in_the_way(f: _DownloadFile) -> str:
+    return (
+        f"{f.local.name} is already in {f.local.parent} with other content than the server's, "
+        "and no download of this session saved it there: it is not replaced (move it away, "
+        "or download into another folder with --out)"
+    )
 
 
 def _named(f: _DownloadFile) -> str:

@@ -706,6 +706,15 @@ class IntegrityError(XnatError):
 
     default_retriable = True
     default_hint = "The file is downloaded again; nothing wrong was kept."
+    # Not the size or MD5 the listing gave: the file may have changed on the server since
+    # (a job checks against its own listing), not only been damaged on the way.
+    stale = False
+
+
+class NotAsListed(IntegrityError):
+    """The size or MD5 the file listing gave does not match what arrived."""
+
+    stale = True
 
 
 class PartTooLong(IntegrityError):
@@ -788,7 +797,7 @@ class Verifier:
             self.md5.update(chunk)
         self.count += len(chunk)
         if self.expected_size is not None and self.count > self.expected_size:
-            raise IntegrityError(f"the server sent more than the {self.expected_size} bytes listed")
+            raise NotAsListed(f"the server sent more than the {self.expected_size} bytes listed")
 
     def hash_later(self, run: memoryview) -> None:
         """Queues the MD5 of ``run`` (fed with ``hash=False``, in order) to be computed
@@ -802,11 +811,11 @@ class Verifier:
     def finish(self) -> str:
         """The MD5 hex of the whole file; raises IntegrityError when it is not the file."""
         if self.expected_size is not None and self.count != self.expected_size:
-            raise IntegrityError(f"{self.count} bytes received, {self.expected_size} listed")
+            raise NotAsListed(f"{self.count} bytes received, {self.expected_size} listed")
         got = self.md5.hexdigest()
         if self.digest:
             if got != self.digest:
-                raise IntegrityError(
+                raise NotAsListed(
                     f"MD5 {got} does not match the listing's {self.digest} (the file changed "
                     "on the server since it was listed, or arrived damaged)"
                 )

@@ -64,7 +64,7 @@ async def test_another_sessions_files_in_the_folder_are_never_replaced(
     with pytest.raises(download.DownloadBusy) as refused:
         await eng.submit(other)
     await eng.close()
-    assert f"OTHER/PIL_900_MR1 would replace 7 file(s) saved in {out} for another session" in (
+    assert f"OTHER/PIL_900_MR1 would replace 7 file(s) saved in {out} for another download" in (
         str(refused.value)
     )
     assert f"job {first})" in str(refused.value)
@@ -196,3 +196,106 @@ async def test_the_same_files_listed_by_another_url_of_the_server_are_kept(
     assert list((await run_plan(again, plan)).values()) == [JobState.VERIFIED]
     await again.close()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def no_digests(plans: list[download.PlannedDownload]) -> list[download.PlannedDownload]:
+    return [
+        replace(
+            d,
+            scans=tuple(
+                replace(s, files=tuple(replace(f, digest="") for f in s.files)) for s in d.scans
+            ),
+        )
+        for d in plans
+    ]
+
+
+async def test_a_refused_request_leaves_no_job_of_its_own_running(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """A killed job of session A, then another session's files saved on the same paths:
+    asking for A again is refused, and A's old job is not taken on and run regardless
+    (it was: its lease rolled back with the refusal, its run left going)."""
+    path = tmp_path / "j.sqlite3"
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    a = other_session(plan.downloads)
+    killed = engine(client, Journal(path))
+    await killed.start(resume=False)
+    [old] = await killed.submit(a)
+    killed.pause(old)
+    await killed.close()
+    Journal(path).set_state(old, JobState.SENDING)
+    eng = engine(client, Journal(path))
+    b = [replace(d, session_id="XNAT_E88888") for d in plan.downloads]
+    assert list((await run_plan(eng, dl.DownloadPlan(b))).values()) == [JobState.VERIFIED]
+    b_files = saved(out)
+    with pytest.raises(download.DownloadBusy, match="would replace 7 file"):
+        await eng.submit(a)
+    assert old not in {p.job_id for p in eng.snapshot()}
+    await eng.close()
+    assert saved(out) == b_files and Journal(path).job(old).state is JobState.SENDING
+
+
+async def test_retrying_an_earlier_job_never_replaces_what_another_download_saved_since(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """A cancelled with nothing saved; then another session's files saved there (as the
+    user's own would be); A's retry fails on them by name and leaves them."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    await eng.start(resume=False)
+    [a] = await eng.submit(plan.downloads)
+    eng.cancel(a)
+    await eng.wait([a])
+    theirs = {
+        f.local: b"another session's " + f.local.name.encode() for f in plan.downloads[0].files
+    }
+    for local, data in theirs.items():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+    await eng.retry(a)
+    assert (await eng.wait([a]))[a] is JobState.FAILED
+    await eng.close()
+    assert {p: p.read_bytes() for p in theirs} == theirs
+    assert "it is not replaced" in eng.journal.job(a).message
+
+
+async def test_without_digests_a_rerun_keeps_the_same_bytes_and_never_replaces_others(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """No MD5 listed and no journal of the earlier download (deleted, or another URL of
+    the server): the bytes fetched again are compared with the file there. The same: it
+    is kept, verified; other: it stays, and that file fails by name."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plans = no_digests(plan.downloads)
+    first = engine(client, Journal(tmp_path / "j1.sqlite3"))
+    assert list((await run_plan(first, dl.DownloadPlan(plans))).values()) == [JobState.VERIFIED]
+    await first.close()
+    mine = plans[0].files[0].local
+    mine.write_bytes(b"edited by the user")
+    again = engine(client, Journal(tmp_path / "j2.sqlite3"))
+    [(jid, state)] = (await run_plan(again, dl.DownloadPlan(plans))).items()
+    await again.close()
+    assert state is JobState.FAILED and mine.read_bytes() == b"edited by the user"
+    assert "1 of 7 file(s) failed" in again.journal.job(jid).message
+    assert not list(out.rglob("*.part"))
+
+
+async def test_a_rerun_through_the_real_folder_replaces_what_it_saved_through_a_link(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "link").symlink_to(out)
+    journal = Journal(tmp_path / "j.sqlite3")
+    for folder in (tmp_path / "link", out):
+        plan = await dl.plan_request(client, project="PILOT", out=folder, sessions=["PIL_900_MR1"])
+        eng = engine(client, journal)
+        assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+        await eng.close()
+        if folder != out:
+            plan.downloads[0].files[0].local.write_bytes(b"edited")
+    assert local_files(out) == server_files(sandbox, "PIL_900_MR1")
