@@ -282,9 +282,24 @@ class BrowseModel:
         return True
 
     def is_open(self, key: str) -> bool:
-        """Whether ``key`` is shown open: opened, or by a filter matching what it holds."""
-        row = next((r for r in self.rows() if r.key == key), None)
-        return row.expanded if row is not None else key in self.expanded
+        """Whether ``key`` is shown open: opened, or by a filter matching what it holds
+        (from that subject alone: not every row drawn again at each key)."""
+        if key in self.expanded:
+            return True
+        kind, _, rest = key.partition(":")
+        project, _, subject_id = rest.partition(":")
+        p = next((p for p in self.projects if p.id == project), None)
+        s = next((s for s in self.subjects.get(project, []) if s.id == subject_id), None)
+        if kind != "s" or not self.filter_text or p is None or s is None:
+            return False
+        if self._matches(p.id, p.name, p.secondary_id) or self._matches(s.label):
+            return False
+        return self._opened_by_filter(key, bool(self._session_rows(project, s, False)))
+
+    def _opened_by_filter(self, key: str, matching: bool) -> bool:
+        """A subject the filter does not match itself, shown open for its sessions that it
+        matches (``matching``), unless the user closed it under this filter."""
+        return matching and self.closed.get(key) != self.filter_text
 
     def _matches(self, *texts: str) -> bool:
         needle = self.filter_text.strip().lower()
@@ -337,7 +352,7 @@ class BrowseModel:
                     continue
             sessions = self._sessions_of(p.id, s.id)
             shown_open = key in self.expanded or (
-                bool(children and not hit) and self.closed.get(key) != self.filter_text
+                not hit and self._opened_by_filter(key, bool(children))
             )
             out.append(
                 Row(

@@ -250,3 +250,15 @@ def test_a_subject_the_filter_opened_can_be_closed_and_opened_again() -> None:
     model.toggle_expand("s:PILOT:S1")
     model.filter_text = "subj_01_mr"  # another filter opens it for its matches again
     assert model.is_open("s:PILOT:S1")
+
+
+def test_is_open_says_what_the_rows_show_under_any_filter() -> None:
+    model, _ = loaded()
+    model.toggle_expand("s:PILOT:S2")
+    for text in ("", "mr2", "subj_01", "ct1", "pilot", "nothing"):
+        model.filter_text = text
+        for row in model.rows():
+            assert model.is_open(row.key) is row.expanded, (text, row.key)
+    model.filter_text = "mr2"
+    model.toggle_expand("s:PILOT:S1")  # closed under this filter
+    assert [model.is_open(r.key) for r in model.rows()] == [r.expanded for r in model.rows()]
