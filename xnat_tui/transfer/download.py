@@ -382,7 +382,7 @@ class _Resolved:
         self._seen: dict[str, str] = {}
 
     def __call__(self, folder: object) -> str:
-        text = os.fspath(folder) if isinstance(folder, os.PathLike) else str(folder)
+        text = _text(folder)
         real = self._seen.get(text)
         if real is None:
             real = self._seen[text] = os.path.realpath(text)
@@ -390,13 +390,17 @@ class _Resolved:
 
     @staticmethod
     def within(folder: object, path: object) -> str:
-        top = os.fspath(folder) if isinstance(folder, os.PathLike) else str(folder)
-        text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+        top, text = _text(folder).rstrip(os.sep), _text(path)
         # Text, not os.path.relpath: that resolves both paths again for each of
         # thousands of files.
-        if text.startswith(top.rstrip(os.sep) + os.sep):
-            return text[len(top.rstrip(os.sep)) + 1 :]
-        return os.path.relpath(text, top)
+        if text.startswith(top + os.sep):
+            return text[len(top) + 1 :]
+        return os.path.relpath(text, top or os.sep)
+
+
+def _text(path: object) -> str:
+    """A path (or a journal's text for one) as text."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else str(path)
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -614,7 +618,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             asked = [p for p in plans if real(p.out) == folder]
             if not asked:
                 continue
-            mine_session = job.server == self.server_url
+            same_server = job.server == self.server_url
             run = self._runs.get(job.id)
             held = None if job.state.finished or run is not None else self.journal.holder(job.id)
             theirs = self._listed_digests(job, real)
@@ -623,7 +627,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 overlap = mine.keys() & theirs.keys()
                 if not overlap:
                     continue
-                same = mine_session and str(job.params.get("session_id", "")) == plan.session_id
+                same = same_server and str(job.params.get("session_id", "")) == plan.session_id
                 name = f"{plan.project}/{plan.label}"
                 cancel = f"'xnat-tui transfers cancel {job.id}', then ask again"
                 if same:
@@ -1596,7 +1600,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             )
             return
         f.failed = text if not is_retriable(exc) else f"{text} (gave up after {f.attempts} tries)"
-        f.relist = isinstance(exc, download_ops.IntegrityError) and exc.stale
+        f.relist = isinstance(exc, download_ops.NotAsListed)
         self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
 
 

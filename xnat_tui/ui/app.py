@@ -270,9 +270,9 @@ class XnatTuiApp(App[int]):
         await self.switch_screen(MainScreen(self.start_path))
         self.sub_title = safe(f"{connection.user} @ {connection.url}")
         paused = sum(1 for p in self.jobs.snapshot() if p.state is JobState.PAUSED)
-        said = [f"Resuming {len(resumed)} unfinished transfer(s) from an earlier run."] * bool(
-            resumed
-        )
+        said = []
+        if resumed:
+            said.append(f"Resuming {len(resumed)} unfinished transfer(s) from an earlier run.")
         if paused:
             said.append(
                 f"{paused} paused transfer(s) stay paused (space on one in Transfers resumes it)."

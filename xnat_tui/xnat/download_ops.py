@@ -706,15 +706,12 @@ class IntegrityError(XnatError):
 
     default_retriable = True
     default_hint = "The file is downloaded again; nothing wrong was kept."
-    # Not the size or MD5 the listing gave: the file may have changed on the server since
-    # (a job checks against its own listing), not only been damaged on the way.
-    stale = False
 
 
 class NotAsListed(IntegrityError):
-    """The size or MD5 the file listing gave does not match what arrived."""
-
-    stale = True
+    """The size or MD5 the file listing gave does not match what arrived: the file may
+    have changed on the server since (a job checks against its own listing), not only
+    been damaged on the way."""
 
 
 class PartTooLong(IntegrityError):

@@ -42,9 +42,7 @@ class BrowserCommands(Provider):
 
     def _entries(self) -> list[tuple[str, str, BrowserAction]]:
         screen = self.screen
-        if not isinstance(screen, BrowserScreen) or screen.model is None:
-            return []
-        if not screen.model.picked:
+        if not isinstance(screen, BrowserScreen) or screen.model is None or not screen.model.picked:
             return []
         return [(a.label, a.description, a) for a in screen.actions]
 
