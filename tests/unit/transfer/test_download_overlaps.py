@@ -19,7 +19,7 @@ from xnat_tui.workflow import download as dl
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.credentials import Credentials
 
-from .test_download_engine import engine, local_files, run_plan, server_files
+from .test_download_engine import _without, engine, local_files, run_plan, server_files
 
 
 @pytest_asyncio.fixture
@@ -35,16 +35,8 @@ def saved(out: Path) -> dict[Path, bytes]:
 def other_session(plans: list[download.PlannedDownload]) -> list[download.PlannedDownload]:
     """The same label in another project: the same paths, other files (other MD5s)."""
     return [
-        replace(
-            d,
-            session_id="XNAT_E99999",
-            project="OTHER",
-            scans=tuple(
-                replace(s, files=tuple(replace(f, digest="0" * 32) for f in s.files))
-                for s in d.scans
-            ),
-        )
-        for d in plans
+        replace(d, session_id="XNAT_E99999", project="OTHER")
+        for d in _without(plans, digest="0" * 32)
     ]
 
 
@@ -198,18 +190,6 @@ async def test_the_same_files_listed_by_another_url_of_the_server_are_kept(
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-def no_digests(plans: list[download.PlannedDownload]) -> list[download.PlannedDownload]:
-    return [
-        replace(
-            d,
-            scans=tuple(
-                replace(s, files=tuple(replace(f, digest="") for f in s.files)) for s in d.scans
-            ),
-        )
-        for d in plans
-    ]
-
-
 async def test_a_refused_request_leaves_no_job_of_its_own_running(
     sandbox: SandboxServer, client: XnatClient, tmp_path: Path
 ) -> None:
@@ -270,7 +250,7 @@ async def test_without_digests_a_rerun_keeps_the_same_bytes_and_never_replaces_o
     is kept, verified; other: it stays, and that file fails by name."""
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
-    plans = no_digests(plan.downloads)
+    plans = _without(plan.downloads, digest="")
     first = engine(client, Journal(tmp_path / "j1.sqlite3"))
     assert list((await run_plan(first, dl.DownloadPlan(plans))).values()) == [JobState.VERIFIED]
     await first.close()
