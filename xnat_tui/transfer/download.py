@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from xnat_tui.transfer.events import (
     EventHub,
@@ -68,6 +68,7 @@ ALIGN = 4096  # what O_DIRECT asks of a write's address, length and offset
 NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, ZFS, NTFS)
 MARK_BATCH = 64  # verified files marked in the journal per transaction, at most
 CHAIN = 4  # first tries handed to a worker thread at once, while many files are left
+STOP_GRACE = 2.0  # seconds a pause or cancel waits for worker threads to leave their files
 _TABLE = """
 CREATE TABLE IF NOT EXISTS download_files(
     job_id TEXT NOT NULL,
@@ -304,6 +305,7 @@ class _DownloadRun:
     listed: dict[str, set[str]] = field(default_factory=dict)
     fatal: str = ""
     finalizing: bool = False
+    cancelled_why: str = ""  # why it was cancelled (its message says it again with a count)
     # A file already where one of this job's goes, with other content than the server's,
     # is replaced only where a download of this session put it into this folder: one it
     # verified (these paths, within the folder), or one whose bytes are what it listed
@@ -764,13 +766,17 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             task.cancel()
         for outcomes in list(run.chains):
             self._settle_finished(run, outcomes)
-        self._set_state(
-            run,
-            JobState.CANCELLED,
-            f"{why}; {run.done_count} of {len(run.files)} file(s) complete in "
-            f"{run.out} (a file begun and not finished is left as *.part)",
-        )
+        run.cancelled_why = why
+        self._set_state(run, JobState.CANCELLED, _cancelled(run))
         self._release(run)
+
+    def _finished_after_stop(self, run: _DownloadRun) -> None:
+        """Files a worker thread finished after its job was paused or cancelled (the
+        one it was writing, the one waiting for its MD5): marked, and counted in the
+        cancel's message."""
+        self._flush(run)
+        if run.state is JobState.CANCELLED:
+            self._set_state(run, JobState.CANCELLED, _cancelled(run))
 
     async def close(self) -> None:
         if self._closed:
@@ -780,15 +786,15 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         tasks += [*self._checks, *self._tasks]
         for t in tasks:
             t.cancel()
+        # Threads stop at their next chunk (their tasks were cancelled above), or at once
+        # where a stalled server keeps them in a read: the tasks wait for them a moment.
+        if self.fetcher is not None:
+            self.fetcher.abort()
         await asyncio.gather(*tasks, return_exceptions=True)
         for run in self._runs.values():
             with contextlib.suppress(Exception):
                 self._flush(run)
             self._release(run)
-        # Threads stop at their next chunk (their tasks were cancelled above), or at once
-        # where a stalled server keeps them in a read.
-        if self.fetcher is not None:
-            self.fetcher.abort()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._hub.close()
 
@@ -1160,7 +1166,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
 
     async def _fetch_chain(self, run: _DownloadRun, files: list[_DownloadFile]) -> None:
         """First tries of several files, one after another in one worker thread, each
-        checked, written, synced and renamed on its own as :meth:`_transfer` does. The
+        checked, written, synced and renamed on its own (:meth:`_transfer_chain`). The
         first failure ends the chain: the files after it go back to the scheduler, not
         started (a 401 renews the session and tries that file again, as alone)."""
         assert self.fetcher is not None
@@ -1168,13 +1174,15 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         headers, generation = self.fetcher.prepare()
         outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]] = []
         run.chains.append(outcomes)
+        thread = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._transfer_chain, run, files, headers, generation, stop, outcomes
+        )
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._transfer_chain, run, files, headers, generation, stop, outcomes
-            )
+            await asyncio.shield(thread)
         except asyncio.CancelledError:
-            stop.set()  # the thread stops at its next chunk and starts no other file
+            await _let_go(thread, stop)  # it starts no other file
             self._settle_finished(run, outcomes)
+            self._finished_after_stop(run)
             raise
         finally:
             run.chains.remove(outcomes)
@@ -1199,18 +1207,54 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]],
     ) -> None:
         """Each file's outcome is added to ``outcomes`` as it ends (the loop reads those
-        that ended when it is cancelled meanwhile)."""
-        for f in files:
-            if stop.is_set():
-                break
-            f.attempts += 1
-            try:
-                outcomes.append((f, self._transfer_marked(run, f, headers, generation, stop)))
-            except asyncio.CancelledError:
-                break
-            except Exception as exc:
-                outcomes.append((f, exc))
-                break
+        that ended when it is cancelled meanwhile).
+
+        A file's MD5 is settled, and the file checked and renamed, once the next file
+        has arrived (into the thread's other buffer): by then the other threads have
+        queued their bytes too, and the batch runs its lanes full. Settled at each
+        file's end, a file's last bytes were hashed with about half the lanes idle,
+        and the thread sat waiting instead of asking for its next file.
+        """
+        buffers = self._buffers()
+        held: _Received | None = None  # arrived and synced, its MD5 not yet settled
+        try:
+            for f in files:
+                if stop.is_set():
+                    break
+                f.attempts += 1
+                key = (f.uid, f.idx)
+                self._writing.add(key)
+                try:
+                    got = self._receive(run, f, headers, generation, stop, buffers[0])
+                except asyncio.CancelledError:
+                    self._left(key)
+                    break
+                except Exception as exc:
+                    self._left(key)
+                    outcomes.append((f, exc))
+                    break
+                if isinstance(got, tuple):  # it was there already
+                    self._left(key)
+                    outcomes.append((f, got))
+                    continue
+                previous, held = held, got
+                buffers.reverse()  # the next file into the other buffer
+                if previous is not None:
+                    outcomes.append(self._complete_held(previous))
+                    if isinstance(outcomes[-1][1], Exception):
+                        break
+        finally:
+            if held is not None:  # the last file, or the one after a failure or a pause
+                outcomes.append(self._complete_held(held))
+
+    def _complete_held(self, held: _Received) -> tuple[_DownloadFile, tuple[str, str] | Exception]:
+        """A held file checked and renamed, and left by this thread: its outcome."""
+        try:
+            return held.f, self._complete(held)
+        except Exception as exc:
+            return held.f, exc
+        finally:
+            self._left((held.f.uid, held.f.idx))
 
     def _settle_finished(
         self, run: _DownloadRun, outcomes: list[tuple[_DownloadFile, tuple[str, str] | Exception]]
@@ -1362,34 +1406,31 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         (once: ``renewed`` when that was done already)."""
         assert self.fetcher is not None
         stop = threading.Event()
-        try:
-            for attempt in (1,) if renewed else (0, 1):
-                headers, generation = self.fetcher.prepare()
+        for attempt in (1,) if renewed else (0, 1):
+            headers, generation = self.fetcher.prepare()
+            try:
+                # Its own threads, one per file at once: blocking network reads must
+                # never starve the default executor (others' file I/O runs there).
+                thread = asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._transfer_marked, run, f, headers, generation, stop
+                )
                 try:
-                    # Its own threads, one per file at once: blocking network reads must
-                    # never starve the default executor (others' file I/O runs there).
-                    return await asyncio.get_running_loop().run_in_executor(
-                        self._pool,
-                        self._transfer_marked,
-                        run,
-                        f,
-                        headers,
-                        generation,
-                        stop,
-                    )
-                except download_ops.NeedLogin as need:
-                    if attempt == 1:
-                        raise SessionExpired(
-                            f"Cannot download {f.local.name}: the server refuses the renewed "
-                            "session",
-                            retriable=True,
-                            status=401,
-                        ) from None
-                    await self.client._relogin(need.generation)
-            raise AssertionError("unreachable")  # pragma: no cover
-        except asyncio.CancelledError:
-            stop.set()  # the thread stops at its next chunk; the .part stays
-            raise
+                    return await asyncio.shield(thread)
+                except asyncio.CancelledError:
+                    await _let_go(thread, stop)  # the .part stays
+                    if thread.done() and not thread.cancelled() and not thread.exception():
+                        self._settle(run, f, thread.result())
+                        self._finished_after_stop(run)
+                    raise
+            except download_ops.NeedLogin as need:
+                if attempt == 1:
+                    raise SessionExpired(
+                        f"Cannot download {f.local.name}: the server refuses the renewed session",
+                        retriable=True,
+                        status=401,
+                    ) from None
+                await self.client._relogin(need.generation)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _transfer_marked(
         self,
@@ -1399,15 +1440,21 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         generation: int,
         stop: threading.Event,
     ) -> tuple[str, str]:
-        """:meth:`_transfer`, with the file marked as written to until this thread
-        leaves it (then the scheduler is woken: a new try may start)."""
+        """One file received, checked and renamed (blocking, in a worker thread), marked
+        as written to until this thread leaves it (then the scheduler is woken: a new
+        try may start)."""
         key = (f.uid, f.idx)
         self._writing.add(key)
         try:
-            return self._transfer(run, f, headers, generation, stop)
+            got = self._receive(run, f, headers, generation, stop, self._buffers()[0])
+            return got if isinstance(got, tuple) else self._complete(got)
         finally:
-            self._writing.discard(key)
-            self._wake_from_thread()
+            self._left(key)
+
+    def _left(self, key: tuple[str, int]) -> None:
+        """This thread is done with a file: the scheduler may start a new try of it."""
+        self._writing.discard(key)
+        self._wake_from_thread()
 
     def _still_written(self, f: _DownloadFile) -> bool:
         """Whether a worker thread is still on ``f`` (on the loop). The flag is set before
@@ -1426,25 +1473,30 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits
                 self._loop.call_soon_threadsafe(self._wake.set)
 
-    def _buffer(self) -> memoryview:
-        """This worker thread's receive buffer, made once: a fresh 1 MiB per file costs
-        the kernel a page fault for every 4 KiB of it. Mapped, so page-aligned, as a
-        direct write needs."""
-        view: memoryview | None = getattr(self._local, "buffer", None)
-        if view is None:
-            view = memoryview(mmap.mmap(-1, BUFFER))
-            self._local.buffer = view
-        return view
+    def _buffers(self) -> list[memoryview]:
+        """This worker thread's two receive buffers (one file's bytes wait in one for
+        their MD5 while the next file arrives in the other), made once: a fresh 1 MiB
+        per file costs the kernel a page fault for every 4 KiB of it. Mapped, so
+        page-aligned, as a direct write needs."""
+        views: list[memoryview] | None = getattr(self._local, "buffers", None)
+        if views is None:
+            views = [memoryview(mmap.mmap(-1, BUFFER)) for _ in range(2)]
+            self._local.buffers = views
+        return views
 
-    def _transfer(
+    def _receive(
         self,
         run: _DownloadRun,
         f: _DownloadFile,
         headers: dict[str, str],
         generation: int,
         stop: threading.Event,
-    ) -> tuple[str, str]:
-        """GET, check, write, fsync, rename: one file, blocking (in a worker thread)."""
+        view: memoryview,
+    ) -> tuple[str, str] | _Received:
+        """GET, check, write, fsync: one file through ``view``, blocking (in a worker
+        thread). Its last bytes' MD5 may still be queued when it returns: ``view`` stays
+        as it is until :meth:`_complete` (which checks and renames the file) is done.
+        (how, md5) where the file was there already."""
         assert self.fetcher is not None
         if stop.is_set():  # paused or cancelled while queued for a worker
             raise asyncio.CancelledError
@@ -1468,7 +1520,6 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         try:
             if reply.start and offset:
                 _feed_file(check, part)
-            view = self._buffer()
             run.moving[key] = reply.start
             # Received in steps, and written when the buffer is full (whole aligned
             # buffers: direct writes).
@@ -1512,26 +1563,32 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             _write_all(handle, view[:filled])
             # Synced before the digest is settled: while this thread waits on the disk,
             # the other threads queue their bytes, and its last run is hashed beside
-            # theirs (fuller lanes: about a tenth less client CPU than settling first).
+            # theirs.
             self.fs.sync(handle)
-            md5 = check.finish()
-        except download_ops.IntegrityError:
-            if handle is not None:
-                with contextlib.suppress(OSError):
-                    handle.close()
-            self.fs.remove(part)  # wrong bytes are never resumed from
-            raise
-        except BaseException:
+        except BaseException as exc:
             if handle is not None:
                 with contextlib.suppress(OSError):  # a full disk fails the close too
                     handle.close()  # a cut body stays .part, resumable with Range
-            raise
-        finally:
             check.settle()  # no MD5 left queued on this thread's buffer
             if not complete:
                 self.fetcher.drop()  # the rest of the body is unread: no reuse
-        self._place(f, handle, part, md5)
-        return check.how, md5
+            if isinstance(exc, download_ops.IntegrityError):
+                self.fs.remove(part)  # wrong bytes are never resumed from
+            raise
+        return _Received(f, check, handle, part)
+
+    def _complete(self, got: _Received) -> tuple[str, str]:
+        """A received file's MD5 settled and checked, and the file under its name."""
+        try:
+            md5 = got.check.finish()
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                got.handle.close()
+            if isinstance(exc, download_ops.IntegrityError):
+                self.fs.remove(got.part)  # wrong bytes are never resumed from
+            raise
+        self._place(got.f, got.handle, got.part, md5)
+        return got.check.how, md5
 
     def _commit(self, f: _DownloadFile, handle: BinaryIO, part: Path, md5: str) -> None:
         self.fs.sync(handle)
@@ -1604,6 +1661,21 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._message("error", f"{run.label} {f.local.name}: {f.failed}", run.job_id)
 
 
+def _cancelled(run: _DownloadRun) -> str:
+    return (
+        f"{run.cancelled_why}; {run.done_count} of {len(run.files)} file(s) complete in "
+        f"{run.out} (a file begun and not finished is left as *.part)"
+    )
+
+
+async def _let_go(thread: asyncio.Future[Any], stop: threading.Event) -> None:
+    """A pause or cancel of a worker thread's files: it stops at its next chunk. What it
+    finishes by then (the file it was writing, the one waiting for its MD5) is counted
+    by the caller; a thread stuck on a silent server is not waited for."""
+    stop.set()
+    await asyncio.wait({thread}, timeout=STOP_GRACE)
+
+
 def _in_the_way(f: _DownloadFile) -> str:
     return (
         f"{f.local.name} is already in {f.local.parent} with other content than the server's, "
@@ -1614,6 +1686,17 @@ def _in_the_way(f: _DownloadFile) -> str:
 
 def _named(f: _DownloadFile) -> str:
     return f.failed if f.local.name in f.failed else f"{f.local.name}: {f.failed}"
+
+
+@dataclass(slots=True)
+class _Received:
+    """A file arrived, written and synced as its .part; its MD5 may still be queued
+    (on a worker thread's buffer, which waits until :meth:`DownloadEngine._complete`)."""
+
+    f: _DownloadFile
+    check: download_ops.Verifier
+    handle: BinaryIO
+    part: Path
 
 
 def part_of(local: Path) -> Path:

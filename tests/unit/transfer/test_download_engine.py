@@ -478,6 +478,27 @@ async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
     assert (lanes_used > 0) is not pure_md5
 
 
+async def test_a_file_found_wrong_after_the_next_arrived_fails_alone(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a chain, a file's MD5 is settled once the next file has arrived: the first
+    file's wrong MD5, found then, fails that file alone; the next one, already there,
+    is placed, and the rest are fetched after."""
+    monkeypatch.setattr(download, "CHAIN", 7)
+    wrong = corrupt_a_file(sandbox.store, "PIL_900_MR1")
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1)
+    states = await run_plan(eng, plan)
+    await eng.close()
+    assert list(states.values()) == [JobState.FAILED]
+    job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
+    assert job.message.startswith(f"1 of 7 file(s) failed ({wrong.split('/')[-1]}: MD5 ")
+    want = {k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k != wrong}
+    assert local_files(out) == want
+    assert not list(out.rglob(f"*{PART}"))
+
+
 class SyncLog(LocalFileSystem):
     """Notes, per .part, when its bytes were synced and when it was renamed."""
 
@@ -990,12 +1011,20 @@ class HoldsThird(LocalFileSystem):
         return super().open_part(path, append=append)
 
 
+@pytest.mark.parametrize("chain", [3, 100], ids=["chained", "one-by-one"])
 async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox: SandboxServer,
+    client: XnatClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chain: int,
 ) -> None:
-    """One worker on a chain of three files, cancelled on the third: the two it saved
-    are said complete (they were counted as none: the chain's results were dropped)."""
-    monkeypatch.setattr(download, "CHAIN", 3)
+    """One worker, cancelled while it holds the third file (in a chain of three, or
+    given files one at a time): what it saved is said complete, the files it finished
+    after the cancel too (the one it was writing, the one waiting for its MD5). They
+    were counted as none: a chain's results were dropped; then as only those settled
+    at the moment of the cancel."""
+    monkeypatch.setattr(download, "CHAIN", chain)
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
     fs = HoldsThird()
@@ -1008,4 +1037,6 @@ async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
     fs.release.set()
     assert (await eng.wait([jid]))[jid] is JobState.CANCELLED
     await eng.close()
-    assert "2 of 7 file(s) complete" in journal.job(jid).message
+    saved = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert len(saved) == 3 and not any(name.endswith(".part") for name in saved)
+    assert "3 of 7 file(s) complete" in journal.job(jid).message
