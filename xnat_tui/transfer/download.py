@@ -61,7 +61,7 @@ from xnat_tui.xnat.errors import (
 
 PART = ".part"
 BATCH = 1 << 20  # bytes hashed and written per hop to a worker thread (aiohttp path)
-BUFFER = 1 << 20  # a worker thread's receive buffer: bytes written at once, at most
+BUFFER = 1 << 20  # each of a worker thread's two receive buffers: bytes written at once, at most
 STEP = 256 << 10  # bytes received per read, at most
 RUN = 128 << 10  # bytes queued for the MD5 batch at once, at least (about every read)
 ALIGN = 4096  # what O_DIRECT asks of a write's address, length and offset
