@@ -24,6 +24,7 @@ import io
 import mmap
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -465,6 +466,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._checks: set[asyncio.Task[None]] = set()  # verifications under way
+        self._recounts: set[asyncio.Task[None]] = set()  # cancels counting late files
         self._closed = False
         self._in_flight = 0
         # Files a worker thread is still on: a paused or cancelled try's thread runs on
@@ -762,18 +764,26 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         return ids
 
     def _cancel_run(self, run: _DownloadRun, why: str = "cancelled by the user") -> None:
-        for task in list(run.tasks.values()):
+        stopping = list(run.tasks.values())
+        for task in stopping:
             task.cancel()
         for outcomes in list(run.chains):
             self._settle_finished(run, outcomes)
         run.cancelled_why = why
-        self._set_state(run, JobState.CANCELLED, _cancelled(run))
+        # With threads still on files, the count is said once they have left them.
+        under_way = f"{why}; the files under way are finishing" if stopping else _cancelled(run)
+        self._set_state(run, JobState.CANCELLED, under_way)
         self._release(run)
+        if stopping:
+            recount = asyncio.get_running_loop().create_task(self._recount(run, stopping))
+            self._recounts.add(recount)
+            recount.add_done_callback(self._recounts.discard)
 
-    def _finished_after_stop(self, run: _DownloadRun) -> None:
-        """Files a worker thread finished after its job was paused or cancelled (the
-        one it was writing, the one waiting for its MD5): marked, and counted in the
-        cancel's message."""
+    async def _recount(self, run: _DownloadRun, stopping: list[asyncio.Task[None]]) -> None:
+        """The cancel's count said again once its worker threads have left their files
+        (each task waits a moment for its thread): the files they finished meanwhile
+        (the one being written, the one waiting for its MD5) are complete too."""
+        await asyncio.wait(stopping)
         self._flush(run)
         if run.state is JobState.CANCELLED:
             self._set_state(run, JobState.CANCELLED, _cancelled(run))
@@ -787,10 +797,11 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         for t in tasks:
             t.cancel()
         # Threads stop at their next chunk (their tasks were cancelled above), or at once
-        # where a stalled server keeps them in a read: the tasks wait for them a moment.
+        # where a stalled server keeps them in a read: the tasks wait for them a moment,
+        # and cancels say again what they finished (not cancelled: they end with them).
         if self.fetcher is not None:
             self.fetcher.abort()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._recounts, return_exceptions=True)
         for run in self._runs.values():
             with contextlib.suppress(Exception):
                 self._flush(run)
@@ -1182,7 +1193,6 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         except asyncio.CancelledError:
             await _let_go(thread, stop)  # it starts no other file
             self._settle_finished(run, outcomes)
-            self._finished_after_stop(run)
             raise
         finally:
             run.chains.remove(outcomes)
@@ -1420,7 +1430,6 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     await _let_go(thread, stop)  # the .part stays
                     if thread.done() and not thread.cancelled() and not thread.exception():
                         self._settle(run, f, thread.result())
-                        self._finished_after_stop(run)
                     raise
             except download_ops.NeedLogin as need:
                 if attempt == 1:
@@ -1671,9 +1680,17 @@ def _cancelled(run: _DownloadRun) -> str:
 async def _let_go(thread: asyncio.Future[Any], stop: threading.Event) -> None:
     """A pause or cancel of a worker thread's files: it stops at its next chunk. What it
     finishes by then (the file it was writing, the one waiting for its MD5) is counted
-    by the caller; a thread stuck on a silent server is not waited for."""
+    by the caller; a thread stuck on a silent server is not waited for.
+
+    The engine closing meanwhile (a command ends once its jobs are cancelled) does not
+    cut this short: it shuts the connections, so the thread is out at once, and its
+    files are still counted before the caller's cancellation goes on.
+    """
     stop.set()
-    await asyncio.wait({thread}, timeout=STOP_GRACE)
+    deadline = time.monotonic() + STOP_GRACE
+    while not thread.done() and (left := deadline - time.monotonic()) > 0:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({thread}, timeout=left)
 
 
 def _in_the_way(f: _DownloadFile) -> str:

@@ -1034,6 +1034,8 @@ async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
     [jid] = await eng.submit(plan.downloads)
     assert await asyncio.to_thread(fs.holding.wait, 30)
     eng.cancel(jid)
+    # No count yet: the worker is still on the third file (and the second, by MD5).
+    assert journal.job(jid).message == "cancelled by the user; the files under way are finishing"
     fs.release.set()
     assert (await eng.wait([jid]))[jid] is JobState.CANCELLED
     await eng.close()
