@@ -76,3 +76,16 @@ def test_a_new_state_without_words_clears_the_last_states() -> None:
     model.apply(JobStateChanged("j1", "P/S/E", JobState.PAUSED, JobState.SENDING, "paused"))
     model.apply(JobStateChanged("j1", "P/S/E", JobState.PAUSED, JobState.PAUSED))
     assert model.jobs["j1"].message == "paused"  # the same state again keeps its words
+
+
+def test_a_cancel_counted_again_is_announced_once_and_shows_the_count() -> None:
+    """A cancel is said at once, and its count once the worker threads have left their
+    files: the second is the same end in other words, not a second notification."""
+    model = TransferModel()
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.SENDING, JobState.QUEUED))
+    first = "cancelled by the user; the files under way are finishing"
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.CANCELLED, JobState.SENDING, first))
+    counted = "cancelled by the user; 360 of 2048 file(s) complete in /out"
+    model.apply(JobStateChanged("j1", "P/S/E", JobState.CANCELLED, JobState.CANCELLED, counted))
+    assert [(r.state, r.message) for r in model.take_finished()] == [(JobState.CANCELLED, first)]
+    assert model.jobs["j1"].message == counted

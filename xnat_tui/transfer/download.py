@@ -92,6 +92,7 @@ class FileSystem(Protocol):
     def open_part(self, path: Path, *, append: bool) -> BinaryIO: ...
     def sync(self, handle: BinaryIO) -> None: ...
     def finish(self, handle: BinaryIO, part: Path, final: Path) -> None: ...
+    def promote(self, part: Path, final: Path) -> None: ...
     def size(self, path: Path) -> int | None: ...
     def names(self, folder: Path) -> set[str]: ...
     def remove(self, path: Path) -> None: ...
@@ -173,6 +174,16 @@ class LocalFileSystem:
         """Close and rename a synced .part: the final name only ever holds a whole,
         verified file."""
         handle.close()
+        os.replace(part, final)
+
+    def promote(self, part: Path, final: Path) -> None:
+        """A whole .part found verified (after a crash) under its final name, synced
+        first: the final name only ever holds bytes that are on disk."""
+        fd = os.open(part, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            getattr(os, "fdatasync", os.fsync)(fd)
+        finally:
+            os.close(fd)
         os.replace(part, final)
 
     def sync_dirs(self, folders: Iterable[Path]) -> None:
@@ -773,11 +784,12 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         # With threads still on files, the count is said once they have left them.
         under_way = f"{why}; the files under way are finishing" if stopping else _cancelled(run)
         self._set_state(run, JobState.CANCELLED, under_way)
-        self._release(run)
-        if stopping:
-            recount = asyncio.get_running_loop().create_task(self._recount(run, stopping))
-            self._recounts.add(recount)
-            recount.add_done_callback(self._recounts.discard)
+        if not stopping:
+            self._release(run)
+            return
+        recount = asyncio.get_running_loop().create_task(self._recount(run, stopping))
+        self._recounts.add(recount)
+        recount.add_done_callback(self._recounts.discard)
 
     async def _recount(self, run: _DownloadRun, stopping: list[asyncio.Task[None]]) -> None:
         """The cancel's count said again once its worker threads have left their files
@@ -785,8 +797,11 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         (the one being written, the one waiting for its MD5) are complete too."""
         await asyncio.wait(stopping)
         self._flush(run)
+        if self._runs.get(run.job_id) is not run:
+            return  # retried here meanwhile: the job is its new run's
         if run.state is JobState.CANCELLED:
             self._set_state(run, JobState.CANCELLED, _cancelled(run))
+        self._release(run)  # held until now: another process must not retry it meanwhile
 
     async def close(self) -> None:
         if self._closed:
@@ -1196,16 +1211,23 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
             raise
         finally:
             run.chains.remove(outcomes)
+        # What ended is settled before a renewal is awaited: a cancel meanwhile must not
+        # leave a file the thread finished uncounted.
+        renew = [(f, o) for f, o in outcomes if isinstance(o, download_ops.NeedLogin)]
         for f, outcome in outcomes:
-            if isinstance(outcome, download_ops.NeedLogin):
-                try:
-                    await self.client._relogin(outcome.generation)
-                    outcome = await self._fetch_threaded(run, f, renewed=True)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    outcome = exc
-            self._settle(run, f, outcome)
+            if not isinstance(outcome, download_ops.NeedLogin):
+                self._settle(run, f, outcome)
+        for f, need in renew:
+            try:
+                await self.client._relogin(need.generation)
+                again: tuple[str, str] | Exception = await self._fetch_threaded(
+                    run, f, renewed=True
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                again = exc
+            self._settle(run, f, again)
 
     def _transfer_chain(
         self,
@@ -1241,6 +1263,9 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                     break
                 except Exception as exc:
                     self._left(key)
+                    if held is not None:  # settled first: a 401's renewal waits on the loop
+                        outcomes.append(self._complete_held(held))
+                        held = None
                     outcomes.append((f, exc))
                     break
                 if isinstance(got, tuple):  # it was there already
@@ -1307,6 +1332,13 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         if f.guarded and f.digest:
             raise FileInTheWay(_in_the_way(f))
         offset = self.fs.size(part) or 0
+        if offset and f.digest and offset == f.size:
+            # Whole: the process ended between its fsync and its rename (a file waits as
+            # .part for its MD5 until the thread's next file is in). Its MD5 tells.
+            md5 = self.fs.md5(part)
+            if md5 == f.digest:
+                self.fs.promote(part, f.local)
+                return "md5", md5
         # A .part is continued only where the MD5 will check the whole: without a digest
         # nothing tells a part of an older version of the file from this one's.
         if offset and (not f.digest or (f.size is not None and offset >= f.size)):
@@ -1591,6 +1623,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
         try:
             md5 = got.check.finish()
         except BaseException as exc:
+            got.check.settle()  # no MD5 left queued on the buffer (a short body fails first)
             with contextlib.suppress(OSError):
                 got.handle.close()
             if isinstance(exc, download_ops.IntegrityError):

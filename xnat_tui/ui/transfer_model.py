@@ -104,6 +104,8 @@ class TransferModel:
             self.overall = Overall(event.bytes_sent, event.bytes_total, event.rate, event.eta)
         elif isinstance(event, JobStateChanged):
             row = self.jobs.get(event.job_id)
+            # Its words said again in the same state (a cancel's count) are not a new end.
+            ended = event.state.finished and event.previous is not event.state
             if row is None:
                 row = JobRow(
                     job_id=event.job_id, label=event.label, state=event.state, kind=event.kind
@@ -124,6 +126,7 @@ class TransferModel:
             if event.state.finished:
                 row.rate = 0.0
                 row.eta = None
+            if ended:
                 # Every end (verified, failed, cancelled) is announced, not only success.
                 self.finished.append(replace(row))
         elif isinstance(event, SeriesStateChanged):

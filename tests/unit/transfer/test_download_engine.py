@@ -27,7 +27,7 @@ from xnat_tui.transfer.types import JobState
 from xnat_tui.workflow import download as dl
 from xnat_tui.workflow.jobs import builder_for
 from xnat_tui.workflow.upload import job_report
-from xnat_tui.xnat import md5
+from xnat_tui.xnat import download_ops, md5
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.credentials import Credentials
 
@@ -1034,11 +1034,126 @@ async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
     [jid] = await eng.submit(plan.downloads)
     assert await asyncio.to_thread(fs.holding.wait, 30)
     eng.cancel(jid)
-    # No count yet: the worker is still on the third file (and the second, by MD5).
+    # No count yet: the worker is still on the third file (and the second, by MD5), and
+    # the job stays this process's until then (a retry elsewhere would be overwritten).
     assert journal.job(jid).message == "cancelled by the user; the files under way are finishing"
+    assert journal.holder(jid) == eng.owner
     fs.release.set()
     assert (await eng.wait([jid]))[jid] is JobState.CANCELLED
     await eng.close()
     saved = sorted(p.name for p in out.rglob("*") if p.is_file())
     assert len(saved) == 3 and not any(name.endswith(".part") for name in saved)
     assert "3 of 7 file(s) complete" in journal.job(jid).message
+    assert journal.holder(jid) is None
+
+
+async def test_a_cancel_while_a_chain_renews_its_session_counts_the_file_it_finished(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second file of a chain meets a 401 while the first waits for its MD5: the
+    first is settled before the renewal is awaited, so a cancel during the renewal
+    still counts it (it was saved, and left uncounted and unmarked)."""
+    monkeypatch.setattr(download, "CHAIN", 3)
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    journal = Journal(tmp_path / "j.sqlite3")
+    eng = engine(client, journal, concurrency=1)
+    await eng.start(resume=False)
+    assert eng.fetcher is not None
+    real_get = eng.fetcher.get
+    gets = 0
+
+    def get(uri: str, headers: dict[str, str], generation: int, **kw: Any) -> Any:
+        nonlocal gets
+        gets += 1
+        if gets == 2:
+            raise download_ops.NeedLogin(generation)
+        return real_get(uri, headers, generation, **kw)
+
+    renewing = asyncio.Event()
+
+    async def relogin(generation: int) -> None:  # a renewal that has not answered yet
+        renewing.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(eng.fetcher, "get", get)
+    monkeypatch.setattr(client, "_relogin", relogin)
+    [jid] = await eng.submit(plan.downloads)
+    await asyncio.wait_for(renewing.wait(), 30)
+    eng.cancel(jid)
+    await eng.wait([jid])
+    await eng.close()
+    saved = [p for p in out.rglob("*") if p.is_file()]
+    assert first_scan_file(plan) in saved and not any(p.name.endswith(PART) for p in saved)
+    assert f"; {len(saved)} of 7 file(s) complete" in journal.job(jid).message
+
+
+@pytest.mark.skipif(not md5.lanes_usable(), reason="no MD5 kernel built for this CPU")
+async def test_a_short_file_leaves_no_md5_queued_on_a_buffer_used_again(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body shorter than listed fails before its MD5 is settled: its bytes' queued
+    hashing must go with it (else the batch later hashes a buffer the next file has
+    filled, beside other files' bytes)."""
+    monkeypatch.setattr(download, "CHAIN", 7)
+    row = next(r for r in sandbox.store.list_experiments() if r["label"] == "PIL_900_MR1")
+    scan = sandbox.store.list_scans(row["id"])[0]
+    res = sandbox.store.list_resources(row["id"], int(scan["pk"]))[0]
+    stored = sandbox.store.file_path(sandbox.store.list_files(int(res["id"]))[0])
+    stored.write_bytes(stored.read_bytes()[:-100])  # the listing keeps the old size
+    plan = await dl.plan_request(
+        client, project="PILOT", out=tmp_path / "out", sessions=["PIL_900_MR1"]
+    )
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=2)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.FAILED]
+    await eng.close()
+    lanes: list[int] = []
+    real = md5._KERNEL
+
+    class Spy:
+        def compress(self, states: list[bytearray], blocks: list[Any], count: int) -> None:
+            lanes.append(len(states))
+            real.compress(states, blocks, count)
+
+    monkeypatch.setattr(md5, "_KERNEL", Spy())
+    later = md5.Md5()
+    later.update(bytes(1 << 16))  # the next batch: nothing of the failed file joins it
+    assert lanes and set(lanes) == {1}
+    assert later.hexdigest() == hashlib.md5(bytes(1 << 16)).hexdigest()
+
+
+class CountsParts(LocalFileSystem):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[str] = []
+
+    def open_part(self, path: Path, *, append: bool) -> BinaryIO:
+        self.written.append(str(path))
+        return super().open_part(path, append=append)
+
+
+def first_scan_file(plan: dl.DownloadPlan) -> Path:
+    return plan.downloads[0].scans[0].files[0].local
+
+
+async def test_a_whole_part_left_by_a_crash_is_kept_when_its_md5_is_the_listings(
+    sandbox: SandboxServer, client: XnatClient, tmp_path: Path
+) -> None:
+    """A process killed between a file's fsync and its rename (a file waits as .part
+    for its MD5 until the thread's next one is in) leaves it whole: the next run checks
+    it and renames it, instead of fetching it again."""
+    out = tmp_path / "out"
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    first = first_scan_file(plan)
+    want = server_files(sandbox, "PIL_900_MR1")
+    key = f"{plan.downloads[0].scans[0].scan_id}/{first.name}"
+    first.parent.mkdir(parents=True)
+    download.part_of(first).write_bytes(want[key])
+    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    fs = CountsParts()
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=fs)
+    assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
+    await eng.close()
+    assert local_files(out) == want
+    assert str(download.part_of(first)) not in fs.written, "fetched again"
+    assert len(fs.written) == 6
