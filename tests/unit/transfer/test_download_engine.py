@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import pytest
 import pytest_asyncio
 
+from tests.fixtures.md5_lanes import lanes_per_call
 from xnat_tui.sandbox.server import SandboxServer
 from xnat_tui.sandbox.store import Store
 from xnat_tui.transfer import download
@@ -433,39 +434,39 @@ async def test_a_clean_session_takes_fewer_hops_than_files(
     assert len(hops) < plan.files == 7
 
 
-@pytest.mark.parametrize("pure_md5", [False, True], ids=["md5-lanes", "hashlib"])
+@pytest.mark.parametrize(
+    ("pure_md5", "chained"),
+    [(False, False), (True, False), (False, True)],
+    ids=["md5-lanes", "hashlib", "one-worker-chain"],
+)
 async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
     sandbox: SandboxServer,
     client: XnatClient,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     pure_md5: bool,
+    chained: bool,
 ) -> None:
     """Same size, other bytes: only the MD5 sees it, on either MD5 (the vector lanes
-    eight files share, or hashlib); the file is never left looking complete."""
+    eight files share, or hashlib); the file is never left looking complete. In one
+    worker's chain of all seven, the file's MD5 is settled once the next file has
+    arrived: found wrong then, it fails alone; the next, already there, is placed."""
     if pure_md5:
         monkeypatch.setenv("XNAT_TUI_PURE_MD5", "1")
-    elif not md5.lanes_usable():
+    elif not chained and not md5.lanes_usable():
         pytest.skip("no MD5 kernel built for this CPU")
-    lanes_used = 0
-    real = md5._KERNEL
-
-    class Counting:
-        def compress(self, states: list[bytearray], blocks: list[Any], count: int) -> None:
-            nonlocal lanes_used
-            lanes_used += 1
-            real.compress(states, blocks, count)
-
-    monkeypatch.setattr(md5, "_KERNEL", Counting())
+    if chained:
+        monkeypatch.setattr(download, "CHAIN", 7)
+    kernel_calls = lanes_per_call(monkeypatch)
     wrong = corrupt_a_file(sandbox.store, "PIL_900_MR1")
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=8)
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1 if chained else 8)
     states = await run_plan(eng, plan)
     await eng.close()
     assert list(states.values()) == [JobState.FAILED]
     job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
-    assert f"{wrong.split('/')[-1]}: MD5 " in job.message
+    assert job.message.startswith(f"1 of 7 file(s) failed ({wrong.split('/')[-1]}: MD5 ")
     assert "does not match the listing's" in job.message
     assert job.message.endswith(
         "run the same download again: it lists the files anew ('xnat-tui transfers retry "
@@ -474,29 +475,9 @@ async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
     assert not list(out.rglob(f"*{PART}"))
     want = {k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k != wrong}
     assert local_files(out) == want, "the others arrived, verified; the wrong one is absent"
-    # Eight files at once: the engine checks them on the vector lanes unless told not to.
-    assert (lanes_used > 0) is not pure_md5
-
-
-async def test_a_file_found_wrong_after_the_next_arrived_fails_alone(
-    sandbox: SandboxServer, client: XnatClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """In a chain, a file's MD5 is settled once the next file has arrived: the first
-    file's wrong MD5, found then, fails that file alone; the next one, already there,
-    is placed, and the rest are fetched after."""
-    monkeypatch.setattr(download, "CHAIN", 7)
-    wrong = corrupt_a_file(sandbox.store, "PIL_900_MR1")
-    out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1)
-    states = await run_plan(eng, plan)
-    await eng.close()
-    assert list(states.values()) == [JobState.FAILED]
-    job = eng.journal.jobs(kinds=[JobKind.DOWNLOAD])[0]
-    assert job.message.startswith(f"1 of 7 file(s) failed ({wrong.split('/')[-1]}: MD5 ")
-    want = {k: v for k, v in server_files(sandbox, "PIL_900_MR1").items() if k != wrong}
-    assert local_files(out) == want
-    assert not list(out.rglob(f"*{PART}"))
+    # Eight files at once: the engine checks them on the vector lanes unless told not to
+    # (one worker: hashlib, where one lane would be slower).
+    assert bool(kernel_calls) is not (pure_md5 or chained)
 
 
 class SyncLog(LocalFileSystem):
@@ -1107,15 +1088,7 @@ async def test_a_short_file_leaves_no_md5_queued_on_a_buffer_used_again(
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=2)
     assert list((await run_plan(eng, plan)).values()) == [JobState.FAILED]
     await eng.close()
-    lanes: list[int] = []
-    real = md5._KERNEL
-
-    class Spy:
-        def compress(self, states: list[bytearray], blocks: list[Any], count: int) -> None:
-            lanes.append(len(states))
-            real.compress(states, blocks, count)
-
-    monkeypatch.setattr(md5, "_KERNEL", Spy())
+    lanes = lanes_per_call(monkeypatch)
     later = md5.Md5()
     later.update(bytes(1 << 16))  # the next batch: nothing of the failed file joins it
     assert lanes and set(lanes) == {1}

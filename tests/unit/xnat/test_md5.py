@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.compiler import can_compile
+from tests.fixtures.md5_lanes import lanes_per_call as spy_lanes
 from xnat_tui.xnat import download_ops, md5
 
 try:
@@ -136,15 +137,7 @@ def test_bytes_queued_for_later_are_all_hashed_once_settled() -> None:
 def test_streams_queued_meanwhile_share_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """The point of the batch: when one stream needs its digest, the others queued by
     then are hashed in the same kernel calls (lanes filled), not one after another."""
-    lanes_per_call: list[int] = []
-    real = md5._KERNEL
-
-    class Spy:
-        def compress(self, states: list[bytearray], blocks: list[Any], count: int) -> None:
-            lanes_per_call.append(len(states))
-            real.compress(states, blocks, count)
-
-    monkeypatch.setattr(md5, "_KERNEL", Spy())
+    lanes_per_call = spy_lanes(monkeypatch)
     datas = [bytes([i]) * (256 << 10) for i in range(8)]
     hashes = [md5.Md5() for _ in datas]
     for h, d in zip(hashes, datas, strict=True):
