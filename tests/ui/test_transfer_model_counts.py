@@ -86,6 +86,21 @@ def test_a_cancel_counted_again_is_announced_once_and_shows_the_count() -> None:
     first = "cancelled by the user; the files under way are finishing"
     model.apply(JobStateChanged("j1", "P/S/E", JobState.CANCELLED, JobState.SENDING, first))
     counted = "cancelled by the user; 360 of 2048 file(s) complete in /out"
-    model.apply(JobStateChanged("j1", "P/S/E", JobState.CANCELLED, JobState.CANCELLED, counted))
+    model.apply(
+        JobStateChanged(
+            "j1",
+            "P/S/E",
+            JobState.CANCELLED,
+            JobState.CANCELLED,
+            counted,
+            bytes_total=2048 << 19,
+            files_total=2048,
+            bytes_sent=360 << 19,
+            files_sent=360,
+        )
+    )
     assert [(r.state, r.message) for r in model.take_finished()] == [(JobState.CANCELLED, first)]
-    assert model.jobs["j1"].message == counted
+    row = model.jobs["j1"]
+    assert row.message == counted
+    # The Files column agrees with the count, not with the last tick before the cancel.
+    assert (row.files_sent, row.bytes_sent) == (360, 360 << 19)

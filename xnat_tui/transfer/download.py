@@ -930,6 +930,7 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
     def _emit_state(
         self, run: _DownloadRun, state: JobState, previous: JobState | None, message: str
     ) -> None:
+        sent, files = run.progress()
         self._hub.publish(
             JobStateChanged(
                 run.job_id,
@@ -940,6 +941,8 @@ class DownloadEngine(JobLifecycle[_DownloadRun]):
                 bytes_total=run.bytes_total,
                 files_total=len(run.files),
                 kind=JobKind.DOWNLOAD,
+                bytes_sent=sent,
+                files_sent=files,
             )
         )
         self._changed.set()

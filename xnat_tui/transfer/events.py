@@ -26,6 +26,10 @@ class JobStateChanged:
     bytes_total: int = 0
     files_total: int = 0
     kind: JobKind = JobKind.UPLOAD
+    # Where the job's counters stand, where its engine says (a job ending between two
+    # progress ticks: a cancel's files finished after the last one).
+    bytes_sent: int | None = None
+    files_sent: int | None = None
 
 
 @dataclass(frozen=True)

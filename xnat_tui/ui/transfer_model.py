@@ -118,6 +118,9 @@ class TransferModel:
             row.state = event.state
             if event.files_total or event.bytes_total:
                 row.bytes_total, row.files_total = event.bytes_total, event.files_total
+            if event.files_sent is not None:
+                row.files_sent = event.files_sent
+                row.bytes_sent = event.bytes_sent or 0
             if event.state is JobState.VERIFIED:
                 # A small job can finish between two progress ticks; verified means the
                 # server holds every file, so the counters must say so too.

@@ -1011,6 +1011,7 @@ async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
     fs = HoldsThird()
     journal = Journal(tmp_path / "j.sqlite3")
     eng = engine(client, journal, fs=fs, concurrency=1)
+    stream = eng.subscribe()
     await eng.start(resume=False)
     [jid] = await eng.submit(plan.downloads)
     assert await asyncio.to_thread(fs.holding.wait, 30)
@@ -1026,6 +1027,9 @@ async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
     assert len(saved) == 3 and not any(name.endswith(".part") for name in saved)
     assert "3 of 7 file(s) complete" in journal.job(jid).message
     assert journal.holder(jid) is None
+    stream.close()
+    last = [e async for e in stream if isinstance(e, JobStateChanged)][-1]
+    assert (last.state, last.files_sent) == (JobState.CANCELLED, 3)
 
 
 async def test_a_cancel_while_a_chain_renews_its_session_counts_the_file_it_finished(
