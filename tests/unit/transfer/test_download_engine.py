@@ -79,6 +79,11 @@ def local_files(out: Path) -> dict[str, bytes]:
     return found
 
 
+async def pilot_plan(client: XnatClient, out: Path) -> dl.DownloadPlan:
+    """The plan most tests download: session PIL_900_MR1 (7 files in 2 scans) into ``out``."""
+    return await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+
+
 def engine(client: XnatClient, journal: Journal, **kw: object) -> DownloadEngine:
     return DownloadEngine(
         client,
@@ -89,6 +94,13 @@ def engine(client: XnatClient, journal: Journal, **kw: object) -> DownloadEngine
         progress_interval=0.01,
         **kw,  # type: ignore[arg-type]
     )
+
+
+async def started(client: XnatClient, tmp_path: Path) -> DownloadEngine:
+    """An engine on a journal of its own in ``tmp_path``, running, with nothing queued."""
+    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
+    await eng.start(resume=False)
+    return eng
 
 
 async def run_plan(eng: DownloadEngine, plan: dl.DownloadPlan) -> dict[str, JobState]:
@@ -102,7 +114,7 @@ async def test_a_session_arrives_byte_for_byte_verified_by_md5(
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     assert plan.files == 7
     eng = engine(client, journal)
     events: list[object] = []
@@ -199,7 +211,7 @@ async def test_dropped_connections_and_5xx_are_retried_and_ranges_resume(
     sandbox: SandboxServer, client: XnatClient, tmp_path: Path, threaded: bool, chain: int
 ) -> None:
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     sandbox.faults.configure("cut=0.4,error=503:0.2,ranges,only=/data/experiments,seed=3")
     jobs = 1 if chain > 1 else 8
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), threaded=threaded, concurrency=jobs)
@@ -278,7 +290,7 @@ async def test_a_full_disk_stops_the_job_with_a_clear_message(
     sandbox: SandboxServer, client: XnatClient, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     one = plan.downloads[0].files[0].size or 0
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=FullDisk(one * 2), concurrency=1)
     states = await run_plan(eng, plan)
@@ -318,8 +330,7 @@ async def test_html_instead_of_a_file_is_never_saved(
     assert not [p for p in out.rglob("*") if p.is_file()]  # not even a .part
     # A file gone from the server (404) fails that file by name, not the whole run.
     sandbox.faults.configure("error=404:1,only=/data/experiments/")
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
-    await eng.start(resume=False)
+    eng = await started(client, tmp_path)
     await eng.retry(job.id)
     assert (await eng.wait([job.id]))[job.id] is JobState.FAILED
     await eng.close()
@@ -331,8 +342,7 @@ async def test_pause_resume_cancel_and_the_registered_builder(
 ) -> None:
     out = tmp_path / "out"
     plan = await dl.plan_request(client, project="PILOT", out=out)
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
-    await eng.start(resume=False)
+    eng = await started(client, tmp_path)
     sandbox.faults.configure("latency=50ms")
     ids = await eng.submit(plan.downloads)
     assert eng.pause(ids[0]) == ids
@@ -380,7 +390,7 @@ async def test_files_queued_behind_a_stalled_one_come_after_pause_and_resume(
     first one stalls: one request reached the server, none of the queued files is lost,
     and the resumed job gets every file to the last byte."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     sandbox.faults.configure("latency=60s,only=/data/experiments/")
     journal = Journal(tmp_path / "j.sqlite3")
     eng = engine(client, journal, concurrency=1)
@@ -425,7 +435,7 @@ async def test_a_clean_session_takes_fewer_hops_than_files(
 ) -> None:
     monkeypatch.setattr(download, "CHAIN", 3)  # 7 files, 2 slots: chains while 6 are left
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1)
     hops = count_hops(eng)
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
@@ -460,7 +470,7 @@ async def test_a_file_whose_bytes_differ_from_its_digest_is_refused(
     kernel_calls = lanes_per_call(monkeypatch)
     wrong = corrupt_a_file(sandbox.store, "PIL_900_MR1")
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), concurrency=1 if chained else 8)
     states = await run_plan(eng, plan)
     await eng.close()
@@ -508,7 +518,7 @@ async def test_every_file_is_synced_before_its_rename_and_a_wrong_one_never_rena
     wrong = corrupt_a_file(sandbox.store, "PIL_900_MR1")
     fs = SyncLog()
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=fs, threaded=threaded)
     states = await run_plan(eng, plan)
     await eng.close()
@@ -527,7 +537,7 @@ async def test_files_listed_without_a_size_are_still_resumed_by_md5(
     so it is when a later run resumes the job from the journal (it once read the size
     back as 0 bytes and refused every such file)."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     unsized = _without(plan.downloads, size=None)
     journal = Journal(tmp_path / "j.sqlite3")
     first = engine(client, journal)
@@ -552,7 +562,7 @@ async def test_a_journal_from_before_the_size_mark_still_takes_downloads(
             " PRIMARY KEY(job_id, series_uid, idx))"
         )
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     eng = engine(client, journal)
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
     await eng.close()
@@ -625,9 +635,8 @@ async def test_asking_again_for_a_paused_session_resumes_it(
     sandbox: SandboxServer, client: XnatClient, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
-    await eng.start(resume=False)
+    plan = await pilot_plan(client, out)
+    eng = await started(client, tmp_path)
     sandbox.faults.configure("latency=50ms")
     ids = await eng.submit(plan.downloads)
     eng.pause(ids[0])
@@ -646,12 +655,12 @@ async def test_a_file_changed_on_the_server_since_an_unfinished_run_is_fetched_a
     the old job (which says so) instead of failing on the old digest."""
     out = tmp_path / "out"
     journal = Journal(tmp_path / "j.sqlite3")
-    old_plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    old_plan = await pilot_plan(client, out)
     first = engine(client, journal)
     (old,) = await first.submit(old_plan.downloads)
     await first.close()  # unfinished: nothing fetched yet
     change_a_file(sandbox.store, "PIL_900_MR1")
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     again = engine(client, journal)  # as the command does: plan, resume, submit
     assert await again.start(resume=True) == [old]
     (new,) = await again.submit(plan.downloads)
@@ -670,12 +679,11 @@ async def test_two_requests_for_other_scans_of_one_session_both_arrive(
     """Scan 1, then scan 2 of the same session into the same folder, the first still
     running: two jobs, not the second folded into the first."""
     out = tmp_path / "out"
-    full = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    full = await pilot_plan(client, out)
     (session,) = full.downloads
     assert len(session.scans) >= 2
     one, two = (replace(session, scans=(s,)) for s in session.scans[:2])
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
-    await eng.start(resume=False)
+    eng = await started(client, tmp_path)
     sandbox.faults.configure("latency=50ms")
     (a,) = await eng.submit([one])
     (b,) = await eng.submit([two])
@@ -733,7 +741,7 @@ async def test_a_part_that_cannot_be_continued_is_fetched_again_whole(
 ) -> None:
     sandbox.faults.configure("ranges")  # a server that honours Range
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     expected = server_files(sandbox, "PIL_900_MR1")
     first = plan.downloads[0].scans[0].files[0]
     first.local.parent.mkdir(parents=True)
@@ -805,7 +813,7 @@ async def test_files_failing_for_one_reason_are_reported_as_one(
     """Seven files refused by the server: one line for the reason (naming a few of them),
     not seven that differ only in the file's name."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     sandbox.faults.configure("error=500:1.0,only=/data/experiments")
     eng = engine(client, Journal(tmp_path / "j.sqlite3"))
     states = await run_plan(eng, plan)
@@ -857,7 +865,7 @@ async def test_a_file_is_not_tried_again_while_a_paused_tries_thread_still_write
     the second try of that file waits until the thread has left it (else both write one
     .part, and the late write lands in the file the second try verified)."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     target = str(plan.downloads[0].scans[0].files[0].local)
     fs = HeldFirstWrite(target)
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=fs)
@@ -962,7 +970,7 @@ async def test_a_failed_renewal_says_so_once_and_what_to_do(
 ) -> None:
     """The password changed meanwhile: the session expires and cannot be renewed."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     client.credentials = replace(client.credentials, password="changed meanwhile")
     sandbox.faults.expire_sessions()
     journal = Journal(tmp_path / "j.sqlite3")
@@ -1007,7 +1015,7 @@ async def test_a_cancel_counts_the_files_a_worker_finished_before_it(
     at the moment of the cancel."""
     monkeypatch.setattr(download, "CHAIN", chain)
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     fs = HoldsThird()
     journal = Journal(tmp_path / "j.sqlite3")
     eng = engine(client, journal, fs=fs, concurrency=1)
@@ -1040,7 +1048,7 @@ async def test_a_cancel_while_a_chain_renews_its_session_counts_the_file_it_fini
     still counts it (it was saved, and left uncounted and unmarked)."""
     monkeypatch.setattr(download, "CHAIN", 3)
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     journal = Journal(tmp_path / "j.sqlite3")
     eng = engine(client, journal, concurrency=1)
     await eng.start(resume=False)
@@ -1120,13 +1128,13 @@ async def test_a_whole_part_left_by_a_crash_is_kept_when_its_md5_is_the_listings
     for its MD5 until the thread's next one is in) leaves it whole: the next run checks
     it and renames it, instead of fetching it again."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     first = first_scan_file(plan)
     want = server_files(sandbox, "PIL_900_MR1")
     key = f"{plan.downloads[0].scans[0].scan_id}/{first.name}"
     first.parent.mkdir(parents=True)
     download.part_of(first).write_bytes(want[key])
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     fs = CountsParts()
     eng = engine(client, Journal(tmp_path / "j.sqlite3"), fs=fs)
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]

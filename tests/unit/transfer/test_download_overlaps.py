@@ -19,7 +19,15 @@ from xnat_tui.workflow import download as dl
 from xnat_tui.xnat.client import XnatClient
 from xnat_tui.xnat.credentials import Credentials
 
-from .test_download_engine import _without, engine, local_files, run_plan, server_files
+from .test_download_engine import (
+    _without,
+    engine,
+    local_files,
+    pilot_plan,
+    run_plan,
+    server_files,
+    started,
+)
 
 
 @pytest_asyncio.fixture
@@ -48,7 +56,7 @@ async def test_another_sessions_files_in_the_folder_are_never_replaced(
     refused before anything is fetched, naming the job whose files are there."""
     journal = Journal(tmp_path / "j.sqlite3")
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     eng = engine(client, journal)
     [first] = (await run_plan(eng, plan)).keys()
     before = saved(out)
@@ -68,9 +76,8 @@ async def test_another_sessions_running_job_on_the_same_paths_is_refused(
     sandbox: SandboxServer, client: XnatClient, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
-    await eng.start(resume=False)
+    plan = await pilot_plan(client, out)
+    eng = await started(client, tmp_path)
     [jid] = await eng.submit(plan.downloads)
     eng.pause(jid)
     other = other_session(plan.downloads)
@@ -85,7 +92,7 @@ async def test_a_file_no_download_of_the_session_saved_is_kept_and_named(
     """The user's own file where a download would save one (other content): it stays as
     it is, that file fails by name with what to do, the others arrive."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     mine = plan.downloads[0].files[0].local
     mine.parent.mkdir(parents=True)
     mine.write_bytes(b"the user's own notes")
@@ -106,7 +113,7 @@ async def test_a_rerun_replaces_a_file_its_earlier_download_saved(
     """The same session again into the same folder: a downloaded file since changed is
     the download's own, fetched again (as the server has it)."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     journal = Journal(tmp_path / "j.sqlite3")
     for n in (1, 2):
         eng = engine(client, journal)
@@ -123,7 +130,7 @@ async def test_the_same_request_through_a_link_to_the_folder_is_the_same_job(
     out = tmp_path / "out"
     out.mkdir()
     (tmp_path / "link").symlink_to(out)
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     via_link = await dl.plan_request(
         client, project="PILOT", out=tmp_path / "link", sessions=["PIL_900_MR1"]
     )
@@ -176,7 +183,7 @@ async def test_the_same_files_listed_by_another_url_of_the_server_are_kept(
     for again into the same folder was refused as another session's. Where the listings
     agree on every MD5 the files are the same: kept, verified."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     journal = Journal(tmp_path / "j.sqlite3")
     eng = engine(client, journal)
     assert list((await run_plan(eng, plan)).values()) == [JobState.VERIFIED]
@@ -198,7 +205,7 @@ async def test_a_refused_request_leaves_no_job_of_its_own_running(
     (it was: its lease rolled back with the refusal, its run left going)."""
     path = tmp_path / "j.sqlite3"
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     a = other_session(plan.downloads)
     killed = engine(client, Journal(path))
     await killed.start(resume=False)
@@ -223,9 +230,8 @@ async def test_retrying_an_earlier_job_never_replaces_what_another_download_save
     """A cancelled with nothing saved; then another session's files saved there (as the
     user's own would be); A's retry fails on them by name and leaves them."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
-    eng = engine(client, Journal(tmp_path / "j.sqlite3"))
-    await eng.start(resume=False)
+    plan = await pilot_plan(client, out)
+    eng = await started(client, tmp_path)
     [a] = await eng.submit(plan.downloads)
     eng.cancel(a)
     await eng.wait([a])
@@ -249,7 +255,7 @@ async def test_without_digests_a_rerun_keeps_the_same_bytes_and_never_replaces_o
     the server): the bytes fetched again are compared with the file there. The same: it
     is kept, verified; other: it stays, and that file fails by name."""
     out = tmp_path / "out"
-    plan = await dl.plan_request(client, project="PILOT", out=out, sessions=["PIL_900_MR1"])
+    plan = await pilot_plan(client, out)
     plans = _without(plan.downloads, digest="")
     first = engine(client, Journal(tmp_path / "j1.sqlite3"))
     assert list((await run_plan(first, dl.DownloadPlan(plans))).values()) == [JobState.VERIFIED]
